@@ -1,0 +1,104 @@
+# netinit — the two commands are `make qemu` and `make test` (see README.md).
+# Both install what they need on a fresh Debian 12 machine.
+SHELL := /bin/bash
+GO ?= go
+BUILD ?= build
+CACHE ?= .cache
+KERNEL_VERSION ?= 6.1.0-47-cloud-amd64
+KDIR := $(CACHE)/kernel/$(KERNEL_VERSION)
+KERNEL := $(KDIR)/vmlinuz
+MODULES_DIR := $(KDIR)/modules
+IMAGE := $(BUILD)/initramfs.cpio.gz
+export SOURCE_DATE_EPOCH ?= 0
+export CGO_ENABLED := 0
+GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
+
+# Debian packages the tests and the VM need, as command:package.
+DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
+	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt dhcpcd:dhcpcd5
+
+.PHONY: all build deps kernel image qemu test unit bench fuzz vet clean FORCE
+all: image
+
+## deps: install missing Debian packages (only when missing)
+deps:
+	@missing=""; for d in $(DEPS); do c=$${d%%:*}; p=$${d##*:}; \
+	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+
+## build: the static netinit binary
+build: $(BUILD)/netinit
+$(BUILD)/netinit: FORCE
+	@mkdir -p $(BUILD)
+	GOOS=linux GOARCH=amd64 $(GOBUILD) -o $@ ./cmd/netinit
+	@echo "netinit binary: $$(stat -c %s $@) bytes"
+
+# --- image (helper A) ---
+# KERNEL_VERSION=6.1.0-47-amd64 selects Debian's plain flavour, which carries
+# the hardware NIC drivers the cloud flavour leaves out.
+.PHONY: kconfig image-debug
+## kernel: fetch the pinned Debian kernel package once into $(CACHE)
+kernel: $(KDIR)/.stamp
+$(KDIR)/.stamp:
+	KERNEL_VERSION=$(KERNEL_VERSION) CACHE=$(CACHE) ./initramfs/fetch-kernel.sh
+
+## image: the initramfs (reproducible)
+image: $(BUILD)/netinit kernel
+	$(GO) run ./cmd/mkinitramfs -init $(BUILD)/netinit -modules-dir $(MODULES_DIR) \
+	  -kernel-release $(KERNEL_VERSION) -o $(IMAGE)
+
+## image-debug: the initramfs plus u-root's shell and core commands in /bin
+image-debug: $(BUILD)/netinit kernel
+	$(GO) run ./cmd/mkinitramfs -debug -init $(BUILD)/netinit -modules-dir $(MODULES_DIR) \
+	  -kernel-release $(KERNEL_VERSION) -o $(BUILD)/initramfs-debug.cpio.gz
+
+## kconfig: check the kernel's config against kernel-config/netinit.config
+##   (hardware NIC drivers are class hw, skipped for cloud flavours)
+KCONFIG_SKIP ?= $(if $(findstring cloud,$(KERNEL_VERSION)),hw)
+kconfig: kernel
+	$(GO) run ./cmd/kconfigcheck -config $(KDIR)/config -fragment kernel-config/netinit.config \
+	  -skip-class "$(KCONFIG_SKIP)"
+# --- end image ---
+
+# --- qemu (helper B) ---
+QEMU_APPEND ?=
+QEMU_TIMEOUT ?= 90s
+QEMU_NET ?= $(empty)
+QEMU_LOG ?= $(BUILD)/console.log
+## qemu: build everything, boot the VM, stream the console, show the result
+##   (QEMU_APPEND='netinit.x=y', QEMU_NET='-netdev spec', NETINIT_QEMU_ACCEL=tcg|kvm)
+qemu: deps image
+	$(GO) run ./cmd/vmrun -kernel $(KERNEL) -initramfs $(IMAGE) -append "$(QEMU_APPEND)" \
+	  -timeout $(QEMU_TIMEOUT) $(if $(QEMU_NET),-net "$(QEMU_NET)") -log $(QEMU_LOG)
+
+## qemu-test: only the QEMU boot tests and coldplug
+.PHONY: qemu-test
+qemu-test: deps kernel
+	NETINIT_LAB=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
+	  $(GO) test -count=1 -timeout 10m -v ./qemu ./boot/coldplug
+# --- end qemu ---
+
+## test: every test (unit, namespace labs with real servers, QEMU boots)
+test: deps kernel vet
+	NETINIT_LAB=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
+	  $(GO) test -count=1 -timeout 25m ./...
+
+vet:
+	$(GO) vet ./...
+	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); test -z "$$bad" || { echo "gofmt needed: $$bad"; exit 1; }
+
+## fuzz: run every fuzz target for FUZZTIME each
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; done
+
+clean:
+	rm -rf $(BUILD)
+FORCE:

@@ -1,0 +1,316 @@
+package cmdline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// DefaultConfigPath is the config file in the image.
+const DefaultConfigPath = "/etc/netinit/netinit.conf"
+
+// Defaults of the keys that have one.
+const (
+	DefaultTimeout   = 60 * time.Second
+	DefaultRATimeout = 3 * time.Second
+)
+
+// Spec is what the command line and the config file ask for.
+type Spec struct {
+	Next            string           // netinit.next=PATH (absolute)
+	Test            string           // netinit.test=poweroff ("" or "poweroff")
+	Uplink          string           // netinit.uplink=IFNAME
+	BootIF          net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff or a plain MAC
+	Ignore          []string         // netinit.ignore=glob,glob
+	Timeout         time.Duration    // netinit.timeout=DUR (default 60s)
+	RATimeout       time.Duration    // netinit.ra_timeout=DUR (default 3s, 0 for IPv4-only ip=)
+	MTU             int              // netinit.mtu=N (68..65535); 0 = not set
+	IP              []IPConfig       // every ip=
+	Nameservers     []netip.Addr     // nameserver= then the DNS of every ip=, deduplicated
+	VLANs           []VLAN           // vlan=NAME:PARENT
+	KeyDir          string           // netinit.keydir=PATH ("" = overlay default)
+	Ygg             string           // netinit.ygg=auto|on|off|auto-inbound
+	YggPeers        []string         // netinit.ygg.peers=uri,uri
+	YggMulticast    bool             // netinit.ygg.multicast=on|off (default on)
+	YggSeed         string           // netinit.ygg.seed=PATH
+	WG              string           // netinit.wg=auto|on|off
+	WGPeers         []WGPeer         // netinit.wg.peer=KEY@HOST:PORT
+	WGAddress       []netip.Prefix   // netinit.wg.address=cidr,cidr
+	WGAllowed       []netip.Prefix   // netinit.wg.allowed=cidr,cidr (masked)
+	Allow           []Port           // netinit.allow=9900/tcp,53/udp
+	ProbeTargets    []string         // netinit.probe.targets=host:port,...
+	ProbeReflectors []string         // netinit.probe.reflectors=host:port,...
+	NTP             []string         // netinit.ntp=host,host
+
+	// nameservers holds the nameserver= values alone; Nameservers is
+	// derived from it and the ip= DNS after every source.
+	nameservers []netip.Addr
+	// set is the canonical names of the keys given by some source.
+	set map[string]bool
+}
+
+// IPConfig is one ip= token.
+type IPConfig struct {
+	Device   string // "" = any/all links
+	Method   string // dhcp, dhcp6, auto6, either6, on, static, off (see the package doc)
+	Address  netip.Prefix
+	Peer     netip.Addr
+	Gateway  netip.Addr
+	Hostname string // with DHCP: the name to send (RFC 2132 option 12)
+	DNS      []netip.Addr
+	MTU      int
+	MAC      net.HardwareAddr
+}
+
+// WantsDHCP4 reports whether the method runs a DHCPv4 client.
+func (c IPConfig) WantsDHCP4() bool { return c.Method == "dhcp" || c.Method == "on" }
+
+// WantsRA reports whether the method waits for Router Advertisements
+// (SLAAC, and DHCPv6 when the RA's M/O flags say so).
+func (c IPConfig) WantsRA() bool {
+	return c.Method == "auto6" || c.Method == "either6" || c.Method == "on"
+}
+
+// WantsDHCP6 reports whether the method runs a DHCPv6 client regardless of
+// the RA flags (either6 does it only when auto6 yields nothing).
+func (c IPConfig) WantsDHCP6() bool { return c.Method == "dhcp6" || c.Method == "either6" }
+
+// VLAN is one vlan= token.
+type VLAN struct {
+	Name, Parent string
+	ID           int
+}
+
+// WGPeer is one netinit.wg.peer= token.
+type WGPeer struct {
+	PublicKey string // base64, 32 bytes
+	Endpoint  string // host:port, IPv6 in brackets
+}
+
+// Port is one element of netinit.allow=.
+type Port struct {
+	Port  uint16
+	Proto string // tcp or udp
+}
+
+func (p Port) String() string { return strconv.Itoa(int(p.Port)) + "/" + p.Proto }
+
+// Problem is a token that was not applied, or a source that could not be
+// read.
+type Problem struct {
+	// Source is "cmdline" or "FILE:LINE" ("FILE" alone for read errors).
+	Source string
+	// Token is the offending token exactly as it occurs in the input.
+	Token string
+	Err   error
+
+	// key and val are the token as the parser split it, for Error.
+	key, val string
+	hasVal   bool
+}
+
+func (p Problem) Error() string {
+	src := p.Source
+	if src == "" {
+		src = "cmdline"
+	}
+	if p.Err == nil {
+		p.Err = errors.New("problem")
+	}
+	if p.Token == "" {
+		return src + ": " + p.Err.Error()
+	}
+	if p.key == "" {
+		p.key, p.val, p.hasVal = splitKV(p.Token)
+	}
+	return src + ": " + displayKV(p.key, p.val, p.hasVal) + ": " + p.Err.Error()
+}
+
+func (p Problem) Unwrap() error { return p.Err }
+
+// displayKV renders a token as key="value" so that whitespace and control
+// characters cannot garble a console line or a state file.
+func displayKV(key, val string, hasVal bool) string {
+	if needsQuote(key) {
+		key = strconv.Quote(key)
+	}
+	if !hasVal {
+		return key
+	}
+	return key + "=" + strconv.Quote(val)
+}
+
+func needsQuote(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r == '"' || r >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// Defaults returns the Spec used when nothing is given.
+func Defaults() *Spec {
+	return &Spec{
+		Timeout:      DefaultTimeout,
+		RATimeout:    DefaultRATimeout,
+		Ygg:          "auto",
+		YggMulticast: true,
+		WG:           "auto",
+		set:          map[string]bool{},
+	}
+}
+
+// Parse applies a kernel command line on top of Defaults.
+func Parse(line string) (*Spec, []Problem) {
+	return Merge(Defaults(), line)
+}
+
+// Merge returns a copy of base with the command line applied on top of it
+// (base is not modified). A nil base means Defaults.
+func Merge(base *Spec, line string) (*Spec, []Problem) {
+	s := base.Clone()
+	a := newApplier(s, false)
+	for _, t := range lexCmdline(line) {
+		a.token("cmdline", t)
+	}
+	s.finish()
+	return s, a.problems
+}
+
+// ParseConfig applies a config file on top of Defaults. name is used in the
+// problems ("netinit.conf:7: ...").
+func ParseConfig(r io.Reader, name string) (*Spec, []Problem) {
+	s := Defaults()
+	probs := s.applyConfig(r, name)
+	return s, probs
+}
+
+// MergeConfig returns a copy of base with a config file applied on top.
+func MergeConfig(base *Spec, r io.Reader, name string) (*Spec, []Problem) {
+	s := base.Clone()
+	probs := s.applyConfig(r, name)
+	return s, probs
+}
+
+// Load reads the config file at path (none when path is ""), then applies
+// the command line on top. A missing file is a problem unless path is
+// DefaultConfigPath, which images need not ship.
+func Load(path, line string) (*Spec, []Problem) {
+	s := Defaults()
+	var probs []Problem
+	if path != "" {
+		f, err := os.Open(path)
+		switch {
+		case err == nil:
+			var p []Problem
+			s, p = MergeConfig(s, f, path)
+			probs = append(probs, p...)
+			f.Close()
+		case errors.Is(err, fs.ErrNotExist) && path == DefaultConfigPath:
+		default:
+			probs = append(probs, Problem{Source: path, Err: fmt.Errorf("reading config: %w", err)})
+		}
+	}
+	s, p := Merge(s, line)
+	return s, append(probs, p...)
+}
+
+// Clone returns a deep copy. A nil Spec clones to Defaults.
+func (s *Spec) Clone() *Spec {
+	if s == nil {
+		return Defaults()
+	}
+	c := *s
+	c.BootIF = slices.Clone(s.BootIF)
+	c.Ignore = slices.Clone(s.Ignore)
+	c.IP = make([]IPConfig, len(s.IP))
+	for i, ip := range s.IP {
+		ip.DNS = slices.Clone(ip.DNS)
+		ip.MAC = slices.Clone(ip.MAC)
+		c.IP[i] = ip
+	}
+	if s.IP == nil {
+		c.IP = nil
+	}
+	c.Nameservers = slices.Clone(s.Nameservers)
+	c.nameservers = slices.Clone(s.nameservers)
+	c.VLANs = slices.Clone(s.VLANs)
+	c.YggPeers = slices.Clone(s.YggPeers)
+	c.WGPeers = slices.Clone(s.WGPeers)
+	c.WGAddress = slices.Clone(s.WGAddress)
+	c.WGAllowed = slices.Clone(s.WGAllowed)
+	c.Allow = slices.Clone(s.Allow)
+	c.ProbeTargets = slices.Clone(s.ProbeTargets)
+	c.ProbeReflectors = slices.Clone(s.ProbeReflectors)
+	c.NTP = slices.Clone(s.NTP)
+	c.set = make(map[string]bool, len(s.set))
+	for k := range s.set {
+		c.set[k] = true
+	}
+	return &c
+}
+
+// Keys returns the keys that some source set, sorted, with their full
+// command-line names ("netinit.timeout", "ip", "BOOTIF").
+func (s *Spec) Keys() []string {
+	keys := make([]string, 0, len(s.set))
+	for k := range s.set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// IsSet reports whether a key (full name, as Keys returns it) was given.
+func (s *Spec) IsSet(key string) bool { return s.set[key] }
+
+// finish derives the fields that depend on several keys. It runs after
+// every source so that Merge on a finished Spec stays correct.
+func (s *Spec) finish() {
+	if !s.set["netinit.ra_timeout"] {
+		s.RATimeout = DefaultRATimeout
+		if ipv4Only(s.IP) {
+			// ip=dhcp asks for IPv4 only: waiting for an RA would only
+			// delay the boot.
+			s.RATimeout = 0
+		}
+	}
+	var ns []netip.Addr
+	add := func(a netip.Addr) {
+		if !slices.Contains(ns, a) {
+			ns = append(ns, a)
+		}
+	}
+	for _, a := range s.nameservers {
+		add(a)
+	}
+	for _, ip := range s.IP {
+		for _, a := range ip.DNS {
+			add(a)
+		}
+	}
+	s.Nameservers = ns
+}
+
+// ipv4Only: there is some ip= and none of them asks for IPv6
+// autoconfiguration.
+func ipv4Only(ips []IPConfig) bool {
+	if len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if ip.WantsRA() || ip.WantsDHCP6() {
+			return false
+		}
+	}
+	return true
+}

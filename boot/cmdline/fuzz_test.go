@@ -1,0 +1,111 @@
+package cmdline
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var fuzzSeeds = []string{
+	"",
+	"BOOT_IMAGE=/vmlinuz console=ttyS0 quiet",
+	"ip=dhcp",
+	"ip=eth0:dhcp:1500:52:54:00:12:34:56",
+	"ip=192.0.2.5::192.0.2.1:255.255.255.0:node1:eth0:none",
+	"ip=192.0.2.5::192.0.2.1:255.0.255.0::eth0:none",
+	"ip=[2001:db8::2]::[2001:db8::1]:64:node1:eth0:none:[2001:db8::53]:192.0.2.53",
+	"ip=[2001:db8::2/64]::[fe80::1]:::eth0:none::52-54-00-12-34-56",
+	"ip=::::h:eth0:dhcp ip=:::::eth1:any",
+	`netinit.timeout="abc" netinit.ra-timeout=0 "netinit.next=/sbin/a b" -- x`,
+	"BOOTIF=01-52-54-00-12-34-56 BOOTIF=52:54:00:12:34:56",
+	"vlan=eth0.100:eth0 vlan=vlan0005:eth1 nameserver=[2001:db8::53]",
+	"netinit.ygg.peers=tls://198.51.100.7:443,quic://[2001:db8::7]:9651 netinit.ygg.multicast",
+	"netinit.wg.peer=" + testKey + "@[2001:db8::9]:51820 netinit.wg.address=10.0.0.2/24 netinit.wg.allowed=::/0",
+	"netinit.allow=9900/tcp,53/udp netinit.probe.targets=example.org:443 netinit.ntp=[2001:db8::123]",
+	"netinit.ignore=veth*,br[ netinit.mtu=9000 netinit.uplink=eth0 netinit.test=poweroff",
+	`"`, `k="`, `ip=[`, "ip=]", "netinit.=", "=x", "netinit.\x00=\xff",
+}
+
+// checkSpec asserts the invariants every parse result must hold.
+func checkSpec(t *testing.T, input string, s *Spec, ps []Problem) {
+	t.Helper()
+	for _, p := range ps {
+		if !strings.Contains(input, p.Token) {
+			t.Errorf("problem token %q does not occur in the input", p.Token)
+		}
+		if msg := p.Error(); strings.ContainsAny(msg, "\n\r") {
+			t.Errorf("problem %q spans lines", msg)
+		}
+	}
+	for _, c := range s.IP {
+		switch c.Method {
+		case "dhcp", "dhcp6", "auto6", "either6", "on", "off", "static":
+		default:
+			t.Errorf("ip= method %q", c.Method)
+		}
+		if c.Address != (netip.Prefix{}) {
+			if !c.Address.IsValid() || c.Address.Bits() < 1 || !isUnicast(c.Address.Addr()) || c.Address.Addr().Zone() != "" {
+				t.Errorf("ip= with an invalid address %v", c.Address)
+			}
+		}
+		if c.Method == "static" && !c.Address.IsValid() {
+			t.Errorf("static ip= without an address: %+v", c)
+		}
+		if c.Device != "" && validIfname(c.Device) != nil {
+			t.Errorf("ip= device %q", c.Device)
+		}
+		if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
+			t.Errorf("ip= mtu %d", c.MTU)
+		}
+	}
+	if s.Timeout <= 0 || s.RATimeout < 0 {
+		t.Errorf("timeouts %v %v", s.Timeout, s.RATimeout)
+	}
+	if s.Next != "" && !strings.HasPrefix(s.Next, "/") {
+		t.Errorf("next %q", s.Next)
+	}
+	if !reflect.DeepEqual(s.Clone(), s) {
+		t.Errorf("Clone differs")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		s, ps := Parse(line)
+		checkSpec(t, line, s, ps)
+		for _, p := range ps {
+			if p.Token == "" {
+				t.Errorf("cmdline problem without a token: %v", p)
+			}
+		}
+		s2, ps2 := Parse(line)
+		if !reflect.DeepEqual(s, s2) || !reflect.DeepEqual(problemStrings(ps), problemStrings(ps2)) {
+			t.Errorf("Parse is not deterministic")
+		}
+		// Applying the same line twice changes nothing: lists are replaced
+		// by the second source, scalars set again.
+		s3, ps3 := Merge(s, line)
+		if !reflect.DeepEqual(s, s3) || len(ps3) != len(ps) {
+			t.Errorf("Merge(Parse(l), l) != Parse(l):\n%+v\n%+v", s, s3)
+		}
+	})
+}
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(strings.ReplaceAll(s, " ", "\n"))
+	}
+	f.Add(testConfig)
+	f.Fuzz(func(t *testing.T, text string) {
+		s, ps := ParseConfig(strings.NewReader(text), "c")
+		checkSpec(t, text, s, ps)
+		s2, ps2 := ParseConfig(strings.NewReader(text), "c")
+		if !reflect.DeepEqual(s, s2) || !reflect.DeepEqual(problemStrings(ps), problemStrings(ps2)) {
+			t.Errorf("ParseConfig is not deterministic")
+		}
+	})
+}

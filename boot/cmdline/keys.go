@@ -1,0 +1,408 @@
+package cmdline
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A key applies one value to a Spec. parse must not touch the Spec: it
+// returns a closure that does, so that a malformed value changes nothing.
+// fresh is true for the first valid occurrence of a list key in a source:
+// the list inherited from a lower source is replaced, not extended.
+type key struct {
+	list bool
+	// flag: the key may be given without a value (booleans).
+	flag  bool
+	parse func(val string, hasVal bool) (apply func(s *Spec, fresh bool), err error)
+}
+
+// netinitKeys are the keys under the "netinit." prefix, by canonical name
+// ('_' rather than '-').
+var netinitKeys map[string]key
+
+// kernelKeys are the unprefixed keys netinit shares with dracut and PXE.
+var kernelKeys map[string]key
+
+func init() {
+	netinitKeys = map[string]key{
+		"next": {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Next = v })},
+		"test": {parse: scalar(parseTest, func(s *Spec, v string) { s.Test = v })},
+		"uplink": {parse: scalar(func(v string) (string, error) {
+			return v, validIfname(v)
+		}, func(s *Spec, v string) { s.Uplink = v })},
+		"ignore":     {list: true, parse: commaList(parseGlob, func(s *Spec) *[]string { return &s.Ignore })},
+		"timeout":    {parse: scalar(parseTimeout(false), func(s *Spec, v time.Duration) { s.Timeout = v })},
+		"ra_timeout": {parse: scalar(parseTimeout(true), func(s *Spec, v time.Duration) { s.RATimeout = v })},
+		"mtu":        {parse: scalar(parseMTU, func(s *Spec, v int) { s.MTU = v })},
+		"keydir":     {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.KeyDir = v })},
+		"ygg": {parse: scalar(oneOf("auto", "on", "off", "auto-inbound"),
+			func(s *Spec, v string) { s.Ygg = v })},
+		"ygg.peers":     {list: true, parse: commaList(parseYggPeer, func(s *Spec) *[]string { return &s.YggPeers })},
+		"ygg.multicast": {flag: true, parse: boolean(func(s *Spec, v bool) { s.YggMulticast = v })},
+		"ygg.seed":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.YggSeed = v })},
+		"wg":            {parse: scalar(oneOf("auto", "on", "off"), func(s *Spec, v string) { s.WG = v })},
+		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *Spec) *[]WGPeer { return &s.WGPeers })},
+		"wg.address": {list: true, parse: commaList(parseIfacePrefix,
+			func(s *Spec) *[]netip.Prefix { return &s.WGAddress })},
+		"wg.allowed": {list: true, parse: commaList(parseAllowed,
+			func(s *Spec) *[]netip.Prefix { return &s.WGAllowed })},
+		"allow":            {list: true, parse: commaList(parsePort, func(s *Spec) *[]Port { return &s.Allow })},
+		"probe.targets":    {list: true, parse: commaList(parseHostPort, func(s *Spec) *[]string { return &s.ProbeTargets })},
+		"probe.reflectors": {list: true, parse: commaList(parseHostPort, func(s *Spec) *[]string { return &s.ProbeReflectors })},
+		"ntp":              {list: true, parse: commaList(parseHost, func(s *Spec) *[]string { return &s.NTP })},
+	}
+	kernelKeys = map[string]key{
+		"ip":         {list: true, parse: single(parseIP, func(s *Spec) *[]IPConfig { return &s.IP })},
+		"nameserver": {list: true, parse: single(parseNameserver, func(s *Spec) *[]netip.Addr { return &s.nameservers })},
+		"vlan":       {list: true, parse: single(parseVLAN, func(s *Spec) *[]VLAN { return &s.VLANs })},
+		"BOOTIF":     {parse: scalar(parseBootIF, func(s *Spec, v net.HardwareAddr) { s.BootIF = v })},
+	}
+}
+
+// applier applies the tokens of one source.
+type applier struct {
+	s        *Spec
+	config   bool            // tokens come from the config file
+	fresh    map[string]bool // list keys already replaced in this source
+	problems []Problem
+}
+
+func newApplier(s *Spec, config bool) *applier {
+	if s.set == nil {
+		s.set = map[string]bool{}
+	}
+	return &applier{s: s, config: config, fresh: map[string]bool{}}
+}
+
+var (
+	errUnknown = errors.New("unknown netinit key")
+	errNoValue = errors.New("needs a value (key=value)")
+)
+
+// token applies one raw token from source (a command line token, or a
+// config file line).
+func (a *applier) token(source, tok string) {
+	var k, v string
+	var hasVal bool
+	if a.config {
+		k, v, hasVal = splitConfigLine(tok)
+	} else {
+		k, v, hasVal = splitKV(tok)
+	}
+	name, def, ok := a.lookup(k)
+	if !ok {
+		if name != "" {
+			a.problems = append(a.problems, Problem{source, tok, errUnknown, k, v, hasVal})
+		}
+		return
+	}
+	if !hasVal && !def.flag {
+		a.problems = append(a.problems, Problem{source, tok, errNoValue, k, v, hasVal})
+		return
+	}
+	apply, err := def.parse(v, hasVal)
+	if err != nil {
+		a.problems = append(a.problems, Problem{source, tok, err, k, v, hasVal})
+		return
+	}
+	fresh := def.list && !a.fresh[name]
+	a.fresh[name] = true
+	apply(a.s, fresh)
+	a.s.set[name] = true
+}
+
+// lookup finds the key definition. name is the canonical full name; it is
+// "" for a token that is not netinit's (ignored without a problem).
+func (a *applier) lookup(k string) (name string, def key, ok bool) {
+	rest, prefixed := strings.CutPrefix(k, "netinit.")
+	if prefixed || a.config {
+		canon := strings.ReplaceAll(rest, "-", "_")
+		if def, ok := netinitKeys[canon]; ok {
+			return "netinit." + canon, def, true
+		}
+		if !prefixed {
+			if def, ok := kernelKeys[k]; ok {
+				return k, def, true
+			}
+		}
+		if k == "" {
+			k = "(empty)"
+		}
+		return k, key{}, false
+	}
+	if def, ok := kernelKeys[k]; ok {
+		return k, def, true
+	}
+	return "", key{}, false
+}
+
+// scalar builds a key whose value replaces the previous one.
+func scalar[T any](parse func(string) (T, error), set func(*Spec, T)) func(string, bool) (func(*Spec, bool), error) {
+	return func(val string, _ bool) (func(*Spec, bool), error) {
+		v, err := parse(val)
+		if err != nil {
+			return nil, err
+		}
+		return func(s *Spec, _ bool) { set(s, v) }, nil
+	}
+}
+
+// single builds a repeatable key with one element per occurrence.
+func single[T any](parse func(string) (T, error), field func(*Spec) *[]T) func(string, bool) (func(*Spec, bool), error) {
+	return func(val string, _ bool) (func(*Spec, bool), error) {
+		v, err := parse(val)
+		if err != nil {
+			return nil, err
+		}
+		return func(s *Spec, fresh bool) {
+			l := field(s)
+			if fresh {
+				*l = nil
+			}
+			*l = append(*l, v)
+		}, nil
+	}
+}
+
+// commaList builds a key whose value is a comma-separated list; one bad
+// element drops the whole token. Duplicates are kept once.
+func commaList[T comparable](parse func(string) (T, error), field func(*Spec) *[]T) func(string, bool) (func(*Spec, bool), error) {
+	return func(val string, _ bool) (func(*Spec, bool), error) {
+		var vs []T
+		for i, e := range strings.Split(val, ",") {
+			if e == "" {
+				return nil, fmt.Errorf("element %d is empty", i+1)
+			}
+			v, err := parse(e)
+			if err != nil {
+				return nil, fmt.Errorf("element %d %q: %w", i+1, e, err)
+			}
+			if !slices.Contains(vs, v) {
+				vs = append(vs, v)
+			}
+		}
+		return func(s *Spec, fresh bool) {
+			l := field(s)
+			if fresh {
+				*l = nil
+			}
+			for _, v := range vs {
+				if !slices.Contains(*l, v) {
+					*l = append(*l, v)
+				}
+			}
+		}, nil
+	}
+}
+
+func boolean(set func(*Spec, bool)) func(string, bool) (func(*Spec, bool), error) {
+	return func(val string, hasVal bool) (func(*Spec, bool), error) {
+		v := true
+		if hasVal {
+			switch strings.ToLower(val) {
+			case "on", "yes", "true", "1":
+			case "off", "no", "false", "0":
+				v = false
+			default:
+				return nil, errors.New("not a boolean (want on or off)")
+			}
+		}
+		return func(s *Spec, _ bool) { set(s, v) }, nil
+	}
+}
+
+func oneOf(choices ...string) func(string) (string, error) {
+	return func(v string) (string, error) {
+		l := strings.ToLower(v)
+		if slices.Contains(choices, l) {
+			return l, nil
+		}
+		return "", fmt.Errorf("want one of %s", strings.Join(choices, ", "))
+	}
+}
+
+func parseTest(v string) (string, error) {
+	if v == "" || v == "poweroff" {
+		return v, nil
+	}
+	return "", errors.New(`want "poweroff"`)
+}
+
+func parseAbsPath(v string) (string, error) {
+	switch {
+	case v == "":
+		return "", errors.New("empty path")
+	case !strings.HasPrefix(v, "/"):
+		return "", errors.New("not an absolute path")
+	case strings.IndexByte(v, 0) >= 0:
+		return "", errors.New("NUL byte in path")
+	}
+	return v, nil
+}
+
+func parseGlob(v string) (string, error) {
+	if len(v) > 255 {
+		return "", errors.New("pattern too long")
+	}
+	if _, err := path.Match(v, ""); err != nil {
+		return "", fmt.Errorf("not a valid glob: %w", err)
+	}
+	return v, nil
+}
+
+// maxTimeout bounds the deadlines: a typo must not make a node wait for
+// days.
+const maxTimeout = 24 * time.Hour
+
+func parseTimeout(zeroOK bool) func(string) (time.Duration, error) {
+	return func(v string) (time.Duration, error) {
+		var d time.Duration
+		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+			d = time.Duration(n) * time.Second
+		} else if d, err = time.ParseDuration(v); err != nil {
+			return 0, errors.New("not a duration (want e.g. 60s)")
+		}
+		switch {
+		case d < 0:
+			return 0, errors.New("negative duration")
+		case d == 0 && !zeroOK:
+			return 0, errors.New("must be more than 0")
+		case d > maxTimeout:
+			return 0, fmt.Errorf("more than %v", maxTimeout)
+		}
+		return d, nil
+	}
+}
+
+func parseMTU(v string) (int, error) {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n < 68 || n > 65535 {
+		// 68: the IPv4 minimum (RFC 791); 65535: the IP total length.
+		return 0, errors.New("not an MTU (want 68..65535)")
+	}
+	return int(n), nil
+}
+
+// yggSchemes are the Yggdrasil peer URI schemes that carry host:port.
+var yggSchemes = []string{"tcp", "tls", "quic", "ws", "wss", "socks", "sockstls"}
+
+func parseYggPeer(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", errors.New("not a URI")
+	}
+	if !slices.Contains(yggSchemes, u.Scheme) {
+		return "", fmt.Errorf("scheme %q: want one of %s", u.Scheme, strings.Join(yggSchemes, ", "))
+	}
+	if u.Host == "" {
+		return "", errors.New("no host:port (want e.g. tls://host:port)")
+	}
+	if _, err := parseHostPort(u.Host); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+func parseWGPeer(v string) (WGPeer, error) {
+	k, ep, ok := strings.Cut(v, "@")
+	if !ok {
+		return WGPeer{}, errors.New("want PUBKEY@HOST:PORT")
+	}
+	if b, err := base64.StdEncoding.Strict().DecodeString(k); err != nil || len(b) != 32 {
+		return WGPeer{}, fmt.Errorf("public key %q: not base64 of 32 bytes", k)
+	}
+	hp, err := parseHostPort(ep)
+	if err != nil {
+		return WGPeer{}, fmt.Errorf("endpoint %q: %w", ep, err)
+	}
+	return WGPeer{PublicKey: k, Endpoint: hp}, nil
+}
+
+// parseIfacePrefix: an interface address with its prefix (198.51.100.1/24).
+func parseIfacePrefix(v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not an address/prefix")
+	}
+	if !isUnicast(p.Addr()) {
+		return netip.Prefix{}, errors.New("not a unicast address")
+	}
+	return p, nil
+}
+
+// parseAllowed: a network; host bits are cleared as wg(8) does.
+func parseAllowed(v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not an address/prefix")
+	}
+	return p.Masked(), nil
+}
+
+func parsePort(v string) (Port, error) {
+	ps, proto, ok := strings.Cut(v, "/")
+	if !ok {
+		return Port{}, errors.New("want PORT/tcp or PORT/udp")
+	}
+	proto = strings.ToLower(proto)
+	if proto != "tcp" && proto != "udp" {
+		return Port{}, fmt.Errorf("protocol %q: want tcp or udp", proto)
+	}
+	n, err := parsePortNumber(ps)
+	if err != nil {
+		return Port{}, err
+	}
+	return Port{Port: n, Proto: proto}, nil
+}
+
+func parseNameserver(v string) (netip.Addr, error) {
+	a, err := parseAddr(v)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if !isUnicast(a) {
+		return netip.Addr{}, errors.New("not a unicast address")
+	}
+	return a, nil
+}
+
+func parseVLAN(v string) (VLAN, error) {
+	name, parent, ok := strings.Cut(v, ":")
+	if !ok {
+		return VLAN{}, errors.New("want NAME:PARENT")
+	}
+	if err := validIfname(name); err != nil {
+		return VLAN{}, fmt.Errorf("name %q: %w", name, err)
+	}
+	if err := validIfname(parent); err != nil {
+		return VLAN{}, fmt.Errorf("parent %q: %w", parent, err)
+	}
+	// dracut's four naming schemes: vlan0005, vlan5, eth0.0005, eth0.5.
+	var digits string
+	if i := strings.LastIndexByte(name, '.'); i > 0 {
+		digits = name[i+1:]
+	} else if d, ok := strings.CutPrefix(name, "vlan"); ok {
+		digits = d
+	}
+	id, err := strconv.ParseUint(digits, 10, 16)
+	if digits == "" || err != nil {
+		return VLAN{}, fmt.Errorf("name %q: no VLAN ID in it (want vlanN or PARENT.N)", name)
+	}
+	// IEEE 802.1Q: 0 means priority-tagged only, 4095 is reserved.
+	if id < 1 || id > 4094 {
+		return VLAN{}, fmt.Errorf("name %q: VLAN ID %d out of 1..4094", name, id)
+	}
+	if name == parent {
+		return VLAN{}, errors.New("name equals parent")
+	}
+	return VLAN{Name: name, Parent: parent, ID: int(id)}, nil
+}

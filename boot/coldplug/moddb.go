@@ -1,0 +1,137 @@
+package coldplug
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DB is what coldplug knows about the modules of one kernel: the files of
+// /lib/modules/<release> that depmod wrote.
+type DB struct {
+	Dir     string
+	Aliases *Aliases
+	// Deps maps a module name to its file (relative to Dir unless absolute)
+	// and the names of all modules it needs, direct and indirect.
+	Deps map[string]Dep
+	// Builtin holds the names of the drivers built into the kernel.
+	Builtin map[string]bool
+	// BuiltinAliases are the aliases of built-in drivers, from
+	// modules.builtin.modinfo, so a device served by one is recorded as
+	// such rather than as unmatched.
+	BuiltinAliases *Aliases
+}
+
+// Dep is one line of modules.dep.
+type Dep struct {
+	Path string
+	Deps []string
+}
+
+// LoadDB reads modules.dep, modules.alias, modules.builtin and (when
+// present) modules.builtin.modinfo from dir.
+func LoadDB(dir string) (*DB, error) {
+	db := &DB{Dir: dir}
+	f, err := os.Open(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		return nil, fmt.Errorf("module database: %w", err)
+	}
+	db.Deps, err = ParseDeps(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("module database %s: %w", dir, err)
+	}
+
+	f, err = os.Open(filepath.Join(dir, "modules.alias"))
+	if err != nil {
+		return nil, fmt.Errorf("module database: %w", err)
+	}
+	db.Aliases, err = ParseAliases(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("module database %s: %w", dir, err)
+	}
+
+	db.Builtin = map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
+		for _, l := range strings.Fields(string(b)) {
+			db.Builtin[NormalizeName(l)] = true
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("module database: %w", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin.modinfo")); err == nil {
+		db.BuiltinAliases = ParseBuiltinModinfo(b)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("module database: %w", err)
+	}
+	return db, nil
+}
+
+// ParseDeps reads modules.dep: lines "path/to/mod.ko: path/dep1.ko
+// path/dep2.ko". depmod lists every module the module needs, direct and
+// indirect, sorted so that a module comes before the ones it depends on
+// (the last one must be loaded first). Coldplug does not rely on that
+// order: it follows each dependency's own line (as kmod's modprobe does),
+// which gives a correct order whichever way the list is sorted.
+func ParseDeps(r io.Reader) (map[string]Dep, error) {
+	deps := map[string]Dep{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		p, rest, ok := strings.Cut(t, ":")
+		if !ok {
+			return nil, fmt.Errorf("modules.dep line %d: no ':' in %q", line, t)
+		}
+		d := Dep{Path: strings.TrimSpace(p)}
+		for _, f := range strings.Fields(rest) {
+			d.Deps = append(d.Deps, NormalizeName(f))
+		}
+		deps[NormalizeName(d.Path)] = d
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading modules.dep: %w", err)
+	}
+	return deps, nil
+}
+
+// ParseBuiltinModinfo extracts the aliases of built-in drivers from
+// modules.builtin.modinfo: NUL-separated "module.key=value" records.
+func ParseBuiltinModinfo(b []byte) *Aliases {
+	a := &Aliases{}
+	for _, rec := range bytes.Split(b, []byte{0}) {
+		mod, kv, ok := strings.Cut(string(rec), ".")
+		if !ok {
+			continue
+		}
+		if v, ok := strings.CutPrefix(kv, "alias="); ok {
+			a.Add(v, mod)
+		}
+	}
+	return a
+}
+
+// Resolve turns a name given by the user (a module name or an alias such
+// as "char-major-10-200") into module names.
+func (db *DB) Resolve(name string) []string {
+	n := NormalizeName(name)
+	if _, ok := db.Deps[n]; ok || db.Builtin[n] {
+		return []string{n}
+	}
+	if m := db.Aliases.Match(name); len(m) > 0 {
+		return m
+	}
+	return db.BuiltinAliases.Match(name)
+}

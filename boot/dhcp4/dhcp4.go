@@ -1,0 +1,86 @@
+// Package dhcp4 is netinit's DHCPv4 client (RFC 2131): it acquires a lease
+// on one link, applies it to the kernel (address with the lease's lifetime,
+// routes, MTU), reports it to the engine as a lease.Lease, and keeps it:
+// renewing at T1, rebinding at T2, withdrawing at expiry or on a NAK and
+// starting over. Each link runs its own Run; a link without a server never
+// holds up another.
+//
+// Run leaves the configuration in place when its context ends (no
+// DHCPRELEASE): the network must survive the handoff to the next stage,
+// and the kernel expires the address by itself if nobody renews it.
+package dhcp4
+
+import (
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/lease"
+)
+
+// Options configure Run. Only Link is required.
+type Options struct {
+	Link string // interface name
+
+	// DefaultRoute is asked when a lease is applied (and again at every
+	// renewal): install the default route (and an option-121 default)
+	// only if it returns true. Only the uplink installs default routes —
+	// a second NIC that also gets a lease must not win the default route
+	// at random. nil means true.
+	DefaultRoute func() bool
+
+	// MTU overrides DHCP option 26 when non-zero (cmdline/config >
+	// option 26 > the kernel's default).
+	MTU int
+
+	// Report is called after every change of what is applied or of the
+	// client's state (selecting, bound, renewing, rebinding, expired,
+	// nak). It must not block for long.
+	Report lease.Reporter
+
+	// Logf gets one readable event per line, already prefixed with the
+	// link name.
+	Logf func(format string, args ...any)
+
+	// Oneshot acquires and applies a lease once, then returns (no renew
+	// loop; the kernel expires the address at the end of the lease).
+	Oneshot bool
+
+	// Retransmit is the first wait for an answer in SELECTING and
+	// REQUESTING (default 2 s); it doubles per retransmission up to
+	// RetransmitMax (default 8 s). See retransmit for why the cap is low.
+	Retransmit, RetransmitMax time.Duration
+
+	// RenewMin is the minimum wait between REQUESTs while renewing or
+	// rebinding (RFC 2131 section 4.4.5 says 60 s, the default).
+	RenewMin time.Duration
+
+	// Requests is how many times a REQUEST is sent in the REQUESTING
+	// state before starting over with a DISCOVER (default 4).
+	Requests int
+}
+
+func (o *Options) defaults() {
+	if o.Retransmit <= 0 {
+		o.Retransmit = 2 * time.Second
+	}
+	if o.RetransmitMax < o.Retransmit {
+		o.RetransmitMax = 8 * time.Second
+		if o.RetransmitMax < o.Retransmit {
+			o.RetransmitMax = o.Retransmit
+		}
+	}
+	if o.RenewMin <= 0 {
+		o.RenewMin = 60 * time.Second
+	}
+	if o.Requests <= 0 {
+		o.Requests = 4
+	}
+	if o.DefaultRoute == nil {
+		o.DefaultRoute = func() bool { return true }
+	}
+	if o.Report == nil {
+		o.Report = func(lease.Lease) {}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+}

@@ -1,0 +1,243 @@
+// Package dhcp6 is the DHCPv6 client (RFC 8415) that the engine starts on a
+// link when a Router Advertisement sets the M flag (stateful: an IA_NA
+// address, Solicit/Advertise/Request/Reply, then Renew at T1 and Rebind at
+// T2) or only the O flag (stateless: Information-request for DNS servers
+// and search domains). It reports a lease.Lease with source "dhcp6".
+//
+// Messages are built with github.com/insomniacslk/dhcp/dhcpv6 and sent with
+// its nclient6 transport; the retransmission timing of RFC 8415 section 15
+// is done here, since nclient6 only knows a fixed timeout.
+package dhcp6
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// Options configure Run.
+type Options struct {
+	Link string
+	// Managed (the RA's M flag) asks for an address; Other (O) only for
+	// configuration (DNS, search). Managed wins when both are set.
+	Managed, Other bool
+	Report         lease.Reporter
+	Logf           func(format string, args ...any)
+	// Oneshot returns after the first address (M) or configuration (O)
+	// has been applied and reported, or when ctx ends.
+	Oneshot bool
+}
+
+// DUID is the client's DUID-LL (RFC 8415 section 11.4) from the link's
+// MAC address. Unlike the library's default DUID-LLT it contains no time,
+// so a node keeps its identity, and its lease, across reboots.
+func DUID(mac net.HardwareAddr) *dhcpv6.DUIDLL {
+	return &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: append(net.HardwareAddr(nil), mac...)}
+}
+
+// IAID is the IA_NA identifier: the last four octets of the MAC, stable
+// across reboots (RFC 8415 section 12: "consistent across restarts").
+func IAID(mac net.HardwareAddr) [4]byte {
+	var id [4]byte
+	if len(mac) >= 4 {
+		copy(id[:], mac[len(mac)-4:])
+	}
+	return id
+}
+
+// Retransmission parameters, RFC 8415 section 7.6.
+type params struct {
+	name     string
+	irt, mrt time.Duration
+	mrc      int // 0: no limit
+}
+
+var (
+	solicitParams = params{"solicit", 1 * time.Second, 3600 * time.Second, 0}
+	requestParams = params{"request", 1 * time.Second, 30 * time.Second, 10}
+	renewParams   = params{"renew", 10 * time.Second, 600 * time.Second, 0}
+	rebindParams  = params{"rebind", 10 * time.Second, 600 * time.Second, 0}
+	infoParams    = params{"information-request", 1 * time.Second, 3600 * time.Second, 0}
+)
+
+// nextRT is RFC 8415 section 15: RT = IRT + RAND*IRT for the first
+// transmission (prev 0), then RT = 2*RTprev + RAND*RTprev, capped as
+// RT = MRT + RAND*MRT. rnd is RAND, uniform in [-0.1, 0.1]; for the first
+// Solicit it must be strictly positive (section 18.2.1), which the caller
+// passes.
+func nextRT(prev time.Duration, p params, rnd float64) time.Duration {
+	var rt time.Duration
+	if prev == 0 {
+		rt = p.irt + time.Duration(rnd*float64(p.irt))
+	} else {
+		rt = 2*prev + time.Duration(rnd*float64(prev))
+	}
+	if p.mrt > 0 && rt > p.mrt {
+		rt = p.mrt + time.Duration(rnd*float64(p.mrt))
+	}
+	return rt
+}
+
+// rand01 is RAND of RFC 8415 section 15: uniform in [-0.1, 0.1].
+func rand01() float64 { return rand.Float64()*0.2 - 0.1 }
+
+// Binding is what a Reply gave: the IA_NA address and the configuration.
+type Binding struct {
+	Addr             netip.Addr // invalid for an Information-request reply
+	Valid, Preferred time.Duration
+	T1, T2           time.Duration
+	DNS              []netip.Addr
+	Search           []string
+	NTP              []netip.Addr
+	Refresh          time.Duration // information refresh time (O only)
+	ServerID         dhcpv6.DUID
+}
+
+// Caps on what is taken from one Reply.
+const (
+	maxDNS    = 8
+	maxSearch = 8
+	maxNTP    = 4
+)
+
+// Information refresh limits, RFC 8415 sections 7.6 and 21.23.
+const (
+	irtDefault = 86400 * time.Second
+	irtMinimum = 600 * time.Second
+)
+
+// infinity is the all-ones 32-bit lifetime (RFC 8415 section 7.7).
+const infinity = time.Duration(0xffffffff) * time.Second
+
+var (
+	errNoAddrs = errors.New("no address offered")
+	errStatus  = errors.New("server status")
+)
+
+// statusErr returns an error for a non-success status code option.
+func statusErr(sc *dhcpv6.OptStatusCode) error {
+	if sc == nil || sc.StatusCode == iana.StatusSuccess {
+		return nil
+	}
+	return fmt.Errorf("%w %s: %q", errStatus, sc.StatusCode, sc.StatusMessage)
+}
+
+// ParseReply extracts the binding for our IA_NA (iaid) from an Advertise
+// or Reply. With managed false only the configuration is taken.
+func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) {
+	var b Binding
+	if err := statusErr(m.Options.Status()); err != nil {
+		return b, err
+	}
+	b.ServerID = m.Options.ServerID()
+	for _, ip := range m.Options.DNS() {
+		if a, ok := netip.AddrFromSlice(ip); ok && a.Is6() && !a.IsUnspecified() && !a.IsMulticast() && len(b.DNS) < maxDNS {
+			b.DNS = append(b.DNS, a)
+		}
+	}
+	if l := m.Options.DomainSearchList(); l != nil {
+		for _, d := range l.Labels {
+			if d != "" && len(d) <= 253 && len(b.Search) < maxSearch {
+				b.Search = append(b.Search, d)
+			}
+		}
+	}
+	for _, ip := range m.Options.NTPServers() {
+		if a, ok := netip.AddrFromSlice(ip); ok && len(b.NTP) < maxNTP {
+			b.NTP = append(b.NTP, a)
+		}
+	}
+	if !managed {
+		b.Refresh = m.Options.InformationRefreshTime(irtDefault)
+		if b.Refresh < irtMinimum {
+			b.Refresh = irtMinimum
+		}
+		return b, nil
+	}
+	var ia *dhcpv6.OptIANA
+	for _, o := range m.Options.IANA() {
+		if o.IaId == iaid {
+			ia = o
+			break
+		}
+	}
+	if ia == nil {
+		return b, errNoAddrs
+	}
+	if err := statusErr(ia.Options.Status()); err != nil {
+		return b, err
+	}
+	// RFC 8415 section 21.6: an address with preferred > valid is
+	// discarded; one with valid lifetime 0 is being withdrawn.
+	for _, a := range ia.Options.Addresses() {
+		ip, ok := netip.AddrFromSlice(a.IPv6Addr)
+		if !ok || !ip.Is6() || !ip.IsGlobalUnicast() || a.ValidLifetime == 0 || a.PreferredLifetime > a.ValidLifetime {
+			continue
+		}
+		if statusErr(a.Options.Status()) != nil {
+			continue
+		}
+		b.Addr, b.Valid, b.Preferred = ip, a.ValidLifetime, a.PreferredLifetime
+		break
+	}
+	if !b.Addr.IsValid() {
+		return b, errNoAddrs
+	}
+	b.T1, b.T2 = renewTimes(ia.T1, ia.T2, b.Preferred)
+	return b, nil
+}
+
+// renewTimes applies RFC 8415 section 21.4: T1 or T2 0 means the client
+// chooses, 0.5 and 0.8 times the preferred lifetime (section 18.2.4); a
+// T1 above T2 is fixed to that choice too.
+func renewTimes(t1, t2, preferred time.Duration) (time.Duration, time.Duration) {
+	if preferred >= infinity {
+		if t1 == 0 || t1 >= infinity {
+			return infinity, infinity
+		}
+		if t2 == 0 || t2 < t1 {
+			return t1, infinity
+		}
+		return t1, t2
+	}
+	if t1 == 0 || t2 == 0 || t1 > t2 {
+		return preferred / 2, preferred * 8 / 10
+	}
+	return t1, t2
+}
+
+// Lease turns a binding into the engine's lease.
+func (b Binding) Lease(link, status string, server netip.Addr, now time.Time) lease.Lease {
+	l := lease.Lease{
+		Link:    link,
+		Source:  state.SourceDHCP6,
+		Status:  status,
+		DNS:     append([]netip.Addr(nil), b.DNS...),
+		Search:  append([]string(nil), b.Search...),
+		NTP:     append([]netip.Addr(nil), b.NTP...),
+		Server:  server,
+		Updated: now,
+	}
+	if b.Addr.IsValid() {
+		l.Addresses = []lease.Addr{{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: finite(b.Valid), Preferred: finite(b.Preferred)}}
+		if b.Preferred == 0 {
+			l.Addresses[0].Preferred = -1 // deprecated, as in boot/ra
+		}
+	}
+	return l
+}
+
+func finite(d time.Duration) time.Duration {
+	if d >= infinity {
+		return 0
+	}
+	return d
+}

@@ -1,0 +1,145 @@
+package dhcp6
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+func TestDUIDStable(t *testing.T) {
+	m := mac("52:54:00:12:34:56")
+	d := DUID(m)
+	if got, want := d.ToBytes(), []byte{0, 3, 0, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56}; string(got) != string(want) {
+		t.Fatalf("DUID bytes % x, want % x", got, want)
+	}
+	if !DUID(mac("52:54:00:12:34:56")).Equal(d) {
+		t.Fatal("DUID not stable")
+	}
+	if IAID(m) != [4]byte{0, 0x12, 0x34, 0x56} {
+		t.Fatalf("IAID %x", IAID(m))
+	}
+}
+
+func TestNextRT(t *testing.T) {
+	for _, tc := range []struct {
+		prev time.Duration
+		p    params
+		rnd  float64
+		want time.Duration
+	}{
+		{0, solicitParams, 0.1, 1100 * time.Millisecond},
+		{0, solicitParams, -0.1, 900 * time.Millisecond},
+		{time.Second, requestParams, 0, 2 * time.Second},
+		{20 * time.Second, requestParams, 0, 30 * time.Second},    // capped at REQ_MAX_RT
+		{20 * time.Second, requestParams, 0.1, 33 * time.Second},  // MRT + RAND*MRT
+		{400 * time.Second, renewParams, -0.1, 540 * time.Second}, // REN_MAX_RT 600 - 10%
+		{0, renewParams, 0, 10 * time.Second},
+	} {
+		if got := nextRT(tc.prev, tc.p, tc.rnd); got != tc.want {
+			t.Errorf("nextRT(%s, %s, %v) = %s, want %s", tc.prev, tc.p.name, tc.rnd, got, tc.want)
+		}
+	}
+	for range 1000 {
+		if r := rand01(); r < -0.1 || r > 0.1 {
+			t.Fatalf("RAND %v out of [-0.1, 0.1]", r)
+		}
+	}
+}
+
+func TestRenewTimes(t *testing.T) {
+	for _, tc := range []struct {
+		t1, t2, pref time.Duration
+		want1, want2 time.Duration
+	}{
+		{60 * time.Second, 105 * time.Second, 120 * time.Second, 60 * time.Second, 105 * time.Second},
+		{0, 0, 100 * time.Second, 50 * time.Second, 80 * time.Second},                               // server leaves it to us
+		{90 * time.Second, 60 * time.Second, 100 * time.Second, 50 * time.Second, 80 * time.Second}, // T1 > T2
+		{0, 0, infinity, infinity, infinity},
+		{time.Hour, 0, infinity, time.Hour, infinity},
+	} {
+		g1, g2 := renewTimes(tc.t1, tc.t2, tc.pref)
+		if g1 != tc.want1 || g2 != tc.want2 {
+			t.Errorf("renewTimes(%s, %s, %s) = %s, %s; want %s, %s", tc.t1, tc.t2, tc.pref, g1, g2, tc.want1, tc.want2)
+		}
+	}
+}
+
+func reply(iaid [4]byte, status iana.StatusCode, addrs ...*dhcpv6.OptIAAddress) *dhcpv6.Message {
+	m, _ := dhcpv6.NewMessage(dhcpv6.WithServerID(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}),
+		dhcpv6.WithDNS(net.ParseIP("2001:db8::53")), dhcpv6.WithDomainSearchList("lab.example"))
+	m.MessageType = dhcpv6.MessageTypeReply
+	ia := &dhcpv6.OptIANA{IaId: iaid, T1: time.Minute, T2: 2 * time.Minute}
+	for _, a := range addrs {
+		ia.Options.Add(a)
+	}
+	if status != iana.StatusSuccess {
+		ia.Options.Add(&dhcpv6.OptStatusCode{StatusCode: status, StatusMessage: "no"})
+	}
+	m.AddOption(ia)
+	return m
+}
+
+func TestParseReply(t *testing.T) {
+	id := [4]byte{1, 2, 3, 4}
+	good := &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::100"), PreferredLifetime: time.Hour, ValidLifetime: 2 * time.Hour}
+	b, err := ParseReply(reply(id, iana.StatusSuccess, good), id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Addr != netip.MustParseAddr("2001:db8::100") || b.Valid != 2*time.Hour || b.Preferred != time.Hour ||
+		b.T1 != time.Minute || b.T2 != 2*time.Minute || len(b.DNS) != 1 || len(b.Search) != 1 || b.ServerID == nil {
+		t.Fatalf("%+v", b)
+	}
+	l := b.Lease("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Now())
+	if l.Source != "dhcp6" || l.Addresses[0].Prefix.String() != "2001:db8::100/128" {
+		t.Fatalf("%+v", l)
+	}
+
+	bad := &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::101"), PreferredLifetime: 3 * time.Hour, ValidLifetime: time.Hour}
+	for name, tc := range map[string]struct {
+		m   *dhcpv6.Message
+		err error
+	}{
+		"other iaid":        {reply([4]byte{9}, iana.StatusSuccess, good), errNoAddrs},
+		"no addrs avail":    {reply(id, iana.StatusNoAddrsAvail), errStatus},
+		"preferred > valid": {reply(id, iana.StatusSuccess, bad), errNoAddrs},
+		"empty IA":          {reply(id, iana.StatusSuccess), errNoAddrs},
+	} {
+		if _, err := ParseReply(tc.m, id, true); !errors.Is(err, tc.err) {
+			t.Errorf("%s: err %v, want %v", name, err, tc.err)
+		}
+	}
+	// Information only: the refresh time has a floor of IRT_MINIMUM.
+	m := reply(id, iana.StatusSuccess)
+	m.AddOption(dhcpv6.OptInformationRefreshTime(time.Second))
+	b, err = ParseReply(m, id, false)
+	if err != nil || b.Refresh != irtMinimum || b.Addr.IsValid() || len(b.DNS) != 1 {
+		t.Fatalf("%+v %v", b, err)
+	}
+}
+
+// FuzzParseReply: arbitrary server bytes never panic the client's parsing.
+func FuzzParseReply(f *testing.F) {
+	id := [4]byte{1, 2, 3, 4}
+	f.Add(reply(id, iana.StatusSuccess, &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::100"), PreferredLifetime: time.Hour, ValidLifetime: 2 * time.Hour}).ToBytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := dhcpv6.MessageFromBytes(b)
+		if err != nil {
+			return
+		}
+		for _, managed := range []bool{true, false} {
+			r, err := ParseReply(m, id, managed)
+			if err != nil {
+				continue
+			}
+			if len(r.DNS) > maxDNS || len(r.Search) > maxSearch || len(r.NTP) > maxNTP || (managed && r.Preferred > r.Valid) {
+				t.Fatalf("%+v", r)
+			}
+		}
+	})
+}

@@ -1,0 +1,444 @@
+// Package engine is netinit's network bring-up: one engine used by PID 1 at
+// boot and by `netinit up` in any network namespace. It finds the links,
+// brings them up in parallel, runs the protocol clients on each (dhcp4, ra
+// and dhcp6, or a static ip=), chooses the uplink, decides readiness, and
+// keeps the node's state (/run/netinit/state.json) current.
+//
+// The protocol clients act on the kernel and report what they applied as a
+// lease.Lease; the engine never configures addresses itself (except a
+// static ip=). It observes the reports and the kernel, and decides.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// Config is what the engine is asked to do.
+type Config struct {
+	Spec *cmdline.Spec
+	// Links names the links to manage. Empty means every physical Ethernet
+	// link (not loopback, not virtual, not matched by netinit.ignore=),
+	// including those that appear while the engine runs.
+	Links []string
+	// StatePath is where the state is written ("" = not written).
+	StatePath string
+	// ResolvConf is where DNS goes ("" = nowhere).
+	ResolvConf string
+	// SetHostname makes the engine set the kernel hostname from DHCP (PID 1
+	// only).
+	SetHostname bool
+	// Oneshot makes Run return once the verdict is written; otherwise it
+	// keeps the network until ctx ends.
+	Oneshot bool
+	// Problems are reported in the state (bad cmdline tokens, ...).
+	Problems []string
+	// Start is when netinit started; timings are relative to it.
+	Start time.Time
+	// Timings are milestones measured before the engine ran (modules).
+	Timings map[string]int64
+	// Modules is what the coldplug loaded (PID 1 only).
+	Modules *state.Modules
+	// Logf prints one event line.
+	Logf func(format string, args ...any)
+}
+
+// Engine runs one bring-up. Create it with New, run it once with Run.
+type Engine struct {
+	cfg  Config
+	spec *cmdline.Spec
+
+	mu       sync.Mutex
+	links    map[string]*link
+	leases   map[leaseKey]lease.Lease
+	uplink   string
+	upReason string
+	upFixed  bool // chosen by cmdline or BOOTIF: never changes
+	timings  map[string]int64
+	problems []string
+	phase    state.Phase
+	hostname string
+	resolv   string // last resolv.conf content written
+
+	changed chan struct{}
+	runCtx  context.Context // set once by Run before any goroutine starts
+	wg      sync.WaitGroup  // every goroutine the engine starts
+}
+
+type leaseKey struct {
+	link   string
+	source state.Source
+}
+
+// New prepares an engine.
+func New(cfg Config) *Engine {
+	if cfg.Spec == nil {
+		cfg.Spec = cmdline.Defaults()
+	}
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Now()
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	e := &Engine{
+		cfg:      cfg,
+		spec:     cfg.Spec,
+		links:    map[string]*link{},
+		leases:   map[leaseKey]lease.Lease{},
+		timings:  map[string]int64{},
+		problems: slices.Clone(cfg.Problems),
+		phase:    state.PhaseStarting,
+		changed:  make(chan struct{}, 1),
+	}
+	for k, v := range cfg.Timings {
+		e.timings[k] = v
+	}
+	if u := cfg.Spec.Uplink; u != "" {
+		e.uplink, e.upReason, e.upFixed = u, "cmdline", true
+	}
+	return e
+}
+
+// Run brings the network up and returns the state at the verdict (ready,
+// degraded or offline). With Oneshot it returns right after the verdict
+// has been written; otherwise it keeps following leases and RAs, and
+// rewriting the state on every change, until ctx ends. The protocol
+// clients leave their configuration in place when they stop, so the
+// network survives the process.
+func (e *Engine) Run(ctx context.Context) (*state.State, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		e.wg.Wait()
+	}()
+	e.runCtx = ctx
+	deadline := time.NewTimer(e.spec.Timeout)
+	defer deadline.Stop()
+
+	e.logf("bring-up: deadline %s, RA wait %s", e.spec.Timeout, e.spec.RATimeout)
+	if err := e.createVLANs(); err != nil {
+		e.problem("%v", err)
+	}
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); e.discover(ctx) }()
+
+	// Wait for the verdict: ready, or the deadline.
+	tick := time.NewTicker(50 * time.Millisecond) // RA-wait bounds are timed, not event-driven
+	defer tick.Stop()
+	var st *state.State
+	for st == nil {
+		select {
+		case <-ctx.Done():
+			st = e.verdict(false)
+		case <-deadline.C:
+			st = e.verdict(false)
+		case <-e.changed:
+			if e.ready() {
+				st = e.verdict(true)
+			}
+		case <-tick.C:
+			if e.ready() {
+				st = e.verdict(true)
+			}
+		}
+	}
+	if e.cfg.Oneshot || ctx.Err() != nil {
+		return st, nil
+	}
+	// Keep the network: rewrite the state after every change, at most
+	// every 100 ms.
+	for {
+		select {
+		case <-ctx.Done():
+			return e.Snapshot(), nil
+		case <-e.changed:
+			time.Sleep(100 * time.Millisecond)
+			e.mu.Lock()
+			if e.phase != state.PhaseReady && e.readyLocked() {
+				e.phase = state.PhaseReady
+				e.mark("ready")
+				e.logf("ready (late)")
+			}
+			e.mu.Unlock()
+			e.write()
+		}
+	}
+}
+
+// verdict fixes the phase, writes the state and says so on the console.
+func (e *Engine) verdict(ready bool) *state.State {
+	e.mu.Lock()
+	switch {
+	case ready:
+		e.phase = state.PhaseReady
+		e.mark("ready")
+	case e.anyUsableLocked():
+		e.phase = state.PhaseDegraded
+		e.mark("degraded")
+	default:
+		e.phase = state.PhaseOffline
+		e.mark("offline")
+	}
+	e.mu.Unlock()
+	st := e.write()
+	var addrs []string
+	for _, ifc := range st.Interfaces {
+		if ifc.Name != st.Uplink {
+			continue
+		}
+		for _, a := range ifc.Addresses {
+			if a.Source != state.SourceLinkLocal && a.Source != state.SourceKernel {
+				addrs = append(addrs, a.CIDR)
+			}
+		}
+	}
+	pub := "no"
+	if st.PublicIPv6 {
+		pub = "yes"
+	}
+	e.logf("%s after %.2fs: uplink %s %v, dns %v, public IPv6: %s", st.Phase,
+		time.Since(e.cfg.Start).Seconds(), orNone(st.Uplink), addrs, st.DNS, pub)
+	return st
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// write builds the state, writes it (and resolv.conf, hostname) and
+// returns it. Errors are reported, never fatal: the previous state file
+// stays intact.
+func (e *Engine) write() *state.State {
+	st := e.Snapshot()
+	if e.cfg.ResolvConf != "" {
+		if err := e.writeResolv(st); err != nil {
+			e.logf("dns: %v", err)
+		}
+	}
+	if e.cfg.SetHostname && st.Hostname != "" && st.Hostname != e.hostname {
+		if err := setHostname(st.Hostname); err != nil {
+			e.logf("hostname %q: %v", st.Hostname, err)
+		} else {
+			e.hostname = st.Hostname
+			e.logf("hostname set to %s", st.Hostname)
+		}
+	}
+	if e.cfg.StatePath != "" {
+		if err := state.Write(e.cfg.StatePath, st); err != nil {
+			e.logf("ERROR %v (previous state file left intact)", err)
+		}
+	}
+	return st
+}
+
+// notify tells the Run loop that something changed.
+func (e *Engine) notify() {
+	select {
+	case e.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) logf(format string, args ...any) { e.cfg.Logf(format, args...) }
+
+// problem records something a farmer must know and prints it.
+func (e *Engine) problem(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	e.mu.Lock()
+	e.problems = append(e.problems, msg)
+	e.mu.Unlock()
+	e.logf("%s", msg)
+}
+
+// mark records a milestone once; the caller holds e.mu.
+func (e *Engine) mark(name string) {
+	if _, ok := e.timings[name]; !ok {
+		e.timings[name] = time.Since(e.cfg.Start).Milliseconds()
+	}
+}
+
+// report is the lease.Reporter handed to every client.
+func (e *Engine) report(l lease.Lease) {
+	e.mu.Lock()
+	k := leaseKey{l.Link, l.Source}
+	if len(l.Addresses) == 0 && len(l.Routes) == 0 && len(l.DNS) == 0 && !l.Managed && !l.Other {
+		delete(e.leases, k)
+	} else {
+		e.leases[k] = l
+	}
+	if l.Usable() {
+		switch l.Source {
+		case state.SourceDHCP4:
+			e.mark("lease4")
+		case state.SourceSLAAC, state.SourceDHCP6:
+			e.mark("address6")
+		}
+	}
+	if l.Source == state.SourceSLAAC {
+		e.mark("ra")
+		if lk := e.links[l.Link]; lk != nil && lk.raAt.IsZero() {
+			lk.raAt = time.Now()
+		}
+	}
+	e.mu.Unlock()
+	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
+		e.startDHCP6(l.Link, l.Managed, l.Other)
+	}
+	e.notify()
+}
+
+// mayDefault is asked by a client before it installs a default route on
+// link. Only the uplink installs default routes; when nothing chose the
+// uplink (no netinit.uplink=, no BOOTIF), the first link that asks
+// becomes it.
+func (e *Engine) mayDefault(link string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.uplink == "" {
+		e.uplink, e.upReason = link, "first-default-route"
+		e.logf("uplink %s (first link with a default route)", link)
+	}
+	return e.uplink == link
+}
+
+// discover finds the links to manage, now and as they appear, until ctx
+// ends (or, with an explicit list, until every listed link was found).
+func (e *Engine) discover(ctx context.Context) {
+	want := e.cfg.Links
+	warned := map[string]bool{}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		links, err := netlink.LinkList()
+		if err != nil {
+			e.logf("listing links: %v", err)
+		}
+		for _, l := range links {
+			name := l.Attrs().Name
+			e.mu.Lock()
+			_, known := e.links[name]
+			e.mu.Unlock()
+			if known {
+				continue
+			}
+			if len(want) > 0 {
+				if !slices.Contains(want, name) {
+					continue
+				}
+			} else if why := skipReason(l, e.spec.Ignore, e.vlanNames()); why != "" {
+				if !warned[name] {
+					warned[name] = true
+				}
+				continue
+			}
+			e.adopt(ctx, l)
+		}
+		if len(want) > 0 {
+			e.mu.Lock()
+			n := len(e.links)
+			e.mu.Unlock()
+			if n == len(want) {
+				return
+			}
+			if time.Since(start) > 5*time.Second {
+				for _, w := range want {
+					e.mu.Lock()
+					_, ok := e.links[w]
+					e.mu.Unlock()
+					if !ok && !warned["want:"+w] {
+						warned["want:"+w] = true
+						e.problem("link %s: not found (still looking)", w)
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// skipReason says why a link is not managed by default, or "".
+func skipReason(l netlink.Link, ignore []string, vlans []string) string {
+	a := l.Attrs()
+	if slices.Contains(vlans, a.Name) {
+		return ""
+	}
+	for _, g := range ignore {
+		if ok, _ := path.Match(g, a.Name); ok {
+			return "netinit.ignore=" + g
+		}
+	}
+	if a.Flags&(1<<3) != 0 /* IFF_LOOPBACK */ || a.Name == "lo" {
+		return "loopback"
+	}
+	if a.EncapType != "ether" {
+		return "not Ethernet (" + a.EncapType + ")"
+	}
+	// Physical NICs have a device behind them in sysfs; veth, bridges,
+	// tun/tap, wireguard and the like do not.
+	if _, err := os.Stat("/sys/class/net/" + a.Name + "/device"); err != nil {
+		return "virtual (" + l.Type() + ")"
+	}
+	return ""
+}
+
+// Snapshot builds the current state document from the leases and the
+// kernel.
+func (e *Engine) Snapshot() *state.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.snapshotLocked()
+}
+
+func (e *Engine) sortedLinks() []*link {
+	ls := make([]*link, 0, len(e.links))
+	for _, l := range e.links {
+		ls = append(ls, l)
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].name < ls[j].name })
+	return ls
+}
+
+// addrsOf lists the leased addresses of a link, across sources.
+func (e *Engine) leasesOf(link string) []lease.Lease {
+	var out []lease.Lease
+	for _, src := range sourceOrder {
+		if l, ok := e.leases[leaseKey{link, src}]; ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// sourceOrder is the precedence when merging what several sources gave
+// (DNS, search, hostname): static config first, then IPv4, then IPv6.
+var sourceOrder = []state.Source{state.SourceStatic, state.SourceDHCP4, state.SourceSLAAC, state.SourceDHCP6}
+
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}

@@ -1,0 +1,402 @@
+package engine_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/internal/lab"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// These tests run the real `netinit up` binary in a client namespace
+// against dnsmasq and radvd in a server namespace, and assert on the state
+// file and on what the kernel holds.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+)
+
+func netinitBin(t *testing.T) string {
+	buildOnce.Do(func() { binPath = lab.BuildNetinit(t) })
+	if binPath == "" {
+		t.Fatal("netinit binary was not built")
+	}
+	return binPath
+}
+
+const radvdConf = `interface s0 {
+	AdvSendAdvert on;
+	MinRtrAdvInterval 3;
+	MaxRtrAdvInterval 10;
+	AdvLinkMTU 1420;
+	prefix 2001:db8:1::/64 { AdvOnLink on; AdvAutonomous on; };
+	RDNSS 2001:db8:1::53 { };
+	DNSSL lab.example { };
+};
+`
+
+// dhcpArgs is a DHCPv4 service on 192.0.2.0/24 with router, DNS and MTU.
+var dhcpArgs = []string{
+	"--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
+	"--dhcp-option=option:router,192.0.2.1",
+	"--dhcp-option=option:dns-server,192.0.2.53",
+	"--dhcp-option=option:mtu,1450",
+	"--dhcp-option=option:domain-search,v4.example",
+	"--dhcp-option=option:ntp-server,192.0.2.123",
+}
+
+// pair is a server namespace (s0 = 192.0.2.1/24, 2001:db8:1::1/64) and a
+// client namespace (eth0) joined by veth.
+type pair struct {
+	srv, cli *lab.NS
+	dir      string
+}
+
+func newPair(t *testing.T, tag string) *pair {
+	lab.Require(t, "ip", "dnsmasq", "radvd")
+	lab.GuardResolvConf(t)
+	p := &pair{srv: lab.NewNS(t, tag+"s"), cli: lab.NewNS(t, tag+"c"), dir: t.TempDir()}
+	lab.Veth(t, p.srv, "s0", p.cli, "eth0")
+	p.srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
+	p.srv.MustExec("ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "s0", "nodad")
+	// The client's link starts down, as at boot.
+	p.cli.MustExec("ip", "link", "set", "eth0", "down")
+	return p
+}
+
+// up runs `netinit up --oneshot` in the client namespace and returns the
+// exit code, the parsed state and the console output.
+func (p *pair) up(t *testing.T, args ...string) (int, *state.State, string) {
+	t.Helper()
+	statePath := filepath.Join(p.dir, "state.json")
+	full := append([]string{netinitBin(t), "up", "--oneshot", "--state", statePath}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.cli.Name}, full...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("netinit up: %v\n%s", err, out)
+	}
+	t.Logf("netinit up %v → exit %d\n%s", args, code, out)
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		return code, nil, string(out)
+	}
+	lab.ValidateState(t, b)
+	st, err := state.Decode(b)
+	if err != nil {
+		t.Fatalf("state: %v", err)
+	}
+	return code, st, string(out)
+}
+
+func addrsOf(st *state.State, link string, src state.Source) []string {
+	var out []string
+	for _, ifc := range st.Interfaces {
+		if ifc.Name != link {
+			continue
+		}
+		for _, a := range ifc.Addresses {
+			if a.Source == src {
+				out = append(out, a.CIDR)
+			}
+		}
+	}
+	return out
+}
+
+func hasRoute(st *state.State, dst, via, dev string) bool {
+	for _, r := range st.Routes {
+		if r.Dst == dst && r.Via == via && r.Dev == dev {
+			return true
+		}
+	}
+	return false
+}
+
+// kernelDefault returns the gateway of the kernel's default route for a
+// family in the namespace, or "".
+func kernelDefault(t *testing.T, h *netlink.Handle, family int) string {
+	routes, err := h.RouteList(nil, family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
+			return r.Gw.String()
+		}
+	}
+	return ""
+}
+
+func kernelAddrs(t *testing.T, h *netlink.Handle, link string, family int) []string {
+	l, err := h.LinkByName(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := h.AddrList(l, family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range as {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+func TestUpIPv4(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "v4")
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
+		t.Errorf("uplink %q (%s), want eth0 (first-default-route)", st.Uplink, st.UplinkReason)
+	}
+	v4 := addrsOf(st, "eth0", state.SourceDHCP4)
+	if len(v4) != 1 || !strings.HasPrefix(v4[0], "192.0.2.") || !strings.HasSuffix(v4[0], "/24") {
+		t.Errorf("dhcp4 addresses %v", v4)
+	}
+	if !hasRoute(st, "0.0.0.0/0", "192.0.2.1", "eth0") {
+		t.Errorf("no default route in state: %+v", st.Routes)
+	}
+	if !slices.Equal(st.DNS, []string{"192.0.2.53"}) || !slices.Contains(st.Search, "v4.example") || !slices.Contains(st.NTP, "192.0.2.123") {
+		t.Errorf("dns %v search %v ntp %v", st.DNS, st.Search, st.NTP)
+	}
+	if st.PublicIPv6 {
+		t.Errorf("public_ipv6 true on an IPv4-only link")
+	}
+	// The kernel holds what the state says.
+	h := p.cli.Handle()
+	if got := kernelDefault(t, h, netlink.FAMILY_V4); got != "192.0.2.1" {
+		t.Errorf("kernel default route via %q, want 192.0.2.1", got)
+	}
+	if got := kernelAddrs(t, h, "eth0", netlink.FAMILY_V4); !slices.Contains(got, v4[0]) {
+		t.Errorf("kernel addresses %v, want %s", got, v4[0])
+	}
+	l, _ := h.LinkByName("eth0")
+	if l.Attrs().MTU != 1450 {
+		t.Errorf("kernel MTU %d, want 1450 from DHCP option 26", l.Attrs().MTU)
+	}
+	// resolv.conf beside the state, never the host's.
+	rc, err := os.ReadFile(filepath.Join(p.dir, "resolv.conf"))
+	if err != nil || !strings.Contains(string(rc), "nameserver 192.0.2.53") {
+		t.Errorf("resolv.conf: %v\n%s", err, rc)
+	}
+	env, err := os.ReadFile(filepath.Join(p.dir, "state.env"))
+	if err != nil || !strings.Contains(string(env), "NETINIT_PHASE='ready'") ||
+		!strings.Contains(string(env), "NETINIT_IPV4='"+v4[0]+"'") {
+		t.Errorf("state.env: %v\n%s", err, env)
+	}
+	if _, ok := st.TimingsMS["ready"]; !ok {
+		t.Errorf("no ready timing: %v", st.TimingsMS)
+	}
+}
+
+func TestUpDualStack(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "ds")
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	lab.Radvd(t, p.srv, radvdConf)
+	code, st, _ := p.up(t, "--timeout", "30s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if v4 := addrsOf(st, "eth0", state.SourceDHCP4); len(v4) != 1 {
+		t.Errorf("dhcp4 addresses %v", v4)
+	}
+	// EUI-64 from the client's MAC in 2001:db8:1::/64.
+	h := p.cli.Handle()
+	l, _ := h.LinkByName("eth0")
+	mac := l.Attrs().HardwareAddr
+	want := eui64("2001:db8:1::", mac) + "/64"
+	if got := addrsOf(st, "eth0", state.SourceSLAAC); !slices.Contains(got, want) {
+		t.Errorf("slaac addresses %v, want %s", got, want)
+	}
+	if !st.PublicIPv6 {
+		t.Errorf("public_ipv6 false with a global address and default route: %s", st.PublicIPv6Reason)
+	}
+	// Merged DNS: one family never clobbers the other.
+	if !slices.Contains(st.DNS, "192.0.2.53") || !slices.Contains(st.DNS, "2001:db8:1::53") {
+		t.Errorf("dns %v, want both families", st.DNS)
+	}
+	if !slices.Contains(st.Search, "lab.example") || !slices.Contains(st.Search, "v4.example") {
+		t.Errorf("search %v", st.Search)
+	}
+	if got := kernelDefault(t, h, netlink.FAMILY_V6); !strings.HasPrefix(got, "fe80::") {
+		t.Errorf("kernel IPv6 default via %q, want the router's link-local", got)
+	}
+	if got := kernelAddrs(t, h, "eth0", netlink.FAMILY_V6); !slices.Contains(got, want) {
+		t.Errorf("kernel IPv6 addresses %v, want %s", got, want)
+	}
+}
+
+func TestUpIPv6Only(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "v6")
+	lab.Radvd(t, p.srv, radvdConf)
+	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6", "--timeout", "30s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if !slices.Equal(st.DNS, []string{"2001:db8:1::53"}) {
+		t.Errorf("dns %v, want the RDNSS", st.DNS)
+	}
+	h := p.cli.Handle()
+	l, _ := h.LinkByName("eth0")
+	if l.Attrs().MTU != 1420 {
+		t.Errorf("kernel MTU %d, want 1420 from the RA", l.Attrs().MTU)
+	}
+	if v4 := kernelAddrs(t, h, "eth0", netlink.FAMILY_V4); len(v4) != 0 {
+		t.Errorf("IPv4 addresses %v with ip=auto6", v4)
+	}
+}
+
+// TestUpTwoLinks: eth0 has a DHCP server, eth1 has carrier but no server,
+// eth2 has no carrier. The node is ready on eth0 and only eth0 gets the
+// default route.
+func TestUpTwoLinks(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "two")
+	mute, dead := lab.NewNS(t, "twom"), lab.NewNS(t, "twod")
+	lab.Veth(t, mute, "m0", p.cli, "eth1")
+	lab.Veth(t, dead, "d0", p.cli, "eth2")
+	dead.MustExec("ip", "link", "set", "d0", "down") // no carrier on eth2
+	p.cli.MustExec("ip", "link", "set", "eth1", "down")
+	p.cli.MustExec("ip", "link", "set", "eth2", "down")
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	start := time.Now()
+	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "20s", "eth0", "eth1", "eth2")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady || st.Uplink != "eth0" {
+		t.Fatalf("exit %d, state %+v; want ready on eth0", code, st)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("ready took %s: the silent links held up the working one", d)
+	}
+	for _, ifc := range st.Interfaces {
+		if ifc.Name == "eth2" && ifc.Carrier {
+			t.Errorf("eth2 reported with carrier")
+		}
+	}
+	if len(st.Interfaces) != 3 {
+		t.Errorf("interfaces %+v, want eth0, eth1, eth2", st.Interfaces)
+	}
+}
+
+// TestUpLateServer: the DHCP server starts 5 s after the client; the
+// client keeps trying and gets the lease.
+func TestUpLateServer(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "late")
+	go func() {
+		time.Sleep(5 * time.Second)
+		lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	}()
+	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "40s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if ms := st.TimingsMS["lease4"]; ms < 5000 {
+		t.Errorf("lease after %d ms, before the server started", ms)
+	}
+}
+
+// TestUpSilentServer: nobody answers; the phase is offline at the deadline
+// and the state is still written.
+func TestUpSilentServer(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "mute")
+	start := time.Now()
+	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "4s", "eth0")
+	if code != 3 || st == nil || st.Phase != state.PhaseOffline {
+		t.Fatalf("exit %d, state %+v; want exit 3, offline", code, st)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("offline verdict took %s with a 4s deadline", d)
+	}
+}
+
+// TestUpRouterLifetimeZero: an RA with router lifetime 0 gives an address
+// but no IPv6 default route, and the node has no public IPv6.
+func TestUpRouterLifetimeZero(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "rl0")
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	lab.Radvd(t, p.srv, strings.Replace(radvdConf, "AdvLinkMTU 1420;", "AdvLinkMTU 1420;\n\tAdvDefaultLifetime 0;", 1))
+	code, st, _ := p.up(t, "--timeout", "30s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if len(addrsOf(st, "eth0", state.SourceSLAAC)) == 0 {
+		t.Errorf("no SLAAC address")
+	}
+	if st.PublicIPv6 || hasRoute(st, "::/0", "", "eth0") {
+		t.Errorf("public_ipv6=%v routes %+v with router lifetime 0", st.PublicIPv6, st.Routes)
+	}
+	if got := kernelDefault(t, p.cli.Handle(), netlink.FAMILY_V6); got != "" {
+		t.Errorf("kernel IPv6 default via %s with router lifetime 0", got)
+	}
+}
+
+// TestUpBadCmdline: a malformed ip= is a usage error naming the field, and
+// nothing is applied.
+func TestUpBadCmdline(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "bad")
+	code, _, out := p.up(t, "--cmdline", "ip=192.0.2.9::192.0.2.1:255.0.255.0::eth0:none", "eth0")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(out, "255.0.255.0") || !strings.Contains(out, "netmask") {
+		t.Errorf("message does not name the bad field:\n%s", out)
+	}
+	if got := kernelAddrs(t, p.cli.Handle(), "eth0", netlink.FAMILY_V4); len(got) != 0 {
+		t.Errorf("addresses applied despite the error: %v", got)
+	}
+}
+
+// TestUpStatic: a static ip= with gateway and DNS.
+func TestUpStatic(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "st")
+	code, st, _ := p.up(t, "--cmdline", "ip=192.0.2.9::192.0.2.1:255.255.255.0:node1:eth0:none:192.0.2.53", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if got := addrsOf(st, "eth0", state.SourceStatic); !slices.Equal(got, []string{"192.0.2.9/24"}) {
+		t.Errorf("static addresses %v", got)
+	}
+	if got := kernelDefault(t, p.cli.Handle(), netlink.FAMILY_V4); got != "192.0.2.1" {
+		t.Errorf("kernel default via %q", got)
+	}
+	if st.Hostname != "node1" || !slices.Equal(st.DNS, []string{"192.0.2.53"}) {
+		t.Errorf("hostname %q dns %v", st.Hostname, st.DNS)
+	}
+}
+
+func eui64(prefix string, mac net.HardwareAddr) string {
+	ip := net.ParseIP(prefix)
+	ip[8] = mac[0] ^ 0x02
+	ip[9], ip[10] = mac[1], mac[2]
+	ip[11], ip[12] = 0xff, 0xfe
+	ip[13], ip[14], ip[15] = mac[3], mac[4], mac[5]
+	return ip.String()
+}
+

@@ -1,0 +1,275 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/dhcp4"
+	"github.com/threefoldtech/netinit/boot/dhcp6"
+	"github.com/threefoldtech/netinit/boot/ra"
+)
+
+// link is one managed link and what runs on it.
+type link struct {
+	name string
+	mac  net.HardwareAddr
+	ipc  cmdline.IPConfig   // the first ip= for this link (static address, hostname, MTU)
+	ipcs []cmdline.IPConfig // all of them: several ip= for one link add up
+
+	carrierAt   time.Time // zero until carrier
+	raAt        time.Time // first RA
+	dhcp6Active bool
+	dhcp6Done   bool // DHCPv6 gave up or finished without an address
+}
+
+func (l *link) any(f func(cmdline.IPConfig) bool) bool {
+	for _, c := range l.ipcs {
+		if f(c) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *link) wants4() bool { return l.any(cmdline.IPConfig.WantsDHCP4) }
+
+func (l *link) wantsRA() bool {
+	return l.any(cmdline.IPConfig.WantsRA) || l.any(cmdline.IPConfig.WantsDHCP6)
+}
+
+func (l *link) wantsDHCP6() bool { return l.any(cmdline.IPConfig.WantsDHCP6) }
+
+// static reports whether an ip= gives the link a static address.
+func (l *link) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
+
+// ipConfigFor picks the ip= that apply to a link: those naming it, else
+// those naming no device, else the default (DHCPv4 + RA, DHCPv6 when the
+// RA asks for it). A client address given with a DHCP method (dracut
+// accepts it) is not applied: the method wins.
+func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
+	var mine, all []cmdline.IPConfig
+	for _, c := range spec.IP {
+		switch c.Device {
+		case name:
+			mine = append(mine, c)
+		case "":
+			all = append(all, c)
+		}
+	}
+	if len(mine) > 0 {
+		return mine
+	}
+	if len(all) > 0 {
+		return all
+	}
+	return []cmdline.IPConfig{{Method: "on"}}
+}
+
+// adopt starts managing a link.
+func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
+	a := nl.Attrs()
+	ipcs := ipConfigFor(e.spec, a.Name)
+	l := &link{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs}
+	e.mu.Lock()
+	e.links[l.name] = l
+	if !e.upFixed && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
+		e.uplink, e.upReason, e.upFixed = l.name, "bootif", true
+		e.logf("uplink %s (BOOTIF %s)", l.name, a.HardwareAddr)
+	}
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.manage(ctx, l, nl)
+	}()
+}
+
+// manage brings one link up and runs its clients until ctx ends.
+func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
+	name := l.name
+	if l.wantsRA() {
+		// Before the link goes up: the engine owns IPv6 on it (accept_ra
+		// off) and DAD is optimistic (RFC 4429), so the link-local address
+		// is usable at once.
+		if err := ra.Prepare(name); err != nil {
+			e.problem("%s: preparing IPv6: %v", name, err)
+		}
+	}
+	if mtu := e.mtuFor(l); mtu > 0 && mtu != nl.Attrs().MTU {
+		if err := netlink.LinkSetMTU(nl, mtu); err != nil {
+			e.problem("%s: mtu %d: %v", name, mtu, err)
+		}
+	}
+	if nl.Attrs().Flags&net.FlagUp != 0 {
+		// Never bounce a link that is up: a PXE-booted NIC that goes down
+		// restarts the switch's spanning-tree timer (30-50 s).
+		e.logf("%s: already up, left as is", name)
+	} else if err := netlink.LinkSetUp(nl); err != nil {
+		e.problem("%s: set up: %v", name, err)
+		return
+	} else {
+		e.logf("%s: link up (%s)", name, l.mac)
+	}
+	if !e.waitCarrier(ctx, l) {
+		return
+	}
+	if l.static() {
+		if err := e.applyStatic(l); err != nil {
+			e.problem("%s: static ip=: %v", name, err)
+		}
+	}
+	mtu := e.mtuFor(l)
+	if l.wants4() {
+		e.spawn(func() {
+			err := dhcp4.Run(ctx, dhcp4.Options{
+				Link:         name,
+				DefaultRoute: func() bool { return e.mayDefault(name) },
+				MTU:          mtu,
+				Report:       e.report,
+				Logf:         e.cfg.Logf,
+			})
+			if err != nil && ctx.Err() == nil {
+				e.problem("dhcp4 on %s: %v", name, err)
+			}
+		})
+	}
+	if l.wantsRA() {
+		e.spawn(func() {
+			err := ra.Run(ctx, ra.Options{
+				Link:         name,
+				DefaultRoute: func() bool { return e.mayDefault(name) },
+				MTU:          mtu,
+				Report:       e.report,
+				Logf:         e.cfg.Logf,
+			})
+			if err != nil && ctx.Err() == nil {
+				e.problem("ra on %s: %v", name, err)
+			}
+		})
+	}
+	if l.wantsDHCP6() {
+		e.startDHCP6(name, true, true)
+	}
+}
+
+// spawn runs fn in a goroutine the engine waits for.
+func (e *Engine) spawn(fn func()) {
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); fn() }()
+}
+
+// startDHCP6 starts the DHCPv6 client on a link once, when an RA asked for
+// it (M: addresses, O: other configuration) or ip=dhcp6 did.
+func (e *Engine) startDHCP6(name string, managed, other bool) {
+	e.mu.Lock()
+	l := e.links[name]
+	if l == nil || l.dhcp6Active {
+		e.mu.Unlock()
+		return
+	}
+	l.dhcp6Active = true
+	e.mu.Unlock()
+	ctx := e.runCtx
+	e.spawn(func() {
+		err := dhcp6.Run(ctx, dhcp6.Options{
+			Link: name, Managed: managed, Other: other,
+			Report: e.report, Logf: e.cfg.Logf,
+		})
+		e.mu.Lock()
+		l.dhcp6Done = true
+		e.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			e.problem("dhcp6 on %s: %v", name, err)
+		}
+		e.notify()
+	})
+}
+
+// mtuFor is the MTU precedence: ip= for the link, then netinit.mtu=; 0
+// leaves it to DHCP/RA and the kernel default.
+func (e *Engine) mtuFor(l *link) int {
+	if l.ipc.MTU > 0 {
+		return l.ipc.MTU
+	}
+	return e.spec.MTU
+}
+
+// waitCarrier waits for the link's carrier, bounded by ctx. It says once
+// when the carrier is late, and returns false only when ctx ended.
+func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
+	start := time.Now()
+	warned := false
+	for {
+		if carrier(l.name) {
+			e.mu.Lock()
+			l.carrierAt = time.Now()
+			e.mark("carrier")
+			e.mu.Unlock()
+			e.logf("%s: carrier after %dms", l.name, time.Since(start).Milliseconds())
+			e.notify()
+			return true
+		}
+		if !warned && time.Since(start) > 5*time.Second {
+			warned = true
+			e.problem("%s: no carrier after 5s (cable? switch port?), still waiting", l.name)
+		}
+		wait := 20 * time.Millisecond
+		if time.Since(start) > time.Second {
+			wait = 200 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+func carrier(name string) bool {
+	b, err := os.ReadFile("/sys/class/net/" + name + "/carrier")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// createVLANs creates the vlan= links before discovery picks them up.
+func (e *Engine) createVLANs() error {
+	var errs []string
+	for _, v := range e.spec.VLANs {
+		if _, err := netlink.LinkByName(v.Name); err == nil {
+			continue
+		}
+		parent, err := netlink.LinkByName(v.Parent)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("vlan=%s:%s: parent: %v", v.Name, v.Parent, err))
+			continue
+		}
+		if parent.Attrs().Flags&net.FlagUp == 0 {
+			_ = netlink.LinkSetUp(parent)
+		}
+		vl := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: v.Name, ParentIndex: parent.Attrs().Index}, VlanId: v.ID}
+		if err := netlink.LinkAdd(vl); err != nil {
+			errs = append(errs, fmt.Sprintf("vlan=%s:%s: %v", v.Name, v.Parent, err))
+			continue
+		}
+		e.logf("vlan %s (id %d on %s) created", v.Name, v.ID, v.Parent)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (e *Engine) vlanNames() []string {
+	var out []string
+	for _, v := range e.spec.VLANs {
+		out = append(out, v.Name)
+	}
+	return out
+}

@@ -1,0 +1,103 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Dnsmasq starts dnsmasq as a DHCP (and optionally DHCPv6) server on iface
+// in ns, with no DNS service (port 0) and no config file but args.
+func Dnsmasq(t testing.TB, ns *NS, iface string, args ...string) *Proc {
+	t.Helper()
+	dir := t.TempDir()
+	base := []string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--interface=" + iface, "--bind-interfaces", "--log-dhcp", "--user=root", "--group=root",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid")}
+	return ns.Start(append(base, args...)...)
+}
+
+// Radvd starts radvd in ns with the given config (the body of radvd.conf).
+// It turns on IPv6 forwarding in ns, which radvd requires.
+func Radvd(t testing.TB, ns *NS, conf string) *Proc {
+	t.Helper()
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "radvd.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns.MustExec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	return ns.Start("radvd", "--nodaemon", "--config="+cf, "--pidfile="+filepath.Join(dir, "pid"), "--logmethod=stderr")
+}
+
+// RepoRoot is the directory holding go.mod, found from the test's working
+// directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("lab: go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// BuildNetinit builds the netinit binary (static, as in the image) into a
+// temporary directory and returns its path.
+func BuildNetinit(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "netinit")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/netinit")
+	cmd.Dir = RepoRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lab: building netinit: %v\n%s", err, b)
+	}
+	return out
+}
+
+// ValidateState checks a state document against docs/state.schema.json.
+func ValidateState(t testing.TB, doc []byte) {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	sch, err := c.Compile(filepath.Join(RepoRoot(t), "docs", "state.schema.json"))
+	if err != nil {
+		t.Fatalf("lab: state schema: %v", err)
+	}
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(doc)))
+	if err != nil {
+		t.Fatalf("lab: state is not JSON: %v", err)
+	}
+	if err := sch.Validate(v); err != nil {
+		t.Fatalf("state does not match docs/state.schema.json: %v\n%s", err, doc)
+	}
+}
+
+// Eventually polls cond every 50 ms until it holds or timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+

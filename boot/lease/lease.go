@@ -1,0 +1,81 @@
+// Package lease is the status that each protocol client (dhcp4, ra, dhcp6,
+// static) reports to the bring-up engine: what it has configured on one
+// link, right now. A client owns its part of the kernel configuration and
+// reports it after every change; the engine merges the reports of all
+// clients into the node's state (spec and status kept apart, as in Talos'
+// networkd: the clients act, the engine observes and decides).
+package lease
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// Lease is the configuration one source has applied on one link. A zero
+// Addresses/Routes list with Status "lost" or "failed" means the source
+// has withdrawn everything it had configured.
+type Lease struct {
+	Link   string
+	Source state.Source // dhcp4, slaac (for RA), dhcp6, static
+	// Status is the client's state in words: "selecting", "bound",
+	// "renewing", "rebinding", "expired", "nak", "failed", "received"...
+	Status string
+
+	Addresses []Addr
+	Routes    []Route
+
+	DNS      []netip.Addr
+	Search   []string
+	NTP      []netip.Addr
+	Hostname string // validated (RFC 1123) by the client; "" if none
+	MTU      int    // applied to the link by the client; 0 if none
+
+	// Managed and Other are the RA's M and O flags (RFC 4861 section 4.2):
+	// the engine starts DHCPv6 when either is set.
+	Managed, Other bool
+
+	// Server is the DHCP server or the router (link-local) that gave this.
+	Server netip.Addr
+	// Routers are all the routers the source offered (DHCP option 3 may
+	// list several; the first is used).
+	Routers []netip.Addr
+
+	// Updated is when the client applied this.
+	Updated time.Time
+}
+
+// Addr is an address with its lifetimes (zero = infinite).
+type Addr struct {
+	Prefix    netip.Prefix
+	Valid     time.Duration
+	Preferred time.Duration
+}
+
+// Route is a route the client installed. A zero Via is an on-link route.
+type Route struct {
+	Dst      netip.Prefix
+	Via      netip.Addr
+	Lifetime time.Duration // 0 = no expiry
+}
+
+// Usable reports whether the lease gives the link at least one address.
+func (l *Lease) Usable() bool { return l != nil && len(l.Addresses) > 0 }
+
+// HasDefault reports whether the lease installed a default route.
+func (l *Lease) HasDefault() bool {
+	if l == nil {
+		return false
+	}
+	for _, r := range l.Routes {
+		if r.Dst.Bits() == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Reporter receives a client's lease after every change. It must not
+// block for long; the engine copies what it needs.
+type Reporter func(Lease)

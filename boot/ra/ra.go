@@ -1,0 +1,132 @@
+// Package ra is IPv6 router discovery (RFC 4861) and stateless address
+// autoconfiguration (RFC 4862) for one link, done in user space: the
+// kernel's own RA processing is switched off (accept_ra=0) on links that
+// netinit manages, so that what is configured, and when, is decided here
+// and reported to the engine as a lease.Lease (source "slaac").
+//
+// The work is split in two: Table (pure logic, no kernel calls: validation,
+// lifetimes, caps) decides; the Linux side sends Router Solicitations,
+// reads RAs and applies the Table's View with netlink.
+package ra
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// Options configure Run.
+type Options struct {
+	Link string
+	// DefaultRoute says whether to install the IPv6 default route(s) via
+	// the advertising routers (only the uplink does). Nil means no.
+	DefaultRoute func() bool
+	// MTU overrides the RA's MTU option when not 0.
+	MTU int
+	// Report receives a lease after every change of what is applied.
+	Report lease.Reporter
+	// Logf gets one readable event per line.
+	Logf func(format string, args ...any)
+	// Oneshot returns after the first RA has been applied, or when the
+	// Router Solicitations are exhausted, or when ctx ends.
+	Oneshot bool
+}
+
+// ErrNoRouter is returned in Oneshot mode when no RA came in answer to
+// the Router Solicitations.
+var ErrNoRouter = errors.New("no router advertisement")
+
+// Router solicitation timing, RFC 4861 section 10.
+const (
+	maxRtrSolicitations     = 3
+	rtrSolicitationInterval = 4 * time.Second
+)
+
+// Lease converts a View into the engine's lease. Lifetimes follow the lease
+// convention (0 = infinite); a deprecated address (preferred lifetime 0 in
+// RFC 4862 terms) is reported with Preferred = -1ns.
+func (v View) Lease(link string, applied []Route, now time.Time) lease.Lease {
+	l := lease.Lease{
+		Link:    link,
+		Source:  state.SourceSLAAC,
+		Status:  "received",
+		MTU:     v.MTU,
+		Managed: v.Managed,
+		Other:   v.Other,
+		Server:  v.Router,
+		Updated: now,
+	}
+	if !v.Received {
+		l.Status = "soliciting"
+	}
+	for _, a := range v.Addrs {
+		la := lease.Addr{Prefix: a.Prefix, Valid: finite(a.Valid), Preferred: finite(a.Preferred)}
+		if a.Preferred == 0 {
+			la.Preferred = -1
+		}
+		l.Addresses = append(l.Addresses, la)
+	}
+	for _, r := range applied {
+		l.Routes = append(l.Routes, lease.Route{Dst: r.Dst, Via: r.Via, Lifetime: finite(r.Lifetime)})
+	}
+	for _, r := range v.Defaults {
+		l.Routers = append(l.Routers, r.Via)
+	}
+	l.DNS = append(l.DNS, v.DNS...)
+	l.Search = append(l.Search, v.Search...)
+	return l
+}
+
+func finite(d time.Duration) time.Duration {
+	if d >= Infinite {
+		return 0
+	}
+	return d
+}
+
+// Routes is every route of the view that should be in the kernel;
+// defaults only if withDefault.
+func (v View) routes(withDefault bool) []Route {
+	rs := append([]Route(nil), v.OnLink...)
+	if withDefault {
+		rs = append(rs, v.Defaults...)
+	}
+	return append(rs, v.Routes...)
+}
+
+// keyOf identifies a kernel route.
+type routeKey struct {
+	dst    netip.Prefix
+	via    netip.Addr
+	metric int
+}
+
+func (r Route) key() routeKey { return routeKey{r.Dst, r.Via, r.Metric} }
+
+// logBurst is how many RA log lines a second get through; a flood of RAs
+// must not flood the console.
+const logBurst = 5
+
+// limiter lets logBurst log lines a second through and counts the rest.
+type limiter struct {
+	window     time.Time
+	n, dropped int
+}
+
+// allow reports whether a line may be logged now and, if so, how many were
+// dropped since the last one that was.
+func (l *limiter) allow(now time.Time) (bool, int) {
+	if now.Sub(l.window) >= time.Second {
+		l.window, l.n = now, 0
+	}
+	if l.n++; l.n > logBurst {
+		l.dropped++
+		return false, 0
+	}
+	d := l.dropped
+	l.dropped = 0
+	return true, d
+}

@@ -1,0 +1,425 @@
+package ra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// Prepare configures the kernel's IPv6 behaviour of link. Call it before
+// the link is set up:
+//   - accept_ra=0, autoconf=0: netinit, not the kernel, acts on RAs;
+//   - optimistic_dad=1, use_optimistic=1: addresses are usable while DAD
+//     runs (RFC 4429), so the link-local address can send the first Router
+//     Solicitation at once and a SLAAC address is usable at once;
+//   - addr_gen_mode=0: the kernel still makes the EUI-64 link-local address
+//     (RFC 4862 section 5.3) when the link comes up.
+func Prepare(link string) error {
+	for _, kv := range [][2]string{
+		{"disable_ipv6", "0"},
+		{"accept_ra", "0"},
+		{"autoconf", "0"},
+		{"optimistic_dad", "1"},
+		{"use_optimistic", "1"},
+		{"addr_gen_mode", "0"},
+	} {
+		if err := writeConf(link, kv[0], kv[1]); err != nil {
+			return fmt.Errorf("ra prepare %s: %w", link, err)
+		}
+	}
+	return nil
+}
+
+func writeConf(link, key, value string) error {
+	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
+	if cur, err := os.ReadFile(p); err == nil && string(cur) == value+"\n" {
+		return nil
+	}
+	return os.WriteFile(p, []byte(value), 0o644)
+}
+
+// linkLocalWait bounds the wait for the kernel's link-local address.
+const linkLocalWait = 3 * time.Second
+
+// Run does router discovery and SLAAC on o.Link until ctx ends (or, with
+// o.Oneshot, until the first RA is applied or the solicitations are
+// exhausted). Whatever is configured is left in place when it returns.
+func Run(ctx context.Context, o Options) error {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	report := o.Report
+	if report == nil {
+		report = func(lease.Lease) {}
+	}
+	ifi, err := net.InterfaceByName(o.Link)
+	if err != nil {
+		return fmt.Errorf("ra on %s: %w", o.Link, err)
+	}
+	id, err := InterfaceID(ifi.HardwareAddr)
+	if err != nil {
+		return fmt.Errorf("ra on %s: %w", o.Link, err)
+	}
+	ll, optimistic, err := waitLinkLocal(ctx, ifi.Index, linkLocalWait)
+	if err != nil {
+		return fmt.Errorf("ra on %s: %w", o.Link, err)
+	}
+	conn, _, err := ndp.Listen(ifi, ndp.Addr(ll.String()))
+	if err != nil {
+		return fmt.Errorf("ra on %s: listen on %s: %w", o.Link, ll, err)
+	}
+	defer conn.Close()
+	var filter ipv6.ICMPFilter
+	filter.SetAll(true)
+	filter.Accept(ipv6.ICMPTypeRouterAdvertisement)
+	if err := conn.SetICMPFilter(&filter); err != nil {
+		return fmt.Errorf("ra on %s: icmp filter: %w", o.Link, err)
+	}
+	// The hop limit of each received packet, for RFC 4861 section 6.1.2.
+	if err := conn.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
+		return fmt.Errorf("ra on %s: hop limit control message: %w", o.Link, err)
+	}
+
+	k := &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: logf}
+	t := NewTable(id, ifi.MTU)
+	var (
+		sent      int
+		nextRS    = time.Now() // RFC 4861 section 6.3.7, see solicit
+		exhausted bool
+		buf       = make([]byte, 1<<16)
+		lim       limiter
+	)
+	apply := func(now time.Time) {
+		v := t.View(now)
+		applied, err := k.sync(v, o.DefaultRoute != nil && o.DefaultRoute())
+		if err != nil {
+			logf("%s: ra: %v", o.Link, err)
+		}
+		report(v.Lease(o.Link, applied, now))
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			if o.Oneshot && !t.seenRA {
+				return fmt.Errorf("ra on %s: %w", o.Link, err)
+			}
+			return nil
+		}
+		now := time.Now()
+		if !t.seenRA && !exhausted && !now.Before(nextRS) {
+			if sent == maxRtrSolicitations {
+				exhausted = true
+				logf("%s: ra: no router advertisement after %d solicitations", o.Link, sent)
+				l := t.View(now).Lease(o.Link, nil, now)
+				l.Status = "none"
+				report(l)
+				if o.Oneshot {
+					return fmt.Errorf("ra on %s: %w", o.Link, ErrNoRouter)
+				}
+			} else {
+				if optimistic {
+					optimistic = stillOptimistic(ifi.Index, ll)
+				}
+				if err := solicit(conn, ifi.HardwareAddr, optimistic); err != nil {
+					logf("%s: ra: router solicitation: %v", o.Link, err)
+				} else {
+					logf("%s: ra: router solicitation %d/%d from %s", o.Link, sent+1, maxRtrSolicitations, ll)
+				}
+				sent++
+				nextRS = now.Add(rtrSolicitationInterval)
+			}
+		}
+		if t.Expire(now) {
+			logf("%s: ra: lifetimes expired", o.Link)
+			apply(now)
+		}
+
+		// Wait for an RA, at most until the next timer (or a short poll of
+		// ctx, so that Run ends promptly without a goroutine of its own).
+		wait := now.Add(200 * time.Millisecond)
+		if next := t.Next(now); !next.IsZero() && next.Before(wait) {
+			wait = next
+		}
+		if !t.seenRA && !exhausted && nextRS.Before(wait) {
+			wait = nextRS
+		}
+		if err := conn.SetReadDeadline(wait); err != nil {
+			return fmt.Errorf("ra on %s: %w", o.Link, err)
+		}
+		n, cm, src, err := conn.ReadRaw(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("ra on %s: read: %w", o.Link, err)
+		}
+		hop := -1
+		if cm != nil {
+			hop = cm.HopLimit
+		}
+		now = time.Now()
+		ra, err := Validate(buf[:n], src, hop)
+		if err != nil {
+			if ok, dropped := lim.allow(now); ok {
+				if dropped > 0 {
+					logf("%s: ra: %d log lines about RAs suppressed", o.Link, dropped)
+				}
+				logf("%s: ra: ignored: %v", o.Link, err)
+			}
+			continue
+		}
+		changed, summary := t.Update(now, src, ra)
+		if ok, dropped := lim.allow(now); ok {
+			if dropped > 0 {
+				logf("%s: ra: %d log lines about RAs suppressed", o.Link, dropped)
+			}
+			logf("%s: %s", o.Link, summary)
+		}
+		if changed {
+			apply(now)
+		}
+		if o.Oneshot {
+			return nil
+		}
+	}
+}
+
+// solicit sends one Router Solicitation to all-routers (ff02::2).
+//
+// The first goes out at once: RFC 4861 section 6.3.7 asks for a random
+// delay of up to MAX_RTR_SOLICITATION_DELAY (1 s) only as a SHOULD, to
+// spread the load of many hosts starting together; a booting 0-OS node
+// wants its address as early as possible, and optimistic DAD (RFC 4429)
+// makes the link-local source usable right away.
+//
+// While the source is still an Optimistic Address, the Source Link-Layer
+// Address option is left out: RFC 4429 section 3.2 forbids it, since a
+// router would otherwise overwrite a possibly valid neighbour cache entry.
+func solicit(conn *ndp.Conn, mac net.HardwareAddr, optimistic bool) error {
+	rs := &ndp.RouterSolicitation{}
+	if !optimistic {
+		rs.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac}}
+	}
+	return conn.WriteTo(rs, nil, netip.MustParseAddr("ff02::2"))
+}
+
+// waitLinkLocal waits (bounded) for a usable link-local address: one that
+// is not tentative, or that is optimistic.
+func waitLinkLocal(ctx context.Context, index int, bound time.Duration) (netip.Addr, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		addrs, err := netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
+		if err != nil {
+			return netip.Addr{}, false, fmt.Errorf("list addresses: %w", err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || !ip.IsLinkLocalUnicast() || a.Flags&unix.IFA_F_DADFAILED != 0 {
+				continue
+			}
+			if a.Flags&unix.IFA_F_OPTIMISTIC != 0 {
+				return ip, true, nil
+			}
+			if a.Flags&unix.IFA_F_TENTATIVE == 0 {
+				return ip, false, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, false, fmt.Errorf("no usable link-local address within %s (link down, or IPv6 disabled?)", bound)
+		case <-tick.C:
+		}
+	}
+}
+
+func stillOptimistic(index int, ll netip.Addr) bool {
+	addrs, err := netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip == ll {
+			return a.Flags&unix.IFA_F_OPTIMISTIC != 0
+		}
+	}
+	return true
+}
+
+// kernel applies Views to one link and remembers what it applied, so that
+// what a View no longer holds is removed.
+type kernel struct {
+	link        string
+	index       int
+	mtuOverride int
+	addrs       map[netip.Prefix]bool
+	routes      map[routeKey]bool
+	mtu         int
+	noOptimist  bool // the kernel refused IFA_F_OPTIMISTIC: use NODAD
+	logf        func(string, ...any)
+}
+
+// sync makes the kernel match v and returns the routes that are in place.
+func (k *kernel) sync(v View, withDefault bool) ([]Route, error) {
+	var errs []error
+	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: k.index, Name: k.link}}
+	want := map[netip.Prefix]bool{}
+	for _, a := range v.Addrs {
+		want[a.Prefix] = true
+		if err := k.addrReplace(link, a); err != nil {
+			errs = append(errs, fmt.Errorf("address %s: %w", a.Prefix, err))
+			continue
+		}
+		if !k.addrs[a.Prefix] {
+			k.logf("%s: ra: address %s (valid %s, preferred %s)", k.link, a.Prefix, lifetime(a.Valid), lifetime(a.Preferred))
+		}
+		k.addrs[a.Prefix] = true
+	}
+	for p := range k.addrs {
+		if want[p] {
+			continue
+		}
+		err := netlink.AddrDel(link, &netlink.Addr{IPNet: prefixNet(p)})
+		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove address %s: %w", p, err))
+			continue
+		}
+		k.logf("%s: ra: address %s removed", k.link, p)
+		delete(k.addrs, p)
+	}
+
+	var applied []Route
+	wantR := map[routeKey]bool{}
+	for _, r := range v.routes(withDefault) {
+		wantR[r.key()] = true
+		if err := routeReplace(k.index, r); err != nil {
+			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.Dst, r.Via, err))
+			continue
+		}
+		k.routes[r.key()] = true
+		applied = append(applied, r)
+	}
+	for rk := range k.routes {
+		if wantR[rk] {
+			continue
+		}
+		err := routeDel(k.index, Route{Dst: rk.dst, Via: rk.via, Metric: rk.metric})
+		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove route %s via %s: %w", rk.dst, rk.via, err))
+			continue
+		}
+		delete(k.routes, rk)
+	}
+
+	// The MTU option sets the link's IPv6 MTU (RFC 4861 section 6.3.4),
+	// not the link MTU: IPv4 on the same link is not the router's to say.
+	mtu := v.MTU
+	if k.mtuOverride > 0 {
+		mtu = k.mtuOverride
+	}
+	if mtu > 0 && mtu != k.mtu {
+		if err := writeConf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
+			errs = append(errs, fmt.Errorf("ipv6 mtu %d: %w", mtu, err))
+		} else {
+			k.mtu = mtu
+		}
+	}
+	slices.SortFunc(applied, func(a, b Route) int { return a.Metric - b.Metric })
+	return applied, errors.Join(errs...)
+}
+
+// addrReplace adds or refreshes a SLAAC address. It is added optimistic
+// (RFC 4429; the kernel runs DAD but the address is usable meanwhile) and
+// without a prefix route: on-link-ness comes from the L flag alone
+// (RFC 4861 section 6.3.4 / RFC 5942), not from the A flag. Kernels that
+// refuse IFA_F_OPTIMISTIC from user space get IFA_F_NODAD instead.
+func (k *kernel) addrReplace(link netlink.Link, a Addr) error {
+	na := &netlink.Addr{
+		IPNet:       prefixNet(a.Prefix),
+		Flags:       unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_OPTIMISTIC,
+		ValidLft:    kernelLifetime(a.Valid, 1),
+		PreferedLft: kernelLifetime(a.Preferred, 0),
+	}
+	if k.noOptimist {
+		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
+	}
+	err := netlink.AddrReplace(link, na)
+	if err != nil && !k.noOptimist && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP)) {
+		k.noOptimist = true
+		k.logf("%s: ra: kernel refused an optimistic address (%v), using nodad", k.link, err)
+		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
+		err = netlink.AddrReplace(link, na)
+	}
+	return err
+}
+
+// kernelLifetime converts a lifetime to the kernel's seconds (all ones for
+// infinity), rounded up and at least floor.
+func kernelLifetime(d time.Duration, floor int) int {
+	if d >= Infinite {
+		return int(^uint32(0))
+	}
+	s := int((d + time.Second - 1) / time.Second)
+	return max(s, floor)
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}
+}
+
+// routeReplace installs r (protocol "ra") with the kernel expiring it at
+// the end of its lifetime (RTA_EXPIRES), so that a route is not left
+// behind when netinit stops listening.
+func routeReplace(index int, r Route) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
+	msg := nl.NewRtMsg()
+	msg.Protocol = unix.RTPROT_RA
+	routeMsg(req, msg, index, r)
+	if r.Lifetime < Infinite {
+		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(kernelLifetime(r.Lifetime, 1)))))
+	}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+func routeDel(index int, r Route) error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELROUTE, unix.NLM_F_ACK)
+	msg := nl.NewRtDelMsg()
+	routeMsg(req, msg, index, r)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+func routeMsg(req *nl.NetlinkRequest, msg *nl.RtMsg, index int, r Route) {
+	msg.Family = unix.AF_INET6
+	msg.Dst_len = uint8(r.Dst.Bits())
+	if !r.Via.IsValid() {
+		msg.Scope = unix.RT_SCOPE_LINK
+	}
+	req.AddData(msg)
+	if r.Dst.Bits() > 0 {
+		req.AddData(nl.NewRtAttr(unix.RTA_DST, r.Dst.Addr().AsSlice()))
+	}
+	if r.Via.IsValid() {
+		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Via.WithZone("").AsSlice()))
+	}
+	req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(uint32(index))))
+	req.AddData(nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(uint32(r.Metric))))
+}

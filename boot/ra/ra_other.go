@@ -1,0 +1,16 @@
+//go:build !linux
+
+package ra
+
+import (
+	"context"
+	"errors"
+)
+
+var errNotLinux = errors.New("ra: only implemented on Linux")
+
+// Prepare is only implemented on Linux.
+func Prepare(link string) error { return errNotLinux }
+
+// Run is only implemented on Linux.
+func Run(ctx context.Context, o Options) error { return errNotLinux }

@@ -1,0 +1,624 @@
+package ra
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/ndp"
+)
+
+// Caps on what is taken from Router Advertisements. An RA is unauthenticated
+// (no SEND here), so a neighbour flooding RAs with thousands of prefixes,
+// servers or router addresses must not grow memory or the kernel's tables
+// without bound. maxAddrs matches the kernel's own default for SLAAC
+// (net.ipv6.conf.*.max_addresses = 16).
+const (
+	maxAddrs   = 16 // SLAAC addresses per link, in total
+	maxOnLink  = 16 // on-link prefixes (PIO with L) per link
+	maxRouters = 4  // default routers per link
+	maxRoutes  = 16 // RFC 4191 route information entries per link
+	maxDNS     = 8  // RFC 8106 servers per link (the RFC asks for at least 3)
+	maxSearch  = 8  // RFC 8106 search domains per link
+
+	// Per-RA caps: options past these in a single RA are ignored.
+	perRAPrefixes = 16
+	perRARoutes   = 16
+	perRADNS      = 8
+	perRASearch   = 8
+
+	// maxNotes bounds the prefixes and routes named in one log line.
+	maxNotes = 4
+)
+
+// Infinite is the "infinity" lifetime of RFC 4861 section 4.6.2 (all ones in
+// a 32-bit field), as ndp decodes it.
+const Infinite = time.Duration(math.MaxUint32) * time.Second
+
+// twoHours is the floor of RFC 4862 section 5.5.3 (e).
+const twoHours = 2 * time.Hour
+
+// minMTU is the IPv6 minimum link MTU (RFC 8200 section 5); an RA MTU option
+// below it is ignored (RFC 4861 section 6.3.4).
+const minMTU = 1280
+
+// InterfaceID returns the modified EUI-64 interface identifier of a MAC
+// address (RFC 4291 appendix A): stable across boots, so the SLAAC address
+// of a node never changes while its NIC does not.
+func InterfaceID(mac net.HardwareAddr) ([8]byte, error) {
+	var id [8]byte
+	switch len(mac) {
+	case 6:
+		copy(id[0:3], mac[0:3])
+		id[3], id[4] = 0xff, 0xfe
+		copy(id[5:8], mac[3:6])
+	case 8:
+		copy(id[:], mac)
+	default:
+		return id, fmt.Errorf("no EUI-64 for a %d-byte link-layer address", len(mac))
+	}
+	// Invert the universal/local bit (RFC 4291 section 2.5.1).
+	id[0] ^= 0x02
+	return id, nil
+}
+
+// SLAACAddr is the address formed from a /64 prefix and an interface id
+// (RFC 4862 section 5.5.3 (d)).
+func SLAACAddr(prefix netip.Prefix, id [8]byte) netip.Addr {
+	b := prefix.Masked().Addr().As16()
+	copy(b[8:], id[:])
+	return netip.AddrFrom16(b)
+}
+
+// deadline turns a lifetime received at now into an absolute time; the zero
+// time stands for infinity.
+func deadline(now time.Time, d time.Duration) time.Time {
+	if d >= Infinite {
+		return time.Time{}
+	}
+	return now.Add(d)
+}
+
+// remaining is the inverse of deadline: Infinite for the zero time, never
+// negative.
+func remaining(now, until time.Time) time.Duration {
+	if until.IsZero() {
+		return Infinite
+	}
+	if d := until.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// ValidLifetime applies RFC 4862 section 5.5.3 (e) to an address that
+// already exists: the valid lifetime advertised by an unauthenticated RA
+// may lengthen it, but may shorten it only down to two hours, so that a
+// forged RA cannot kill a node's addresses.
+//
+//  1. advertised > 2 hours or > remaining: take the advertised lifetime;
+//  2. remaining <= 2 hours: ignore the advertised lifetime;
+//  3. otherwise: two hours.
+func ValidLifetime(remaining, advertised time.Duration) time.Duration {
+	switch {
+	case advertised > twoHours || advertised > remaining:
+		return advertised
+	case remaining <= twoHours:
+		return remaining
+	default:
+		return twoHours
+	}
+}
+
+// ErrInvalid marks an RA that fails the checks of RFC 4861 section 6.1.2.
+var ErrInvalid = errors.New("invalid router advertisement")
+
+// Validate applies RFC 4861 section 6.1.2 to a received ICMPv6 message b
+// (starting at the ICMPv6 header) from src, received with IPv6 hop limit
+// hopLimit (-1 if unknown), and parses it. The ICMPv6 checksum is verified
+// by the kernel for raw ICMPv6 sockets (RFC 3542 section 3.1).
+func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement, error) {
+	switch {
+	case hopLimit != ndp.HopLimit:
+		// A router on the link always sends with 255; anything else was
+		// forwarded from off-link.
+		return nil, fmt.Errorf("%w: hop limit %d, want 255", ErrInvalid, hopLimit)
+	case !src.WithZone("").IsLinkLocalUnicast():
+		return nil, fmt.Errorf("%w: source %s is not link-local", ErrInvalid, src)
+	case len(b) < 16:
+		// ICMP length (derived from the IP length) is 16 or more octets.
+		return nil, fmt.Errorf("%w: %d octets", ErrInvalid, len(b))
+	case b[0] != 134:
+		return nil, fmt.Errorf("%w: ICMPv6 type %d", ErrInvalid, b[0])
+	case b[1] != 0:
+		return nil, fmt.Errorf("%w: ICMPv6 code %d, want 0", ErrInvalid, b[1])
+	}
+	// ndp checks that every option has a length > 0 and fits the message.
+	m, err := ndp.ParseMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	ra, ok := m.(*ndp.RouterAdvertisement)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a router advertisement", ErrInvalid)
+	}
+	return ra, nil
+}
+
+type slaac struct {
+	addr           netip.Prefix // address/64
+	validUntil     time.Time    // zero: infinite
+	preferredUntil time.Time    // zero: infinite
+}
+
+type router struct {
+	addr   netip.Addr
+	until  time.Time // never zero: router lifetime is 16 bits, no infinity
+	pref   ndp.Preference
+	metric int
+}
+
+type rio struct {
+	via   netip.Addr
+	until time.Time
+}
+
+// Table is the host's view of what routers on one link advertise
+// (RFC 4861 section 5.1 conceptual data structures: prefix list, default
+// router list, plus SLAAC addresses and RFC 8106 DNS). It is pure logic:
+// no kernel calls, no clock of its own. Every entry is capped.
+type Table struct {
+	id      [8]byte
+	linkMTU int // upper bound for the MTU option; 0 = no bound known
+
+	addrs   map[netip.Prefix]*slaac // by /64 prefix
+	onlink  map[netip.Prefix]time.Time
+	routers map[netip.Addr]*router
+	routes  map[netip.Prefix]*rio
+	dns     map[netip.Addr]time.Time
+	search  map[string]time.Time
+
+	mtu             int
+	managed, other  bool
+	last            netip.Addr // router of the last accepted RA
+	seenRA          bool
+	nextRouterIndex int
+}
+
+// NewTable returns an empty table for a link whose interface identifier is
+// id and whose link MTU is linkMTU (0 if unknown).
+func NewTable(id [8]byte, linkMTU int) *Table {
+	return &Table{
+		id:      id,
+		linkMTU: linkMTU,
+		addrs:   map[netip.Prefix]*slaac{},
+		onlink:  map[netip.Prefix]time.Time{},
+		routers: map[netip.Addr]*router{},
+		routes:  map[netip.Prefix]*rio{},
+		dns:     map[netip.Addr]time.Time{},
+		search:  map[string]time.Time{},
+	}
+}
+
+// Update processes one validated RA from src received at now. It returns
+// whether anything to apply changed (a lifetime refresh counts) and one
+// readable summary of the RA for the log.
+func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisement) (changed bool, summary string) {
+	src = src.WithZone("")
+	var notes []string
+	note := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
+
+	t.seenRA = true
+	t.last = src
+	if t.managed != ra.ManagedConfiguration || t.other != ra.OtherConfiguration {
+		t.managed, t.other = ra.ManagedConfiguration, ra.OtherConfiguration
+		changed = true
+	}
+
+	// Default router list (RFC 4861 section 6.3.4): lifetime 0 removes.
+	if ra.RouterLifetime == 0 {
+		if _, ok := t.routers[src]; ok {
+			delete(t.routers, src)
+			changed = true
+		}
+	} else if r, ok := t.routers[src]; ok {
+		r.until, r.pref = now.Add(ra.RouterLifetime), ra.RouterSelectionPreference
+		changed = true
+	} else if len(t.routers) < maxRouters {
+		t.routers[src] = &router{addr: src, until: now.Add(ra.RouterLifetime), pref: ra.RouterSelectionPreference, metric: t.routerMetric(ra.RouterSelectionPreference)}
+		changed = true
+	} else {
+		note("router ignored (cap %d)", maxRouters)
+	}
+
+	var nPrefix, nRoute, nDNS, nSearch, capped int
+	for _, o := range ra.Options {
+		switch o := o.(type) {
+		case *ndp.PrefixInformation:
+			if nPrefix++; nPrefix > perRAPrefixes {
+				capped++
+				continue
+			}
+			c, n := t.prefix(now, o)
+			changed = changed || c
+			if nPrefix <= maxNotes {
+				note("%s", n)
+			}
+		case *ndp.RouteInformation:
+			if nRoute++; nRoute > perRARoutes {
+				capped++
+				continue
+			}
+			c, n := t.route(now, src, o)
+			changed = changed || c
+			if n != "" && nRoute <= maxNotes {
+				note("%s", n)
+			}
+		case *ndp.RecursiveDNSServer:
+			for _, s := range o.Servers {
+				if nDNS++; nDNS > perRADNS {
+					capped++
+					continue
+				}
+				changed = t.dnsServer(now, s, o.Lifetime) || changed
+			}
+			note("rdnss %s (%s)", joinAddrs(o.Servers), lifetime(o.Lifetime))
+		case *ndp.DNSSearchList:
+			for _, d := range o.DomainNames {
+				if nSearch++; nSearch > perRASearch {
+					capped++
+					continue
+				}
+				changed = t.searchDomain(now, d, o.Lifetime) || changed
+			}
+			note("dnssl %s (%s)", strings.Join(o.DomainNames, ","), lifetime(o.Lifetime))
+		case *ndp.MTU:
+			m := int(o.MTU)
+			if m < minMTU || (t.linkMTU > 0 && m > t.linkMTU) {
+				note("mtu %d ignored", m)
+				continue
+			}
+			if m != t.mtu {
+				t.mtu = m
+				changed = true
+			}
+			note("mtu %d", m)
+		}
+	}
+	if nPrefix > maxNotes || nRoute > maxNotes {
+		note("%d prefixes and %d routes in all", nPrefix, nRoute)
+	}
+	if capped > 0 {
+		note("%d options over the per-RA caps ignored", capped)
+	}
+	summary = fmt.Sprintf("ra from %s: ", src)
+	if len(notes) > 0 {
+		summary += strings.Join(notes, ", ") + ", "
+	}
+	summary += fmt.Sprintf("router lifetime %ds, M=%d O=%d", int64(ra.RouterLifetime/time.Second), b2i(ra.ManagedConfiguration), b2i(ra.OtherConfiguration))
+	return changed, summary
+}
+
+// routerMetric gives each default router its own route metric, so that
+// each is a distinct kernel route (replaceable on its own), ordered by the
+// RFC 4191 preference and then by discovery.
+func (t *Table) routerMetric(p ndp.Preference) int {
+	base := 1024
+	switch p {
+	case ndp.High:
+		base = 512
+	case ndp.Low:
+		base = 2048
+	}
+	t.nextRouterIndex++
+	return base + t.nextRouterIndex%256
+}
+
+// prefix handles one Prefix Information option: RFC 4861 section 6.3.4 for
+// the on-link flag and RFC 4862 section 5.5.3 for autonomous addresses.
+func (t *Table) prefix(now time.Time, o *ndp.PrefixInformation) (changed bool, note string) {
+	p := netip.PrefixFrom(o.Prefix, int(o.PrefixLength)).Masked()
+	flags := ""
+	if o.OnLink {
+		flags += "L"
+	}
+	if o.AutonomousAddressConfiguration {
+		flags += "A"
+	}
+	note = fmt.Sprintf("prefix %s (%s) valid %s preferred %s", p, flags, lifetime(o.ValidLifetime), lifetime(o.PreferredLifetime))
+	if !p.IsValid() || p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() {
+		// Link-local prefixes are silently ignored (4861 6.3.4, 4862 5.5.3 (b)).
+		return false, note + " ignored"
+	}
+	if o.OnLink {
+		_, known := t.onlink[p]
+		switch {
+		case o.ValidLifetime == 0:
+			if known {
+				delete(t.onlink, p)
+				changed = true
+			}
+		case known || len(t.onlink) < maxOnLink:
+			t.onlink[p] = deadline(now, o.ValidLifetime)
+			changed = true
+		default:
+			note += " on-link ignored (cap)"
+		}
+	}
+	if !o.AutonomousAddressConfiguration {
+		return changed, note
+	}
+	// RFC 4862 section 5.5.3 (c): preferred > valid is silently ignored;
+	// (d): the prefix and the 64-bit interface id must make 128 bits.
+	if o.PreferredLifetime > o.ValidLifetime {
+		return changed, note + " ignored (preferred > valid)"
+	}
+	if p.Bits() != 64 {
+		return changed, note + " not /64: no address"
+	}
+	a, known := t.addrs[p]
+	switch {
+	case !known && o.ValidLifetime == 0:
+		return changed, note
+	case !known && len(t.addrs) >= maxAddrs:
+		return changed, note + fmt.Sprintf(" address ignored (cap %d)", maxAddrs)
+	case !known:
+		t.addrs[p] = &slaac{
+			addr:           netip.PrefixFrom(SLAACAddr(p, t.id), 64),
+			validUntil:     deadline(now, o.ValidLifetime),
+			preferredUntil: deadline(now, o.PreferredLifetime),
+		}
+		return true, note
+	}
+	// (e): an address we already have.
+	a.preferredUntil = deadline(now, o.PreferredLifetime)
+	a.validUntil = deadline(now, ValidLifetime(remaining(now, a.validUntil), o.ValidLifetime))
+	if a.preferredUntil.IsZero() && !a.validUntil.IsZero() || !a.validUntil.IsZero() && a.preferredUntil.After(a.validUntil) {
+		a.preferredUntil = a.validUntil
+	}
+	return true, note
+}
+
+// route handles one RFC 4191 Route Information option.
+func (t *Table) route(now time.Time, src netip.Addr, o *ndp.RouteInformation) (changed bool, note string) {
+	p := netip.PrefixFrom(o.Prefix, int(o.PrefixLength)).Masked()
+	if !p.IsValid() || p.Bits() == 0 || p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() {
+		// ::/0 is the default route, which the router lifetime governs.
+		return false, ""
+	}
+	note = fmt.Sprintf("route %s (%s)", p, lifetime(o.RouteLifetime))
+	r, known := t.routes[p]
+	switch {
+	case o.RouteLifetime == 0:
+		if known && r.via == src {
+			delete(t.routes, p)
+			return true, note
+		}
+		return false, note
+	case known || len(t.routes) < maxRoutes:
+		t.routes[p] = &rio{via: src, until: deadline(now, o.RouteLifetime)}
+		return true, note
+	}
+	return false, note + " ignored (cap)"
+}
+
+// dnsServer handles one RFC 8106 RDNSS address: lifetime 0 removes it.
+func (t *Table) dnsServer(now time.Time, s netip.Addr, lt time.Duration) bool {
+	s = s.WithZone("")
+	if !s.IsValid() || s.IsUnspecified() || s.IsMulticast() || s.IsLoopback() {
+		return false
+	}
+	_, known := t.dns[s]
+	switch {
+	case lt == 0:
+		if known {
+			delete(t.dns, s)
+			return true
+		}
+		return false
+	case known || len(t.dns) < maxDNS:
+		t.dns[s] = deadline(now, lt)
+		return true
+	}
+	return false
+}
+
+// searchDomain handles one RFC 8106 DNSSL domain: lifetime 0 removes it.
+func (t *Table) searchDomain(now time.Time, d string, lt time.Duration) bool {
+	d = strings.TrimSuffix(strings.ToLower(d), ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	_, known := t.search[d]
+	switch {
+	case lt == 0:
+		if known {
+			delete(t.search, d)
+			return true
+		}
+		return false
+	case known || len(t.search) < maxSearch:
+		t.search[d] = deadline(now, lt)
+		return true
+	}
+	return false
+}
+
+// Expire drops everything whose lifetime ended by now and reports whether
+// anything changed, including an address becoming deprecated.
+func (t *Table) Expire(now time.Time) bool {
+	changed := false
+	gone := func(until time.Time) bool { return !until.IsZero() && !now.Before(until) }
+	for p, a := range t.addrs {
+		if gone(a.validUntil) {
+			delete(t.addrs, p)
+			changed = true
+		}
+	}
+	for p, until := range t.onlink {
+		if gone(until) {
+			delete(t.onlink, p)
+			changed = true
+		}
+	}
+	for k, r := range t.routers {
+		if gone(r.until) {
+			delete(t.routers, k)
+			changed = true
+		}
+	}
+	for k, r := range t.routes {
+		if gone(r.until) {
+			delete(t.routes, k)
+			changed = true
+		}
+	}
+	for k, until := range t.dns {
+		if gone(until) {
+			delete(t.dns, k)
+			changed = true
+		}
+	}
+	for k, until := range t.search {
+		if gone(until) {
+			delete(t.search, k)
+			changed = true
+		}
+	}
+	return changed
+}
+
+// Next is the earliest time something in the table expires or becomes
+// deprecated after now; the zero time if nothing ever does.
+func (t *Table) Next(now time.Time) time.Time {
+	var next time.Time
+	consider := func(at time.Time) {
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	for _, a := range t.addrs {
+		consider(a.validUntil)
+		if a.preferredUntil.After(now) {
+			consider(a.preferredUntil)
+		}
+	}
+	for _, until := range t.onlink {
+		consider(until)
+	}
+	for _, r := range t.routers {
+		consider(r.until)
+	}
+	for _, r := range t.routes {
+		consider(r.until)
+	}
+	for _, until := range t.dns {
+		consider(until)
+	}
+	for _, until := range t.search {
+		consider(until)
+	}
+	return next
+}
+
+// Addr is a SLAAC address to configure. Lifetimes are remaining durations,
+// Infinite for infinity; Preferred 0 means deprecated.
+type Addr struct {
+	Prefix           netip.Prefix // address/64
+	Valid, Preferred time.Duration
+}
+
+// Route is a route to configure: on-link when Via is invalid.
+type Route struct {
+	Dst      netip.Prefix
+	Via      netip.Addr
+	Metric   int
+	Lifetime time.Duration // Infinite for infinity
+}
+
+// View is what the table says should be configured at one instant. All
+// lists are sorted, so two views compare equal when nothing changed.
+type View struct {
+	Addrs          []Addr
+	OnLink         []Route
+	Defaults       []Route // default routes via each router
+	Routes         []Route // RFC 4191 routes
+	DNS            []netip.Addr
+	Search         []string
+	MTU            int
+	Managed, Other bool
+	Router         netip.Addr // source of the last accepted RA
+	Received       bool
+}
+
+// View returns what should be configured at now.
+func (t *Table) View(now time.Time) View {
+	v := View{MTU: t.mtu, Managed: t.managed, Other: t.other, Router: t.last, Received: t.seenRA}
+	for _, a := range t.addrs {
+		v.Addrs = append(v.Addrs, Addr{Prefix: a.addr, Valid: remaining(now, a.validUntil), Preferred: remaining(now, a.preferredUntil)})
+	}
+	slices.SortFunc(v.Addrs, func(a, b Addr) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	for p, until := range t.onlink {
+		v.OnLink = append(v.OnLink, Route{Dst: p, Metric: 256, Lifetime: remaining(now, until)})
+	}
+	for _, r := range t.routers {
+		v.Defaults = append(v.Defaults, Route{Dst: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Via: r.addr, Metric: r.metric, Lifetime: remaining(now, r.until)})
+	}
+	for p, r := range t.routes {
+		v.Routes = append(v.Routes, Route{Dst: p, Via: r.via, Metric: 1024, Lifetime: remaining(now, r.until)})
+	}
+	sortRoutes(v.OnLink)
+	sortRoutes(v.Defaults)
+	sortRoutes(v.Routes)
+	for s := range t.dns {
+		v.DNS = append(v.DNS, s)
+	}
+	slices.SortFunc(v.DNS, netip.Addr.Compare)
+	for d := range t.search {
+		v.Search = append(v.Search, d)
+	}
+	slices.Sort(v.Search)
+	return v
+}
+
+func sortRoutes(rs []Route) {
+	slices.SortFunc(rs, func(a, b Route) int {
+		if c := a.Metric - b.Metric; c != 0 {
+			return c
+		}
+		if c := a.Dst.Addr().Compare(b.Dst.Addr()); c != 0 {
+			return c
+		}
+		if c := a.Dst.Bits() - b.Dst.Bits(); c != 0 {
+			return c
+		}
+		return a.Via.Compare(b.Via)
+	})
+}
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func lifetime(d time.Duration) string {
+	if d >= Infinite {
+		return "infinite"
+	}
+	return fmt.Sprintf("%ds", int64(d/time.Second))
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

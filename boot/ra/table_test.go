@@ -1,0 +1,271 @@
+package ra
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/ndp"
+)
+
+func TestInterfaceID(t *testing.T) {
+	for _, tc := range []struct {
+		mac, prefix, want string
+		err               bool
+	}{
+		{"52:54:00:12:34:56", "2001:db8:1::/64", "2001:db8:1:0:5054:ff:fe12:3456", false},
+		{"02:00:00:00:00:01", "2001:db8::/64", "2001:db8::ff:fe00:1", false},
+		{"00:11:22:33:44:55:66:77", "2001:db8::/64", "2001:db8::211:2233:4455:6677", false},
+		{"", "", "", true},
+	} {
+		mac, _ := net.ParseMAC(tc.mac)
+		id, err := InterfaceID(mac)
+		if (err != nil) != tc.err {
+			t.Fatalf("%q: err %v", tc.mac, err)
+		}
+		if tc.err {
+			continue
+		}
+		if got := SLAACAddr(netip.MustParsePrefix(tc.prefix), id); got.String() != tc.want {
+			t.Errorf("%s in %s = %s, want %s", tc.mac, tc.prefix, got, tc.want)
+		}
+	}
+}
+
+func TestValidLifetime(t *testing.T) {
+	h := time.Hour
+	for _, tc := range []struct {
+		remaining, advertised, want time.Duration
+	}{
+		{10 * time.Second, 0, 10 * time.Second},                // (2): <= 2 h left, a forged 0 is ignored
+		{10 * time.Second, 5 * time.Second, 10 * time.Second},  // (2)
+		{10 * time.Second, 20 * time.Second, 20 * time.Second}, // (1): longer than remaining
+		{5 * h, 0, 2 * h},           // (3): cut to two hours, not to 0
+		{5 * h, 1 * h, 2 * h},       // (3)
+		{5 * h, 3 * h, 3 * h},       // (1): > 2 h
+		{Infinite, 0, 2 * h},        // (3)
+		{1 * h, Infinite, Infinite}, // (1)
+		{2 * h, 2 * h, 2 * h},       // (2)
+	} {
+		if got := ValidLifetime(tc.remaining, tc.advertised); got != tc.want {
+			t.Errorf("ValidLifetime(%s, %s) = %s, want %s", tc.remaining, tc.advertised, got, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ra := &ndp.RouterAdvertisement{RouterLifetime: time.Minute}
+	good, err := ndp.MarshalMessage(ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ll := netip.MustParseAddr("fe80::1")
+	code1 := append([]byte(nil), good...)
+	code1[1] = 1
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		src  netip.Addr
+		hop  int
+		ok   bool
+	}{
+		{"valid", good, ll, 255, true},
+		{"valid with zone", good, ll.WithZone("eth0"), 255, true},
+		{"hop limit 64", good, ll, 64, false},
+		{"hop limit unknown", good, ll, -1, false},
+		{"global source", good, netip.MustParseAddr("2001:db8::1"), 255, false},
+		{"unspecified source", good, netip.IPv6Unspecified(), 255, false},
+		{"code 1", code1, ll, 255, false},
+		{"short", good[:8], ll, 255, false},
+		{"not an RA", []byte{133, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ll, 255, false},
+		{"zero-length option", append(append([]byte(nil), good...), 5, 0, 0, 0, 0, 0, 0, 0), ll, 255, false},
+	} {
+		_, err := Validate(tc.b, tc.src, tc.hop)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v", tc.name, err)
+		}
+	}
+}
+
+func pio(p string, valid, pref time.Duration, l, a bool) *ndp.PrefixInformation {
+	pp := netip.MustParsePrefix(p)
+	return &ndp.PrefixInformation{PrefixLength: uint8(pp.Bits()), OnLink: l, AutonomousAddressConfiguration: a, ValidLifetime: valid, PreferredLifetime: pref, Prefix: pp.Addr()}
+}
+
+var (
+	testID = [8]byte{0x50, 0x54, 0, 0xff, 0xfe, 0x12, 0x34, 0x56}
+	r1     = netip.MustParseAddr("fe80::1")
+	t0     = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func TestTablePrefixes(t *testing.T) {
+	tb := NewTable(testID, 1500)
+	ra := &ndp.RouterAdvertisement{RouterLifetime: 1800 * time.Second, Options: []ndp.Option{
+		pio("2001:db8:1::/64", time.Hour, 30*time.Minute, true, true), // address + on-link
+		pio("2001:db8:2::/64", time.Hour, time.Hour, false, true),     // address only
+		pio("2001:db8:3::/64", time.Hour, time.Hour, true, false),     // on-link only
+		pio("2001:db8:4::/48", time.Hour, time.Hour, false, true),     // not /64: no address
+		pio("2001:db8:5::/64", time.Minute, time.Hour, false, true),   // preferred > valid: ignored
+		pio("fe80::/64", time.Hour, time.Hour, true, true),            // link-local: ignored
+		pio("2001:db8:6::/64", 0, 0, true, true),                      // new with valid 0: nothing
+		ndp.NewMTU(1400),
+		&ndp.RecursiveDNSServer{Lifetime: time.Minute, Servers: []netip.Addr{netip.MustParseAddr("2001:db8::53")}},
+		&ndp.DNSSearchList{Lifetime: time.Minute, DomainNames: []string{"Lab.Example."}},
+	}}
+	changed, sum := tb.Update(t0, r1, ra)
+	if !changed {
+		t.Fatal("first RA changed nothing")
+	}
+	t.Log(sum)
+	v := tb.View(t0)
+	if got := fmt.Sprint(v.Addrs); got != "[{2001:db8:1:0:5054:ff:fe12:3456/64 1h0m0s 30m0s} {2001:db8:2:0:5054:ff:fe12:3456/64 1h0m0s 1h0m0s}]" {
+		t.Errorf("addrs %s", got)
+	}
+	if len(v.OnLink) != 2 || v.OnLink[0].Dst.String() != "2001:db8:1::/64" || v.OnLink[1].Dst.String() != "2001:db8:3::/64" {
+		t.Errorf("on-link %v", v.OnLink)
+	}
+	if len(v.Defaults) != 1 || v.Defaults[0].Via != r1 || v.Defaults[0].Lifetime != 1800*time.Second {
+		t.Errorf("defaults %v", v.Defaults)
+	}
+	if v.MTU != 1400 || len(v.DNS) != 1 || len(v.Search) != 1 || v.Search[0] != "lab.example" {
+		t.Errorf("mtu %d dns %v search %v", v.MTU, v.DNS, v.Search)
+	}
+
+	// Deprecation: preferred 0 keeps the address; a forged valid 0 does
+	// not shorten a remaining lifetime of an hour below two hours... which
+	// here means it is ignored (<= 2 h remaining).
+	tb.Update(t0.Add(time.Minute), r1, &ndp.RouterAdvertisement{Options: []ndp.Option{pio("2001:db8:1::/64", 0, 0, false, true)}})
+	v = tb.View(t0.Add(time.Minute))
+	if v.Addrs[0].Preferred != 0 || v.Addrs[0].Valid != 59*time.Minute {
+		t.Errorf("after deprecation: %v", v.Addrs[0])
+	}
+	if len(v.Defaults) != 0 {
+		t.Errorf("router lifetime 0 kept the router: %v", v.Defaults)
+	}
+	// The MTU option above the link MTU is ignored.
+	tb.Update(t0.Add(time.Minute), r1, &ndp.RouterAdvertisement{Options: []ndp.Option{ndp.NewMTU(9000)}})
+	if tb.View(t0).MTU != 1400 {
+		t.Errorf("mtu 9000 on a 1500 link accepted")
+	}
+
+	// Expiry: Next says when; Expire removes the address at its valid end.
+	if next := tb.Next(t0); !next.Equal(t0.Add(time.Minute)) { // the DNS entries
+		t.Errorf("next event %s, want %s", next, t0.Add(time.Minute))
+	}
+	if !tb.Expire(t0.Add(time.Hour)) {
+		t.Fatal("nothing expired after an hour")
+	}
+	if v := tb.View(t0.Add(time.Hour)); len(v.Addrs) != 0 || len(v.OnLink) != 0 || len(v.DNS) != 0 {
+		t.Errorf("after an hour: %+v", v)
+	}
+}
+
+func TestTableInfinite(t *testing.T) {
+	tb := NewTable(testID, 0)
+	tb.Update(t0, r1, &ndp.RouterAdvertisement{Options: []ndp.Option{pio("2001:db8:1::/64", Infinite, Infinite, true, true)}})
+	if tb.Expire(t0.Add(1000 * time.Hour)) {
+		t.Fatal("an infinite prefix expired")
+	}
+	if !tb.Next(t0).IsZero() {
+		t.Fatal("infinite table has a next event")
+	}
+	v := tb.View(t0)
+	if v.Addrs[0].Valid != Infinite || v.Addrs[0].Preferred != Infinite || v.OnLink[0].Lifetime != Infinite {
+		t.Fatalf("%+v", v)
+	}
+	l := v.Lease("eth0", v.OnLink, t0)
+	if l.Addresses[0].Valid != 0 || l.Routes[0].Lifetime != 0 {
+		t.Fatalf("infinite is not 0 in the lease: %+v", l)
+	}
+	// A forged valid 0 against an infinite address cuts it to two hours.
+	tb.Update(t0, r1, &ndp.RouterAdvertisement{Options: []ndp.Option{pio("2001:db8:1::/64", 0, 0, false, true)}})
+	if v := tb.View(t0); v.Addrs[0].Valid != twoHours || v.Addrs[0].Preferred != 0 {
+		t.Fatalf("%+v", v.Addrs[0])
+	}
+}
+
+// TestTableCaps: many RAs with many prefixes, routers and DNS servers
+// never grow the table past the caps.
+func TestTableCaps(t *testing.T) {
+	tb := NewTable(testID, 1500)
+	for i := range 200 {
+		var opts []ndp.Option
+		for j := range 40 {
+			opts = append(opts, pio(fmt.Sprintf("2001:db8:%x:%x::/64", i, j), time.Hour, time.Hour, true, true))
+			opts = append(opts, &ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::", 0x1000+i*40+j))})
+		}
+		opts = append(opts, &ndp.RecursiveDNSServer{Lifetime: time.Hour, Servers: []netip.Addr{netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i))}})
+		opts = append(opts, &ndp.DNSSearchList{Lifetime: time.Hour, DomainNames: []string{fmt.Sprintf("d%d.example", i)}})
+		src := netip.MustParseAddr(fmt.Sprintf("fe80::%x", i+1))
+		tb.Update(t0, src, &ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: opts})
+	}
+	checkCaps(t, tb.View(t0))
+}
+
+func checkCaps(t *testing.T, v View) {
+	t.Helper()
+	if len(v.Addrs) > maxAddrs || len(v.OnLink) > maxOnLink || len(v.Defaults) > maxRouters ||
+		len(v.Routes) > maxRoutes || len(v.DNS) > maxDNS || len(v.Search) > maxSearch {
+		t.Fatalf("caps exceeded: %d addrs, %d on-link, %d routers, %d routes, %d dns, %d search",
+			len(v.Addrs), len(v.OnLink), len(v.Defaults), len(v.Routes), len(v.DNS), len(v.Search))
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	var l limiter
+	ok := 0
+	for range 100 {
+		if a, _ := l.allow(t0); a {
+			ok++
+		}
+	}
+	if ok != logBurst {
+		t.Fatalf("%d lines allowed in one second, want %d", ok, logBurst)
+	}
+	if a, dropped := l.allow(t0.Add(time.Second)); !a || dropped != 100-logBurst {
+		t.Fatalf("next second: %v %d", a, dropped)
+	}
+}
+
+// FuzzRA feeds arbitrary bytes through Validate (ndp.ParseMessage) into
+// the Table: it must never panic nor exceed the caps.
+func FuzzRA(f *testing.F) {
+	seed := &ndp.RouterAdvertisement{RouterLifetime: time.Minute, Options: []ndp.Option{
+		pio("2001:db8:1::/64", time.Hour, time.Hour, true, true),
+		ndp.NewMTU(1400),
+		&ndp.RecursiveDNSServer{Lifetime: time.Minute, Servers: []netip.Addr{netip.MustParseAddr("2001:db8::53")}},
+		&ndp.DNSSearchList{Lifetime: time.Minute, DomainNames: []string{"lab.example"}},
+		&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:9::")},
+	}}
+	b, err := ndp.MarshalMessage(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b, uint8(1))
+	f.Add([]byte{134, 0, 0, 0}, uint8(2))
+	f.Fuzz(func(t *testing.T, b []byte, n uint8) {
+		tb := NewTable(testID, 1500)
+		now := t0
+		// The same message from n routers, at growing times, with
+		// expiry in between.
+		for i := range int(n%8) + 1 {
+			ra, err := Validate(b, netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 15: byte(i + 1)}), 255)
+			if err != nil {
+				return
+			}
+			tb.Update(now, netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 15: byte(i + 1)}), ra)
+			now = now.Add(time.Duration(i) * time.Minute)
+			tb.Expire(now)
+			v := tb.View(now)
+			checkCaps(t, v)
+			for _, a := range v.Addrs {
+				if a.Preferred > a.Valid || a.Prefix.Bits() != 64 {
+					t.Fatalf("bad address %+v", a)
+				}
+			}
+			_ = v.Lease("eth0", v.routes(true), now)
+		}
+	})
+}

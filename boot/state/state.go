@@ -1,0 +1,162 @@
+// Package state is the contract between netinit and the rest of 0-OS: the
+// typed network state that netinit writes to /run/netinit/state.json (and a
+// shell-sourceable state.env beside it) and that later stages read.
+//
+// The schema is documented in docs/state.md and docs/state.schema.json.
+// Fields are only ever added within a schema version; a change of meaning
+// bumps Schema.
+package state
+
+import (
+	"time"
+)
+
+// Schema is the version of the state file format written by this package.
+const Schema = 1
+
+// DefaultPath is where PID 1 and the daemon write the state.
+const DefaultPath = "/run/netinit/state.json"
+
+// Phase is the overall verdict of the bring-up.
+type Phase string
+
+const (
+	// PhaseStarting is only seen in a live daemon before the first verdict;
+	// it is never written to the state file.
+	PhaseStarting Phase = "starting"
+	// PhaseReady: the uplink has usable addresses, default routes and DNS.
+	PhaseReady Phase = "ready"
+	// PhaseDegraded: the deadline passed with something, but not all, up.
+	PhaseDegraded Phase = "degraded"
+	// PhaseOffline: the deadline passed and nothing usable is configured.
+	PhaseOffline Phase = "offline"
+)
+
+// Source says where an address came from.
+type Source string
+
+const (
+	SourceDHCP4     Source = "dhcp4"
+	SourceSLAAC     Source = "slaac"
+	SourceDHCP6     Source = "dhcp6"
+	SourceStatic    Source = "static"
+	SourceLinkLocal Source = "link-local"
+	SourceYggdrasil Source = "yggdrasil"
+	SourceWireGuard Source = "wireguard"
+	SourceKernel    Source = "kernel" // present on the link, not configured by netinit
+)
+
+// State is the whole document.
+type State struct {
+	Schema int    `json:"schema"`
+	Phase  Phase  `json:"phase"`
+	Uplink string `json:"uplink"`
+	// UplinkReason says why Uplink was chosen: "cmdline", "bootif",
+	// "first-default-route", "only-link" or "" when there is none.
+	UplinkReason string `json:"uplink_reason"`
+	PublicIPv6   bool   `json:"public_ipv6"`
+	// PublicIPv6Reason explains the verdict in words.
+	PublicIPv6Reason string `json:"public_ipv6_reason"`
+
+	Interfaces []Interface `json:"interfaces"`
+	Routes     []Route     `json:"routes"`
+	DNS        []string    `json:"dns"`
+	Search     []string    `json:"search"`
+	NTP        []string    `json:"ntp"`
+	Hostname   string      `json:"hostname"`
+
+	Yggdrasil *Yggdrasil `json:"yggdrasil"`
+	WireGuard *WireGuard `json:"wireguard"`
+
+	// Problems are the things that went wrong that a farmer should know
+	// about (bad cmdline tokens, a link without carrier, a DHCP NAK...).
+	Problems []string `json:"problems"`
+
+	// Modules is what the driver coldplug loaded at boot (PID 1 only).
+	Modules *Modules `json:"modules,omitempty"`
+
+	// TimingsMS are milliseconds since netinit started, per milestone
+	// ("modules", "carrier", "lease4", "ra", "address6", "ready", ...).
+	TimingsMS map[string]int64 `json:"timings_ms"`
+
+	// UpdatedAt is when this document was written (RFC 3339, UTC).
+	UpdatedAt time.Time `json:"updated_at"`
+	// PID of the process that keeps the network (0 when none remains).
+	PID int `json:"pid"`
+}
+
+// Interface is one managed link.
+type Interface struct {
+	Name      string    `json:"name"`
+	MAC       string    `json:"mac"`
+	MTU       int       `json:"mtu"`
+	Carrier   bool      `json:"carrier"`
+	Addresses []Address `json:"addresses"`
+	// DHCP4 is the state of the DHCPv4 client on this link: "off",
+	// "selecting", "bound", "renewing", "rebinding", "failed".
+	DHCP4 string `json:"dhcp4,omitempty"`
+	// RA is "off", "soliciting", "received", "none".
+	RA string `json:"ra,omitempty"`
+}
+
+// Address is one address on a link.
+type Address struct {
+	CIDR   string `json:"cidr"`
+	Source Source `json:"source"`
+	Public bool   `json:"public"`
+	// ValidLifetimeS is the remaining valid lifetime in seconds at
+	// UpdatedAt; 0 means infinite/static.
+	ValidLifetimeS int64 `json:"valid_lifetime_s,omitempty"`
+}
+
+// Route is one route netinit installed.
+type Route struct {
+	Dst string `json:"dst"`
+	Via string `json:"via,omitempty"`
+	Dev string `json:"dev"`
+	// Source is what the route was learned from (dhcp4, ra, static, ...).
+	Source string `json:"source,omitempty"`
+}
+
+// Yggdrasil is the overlay's state (filled by the overlay issue).
+type Yggdrasil struct {
+	Address   string          `json:"address"`
+	Subnet    string          `json:"subnet"`
+	PublicKey string          `json:"public_key"`
+	Peers     []YggdrasilPeer `json:"peers"`
+}
+
+// YggdrasilPeer is one configured or connected peer.
+type YggdrasilPeer struct {
+	URI       string  `json:"uri"`
+	Up        bool    `json:"up"`
+	LatencyMS float64 `json:"latency_ms"`
+}
+
+// WireGuard is the tunnel's state (filled by the overlay issue).
+type WireGuard struct {
+	Interface string          `json:"interface"`
+	PublicKey string          `json:"public_key"`
+	Addresses []string        `json:"addresses"`
+	Peers     []WireGuardPeer `json:"peers"`
+}
+
+// WireGuardPeer is one configured peer.
+type WireGuardPeer struct {
+	PublicKey     string     `json:"public_key"`
+	Endpoint      string     `json:"endpoint"`
+	LastHandshake *time.Time `json:"last_handshake"`
+	RxBytes       int64      `json:"rx_bytes"`
+	TxBytes       int64      `json:"tx_bytes"`
+}
+
+// Modules records the kernel-module coldplug done by PID 1.
+type Modules struct {
+	Loaded  []string `json:"loaded"`  // modules loaded, in load order
+	Builtin []string `json:"builtin"` // matched drivers that are built into the kernel
+	Failed  []string `json:"failed"`  // "module: error"
+	// Skipped lists devices left alone because a driver is already bound
+	// (a link that is up is never bounced by a reload).
+	Skipped []string `json:"skipped"`
+	TookMS  int64    `json:"took_ms"`
+}

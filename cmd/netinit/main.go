@@ -1,0 +1,59 @@
+// Command netinit is 0-OS's boot-time network init. Run as PID 1 it is the
+// init of the initramfs (see boot/pid1 and init.go); otherwise it is a CLI:
+//
+//	netinit up [flags] [IFACE...]   bring the network up (see `netinit help up`)
+//	netinit status [flags]          show the state
+//	netinit version                 print the version
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set by the build (-X main.version=...).
+var version = "dev"
+
+func main() {
+	if os.Getpid() == 1 {
+		runInit() // never returns
+	}
+	os.Exit(cli(os.Args[1:]))
+}
+
+const usage = `netinit — boot-time network init for 0-OS
+
+As PID 1 it is the init of the initramfs. Otherwise:
+
+  netinit up [--oneshot] [--state PATH] [--resolv-conf PATH] [--cmdline STRING]
+             [--config PATH] [--timeout DUR] [IFACE...]
+        bring the network up with the same engine PID 1 uses, in the current
+        network namespace; without --oneshot it keeps the network (renews
+        leases, follows RAs) until SIGTERM. Exit: 0 ready, 3 degraded or
+        offline (state still written), 2 usage or config error.
+  netinit status [--json] [--state PATH]
+        show the network state
+  netinit version
+  netinit help
+`
+
+func cli(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "up":
+		return cmdUp(args[1:])
+	case "status":
+		return cmdStatus(args[1:])
+	case "version", "--version", "-v":
+		fmt.Println("netinit", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "netinit: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/engine"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// cmdUp is `netinit up`: the PID-1 engine in the current namespace.
+func cmdUp(args []string) int {
+	start := time.Now()
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	oneshot := fs.Bool("oneshot", false, "exit once the state is written (0 ready, 3 degraded/offline)")
+	statePath := fs.String("state", state.DefaultPath, "where the state file is written")
+	resolv := fs.String("resolv-conf", "", "where DNS goes (default: resolv.conf beside the state file; never the host's /etc/resolv.conf unless named)")
+	line := fs.String("cmdline", "", "kernel-cmdline string with ip=, vlan=, nameserver=, netinit.* keys")
+	config := fs.String("config", "", "config file (same keys as the cmdline, one per line)")
+	timeout := fs.Duration("timeout", 0, "bring-up deadline (overrides netinit.timeout=)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: netinit up [flags] [IFACE...]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *timeout < 0 {
+		fmt.Fprintf(os.Stderr, "netinit up: --timeout %s: must be positive\n", *timeout)
+		return 2
+	}
+	spec, probs := cmdline.Load(*config, *line)
+	if len(probs) > 0 {
+		for _, p := range probs {
+			fmt.Fprintf(os.Stderr, "netinit up: %v\n", p)
+		}
+		return 2
+	}
+	if *timeout > 0 {
+		spec.Timeout = *timeout
+	}
+	if *resolv == "" {
+		*resolv = filepath.Join(filepath.Dir(*statePath), "resolv.conf")
+	}
+	log := console.New(start, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+	defer stop()
+	e := engine.New(engine.Config{
+		Spec:       spec,
+		Links:      fs.Args(),
+		StatePath:  *statePath,
+		ResolvConf: *resolv,
+		Oneshot:    *oneshot,
+		Start:      start,
+		Logf:       log.Logf,
+	})
+	st, err := e.Run(ctx)
+	if err != nil {
+		log.Logf("%v", err)
+		return 1
+	}
+	if st.Phase == state.PhaseReady {
+		return 0
+	}
+	return 3
+}

@@ -1,0 +1,462 @@
+package initramfs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// DefaultModules are the drivers netinit's image carries unless told
+// otherwise: the virtual NICs used in QEMU and clouds, the common server
+// NICs, TUN (Yggdrasil), WireGuard, 802.1Q VLANs, and nf_tables with the
+// expressions the later firewall uses (conntrack match, NAT chains,
+// masquerade). Which of them exist as modules depends on the kernel flavour;
+// missing ones are reported and skipped.
+var DefaultModules = []string{
+	"virtio_net", "virtio_pci",
+	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice",
+	"bnxt_en", "tg3", "r8169", "mlx4_en", "mlx5_core",
+	"tun", "wireguard", "8021q",
+	"nf_tables", "nft_ct", "nft_chain_nat", "nft_nat", "nft_masq",
+}
+
+// ModuleTree is an installed kernel module directory, lib/modules/<release>.
+// Debian's kernel packages ship the .ko files, modules.builtin and
+// modules.order but no modules.dep (depmod runs at install time), so the
+// tree is indexed by file name and dependencies come from .modinfo.
+type ModuleTree struct {
+	Dir     string
+	Release string
+	// paths maps module name to its path relative to Dir (slash separated).
+	paths map[string]string
+	// builtin holds the names of modules compiled into the kernel
+	// (from modules.builtin).
+	builtin map[string]bool
+	// builtinAliases are the alias patterns of built-in modules (from
+	// modules.builtin.modinfo), so a soft dependency on an alias such as
+	// "crc32c" is known to be satisfied by the kernel itself.
+	builtinAliases []string
+	// builtinRaw is modules.builtin as shipped, if present.
+	builtinRaw []byte
+	// aliases maps module name to its alias patterns for every module in
+	// the tree; built on first need (it reads every module).
+	aliases map[string][]string
+}
+
+// OpenModuleTree indexes the modules below dir. release defaults to the
+// base name of dir when that looks like a kernel release (starts with a
+// digit, as in lib/modules/6.1.0-47-cloud-amd64), otherwise to the release
+// recorded in the modules' vermagic= (the kernel's `uname -r`).
+func OpenModuleTree(dir, release string) (*ModuleTree, error) {
+	t := &ModuleTree{Dir: dir, Release: release, paths: map[string]string{}, builtin: map[string]bool{}}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		name, ok := ModuleName(p)
+		if !ok {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if prev, dup := t.paths[name]; dup {
+			// Like depmod, prefer the first in a stable order.
+			if prev < rel {
+				return nil
+			}
+		}
+		t.paths[name] = rel
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index modules in %s: %w", dir, err)
+	}
+	if t.Release == "" {
+		if err := t.detectRelease(); err != nil {
+			return nil, err
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "modules.builtin"))
+	switch {
+	case err == nil:
+		t.builtinRaw = b
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if n, ok := ModuleName(strings.TrimSpace(sc.Text())); ok {
+				t.builtin[n] = true
+			}
+		}
+	case os.IsNotExist(err):
+	default:
+		return nil, fmt.Errorf("read modules.builtin: %w", err)
+	}
+	b, err = os.ReadFile(filepath.Join(dir, "modules.builtin.modinfo"))
+	switch {
+	case err == nil:
+		// Same NUL-separated format as .modinfo, keys prefixed "module.".
+		for _, ent := range bytes.Split(b, []byte{0}) {
+			k, v, ok := strings.Cut(string(ent), "=")
+			if ok && strings.HasSuffix(k, ".alias") {
+				t.builtinAliases = append(t.builtinAliases, v)
+			}
+		}
+	case os.IsNotExist(err):
+	default:
+		return nil, fmt.Errorf("read modules.builtin.modinfo: %w", err)
+	}
+	return t, nil
+}
+
+func (t *ModuleTree) detectRelease() error {
+	base := filepath.Base(filepath.Clean(t.Dir))
+	if base != "" && base[0] >= '0' && base[0] <= '9' {
+		t.Release = base
+		return nil
+	}
+	// Any module will do; take the first in path order for determinism.
+	var first string
+	for _, p := range t.paths {
+		if first == "" || p < first {
+			first = p
+		}
+	}
+	if first == "" {
+		return fmt.Errorf("cannot tell the kernel release of %s: not a release name and no modules; pass it explicitly", t.Dir)
+	}
+	mi, err := ReadModinfo(filepath.Join(t.Dir, filepath.FromSlash(first)))
+	if err != nil {
+		return err
+	}
+	vm := mi.Get("vermagic")
+	if len(vm) == 0 || strings.Fields(vm[0]) == nil {
+		return fmt.Errorf("cannot tell the kernel release of %s: no vermagic in %s; pass it explicitly", t.Dir, first)
+	}
+	t.Release = strings.Fields(vm[0])[0]
+	return nil
+}
+
+// resolveSoft maps a soft dependency, which modprobe resolves like any
+// modprobe argument (a module name or an alias, e.g. "crc32c"), to the
+// loadable modules that provide it. It returns nothing when the kernel has
+// it built in or nothing provides it.
+func (t *ModuleTree) resolveSoft(name string) ([]string, error) {
+	n := NormalizeName(name)
+	if t.paths[n] != "" {
+		return []string{n}, nil
+	}
+	if t.builtin[n] {
+		return nil, nil
+	}
+	for _, pat := range t.builtinAliases {
+		if aliasMatch(pat, name) {
+			return nil, nil
+		}
+	}
+	if t.aliases == nil {
+		t.aliases = map[string][]string{}
+		for mod, rel := range t.paths {
+			mi, err := ReadModinfo(filepath.Join(t.Dir, filepath.FromSlash(rel)))
+			if err != nil {
+				return nil, err
+			}
+			t.aliases[mod] = mi.Aliases
+		}
+	}
+	var out []string
+	for mod, pats := range t.aliases {
+		for _, pat := range pats {
+			if aliasMatch(pat, name) {
+				out = append(out, mod)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// aliasMatch matches a modalias pattern against a name the way kmod does
+// (fnmatch(3) without flags).
+func aliasMatch(pattern, name string) bool {
+	ok, err := path.Match(pattern, name)
+	return err == nil && ok
+}
+
+// parseSoftdep splits a softdep= value ("pre: a b post: c") into its
+// pre and post module lists (modprobe.d(5), "softdep").
+func parseSoftdep(v string) (pre, post []string) {
+	var cur *[]string
+	for _, f := range strings.Fields(v) {
+		switch f {
+		case "pre:":
+			cur = &pre
+		case "post:":
+			cur = &post
+		default:
+			if cur != nil {
+				*cur = append(*cur, f)
+			}
+		}
+	}
+	return pre, post
+}
+
+// Path returns the path of module name relative to the tree, if it exists
+// as a loadable module.
+func (t *ModuleTree) Path(name string) (string, bool) {
+	p, ok := t.paths[NormalizeName(name)]
+	return p, ok
+}
+
+// Builtin reports whether module name is compiled into the kernel.
+func (t *ModuleTree) Builtin(name string) bool { return t.builtin[NormalizeName(name)] }
+
+// Len returns the number of loadable modules in the tree.
+func (t *ModuleTree) Len() int { return len(t.paths) }
+
+// Module is one module selected for the image.
+type Module struct {
+	Name string
+	// Path is the path inside lib/modules/<release> in the image, always
+	// uncompressed (".ko"), e.g. "kernel/drivers/net/virtio_net.ko".
+	Path string
+	// Src is the source file in the tree (possibly compressed).
+	Src  string
+	Info Modinfo
+}
+
+// ModuleSet is a dependency-closed set of modules.
+type ModuleSet struct {
+	Release string
+	// Modules sorted by Path.
+	Modules []Module
+	byName  map[string]*Module
+	// Requested modules that are compiled into the kernel.
+	Builtin []string
+	// Requested modules the kernel has neither as module nor built in.
+	Missing []string
+	// Soft dependencies ("module: dep") nothing in the kernel provides.
+	SoftMissing []string
+	// builtinRaw is copied as modules.builtin.
+	builtinRaw []byte
+}
+
+// Closure selects the requested modules and, transitively, every module
+// they depend on (depends= of .modinfo) and every loadable module that
+// provides one of their soft dependencies (softdep=, e.g. libcrc32c's
+// "pre: crc32c": without it, libcrc32c's init calls request_module, which
+// has no modprobe to run in netinit's image). Requested names that are built
+// in or missing are recorded in the set rather than failing; a hard
+// dependency that can be found nowhere is an error, since the module could
+// never load; an unresolvable soft dependency is listed in SoftMissing.
+func (t *ModuleTree) Closure(names []string) (*ModuleSet, error) {
+	s := &ModuleSet{Release: t.Release, byName: map[string]*Module{}, builtinRaw: t.builtinRaw}
+	var queue []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		n = NormalizeName(n)
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		switch {
+		case t.paths[n] != "":
+			queue = append(queue, n)
+		case t.builtin[n]:
+			s.Builtin = append(s.Builtin, n)
+		default:
+			s.Missing = append(s.Missing, n)
+		}
+	}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		src := filepath.Join(t.Dir, filepath.FromSlash(t.paths[n]))
+		mi, err := ReadModinfo(src)
+		if err != nil {
+			return nil, err
+		}
+		m := &Module{Name: n, Path: uncompressedPath(t.paths[n]), Src: src, Info: mi}
+		s.byName[n] = m
+		for _, sd := range mi.SoftDeps {
+			pre, post := parseSoftdep(sd)
+			for _, name := range append(pre, post...) {
+				mods, err := t.resolveSoft(name)
+				if err != nil {
+					return nil, err
+				}
+				if len(mods) == 0 && !t.softBuiltin(name) {
+					s.SoftMissing = append(s.SoftMissing, n+": "+name)
+				}
+				for _, d := range mods {
+					if !seen[d] {
+						seen[d] = true
+						queue = append(queue, d)
+					}
+				}
+			}
+		}
+		for _, d := range mi.Depends {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			if t.paths[d] == "" {
+				if t.builtin[d] {
+					continue
+				}
+				return nil, fmt.Errorf("module %s depends on %s, which is not in %s", n, d, t.Dir)
+			}
+			queue = append(queue, d)
+		}
+	}
+	for _, m := range s.byName {
+		s.Modules = append(s.Modules, *m)
+	}
+	sort.Slice(s.Modules, func(i, j int) bool { return s.Modules[i].Path < s.Modules[j].Path })
+	for i := range s.Modules {
+		s.byName[s.Modules[i].Name] = &s.Modules[i]
+	}
+	sort.Strings(s.Builtin)
+	sort.Strings(s.Missing)
+	sort.Strings(s.SoftMissing)
+	return s, nil
+}
+
+func (t *ModuleTree) softBuiltin(name string) bool {
+	if t.builtin[NormalizeName(name)] {
+		return true
+	}
+	for _, pat := range t.builtinAliases {
+		if aliasMatch(pat, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func uncompressedPath(p string) string {
+	for _, s := range ModuleSuffixes[1:] {
+		if strings.HasSuffix(p, s) {
+			return strings.TrimSuffix(p, s) + ".ko"
+		}
+	}
+	return p
+}
+
+// Has reports whether module name is in the set.
+func (s *ModuleSet) Has(name string) bool { return s.byName[NormalizeName(name)] != nil }
+
+// Get returns module name from the set.
+func (s *ModuleSet) Get(name string) (Module, bool) {
+	m := s.byName[NormalizeName(name)]
+	if m == nil {
+		return Module{}, false
+	}
+	return *m, true
+}
+
+// Deps returns the full transitive dependency list of module name in
+// modules.dep order: every module appears before the modules it depends
+// on, so loading the list from the end to the start satisfies all
+// dependencies (this is how modprobe(8) consumes modules.dep).
+func (s *ModuleSet) Deps(name string) []string {
+	var order []string // post-order: dependencies first
+	state := map[string]int{}
+	var visit func(n string)
+	visit = func(n string) {
+		if state[n] != 0 {
+			return // done, or a cycle (modpost rejects those anyway)
+		}
+		state[n] = 1
+		if m := s.byName[n]; m != nil {
+			for _, d := range m.Info.Depends {
+				if s.byName[d] != nil {
+					visit(d)
+				}
+			}
+		}
+		state[n] = 2
+		order = append(order, n)
+	}
+	visit(NormalizeName(name))
+	order = order[:len(order)-1] // drop the module itself
+	out := make([]string, len(order))
+	for i, n := range order {
+		out[len(order)-1-i] = n
+	}
+	return out
+}
+
+// ModulesDep renders modules.dep in kmod's text format:
+//
+//	kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
+//
+// One line per module in the set, sorted by path; dependency paths are
+// relative to lib/modules/<release> and ordered as in Deps.
+func (s *ModuleSet) ModulesDep() []byte {
+	var b bytes.Buffer
+	for _, m := range s.Modules {
+		b.WriteString(m.Path)
+		b.WriteByte(':')
+		for _, d := range s.Deps(m.Name) {
+			b.WriteByte(' ')
+			b.WriteString(s.byName[d].Path)
+		}
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// ModulesAlias renders modules.alias in kmod's format:
+//
+//	alias virtio:d00000001v* virtio_net
+//
+// Lines are sorted by module path, then in .modinfo order.
+func (s *ModuleSet) ModulesAlias() []byte {
+	var b bytes.Buffer
+	b.WriteString("# Aliases extracted from modules themselves.\n")
+	for _, m := range s.Modules {
+		for _, a := range m.Info.Aliases {
+			fmt.Fprintf(&b, "alias %s %s\n", a, m.Name)
+		}
+	}
+	return b.Bytes()
+}
+
+// ModulesSoftdep renders modules.softdep in kmod's format:
+//
+//	softdep nf_tables pre: nfnetlink
+//
+// The soft dependencies themselves are only listed, not added to the set.
+func (s *ModuleSet) ModulesSoftdep() []byte {
+	var b bytes.Buffer
+	b.WriteString("# Soft dependencies extracted from modules themselves.\n")
+	for _, m := range s.Modules {
+		for _, sd := range m.Info.SoftDeps {
+			fmt.Fprintf(&b, "softdep %s %s\n", m.Name, sd)
+		}
+	}
+	return b.Bytes()
+}
+
+// ModulesBuiltin returns modules.builtin as shipped with the kernel (the
+// list of modules compiled in, so a loader can treat them as present).
+func (s *ModuleSet) ModulesBuiltin() []byte { return s.builtinRaw }
+
+// modulePath joins the module root of the image with a module path.
+func (s *ModuleSet) modulePath(rel string) string {
+	return path.Join("lib/modules", s.Release, rel)
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package qemu
+
+func kvmProbe() bool { return false }

@@ -1,0 +1,421 @@
+// Package qemu boots a kernel + initramfs in qemu-system-x86_64 with one
+// virtio NIC, streams its serial console, and parses the result document
+// that netinit prints when booted with netinit.test=poweroff:
+//
+//	NETINIT-RESULT-BEGIN
+//	{ ...state.State as JSON... }
+//	NETINIT-RESULT-END
+//
+// after which the init powers the VM off.
+//
+// This is a small runner on os/exec rather than hugelgupf/vmtest's qemu
+// package: vmtest wants its QEMU command from VMTEST_QEMU, drives the
+// console through a pty and go-expect (two more dependencies), and has no
+// notion of per-line timestamps, which the boot-time measurements here
+// need. What is needed fits in one file: build the command line, pick KVM
+// only when it really works, read the console line by line with wallclock
+// stamps, and always kill QEMU at the deadline.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// Markers around the result document on the console.
+const (
+	ResultBegin = "NETINIT-RESULT-BEGIN"
+	ResultEnd   = "NETINIT-RESULT-END"
+	// InitPrefix starts every line the init prints.
+	InitPrefix = "netinit: "
+)
+
+// Defaults.
+const (
+	DefaultNetDev  = "user,id=n0,ipv4=on,ipv6=on" // ipv6=on alone turns IPv4 off
+	DefaultMAC     = "52:54:00:12:34:56"
+	DefaultTimeout = 90 * time.Second // generous for TCG on 2 cores
+	DefaultMemory  = "512"
+	DefaultMachine = "q35"
+)
+
+// Options describe one boot.
+type Options struct {
+	// QEMU binary; default qemu-system-x86_64.
+	QEMU      string
+	Kernel    string // bzImage / vmlinuz
+	Initramfs string
+	// Append is added to the kernel command line after
+	// "console=ttyS0 panic=-1 quiet".
+	Append string
+	// KernelLog drops "quiet": the kernel logs everything to the serial
+	// console. Under TCG the emulated UART then needs 10-20 s for the boot
+	// messages alone (and the init's lines queue behind them), so the
+	// timings are only meaningful without it.
+	KernelLog bool
+	// NetDev is the -netdev spec of the NIC's backend; its id must be n0.
+	// Default DefaultNetDev. "none" boots without a NIC.
+	NetDev string
+	// MAC of the virtio NIC; default DefaultMAC.
+	MAC string
+	// Accel is "kvm", "tcg" or "" for $NETINIT_QEMU_ACCEL, else KVM when
+	// it really works (see KVMWorks), else TCG.
+	Accel   string
+	Machine string // default DefaultMachine
+	Memory  string // -m, default DefaultMemory
+	// ExtraArgs are appended to QEMU's arguments.
+	ExtraArgs []string
+	// HostNet lets QEMU run in the caller's network namespace. By default
+	// it runs in a new, empty one (as root; otherwise inside a new user
+	// namespace too): user-mode networking still serves DHCP, RA and the
+	// virtual router to the guest, but nothing the guest sends can leave
+	// the machine. ("restrict=on" would isolate too, but then slirp's DHCP
+	// offers no router and no DNS.)
+	HostNet bool
+	// Timeout bounds the whole boot; default DefaultTimeout.
+	Timeout time.Duration
+	// Console receives the serial console as it comes (nil: discarded).
+	Console io.Writer
+	// LogFile, when set, receives the serial console too.
+	LogFile string
+	// AfterResult is how long QEMU gets to power off after the result was
+	// printed before it is killed; default 15 s.
+	AfterResult time.Duration
+}
+
+// Result is what one boot showed.
+type Result struct {
+	// State is the parsed result document; nil when none arrived.
+	State *state.State
+	// RawResult is the text between the markers.
+	RawResult string
+	// Console is the whole serial log (CR stripped).
+	Console string
+	// Args is QEMU's command line.
+	Args []string
+	// Accel is the accelerator used ("kvm" or "tcg").
+	Accel string
+
+	// Wallclock durations since QEMU was started; 0 when not seen.
+	InitAt   time.Duration // the first "netinit: " line
+	ResultAt time.Duration // the end marker
+	Exited   time.Duration // QEMU exited
+	// InitToResult is ResultAt - InitAt.
+	InitToResult time.Duration
+
+	// Kernel timestamps (printk time, seconds since the kernel started)
+	// when the console lines carry them; -1 when not seen.
+	KernelRunInit float64 // "Run /init as init process"
+	KernelInit    float64 // first "netinit: " line, if logged via /dev/kmsg
+
+	// PoweredOff is true when QEMU exited by itself (the guest powered
+	// off or rebooted with -no-reboot) rather than being killed.
+	PoweredOff bool
+}
+
+// ErrNoResult is returned (wrapped) when the console ended without a
+// complete result document.
+var ErrNoResult = errors.New("no NETINIT-RESULT on the console")
+
+// Args returns QEMU's arguments for opts (defaults applied) and the
+// accelerator chosen.
+func Args(opts Options) ([]string, string) {
+	accel := or(opts.Accel, os.Getenv("NETINIT_QEMU_ACCEL"))
+	if accel == "" {
+		accel = "tcg"
+		if KVMWorks(opts.QEMU) {
+			accel = "kvm"
+		}
+	}
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	mach := or(opts.Machine, DefaultMachine)
+	cmdline := "console=ttyS0 panic=-1"
+	if !opts.KernelLog {
+		cmdline += " quiet"
+	}
+	if opts.Append != "" {
+		cmdline += " " + opts.Append
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-machine", mach, "-accel", accel, "-cpu", cpu,
+		"-m", or(opts.Memory, DefaultMemory),
+		"-smp", "1",
+		"-display", "none",
+		"-serial", "stdio",
+		"-no-reboot",
+		"-kernel", opts.Kernel,
+		"-append", cmdline,
+	}
+	if opts.Initramfs != "" {
+		args = append(args, "-initrd", opts.Initramfs)
+	}
+	if nd := or(opts.NetDev, DefaultNetDev); nd != "none" {
+		args = append(args,
+			"-netdev", nd,
+			"-device", "virtio-net-pci,netdev=n0,mac="+or(opts.MAC, DefaultMAC))
+	}
+	args = append(args, opts.ExtraArgs...)
+	return args, accel
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+var (
+	kvmMu  sync.Mutex
+	kvmRes = map[string]bool{}
+)
+
+// KVMWorks reports whether QEMU (the binary qemuBin, default
+// qemu-system-x86_64) can really run a guest with KVM. A /dev/kvm node is
+// not enough: containers and CI often have one that cannot be opened, and
+// nested KVM may open and create VMs yet fail with "-cpu host" (QEMU
+// aborts on an MSR it cannot set) or never run guest code. So, after the
+// ioctl probe, a firmware-only QEMU is started with -accel kvm -cpu host
+// and must print SeaBIOS's banner on the debug console within a few
+// seconds. The verdict is cached per binary.
+func KVMWorks(qemuBin string) bool {
+	qemuBin = or(qemuBin, "qemu-system-x86_64")
+	kvmMu.Lock()
+	defer kvmMu.Unlock()
+	if ok, done := kvmRes[qemuBin]; done {
+		return ok
+	}
+	ok := kvmProbe() && qemuKVMProbe(qemuBin, 4*time.Second)
+	kvmRes[qemuBin] = ok
+	return ok
+}
+
+func qemuKVMProbe(qemuBin string, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemuBin,
+		"-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "kvm", "-cpu", "host",
+		"-m", "32", "-display", "none", "-no-reboot",
+		"-chardev", "stdio,id=dbg", "-device", "isa-debugcon,iobase=0x402,chardev=dbg")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return false
+	}
+	if err := cmd.Start(); err != nil {
+		return false
+	}
+	ok := false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "SeaBIOS") {
+			ok = true
+			break
+		}
+	}
+	cancel()
+	cmd.Wait()
+	return ok
+}
+
+// Line stamps: "[    1.234567] text".
+var printkTime = regexp.MustCompile(`^\[\s*(\d+\.\d+)\]\s?`)
+
+// Boot runs one VM to completion: until the guest powers off after
+// printing its result, or the timeout, or ctx ends. QEMU never outlives
+// Boot. The Result is returned also with an error, filled as far as the
+// boot got (its Console is what to show a human).
+func Boot(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Kernel == "" {
+		return nil, errors.New("qemu: no kernel")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.AfterResult <= 0 {
+		opts.AfterResult = 15 * time.Second
+	}
+	args, accel := Args(opts)
+	res := &Result{Args: append([]string{or(opts.QEMU, "qemu-system-x86_64")}, args...), Accel: accel, KernelRunInit: -1, KernelInit: -1}
+
+	sinks := []io.Writer{}
+	if opts.Console != nil {
+		sinks = append(sinks, opts.Console)
+	}
+	if opts.LogFile != "" {
+		f, err := os.Create(opts.LogFile)
+		if err != nil {
+			return res, fmt.Errorf("qemu: console log: %w", err)
+		}
+		defer f.Close()
+		sinks = append(sinks, f)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, res.Args[0], args...)
+	// Own process group, so a kill reaches anything QEMU might spawn.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !opts.HostNet {
+		isolate(cmd.SysProcAttr)
+	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, fmt.Errorf("qemu: %w", err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("qemu: starting %s: %w", res.Args[0], err)
+	}
+
+	// The reader is owned by Boot: it ends when QEMU's stdout closes
+	// (QEMU exited or was killed) and is waited for below.
+	var (
+		console  strings.Builder
+		raw      []string
+		inResult bool
+		gotEnd   = make(chan struct{})
+		readDone = make(chan struct{})
+	)
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			now := time.Since(start)
+			line := strings.TrimRight(sc.Text(), "\r")
+			console.WriteString(line)
+			console.WriteByte('\n')
+			for _, w := range sinks {
+				fmt.Fprintln(w, line)
+			}
+			ts := -1.0
+			body := line
+			if m := printkTime.FindStringSubmatch(line); m != nil {
+				ts, _ = strconv.ParseFloat(m[1], 64)
+				body = line[len(m[0]):]
+			}
+			switch {
+			case strings.Contains(body, ResultBegin):
+				inResult, raw = true, nil
+			case strings.Contains(body, ResultEnd) && inResult:
+				inResult = false
+				if res.ResultAt == 0 {
+					res.ResultAt = now
+					res.RawResult = strings.Join(raw, "\n")
+					close(gotEnd)
+				}
+			case inResult:
+				raw = append(raw, line)
+			}
+			if strings.HasPrefix(body, InitPrefix) && res.InitAt == 0 {
+				res.InitAt = now
+				res.KernelInit = ts
+			}
+			if strings.Contains(body, "Run /init as init process") && res.KernelRunInit < 0 {
+				res.KernelRunInit = ts
+			}
+		}
+	}()
+
+	// After the result, give the guest AfterResult to power off.
+	waitErr := make(chan error, 1)
+	go func() {
+		<-readDone
+		waitErr <- cmd.Wait()
+	}()
+	var werr error
+	select {
+	case werr = <-waitErr:
+	case <-gotEnd:
+		t := time.NewTimer(opts.AfterResult)
+		select {
+		case werr = <-waitErr:
+		case <-t.C:
+			cancel()
+			werr = <-waitErr
+		}
+		t.Stop()
+	}
+	res.Exited = time.Since(start)
+	res.Console = console.String()
+	res.PoweredOff = werr == nil
+	if res.ResultAt > 0 && res.InitAt > 0 {
+		res.InitToResult = res.ResultAt - res.InitAt
+	}
+
+	if res.ResultAt == 0 {
+		why := "QEMU exited"
+		if ctx.Err() != nil {
+			why = fmt.Sprintf("timeout after %v", opts.Timeout)
+		}
+		if werr != nil {
+			why += fmt.Sprintf(" (%v; stderr: %s)", werr, strings.TrimSpace(stderr.String()))
+		}
+		return res, fmt.Errorf("qemu: %w: %s", ErrNoResult, why)
+	}
+	st, err := ParseResult(res.RawResult)
+	if err != nil {
+		return res, fmt.Errorf("qemu: %w", err)
+	}
+	res.State = st
+	return res, nil
+}
+
+// isolate makes the process start in a new network namespace that has
+// only a loopback (down): slirp then cannot reach any network.
+func isolate(a *syscall.SysProcAttr) {
+	a.Cloneflags |= syscall.CLONE_NEWNET
+	if uid, gid := os.Geteuid(), os.Getegid(); uid != 0 {
+		a.Cloneflags |= syscall.CLONE_NEWUSER
+		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
+		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+	}
+}
+
+// ParseResult decodes the text between the markers. Kernel messages that
+// the console interleaved with the document (lines starting with a printk
+// timestamp) are dropped if the document does not parse as it is.
+func ParseResult(raw string) (*state.State, error) {
+	var st state.State
+	err := json.Unmarshal([]byte(raw), &st)
+	if err == nil {
+		return &st, nil
+	}
+	var kept []string
+	for _, l := range strings.Split(raw, "\n") {
+		if !printkTime.MatchString(l) {
+			kept = append(kept, l)
+		}
+	}
+	st = state.State{}
+	if err2 := json.Unmarshal([]byte(strings.Join(kept, "\n")), &st); err2 != nil {
+		return nil, fmt.Errorf("parsing result document: %w", err)
+	}
+	return &st, nil
+}
