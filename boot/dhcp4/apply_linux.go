@@ -62,7 +62,9 @@ func (c *client) apply(b *binding, t0 time.Time) error {
 
 	c.applyMTU(link, b)
 
-	want := plan(b, c.o.DefaultRoute())
+	// DefaultRoute is only asked when the lease has a default route to
+	// install: the engine makes the first link that asks its uplink.
+	want := plan(b, hasDefault(b) && c.o.DefaultRoute())
 	var done []route
 	for _, r := range want {
 		if err := c.addRoute(r, b.Addr.Addr()); err != nil {

@@ -99,6 +99,9 @@ func (c *client) logf(format string, args ...any) {
 // sends the same garbage at every renewal).
 func (c *client) logDrop(format string, args ...any) {
 	s := fmt.Sprintf(format, args...)
+	if len(c.dropped) > 256 { // a server inventing new garbage each time
+		clear(c.dropped)
+	}
 	if !c.dropped[s] {
 		c.dropped[s] = true
 		c.logf("%s", s)
@@ -149,11 +152,15 @@ func (c *client) acquire(ctx context.Context) (*binding, time.Time, error) {
 		if ctx.Err() != nil {
 			return nil, time.Time{}, ctx.Err()
 		}
-		c.logf("%v", err)
+		if s := err.Error(); s != c.lastRefusal {
+			c.lastRefusal = s
+			c.logf("%s", s)
+		}
 		// Don't spin against a server that NAKs or sends garbage.
 		if !sleep(ctx, c.o.Retransmit) {
 			return nil, time.Time{}, ctx.Err()
 		}
+		c.setStatus("selecting")
 	}
 }
 
@@ -279,13 +286,25 @@ func (c *client) exchange(ctx context.Context, cl *nclient4.Client, dest *net.UD
 func (c *client) maintain(ctx context.Context) bool {
 	for {
 		b := c.cur
-		if b.Lease == 0 { // infinite
-			<-ctx.Done()
-			return false
+		if b.Lease == 0 { // infinite: renew only when asked to
+			if !c.waitRenew(ctx, time.Now().Add(100*365*24*time.Hour)) {
+				return false
+			}
+			c.logf("renewing %s now, as asked", b.Addr)
+			c.setStatus("renewing")
+			if c.extend(ctx, false, time.Now().Add(10*time.Second)) == extendNak {
+				c.withdraw("nak")
+				return true
+			}
+			c.setStatus("bound")
+			continue
 		}
 		t1, t2, end := c.t0.Add(b.T1), c.t0.Add(b.T2), c.t0.Add(b.Lease)
-		if !sleepUntil(ctx, t1) {
+		if !c.waitRenew(ctx, t1) {
 			return false
+		}
+		if time.Now().Before(t1) {
+			c.logf("renewing %s now, as asked", b.Addr)
 		}
 		c.setStatus("renewing")
 		res := c.extend(ctx, false, t2)
@@ -519,3 +538,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool { return sleep(ctx, time.Until(t)) }
+
+// waitRenew sleeps until t, or until Options.Renew asks for a renewal
+// now. It returns false when ctx ended.
+func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
+	tm := time.NewTimer(time.Until(t))
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+	case <-c.o.Renew:
+	}
+	return true
+}

@@ -40,6 +40,10 @@ type Options struct {
 	// link name.
 	Logf func(format string, args ...any)
 
+	// Renew, when it receives, makes a bound client renew its lease now
+	// instead of waiting for T1 (the control socket's "renew").
+	Renew <-chan struct{}
+
 	// Oneshot acquires and applies a lease once, then returns (no renew
 	// loop; the kernel expires the address at the end of the lease).
 	Oneshot bool

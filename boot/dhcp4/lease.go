@@ -298,6 +298,20 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 // the default route(s) (a link that is not the uplink). A router outside
 // the leased subnet gets an on-link host route first, or the kernel would
 // refuse the route as unreachable.
+// hasDefault reports whether the lease carries a default route: an option
+// 121 default, or a router (option 3) when there is no option 121.
+func hasDefault(b *binding) bool {
+	if b.Static != nil {
+		for _, r := range b.Static {
+			if r.Dst.Bits() == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	return len(b.Routers) > 0
+}
+
 func plan(b *binding, allowDefault bool) []route {
 	var rs []route
 	if b.Static != nil {

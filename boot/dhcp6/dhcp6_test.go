@@ -143,3 +143,12 @@ func FuzzParseReply(f *testing.F) {
 		}
 	})
 }
+
+// mac is a helper for tests.
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}

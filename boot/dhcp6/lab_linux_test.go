@@ -3,7 +3,6 @@ package dhcp6
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -197,13 +196,4 @@ func TestDHCPv6(t *testing.T) {
 			}
 		})
 	}
-}
-
-// mac is a helper for unit tests.
-func mac(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
 }

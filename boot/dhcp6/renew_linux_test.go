@@ -141,7 +141,11 @@ func runShortClient(t *testing.T, d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	err = Run(ctx, Options{Link: "c0", Managed: true,
-		Logf:   func(f string, a ...any) { mu.Lock(); out.Log = append(out.Log, fmt.Sprintf(f, a...)); mu.Unlock() },
+		Logf: func(f string, a ...any) {
+			mu.Lock()
+			out.Log = append(out.Log, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(f, a...))
+			mu.Unlock()
+		},
 		Report: func(l lease.Lease) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
 	if err != nil {
 		out.Err = err.Error()

@@ -54,6 +54,9 @@ type Config struct {
 	Modules *state.Modules
 	// Logf prints one event line.
 	Logf func(format string, args ...any)
+	// Verdict, if set, is called once with the state at the verdict,
+	// after it has been written.
+	Verdict func(*state.State)
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -133,8 +136,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 	if err := e.createVLANs(); err != nil {
 		e.problem("%v", err)
 	}
-	e.wg.Add(1)
-	go func() { defer e.wg.Done(); e.discover(ctx) }()
+	e.spawn(func() { e.discover(ctx) })
 
 	// Wait for the verdict: ready, or the deadline.
 	tick := time.NewTicker(50 * time.Millisecond) // RA-wait bounds are timed, not event-driven
@@ -155,6 +157,9 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 				st = e.verdict(true)
 			}
 		}
+	}
+	if e.cfg.Verdict != nil {
+		e.cfg.Verdict(st)
 	}
 	if e.cfg.Oneshot || ctx.Err() != nil {
 		return st, nil

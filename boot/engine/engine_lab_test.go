@@ -25,10 +25,28 @@ import (
 var (
 	buildOnce sync.Once
 	binPath   string
+	binDir    string
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// netinitBin builds the binary once for all tests of the package, into a
+// directory that outlives each test's TempDir.
 func netinitBin(t *testing.T) string {
-	buildOnce.Do(func() { binPath = lab.BuildNetinit(t) })
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netinit-bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binDir = dir
+		binPath = lab.BuildNetinitTo(t, filepath.Join(dir, "netinit"))
+	})
 	if binPath == "" {
 		t.Fatal("netinit binary was not built")
 	}
@@ -259,11 +277,11 @@ func TestUpIPv6Only(t *testing.T) {
 	if !slices.Equal(st.DNS, []string{"2001:db8:1::53"}) {
 		t.Errorf("dns %v, want the RDNSS", st.DNS)
 	}
-	h := p.cli.Handle()
-	l, _ := h.LinkByName("eth0")
-	if l.Attrs().MTU != 1420 {
-		t.Errorf("kernel MTU %d, want 1420 from the RA", l.Attrs().MTU)
+	// The RA's MTU is the link's IPv6 MTU (IPv4 on the same link keeps its own).
+	if mtu := strings.TrimSpace(p.cli.MustExec("cat", "/proc/sys/net/ipv6/conf/eth0/mtu")); mtu != "1420" {
+		t.Errorf("kernel IPv6 MTU %s, want 1420 from the RA", mtu)
 	}
+	h := p.cli.Handle()
 	if v4 := kernelAddrs(t, h, "eth0", netlink.FAMILY_V4); len(v4) != 0 {
 		t.Errorf("IPv4 addresses %v with ip=auto6", v4)
 	}

@@ -28,6 +28,10 @@ type link struct {
 	raAt        time.Time // first RA
 	dhcp6Active bool
 	dhcp6Done   bool // DHCPv6 gave up or finished without an address
+
+	// renew4 and renew6 poke the link's DHCPv4 client and router
+	// solicitation (control socket "renew").
+	renew4, renew6 chan struct{}
 }
 
 func (l *link) any(f func(cmdline.IPConfig) bool) bool {
@@ -77,7 +81,8 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
 	a := nl.Attrs()
 	ipcs := ipConfigFor(e.spec, a.Name)
-	l := &link{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs}
+	l := &link{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs,
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.links[l.name] = l
 	if !e.upFixed && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
@@ -85,11 +90,7 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
 		e.logf("uplink %s (BOOTIF %s)", l.name, a.HardwareAddr)
 	}
 	e.mu.Unlock()
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.manage(ctx, l, nl)
-	}()
+	e.spawn(func() { e.manage(ctx, l, nl) })
 }
 
 // manage brings one link up and runs its clients until ctx ends.
@@ -133,6 +134,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
+				Renew:        l.renew4,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
 			})
@@ -158,12 +160,6 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 	if l.wantsDHCP6() {
 		e.startDHCP6(name, true, true)
 	}
-}
-
-// spawn runs fn in a goroutine the engine waits for.
-func (e *Engine) spawn(fn func()) {
-	e.wg.Add(1)
-	go func() { defer e.wg.Done(); fn() }()
 }
 
 // startDHCP6 starts the DHCPv6 client on a link once, when an RA asked for

@@ -92,10 +92,10 @@ func cut(kv string) (string, string, bool) {
 	return kv, "", false
 }
 
-// Reap collects the exit status of orphans re-parented to PID 1 until the
-// process execs or dies. It must only run while the init itself starts no
-// children that it waits for with exec.Cmd.Wait (it would steal their
-// status).
+// Reap collects the exit status of every child and orphan re-parented to
+// PID 1, until the process execs or dies. The init starts its children
+// with Supervise, never with exec.Cmd.Wait (the reaper would steal their
+// status); the current Supervisor hears of every reaped pid.
 func Reap() {
 	ch := make(chan os.Signal, 8)
 	signal.Notify(ch, unix.SIGCHLD)
@@ -106,6 +106,9 @@ func Reap() {
 				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 				if pid <= 0 || err != nil {
 					break
+				}
+				if s := supervised.Load(); s != nil {
+					s.exited(pid, ws)
 				}
 			}
 		}

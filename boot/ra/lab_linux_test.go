@@ -245,6 +245,17 @@ func TestSLAACRadvd(t *testing.T) {
 				if !l.HasDefault() {
 					t.Fatalf("lease has no default route: %v", l.Routes)
 				}
+				// Installed by netinit (proto ra) with the router lifetime
+				// as the kernel's expiry.
+				if out, err := c.Exec(context.Background(), "ip", "-6", "route", "show", "default"); err != nil ||
+					!strings.Contains(out, "proto ra") || !strings.Contains(out, "expires") {
+					t.Fatalf("default route %q (%v), want proto ra with expiry", out, err)
+				}
+			}
+			// The L flag: an on-link route for the prefix.
+			if out, err := c.Exec(context.Background(), "ip", "-6", "route", "show", "2001:db8:1::/64"); err != nil ||
+				!strings.Contains(out, "dev c0 proto ra") {
+				t.Fatalf("on-link route %q (%v)", out, err)
 			}
 			mtu, err := c.Exec(context.Background(), "cat", "/proc/sys/net/ipv6/conf/c0/mtu")
 			if err != nil || strings.TrimSpace(mtu) != "1400" || l.MTU != 1400 {
@@ -465,5 +476,34 @@ func TestPrefixExpiry(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(out.Log, "\n"), "removed") {
 		t.Fatalf("no removal logged")
+	}
+}
+
+// TestNoRouter: with no router on the link, Oneshot gives up after
+// MAX_RTR_SOLICITATIONS solicitations RTR_SOLICITATION_INTERVAL apart and
+// reports status "none".
+func TestNoRouter(t *testing.T) {
+	if lab.Child() {
+		runClient(t, Options{Oneshot: true}, 20*time.Second)
+		return
+	}
+	t.Parallel()
+	_, c := routerLab(t, "nr")
+	var out childOut
+	start := time.Now()
+	lab.RunChild(t, c, 30*time.Second, nil, &out)
+	took := time.Since(start)
+	t.Logf("took %s, log:\n%s", took, strings.Join(out.Log, "\n"))
+	if !strings.Contains(out.Err, ErrNoRouter.Error()) {
+		t.Fatalf("Run error %q, want %v", out.Err, ErrNoRouter)
+	}
+	if n := strings.Count(strings.Join(out.Log, "\n"), "router solicitation "); n != maxRtrSolicitations {
+		t.Fatalf("%d solicitations, want %d", n, maxRtrSolicitations)
+	}
+	if took < 3*rtrSolicitationInterval-time.Second || took > 3*rtrSolicitationInterval+5*time.Second {
+		t.Fatalf("gave up after %s, want about %s", took, 3*rtrSolicitationInterval)
+	}
+	if len(out.Leases) == 0 || out.Leases[len(out.Leases)-1].Status != "none" {
+		t.Fatalf("leases %+v, want a last one with status none", out.Leases)
 	}
 }

@@ -106,7 +106,9 @@ func Run(ctx context.Context, o Options) error {
 	)
 	apply := func(now time.Time) {
 		v := t.View(now)
-		applied, err := k.sync(v, o.DefaultRoute != nil && o.DefaultRoute())
+		// Only ask when there is a default route to install: the engine makes
+		// the first link that asks its uplink.
+		applied, err := k.sync(v, len(v.Defaults) > 0 && o.DefaultRoute != nil && o.DefaultRoute())
 		if err != nil {
 			logf("%s: ra: %v", o.Link, err)
 		}

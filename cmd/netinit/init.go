@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/coldplug"
 	"github.com/threefoldtech/netinit/boot/console"
-	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -23,8 +23,8 @@ const (
 	resultEnd   = "NETINIT-RESULT-END"
 )
 
-// runInit is PID 1: early duties, module coldplug, network bring-up,
-// handoff. It never returns and never panics out.
+// runInit is PID 1: early duties, module coldplug, the network daemon,
+// then the handoff. It never returns and never panics out.
 func runInit() {
 	start := time.Now()
 	log := pid1.Setup(start)
@@ -33,19 +33,19 @@ func runInit() {
 
 	spec := cmdline.Defaults()
 	var st *state.State
+	var daemon *pid1.Supervisor
 	err := pid1.Guard(func() error {
-		st = bootNetwork(log, start, &spec)
+		st, daemon = boot(log, start, &spec)
 		return nil
 	})
 	if err != nil {
 		log.Logf("ERROR bring-up crashed: %v", err)
 		st = &state.State{Schema: state.Schema, Phase: state.PhaseOffline,
 			Problems: []string{"bring-up crashed: " + firstLine(err.Error())}}
-		if werr := state.Write(state.DefaultPath, st); werr != nil {
-			log.Logf("ERROR %v", werr)
+		if old, rerr := state.Read(state.DefaultPath); rerr == nil {
+			st = old // the daemon's view is better than nothing
 		}
 	}
-
 	if spec.Test == "poweroff" {
 		b, _ := json.Marshal(st)
 		log.Raw(resultBegin + "\n" + string(b) + "\n" + resultEnd + "\n")
@@ -58,16 +58,23 @@ func runInit() {
 	if err != nil {
 		pid1.Emergency(log, err.Error())
 	}
-	log.Logf("handing off to %s after %.2fs", next, time.Since(start).Seconds())
+	if daemon != nil {
+		daemon.Detach()
+		log.Logf("handing off to %s after %.2fs; network daemon pid %d keeps the network",
+			next, time.Since(start).Seconds(), daemon.PID())
+	} else {
+		log.Logf("handing off to %s after %.2fs", next, time.Since(start).Seconds())
+	}
 	if err := pid1.Handoff(next); err != nil {
 		pid1.Emergency(log, err.Error())
 	}
 }
 
-// bootNetwork reads the cmdline and config, loads the NIC drivers and
-// runs the bring-up engine. *spec is set as soon as it is parsed so that
-// the caller knows the test mode and next stage even if the rest panics.
-func bootNetwork(log *console.Log, start time.Time, spec **cmdline.Spec) *state.State {
+// boot reads the cmdline and config, loads the NIC drivers, starts the
+// network daemon and waits for its verdict. *spec is set as soon as it is
+// parsed so that the caller knows the test mode and the next stage even if
+// the rest panics.
+func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State, *pid1.Supervisor) {
 	line, err := cmdline.ReadKernel()
 	if err != nil {
 		log.Logf("reading the kernel command line: %v (using defaults)", err)
@@ -80,7 +87,7 @@ func bootNetwork(log *console.Log, start time.Time, spec **cmdline.Spec) *state.
 		problems = append(problems, p.Error())
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout+20*time.Second)
 	defer cancel()
 	mods, err := coldplug.Run(ctx, coldplug.Options{Extra: []string{"tun"}, Logf: log.Logf})
 	if err != nil {
@@ -91,23 +98,61 @@ func bootNetwork(log *console.Log, start time.Time, spec **cmdline.Spec) *state.
 	if mods != nil {
 		log.Logf("drivers: %d loaded in %dms %v", len(mods.Loaded), mods.TookMS, mods.Loaded)
 	}
-	e := engine.New(engine.Config{
-		Spec:        s,
-		StatePath:   state.DefaultPath,
-		ResolvConf:  "/etc/resolv.conf",
-		SetHostname: true,
-		Oneshot:     true,
-		Problems:    problems,
-		Start:       start,
-		Timings:     timings,
-		Modules:     mods,
-		Logf:        log.Logf,
-	})
-	st, err := e.Run(ctx)
-	if err != nil {
-		log.Logf("bring-up: %v", err)
+
+	info := bootInfo{Start: start, Modules: mods, Timings: timings, Problems: problems}
+	exe, err := os.Executable()
+	if err == nil {
+		err = writeJSON(bootInfoPath, info)
 	}
-	return st
+	var daemon *pid1.Supervisor
+	if err == nil {
+		daemon, err = pid1.Supervise(log, exe, "daemon")
+	}
+	if err != nil {
+		// No daemon: bring the network up in this process, once. The
+		// leases stay in the kernel until they expire.
+		log.Logf("ERROR network daemon: %v; bringing the network up without it", err)
+		n := &network{spec: s, statePath: state.DefaultPath, resolvConf: "/etc/resolv.conf",
+			setHostname: true, oneshot: true, start: start, problems: problems,
+			timings: timings, modules: mods, log: log}
+		st, _ := n.run(ctx)
+		return st, nil
+	}
+	return waitVerdict(ctx, log, start, daemon), daemon
+}
+
+// waitVerdict waits until the daemon has written a verdict to the state
+// file (or ctx ends: the boot goes on regardless).
+func waitVerdict(ctx context.Context, log *console.Log, start time.Time, d *pid1.Supervisor) *state.State {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := state.Read(state.DefaultPath)
+		if err == nil && !st.UpdatedAt.Before(start.Add(-time.Second)) &&
+			(st.Phase == state.PhaseReady || st.Phase == state.PhaseDegraded || st.Phase == state.PhaseOffline) {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			log.Logf("ERROR no verdict from the network daemon after %.0fs (started %d times); handing off anyway",
+				time.Since(start).Seconds(), d.Starts())
+			st := &state.State{Schema: state.Schema, Phase: state.PhaseOffline,
+				Problems: []string{"no verdict from the network daemon before the deadline"}}
+			return st
+		case <-t.C:
+		}
+	}
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func uptime() string {

@@ -31,8 +31,12 @@ As PID 1 it is the init of the initramfs. Otherwise:
         network namespace; without --oneshot it keeps the network (renews
         leases, follows RAs) until SIGTERM. Exit: 0 ready, 3 degraded or
         offline (state still written), 2 usage or config error.
-  netinit status [--json] [--state PATH]
-        show the network state
+  netinit status [--json | --timeline] [--state PATH] [--socket PATH]
+        show the network state: live from the daemon's control socket, else
+        from the state file (marked STALE when its writer is gone)
+  netinit daemon
+        the network daemon PID 1 starts at boot (keeps the network after the
+        handoff; control socket /run/netinit/ctl.sock)
   netinit version
   netinit help
 `
@@ -47,6 +51,8 @@ func cli(args []string) int {
 		return cmdUp(args[1:])
 	case "status":
 		return cmdStatus(args[1:])
+	case "daemon":
+		return cmdDaemon(args[1:])
 	case "version", "--version", "-v":
 		fmt.Println("netinit", version)
 		return 0

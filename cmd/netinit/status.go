@@ -1,39 +1,100 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
-// cmdStatus is `netinit status`: the state file as a table or as JSON.
+// cmdStatus is `netinit status`: the live state from the daemon's control
+// socket, or the state file when no daemon answers (marked stale when the
+// process that wrote it is gone).
 func cmdStatus(args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the state document (schema in docs/state.md)")
-	path := fs.String("state", state.DefaultPath, "state file to read")
+	path := fs.String("state", state.DefaultPath, "state file to read when no daemon answers")
+	socket := fs.String("socket", "", "control socket (default: ctl.sock beside the state file)")
+	timeline := fs.Bool("timeline", false, "print the boot timeline")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	st, err := state.Read(*path)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "netinit status: %v\n", err)
+	if *socket == "" {
+		*socket = filepath.Join(filepath.Dir(*path), "ctl.sock")
+	}
+	st, source := liveState(*socket, *path)
+	if st == nil {
+		fmt.Fprintf(os.Stderr, "netinit status: %s\n", source)
 		return 1
 	}
-	if *asJSON {
+	switch {
+	case *asJSON:
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
-		return 0
+	case *timeline:
+		renderTimeline(os.Stdout, st)
+	default:
+		fmt.Fprintf(os.Stdout, "source:      %s\n", source)
+		render(os.Stdout, st)
 	}
-	render(os.Stdout, st)
 	return 0
+}
+
+// liveState asks the daemon, then falls back to the file. The second
+// value says where the state came from (or why there is none).
+func liveState(socket, path string) (*state.State, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, err := control.Call(ctx, socket, "status")
+	if err == nil && r.State != nil {
+		return r.State, "live, from the network daemon (" + socket + ")"
+	}
+	st, ferr := state.Read(path)
+	if ferr != nil {
+		return nil, fmt.Sprintf("no daemon answers on %s (%v) and %v", socket, err, ferr)
+	}
+	if st.PID > 0 && unix.Kill(st.PID, 0) != nil {
+		return st, fmt.Sprintf("STALE: %s, written by pid %d which is no longer running", path, st.PID)
+	}
+	return st, path + " (no daemon answers on " + socket + ")"
+}
+
+// renderTimeline prints the milestones in order, with the time between
+// them.
+func renderTimeline(w io.Writer, st *state.State) {
+	type ev struct {
+		name string
+		ms   int64
+	}
+	var evs []ev
+	for k, v := range st.TimingsMS {
+		evs = append(evs, ev{k, v})
+	}
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].ms != evs[j].ms {
+			return evs[i].ms < evs[j].ms
+		}
+		return evs[i].name < evs[j].name
+	})
+	fmt.Fprintf(w, "%-12s %9s %9s\n", "MILESTONE", "AT", "+DELTA")
+	var prev int64
+	for _, e := range evs {
+		fmt.Fprintf(w, "%-12s %7dms %+7dms\n", e.name, e.ms, e.ms-prev)
+		prev = e.ms
+	}
 }
 
 // render prints the state for a farmer, 80 columns wide.

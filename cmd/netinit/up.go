@@ -13,7 +13,6 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
-	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -27,6 +26,7 @@ func cmdUp(args []string) int {
 	line := fs.String("cmdline", "", "kernel-cmdline string with ip=, vlan=, nameserver=, netinit.* keys")
 	config := fs.String("config", "", "config file (same keys as the cmdline, one per line)")
 	timeout := fs.Duration("timeout", 0, "bring-up deadline (overrides netinit.timeout=)")
+	socket := fs.String("socket", "", "control socket when keeping the network (default: ctl.sock beside the state file)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: netinit up [flags] [IFACE...]\n")
 		fs.PrintDefaults()
@@ -51,19 +51,31 @@ func cmdUp(args []string) int {
 	if *resolv == "" {
 		*resolv = filepath.Join(filepath.Dir(*statePath), "resolv.conf")
 	}
+	if *socket == "" {
+		*socket = filepath.Join(filepath.Dir(*statePath), "ctl.sock")
+	}
 	log := console.New(start, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
-	e := engine.New(engine.Config{
-		Spec:       spec,
-		Links:      fs.Args(),
-		StatePath:  *statePath,
-		ResolvConf: *resolv,
-		Oneshot:    *oneshot,
-		Start:      start,
-		Logf:       log.Logf,
-	})
-	st, err := e.Run(ctx)
+	n := &network{
+		spec:       spec,
+		links:      fs.Args(),
+		statePath:  *statePath,
+		resolvConf: *resolv,
+		socket:     *socket,
+		oneshot:    *oneshot,
+		start:      start,
+		log:        log,
+	}
+	if !*oneshot {
+		n.runKept(ctx)
+		st, err := state.Read(*statePath)
+		if err != nil || st.Phase != state.PhaseReady {
+			return 3
+		}
+		return 0
+	}
+	st, err := n.run(ctx)
 	if err != nil {
 		log.Logf("%v", err)
 		return 1

@@ -60,7 +60,12 @@ func RepoRoot(t testing.TB) string {
 // temporary directory and returns its path.
 func BuildNetinit(t testing.TB) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "netinit")
+	return BuildNetinitTo(t, filepath.Join(t.TempDir(), "netinit"))
+}
+
+// BuildNetinitTo builds the netinit binary to out.
+func BuildNetinitTo(t testing.TB, out string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/netinit")

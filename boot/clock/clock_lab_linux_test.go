@@ -1,0 +1,122 @@
+package clock
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/internal/lab"
+)
+
+// chronyConf makes chronyd a stratum-8 server of its own clock that never
+// touches the machine's clock (-x on the command line as well).
+const chronyConf = `local stratum 8
+allow all
+cmdport 0
+bindcmdaddress /
+port 123
+`
+
+type syncOutcome struct {
+	Res     Result
+	SetTo   time.Time
+	SetN    int
+	Elapsed time.Duration
+	Real    time.Time // the real time just after Sync returned
+}
+
+// runSync runs Sync with a local clock skewed by skew and a recording
+// setter, so the machine's clock is never changed.
+func runSync(servers []string, skew, timeout time.Duration) syncOutcome {
+	var mu sync.Mutex
+	var o syncOutcome
+	s := &Syncer{
+		Timeout: timeout,
+		Now:     func() time.Time { return time.Now().Add(skew) },
+		Set: func(t time.Time) error {
+			mu.Lock()
+			defer mu.Unlock()
+			o.SetTo, o.SetN = t, o.SetN+1
+			return nil
+		},
+	}
+	start := time.Now()
+	o.Res = s.Sync(context.Background(), servers, func(f string, a ...any) {})
+	o.Elapsed = time.Since(start)
+	o.Real = time.Now()
+	return o
+}
+
+// TestSyncChrony runs a real NTP server (chronyd) in a namespace and the
+// client in a child inside another namespace whose local clock is ten
+// years behind: the time it would set is the real time, the answer of the
+// good server wins although a silent server and a name that does not
+// resolve are queried at the same time, and nothing answers when only bad
+// servers are given.
+func TestSyncChrony(t *testing.T) {
+	if lab.Child() {
+		skew := -10 * 365 * 24 * time.Hour
+		good := runSync([]string{"198.51.100.7", "no-such-ntp.invalid", "192.0.2.1"}, skew, 3*time.Second)
+		bad := runSync([]string{"198.51.100.7", "no-such-ntp.invalid", "203.0.113.9"}, 0, time.Second)
+		lab.ChildResult(t, map[string]syncOutcome{"good": good, "bad": bad})
+		return
+	}
+	lab.Require(t, "ip", "chronyd")
+	lab.GuardResolvConf(t)
+	srv, cli := lab.NewNS(t, "ntps"), lab.NewNS(t, "ntpc")
+	lab.Veth(t, srv, "s0", cli, "c0")
+	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
+	cli.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "c0")
+	// A black hole: 198.51.100.7 is routed to the server namespace, which
+	// does not forward, so that query can only time out.
+	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "chrony.conf")
+	if err := os.WriteFile(conf, []byte(chronyConf+"pidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
+	if !lab.Eventually(5*time.Second, func() bool {
+		out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
+		return strings.Contains(out, "192.0.2.1:123") || strings.Contains(out, "*:123") || strings.Contains(out, "0.0.0.0:123")
+	}) {
+		t.Fatalf("chronyd did not listen on :123:\n%s", p.Output())
+	}
+
+	var res map[string]syncOutcome
+	lab.RunChild(t, cli, 30*time.Second, nil, &res)
+
+	good := res["good"]
+	t.Logf("good: %+v", good)
+	if !good.Res.Set || good.SetN != 1 || good.Res.Server != "192.0.2.1" || good.Res.Err != "" {
+		t.Fatalf("sync with a good server: %+v", good)
+	}
+	if d := good.Real.Sub(good.SetTo); d < -time.Second || d > time.Second {
+		t.Errorf("would have set the clock to %s, real time %s (diff %s)", good.SetTo, good.Real, d)
+	}
+	if d := good.Res.Offset - 10*365*24*time.Hour; d < -time.Second || d > time.Second {
+		t.Errorf("offset = %s, want about 10 years", good.Res.Offset)
+	}
+	if good.Elapsed > 2*time.Second {
+		t.Errorf("sync took %s although a server answered at once", good.Elapsed)
+	}
+
+	bad := res["bad"]
+	t.Logf("bad: %+v", bad)
+	if bad.Res.Set || bad.SetN != 0 || bad.Res.Server != "" || !strings.Contains(bad.Res.Err, "no NTP server answered") {
+		t.Fatalf("sync with no usable server: %+v", bad)
+	}
+	for _, s := range []string{"198.51.100.7", "no-such-ntp.invalid", "203.0.113.9"} {
+		if !strings.Contains(bad.Res.Err, s) {
+			t.Errorf("error %q does not name server %s", bad.Res.Err, s)
+		}
+	}
+	if bad.Elapsed > 1500*time.Millisecond {
+		t.Errorf("sync with no usable server took %s, bound is 1s", bad.Elapsed)
+	}
+}

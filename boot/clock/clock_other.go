@@ -1,0 +1,13 @@
+//go:build !linux
+
+package clock
+
+import (
+	"errors"
+	"time"
+)
+
+// SetSystemClock is only implemented on Linux.
+func SetSystemClock(time.Time) error {
+	return errors.New("setting the clock is only supported on linux")
+}

@@ -1,0 +1,112 @@
+package clock
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSyncNoServers(t *testing.T) {
+	called := false
+	s := &Syncer{Set: func(time.Time) error { called = true; return nil }}
+	var logs []string
+	r := s.Sync(context.Background(), nil, func(f string, a ...any) { logs = append(logs, f) })
+	if r.Set || called || r.Err == "" {
+		t.Fatalf("Sync(nil) = %+v, set called %v", r, called)
+	}
+	if len(logs) == 0 || !strings.Contains(logs[0], "NOT set") {
+		t.Fatalf("no loud log line: %q", logs)
+	}
+}
+
+// fakeServer answers NTP requests on loopback with a fixed stratum; it is
+// a stand-in for pure-logic tests (the lab test uses chronyd).
+func fakeServer(t *testing.T, stratum byte, delay time.Duration) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("no loopback UDP: %v", err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 48 {
+				continue
+			}
+			time.Sleep(delay)
+			resp := make([]byte, 48)
+			resp[0] = 0<<6 | 4<<3 | 4 // LI 0, VN 4, mode server
+			resp[1] = stratum
+			copy(resp[24:32], buf[40:48]) // origin = client's transmit
+			ts := ntpTime(time.Now())
+			copy(resp[16:24], ts) // reference
+			copy(resp[32:40], ts) // receive
+			copy(resp[40:48], ts) // transmit
+			_, _ = pc.WriteTo(resp, addr)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func ntpTime(t time.Time) []byte {
+	const epoch = 2208988800 // 1900 → 1970
+	sec := uint64(t.Unix() + epoch)
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	v := sec<<32 | frac
+	b := make([]byte, 8)
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(v)
+		v >>= 8
+	}
+	return b
+}
+
+func TestSyncTable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stratum byte
+		delay   time.Duration
+		setErr  error
+		wantSet bool
+		wantErr string
+	}{
+		{name: "good", stratum: 2, wantSet: true},
+		{name: "kiss of death", stratum: 0, wantErr: "kiss of death"},
+		{name: "too slow", stratum: 2, delay: 700 * time.Millisecond, wantErr: "no NTP server answered"},
+		{name: "set fails", stratum: 2, setErr: errors.New("EPERM"), wantErr: "EPERM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := fakeServer(t, tc.stratum, tc.delay)
+			var setTo time.Time
+			s := &Syncer{
+				Timeout: 300 * time.Millisecond,
+				Now:     func() time.Time { return time.Now().Add(-time.Hour) },
+				Set:     func(x time.Time) error { setTo = x; return tc.setErr },
+			}
+			start := time.Now()
+			r := s.Sync(context.Background(), []string{addr}, t.Logf)
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("Sync took %s, bound 300ms", el)
+			}
+			if r.Set != tc.wantSet || !strings.Contains(r.Err, tc.wantErr) || (tc.wantErr == "" && r.Err != "") {
+				t.Fatalf("Sync = %+v, want set=%v err~%q", r, tc.wantSet, tc.wantErr)
+			}
+			if tc.wantSet {
+				if d := time.Since(setTo); d < -time.Second || d > time.Second {
+					t.Errorf("set to %s, want about now", setTo)
+				}
+				if d := r.Offset - time.Hour; d < -time.Second || d > time.Second {
+					t.Errorf("offset %s, want about 1h", r.Offset)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,49 @@
+package engine
+
+import (
+	"runtime/debug"
+
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// Status is the live state (the control socket's "status").
+func (e *Engine) Status() *state.State { return e.Snapshot() }
+
+// Renew asks every DHCP client to renew its lease now and every link to
+// solicit routers again (the control socket's "renew").
+func (e *Engine) Renew() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.logf("renew requested")
+	for _, l := range e.links {
+		for _, ch := range []chan struct{}{l.renew4, l.renew6} {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Probe asks for the connectivity verdict to be re-evaluated now (the
+// control socket's "probe").
+func (e *Engine) Probe() {
+	e.logf("probe requested")
+	e.notify()
+}
+
+// spawn runs fn in a goroutine the engine waits for. A panic in it is
+// contained: reported as a problem, the rest of the engine goes on.
+func (e *Engine) spawn(fn func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				e.problem("internal error (contained): %v", r)
+				e.logf("%s", debug.Stack())
+			}
+		}()
+		fn()
+	}()
+}

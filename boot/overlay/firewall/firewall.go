@@ -1,0 +1,247 @@
+// Package firewall guards the overlay interfaces (ygg0, wg0): an overlay
+// address is reachable from the whole overlay, so only the services a
+// farmer allowed may be reached through it.
+//
+// It owns one nftables table, "inet netinit", written over netlink
+// (google/nftables; no nft binary needed). Its only chain is
+//
+//	table inet netinit {
+//	  chain input {
+//	    type filter hook input priority 0; policy accept;
+//	    iifname "ygg0" ct state established,related accept
+//	    iifname "ygg0" icmpv6 type { ... } accept
+//	    iifname "ygg0" tcp dport 9900 accept
+//	    iifname "ygg0" drop
+//	  }
+//	}
+//
+// so traffic on other interfaces, forwarded traffic and output are left
+// alone. Interfaces are matched by name (iifname), so the rules hold for
+// an interface created or re-created after Apply.
+package firewall
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+)
+
+// Table and Chain name what Apply creates.
+const (
+	Table = "netinit"
+	Chain = "input"
+)
+
+// Rules is what may come in on the overlay interfaces.
+type Rules struct {
+	Interfaces []string       // e.g. ygg0, wg0
+	Allow      []cmdline.Port // new connections allowed in
+}
+
+// icmpType is one ICMPv6 type let in unsolicited.
+type icmpType struct {
+	typ  uint8
+	name string
+}
+
+// ICMPv6 that must not be dropped (RFC 4890 section 4.3.1): errors
+// (most also match ct state related, but not all: e.g. a packet-too-big
+// for a flow conntrack has forgotten) and echo request, which the
+// Yggdrasil community and tools use to check reachability (section
+// 4.3.1 lists echo request/reply as "must not drop" for a host too). NDP
+// and MLD are not needed: ygg0 and wg0 are layer-3 (TUN) interfaces.
+var icmpTypes = []icmpType{
+	{1, "destination-unreachable"},
+	{2, "packet-too-big"},
+	{3, "time-exceeded"},
+	{4, "parameter-problem"},
+	{128, "echo-request"},
+}
+
+func (r Rules) check() error {
+	if len(r.Interfaces) == 0 {
+		return errors.New("no interfaces")
+	}
+	for _, i := range r.Interfaces {
+		if i == "" || len(i) >= unix.IFNAMSIZ || strings.ContainsAny(i, "/ \x00") {
+			return fmt.Errorf("bad interface name %q", i)
+		}
+	}
+	for _, p := range r.Allow {
+		if p.Port == 0 || (p.Proto != "tcp" && p.Proto != "udp") {
+			return fmt.Errorf("bad port %d/%s", p.Port, p.Proto)
+		}
+	}
+	return nil
+}
+
+// allow is r.Allow without duplicates, in order.
+func (r Rules) allow() []cmdline.Port {
+	var out []cmdline.Port
+	seen := map[cmdline.Port]bool{}
+	for _, p := range r.Allow {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Describe is the rule set in words, one line per rule, for the state.
+func Describe(r Rules) []string {
+	var out []string
+	var names []string
+	for _, t := range icmpTypes {
+		names = append(names, t.name)
+	}
+	for _, i := range r.Interfaces {
+		out = append(out, fmt.Sprintf("%s: accept established,related", i))
+		out = append(out, fmt.Sprintf("%s: accept icmpv6 %s", i, strings.Join(names, ",")))
+		for _, p := range r.allow() {
+			out = append(out, fmt.Sprintf("%s: accept %s", i, p))
+		}
+		out = append(out, fmt.Sprintf("%s: drop everything else inbound", i))
+	}
+	return out
+}
+
+// Apply creates or replaces the table "inet netinit" with r, atomically:
+// the deletion of the old table and the creation of the new one are one
+// netlink batch, so there is no moment without rules.
+func Apply(r Rules) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("firewall: netlink: %w", err)
+	}
+	defer c.CloseLasting()
+	return apply(c, r)
+}
+
+// Remove deletes the table "inet netinit" if it exists.
+func Remove() error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("firewall: netlink: %w", err)
+	}
+	defer c.CloseLasting()
+	return remove(c)
+}
+
+func remove(c *nftables.Conn) error {
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: Table}
+	// Adding an existing table is a no-op; the add makes the delete
+	// succeed when there is no table.
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: remove table inet %s: %w", Table, err)
+	}
+	return nil
+}
+
+func apply(c *nftables.Conn, r Rules) error {
+	if err := r.check(); err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: Table}
+	c.AddTable(t)
+	c.DelTable(t)
+	t = c.AddTable(t)
+	policy := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{
+		Name:     Chain,
+		Table:    t,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookInput,
+		Priority: nftables.ChainPriorityFilter,
+		Policy:   &policy,
+	})
+	for _, rule := range rules(r) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: apply table inet %s: %w", Table, err)
+	}
+	return nil
+}
+
+// rules builds the expressions of every rule, in order.
+func rules(r Rules) [][]expr.Any {
+	var out [][]expr.Any
+	for _, i := range r.Interfaces {
+		out = append(out, cat(iifname(i), ctEstablished(), accept()))
+		for _, t := range icmpTypes {
+			out = append(out, cat(iifname(i), l4proto(unix.IPPROTO_ICMPV6),
+				[]expr.Any{
+					// icmpv6 type: first byte of the transport header.
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{t.typ}},
+				}, accept()))
+		}
+		for _, p := range r.allow() {
+			proto := byte(unix.IPPROTO_TCP)
+			if p.Proto == "udp" {
+				proto = unix.IPPROTO_UDP
+			}
+			port := make([]byte, 2)
+			binary.BigEndian.PutUint16(port, p.Port)
+			out = append(out, cat(iifname(i), l4proto(proto),
+				[]expr.Any{
+					// th dport: bytes 2-3 of the TCP and UDP headers.
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
+				}, accept()))
+		}
+		out = append(out, cat(iifname(i), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}))
+	}
+	return out
+}
+
+func cat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// iifname matches the input interface name, NUL-padded to IFNAMSIZ as
+// the kernel compares it.
+func iifname(name string) []expr.Any {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+	}
+}
+
+func l4proto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+// ctEstablished is "ct state established,related".
+func ctEstablished() []expr.Any {
+	mask := make([]byte, 4)
+	binary.NativeEndian.PutUint32(mask, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+func accept() []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+}

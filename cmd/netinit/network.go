@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/control"
+	"github.com/threefoldtech/netinit/boot/engine"
+	"github.com/threefoldtech/netinit/boot/pid1"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// network is what `netinit up` and `netinit daemon` run: the bring-up
+// engine and, when it keeps the network, the control socket.
+type network struct {
+	spec        *cmdline.Spec
+	links       []string
+	statePath   string
+	resolvConf  string
+	socket      string // "" = no control socket
+	setHostname bool
+	oneshot     bool
+	start       time.Time
+	problems    []string
+	timings     map[string]int64
+	modules     *state.Modules
+	log         *console.Log
+	// verdict is called once with the state at the verdict.
+	verdict func(*state.State)
+}
+
+// run brings the network up and, unless oneshot, keeps it until ctx ends.
+func (n *network) run(ctx context.Context) (*state.State, error) {
+	e := engine.New(engine.Config{
+		Spec:        n.spec,
+		Links:       n.links,
+		StatePath:   n.statePath,
+		ResolvConf:  n.resolvConf,
+		SetHostname: n.setHostname,
+		Oneshot:     n.oneshot,
+		Problems:    n.problems,
+		Start:       n.start,
+		Timings:     n.timings,
+		Modules:     n.modules,
+		Logf:        n.log.Logf,
+		Verdict:     n.verdict,
+	})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !n.oneshot && n.socket != "" {
+		srv, err := control.Listen(n.socket, e)
+		if err != nil {
+			n.log.Logf("%v (netinit status will read the state file)", err)
+		} else {
+			wg.Add(1)
+			go func() { defer wg.Done(); srv.Serve(ctx) }()
+		}
+	}
+	return e.Run(ctx)
+}
+
+// runKept runs the network until ctx ends and never dies of a panic: a
+// crash is reported on the console and the engine is started again with
+// backoff (after the handoff nobody else would restart it).
+func (n *network) runKept(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := pid1.Guard(func() error {
+			_, err := n.run(ctx)
+			return err
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			return
+		}
+		n.log.Logf("ERROR network daemon crashed: %s; restarting in %s", firstLine(err.Error()), backoff)
+		n.problems = append(n.problems, "network daemon restarted after: "+firstLine(err.Error()))
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}

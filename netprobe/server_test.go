@@ -1,0 +1,195 @@
+package netprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// These tests run a real reflector and real clients over loopback (no
+// namespaces needed); lab_linux_test.go covers routed, firewalled and
+// NATed paths.
+
+var loop4 = netip.MustParseAddr("127.0.0.1")
+
+// startServer serves s on 127.0.0.1:0 until the test ends.
+func startServer(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Serve did not return within 5 s of its context ending")
+		}
+	})
+	return ln.Addr().String()
+}
+
+// exchange sends raw to the reflector and returns everything it answers
+// until it closes the connection.
+func exchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	go func() { _, _ = io.WriteString(c, raw) }() // may block on a long line
+	b, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("reading answer: %v", err)
+	}
+	return string(b)
+}
+
+// countingListener accepts on addr and counts connections.
+func countingListener(t *testing.T, addr string, reply string) (*atomic.Int32, uint16) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			_, _ = io.WriteString(c, reply)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return &n, ln.Addr().(*net.TCPAddr).AddrPort().Port()
+}
+
+func TestReflectorConnectsBack(t *testing.T) {
+	refl := startServer(t, &Server{Window: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	ans, err := AskReflector(ctx, "tcp4", loop4, refl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans.Kind != "OK" || ans.Target.Addr() != loop4 || ans.Target.Port() < MinPort {
+		t.Fatalf("answer %+v, want OK to 127.0.0.1:<ephemeral>", ans)
+	}
+}
+
+func TestReflectorFailures(t *testing.T) {
+	refl := startServer(t, &Server{Window: 500 * time.Millisecond, PerMinute: 100})
+	nonce := NewNonce()
+
+	// A listener that does not know the nonce is not this node.
+	n, port := countingListener(t, "127.0.0.1:0", "SSH-2.0-OpenSSH\r\n")
+	got := exchange(t, refl, Request{Port: port, Nonce: nonce}.String()+"\n")
+	want := fmt.Sprintf("FAIL could not connect to 127.0.0.1:%d within 500ms: connected but the listener did not echo the nonce\n", port)
+	if got != want || n.Load() != 1 {
+		t.Errorf("wrong echo: got %q (%d connections), want %q", got, n.Load(), want)
+	}
+
+	// Nothing listening: connection refused.
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	closed := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	ln.Close()
+	got = exchange(t, refl, Request{Port: closed, Nonce: nonce}.String()+"\n")
+	if !strings.HasPrefix(got, fmt.Sprintf("FAIL could not connect to 127.0.0.1:%d within 500ms: ", closed)) || !strings.Contains(got, "refused") {
+		t.Errorf("closed port: got %q", got)
+	}
+	a, err := ParseAnswer(got)
+	if err != nil || a.Kind != "FAIL" || a.Target.Port() != closed {
+		t.Errorf("FAIL answer does not parse back: %+v, %v", a, err)
+	}
+}
+
+func TestReflectorAbuse(t *testing.T) {
+	refl := startServer(t, &Server{Window: 500 * time.Millisecond, PerMinute: 100})
+	nonce := NewNonce()
+	// A third party listens on 127.0.0.2; nobody may make the reflector
+	// connect there.
+	third, port := countingListener(t, "127.0.0.2:0", EchoMagic+" "+nonce+"\n")
+	for _, tc := range []struct{ name, raw, want string }{
+		{"names host:port", fmt.Sprintf("NETINIT-PROBE 1 127.0.0.2:%d %s\n", port, nonce), "ERR " + ErrNamesAddress.Error() + "\n"},
+		{"names address", fmt.Sprintf("NETINIT-PROBE 1 %d %s 127.0.0.2\n", port, nonce), "ERR " + ErrNamesAddress.Error() + "\n"},
+		{"names v6", fmt.Sprintf("NETINIT-PROBE 1 %d %s [2001:db8::7]\n", port, nonce), "ERR " + ErrNamesAddress.Error() + "\n"},
+		{"malformed", "HELO example.org\r\n", "ERR " + ErrNotProbe.Error() + "\n"},
+		{"binary", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", "ERR " + errControlInLine.Error() + "\n"},
+		{"low port", "NETINIT-PROBE 1 22 " + nonce + "\n", "ERR " + ErrLowPort.Error() + "\n"},
+		{"over-long line", strings.Repeat("A", 64<<10), "ERR line too long\n"},
+		{"over-long request", "NETINIT-PROBE 1 40000 " + strings.Repeat("a", 1<<10) + "\n", "ERR line too long\n"},
+	} {
+		if got := exchange(t, refl, tc.raw); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if n := third.Load(); n != 0 {
+		t.Fatalf("the reflector connected %d times to the third address", n)
+	}
+}
+
+func TestReflectorRateLimit(t *testing.T) {
+	refl := startServer(t, &Server{Window: 300 * time.Millisecond, PerMinute: 5})
+	nonce := NewNonce()
+	echoes, port := countingListener(t, "127.0.0.1:0", EchoMagic+" "+nonce+"\n")
+	var ok, limited int
+	for i := 0; i < 12; i++ {
+		switch got := exchange(t, refl, Request{Port: port, Nonce: nonce}.String()+"\n"); {
+		case strings.HasPrefix(got, "OK connected 127.0.0.1:"):
+			ok++
+		case got == "ERR rate limited\n":
+			limited++
+		default:
+			t.Errorf("request %d: unexpected answer %q", i, got)
+		}
+	}
+	if ok != 5 || limited != 7 || echoes.Load() != 5 {
+		t.Fatalf("%d OK, %d rate limited, %d connect-backs; want 5, 7, 5", ok, limited, echoes.Load())
+	}
+}
+
+func TestReflectorBusyAndReadTimeout(t *testing.T) {
+	refl := startServer(t, &Server{MaxConns: 1, ReadTimeout: 300 * time.Millisecond, PerMinute: 100})
+	// A silent client holds the only slot...
+	silent, err := net.Dial("tcp", refl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(50 * time.Millisecond)
+	// ...so the next one is turned away at once.
+	if got := exchange(t, refl, "NETINIT-PROBE 1 40000 "+NewNonce()+"\n"); got != "ERR busy\n" {
+		t.Fatalf("second client: got %q, want ERR busy", got)
+	}
+	// The silent one is cut off after ReadTimeout, without an answer.
+	_ = silent.SetDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	b, _ := io.ReadAll(silent)
+	if len(b) != 0 || time.Since(start) > 2*time.Second {
+		t.Fatalf("silent client: got %q after %v", b, time.Since(start))
+	}
+}
