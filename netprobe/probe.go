@@ -105,6 +105,9 @@ func (r Report) InboundProven() bool {
 	return r.IPv4.Verdict == VerdictPublicInbound || r.IPv6.Verdict == VerdictPublicInbound
 }
 
+// hidden is the rule behind Report.Hidden: no family is reachable.
+func hidden(v4, v6 Family) bool { return !v4.reachable() && !v6.reachable() }
+
 // reachable is the per-family rule behind Report.Hidden.
 func (f Family) reachable() bool {
 	switch f.Verdict {
@@ -147,7 +150,7 @@ func Probe(ctx context.Context, addrs []netip.Addr, cfg Config) Report {
 	}
 	wg.Wait()
 	rep.Probed = len(cfg.Targets)+len(cfg.Reflectors) > 0 || cfg.DNSName != "" && len(cfg.Resolvers) > 0
-	rep.Hidden = !rep.IPv4.reachable() && !rep.IPv6.reachable()
+	rep.Hidden = hidden(rep.IPv4, rep.IPv6)
 	rep.TookMS = time.Since(start).Milliseconds()
 	return rep
 }

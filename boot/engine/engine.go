@@ -283,6 +283,11 @@ func (e *Engine) mark(name string) {
 func (e *Engine) report(l lease.Lease) {
 	e.mu.Lock()
 	k := leaseKey{l.Link, l.Source}
+	if lk := e.links[l.Link]; lk != nil && l.Source == state.SourceDHCP4 {
+		if old, ok := e.leases[k]; ok && l.Status == "bound" && (old.Status == "renewing" || old.Status == "rebinding") {
+			lk.renewals4++
+		}
+	}
 	if len(l.Addresses) == 0 && len(l.Routes) == 0 && len(l.DNS) == 0 && !l.Managed && !l.Other {
 		delete(e.leases, k)
 	} else {

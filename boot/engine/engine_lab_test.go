@@ -64,15 +64,7 @@ const radvdConf = `interface s0 {
 };
 `
 
-// dhcpArgs is a DHCPv4 service on 192.0.2.0/24 with router, DNS and MTU.
-var dhcpArgs = []string{
-	"--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
-	"--dhcp-option=option:router,192.0.2.1",
-	"--dhcp-option=option:dns-server,192.0.2.53",
-	"--dhcp-option=option:mtu,1450",
-	"--dhcp-option=option:domain-search,v4.example",
-	"--dhcp-option=option:ntp-server,192.0.2.123",
-}
+var dhcpArgs = lab.DHCPArgs
 
 // pair is a server namespace (s0 = 192.0.2.1/24, 2001:db8:1::1/64) and a
 // client namespace (eth0) joined by veth.
@@ -84,12 +76,8 @@ type pair struct {
 func newPair(t *testing.T, tag string) *pair {
 	lab.Require(t, "ip", "dnsmasq", "radvd")
 	lab.GuardResolvConf(t)
-	p := &pair{srv: lab.NewNS(t, tag+"s"), cli: lab.NewNS(t, tag+"c"), dir: t.TempDir()}
-	lab.Veth(t, p.srv, "s0", p.cli, "eth0")
-	p.srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
-	p.srv.MustExec("ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "s0", "nodad")
-	// The client's link starts down, as at boot.
-	p.cli.MustExec("ip", "link", "set", "eth0", "down")
+	p := &pair{dir: t.TempDir()}
+	p.srv, p.cli = lab.NewLAN(t, tag)
 	return p
 }
 
@@ -417,4 +405,3 @@ func eui64(prefix string, mac net.HardwareAddr) string {
 	ip[13], ip[14], ip[15] = mac[3], mac[4], mac[5]
 	return ip.String()
 }
-

@@ -28,6 +28,7 @@ type link struct {
 	raAt        time.Time // first RA
 	dhcp6Active bool
 	dhcp6Done   bool // DHCPv6 gave up or finished without an address
+	renewals4   int  // DHCPv4 leases renewed or rebound
 
 	// renew4 and renew6 poke the link's DHCPv4 client and router
 	// solicitation (control socket "renew").
@@ -149,6 +150,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
+				Solicit:      l.renew6,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
 			})

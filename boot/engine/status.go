@@ -156,6 +156,7 @@ func (e *Engine) snapshotLocked() *state.State {
 			}
 		}
 		ifc.DHCP4, ifc.RA = "off", "off"
+		ifc.DHCP4Renewals = l.renewals4
 		if l.wants4() {
 			ifc.DHCP4 = "selecting"
 		}

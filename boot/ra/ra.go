@@ -30,6 +30,9 @@ type Options struct {
 	Report lease.Reporter
 	// Logf gets one readable event per line.
 	Logf func(format string, args ...any)
+	// Solicit, when it receives, sends a Router Solicitation now (the
+	// control socket's "renew"); the answer refreshes the lifetimes.
+	Solicit <-chan struct{}
 	// Oneshot returns after the first RA has been applied, or when the
 	// Router Solicitations are exhausted, or when ctx ends.
 	Oneshot bool

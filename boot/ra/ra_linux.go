@@ -145,6 +145,15 @@ func Run(ctx context.Context, o Options) error {
 				nextRS = now.Add(rtrSolicitationInterval)
 			}
 		}
+		select {
+		case <-o.Solicit: // the control socket's "renew": ask the routers now
+			if err := solicit(conn, ifi.HardwareAddr, false); err != nil {
+				logf("%s: ra: router solicitation: %v", o.Link, err)
+			} else {
+				logf("%s: ra: router solicitation from %s, as asked", o.Link, ll)
+			}
+		default:
+		}
 		if t.Expire(now) {
 			logf("%s: ra: lifetimes expired", o.Link)
 			apply(now)

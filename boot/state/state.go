@@ -95,6 +95,8 @@ type Interface struct {
 	// DHCP4 is the state of the DHCPv4 client on this link: "off",
 	// "selecting", "bound", "renewing", "rebinding", "failed".
 	DHCP4 string `json:"dhcp4,omitempty"`
+	// DHCP4Renewals counts the leases renewed (or rebound) since start.
+	DHCP4Renewals int `json:"dhcp4_renewals,omitempty"`
 	// RA is "off", "soliciting", "received", "none".
 	RA string `json:"ra,omitempty"`
 }

@@ -106,3 +106,27 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 	return cond()
 }
 
+// NewLAN makes the usual two-host lab: a server namespace whose s0 holds
+// 192.0.2.1/24 and 2001:db8:1::1/64, joined by veth to a client namespace
+// whose eth0 is down, as a NIC is at boot.
+func NewLAN(t testing.TB, tag string) (srv, cli *NS) {
+	t.Helper()
+	srv, cli = NewNS(t, tag+"s"), NewNS(t, tag+"c")
+	Veth(t, srv, "s0", cli, "eth0")
+	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
+	srv.MustExec("ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "s0", "nodad")
+	cli.MustExec("ip", "link", "set", "eth0", "down")
+	return srv, cli
+}
+
+// DHCPArgs is a dnsmasq DHCPv4 service on 192.0.2.0/24: router
+// 192.0.2.1, DNS 192.0.2.53, MTU 1450, search v4.example, NTP
+// 192.0.2.123, one-hour leases.
+var DHCPArgs = []string{
+	"--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
+	"--dhcp-option=option:router,192.0.2.1",
+	"--dhcp-option=option:dns-server,192.0.2.53",
+	"--dhcp-option=option:mtu,1450",
+	"--dhcp-option=option:domain-search,v4.example",
+	"--dhcp-option=option:ntp-server,192.0.2.123",
+}

@@ -121,7 +121,6 @@ func Apply(r Rules) error {
 	if err != nil {
 		return fmt.Errorf("firewall: netlink: %w", err)
 	}
-	defer c.CloseLasting()
 	return apply(c, r)
 }
 
@@ -131,7 +130,6 @@ func Remove() error {
 	if err != nil {
 		return fmt.Errorf("firewall: netlink: %w", err)
 	}
-	defer c.CloseLasting()
 	return remove(c)
 }
 

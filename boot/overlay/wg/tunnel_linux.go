@@ -131,7 +131,7 @@ func Start(ctx context.Context, o Options) (*Tunnel, error) {
 	// Verbose lines (one per keepalive) are dropped; errors are logged.
 	t.dev = device.NewDevice(td, conn.NewDefaultBind(), &device.Logger{
 		Verbosef: device.DiscardLogf,
-		Errorf:   func(f string, a ...any) { clean("wireguard "+o.IfName+": "+f, a...) },
+		Errorf:   rateLimit(func(f string, a ...any) { clean("wireguard "+o.IfName+": "+f, a...) }, time.Minute),
 	})
 	fail := func(err error) (*Tunnel, error) {
 		t.dev.Close()
@@ -358,6 +358,11 @@ func (t *Tunnel) checkEndpoints(ctx context.Context) {
 			t.logf("wireguard %s: peer %s: set endpoint %s: %v", t.ifName, p.PublicKey, ep, err)
 			continue
 		}
+		// A new endpoint alone sends nothing, and the handshake
+		// retries may have given up (MaxTimerHandshakes): kick one.
+		if peer := t.dev.LookupPeer(device.NoisePublicKey(p.key)); peer != nil {
+			peer.SendKeepalive()
+		}
 		if old.IsValid() {
 			t.logf("wireguard %s: peer %s: no handshake for %s, endpoint %s now %s (was %s)", t.ifName, p.PublicKey, staleAfter, p.Endpoint, ep, old)
 		}
@@ -395,4 +400,24 @@ func (t *Tunnel) Close() error {
 		<-t.done
 	})
 	return nil
+}
+
+// rateLimit passes on a message of a given format at most once per every:
+// a peer without a reachable endpoint makes wireguard-go log the same
+// failed handshake every 5 seconds.
+func rateLimit(logf func(string, ...any), every time.Duration) func(string, ...any) {
+	var mu sync.Mutex
+	last := map[string]time.Time{}
+	return func(f string, a ...any) {
+		mu.Lock()
+		now := time.Now()
+		ok := now.Sub(last[f]) >= every
+		if ok {
+			last[f] = now
+		}
+		mu.Unlock()
+		if ok {
+			logf(f, a...)
+		}
+	}
 }

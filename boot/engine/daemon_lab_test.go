@@ -1,0 +1,103 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/control"
+	"github.com/threefoldtech/netinit/boot/internal/lab"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// TestDaemonStatus: `netinit up` keeps the network and answers on its
+// control socket; `netinit status` renders the live state; "renew" makes
+// the DHCP client renew at once (dnsmasq sees a second ACK); after the
+// daemon is killed with -9, status still renders the state file, marked
+// stale.
+func TestDaemonStatus(t *testing.T) {
+	lab.Require(t, "ip", "dnsmasq")
+	lab.GuardResolvConf(t)
+	bin := netinitBin(t)
+	srv, cli := lab.NewLAN(t, "dmn")
+	dns := lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.json")
+	sock := filepath.Join(dir, "ctl.sock")
+	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "ip=dhcp", "eth0")
+
+	var st *state.State
+	if !lab.Eventually(20*time.Second, func() bool {
+		s, err := state.Read(statePath)
+		st = s
+		return err == nil && s.Phase == state.PhaseReady
+	}) {
+		t.Fatalf("no ready state; daemon output:\n%s", d.Output())
+	}
+	status := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, append([]string{"status", "--state", statePath}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("netinit status %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	addr := ""
+	for _, ifc := range st.Interfaces {
+		for _, a := range ifc.Addresses {
+			if a.Source == state.SourceDHCP4 {
+				addr = a.CIDR
+			}
+		}
+	}
+	out := status()
+	if !strings.Contains(out, "live, from the network daemon") || !strings.Contains(out, addr) || !strings.Contains(out, "phase:       ready") {
+		t.Fatalf("status against the live daemon:\n%s", out)
+	}
+	var js state.State
+	if err := json.Unmarshal([]byte(status("--json")), &js); err != nil || js.Phase != state.PhaseReady || js.Uplink != "eth0" {
+		t.Fatalf("status --json: %v %+v", err, js)
+	}
+	if tl := status("--timeline"); !strings.Contains(tl, "ready") || !strings.Contains(tl, "lease4") {
+		t.Fatalf("status --timeline:\n%s", tl)
+	}
+
+	// renew: a second DHCPACK long before T1 (30 min).
+	acks := strings.Count(dns.Output(), "DHCPACK")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := control.Call(ctx, sock, "renew"); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if !lab.Eventually(10*time.Second, func() bool { return strings.Count(dns.Output(), "DHCPACK") > acks }) {
+		t.Fatalf("no renewal after the renew command; dnsmasq:\n%s\ndaemon:\n%s", dns.Output(), d.Output())
+	}
+
+	// kill -9: the state file stays, status says it is stale.
+	pid := st.PID
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	if !lab.Eventually(5*time.Second, func() bool { return unix.Kill(pid, 0) != nil }) {
+		t.Fatalf("daemon %d still alive", pid)
+	}
+	out = status()
+	if !strings.Contains(out, "STALE") || !strings.Contains(out, addr) {
+		t.Fatalf("status after kill -9:\n%s", out)
+	}
+	if _, err := os.Stat(sock); err == nil {
+		// A socket left by the dead daemon must not be mistaken for a live one.
+		if strings.Contains(out, "live") {
+			t.Fatalf("dead daemon reported live:\n%s", out)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package firewall
+
+import (
+	"context"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/internal/lab"
+)
+
+func TestDescribe(t *testing.T) {
+	got := Describe(Rules{Interfaces: []string{"ygg0"}, Allow: []cmdline.Port{{Port: 9900, Proto: "tcp"}, {Port: 53, Proto: "udp"}, {Port: 9900, Proto: "tcp"}}})
+	want := []string{
+		"ygg0: accept established,related",
+		"ygg0: accept icmpv6 destination-unreachable,packet-too-big,time-exceeded,parameter-problem,echo-request",
+		"ygg0: accept 9900/tcp",
+		"ygg0: accept 53/udp",
+		"ygg0: drop everything else inbound",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Describe:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, c := range []struct {
+		r  Rules
+		ok bool
+	}{
+		{Rules{Interfaces: []string{"ygg0", "wg0"}}, true},
+		{Rules{}, false},
+		{Rules{Interfaces: []string{""}}, false},
+		{Rules{Interfaces: []string{"sixteen-chars-xx"}}, false},
+		{Rules{Interfaces: []string{"ygg0"}, Allow: []cmdline.Port{{Port: 0, Proto: "tcp"}}}, false},
+		{Rules{Interfaces: []string{"ygg0"}, Allow: []cmdline.Port{{Port: 1, Proto: "sctp"}}}, false},
+	} {
+		if err := c.r.check(); (err == nil) != c.ok {
+			t.Errorf("%+v: %v", c.r, err)
+		}
+	}
+}
+
+// conn returns an nftables connection working inside ns.
+func conn(t *testing.T, ns *lab.NS) *nftables.Conn {
+	h, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// dial tries a TCP connection from ns and says what happened: "open",
+// "refused" (the SYN got through, nothing listens: RST) or "timeout"
+// (the SYN was dropped).
+func dial(t *testing.T, ns *lab.NS, addr, port string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, "timeout", "1.5",
+		"bash", "-c", "exec 3<>/dev/tcp/"+addr+"/"+port).CombinedOutput()
+	switch {
+	case err == nil:
+		return "open"
+	case strings.Contains(string(out), "refused"):
+		return "refused"
+	default:
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 124 {
+			return "timeout"
+		}
+		t.Fatalf("dial %s:%s: %v %s", addr, port, err, out)
+	}
+	return ""
+}
+
+func TestApplyLab(t *testing.T) {
+	lab.Require(t, "nft", "bash", "timeout")
+	lab.GuardResolvConf(t)
+	host := lab.NewNS(t, "fwhost")
+	peer := lab.NewNS(t, "fwpeer")
+	lab.Veth(t, host, "ovl0", peer, "p0")
+	lab.Veth(t, host, "oth0", peer, "p1")
+	host.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", "ovl0", "nodad")
+	peer.MustExec("ip", "addr", "add", "2001:db8:1::2/64", "dev", "p0", "nodad")
+	host.MustExec("ip", "addr", "add", "2001:db8:2::1/64", "dev", "oth0", "nodad")
+	peer.MustExec("ip", "addr", "add", "2001:db8:2::2/64", "dev", "p1", "nodad")
+	// The rules don't let neighbor discovery in (the overlay interfaces
+	// are layer-3 TUNs without it), so pin the veth neighbors.
+	for _, n := range []struct {
+		ns      *lab.NS
+		dev     string
+		addr    string
+		peerNS  *lab.NS
+		peerDev string
+	}{
+		{host, "ovl0", "2001:db8:1::2", peer, "p0"},
+		{peer, "p0", "2001:db8:1::1", host, "ovl0"},
+	} {
+		l, err := n.peerNS.Handle().LinkByName(n.peerDev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.ns.MustExec("ip", "neigh", "replace", n.addr, "lladdr", l.Attrs().HardwareAddr.String(), "dev", n.dev, "nud", "permanent")
+	}
+	c := conn(t, host)
+
+	r := Rules{Interfaces: []string{"ovl0", "wg0"}, Allow: []cmdline.Port{{Port: 9900, Proto: "tcp"}}}
+	if err := apply(c, r); err != nil {
+		t.Fatal(err)
+	}
+	listing := host.MustExec("nft", "list", "table", "inet", "netinit")
+	t.Logf("%s", listing)
+	for _, want := range []string{
+		"type filter hook input priority filter; policy accept;",
+		`iifname "ovl0" ct state established,related accept`,
+		`iifname "ovl0" icmpv6 type echo-request accept`,
+		`iifname "ovl0" icmpv6 type packet-too-big accept`,
+		`iifname "ovl0" tcp dport 9900 accept`,
+		`iifname "ovl0" drop`,
+		`iifname "wg0" drop`,
+	} {
+		if !strings.Contains(listing, want) {
+			t.Errorf("rule set lacks %q", want)
+		}
+	}
+
+	// Through the guarded interface: the allowed port reaches the
+	// kernel (refused: nothing listens), another port is dropped.
+	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "refused" {
+		t.Errorf("allowed port via ovl0: %s, want refused (reached the host)", got)
+	}
+	if got := dial(t, peer, "2001:db8:1::1", "9901"); got != "timeout" {
+		t.Errorf("other port via ovl0: %s, want timeout (dropped)", got)
+	}
+	// Another interface is untouched.
+	if got := dial(t, peer, "2001:db8:2::1", "9901"); got != "refused" {
+		t.Errorf("other interface: %s, want refused (not filtered)", got)
+	}
+	// Connections the host opens through the guarded interface work:
+	// output is untouched and the RST coming back is related/established.
+	if got := dial(t, host, "2001:db8:1::2", "9901"); got != "refused" {
+		t.Errorf("outbound via ovl0: %s, want refused (reply let in)", got)
+	}
+
+	// Replace: 9901 instead of 9900, in one batch; still one table.
+	r.Allow = []cmdline.Port{{Port: 9901, Proto: "tcp"}}
+	if err := apply(c, r); err != nil {
+		t.Fatal(err)
+	}
+	listing = host.MustExec("nft", "list", "ruleset")
+	if strings.Count(listing, "table inet netinit") != 1 || strings.Contains(listing, "9900") || !strings.Contains(listing, "dport 9901 accept") {
+		t.Errorf("after replace:\n%s", listing)
+	}
+	if got := dial(t, peer, "2001:db8:1::1", "9901"); got != "refused" {
+		t.Errorf("newly allowed port: %s", got)
+	}
+	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "timeout" {
+		t.Errorf("no longer allowed port: %s", got)
+	}
+
+	if err := remove(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(c); err != nil {
+		t.Fatalf("second remove: %v", err)
+	}
+	if out := host.MustExec("nft", "list", "ruleset"); strings.Contains(out, "netinit") {
+		t.Errorf("table left after Remove:\n%s", out)
+	}
+	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "refused" {
+		t.Errorf("after remove: %s", got)
+	}
+}

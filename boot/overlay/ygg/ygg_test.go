@@ -1,0 +1,58 @@
+package ygg
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEffectivePeer(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"tcp://198.51.100.1:1234", "tcp://198.51.100.1:1234?maxbackoff=30s", ""},
+		{"tls://[2001:db8::1]:443?key=ab", "tls://[2001:db8::1]:443?key=ab&maxbackoff=30s", ""},
+		{"quic://peer.example:443?maxbackoff=10s", "quic://peer.example:443?maxbackoff=10s", ""},
+		{"http://198.51.100.1:80", "", "unsupported scheme"},
+		{"198.51.100.1:80", "", ""},
+	} {
+		got, err := effectivePeer(c.in)
+		if c.err != "" || c.want == "" {
+			if err == nil {
+				t.Errorf("%s: accepted as %s", c.in, got)
+			} else if !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %v", c.in, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %s, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+}
+
+// TestNoPprof checks that $PPROFLISTEN (which a kernel command line word
+// would put into PID 1's environment) does not start yggdrasil-go's
+// profiler in a binary that links this package.
+func TestNoPprof(t *testing.T) {
+	if os.Getenv("NETINIT_YGG_PPROF_CHILD") != "" {
+		// In the child: the variable must be gone by now.
+		if v := os.Getenv("PPROFLISTEN"); v != "" {
+			t.Fatalf("PPROFLISTEN still set: %q", v)
+		}
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestNoPprof$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "NETINIT_YGG_PPROF_CHILD=1", "PPROFLISTEN=127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "pprof") || !strings.Contains(string(out), "--- PASS: TestNoPprof") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,328 @@
+// Package lab is a verbatim copy of boot/internal/lab (lab.go and
+// Eventually from servers.go), which Go's internal rule keeps netprobe
+// from importing. Delete it once boot/internal/lab moves to internal/lab.
+//
+// Package lab builds network-namespace test labs: namespaces joined by veth
+// pairs, with real protocol servers (dnsmasq, radvd, ...) started inside
+// them. It never touches the host's own network: every command runs in a
+// namespace the lab created, every namespace gets its own
+// /etc/netns/NAME/resolv.conf before anything runs in it (so a DHCP client
+// can't rewrite the host's /etc/resolv.conf), and everything is torn down
+// by t.Cleanup.
+//
+// Go code under test runs in a namespace as a child process: the test
+// binary re-executes itself with `ip netns exec` (see Child and RunChild).
+// Switching a thread of the test process into a namespace is not used,
+// because goroutines started from there would open sockets in the host's
+// namespace.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Strict reports whether missing prerequisites are failures (make test sets
+// NETINIT_LAB=1) rather than reasons to skip.
+func Strict() bool { return os.Getenv("NETINIT_LAB") == "1" }
+
+// Require skips (or, under NETINIT_LAB=1, fails) the test unless it runs as
+// root and every named tool is on PATH.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	miss := func(format string, args ...any) {
+		t.Helper()
+		if Strict() {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	if os.Geteuid() != 0 {
+		miss("lab: needs root for network namespaces")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err2 := os.Stat(tool); err2 != nil {
+				miss("lab: needs %s on PATH (make test installs it)", tool)
+			}
+		}
+	}
+}
+
+var seq atomic.Int64
+
+// NS is a network namespace owned by a test.
+type NS struct {
+	Name string
+	t    testing.TB
+}
+
+// NewNS creates a namespace with loopback up and its own resolv.conf. The
+// name is made unique from tag, the process id and a counter.
+func NewNS(t testing.TB, tag string) *NS {
+	t.Helper()
+	name := fmt.Sprintf("ni%s%d-%d", shorten(tag), os.Getpid()%100000, seq.Add(1))
+	etc := filepath.Join("/etc/netns", name)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("# netinit lab "+name+"\n"), 0o644); err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	ns := &NS{Name: name, t: t}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// Kill whatever still runs in the namespace, then delete it.
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "pids", name).Output(); err == nil {
+			for _, pid := range strings.Fields(string(out)) {
+				_ = exec.CommandContext(ctx, "kill", "-9", pid).Run()
+			}
+		}
+		_ = exec.CommandContext(ctx, "ip", "netns", "del", name).Run()
+		_ = os.RemoveAll(etc)
+	})
+	ns.MustRun("ip", "netns", "add", name)
+	ns.MustExec("ip", "link", "set", "lo", "up")
+	return ns
+}
+
+func shorten(tag string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(tag) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+		if b.Len() == 4 {
+			break
+		}
+	}
+	return b.String()
+}
+
+// MustRun runs a command on the host side (only ever `ip` commands that
+// create or move lab objects) and fails the test on error.
+func (ns *NS) MustRun(args ...string) string {
+	ns.t.Helper()
+	out, err := run(context.Background(), args...)
+	if err != nil {
+		ns.t.Fatalf("lab: %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// Exec runs a command inside the namespace, bounded by ctx (and 30 s).
+func (ns *NS) Exec(ctx context.Context, args ...string) (string, error) {
+	return run(ctx, append([]string{"ip", "netns", "exec", ns.Name}, args...)...)
+}
+
+// MustExec runs a command inside the namespace and fails the test on error.
+func (ns *NS) MustExec(args ...string) string {
+	ns.t.Helper()
+	out, err := ns.Exec(context.Background(), args...)
+	if err != nil {
+		ns.t.Fatalf("lab: in %s: %s: %v\n%s", ns.Name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func run(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+// Start starts a long-running command (a server) inside the namespace. It
+// is killed at cleanup; its output goes to the returned buffer.
+func (ns *NS) Start(args ...string) *Proc {
+	ns.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name}, args...)...)
+	p := &Proc{cmd: cmd, cancel: cancel, done: make(chan struct{})}
+	cmd.Stdout = &p.out
+	cmd.Stderr = &p.out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		ns.t.Fatalf("lab: start %s in %s: %v", args[0], ns.Name, err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	ns.t.Cleanup(p.Stop)
+	return p
+}
+
+// Proc is a process started by Start.
+type Proc struct {
+	cmd    *exec.Cmd
+	cancel context.CancelFunc
+	done   chan struct{}
+	out    syncBuffer
+}
+
+// Stop kills the process and waits (bounded) for it.
+func (p *Proc) Stop() {
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// Output is what the process printed so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Veth joins two namespaces with a veth pair named an (in a) and bn (in b),
+// both set up. It returns nothing; use the names.
+func Veth(t testing.TB, a *NS, an string, b *NS, bn string) {
+	t.Helper()
+	tmp := fmt.Sprintf("nv%d-%d", os.Getpid()%100000, seq.Add(1))
+	a.MustRun("ip", "link", "add", tmp+"a", "netns", a.Name, "type", "veth", "peer", "name", tmp+"b", "netns", b.Name)
+	a.MustExec("ip", "link", "set", tmp+"a", "name", an)
+	b.MustExec("ip", "link", "set", tmp+"b", "name", bn)
+	a.MustExec("ip", "link", "set", an, "up")
+	b.MustExec("ip", "link", "set", bn, "up")
+}
+
+// Handle returns a netlink handle bound to the namespace, for asserting on
+// what the kernel holds there. It is closed at cleanup.
+func (ns *NS) Handle() *netlink.Handle {
+	ns.t.Helper()
+	h, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		ns.t.Fatalf("lab: netns %s: %v", ns.Name, err)
+	}
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		h.Close()
+		ns.t.Fatalf("lab: netlink in %s: %v", ns.Name, err)
+	}
+	ns.t.Cleanup(func() { nh.Close(); h.Close() })
+	return nh
+}
+
+// GuardResolvConf snapshots the host's /etc/resolv.conf and fails the test
+// at cleanup if it changed: the lab must never touch the host's network.
+func GuardResolvConf(t testing.TB) {
+	t.Helper()
+	before, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		after, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil && !os.IsNotExist(err) {
+			t.Errorf("lab: host /etc/resolv.conf: %v", err)
+			return
+		}
+		if !bytes.Equal(before, after) {
+			t.Errorf("lab: the host's /etc/resolv.conf changed during the test:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+}
+
+// childEnv marks a re-executed test binary running inside a namespace.
+const childEnv = "NETINIT_LAB_CHILD"
+
+// Child reports whether this process is the in-namespace half of a test
+// started by RunChild. Such a test does its in-namespace work and writes
+// its result with ChildResult.
+func Child() bool { return os.Getenv(childEnv) != "" }
+
+// ChildResult writes v (JSON) where RunChild will read it. Call it at most
+// once, from the child.
+func ChildResult(t testing.TB, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("lab: child result: %v", err)
+	}
+	if err := os.WriteFile(os.Getenv(childEnv), b, 0o600); err != nil {
+		t.Fatalf("lab: child result: %v", err)
+	}
+}
+
+// RunChild re-executes the current test (t.Name()) inside ns with the
+// given extra environment, bounded by timeout, and decodes what the child
+// passed to ChildResult into out. The child's output is logged.
+func RunChild(t *testing.T, ns *NS, timeout time.Duration, env []string, out any) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	resFile := filepath.Join(t.TempDir(), "child.json")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, exe,
+		"-test.run=^"+strings.ReplaceAll(regexpQuote(t.Name()), "/", "$/^")+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+resFile), env...)
+	cmd.WaitDelay = 5 * time.Second
+	output, err := cmd.CombinedOutput()
+	t.Logf("child in %s:\n%s", ns.Name, output)
+	if err != nil {
+		t.Fatalf("lab: child test in %s: %v", ns.Name, err)
+	}
+	b, err := os.ReadFile(resFile)
+	if err != nil {
+		t.Fatalf("lab: child wrote no result: %v", err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("lab: child result: %v", err)
+		}
+	}
+}
+
+func regexpQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`\.+*?()|[]{}^$`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer process and a reader test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Eventually polls cond every 50 ms until it holds or timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}

@@ -1,0 +1,374 @@
+package netprobe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/netprobe/internal/lab"
+)
+
+// The lab: node -- router -- internet.
+//
+//	node      eth0  192.168.1.2/24  2001:db8:1::2/64   defaults via the router
+//	router    lan0  192.168.1.1/24  2001:db8:1::1/64   forwarding, IPv4 masquerade
+//	          wan0  198.51.100.1/24 2001:db8:ff::1/64  nftables firewall (tests only)
+//	internet  wan0  198.51.100.2/24 2001:db8:ff::2/64  reflector :7007, target :8080
+//	                198.51.100.77 (a third party, listener :9999)
+//
+// The node's IPv6 is public (2001:db8::/32 counts as public, see
+// PublicIPv6); its IPv4 is RFC 1918 behind NAT. The reflector and the
+// target run in the internet namespace as this test binary re-executed
+// (TestLabReflectorHelper); the node side runs Probe as a re-executed
+// child (lab.RunChild), on the addresses of its own links.
+
+const (
+	reflPort, targetPort, thirdPort = 7007, 8080, 9999
+	serveEnv                        = "NETPROBE_LAB_SERVE" // "PER_MINUTE" for the helper
+	nodeConfEnv                     = "NETPROBE_LAB_CONF"  // JSON Config for the node child
+)
+
+var (
+	labRefl    = []string{"198.51.100.2:7007", "[2001:db8:ff::2]:7007"}
+	labTargets = []string{"198.51.100.2:8080", "[2001:db8:ff::2]:8080"}
+)
+
+type labRig struct {
+	node, router, inet *lab.NS
+	refl               *lab.Proc
+}
+
+// newLab builds the three namespaces and starts the reflector. firewall
+// is the nftables ruleset for the router (besides NAT) or "".
+func newLab(t *testing.T, tag, firewall string, perMinute int) *labRig {
+	t.Helper()
+	lab.Require(t, "ip", "nft")
+	lab.GuardResolvConf(t)
+	r := &labRig{node: lab.NewNS(t, tag+"n"), router: lab.NewNS(t, tag+"r"), inet: lab.NewNS(t, tag+"i")}
+	// No duplicate address detection: link-local addresses are usable at
+	// once, so neighbour discovery works from the first packet.
+	for _, ns := range []*lab.NS{r.node, r.router, r.inet} {
+		ns.MustExec("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+	}
+	lab.Veth(t, r.node, "eth0", r.router, "lan0")
+	lab.Veth(t, r.router, "wan0", r.inet, "wan0")
+	for _, c := range [][]string{
+		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
+		{"ip", "addr", "add", "192.168.1.1/24", "dev", "lan0"},
+		{"ip", "addr", "add", "2001:db8:1::1/64", "dev", "lan0", "nodad"},
+		{"ip", "addr", "add", "198.51.100.1/24", "dev", "wan0"},
+		{"ip", "addr", "add", "2001:db8:ff::1/64", "dev", "wan0", "nodad"},
+	} {
+		r.router.MustExec(c...)
+	}
+	for _, c := range [][]string{
+		{"ip", "addr", "add", "192.168.1.2/24", "dev", "eth0"},
+		{"ip", "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"},
+		{"ip", "route", "add", "default", "via", "192.168.1.1"},
+		{"ip", "-6", "route", "add", "default", "via", "2001:db8:1::1"},
+	} {
+		r.node.MustExec(c...)
+	}
+	// The internet knows no route to 192.168.1.0/24: IPv4 only works
+	// through the router's NAT.
+	for _, c := range [][]string{
+		{"ip", "addr", "add", "198.51.100.2/24", "dev", "wan0"},
+		{"ip", "addr", "add", "198.51.100.77/24", "dev", "wan0"},
+		{"ip", "addr", "add", "2001:db8:ff::2/64", "dev", "wan0", "nodad"},
+		{"ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:ff::1"},
+	} {
+		r.inet.MustExec(c...)
+	}
+	rules := `table ip nat {
+	chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" masquerade; }
+}
+` + firewall
+	f := t.TempDir() + "/rules.nft"
+	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.router.MustExec("nft", "-f", f)
+
+	// Both paths through the router work before anything is measured.
+	for _, dst := range []string{"198.51.100.2", "2001:db8:ff::2"} {
+		if !lab.Eventually(5*time.Second, func() bool {
+			_, err := r.node.Exec(context.Background(), "ping", "-c1", "-W1", dst)
+			return err == nil
+		}) {
+			t.Fatalf("lab: node cannot ping %s", dst)
+		}
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.refl = r.inet.Start("env", serveEnv+"="+strconv.Itoa(perMinute), exe, "-test.run=^TestLabReflectorHelper$", "-test.v", "-test.count=1")
+	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(r.refl.Output(), "READY") }) {
+		t.Fatalf("reflector did not start:\n%s", r.refl.Output())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("reflector output:\n%s", r.refl.Output())
+		}
+	})
+	return r
+}
+
+// firewalled drops new inbound connections to the LAN, IPv4 and IPv6,
+// and counts what it drops (as a home router does).
+const firewalled = `table inet fw {
+	chain forward_lan {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related accept
+		iifname "wan0" oifname "lan0" ct state new counter drop
+	}
+}
+`
+
+// probeNode runs Probe inside the node namespace with cfg.
+func (r *labRig) probeNode(t *testing.T, cfg Config) Report {
+	t.Helper()
+	b, _ := json.Marshal(cfg)
+	var rep Report
+	lab.RunChild(t, r.node, 20*time.Second, []string{nodeConfEnv + "=" + string(b)}, &rep)
+	t.Logf("report: %+v", rep)
+	return rep
+}
+
+// nodeChild is the in-namespace half: Probe on this namespace's addresses.
+func nodeChild(t *testing.T) {
+	var cfg Config
+	if err := json.Unmarshal([]byte(os.Getenv(nodeConfEnv)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []netip.Addr
+	for _, a := range ifAddrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			addrs = append(addrs, p.Addr())
+		}
+	}
+	lab.ChildResult(t, Probe(context.Background(), addrs, cfg))
+}
+
+func evidence(f Family) string { return strings.Join(f.Evidence, "\n") }
+
+func TestLabFirewalledIPv6(t *testing.T) {
+	if lab.Child() {
+		nodeChild(t)
+		return
+	}
+	r := newLab(t, "fw", firewalled, 100)
+	start := time.Now()
+	rep := r.probeNode(t, Config{Targets: labTargets, Reflectors: labRefl, Timeout: 2 * time.Second})
+	if took := time.Since(start); took > 6*time.Second {
+		t.Errorf("probe (with process start) took %v", took)
+	}
+	if rep.IPv6.Verdict != VerdictPublicOutbound || rep.IPv6.Inbound != InboundUnreachable || !rep.Hidden || !rep.Probed {
+		t.Fatalf("firewalled IPv6: verdict %s inbound %s hidden %v; want public-outbound, unreachable, hidden\n%s",
+			rep.IPv6.Verdict, rep.IPv6.Inbound, rep.Hidden, evidence(rep.IPv6))
+	}
+	ev := evidence(rep.IPv6)
+	for _, want := range []string{
+		"outbound TCP to [2001:db8:ff::2]:8080 ok",
+		"reflector [2001:db8:ff::2]:7007: FAIL could not connect to [2001:db8:1::2]:",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("IPv6 evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	checkNAT(t, rep)
+	// The kernel firewall really dropped the connect-backs.
+	out := r.router.MustExec("nft", "list", "chain", "inet", "fw", "forward_lan")
+	if strings.Contains(out, "counter packets 0 ") {
+		t.Errorf("the router's drop rule never matched:\n%s", out)
+	}
+}
+
+func TestLabOpenIPv6(t *testing.T) {
+	if lab.Child() {
+		nodeChild(t)
+		return
+	}
+	r := newLab(t, "open", "", 100)
+	rep := r.probeNode(t, Config{Targets: labTargets, Reflectors: labRefl})
+	if rep.IPv6.Verdict != VerdictPublicInbound || rep.IPv6.Inbound != InboundReachable || rep.Hidden {
+		t.Fatalf("open IPv6: verdict %s inbound %s hidden %v; want public-inbound, reachable, not hidden\n%s",
+			rep.IPv6.Verdict, rep.IPv6.Inbound, rep.Hidden, evidence(rep.IPv6))
+	}
+	if ev := evidence(rep.IPv6); !strings.Contains(ev, "reflector [2001:db8:ff::2]:7007: OK connected [2001:db8:1::2]:") {
+		t.Errorf("IPv6 evidence lacks the reflector's OK:\n%s", ev)
+	}
+	checkNAT(t, rep)
+	if !strings.Contains(r.refl.Output(), "2001:db8:1::2: OK connected") {
+		t.Errorf("the reflector's log does not show the connect-back:\n%s", r.refl.Output())
+	}
+}
+
+// checkNAT: the node's IPv4 is private behind the router's masquerade;
+// the reflector saw the router's address and could not connect back.
+func checkNAT(t *testing.T, rep Report) {
+	t.Helper()
+	if rep.IPv4.Verdict != VerdictPrivate || rep.IPv4.Inbound != InboundUnreachable {
+		t.Errorf("IPv4 behind NAT: verdict %s inbound %s, want private, unreachable\n%s", rep.IPv4.Verdict, rep.IPv4.Inbound, evidence(rep.IPv4))
+	}
+	ev := evidence(rep.IPv4)
+	for _, want := range []string{
+		"only private addresses (192.168.1.2: RFC 1918)",
+		"outbound TCP to 198.51.100.2:8080 ok",
+		"reflector 198.51.100.2:7007: FAIL could not connect to 198.51.100.1:", // the NAT's address
+		"outbound works (through NAT)",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("IPv4 evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	if !slices.Equal(rep.IPv4.Addresses, []string{"192.168.1.2"}) || !slices.Equal(rep.IPv6.Addresses, []string{"2001:db8:1::2"}) {
+		t.Errorf("addresses %v %v", rep.IPv4.Addresses, rep.IPv6.Addresses)
+	}
+}
+
+// abuseResult is what the node child saw when abusing the reflector.
+type abuseResult struct {
+	Third   string   `json:"third"`
+	Flood   []string `json:"flood"`
+	Garbage string   `json:"garbage"`
+	Long    string   `json:"long"`
+}
+
+func TestLabReflectorAbuse(t *testing.T) {
+	if lab.Child() {
+		ask := func(raw string) string {
+			c, err := net.DialTimeout("tcp", "[2001:db8:ff::2]:7007", 2*time.Second)
+			if err != nil {
+				return "dial: " + err.Error()
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			go func() { _, _ = io.WriteString(c, raw) }()
+			b, _ := io.ReadAll(c)
+			return string(b)
+		}
+		nonce := NewNonce()
+		var res abuseResult
+		res.Third = ask(fmt.Sprintf("NETINIT-PROBE 1 %d %s 198.51.100.77\n", thirdPort, nonce))
+		res.Garbage = ask("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		res.Long = ask(strings.Repeat("x", 1<<20))
+		for range 6 {
+			res.Flood = append(res.Flood, ask(Request{Port: 40000, Nonce: nonce}.String()+"\n"))
+		}
+		lab.ChildResult(t, res)
+		return
+	}
+	r := newLab(t, "abus", "", 5)
+	var res abuseResult
+	lab.RunChild(t, r.node, 30*time.Second, nil, &res)
+	if want := "ERR " + ErrNamesAddress.Error() + "\n"; res.Third != want {
+		t.Errorf("request naming a third address: got %q, want %q", res.Third, want)
+	}
+	if strings.Contains(r.refl.Output(), "THIRD-CONN") {
+		t.Errorf("the reflector connected to the third address:\n%s", r.refl.Output())
+	}
+	if res.Garbage != "ERR "+ErrNotProbe.Error()+"\n" {
+		t.Errorf("garbage: got %q", res.Garbage)
+	}
+	if res.Long != "ERR line too long\n" {
+		t.Errorf("over-long line: got %q", res.Long)
+	}
+	// 3 requests spent, 5 per minute: 2 more pass, then the limit.
+	for i, a := range res.Flood {
+		limited := a == "ERR rate limited\n"
+		if limited != (i >= 2) {
+			t.Errorf("flood request %d: %q", i, a)
+		}
+		if !limited && !strings.HasPrefix(a, "FAIL could not connect to [2001:db8:1::2]:40000") {
+			t.Errorf("flood request %d not connected back to its source: %q", i, a)
+		}
+	}
+}
+
+func TestLabNoProbes(t *testing.T) {
+	if lab.Child() {
+		nodeChild(t)
+		return
+	}
+	r := newLab(t, "none", firewalled, 100)
+	start := time.Now()
+	rep := r.probeNode(t, Config{})
+	if took := time.Since(start); took > 3*time.Second || rep.TookMS > 50 {
+		t.Errorf("probe without targets took %v (%d ms inside)", took, rep.TookMS)
+	}
+	if rep.IPv6.Verdict != VerdictPublicUnverified || rep.IPv4.Verdict != VerdictPrivate || rep.Hidden || rep.Probed {
+		t.Fatalf("got %+v", rep)
+	}
+	if !slices.Contains(rep.IPv6.Evidence, "no probe targets configured (address-based verdict)") {
+		t.Errorf("evidence does not say why: %q", rep.IPv6.Evidence)
+	}
+}
+
+// TestLabReflectorHelper is the internet side, started by newLab in the
+// internet namespace: the reflector on [::]:7007, a TCP target on
+// [::]:8080, and a third party on 198.51.100.77:9999 that reports any
+// connection. It runs until killed (at most a minute).
+func TestLabReflectorHelper(t *testing.T) {
+	pm := os.Getenv(serveEnv)
+	if pm == "" {
+		t.Skip("helper process for the lab tests")
+	}
+	perMinute, _ := strconv.Atoi(pm)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	ctx, cancel2 := context.WithTimeout(ctx, time.Minute)
+	defer cancel2()
+	listen := func(addr string) net.Listener {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		context.AfterFunc(ctx, func() { ln.Close() })
+		return ln
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	acceptAll := func(ln net.Listener, onConn func(net.Conn)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				onConn(c)
+				c.Close()
+			}
+		}()
+	}
+	acceptAll(listen(fmt.Sprintf("[::]:%d", targetPort)), func(net.Conn) {})
+	acceptAll(listen(fmt.Sprintf("198.51.100.77:%d", thirdPort)), func(c net.Conn) {
+		fmt.Printf("THIRD-CONN from %s\n", c.RemoteAddr())
+	})
+	refl := listen(fmt.Sprintf("[::]:%d", reflPort))
+	s := &Server{PerMinute: perMinute, Window: time.Second, Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }}
+	fmt.Println("READY")
+	if err := s.Serve(ctx, refl); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,65 @@
+package qemu_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/qemu"
+)
+
+// TestBootHandoff: netinit hands off to a next stage placed in the image
+// (qemu/testdata/nextstage). After the exec, the network daemon is still
+// alive, answers "status" on its control socket, and renews the DHCP lease
+// when asked.
+func TestBootHandoff(t *testing.T) {
+	e := requireEnv(t)
+	t.Parallel()
+	dir := t.TempDir()
+	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
+	img := filepath.Join(dir, "initramfs.cpio.gz")
+	for _, args := range [][]string{
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
+		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":/sbin/nextstage:0755", "-o", img},
+	} {
+		if err := goCmd(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
+	defer cancel()
+	res, err := qemu.Boot(ctx, qemu.Options{
+		Kernel:    e.kernel,
+		Initramfs: img,
+		Append:    "netinit.next=/sbin/nextstage",
+		Timeout:   bootTimeout,
+		LogFile:   filepath.Join(dir, "console.log"),
+	})
+	if res != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("console:\n%s", tail(res.Console, 80))
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	for _, want := range []string{"handing off to /sbin/nextstage", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
+		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true", "NEXTSTAGE renewed=true"} {
+		if !strings.Contains(res.Console, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	st := res.State
+	if st == nil || st.Phase != state.PhaseReady || st.PID <= 1 {
+		t.Fatalf("live state from the socket after the handoff: %+v", st)
+	}
+	if st.Interfaces[0].DHCP4Renewals < 1 {
+		t.Errorf("no renewal counted in the live state: %+v", st.Interfaces[0])
+	}
+}

@@ -1,0 +1,78 @@
+// Command nextstage stands in for 0-OS's next stage (zinit) in the QEMU
+// handoff test. netinit execs it as PID 1; it checks that the network
+// daemon survived the exec and answers on its control socket, asks it to
+// renew the DHCP lease, waits for the renewal, prints what it saw
+// ("NEXTSTAGE key=value" lines, then the live state between the result
+// markers) and powers the VM off.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/control"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+func main() {
+	defer poweroff()
+	say := func(k string, v any) { fmt.Printf("NEXTSTAGE %s=%v\n", k, v) }
+	say("pid", os.Getpid())
+	if st, err := state.Read(state.DefaultPath); err != nil {
+		say("state-file", err)
+	} else {
+		say("state-file-phase", st.Phase)
+	}
+	status := func() *state.State {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		r, err := control.Call(ctx, control.DefaultPath, "status")
+		if err != nil {
+			say("status-error", err)
+			return nil
+		}
+		return r.State
+	}
+	st := status()
+	if st == nil {
+		return
+	}
+	say("socket-phase", st.Phase)
+	say("daemon-pid", st.PID)
+	say("daemon-alive", unix.Kill(st.PID, 0) == nil)
+	before := renewals(st)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err := control.Call(ctx, control.DefaultPath, "renew")
+	cancel()
+	say("renew-error", err)
+	end := time.Now().Add(20 * time.Second)
+	for time.Now().Before(end) {
+		if s := status(); s != nil && renewals(s) > before {
+			st = s
+			say("renewed", true)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := json.Marshal(st)
+	fmt.Printf("NETINIT-RESULT-BEGIN\n%s\nNETINIT-RESULT-END\n", b)
+}
+
+func renewals(st *state.State) int {
+	n := 0
+	for _, ifc := range st.Interfaces {
+		n += ifc.DHCP4Renewals
+	}
+	return n
+}
+
+func poweroff() {
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
