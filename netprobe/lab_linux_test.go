@@ -102,16 +102,6 @@ func newLab(t *testing.T, tag, firewall string, perMinute int) *labRig {
 	}
 	r.router.MustExec("nft", "-f", f)
 
-	// Both paths through the router work before anything is measured.
-	for _, dst := range []string{"198.51.100.2", "2001:db8:ff::2"} {
-		if !lab.Eventually(5*time.Second, func() bool {
-			_, err := r.node.Exec(context.Background(), "ping", "-c1", "-W1", dst)
-			return err == nil
-		}) {
-			t.Fatalf("lab: node cannot ping %s", dst)
-		}
-	}
-
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -207,14 +197,35 @@ func TestLabOpenIPv6(t *testing.T) {
 		nodeChild(t)
 		return
 	}
+	lab.Require(t, "dnsmasq")
 	r := newLab(t, "open", "", 100)
-	rep := r.probeNode(t, Config{Targets: labTargets, Reflectors: labRefl})
+	// A DNS server in the internet, for the optional resolution probe.
+	dir := t.TempDir()
+	dns := r.inet.Start("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--listen-address=198.51.100.2,2001:db8:ff::2", "--bind-interfaces", "--user=root", "--group=root",
+		"--pid-file="+dir+"/pid", "--host-record=probe.test,198.51.100.9,2001:db8:ff::9")
+	if !lab.Eventually(5*time.Second, func() bool { return strings.Contains(dns.Output(), "started") }) {
+		t.Fatalf("dnsmasq did not start:\n%s", dns.Output())
+	}
+	defer func() { t.Logf("dnsmasq:\n%s", dns.Output()) }()
+	rep := r.probeNode(t, Config{Targets: labTargets, Reflectors: labRefl,
+		DNSName: "probe.test", Resolvers: []string{"2001:db8:ff::2", "198.51.100.2:53"}})
 	if rep.IPv6.Verdict != VerdictPublicInbound || rep.IPv6.Inbound != InboundReachable || rep.Hidden {
 		t.Fatalf("open IPv6: verdict %s inbound %s hidden %v; want public-inbound, reachable, not hidden\n%s",
 			rep.IPv6.Verdict, rep.IPv6.Inbound, rep.Hidden, evidence(rep.IPv6))
 	}
-	if ev := evidence(rep.IPv6); !strings.Contains(ev, "reflector [2001:db8:ff::2]:7007: OK connected [2001:db8:1::2]:") {
-		t.Errorf("IPv6 evidence lacks the reflector's OK:\n%s", ev)
+	ev := evidence(rep.IPv6)
+	for _, want := range []string{
+		"reflector [2001:db8:ff::2]:7007: OK connected [2001:db8:1::2]:",
+		"DNS probe.test via [2001:db8:ff::2]:53: ",
+		"2001:db8:ff::9",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("IPv6 evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	if ev := evidence(rep.IPv4); !strings.Contains(ev, "DNS probe.test via 198.51.100.2:53: ") {
+		t.Errorf("IPv4 evidence lacks the DNS answer (through NAT):\n%s", ev)
 	}
 	checkNAT(t, rep)
 	if !strings.Contains(r.refl.Output(), "2001:db8:1::2: OK connected") {
@@ -318,7 +329,7 @@ func TestLabNoProbes(t *testing.T) {
 	if rep.IPv6.Verdict != VerdictPublicUnverified || rep.IPv4.Verdict != VerdictPrivate || rep.Hidden || rep.Probed {
 		t.Fatalf("got %+v", rep)
 	}
-	if !slices.Contains(rep.IPv6.Evidence, "no probe targets configured (address-based verdict)") {
+	if !slices.Contains(rep.IPv6.Evidence, "no probe targets or reflectors for this family (address-based verdict)") {
 		t.Errorf("evidence does not say why: %q", rep.IPv6.Evidence)
 	}
 }

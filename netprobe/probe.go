@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -94,7 +95,8 @@ type Report struct {
 	// behaviour unless a reflector proves otherwise; auto-inbound should
 	// require InboundProven instead.
 	Hidden bool `json:"hidden"`
-	// Probed is true when some probe (target, reflector, DNS) was tried.
+	// Probed is true when some probe (target, reflector, DNS) was tried
+	// from some family.
 	Probed bool      `json:"probed"`
 	At     time.Time `json:"at"`
 	TookMS int64     `json:"took_ms"`
@@ -132,7 +134,10 @@ func Probe(ctx context.Context, addrs []netip.Addr, cfg Config) Report {
 	defer cancel()
 
 	rep := Report{At: start.UTC()}
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		probed atomic.Bool
+	)
 	for _, fam := range []struct {
 		is4 bool
 		out *Family
@@ -145,11 +150,13 @@ func Probe(ctx context.Context, addrs []netip.Addr, cfg Config) Report {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			probeFamily(ctx, src, fam.is4, cfg, fam.out)
+			if probeFamily(ctx, src, fam.is4, cfg, fam.out) > 0 {
+				probed.Store(true)
+			}
 		}()
 	}
 	wg.Wait()
-	rep.Probed = len(cfg.Targets)+len(cfg.Reflectors) > 0 || cfg.DNSName != "" && len(cfg.Resolvers) > 0
+	rep.Probed = probed.Load()
 	rep.Hidden = hidden(rep.IPv4, rep.IPv6)
 	rep.TookMS = time.Since(start).Milliseconds()
 	return rep
@@ -209,9 +216,9 @@ func privateKind(a netip.Addr) string {
 	return "not public"
 }
 
-// probeFamily runs every configured probe from src in parallel and folds
-// the results into f.
-func probeFamily(ctx context.Context, src netip.Addr, is4 bool, cfg Config, f *Family) {
+// probeFamily runs every configured probe from src in parallel, folds the
+// results into f and returns how many probes ran.
+func probeFamily(ctx context.Context, src netip.Addr, is4 bool, cfg Config, f *Family) int {
 	network := "tcp6"
 	if is4 {
 		network = "tcp4"
@@ -304,13 +311,13 @@ func probeFamily(ctx context.Context, src netip.Addr, is4 bool, cfg Config, f *F
 		f.Inbound = InboundUnreachable
 	}
 	if len(results) == 0 {
-		f.Evidence = append(f.Evidence, "no probe targets configured (address-based verdict)")
+		f.Evidence = append(f.Evidence, "no probe targets or reflectors for this family (address-based verdict)")
 	}
 	if f.Verdict == VerdictPrivate {
 		if outbound {
 			f.Evidence = append(f.Evidence, "outbound works (through NAT)")
 		}
-		return
+		return len(results)
 	}
 	switch {
 	case ok:
@@ -320,6 +327,7 @@ func probeFamily(ctx context.Context, src netip.Addr, is4 bool, cfg Config, f *F
 	case len(results) > 0:
 		f.Evidence = append(f.Evidence, "every probe failed")
 	}
+	return len(results)
 }
 
 // targetFits reports whether HOST:PORT t is worth trying from the family:

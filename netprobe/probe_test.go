@@ -30,7 +30,7 @@ func TestProbeAddressBased(t *testing.T) {
 		{"nothing", addrs("127.0.0.1", "::1", "fe80::1"), VerdictNone, VerdictNone, true, "no global-scope IPv6 address"},
 		{"private both", addrs("192.168.1.2", "fd00::2", "fe80::2"), VerdictPrivate, VerdictPrivate, true, "only private addresses (fd00::2: ULA, RFC 4193)"},
 		{"cgnat", addrs("100.64.3.4"), VerdictPrivate, VerdictNone, true, "no global-scope IPv6 address"},
-		{"public v6", addrs("10.0.0.2", "fd00::2", "2001:db8:1::2"), VerdictPrivate, VerdictPublicUnverified, false, "no probe targets configured (address-based verdict)"},
+		{"public v6", addrs("10.0.0.2", "fd00::2", "2001:db8:1::2"), VerdictPrivate, VerdictPublicUnverified, false, "no probe targets or reflectors for this family (address-based verdict)"},
 		{"public v4 only", addrs("198.51.100.2"), VerdictPublicUnverified, VerdictNone, false, "no global-scope IPv6 address"},
 		{"yggdrasil is not public", addrs("200:1234::1"), VerdictNone, VerdictPrivate, true, "only private addresses (200:1234::1: Yggdrasil overlay)"},
 	} {

@@ -3,6 +3,7 @@ package control
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -183,4 +184,22 @@ func TestNonRootPeer(t *testing.T) {
 	if !strings.Contains(string(out), "refused") {
 		t.Fatalf("output %s", out)
 	}
+}
+
+// FuzzHandle: any request line gets exactly one well-formed reply, never a
+// panic.
+func FuzzHandle(f *testing.F) {
+	for _, s := range []string{`{"cmd":"status"}`, `{"cmd":"renew"}`, `{"cmd":"probe"}`, `{}`, `{"cmd":null}`, `[`, "\x00"} {
+		f.Add([]byte(s))
+	}
+	srv := &Server{h: &fakeDaemon{}}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r := srv.handle(line)
+		if r.OK == (r.Error != "") {
+			t.Fatalf("reply %+v: ok and error disagree", r)
+		}
+		if _, err := json.Marshal(r); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -3,7 +3,6 @@ package wg
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +73,8 @@ type nodeResult struct {
 	Leaks        []string // where the private key was found
 	LinkGoneErr  string   // error looking up wg0 after Close (want not found)
 	StateAfterHS *state.WireGuard
+	// StartProblems are the problems right after Start.
+	StartProblems []string
 }
 
 // logRecorder collects Logf lines from any goroutine.
@@ -109,24 +112,25 @@ func leaks(t *testing.T, dir string, texts map[string]string) []string {
 	return out
 }
 
-// TestTunnelThroughNAT: an IPv4-only node behind a NAT router dials a
-// gateway running the real wireguard-go (configured with wg(8)); the
-// gateway routes to an "IPv6 internet" namespace with a TCP echo server.
+// gwLab is the lab of the tunnel tests:
 //
-//	node (192.0.2.2, wg0 2001:db8:1::2)
-//	  └ nat (192.0.2.1 | 203.0.113.2, nft masquerade)
+//	node (192.0.2.2, IPv4 only, wg0 2001:db8:1::2)
+//	  └ nat (192.0.2.1 | 203.0.113.2, nft masquerade, DNS on 192.0.2.1)
 //	      └ gw (203.0.113.1:51820, wireguard-go, 2001:db8:1::1 | 2001:db8:ffff::1)
-//	          └ inet6 (2001:db8:ffff::2, echo server on port 7777)
-func TestTunnelThroughNAT(t *testing.T) {
-	if lab.Child() {
-		childNode(t)
-		return
-	}
-	lab.Require(t, "ip", "wg", "nft", "go")
+//	          └ inet (2001:db8:ffff::2, TCP echo server on port 7777)
+type gwLab struct {
+	node, nat, gw, inet *lab.NS
+	gwIf, gwPub         string
+	gwProc              *lab.Proc
+}
+
+func newGWLab(t *testing.T) *gwLab {
+	lab.Require(t, "ip", "wg", "nft", "go", "dnsmasq")
 	lab.GuardResolvConf(t)
 	wggo := buildWireguardGo(t)
-
+	l := &gwLab{}
 	node, nat, gw, inet := lab.NewNS(t, "wgnode"), lab.NewNS(t, "wgnat"), lab.NewNS(t, "wggw"), lab.NewNS(t, "wginet")
+	l.node, l.nat, l.gw, l.inet = node, nat, gw, inet
 	lab.Veth(t, node, "eth0", nat, "lan0")
 	lab.Veth(t, nat, "wan0", gw, "up0")
 	lab.Veth(t, gw, "v6net", inet, "eth0")
@@ -134,6 +138,10 @@ func TestTunnelThroughNAT(t *testing.T) {
 	node.MustExec("ip", "route", "add", "default", "via", "192.0.2.1")
 	// IPv4 only: no IPv6 at all on the node's uplink.
 	node.MustExec("sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1")
+	// The node's resolver is the NAT router (the tests start dnsmasq there).
+	if err := os.WriteFile(filepath.Join("/etc/netns", node.Name, "resolv.conf"), []byte("nameserver 192.0.2.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	nat.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "lan0")
 	nat.MustExec("ip", "addr", "add", "203.0.113.2/24", "dev", "wan0")
 	nat.MustExec("sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -157,12 +165,12 @@ func TestTunnelThroughNAT(t *testing.T) {
 	// The gateway: real wireguard-go, configured by wg(8) over its UAPI
 	// socket in /var/run/wireguard (shared by all namespaces, hence a
 	// unique name).
-	gwIf := fmt.Sprintf("wgl%d", os.Getpid()%100000)
-	gwProc := gw.Start("env", "LOG_LEVEL=verbose", wggo, "-f", gwIf)
-	sock := filepath.Join("/var/run/wireguard", gwIf+".sock")
+	l.gwIf = fmt.Sprintf("wgl%d-%d", os.Getpid()%100000, gwSeq.Add(1))
+	l.gwProc = gw.Start("env", "LOG_LEVEL=verbose", wggo, "-f", l.gwIf)
+	sock := filepath.Join("/var/run/wireguard", l.gwIf+".sock")
 	t.Cleanup(func() { os.Remove(sock) })
 	if !lab.Eventually(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }) {
-		t.Fatalf("wireguard-go did not start:\n%s", gwProc.Output())
+		t.Fatalf("wireguard-go did not start:\n%s", l.gwProc.Output())
 	}
 	gwKey := filepath.Join(t.TempDir(), "gw.key")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -180,9 +188,10 @@ func TestTunnelThroughNAT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("wg pubkey: %v", err)
 	}
-	gw.MustExec("wg", "set", gwIf, "private-key", gwKey, "listen-port", "51820")
-	gw.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", gwIf, "nodad")
-	gw.MustExec("ip", "link", "set", gwIf, "up")
+	l.gwPub = strings.TrimSpace(string(gwPub))
+	gw.MustExec("wg", "set", l.gwIf, "private-key", gwKey, "listen-port", "51820")
+	gw.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", l.gwIf, "nodad")
+	gw.MustExec("ip", "link", "set", l.gwIf, "up")
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -192,11 +201,62 @@ func TestTunnelThroughNAT(t *testing.T) {
 	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(echo.Output(), "listening") }) {
 		t.Fatalf("echo server did not start:\n%s", echo.Output())
 	}
+	return l
+}
 
-	// The node's key is made by Start in the child; the child writes its
-	// public key to pubOut and the gateway learns it from there.
-	pubOut := filepath.Join(t.TempDir(), "node.pub")
-	gwErr := make(chan error, 1)
+var gwSeq atomic.Int64
+
+// dnsmasqArgs makes dnsmasq a DNS-only server on the NAT router.
+func dnsmasqArgs(dir string, extra ...string) []string {
+	return append([]string{"ip", "netns", "exec", "", "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=53",
+		"--listen-address=192.0.2.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--log-queries",
+		"--user=root", "--group=root", "--pid-file=" + filepath.Join(dir, "pid")}, extra...)
+}
+
+// dnsCmd prepares dnsmasq on the NAT router; the caller starts it (maybe
+// late, from another goroutine); it is stopped at cleanup.
+func (l *gwLab) dnsCmd(t *testing.T, extra ...string) *exec.Cmd {
+	args := dnsmasqArgs(t.TempDir(), extra...)
+	args[3] = l.nat.Name
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.WaitDelay = 5 * time.Second
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t.Cleanup(func() {
+		cancel()
+		if cmd.Process != nil {
+			_ = cmd.Wait()
+		}
+		t.Logf("dnsmasq:\n%s", out.String())
+	})
+	return cmd
+}
+
+// syncBuf is a bytes.Buffer safe for a process and a test.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// addPeerWhenKnown waits (bounded) for the child to write its public key
+// to pubOut, runs then(), and adds the node as a peer on the gateway. It
+// runs in its own goroutine (the test goroutine is in RunChild) and so
+// never calls t; the error goes to the returned channel.
+func (l *gwLab) addPeerWhenKnown(pubOut string, then func() error) <-chan error {
+	errc := make(chan error, 1)
 	go func() {
 		var pub []byte
 		if !lab.Eventually(30*time.Second, func() bool {
@@ -204,19 +264,43 @@ func TestTunnelThroughNAT(t *testing.T) {
 			pub = b
 			return err == nil && len(b) > 0
 		}) {
-			gwErr <- fmt.Errorf("the child wrote no public key")
+			errc <- fmt.Errorf("the child wrote no public key")
+			return
+		}
+		if err := then(); err != nil {
+			errc <- err
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		out, err := gw.Exec(ctx, "wg", "set", gwIf, "peer", strings.TrimSpace(string(pub)), "allowed-ips", "2001:db8:1::2/128")
+		out, err := l.gw.Exec(ctx, "wg", "set", l.gwIf, "peer", strings.TrimSpace(string(pub)), "allowed-ips", "2001:db8:1::2/128")
 		if err != nil {
 			err = fmt.Errorf("wg set peer: %v: %s", err, out)
 		}
-		gwErr <- err
+		errc <- err
 	}()
+	return errc
+}
+
+// TestTunnelThroughNAT: an IPv4-only node behind a NAT router dials a
+// gateway running the real wireguard-go (configured with wg(8)) by name;
+// the name does not resolve at Start (the DNS server is not up yet), is
+// retried, and then IPv6 traffic flows through the tunnel to a TCP server.
+func TestTunnelThroughNAT(t *testing.T) {
+	if lab.Child() {
+		childNode(t, false)
+		return
+	}
+	l := newGWLab(t)
+	node, gw, gwIf, gwProc := l.node, l.gw, l.gwIf, l.gwProc
+	// The node's key is made by Start in the child; the child writes its
+	// public key to pubOut and the gateway learns it from there. Only
+	// then does the DNS server start.
+	pubOut := filepath.Join(t.TempDir(), "node.pub")
+	dns := l.dnsCmd(t, "--address=/gw.lab.test/203.0.113.1")
+	gwErr := l.addPeerWhenKnown(pubOut, dns.Start)
 	var res nodeResult
-	lab.RunChild(t, node, 60*time.Second, []string{gwPubEnv + "=" + strings.TrimSpace(string(gwPub)), pubOutEnv + "=" + pubOut}, &res)
+	lab.RunChild(t, node, 60*time.Second, []string{gwPubEnv + "=" + l.gwPub, pubOutEnv + "=" + pubOut}, &res)
 	if err := <-gwErr; err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +308,13 @@ func TestTunnelThroughNAT(t *testing.T) {
 
 	if res.StartErr != "" {
 		t.Fatalf("Start: %s", res.StartErr)
+	}
+	t.Logf("Start took %s; logs:\n%s\nstate: %s", res.StartTook, strings.Join(res.Logs, "\n"), res.StateJSON)
+	if len(res.StartProblems) != 1 || !strings.Contains(res.StartProblems[0], "gw.lab.test") {
+		t.Errorf("problems after Start = %q, want the name that did not resolve yet", res.StartProblems)
+	}
+	if len(res.Problems) != 0 {
+		t.Errorf("problems after the name resolved = %q", res.Problems)
 	}
 	if !res.Handshake {
 		t.Fatalf("no handshake with the gateway; state %s\ngateway:\n%s", res.StateJSON, gwProc.Output())
@@ -236,7 +327,7 @@ func TestTunnelThroughNAT(t *testing.T) {
 		t.Fatalf("state = %s", res.StateJSON)
 	}
 	p := st.Peers[0]
-	if p.PublicKey != strings.TrimSpace(string(gwPub)) || p.Endpoint != "203.0.113.1:51820" || p.LastHandshake == nil ||
+	if p.PublicKey != l.gwPub || p.Endpoint != "203.0.113.1:51820" || p.LastHandshake == nil ||
 		time.Since(*p.LastHandshake) > time.Minute || p.RxBytes == 0 || p.TxBytes == 0 {
 		t.Fatalf("peer state = %+v", p)
 	}
@@ -279,8 +370,69 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// childNode is the node's half of TestTunnelThroughNAT.
-func childNode(t *testing.T) {
+// TestEndpointReResolve: the gateway's name first points to an address
+// where nobody answers; then the name is changed (the gateway "moved").
+// After StaleAfter without a handshake the node resolves the name again,
+// switches the endpoint and the tunnel comes up.
+func TestEndpointReResolve(t *testing.T) {
+	if lab.Child() {
+		childNode(t, true)
+		return
+	}
+	l := newGWLab(t)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("203.0.113.7 gw.lab.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dns := l.dnsCmd(t, "--addn-hosts="+hosts)
+	if err := dns.Start(); err != nil {
+		t.Fatalf("dnsmasq: %v", err)
+	}
+	if !lab.Eventually(5*time.Second, func() bool {
+		out, _ := l.nat.Exec(context.Background(), "ss", "-Hlun")
+		return strings.Contains(out, "192.0.2.1:53")
+	}) {
+		t.Fatal("dnsmasq does not listen on 192.0.2.1:53")
+	}
+	pubOut := filepath.Join(t.TempDir(), "node.pub")
+	gwErr := l.addPeerWhenKnown(pubOut, func() error {
+		if err := os.WriteFile(hosts, []byte("203.0.113.1 gw.lab.test\n"), 0o644); err != nil {
+			return err
+		}
+		return dns.Process.Signal(syscall.SIGHUP) // dnsmasq re-reads addn-hosts
+	})
+	var res nodeResult
+	lab.RunChild(t, l.node, 60*time.Second, []string{gwPubEnv + "=" + l.gwPub, pubOutEnv + "=" + pubOut}, &res)
+	if err := <-gwErr; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Start took %s; logs:\n%s\nstate: %s", res.StartTook, strings.Join(res.Logs, "\n"), res.StateJSON)
+	if res.StartErr != "" {
+		t.Fatalf("Start: %s", res.StartErr)
+	}
+	if len(res.StartProblems) != 0 {
+		t.Errorf("problems after Start = %q, want none (the name resolved)", res.StartProblems)
+	}
+	if !res.Handshake || res.Echo != "hello through wireguard" {
+		t.Fatalf("no tunnel after the name changed: handshake %v, echo %q (%s)\ngateway:\n%s", res.Handshake, res.Echo, res.EchoErr, l.gwProc.Output())
+	}
+	if ep := res.State.Peers[0].Endpoint; ep != "203.0.113.1:51820" {
+		t.Errorf("endpoint = %s, want 203.0.113.1:51820", ep)
+	}
+	if logs := strings.Join(res.Logs, "\n"); !strings.Contains(logs, "now 203.0.113.1:51820 (was 203.0.113.7:51820)") {
+		t.Errorf("no log line about the endpoint change:\n%s", logs)
+	}
+	if len(res.Leaks) != 0 {
+		t.Errorf("the private key appears in %v", res.Leaks)
+	}
+}
+
+// childNode is the node's half of TestTunnelThroughNAT and
+// TestEndpointReResolve (quickStale: a peer is stale after 3 s).
+func childNode(t *testing.T, quickStale bool) {
+	if quickStale {
+		staleAfter = 3 * time.Second
+	}
 	var res nodeResult
 	defer func() { lab.ChildResult(t, res) }()
 	dir := t.TempDir()
@@ -294,7 +446,7 @@ func childNode(t *testing.T) {
 		Addresses: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::2/128")},
 		Peers: []Peer{{
 			PublicKey:  os.Getenv(gwPubEnv),
-			Endpoint:   "203.0.113.1:51820",
+			Endpoint:   "gw.lab.test:51820",
 			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("::/0")},
 		}},
 		Logf: rec.logf,
@@ -304,6 +456,7 @@ func childNode(t *testing.T) {
 		res.StartErr = err.Error()
 		return
 	}
+	res.StartProblems = tun.Problems()
 	defer func() {
 		tun.Close()
 		_, err := netlink.LinkByName("wg0")
@@ -405,8 +558,13 @@ func TestStartDoesNotWait(t *testing.T) {
 	if !strings.Contains(strings.Join(res.Logs, "\n"), "gw.invalid") {
 		t.Errorf("logs don't mention the name: %q", res.Logs)
 	}
-	if !res.StateAfterHS.Peers[1].LastHandshake.IsZero() || res.State.Peers[1].TxBytes == 0 {
-		// (StateAfterHS is unused here; see childNoPeers.)
+	// The silent peer was tried (handshake initiations count in
+	// tx_bytes) and never answered; the unresolved one had nothing sent.
+	if p := res.State.Peers[1]; p.TxBytes == 0 || p.RxBytes != 0 {
+		t.Errorf("silent peer: %+v, want initiations sent and nothing received", p)
+	}
+	if p := res.State.Peers[0]; p.TxBytes != 0 || p.RxBytes != 0 {
+		t.Errorf("unresolved peer: %+v, want no traffic", p)
 	}
 	if len(res.Leaks) != 0 {
 		t.Errorf("the private key appears in %v", res.Leaks)
@@ -466,7 +624,6 @@ func childNoPeers(t *testing.T) {
 		"logs":     strings.Join(res.Logs, "\n"),
 		"problems": strings.Join(res.Problems, "\n"),
 	})
-	_ = hex.EncodeToString
 }
 
 // buildWireguardGo builds the wireguard-go command of the version in

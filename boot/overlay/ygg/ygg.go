@@ -93,7 +93,7 @@ type Node struct {
 	mc    *multicast.Multicast
 	pub   ed25519.PublicKey
 	peers []string          // as configured, in order
-	orig  map[string]string // effective URI -> configured URI
+	orig  map[string]string // link name in core (URI without query) -> configured URI
 	probs []string
 
 	closeOnce    sync.Once // closes stop
@@ -129,12 +129,12 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 
 	var opts []core.SetupOption
 	for _, p := range o.Peers {
-		eff, err := effectivePeer(p)
+		eff, key, err := effectivePeer(p)
 		if err != nil {
 			return nil, fmt.Errorf("yggdrasil: peer %q: %w", p, err)
 		}
 		n.peers = append(n.peers, p)
-		n.orig[eff] = p
+		n.orig[key] = p
 		opts = append(opts, core.Peer{URI: eff})
 	}
 	if o.NodeInfo != nil {
@@ -238,23 +238,26 @@ func (n *Node) identity(o Options, logf func(string, ...any)) (ed25519.PrivateKe
 }
 
 // effectivePeer is the URI given to core: the configured one with
-// maxbackoff=MaxBackoff added unless it sets its own.
-func effectivePeer(p string) (string, error) {
+// maxbackoff=MaxBackoff added unless it sets its own. key is how core
+// names the link in GetPeers: the URI without its query.
+func effectivePeer(p string) (eff, key string, err error) {
 	u, err := url.Parse(p)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	switch u.Scheme {
 	case "tcp", "tls", "quic", "ws", "wss", "socks", "sockstls", "unix":
 	default:
-		return "", fmt.Errorf("unsupported scheme %q", u.Scheme)
+		return "", "", fmt.Errorf("unsupported scheme %q", u.Scheme)
 	}
+	k := *u
+	k.RawQuery = ""
 	q := u.Query()
 	if q.Get("maxbackoff") == "" {
 		q.Set("maxbackoff", MaxBackoff.String())
 		u.RawQuery = q.Encode()
 	}
-	return u.String(), nil
+	return u.String(), k.String(), nil
 }
 
 // Address is the node's overlay address (in 200::/7).

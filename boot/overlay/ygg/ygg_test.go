@@ -17,7 +17,7 @@ func TestEffectivePeer(t *testing.T) {
 		{"http://198.51.100.1:80", "", "unsupported scheme"},
 		{"198.51.100.1:80", "", ""},
 	} {
-		got, err := effectivePeer(c.in)
+		got, _, err := effectivePeer(c.in)
 		if c.err != "" || c.want == "" {
 			if err == nil {
 				t.Errorf("%s: accepted as %s", c.in, got)

@@ -1,0 +1,422 @@
+package ygg
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/internal/lab"
+	"github.com/threefoldtech/netinit/boot/overlay/firewall"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// The lab runs each Yggdrasil node as this test binary re-executed in the
+// node's namespace (the TUN lives there): TestHelperNode below, driven by
+// environment variables. It prints its state as "STATE {json}" lines and
+// stays up until killed (bounded by helperLife).
+
+const (
+	envRole    = "NETINIT_YGG_ROLE" // "node" or "dial"
+	envKeyDir  = "NETINIT_YGG_KEYDIR"
+	envPeers   = "NETINIT_YGG_PEERS"
+	envListen  = "NETINIT_YGG_LISTEN"
+	envAllow   = "NETINIT_YGG_ALLOW" // firewall allow list, "9900/tcp"
+	envServe   = "NETINIT_YGG_SERVE" // TCP ports to serve "hello PORT" on
+	envDial    = "NETINIT_YGG_DIAL"  // [addr]:port
+	envDialFor = "NETINIT_YGG_DIAL_FOR"
+	helperLife = 90 * time.Second
+	labPort    = "12345"
+)
+
+func helperEnv(kv ...string) []string { return append(os.Environ(), kv...) }
+
+// TestHelperNode is a Yggdrasil node process for the lab tests.
+func TestHelperNode(t *testing.T) {
+	switch os.Getenv(envRole) {
+	case "node":
+		helperNode(t)
+	case "dial":
+		helperDial(t)
+	default:
+		t.Skip("helper process for the lab tests")
+	}
+}
+
+func split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func helperNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), helperLife)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	kick := make(chan os.Signal, 1)
+	signal.Notify(kick, syscall.SIGUSR1)
+	defer signal.Stop(kick)
+
+	n, err := Start(ctx, Options{
+		KeyDir: os.Getenv(envKeyDir),
+		Peers:  split(os.Getenv(envPeers)),
+		Listen: split(os.Getenv(envListen)),
+		Logf:   func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if a := os.Getenv(envAllow); a != "" {
+		var allow []cmdline.Port
+		for _, p := range split(a) {
+			var port uint16
+			var proto string
+			if _, err := fmt.Sscanf(strings.Replace(p, "/", " ", 1), "%d %s", &port, &proto); err != nil {
+				t.Fatal(err)
+			}
+			allow = append(allow, cmdline.Port{Port: port, Proto: proto})
+		}
+		r := firewall.Rules{Interfaces: []string{DefaultIfName}, Allow: allow}
+		if err := firewall.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("FIREWALL %q\n", firewall.Describe(r))
+	}
+	var lns []net.Listener
+	for _, p := range split(os.Getenv(envServe)) {
+		ln, err := net.Listen("tcp6", net.JoinHostPort(n.Address(), p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		go func(port string) {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "hello %s\n", port)
+				c.Close()
+			}
+		}(p)
+		// Prove that the service answers (locally, not through ygg0),
+		// so that a dropped connection in the test is the firewall's
+		// doing.
+		if msg, err := fetch(ctx, net.JoinHostPort(n.Address(), p), time.Second); err != nil || msg != "hello "+p {
+			t.Fatalf("local check of port %s: %q %v", p, msg, err)
+		}
+		fmt.Printf("SERVING %s\n", p)
+	}
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, _ := json.Marshal(n.State())
+		fmt.Printf("STATE %s\n", b)
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+			fmt.Println("KICK")
+			n.Kick()
+		case <-tick.C:
+		}
+	}
+}
+
+// fetch connects to addr and reads one line.
+func fetch(ctx context.Context, addr string, timeout time.Duration) (string, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "tcp6", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// helperDial dials NETINIT_YGG_DIAL, retrying for NETINIT_YGG_DIAL_FOR,
+// and reports "DIAL ok <greeting>" or "DIAL fail <error>".
+func helperDial(t *testing.T) {
+	d, _ := time.ParseDuration(os.Getenv(envDialFor))
+	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Second)
+	defer cancel()
+	end := time.Now().Add(d)
+	for {
+		msg, err := fetch(ctx, os.Getenv(envDial), 2*time.Second)
+		if err == nil {
+			fmt.Printf("DIAL ok %s\n", msg)
+			return
+		}
+		if time.Now().After(end) {
+			fmt.Printf("DIAL fail %v\n", err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// node is a running helper node process.
+type node struct {
+	p  *lab.Proc
+	ns *lab.NS
+}
+
+func startNode(t *testing.T, ns *lab.NS, env ...string) *node {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// lab.NS.Start passes the environment of the test on; the helper's
+	// settings go through env(1).
+	args := append([]string{"env", envRole + "=node"}, env...)
+	args = append(args, exe, "-test.run=^TestHelperNode$", "-test.v", "-test.count=1")
+	return &node{p: ns.Start(args...), ns: ns}
+}
+
+// state waits until the node reports a state satisfying ok.
+func (n *node) state(t *testing.T, timeout time.Duration, what string, ok func(*state.Yggdrasil) bool) *state.Yggdrasil {
+	t.Helper()
+	var last *state.Yggdrasil
+	if lab.Eventually(timeout, func() bool {
+		out := n.p.Output()
+		i := strings.LastIndex(out, "\nSTATE ")
+		if i < 0 {
+			return false
+		}
+		line := out[i+len("\nSTATE "):]
+		j := strings.IndexByte(line, '\n')
+		if j < 0 {
+			return false
+		}
+		var s state.Yggdrasil
+		if json.Unmarshal([]byte(line[:j]), &s) != nil {
+			return false
+		}
+		last = &s
+		return ok(&s)
+	}) {
+		return last
+	}
+	t.Fatalf("node in %s: no state with %s within %v; last %+v; output:\n%s", n.ns.Name, what, timeout, last, n.p.Output())
+	return nil
+}
+
+func anyUp(s *state.Yggdrasil) bool {
+	for _, p := range s.Peers {
+		if p.Up {
+			return true
+		}
+	}
+	return false
+}
+
+// dial runs the dial helper in ns.
+func dial(t *testing.T, ns *lab.NS, addr, port string, retryFor time.Duration) string {
+	t.Helper()
+	exe, _ := os.Executable()
+	ctx, cancel := context.WithTimeout(context.Background(), retryFor+15*time.Second)
+	defer cancel()
+	out, err := ns.Exec(ctx, "env", envRole+"=dial", envDial+"="+net.JoinHostPort(addr, port), envDialFor+"="+retryFor.String(),
+		exe, "-test.run=^TestHelperNode$", "-test.v", "-test.count=1")
+	i := strings.Index(out, "DIAL ")
+	if err != nil || i < 0 {
+		t.Fatalf("dial helper in %s: %v\n%s", ns.Name, err, out)
+	}
+	return strings.TrimSpace(strings.SplitN(out[i+5:], "\n", 2)[0])
+}
+
+// TestHiddenNode: a node with only private IPv4 behind a NAT, no IPv6,
+// peers out to a public node and becomes reachable on its Yggdrasil
+// address, guarded by the firewall; its address survives a restart.
+func TestHiddenNode(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("helper")
+	}
+	lab.Require(t, "nft", "env")
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if lab.Strict() {
+			t.Fatalf("needs /dev/net/tun: %v", err)
+		}
+		t.Skipf("needs /dev/net/tun: %v", err)
+	}
+	lab.GuardResolvConf(t)
+
+	// hidden (192.0.2.2, private side) -- nat (masquerade) -- pub (198.51.100.1)
+	hidden := lab.NewNS(t, "hidden")
+	nat := lab.NewNS(t, "nat")
+	pub := lab.NewNS(t, "pub")
+	lab.Veth(t, hidden, "eth0", nat, "lan0")
+	lab.Veth(t, nat, "wan0", pub, "eth0")
+	hidden.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "eth0")
+	hidden.MustExec("ip", "route", "add", "default", "via", "192.0.2.1")
+	nat.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "lan0")
+	nat.MustExec("ip", "addr", "add", "198.51.100.2/24", "dev", "wan0")
+	nat.MustExec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	nat.MustExec("nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; }; add rule ip nat post oifname wan0 masquerade")
+	pub.MustExec("ip", "addr", "add", "198.51.100.1/24", "dev", "eth0")
+	// pub has no route to 192.0.2.0/24: only the NAT's address is seen.
+
+	pubNode := startNode(t, pub, envKeyDir+"="+t.TempDir(), envListen+"=tcp://198.51.100.1:"+labPort)
+	pubNode.state(t, 15*time.Second, "an address", func(s *state.Yggdrasil) bool { return s.Address != "" })
+
+	keyDir := t.TempDir()
+	peer := "tcp://198.51.100.1:" + labPort
+	hiddenEnv := []string{envKeyDir + "=" + keyDir, envPeers + "=" + peer, envAllow + "=9900/tcp", envServe + "=9900,9901"}
+	hid := startNode(t, hidden, hiddenEnv...)
+	hs := hid.state(t, 20*time.Second, "its peer up", anyUp)
+	t.Logf("hidden node: %+v", hs)
+	if len(hs.Peers) != 1 || hs.Peers[0].URI != peer {
+		t.Errorf("hidden peers %+v, want the configured URI", hs.Peers)
+	}
+	addr, err := netip.ParseAddr(hs.Address)
+	if err != nil || !netip.MustParsePrefix("200::/7").Contains(addr) {
+		t.Fatalf("hidden address %q not in 200::/7", hs.Address)
+	}
+	sub, err := netip.ParsePrefix(hs.Subnet)
+	if err != nil || sub.Bits() != 64 || !netip.MustParsePrefix("300::/8").Contains(sub.Addr()) {
+		t.Errorf("subnet %q not a 300::/64", hs.Subnet)
+	}
+	if len(hs.PublicKey) != 64 {
+		t.Errorf("public key %q", hs.PublicKey)
+	}
+
+	// The public node sees the hidden one coming from the NAT's address.
+	pubNode.state(t, 10*time.Second, "an inbound peer from the NAT", func(s *state.Yggdrasil) bool {
+		for _, p := range s.Peers {
+			if p.Up && strings.Contains(p.URI, "198.51.100.2:") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The kernel holds ygg0 with the address and the 200::/7 route.
+	h := hidden.Handle()
+	l, err := h.LinkByName(DefaultIfName)
+	if err != nil {
+		t.Fatalf("no %s in the hidden namespace: %v", DefaultIfName, err)
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 || l.Attrs().MTU != 65535 {
+		t.Errorf("%s flags %v mtu %d", DefaultIfName, l.Attrs().Flags, l.Attrs().MTU)
+	}
+	addrs, _ := h.AddrList(l, netlink.FAMILY_V6)
+	found := false
+	for _, a := range addrs {
+		if a.IP.String() == hs.Address {
+			ones, _ := a.Mask.Size()
+			found = ones == 7
+		}
+	}
+	if !found {
+		t.Errorf("%s lacks %s/7: %v", DefaultIfName, hs.Address, addrs)
+	}
+	routes, _ := h.RouteList(l, netlink.FAMILY_V6)
+	found = false
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() == "200::/7" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no 200::/7 route on %s: %v", DefaultIfName, routes)
+	}
+
+	// Over the overlay, from the public node's namespace: the allowed
+	// port answers, another one (served too) is dropped by the firewall.
+	if got := dial(t, pub, hs.Address, "9900", 15*time.Second); got != "ok hello 9900" {
+		t.Fatalf("allowed port over ygg: %s", got)
+	}
+	if got := dial(t, pub, hs.Address, "9901", 0); !strings.HasPrefix(got, "fail") || !strings.Contains(got, "timeout") {
+		t.Errorf("port not allowed over ygg: %s, want a timeout (dropped)", got)
+	}
+
+	// Restart with the same key directory: same identity and address.
+	hid.p.Stop()
+	if !lab.Eventually(5*time.Second, func() bool { _, err := h.LinkByName(DefaultIfName); return err != nil }) {
+		t.Fatalf("%s still there after the node stopped", DefaultIfName)
+	}
+	hid2 := startNode(t, hidden, hiddenEnv...)
+	hs2 := hid2.state(t, 20*time.Second, "its peer up", anyUp)
+	if hs2.Address != hs.Address || hs2.PublicKey != hs.PublicKey {
+		t.Errorf("after restart: %s %s, before %s %s", hs2.Address, hs2.PublicKey, hs.Address, hs.PublicKey)
+	}
+	if got := dial(t, pub, hs.Address, "9900", 15*time.Second); got != "ok hello 9900" {
+		t.Errorf("allowed port after restart: %s", got)
+	}
+}
+
+// TestKick: after its peer was unreachable for a while, yggdrasil-go
+// backs off (2 s, 4 s, 8 s, ...); Kick makes the node retry at once.
+func TestKick(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("helper")
+	}
+	lab.Require(t, "env")
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if lab.Strict() {
+			t.Fatalf("needs /dev/net/tun: %v", err)
+		}
+		t.Skipf("needs /dev/net/tun: %v", err)
+	}
+	lab.GuardResolvConf(t)
+	hidden := lab.NewNS(t, "kickh")
+	pub := lab.NewNS(t, "kickp")
+	lab.Veth(t, hidden, "eth0", pub, "eth0")
+	hidden.MustExec("ip", "addr", "add", "203.0.113.2/24", "dev", "eth0")
+	pub.MustExec("ip", "addr", "add", "203.0.113.1/24", "dev", "eth0")
+
+	start := time.Now()
+	hid := startNode(t, hidden, envKeyDir+"="+t.TempDir(), envPeers+"=tcp://203.0.113.1:"+labPort)
+	hid.state(t, 10*time.Second, "its peer down", func(s *state.Yggdrasil) bool { return len(s.Peers) == 1 && !s.Peers[0].Up })
+	// Attempts at about 0, 2 and 6 s; the next one is due at about 14 s.
+	time.Sleep(time.Until(start.Add(7 * time.Second)))
+	pubNode := startNode(t, pub, envKeyDir+"="+t.TempDir(), envListen+"=tcp://203.0.113.1:"+labPort)
+	pubNode.state(t, 10*time.Second, "an address", func(s *state.Yggdrasil) bool { return s.Address != "" })
+	// The peer is not retried by itself yet.
+	if s := hid.state(t, time.Second, "a state", func(*state.Yggdrasil) bool { return true }); anyUp(s) {
+		t.Skipf("peer came up without Kick (%v after start): backoff timing differs, nothing to test", time.Since(start))
+	}
+	out, err := hidden.Exec(context.Background(), "ip", "netns", "pids", hidden.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Fields(out) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGUSR1)
+		}
+	}
+	kicked := time.Now()
+	hid.state(t, 3*time.Second, "its peer up after Kick", anyUp)
+	t.Logf("peer up %v after Kick, %v after start", time.Since(kicked), time.Since(start))
+	if time.Since(start) > 13*time.Second {
+		t.Errorf("peer up only %v after start: not earlier than the backoff would allow", time.Since(start))
+	}
+}

@@ -1,0 +1,132 @@
+package state
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func sample() *State {
+	return &State{
+		Phase: PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
+		Interfaces: []Interface{{Name: "eth0", MAC: "52:54:00:12:34:56", MTU: 1500, Carrier: true,
+			Addresses: []Address{{CIDR: "192.0.2.57/24", Source: SourceDHCP4}, {CIDR: "2001:db8::5/64", Source: SourceSLAAC, Public: true}}}},
+		Routes: []Route{{Dst: "0.0.0.0/0", Via: "192.0.2.1", Dev: "eth0"}, {Dst: "::/0", Via: "fe80::1", Dev: "eth0"}},
+		DNS:    []string{"192.0.2.53"}, Search: []string{}, NTP: []string{}, Problems: []string{},
+		Hostname: "it's", TimingsMS: map[string]int64{"ready": 42}, UpdatedAt: time.Unix(1, 0).UTC(),
+	}
+}
+
+func TestWriteRead(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state.json")
+	if err := Write(p, sample()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Schema != Schema || got.Phase != PhaseReady || got.Interfaces[0].Addresses[1].CIDR != "2001:db8::5/64" {
+		t.Fatalf("read back %+v", got)
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "state.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NETINIT_PHASE='ready'", "NETINIT_IPV4='192.0.2.57/24'", "NETINIT_IPV6='2001:db8::5/64'",
+		"NETINIT_GATEWAY4='192.0.2.1'", "NETINIT_GATEWAY6='fe80::1'", `NETINIT_HOSTNAME='it'\''s'`, "NETINIT_PUBLIC_IPV6='0'"} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("state.env lacks %s:\n%s", want, env)
+		}
+	}
+	// No temporary files are left behind.
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("files in the state dir: %v", ents)
+	}
+}
+
+// TestWriteFailureKeepsOld: when the state directory is full (a tiny
+// tmpfs, as root) or not writable (as another user), Write fails saying
+// what it was doing and the previous file stays intact.
+func TestWriteFailureKeepsOld(t *testing.T) {
+	dir := t.TempDir()
+	s := sample()
+	if os.Geteuid() == 0 {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8k"); err != nil {
+			t.Skipf("tmpfs: %v", err)
+		}
+		defer unix.Unmount(dir, unix.MNT_DETACH)
+	}
+	p := filepath.Join(dir, "state.json")
+	if err := Write(p, s); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(p)
+	s.Phase = PhaseOffline
+	if os.Geteuid() == 0 {
+		// Fill the file system so the new document cannot be written.
+		for i := 0; i < 200; i++ {
+			s.Problems = append(s.Problems, strings.Repeat("x", 100))
+		}
+	} else if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	} else {
+		defer os.Chmod(dir, 0o755)
+	}
+	err := Write(p, s)
+	if err == nil || !strings.Contains(err.Error(), "state: write") {
+		t.Fatalf("write into a full/read-only dir: %v", err)
+	}
+	now, _ := os.ReadFile(p)
+	if string(now) != string(old) {
+		t.Fatal("the previous state file changed")
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp") {
+			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for _, doc := range []string{`{"schema":2,"phase":"ready"}`, `{"schema":1,"bogus":1}`, `[]`, ``} {
+		if _, err := Decode([]byte(doc)); err == nil {
+			t.Errorf("Decode(%q) accepted", doc)
+		}
+	}
+}
+
+// FuzzDecode: the reader never panics, and what it accepts survives a
+// round trip unchanged.
+func FuzzDecode(f *testing.F) {
+	b, _ := json.Marshal(sample())
+	f.Add(b)
+	f.Add([]byte(`{"schema":1}`))
+	f.Add([]byte(`{"schema":1,"interfaces":[{"addresses":[null]}]}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		s, err := Decode(doc)
+		if err != nil {
+			return
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := Decode(b)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		b2, _ := json.Marshal(s2)
+		if string(b) != string(b2) {
+			t.Fatalf("round trip changed:\n%s\n%s", b, b2)
+		}
+	})
+}
