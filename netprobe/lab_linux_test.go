@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/threefoldtech/netinit/netprobe/internal/lab"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // The lab: node -- router -- internet.
@@ -207,7 +207,11 @@ func TestLabOpenIPv6(t *testing.T) {
 	if !lab.Eventually(5*time.Second, func() bool { return strings.Contains(dns.Output(), "started") }) {
 		t.Fatalf("dnsmasq did not start:\n%s", dns.Output())
 	}
-	defer func() { t.Logf("dnsmasq:\n%s", dns.Output()) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dnsmasq:\n%s", dns.Output())
+		}
+	})
 	rep := r.probeNode(t, Config{Targets: labTargets, Reflectors: labRefl,
 		DNSName: "probe.test", Resolvers: []string{"2001:db8:ff::2", "198.51.100.2:53"}})
 	if rep.IPv6.Verdict != VerdictPublicInbound || rep.IPv6.Inbound != InboundReachable || rep.Hidden {

@@ -87,6 +87,10 @@ type Options struct {
 	// the machine. ("restrict=on" would isolate too, but then slirp's DHCP
 	// offers no router and no DNS.)
 	HostNet bool
+	// NetNS runs QEMU in this named network namespace (`ip netns exec`)
+	// instead of a new empty one: tests put a peer for the guest there,
+	// reachable through user-mode networking at 10.0.2.2.
+	NetNS string
 	// Timeout bounds the whole boot; default DefaultTimeout.
 	Timeout time.Duration
 	// Console receives the serial console as it comes (nil: discarded).
@@ -275,9 +279,12 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, res.Args[0], args...)
+	if opts.NetNS != "" {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", opts.NetNS, res.Args[0]}, args...)...)
+	}
 	// Own process group, so a kill reaches anything QEMU might spawn.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if !opts.HostNet {
+	if !opts.HostNet && opts.NetNS == "" {
 		isolate(cmd.SysProcAttr)
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

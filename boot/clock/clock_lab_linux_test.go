@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/threefoldtech/netinit/boot/internal/lab"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // chronyConf makes chronyd a stratum-8 server of its own clock that never

@@ -21,8 +21,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // The lab: a server namespace (s0, 192.0.2.1/24) and a client namespace

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/ra"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

@@ -15,9 +15,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/server6"
 	"github.com/insomniacslk/dhcp/iana"
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/ra"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/control"
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // TestDaemonStatus: `netinit up` keeps the network and answers on its

@@ -57,6 +57,12 @@ type Config struct {
 	// Verdict, if set, is called once with the state at the verdict,
 	// after it has been written.
 	Verdict func(*state.State)
+	// Observe, if set, is called with every state written, from the
+	// verdict on (the overlays decide and follow the uplink there).
+	Observe func(*state.State)
+	// Decorate, if set, adds to every state built what the engine does
+	// not own (the overlays). It may be called from any goroutine.
+	Decorate func(*state.State)
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -250,8 +256,15 @@ func (e *Engine) write() *state.State {
 			e.logf("ERROR %v (previous state file left intact)", err)
 		}
 	}
+	if e.cfg.Observe != nil {
+		e.cfg.Observe(st)
+	}
 	return st
 }
+
+// Refresh has the state rebuilt and rewritten (after the verdict), for
+// changes the engine does not see itself (overlay peers).
+func (e *Engine) Refresh() { e.notify() }
 
 // notify tells the Run loop that something changed.
 func (e *Engine) notify() {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // These tests run the real `netinit up` binary in a client namespace

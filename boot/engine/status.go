@@ -204,6 +204,9 @@ func (e *Engine) snapshotLocked() *state.State {
 	st.Search = dedupe(search)
 	st.NTP = dedupe(append(addrStrings(ntp), e.spec.NTP...))
 	st.PublicIPv6, st.PublicIPv6Reason = netprobe.IPv6Verdict(v6, def6)
+	if e.cfg.Decorate != nil {
+		e.cfg.Decorate(st)
+	}
 	return st
 }
 

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"

@@ -68,6 +68,16 @@ type State struct {
 	Yggdrasil *Yggdrasil `json:"yggdrasil"`
 	WireGuard *WireGuard `json:"wireguard"`
 
+	// Overlays says what was decided about Yggdrasil and WireGuard, and
+	// why (null until the daemon decided; never set by a oneshot run).
+	Overlays *Overlays `json:"overlays,omitempty"`
+	// Connectivity is netprobe's verdict per family, with the evidence.
+	Connectivity *Connectivity `json:"connectivity,omitempty"`
+	// Firewall lists the overlay firewall's rules in words.
+	Firewall []string `json:"firewall,omitempty"`
+	// Clock is the NTP clock setting done before WireGuard started.
+	Clock *Clock `json:"clock,omitempty"`
+
 	// Problems are the things that went wrong that a farmer should know
 	// about (bad cmdline tokens, a link without carrier, a DHCP NAK...).
 	Problems []string `json:"problems"`
@@ -161,4 +171,37 @@ type Modules struct {
 	// (a link that is up is never bounced by a reload).
 	Skipped []string `json:"skipped"`
 	TookMS  int64    `json:"took_ms"`
+}
+
+// Overlays is the decision about the overlays.
+type Overlays struct {
+	Yggdrasil       bool   `json:"yggdrasil"`
+	YggdrasilReason string `json:"yggdrasil_reason"`
+	WireGuard       bool   `json:"wireguard"`
+	WireGuardReason string `json:"wireguard_reason"`
+}
+
+// Connectivity is the probed verdict (see netprobe and
+// docs/probe-protocol.md).
+type Connectivity struct {
+	IPv4   Family `json:"ipv4"`
+	IPv6   Family `json:"ipv6"`
+	Hidden bool   `json:"hidden"`
+	Probed bool   `json:"probed"` // false: address-based only
+	TookMS int64  `json:"took_ms"`
+}
+
+// Family is one address family's verdict: none, private,
+// public-unverified, public-outbound or public-inbound.
+type Family struct {
+	Verdict  string   `json:"verdict"`
+	Evidence []string `json:"evidence"`
+}
+
+// Clock is the outcome of setting the clock by NTP.
+type Clock struct {
+	Server   string `json:"server"`
+	OffsetMS int64  `json:"offset_ms"`
+	Set      bool   `json:"set"`
+	Error    string `json:"error,omitempty"`
 }

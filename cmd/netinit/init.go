@@ -89,7 +89,15 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout+20*time.Second)
 	defer cancel()
-	mods, err := coldplug.Run(ctx, coldplug.Options{Extra: []string{"tun"}, Logf: log.Logf})
+	// Besides the NIC drivers found by modalias: what the kernel would
+	// otherwise ask modprobe for, and there is no modprobe here — tun for
+	// the overlays, nf_tables and nft_ct for the overlay firewall, 8021q
+	// for vlan=.
+	extra := []string{"tun", "nf_tables", "nft_ct"}
+	if len(s.VLANs) > 0 {
+		extra = append(extra, "8021q")
+	}
+	mods, err := coldplug.Run(ctx, coldplug.Options{Extra: extra, Logf: log.Logf})
 	if err != nil {
 		log.Logf("drivers: %v", err)
 		problems = append(problems, fmt.Sprintf("drivers: %v", err))

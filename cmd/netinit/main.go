@@ -37,6 +37,12 @@ As PID 1 it is the init of the initramfs. Otherwise:
   netinit daemon
         the network daemon PID 1 starts at boot (keeps the network after the
         handoff; control socket /run/netinit/ctl.sock)
+  netinit probe [--json] [--reflector HOST:PORT...] [--target HOST:PORT...]
+        connectivity verdicts per family (none, private, public-unverified,
+        public-outbound, public-inbound) with the evidence
+  netinit probe-server --listen ADDR
+        the reflector a public node runs for inbound proofs
+        (docs/probe-protocol.md)
   netinit version
   netinit help
 `
@@ -53,6 +59,10 @@ func cli(args []string) int {
 		return cmdStatus(args[1:])
 	case "daemon":
 		return cmdDaemon(args[1:])
+	case "probe":
+		return cmdProbe(args[1:])
+	case "probe-server":
+		return cmdProbeServer(args[1:])
 	case "version", "--version", "-v":
 		fmt.Println("netinit", version)
 		return 0

@@ -9,6 +9,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/engine"
+	"github.com/threefoldtech/netinit/boot/overlay"
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -27,14 +28,23 @@ type network struct {
 	problems    []string
 	timings     map[string]int64
 	modules     *state.Modules
+	keyDir      string // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
 	log         *console.Log
-	// verdict is called once with the state at the verdict.
-	verdict func(*state.State)
 }
 
 // run brings the network up and, unless oneshot, keeps it until ctx ends.
 func (n *network) run(ctx context.Context) (*state.State, error) {
-	e := engine.New(engine.Config{
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ov *overlay.Manager
+	var e *engine.Engine
+	if !n.oneshot {
+		// The overlays live in the process that keeps the network.
+		ov = overlay.New(ctx, overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
+			Refresh: func() { e.Refresh() }, Version: version})
+		defer ov.Close()
+	}
+	cfg := engine.Config{
 		Spec:        n.spec,
 		Links:       n.links,
 		StatePath:   n.statePath,
@@ -46,12 +56,13 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		Timings:     n.timings,
 		Modules:     n.modules,
 		Logf:        n.log.Logf,
-		Verdict:     n.verdict,
-	})
+	}
+	if ov != nil {
+		cfg.Observe, cfg.Decorate = ov.Observe, ov.Decorate
+	}
+	e = engine.New(cfg)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if !n.oneshot && n.socket != "" {
 		srv, err := control.Listen(n.socket, e)
 		if err != nil {

@@ -54,6 +54,10 @@ func cmdUp(args []string) int {
 	if *socket == "" {
 		*socket = filepath.Join(filepath.Dir(*statePath), "ctl.sock")
 	}
+	if spec.KeyDir == "" {
+		// Not the boot-time key dir of the node this may run on.
+		spec.KeyDir = filepath.Join(filepath.Dir(*statePath), "keys")
+	}
 	log := console.New(start, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
@@ -63,6 +67,7 @@ func cmdUp(args []string) int {
 		statePath:  *statePath,
 		resolvConf: *resolv,
 		socket:     *socket,
+		keyDir:     spec.KeyDir,
 		oneshot:    *oneshot,
 		start:      start,
 		log:        log,

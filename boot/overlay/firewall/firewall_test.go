@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
-	"github.com/threefoldtech/netinit/boot/internal/lab"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestDescribe(t *testing.T) {

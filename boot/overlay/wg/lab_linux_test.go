@@ -20,9 +20,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 const (

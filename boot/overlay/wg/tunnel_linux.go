@@ -3,6 +3,7 @@ package wg
 import (
 	"context"
 	"crypto/ecdh"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,6 +51,8 @@ type Tunnel struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
+	keyProblem string // from the key store, "" when none
+
 	mu       sync.Mutex
 	eps      []endpointState // per peer, guarded by mu
 	problems map[int]string  // per peer, guarded by mu
@@ -57,10 +60,9 @@ type Tunnel struct {
 
 // endpointState is what the background loop knows about a peer's endpoint.
 type endpointState struct {
-	addr      netip.AddrPort // current endpoint (invalid: none)
-	nextTry   time.Time      // when to resolve again
-	backoff   time.Duration
-	resolveAt time.Time // last resolution (for staleness)
+	addr    netip.AddrPort // current endpoint (invalid: none)
+	nextTry time.Time      // resolve again no earlier than this
+	backoff time.Duration  // after a failure (0 after a success)
 }
 
 // Start creates the interface, configures the device and the kernel
@@ -115,6 +117,9 @@ func Start(ctx context.Context, o Options) (*Tunnel, error) {
 		problems: map[int]string{},
 		done:     make(chan struct{}),
 	}
+	if ev.Problem != "" {
+		t.keyProblem = "wireguard " + o.IfName + ": key: " + ev.Problem
+	}
 	copy(t.pub[:], xk.PublicKey().Bytes())
 	if ev.Created {
 		clean("wireguard %s: new key, public key %s", o.IfName, t.publicKey())
@@ -166,9 +171,7 @@ func Start(ctx context.Context, o Options) (*Tunnel, error) {
 	return t, nil
 }
 
-func (t *Tunnel) publicKey() string {
-	return buildState(t.ifName, t.pub, nil, nil, nil).PublicKey
-}
+func (t *Tunnel) publicKey() string { return base64.StdEncoding.EncodeToString(t.pub[:]) }
 
 // configureKernel brings the link up and installs addresses and routes.
 func (t *Tunnel) configureKernel() error {
@@ -261,7 +264,7 @@ func (t *Tunnel) noteResolve(i int, ep netip.AddrPort, err error, now time.Time)
 		return
 	}
 	s.backoff = 0
-	s.resolveAt = now
+	s.nextTry = now.Add(staleAfter)
 	if _, had := t.problems[i]; had {
 		t.logf("wireguard %s: peer %s endpoint %s resolved to %s", t.ifName, p.PublicKey, p.Endpoint, ep)
 		delete(t.problems, i)
@@ -321,27 +324,29 @@ func (t *Tunnel) checkEndpoints(ctx context.Context) {
 	now := time.Now()
 	for i := range t.peers {
 		p := &t.peers[i]
-		if p.host == "" || p.ip.IsValid() {
+		if p.host == "" {
 			continue
 		}
 		t.mu.Lock()
 		s := t.eps[i]
 		t.mu.Unlock()
-		due := false
-		switch {
-		case !s.addr.IsValid():
-			due = !now.Before(s.nextTry)
-		default:
+		// A name that did not resolve is retried with backoff. A peer
+		// that has had no handshake for staleAfter gets its name
+		// resolved again and a new handshake (then at most once per
+		// staleAfter, or with backoff while resolution fails).
+		if now.Before(s.nextTry) {
+			continue
+		}
+		if s.addr.IsValid() {
 			var last time.Time
 			for _, u := range got {
 				if u.hexKey == p.hexKey() {
 					last = u.lastHandshake
 				}
 			}
-			due = now.Sub(last) > staleAfter && now.Sub(s.resolveAt) > staleAfter
-		}
-		if !due {
-			continue
+			if now.Sub(last) <= staleAfter {
+				continue
+			}
 		}
 		ep, err := t.resolve(ctx, p)
 		if ctx.Err() != nil {
@@ -351,20 +356,25 @@ func (t *Tunnel) checkEndpoints(ctx context.Context) {
 		old := t.eps[i].addr
 		t.noteResolve(i, ep, err, now)
 		t.mu.Unlock()
-		if err != nil || ep == old {
+		if err != nil {
 			continue
 		}
-		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\n", p.hexKey(), ep)); err != nil {
-			t.logf("wireguard %s: peer %s: set endpoint %s: %v", t.ifName, p.PublicKey, ep, err)
-			continue
+		if ep != old {
+			if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\n", p.hexKey(), ep)); err != nil {
+				t.logf("wireguard %s: peer %s: set endpoint %s: %v", t.ifName, p.PublicKey, ep, err)
+				continue
+			}
+			if old.IsValid() {
+				t.logf("wireguard %s: peer %s: no handshake for %s, endpoint %s now %s (was %s)", t.ifName, p.PublicKey, staleAfter, p.Endpoint, ep, old)
+			}
 		}
-		// A new endpoint alone sends nothing, and the handshake
-		// retries may have given up (MaxTimerHandshakes): kick one.
+		// wireguard-go gives up a handshake after MaxTimerHandshakes
+		// (about 90 s) and the persistent keepalive timer only runs
+		// once a session exists, so with no traffic of our own the node
+		// would never try again and the gateway could never reach it:
+		// start a new handshake.
 		if peer := t.dev.LookupPeer(device.NoisePublicKey(p.key)); peer != nil {
 			peer.SendKeepalive()
-		}
-		if old.IsValid() {
-			t.logf("wireguard %s: peer %s: no handshake for %s, endpoint %s now %s (was %s)", t.ifName, p.PublicKey, staleAfter, p.Endpoint, ep, old)
 		}
 	}
 }
@@ -379,11 +389,15 @@ func (t *Tunnel) State() *state.WireGuard {
 }
 
 // Problems are the things a farmer should know about (endpoint names that
-// do not resolve), for the state's problems. Empty when all is well.
+// do not resolve, a key that could not be stored), for the state's
+// problems. Empty when all is well; they never hold the private key.
 func (t *Tunnel) Problems() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []string
+	if t.keyProblem != "" {
+		out = append(out, t.keyProblem)
+	}
 	for i := range t.peers {
 		if p, ok := t.problems[i]; ok {
 			out = append(out, p)
@@ -400,24 +414,4 @@ func (t *Tunnel) Close() error {
 		<-t.done
 	})
 	return nil
-}
-
-// rateLimit passes on a message of a given format at most once per every:
-// a peer without a reachable endpoint makes wireguard-go log the same
-// failed handshake every 5 seconds.
-func rateLimit(logf func(string, ...any), every time.Duration) func(string, ...any) {
-	var mu sync.Mutex
-	last := map[string]time.Time{}
-	return func(f string, a ...any) {
-		mu.Lock()
-		now := time.Now()
-		ok := now.Sub(last[f]) >= every
-		if ok {
-			last[f] = now
-		}
-		mu.Unlock()
-		if ok {
-			logf(f, a...)
-		}
-	}
 }

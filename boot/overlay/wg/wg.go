@@ -24,9 +24,10 @@
 //
 // Endpoint names are resolved at Start with a short bound; a name that
 // does not resolve is reported (Problems, Logf) and retried in the
-// background with exponential backoff. A named endpoint whose peer has
-// had no handshake for StaleAfter is resolved again and updated if the
-// address changed (as wireguard-tools' reresolve-dns.sh does).
+// background with exponential backoff. A peer that has had no handshake
+// for StaleAfter gets its name resolved again, its endpoint updated if
+// the address changed (as wireguard-tools' reresolve-dns.sh does), and a
+// new handshake started (wireguard-go stops retrying after ~90 s).
 //
 // The private key never appears in State, logs or errors.
 package wg
@@ -40,6 +41,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/state"
@@ -282,4 +284,24 @@ func (r redactor) clean(s string) string {
 		s = strings.ReplaceAll(s, k, "(private key)")
 	}
 	return s
+}
+
+// rateLimit passes on a message of a given format at most once per every:
+// a peer without a reachable endpoint makes wireguard-go log the same
+// failed handshake every 5 seconds.
+func rateLimit(logf func(string, ...any), every time.Duration) func(string, ...any) {
+	var mu sync.Mutex
+	last := map[string]time.Time{}
+	return func(f string, a ...any) {
+		mu.Lock()
+		now := time.Now()
+		ok := now.Sub(last[f]) >= every
+		if ok {
+			last[f] = now
+		}
+		mu.Unlock()
+		if ok {
+			logf(f, a...)
+		}
+	}
 }

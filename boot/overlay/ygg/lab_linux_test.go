@@ -18,9 +18,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
-	"github.com/threefoldtech/netinit/boot/internal/lab"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // The lab runs each Yggdrasil node as this test binary re-executed in the

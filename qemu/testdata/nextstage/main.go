@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,8 +60,38 @@ func main() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if cmdline, _ := os.ReadFile("/proc/cmdline"); strings.Contains(string(cmdline), "nextstage.ygg=1") {
+		st = waitYggdrasil(st, status, say)
+	}
 	b, _ := json.Marshal(st)
 	fmt.Printf("NETINIT-RESULT-BEGIN\n%s\nNETINIT-RESULT-END\n", b)
+	if st.Yggdrasil != nil {
+		// Stay up while the test reaches this node over the overlay (it
+		// stops the VM when done).
+		time.Sleep(60 * time.Second)
+	}
+}
+
+// waitYggdrasil waits (bounded) until the daemon's Yggdrasil node has a
+// peer up, and says its address.
+func waitYggdrasil(st *state.State, status func() *state.State, say func(string, any)) *state.State {
+	end := time.Now().Add(45 * time.Second)
+	for time.Now().Before(end) {
+		if s := status(); s != nil {
+			st = s
+			if y := s.Yggdrasil; y != nil {
+				for _, p := range y.Peers {
+					if p.Up {
+						say("ygg-address", y.Address)
+						return s
+					}
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	say("ygg-error", "no Yggdrasil peer up within 45s")
+	return st
 }
 
 func renewals(st *state.State) int {

@@ -1,0 +1,131 @@
+package qemu_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/internal/lab"
+	"github.com/threefoldtech/netinit/qemu"
+)
+
+// TestBootHiddenNodeYggdrasil is the seed's promise: a VM on IPv4-only
+// user-mode networking boots, finds no public IPv6, starts Yggdrasil by
+// itself, peers with a Yggdrasil node the test runs on the host side
+// (reachable from the VM at 10.0.2.2), and the host side reaches the VM's
+// Yggdrasil address — on an allowed port, while another port is dropped
+// by the overlay firewall.
+func TestBootHiddenNodeYggdrasil(t *testing.T) {
+	e := requireEnv(t)
+	lab.Require(t, "ip")
+	t.Parallel()
+	dir := t.TempDir()
+	bin, next, peer := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage"), filepath.Join(dir, "yggpeer")
+	img := filepath.Join(dir, "initramfs.cpio.gz")
+	for _, args := range [][]string{
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
+		{"build", "-trimpath", "-o", next, "./qemu/testdata/nextstage"},
+		{"build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"},
+		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":/sbin/nextstage:0755", "-o", img},
+	} {
+		if err := goCmd(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// QEMU and the host-side peer share a namespace with only loopback:
+	// the guest's 10.0.2.2:9943 is the peer's 127.0.0.1:9943.
+	ns := lab.NewNS(t, "vmygg")
+	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
+		t.Fatalf("host-side Yggdrasil peer did not start:\n%s", p.Output())
+	}
+
+	pr, pw := io.Pipe()
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if i := strings.Index(sc.Text(), "NEXTSTAGE ygg-address="); i >= 0 {
+				select {
+				case addrc <- strings.TrimSpace(sc.Text()[i+len("NEXTSTAGE ygg-address="):]):
+				default:
+				}
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
+	defer cancel()
+	type boot struct {
+		res *qemu.Result
+		err error
+	}
+	done := make(chan boot, 1)
+	go func() {
+		res, err := qemu.Boot(ctx, qemu.Options{
+			Kernel:      e.kernel,
+			Initramfs:   img,
+			NetNS:       ns.Name,
+			NetDev:      "user,id=n0,ipv4=on,ipv6=off",
+			Append:      "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
+			Timeout:     2 * bootTimeout,
+			Console:     pw,
+			LogFile:     filepath.Join(dir, "console.log"),
+			AfterResult: 90 * time.Second,
+		})
+		pw.Close()
+		done <- boot{res, err}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case b := <-done:
+		if b.res != nil {
+			t.Logf("console:\n%s", tail(b.res.Console, 80))
+		}
+		t.Fatalf("the VM ended without a Yggdrasil address: %v", b.err)
+	case <-time.After(2 * bootTimeout):
+		t.Fatal("no Yggdrasil address from the VM in time")
+	}
+	t.Logf("the VM's Yggdrasil address: %s", addr)
+	dial := func(port string) string {
+		dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer dcancel()
+		out, err := ns.Exec(dctx, peer, "-dial", "["+addr+"]:"+port)
+		if err != nil {
+			t.Fatalf("dial: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	var got string
+	for i := 0; i < 5; i++ { // the route over the tree may take a moment
+		if got = dial("9900"); strings.HasPrefix(got, "DIAL reached") {
+			break
+		}
+	}
+	if !strings.HasPrefix(got, "DIAL reached") {
+		t.Errorf("allowed port 9900 over Yggdrasil: %s", got)
+	}
+	if got := dial("9901"); !strings.HasPrefix(got, "DIAL timeout") {
+		t.Errorf("port 9901 (not allowed) over Yggdrasil: %s, want dropped", got)
+	}
+	cancel()
+	b := <-done
+	st := b.res.State
+	if st == nil {
+		t.Fatalf("no state from the VM")
+	}
+	if st.PublicIPv6 || st.Yggdrasil == nil || st.Yggdrasil.Address != addr {
+		t.Errorf("state: public_ipv6=%v yggdrasil=%+v", st.PublicIPv6, st.Yggdrasil)
+	}
+	if st.Overlays == nil || !st.Overlays.Yggdrasil || !strings.Contains(st.Overlays.YggdrasilReason, "no public IPv6") {
+		t.Errorf("overlay decision %+v", st.Overlays)
+	}
+	if len(st.Firewall) == 0 {
+		t.Errorf("no firewall rules in the state")
+	}
+	t.Logf("overlays %+v; firewall %q", st.Overlays, st.Firewall)
+}
