@@ -15,9 +15,10 @@ GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git des
 
 # Debian packages the tests and the VM need, as command:package.
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
-	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt dhcpcd:dhcpcd5
+	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt dhcpcd:dhcpcd5 \
+	chronyd:chrony
 
-.PHONY: all build deps kernel image qemu test unit bench fuzz vet clean FORCE
+.PHONY: all build deps kernel image qemu test bench fuzz vet clean FORCE
 all: image
 
 ## deps: install missing Debian packages (only when missing)
@@ -90,6 +91,11 @@ test: deps kernel vet
 vet:
 	$(GO) vet ./...
 	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); test -z "$$bad" || { echo "gofmt needed: $$bad"; exit 1; }
+
+## bench: bring-up time against u-root dhclient and dhcpcd (median of 5 runs, ratios)
+bench: deps
+	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench$$' ./boot/engine/ -v 2>&1 | \
+	  grep -v '^=== \|^--- \|^PASS\|^ok '
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -57,6 +57,7 @@ const radvdConf = `interface s0 {
 	AdvSendAdvert on;
 	MinRtrAdvInterval 3;
 	MaxRtrAdvInterval 10;
+	AdvRASolicitedUnicast on;
 	AdvLinkMTU 1420;
 	prefix 2001:db8:1::/64 { AdvOnLink on; AdvAutonomous on; };
 	RDNSS 2001:db8:1::53 { };

@@ -84,6 +84,11 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("ra on %s: listen on %s: %w", o.Link, ll, err)
 	}
 	defer conn.Close()
+	// End a blocked read as soon as ctx ends (the loop's read deadline is
+	// otherwise up to 200 ms away): a oneshot run exits right after its
+	// verdict.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
 	var filter ipv6.ICMPFilter
 	filter.SetAll(true)
 	filter.Accept(ipv6.ICMPTypeRouterAdvertisement)
@@ -167,6 +172,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if !t.seenRA && !exhausted && nextRS.Before(wait) {
 			wait = nextRS
+		}
+		if ctx.Err() != nil {
+			continue // the loop's top returns
 		}
 		if err := conn.SetReadDeadline(wait); err != nil {
 			return fmt.Errorf("ra on %s: %w", o.Link, err)

@@ -112,6 +112,10 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 func NewLAN(t testing.TB, tag string) (srv, cli *NS) {
 	t.Helper()
 	srv, cli = NewNS(t, tag+"s"), NewNS(t, tag+"c")
+	// The router's link-local address is long established on a real
+	// network: no DAD on its side when the client's link comes up (else
+	// radvd cannot answer for the 1-2 s its fe80:: stays tentative).
+	srv.MustExec("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 	Veth(t, srv, "s0", cli, "eth0")
 	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
 	srv.MustExec("ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "s0", "nodad")
