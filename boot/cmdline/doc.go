@@ -51,7 +51,10 @@
 // # Keys
 //
 //	netinit.next=PATH          absolute path of the next stage to exec
-//	netinit.test=poweroff      test mode: power off instead of exec'ing
+//	netinit.test=poweroff      test mode: print the state between markers
+//	                           and power off instead of exec'ing
+//	netinit.test=panic         the same, after a deliberate panic in the
+//	                           bring-up (proves it is contained)
 //	netinit.uplink=IFNAME      force the uplink
 //	BOOTIF=01-aa-bb-cc-dd-ee-ff  PXE boot interface (pxelinux/iPXE: ARP
 //	                           hardware type "01" = Ethernet, then the MAC);

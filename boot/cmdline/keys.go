@@ -230,11 +230,14 @@ func oneOf(choices ...string) func(string) (string, error) {
 	}
 }
 
+// parseTest: "poweroff" prints the result and powers off (QEMU tests);
+// "panic" also makes PID 1's bring-up panic on purpose, to prove the
+// panic is contained (fault tests).
 func parseTest(v string) (string, error) {
-	if v == "" || v == "poweroff" {
+	if v == "" || v == "poweroff" || v == "panic" {
 		return v, nil
 	}
-	return "", errors.New(`want "poweroff"`)
+	return "", errors.New(`want "poweroff" or "panic"`)
 }
 
 func parseAbsPath(v string) (string, error) {

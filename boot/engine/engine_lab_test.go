@@ -406,3 +406,43 @@ func eui64(prefix string, mac net.HardwareAddr) string {
 	ip[13], ip[14], ip[15] = mac[3], mac[4], mac[5]
 	return ip.String()
 }
+
+// TestFaultNoCarrier: the only link never gets carrier; the phase is
+// offline at the deadline and the state says why.
+func TestFaultNoCarrier(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "noc")
+	p.srv.MustExec("ip", "link", "set", "s0", "down")
+	start := time.Now()
+	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "6s", "eth0")
+	if code != 3 || st == nil || st.Phase != state.PhaseOffline {
+		t.Fatalf("exit %d, state %+v; want exit 3, offline", code, st)
+	}
+	if st.Interfaces[0].Carrier {
+		t.Errorf("carrier reported on a link without one")
+	}
+	if !slices.ContainsFunc(st.Problems, func(s string) bool { return strings.Contains(s, "no carrier") }) {
+		t.Errorf("problems %q do not mention the missing carrier", st.Problems)
+	}
+	t.Logf("no carrier: verdict after %v (deadline 6s)", time.Since(start).Round(time.Millisecond))
+}
+
+// TestFaultCarrierFlap: the carrier drops and comes back while DHCP is
+// still trying (the server starts late); the lease is still acquired.
+func TestFaultCarrierFlap(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "flap")
+	netinitBin(t) // built before the clock below starts
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		p.srv.MustExec("ip", "link", "set", "s0", "down")
+		time.Sleep(1500 * time.Millisecond)
+		p.srv.MustExec("ip", "link", "set", "s0", "up")
+		lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	}()
+	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready after the flap", code, st)
+	}
+	t.Logf("carrier flap: ready after %d ms", st.TimingsMS["ready"])
+}

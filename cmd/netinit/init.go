@@ -46,7 +46,7 @@ func runInit() {
 			st = old // the daemon's view is better than nothing
 		}
 	}
-	if spec.Test == "poweroff" {
+	if spec.Test == "poweroff" || spec.Test == "panic" {
 		b, _ := json.Marshal(st)
 		log.Raw(resultBegin + "\n" + string(b) + "\n" + resultEnd + "\n")
 		log.Logf("test mode: powering off")
@@ -107,6 +107,9 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 		log.Logf("drivers: %d loaded in %dms %v", len(mods.Loaded), mods.TookMS, mods.Loaded)
 	}
 
+	if s.Test == "panic" {
+		panic("netinit.test=panic: a deliberate crash of the bring-up")
+	}
 	info := bootInfo{Start: start, Modules: mods, Timings: timings, Problems: problems}
 	exe, err := os.Executable()
 	if err == nil {

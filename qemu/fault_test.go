@@ -1,0 +1,71 @@
+package qemu_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/qemu"
+)
+
+// Fault rows of docs/reliability.md that need a whole boot: each asserts
+// the phase, that the boot reached its end (result printed, VM powered
+// off: the handoff point) inside a bound, and logs the time it took.
+
+func faultBoot(t *testing.T, netdev, appendArgs string) *qemu.Result {
+	t.Helper()
+	e := requireEnv(t)
+	img := image(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
+	defer cancel()
+	res, err := qemu.Boot(ctx, qemu.Options{
+		Kernel: e.kernel, Initramfs: img, NetDev: netdev,
+		Append:  appendArgs,
+		Timeout: bootTimeout,
+		LogFile: filepath.Join(t.TempDir(), "console.log"),
+	})
+	if res != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("console:\n%s", tail(res.Console, 60))
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Logf("fault %q %q: init -> result (handoff point) %v", netdev, appendArgs, res.InitToResult.Round(time.Millisecond))
+	return res
+}
+
+// TestFaultNoNIC: a machine without any NIC is offline at the deadline,
+// and the boot goes on.
+func TestFaultNoNIC(t *testing.T) {
+	t.Parallel()
+	res := faultBoot(t, "none", "netinit.timeout=4s netinit.test=poweroff")
+	st := res.State
+	if st.Phase != state.PhaseOffline || len(st.Interfaces) != 0 || st.Uplink != "" {
+		t.Fatalf("state %+v, want offline with no interfaces", st)
+	}
+	if res.InitToResult > 30*time.Second {
+		t.Errorf("no-NIC boot took %v to its end with a 4 s deadline", res.InitToResult)
+	}
+}
+
+// TestFaultPanicContained: a panic in PID 1's bring-up is caught, reported
+// with what went wrong, and the boot still reaches its end with an honest
+// state.
+func TestFaultPanicContained(t *testing.T) {
+	t.Parallel()
+	res := faultBoot(t, "", "netinit.test=panic")
+	if !strings.Contains(res.Console, "ERROR bring-up crashed: panic: netinit.test=panic") {
+		t.Errorf("the panic is not reported on the console")
+	}
+	st := res.State
+	if st.Phase != state.PhaseOffline || len(st.Problems) == 0 || !strings.Contains(st.Problems[0], "bring-up crashed") {
+		t.Fatalf("state %+v, want offline with the crash as a problem", st)
+	}
+}
