@@ -50,11 +50,13 @@ $(KDIR)/.stamp:
 ## image: the initramfs (reproducible)
 image: $(BUILD)/netinit kernel
 	$(GO) run ./cmd/mkinitramfs -init $(BUILD)/netinit -modules-dir $(MODULES_DIR) \
+	  -file initramfs/netinit.conf:/etc/netinit/netinit.conf:0644 \
 	  -kernel-release $(KERNEL_VERSION) -o $(IMAGE)
 
 ## image-debug: the initramfs plus u-root's shell and core commands in /bin
 image-debug: $(BUILD)/netinit kernel
 	$(GO) run ./cmd/mkinitramfs -debug -init $(BUILD)/netinit -modules-dir $(MODULES_DIR) \
+	  -file initramfs/netinit.conf:/etc/netinit/netinit.conf:0644 \
 	  -kernel-release $(KERNEL_VERSION) -o $(BUILD)/initramfs-debug.cpio.gz
 
 ## kconfig: check the kernel's config against kernel-config/netinit.config
