@@ -71,6 +71,24 @@ func TestDaemonStatus(t *testing.T) {
 		t.Fatalf("status --timeline:\n%s", tl)
 	}
 
+	// The daemon decided the overlays after the verdict: no public IPv6
+	// here, so Yggdrasil runs (auto), behind the firewall, and the state
+	// says so (and still matches the schema).
+	var ov *state.State
+	if !lab.Eventually(20*time.Second, func() bool {
+		s, err := state.Read(statePath)
+		ov = s
+		return err == nil && s.Overlays != nil && s.Yggdrasil != nil
+	}) {
+		t.Fatalf("no overlay decision in the state: %+v\n%s", ov, d.Output())
+	}
+	b, _ := os.ReadFile(statePath)
+	lab.ValidateState(t, b)
+	if !ov.Overlays.Yggdrasil || !strings.HasPrefix(ov.Yggdrasil.Address, "2") || len(ov.Firewall) == 0 || ov.Connectivity == nil {
+		t.Errorf("overlays %+v yggdrasil %+v firewall %q connectivity %+v", ov.Overlays, ov.Yggdrasil, ov.Firewall, ov.Connectivity)
+	}
+	t.Logf("overlays %+v; connectivity %+v", ov.Overlays, ov.Connectivity)
+
 	// renew: a second DHCPACK long before T1 (30 min).
 	acks := strings.Count(dns.Output(), "DHCPACK")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
