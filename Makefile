@@ -96,7 +96,7 @@ vet:
 
 ## bench: bring-up time against u-root dhclient and dhcpcd (median of 5 runs, ratios)
 bench: deps
-	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench$$' ./boot/engine/ -v 2>&1 | \
+	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
 
 ## fuzz: run every fuzz target for FUZZTIME each

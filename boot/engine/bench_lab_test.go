@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,4 +108,129 @@ func buildDhclient(t *testing.T) string {
 		t.Fatalf("building u-root dhclient: %v\n%s", err, out)
 	}
 	return filepath.Join(dir, "dhclient")
+}
+
+// TestBenchOverlay is the overlay part of `make bench`: TCP throughput
+// (iperf3, 3 s) between two nodes directly and through Yggdrasil (a
+// netinit daemon that started Yggdrasil by itself, peered with a node of
+// netinit's ygg package), the time from the bring-up verdict to the first
+// TCP connection over Yggdrasil, and the daemon's RSS with Yggdrasil up.
+func TestBenchOverlay(t *testing.T) {
+	if os.Getenv("NETINIT_BENCH") != "1" {
+		t.Skip("make bench sets NETINIT_BENCH=1")
+	}
+	lab.Require(t, "ip", "dnsmasq", "iperf3")
+	lab.GuardResolvConf(t)
+	bin := netinitBin(t)
+	peer := filepath.Join(t.TempDir(), "yggpeer")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", peer, "./qemu/testdata/yggpeer")
+	build.Dir = lab.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building yggpeer: %v\n%s", err, out)
+	}
+
+	srv, cli := lab.NewLAN(t, "bo")
+	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	p := srv.Start(peer, "-listen", "tcp://192.0.2.1:9943", "-keydir", t.TempDir())
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
+		t.Fatalf("yggpeer did not start:\n%s", p.Output())
+	}
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.json")
+	startAt := time.Now()
+	d := cli.Start(bin, "up", "--state", statePath, "--cmdline",
+		"ip=dhcp netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off netinit.allow=5201/tcp", "eth0")
+	var st *stateT
+	if !lab.Eventually(30*time.Second, func() bool {
+		st = readState(statePath)
+		return st != nil && st.Yggdrasil != nil && st.Yggdrasil.Address != ""
+	}) {
+		t.Fatalf("no Yggdrasil in the state:\n%s", d.Output())
+	}
+	cli.Start("iperf3", "-s")
+	time.Sleep(300 * time.Millisecond)
+	addr := st.Yggdrasil.Address
+	var reachable time.Duration
+	if lab.Eventually(30*time.Second, func() bool {
+		dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer dcancel()
+		out, err := srv.Exec(dctx, peer, "-dial", "["+addr+"]:5201")
+		return err == nil && strings.Contains(out, "reached (connected)")
+	}) {
+		// From the verdict (timings_ms.ready, since the process started).
+		reachable = time.Since(startAt) - time.Duration(readState(statePath).TimingsMS["ready"])*time.Millisecond
+	}
+	ip4 := ""
+	for _, ifc := range st.Interfaces {
+		for _, a := range ifc.Addresses {
+			if a.Source == "dhcp4" {
+				ip4 = strings.Split(a.CIDR, "/")[0]
+			}
+		}
+	}
+	direct := iperf(t, srv, ip4)
+	overlay := iperf(t, srv, addr)
+	rss := ""
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				rss = strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
+			}
+		}
+	}
+	fmt.Printf("\n%-34s %s\n", "OVERLAY", "VALUE")
+	fmt.Printf("%-34s %.0f Mbit/s\n", "TCP direct (veth)", direct/1e6)
+	fmt.Printf("%-34s %.0f Mbit/s (%.2fx of direct)\n", "TCP through ygg0", overlay/1e6, overlay/direct)
+	fmt.Printf("%-34s %v\n", "verdict (no public IPv6) -> TCP over ygg", reachable.Round(time.Millisecond))
+	fmt.Printf("%-34s %s (goal <= 40 MB)\n", "daemon RSS, Yggdrasil up", rss)
+}
+
+type stateT = struct {
+	PID        int              `json:"pid"`
+	TimingsMS  map[string]int64 `json:"timings_ms"`
+	Interfaces []struct {
+		Addresses []struct {
+			CIDR   string `json:"cidr"`
+			Source string `json:"source"`
+		} `json:"addresses"`
+	} `json:"interfaces"`
+	Yggdrasil *struct {
+		Address string `json:"address"`
+	} `json:"yggdrasil"`
+}
+
+func readState(path string) *stateT {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var s stateT
+	if json.Unmarshal(b, &s) != nil {
+		return nil
+	}
+	return &s
+}
+
+// iperf measures TCP throughput from ns to addr (bits per second).
+func iperf(t *testing.T, ns *lab.NS, addr string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := ns.Exec(ctx, "iperf3", "-c", addr, "-t", "3", "-J")
+	if err != nil {
+		t.Logf("iperf3 to %s: %v\n%s", addr, err, out)
+		return 0
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Logf("iperf3 output: %v", err)
+	}
+	return r.End.SumReceived.BitsPerSecond
 }

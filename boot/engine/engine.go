@@ -393,6 +393,11 @@ func (e *Engine) discover(ctx context.Context) {
 				}
 			}
 		}
+		if time.Since(start) > 30*time.Second {
+			// Links that appear later (a NIC driver loaded late, a USB
+			// NIC) are still picked up, at a calmer pace.
+			t.Reset(time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return

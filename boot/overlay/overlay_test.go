@@ -1,0 +1,62 @@
+package overlay
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+func TestDecide(t *testing.T) {
+	pub := &state.State{PublicIPv6: true, PublicIPv6Reason: "global address 2001:db8::5"}
+	hidden := &state.State{PublicIPv6Reason: "no global IPv6 address"}
+	inbound := &state.Connectivity{IPv6: state.Family{Verdict: "public-inbound"}}
+	outbound := &state.Connectivity{IPv6: state.Family{Verdict: "public-outbound"}}
+	peer := []cmdline.WGPeer{{PublicKey: "k", Endpoint: "gw:51820"}}
+	for _, tc := range []struct {
+		name    string
+		ygg, wg string
+		peers   []cmdline.WGPeer
+		st      *state.State
+		conn    *state.Connectivity
+		wantYgg bool
+		wantWG  bool
+		yggWhy  string
+		wgWhy   string
+	}{
+		{"auto hidden", "auto", "auto", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer"},
+		{"auto public", "auto", "auto", peer, pub, nil, false, false, "public IPv6", "not needed"},
+		{"auto hidden with gateway", "auto", "auto", peer, hidden, nil, true, true, "no public IPv6", "egress"},
+		{"on public", "on", "on", peer, pub, nil, true, true, "=on", "=on"},
+		{"off hidden", "off", "off", peer, hidden, nil, false, false, "=off", "=off"},
+		{"on without peer", "auto", "on", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer"},
+		{"auto-inbound firewalled", "auto-inbound", "auto", nil, pub, outbound, true, false, "not proven", ""},
+		{"auto-inbound proven", "auto-inbound", "auto", nil, pub, inbound, false, false, "proved", ""},
+		{"auto-inbound unprobed", "auto-inbound", "auto", nil, pub, nil, true, false, "not proven", ""},
+	} {
+		spec := cmdline.Defaults()
+		spec.Ygg, spec.WG, spec.WGPeers = tc.ygg, tc.wg, tc.peers
+		d := Decide(spec, tc.st, tc.conn)
+		if d.Yggdrasil != tc.wantYgg || d.WireGuard != tc.wantWG ||
+			!strings.Contains(d.YggdrasilReason, tc.yggWhy) || !strings.Contains(d.WireGuardReason, tc.wgWhy) {
+			t.Errorf("%s: got %+v", tc.name, d)
+		}
+	}
+}
+
+func TestUplinkKey(t *testing.T) {
+	st := &state.State{Uplink: "eth0", Interfaces: []state.Interface{
+		{Name: "eth0", Addresses: []state.Address{{CIDR: "192.0.2.5/24", Source: state.SourceDHCP4}, {CIDR: "fe80::1/64", Source: state.SourceLinkLocal}}},
+		{Name: "eth1", Addresses: []state.Address{{CIDR: "198.51.100.5/24", Source: state.SourceDHCP4}}},
+	}}
+	a := uplinkKey(st)
+	st.Interfaces[1].Addresses[0].CIDR = "198.51.100.6/24" // another link: no change
+	if uplinkKey(st) != a {
+		t.Errorf("a change on another link changed the uplink key")
+	}
+	st.Interfaces[0].Addresses[0].CIDR = "192.0.2.6/24"
+	if uplinkKey(st) == a {
+		t.Errorf("a new uplink address did not change the key")
+	}
+}
