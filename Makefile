@@ -13,23 +13,40 @@ export SOURCE_DATE_EPOCH ?= 0
 export CGO_ENABLED := 0
 GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
 
-# Debian packages the tests and the VM need, as command:package.
+# Debian packages the tests and the VM need, as command:package. chrony is
+# a real NTP server for the clock tests (never started as a service here).
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
-	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt dhcpcd:dhcpcd5 \
-	chronyd:chrony
+	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony
+# make bench also compares against dhcpcd.
+BENCH_DEPS := dhcpcd:dhcpcd5
 
-.PHONY: all build deps kernel image qemu test bench fuzz vet clean FORCE
+.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean FORCE
 all: image
 
-## deps: install missing Debian packages (only when missing)
+## deps: install missing Debian packages (only when missing). Their
+## services are neither started nor enabled: the tests run the servers
+## themselves, in network namespaces, and the host's network and clock are
+## never touched.
 deps:
-	@missing=""; for d in $(DEPS); do c=$${d%%:*}; p=$${d##*:}; \
-	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
-	  { apt-get update -qq && apt-get install -y --no-install-recommends $$missing; }; \
-	fi
+	@$(call install,$(DEPS))
+bench-deps:
+	@$(call install,$(DEPS) $(BENCH_DEPS))
+
+define install
+missing=""; for d in $(1); do c=$${d%%:*}; p=$${d##*:}; \
+  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
+  export DEBIAN_FRONTEND=noninteractive; guard=""; \
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+    chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+  apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+    { apt-get update -qq && apt-get install -y --no-install-recommends $$missing; }; rc=$$?; \
+  [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
+  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3) \
+    systemctl disable $${p%5} >/dev/null 2>&1 || true;; esac; done; \
+  exit $$rc; \
+fi
+endef
 
 ## build: the static netinit binary
 build: $(BUILD)/netinit
@@ -95,7 +112,7 @@ vet:
 	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); test -z "$$bad" || { echo "gofmt needed: $$bad"; exit 1; }
 
 ## bench: bring-up time against u-root dhclient and dhcpcd (median of 5 runs, ratios)
-bench: deps
+bench: bench-deps
 	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
 
