@@ -180,11 +180,11 @@ func TestBenchOverlay(t *testing.T) {
 			}
 		}
 	}
-	fmt.Printf("\n%-34s %s\n", "OVERLAY", "VALUE")
-	fmt.Printf("%-34s %.0f Mbit/s\n", "TCP direct (veth)", direct/1e6)
-	fmt.Printf("%-34s %.0f Mbit/s (%.2fx of direct)\n", "TCP through ygg0", overlay/1e6, overlay/direct)
-	fmt.Printf("%-34s %v\n", "verdict (no public IPv6) -> TCP over ygg", reachable.Round(time.Millisecond))
-	fmt.Printf("%-34s %s (goal <= 40 MB)\n", "daemon RSS, Yggdrasil up", rss)
+	fmt.Printf("\n%-42s %s\n", "OVERLAY", "VALUE")
+	fmt.Printf("%-42s %.0f Mbit/s\n", "TCP direct (veth)", direct/1e6)
+	fmt.Printf("%-42s %.0f Mbit/s (%.2fx of direct)\n", "TCP through ygg0", overlay/1e6, overlay/direct)
+	fmt.Printf("%-42s %v\n", "verdict (no public IPv6) -> TCP over ygg", reachable.Round(time.Millisecond))
+	fmt.Printf("%-42s %s (goal <= 40 MB)\n", "daemon RSS, Yggdrasil up", rss)
 }
 
 type stateT = struct {
