@@ -3,6 +3,7 @@ package qemu_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,27 @@ func TestFaultPanicContained(t *testing.T) {
 	st := res.State
 	if st.Phase != state.PhaseOffline || len(st.Problems) == 0 || !strings.Contains(st.Problems[0], "bring-up crashed") {
 		t.Fatalf("state %+v, want offline with the crash as a problem", st)
+	}
+}
+
+// TestBootVLAN: vlan=eth0.100:eth0 on a real kernel: PID 1 loads 8021q
+// (there is no modprobe for the kernel to call), the VLAN link is created
+// on the NIC and managed; the untagged NIC still gets its lease.
+func TestBootVLAN(t *testing.T) {
+	t.Parallel()
+	res := faultBoot(t, "", "vlan=eth0.100:eth0 netinit.timeout=8s netinit.test=poweroff")
+	st := res.State
+	if st.Modules == nil || !slices.Contains(st.Modules.Loaded, "8021q") {
+		t.Errorf("8021q not loaded: %+v", st.Modules)
+	}
+	var names []string
+	for _, ifc := range st.Interfaces {
+		names = append(names, ifc.Name)
+	}
+	if !slices.Contains(names, "eth0.100") || !slices.Contains(names, "eth0") {
+		t.Fatalf("interfaces %v, want eth0 and eth0.100", names)
+	}
+	if st.Phase != state.PhaseReady || st.Uplink != "eth0" {
+		t.Errorf("phase %s uplink %s, want ready on eth0", st.Phase, st.Uplink)
 	}
 }

@@ -29,6 +29,9 @@ func (e *Engine) Renew() {
 // control socket's "probe").
 func (e *Engine) Probe() {
 	e.logf("probe requested")
+	if e.cfg.Probe != nil {
+		e.cfg.Probe()
+	}
 	e.notify()
 }
 

@@ -60,6 +60,8 @@ type Config struct {
 	// Observe, if set, is called with every state written, from the
 	// verdict on (the overlays decide and follow the uplink there).
 	Observe func(*state.State)
+	// Probe, if set, re-runs the connectivity probe (control "probe").
+	Probe func()
 	// Decorate, if set, adds to every state built what the engine does
 	// not own (the overlays). It may be called from any goroutine.
 	Decorate func(*state.State)
@@ -139,9 +141,6 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 	defer deadline.Stop()
 
 	e.logf("bring-up: deadline %s, RA wait %s", e.spec.Timeout, e.spec.RATimeout)
-	if err := e.createVLANs(); err != nil {
-		e.problem("%v", err)
-	}
 	e.spawn(func() { e.discover(ctx) })
 
 	// Wait for the verdict: ready, or the deadline.
@@ -349,7 +348,15 @@ func (e *Engine) discover(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	start := time.Now()
+	vlansReported := false
 	for {
+		// vlan= links are made as soon as their parent NIC exists (its
+		// driver may still be probing); what is still failing after 5 s
+		// is reported once, and retried.
+		if err := e.createVLANs(); err != nil && !vlansReported && time.Since(start) > 5*time.Second {
+			vlansReported = true
+			e.problem("%v (still trying)", err)
+		}
 		links, err := netlink.LinkList()
 		if err != nil {
 			e.logf("listing links: %v", err)

@@ -62,6 +62,7 @@ type Manager struct {
 	rules     []string
 	problems  []string
 	uplinkKey string
+	last      *state.State // the latest state observed
 
 	wgr sync.WaitGroup // goroutines owned by the manager
 }
@@ -94,6 +95,8 @@ func (m *Manager) Observe(st *state.State) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	snapshot := *st
+	m.last = &snapshot
 	key := uplinkKey(st)
 	if m.ygg != nil && key != m.uplinkKey {
 		m.cfg.Logf("yggdrasil: uplink changed (%s), retrying peers now", key)
@@ -138,6 +141,8 @@ func (m *Manager) start(st *state.State) {
 	m.conn, m.decision = conn, d
 	m.mu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
+	m.wgr.Add(1)
+	go func() { defer m.wgr.Done(); m.reprobeLoop() }()
 	var ifaces []string
 	if d.Yggdrasil {
 		if err := m.startYggdrasil(st); err != nil {
@@ -280,6 +285,45 @@ func (m *Manager) startWireGuard(st *state.State) error {
 	m.cfg.Logf("wireguard: up on %s, %d peers", wg.DefaultIfName, len(peers))
 	return nil
 }
+
+// Reprobe runs netprobe again now (the control socket's "probe"), in the
+// background; the state is rewritten when it is done.
+func (m *Manager) Reprobe() {
+	m.mu.Lock()
+	st := m.last
+	m.mu.Unlock()
+	if st == nil {
+		return // not decided yet: the first probe is still to come
+	}
+	m.wgr.Add(1)
+	go func() {
+		defer m.wgr.Done()
+		conn := m.probe(st)
+		m.mu.Lock()
+		m.conn = conn
+		m.mu.Unlock()
+		m.cfg.Logf("probe: IPv4 %s, IPv6 %s, hidden %v", conn.IPv4.Verdict, conn.IPv6.Verdict, conn.Hidden)
+		m.cfg.Refresh()
+	}()
+}
+
+// reprobeLoop probes again every ReprobeEvery: reachability changes
+// (a router's firewall, a new prefix) without any event the node sees.
+func (m *Manager) reprobeLoop() {
+	t := time.NewTicker(ReprobeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+			m.Reprobe()
+		}
+	}
+}
+
+// ReprobeEvery is how often the daemon probes connectivity again.
+const ReprobeEvery = 15 * time.Minute
 
 // refreshLoop has the state rewritten every 10 s while overlays run, so
 // peers coming and going show in the state file.

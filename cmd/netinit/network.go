@@ -58,7 +58,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		Logf:        n.log.Logf,
 	}
 	if ov != nil {
-		cfg.Observe, cfg.Decorate = ov.Observe, ov.Decorate
+		cfg.Observe, cfg.Decorate, cfg.Probe = ov.Observe, ov.Decorate, ov.Reprobe
 	}
 	e = engine.New(cfg)
 	var wg sync.WaitGroup
