@@ -181,12 +181,15 @@ func Call(ctx context.Context, path, cmd string) (*Reply, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	if err := json.NewEncoder(c).Encode(Request{Cmd: cmd}); err != nil {
-		return nil, err
-	}
+	// A refusing server answers and closes without reading: the write may
+	// fail while its reply is already waiting to be read.
+	werr := json.NewEncoder(c).Encode(Request{Cmd: cmd})
 	var r Reply
 	dec := json.NewDecoder(bufio.NewReader(c))
 	if err := dec.Decode(&r); err != nil {
+		if werr != nil {
+			return nil, werr
+		}
 		return nil, fmt.Errorf("reading reply: %w", err)
 	}
 	if !r.OK {
