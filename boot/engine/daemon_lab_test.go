@@ -119,3 +119,55 @@ func TestDaemonStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonWireGuard: an IPv4-only node whose cmdline names a WireGuard
+// gateway (real wireguard-go, configured with wg) starts the tunnel by
+// itself (netinit.wg=auto, no public IPv6), after trying to set the clock;
+// the handshake and the bytes show in the state, and TCP flows to the
+// gateway's tunnel address.
+func TestDaemonWireGuard(t *testing.T) {
+	lab.Require(t, "ip", "dnsmasq", "wg", "go")
+	lab.GuardResolvConf(t)
+	bin := netinitBin(t)
+	srv, cli := lab.NewLAN(t, "dwg")
+	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	gw := lab.NewGateway(t, srv, lab.BuildWireguardGo(t), 51820, "2001:db8:77::1/64")
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.json")
+	d := cli.Start(bin, "up", "--state", statePath, "--cmdline",
+		"ip=dhcp netinit.ygg=off netinit.wg.peer="+gw.Public+"@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64 netinit.wg.allowed=2001:db8:77::/64", "eth0")
+	var st *state.State
+	if !lab.Eventually(30*time.Second, func() bool {
+		s, err := state.Read(statePath)
+		st = s
+		return err == nil && s.WireGuard != nil && s.WireGuard.PublicKey != ""
+	}) {
+		t.Fatalf("no WireGuard in the state: %+v\n%s", st, d.Output())
+	}
+	if !st.Overlays.WireGuard || st.Overlays.Yggdrasil || st.Clock == nil {
+		t.Errorf("overlays %+v clock %+v", st.Overlays, st.Clock)
+	}
+	gw.AddPeer(t, st.WireGuard.PublicKey, "2001:db8:77::2/128")
+	// Traffic from the node to the gateway's tunnel address.
+	srv.Start("iperf3", "-s", "-B", "2001:db8:77::1")
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	var out string
+	if !lab.Eventually(30*time.Second, func() bool {
+		var err error
+		out, err = cli.Exec(ctx, "iperf3", "-c", "2001:db8:77::1", "-t", "1", "-J")
+		return err == nil
+	}) {
+		t.Fatalf("no TCP through wg0: %s\n%s", out, d.Output())
+	}
+	if !lab.Eventually(15*time.Second, func() bool {
+		s, err := state.Read(statePath)
+		st = s
+		return err == nil && len(s.WireGuard.Peers) == 1 && s.WireGuard.Peers[0].LastHandshake != nil && s.WireGuard.Peers[0].TxBytes > 1000
+	}) {
+		t.Fatalf("no handshake/bytes in the state: %+v", st.WireGuard)
+	}
+	b, _ := os.ReadFile(statePath)
+	lab.ValidateState(t, b)
+	t.Logf("wireguard %+v; clock %+v", st.WireGuard.Peers[0], st.Clock)
+}

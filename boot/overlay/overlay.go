@@ -275,7 +275,8 @@ func (m *Manager) startWireGuard(st *state.State) error {
 	for _, p := range spec.WGPeers {
 		peers = append(peers, wg.Peer{PublicKey: p.PublicKey, Endpoint: p.Endpoint, AllowedIPs: spec.WGAllowed})
 	}
-	t, err := wg.Start(m.ctx, wg.Options{KeyDir: m.cfg.KeyDir, Addresses: spec.WGAddress, Peers: peers, Logf: m.cfg.Logf})
+	t, err := wg.Start(m.ctx, wg.Options{KeyDir: m.cfg.KeyDir, Addresses: spec.WGAddress, Peers: peers,
+		MTU: wgMTU(st), Logf: m.cfg.Logf})
 	if err != nil {
 		return err
 	}
@@ -324,6 +325,19 @@ func (m *Manager) reprobeLoop() {
 
 // ReprobeEvery is how often the daemon probes connectivity again.
 const ReprobeEvery = 15 * time.Minute
+
+// wgMTU fits the tunnel inside the uplink: WireGuard adds 80 bytes with
+// an IPv6 outer header (60 with IPv4; 80 covers both). The usual 1420
+// assumes a 1500-byte uplink; on a smaller one (DHCP option 26, PPPoE)
+// the encrypted packets would not fit and the tunnel would crawl.
+func wgMTU(st *state.State) int {
+	for _, ifc := range st.Interfaces {
+		if ifc.Name == st.Uplink && ifc.MTU > 0 && ifc.MTU-80 < wg.DefaultMTU {
+			return max(ifc.MTU-80, 1280) // IPv6's minimum
+		}
+	}
+	return 0 // wg.DefaultMTU
+}
 
 // refreshLoop has the state rewritten every 10 s while overlays run, so
 // peers coming and going show in the state file.

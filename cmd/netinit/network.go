@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -75,10 +76,17 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	return e.Run(ctx)
 }
 
+// daemonMemoryLimit is the Go runtime's soft memory limit in the daemon.
+const daemonMemoryLimit = 96 << 20
+
 // runKept runs the network until ctx ends and never dies of a panic: a
 // crash is reported on the console and the engine is started again with
 // backoff (after the handoff nobody else would restart it).
 func (n *network) runKept(ctx context.Context) {
+	// A long-lived daemon on nodes whose memory belongs to workloads: a
+	// soft limit makes the GC return what a burst of overlay traffic
+	// (wireguard-go's 1024-deep queues of 64 KiB buffers) took.
+	debug.SetMemoryLimit(daemonMemoryLimit)
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := pid1.Guard(func() error {
