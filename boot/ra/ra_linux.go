@@ -75,9 +75,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("ra on %s: %w", o.Link, err)
 	}
+	t0 := time.Now()
 	ll, optimistic, err := waitLinkLocal(ctx, ifi.Index, linkLocalWait)
 	if err != nil {
 		return fmt.Errorf("ra on %s: %w", o.Link, err)
+	}
+	if waited := time.Since(t0); waited > 100*time.Millisecond {
+		logf("%s: ra: waited %dms for a usable link-local address (optimistic DAD %v)", o.Link, waited.Milliseconds(), optimistic)
 	}
 	conn, _, err := ndp.Listen(ifi, ndp.Addr(ll.String()))
 	if err != nil {
