@@ -92,3 +92,16 @@ func TestBootVLAN(t *testing.T) {
 		t.Errorf("phase %s uplink %s, want ready on eth0", st.Phase, st.Uplink)
 	}
 }
+
+// TestFaultDaemonRestart: the network daemon dies at its first start;
+// PID 1 says so, restarts it with backoff, and the boot still ends ready.
+func TestFaultDaemonRestart(t *testing.T) {
+	t.Parallel()
+	res := faultBoot(t, "", "netinit.test=daemon-crash")
+	if !strings.Contains(res.Console, "exited with status 1; restarting in 1s (start 2)") {
+		t.Errorf("the daemon's death and restart are not on the console")
+	}
+	if st := res.State; st.Phase != state.PhaseReady {
+		t.Fatalf("phase %s after the daemon restart, want ready", st.Phase)
+	}
+}

@@ -26,7 +26,7 @@ const (
 // Spec is what the command line and the config file ask for.
 type Spec struct {
 	Next            string           // netinit.next=PATH (absolute)
-	Test            string           // netinit.test=poweroff ("" or "poweroff")
+	Test            string           // netinit.test=poweroff|panic|daemon-crash (test modes)
 	Uplink          string           // netinit.uplink=IFNAME
 	BootIF          net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff or a plain MAC
 	Ignore          []string         // netinit.ignore=glob,glob

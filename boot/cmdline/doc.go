@@ -55,6 +55,8 @@
 //	                           and power off instead of exec'ing
 //	netinit.test=panic         the same, after a deliberate panic in the
 //	                           bring-up (proves it is contained)
+//	netinit.test=daemon-crash  the same, after the network daemon's first
+//	                           start dies (proves PID 1 restarts it)
 //	netinit.uplink=IFNAME      force the uplink
 //	BOOTIF=01-aa-bb-cc-dd-ee-ff  PXE boot interface (pxelinux/iPXE: ARP
 //	                           hardware type "01" = Ethernet, then the MAC);

@@ -231,13 +231,15 @@ func oneOf(choices ...string) func(string) (string, error) {
 }
 
 // parseTest: "poweroff" prints the result and powers off (QEMU tests);
-// "panic" also makes PID 1's bring-up panic on purpose, to prove the
-// panic is contained (fault tests).
+// "panic" also makes PID 1's bring-up panic on purpose, and
+// "daemon-crash" makes the network daemon die once, to prove both are
+// survived (fault tests).
 func parseTest(v string) (string, error) {
-	if v == "" || v == "poweroff" || v == "panic" {
+	switch v {
+	case "", "poweroff", "panic", "daemon-crash":
 		return v, nil
 	}
-	return "", errors.New(`want "poweroff" or "panic"`)
+	return "", errors.New(`want "poweroff", "panic" or "daemon-crash"`)
 }
 
 func parseAbsPath(v string) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,15 @@ func cmdDaemon(args []string) int {
 	// PID 1 already printed the cmdline problems; they go to the state.
 	line, _ := cmdline.ReadKernel()
 	spec, _ := cmdline.Load(cmdline.DefaultConfigPath, line)
+	if spec.Test == "daemon-crash" {
+		// Fault test: the first start dies, PID 1 must restart it.
+		marker := filepath.Join(filepath.Dir(*info), "daemon-crashed")
+		if _, err := os.Stat(marker); err != nil {
+			_ = os.WriteFile(marker, nil, 0o644)
+			log.Logf("netinit.test=daemon-crash: dying on purpose")
+			return 1
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	n := &network{
