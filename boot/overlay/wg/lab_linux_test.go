@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,7 +126,7 @@ type gwLab struct {
 func newGWLab(t *testing.T) *gwLab {
 	lab.Require(t, "ip", "wg", "nft", "go", "dnsmasq")
 	lab.GuardResolvConf(t)
-	wggo := buildWireguardGo(t)
+	wggo := lab.BuildWireguardGo(t)
 	l := &gwLab{}
 	node, nat, gw, inet := lab.NewNS(t, "wgnode"), lab.NewNS(t, "wgnat"), lab.NewNS(t, "wggw"), lab.NewNS(t, "wginet")
 	l.node, l.nat, l.gw, l.inet = node, nat, gw, inet
@@ -162,36 +161,9 @@ func newGWLab(t *testing.T) *gwLab {
 	inet.MustExec("ip", "addr", "add", "2001:db8:ffff::2/64", "dev", "eth0", "nodad")
 	inet.MustExec("ip", "-6", "route", "add", "default", "via", "2001:db8:ffff::1")
 
-	// The gateway: real wireguard-go, configured by wg(8) over its UAPI
-	// socket in /var/run/wireguard (shared by all namespaces, hence a
-	// unique name).
-	l.gwIf = fmt.Sprintf("wgl%d-%d", os.Getpid()%100000, gwSeq.Add(1))
-	l.gwProc = gw.Start("env", "LOG_LEVEL=verbose", wggo, "-f", l.gwIf)
-	sock := filepath.Join("/var/run/wireguard", l.gwIf+".sock")
-	t.Cleanup(func() { os.Remove(sock) })
-	if !lab.Eventually(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }) {
-		t.Fatalf("wireguard-go did not start:\n%s", l.gwProc.Output())
-	}
-	gwKey := filepath.Join(t.TempDir(), "gw.key")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	priv, err := exec.CommandContext(ctx, "wg", "genkey").Output()
-	if err != nil {
-		t.Fatalf("wg genkey: %v", err)
-	}
-	if err := os.WriteFile(gwKey, priv, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pubCmd := exec.CommandContext(ctx, "wg", "pubkey")
-	pubCmd.Stdin = strings.NewReader(string(priv))
-	gwPub, err := pubCmd.Output()
-	if err != nil {
-		t.Fatalf("wg pubkey: %v", err)
-	}
-	l.gwPub = strings.TrimSpace(string(gwPub))
-	gw.MustExec("wg", "set", l.gwIf, "private-key", gwKey, "listen-port", "51820")
-	gw.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", l.gwIf, "nodad")
-	gw.MustExec("ip", "link", "set", l.gwIf, "up")
+	// The gateway: real wireguard-go, configured by wg(8).
+	g := lab.NewGateway(t, gw, wggo, 51820, "2001:db8:1::1/64")
+	l.gwIf, l.gwPub, l.gwProc = g.If, g.Public, g.Proc
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -204,7 +176,6 @@ func newGWLab(t *testing.T) *gwLab {
 	return l
 }
 
-var gwSeq atomic.Int64
 
 // dnsmasqArgs makes dnsmasq a DNS-only server on the NAT router.
 func dnsmasqArgs(dir string, extra ...string) []string {
@@ -626,18 +597,3 @@ func childNoPeers(t *testing.T) {
 	})
 }
 
-// buildWireguardGo builds the wireguard-go command of the version in
-// go.mod (its main package is the module root).
-func buildWireguardGo(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "wireguard-go")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "golang.zx2c4.com/wireguard")
-	cmd.Dir = lab.RepoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building wireguard-go: %v\n%s", err, b)
-	}
-	return out
-}
