@@ -76,7 +76,17 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("ra on %s: %w", o.Link, err)
 	}
 	t0 := time.Now()
-	ll, optimistic, err := waitLinkLocal(ctx, ifi.Index, linkLocalWait)
+	ll, optimistic, err := waitLinkLocal(ctx, ifi.Index, 50*time.Millisecond)
+	if err != nil {
+		// The kernel makes the link-local address only once the link's
+		// operational state is UP, which linkwatch may report up to a
+		// second after carrier (seen with virtio-net): add the same
+		// EUI-64 address ourselves, optimistic, and go on at once.
+		if aerr := addLinkLocal(ifi.Index, id); aerr != nil {
+			logf("%s: ra: adding the link-local address: %v", o.Link, aerr)
+		}
+		ll, optimistic, err = waitLinkLocal(ctx, ifi.Index, linkLocalWait)
+	}
 	if err != nil {
 		return fmt.Errorf("ra on %s: %w", o.Link, err)
 	}
@@ -271,6 +281,27 @@ func waitLinkLocal(ctx context.Context, index int, bound time.Duration) (netip.A
 		case <-tick.C:
 		}
 	}
+}
+
+// addLinkLocal adds fe80::<interface id>/64 to the link, optimistic
+// (RFC 4429), or without DAD where the kernel refuses that flag from user
+// space. It is the address the kernel itself would make (addr_gen_mode 0),
+// so when the kernel gets to it, it finds it there.
+func addLinkLocal(index int, id [8]byte) error {
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	copy(b[8:], id[:])
+	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
+	a := &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(netip.AddrFrom16(b), 64)), Flags: unix.IFA_F_OPTIMISTIC}
+	err := netlink.AddrAdd(link, a)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+		a.Flags = unix.IFA_F_NODAD
+		err = netlink.AddrAdd(link, a)
+	}
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
 }
 
 func stillOptimistic(index int, ll netip.Addr) bool {
