@@ -178,10 +178,18 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
 			e.mu.Lock()
-			if e.phase != state.PhaseReady && e.readyLocked() {
+			was := e.phase
+			switch {
+			case e.readyLocked():
 				e.phase = state.PhaseReady
-				e.mark("ready")
-				e.logf("ready (late)")
+			case e.anyUsableLocked():
+				e.phase = state.PhaseDegraded
+			default:
+				e.phase = state.PhaseOffline
+			}
+			if e.phase != was {
+				e.mark(string(e.phase))
+				e.logf("phase %s -> %s", was, e.phase)
 			}
 			e.mu.Unlock()
 			e.write()
