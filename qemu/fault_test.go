@@ -2,6 +2,7 @@ package qemu_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -103,5 +104,65 @@ func TestFaultDaemonRestart(t *testing.T) {
 	}
 	if st := res.State; st.Phase != state.PhaseReady {
 		t.Fatalf("phase %s after the daemon restart, want ready", st.Phase)
+	}
+}
+
+// TestBootTwoNICsBootIF: two NICs that both get a DHCP lease; BOOTIF (as
+// pxelinux/iPXE pass it) names the second one, which becomes the uplink
+// and the only link with a default route.
+func TestBootTwoNICsBootIF(t *testing.T) {
+	e := requireEnv(t)
+	t.Parallel()
+	img := imageWithNextStage(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
+	defer cancel()
+	res, err := qemu.Boot(ctx, qemu.Options{
+		Kernel: e.kernel, Initramfs: img,
+		ExtraArgs: []string{"-netdev", "user,id=n1,ipv4=on,ipv6=off,net=10.0.3.0/24",
+			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"},
+		// The next stage reads the live state once both NICs hold a
+		// lease: the one that is not the uplink converges after the verdict.
+		Append:  "BOOTIF=01-52-54-00-12-34-57 ip=dhcp netinit.next=/sbin/nextstage nextstage.leases=2",
+		Timeout: bootTimeout,
+		LogFile: filepath.Join(t.TempDir(), "console.log"),
+	})
+	if err != nil {
+		if res != nil {
+			t.Logf("console:\n%s", tail(res.Console, 60))
+		}
+		t.Fatalf("boot: %v", err)
+	}
+	if os.Getenv("NETINIT_QEMU_SHOW") != "" {
+		t.Logf("console:\n%s", res.Console)
+	}
+	st := res.State
+	var up string
+	for _, ifc := range st.Interfaces {
+		if ifc.MAC == "52:54:00:12:34:57" {
+			up = ifc.Name
+		}
+	}
+	if up == "" || st.Uplink != up || st.UplinkReason != "bootif" || st.Phase != state.PhaseReady {
+		t.Fatalf("uplink %q (%s) phase %s, want the BOOTIF NIC %q; interfaces %+v", st.Uplink, st.UplinkReason, st.Phase, up, st.Interfaces)
+	}
+	for _, r := range st.Routes {
+		if r.Dst == "0.0.0.0/0" && r.Dev != up {
+			t.Errorf("default route on %s, only the uplink %s may have one", r.Dev, up)
+		}
+	}
+	if len(st.Interfaces) != 2 {
+		t.Fatalf("interfaces %+v, want both NICs", st.Interfaces)
+	}
+	// The other NIC got its lease too (it is not the uplink: no default).
+	leased := 0
+	for _, ifc := range st.Interfaces {
+		for _, a := range ifc.Addresses {
+			if a.Source == state.SourceDHCP4 {
+				leased++
+			}
+		}
+	}
+	if leased != 2 {
+		t.Errorf("%d NICs with a DHCP lease, want 2: %+v", leased, st.Interfaces)
 	}
 }

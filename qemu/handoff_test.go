@@ -18,18 +18,8 @@ import (
 func TestBootHandoff(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
+	img := imageWithNextStage(t, e)
 	dir := t.TempDir()
-	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
-	img := filepath.Join(dir, "initramfs.cpio.gz")
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
-		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":/sbin/nextstage:0755", "-o", img},
-	} {
-		if err := goCmd(t, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
 	defer cancel()
 	res, err := qemu.Boot(ctx, qemu.Options{
@@ -62,4 +52,23 @@ func TestBootHandoff(t *testing.T) {
 	if st.Interfaces[0].DHCP4Renewals < 1 {
 		t.Errorf("no renewal counted in the live state: %+v", st.Interfaces[0])
 	}
+}
+
+// imageWithNextStage builds netinit's image with qemu/testdata/nextstage
+// as /sbin/nextstage.
+func imageWithNextStage(t *testing.T, e env) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
+	img := filepath.Join(dir, "initramfs.cpio.gz")
+	for _, args := range [][]string{
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
+		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":/sbin/nextstage:0755", "-o", img},
+	} {
+		if err := goCmd(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return img
 }

@@ -60,16 +60,44 @@ func main() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if cmdline, _ := os.ReadFile("/proc/cmdline"); strings.Contains(string(cmdline), "nextstage.ygg=1") {
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	if strings.Contains(string(cmdline), "nextstage.ygg=1") {
 		st = waitYggdrasil(st, status, say)
+	}
+	if strings.Contains(string(cmdline), "nextstage.leases=2") {
+		st = waitLeases(st, 2, status, say)
 	}
 	b, _ := json.Marshal(st)
 	fmt.Printf("NETINIT-RESULT-BEGIN\n%s\nNETINIT-RESULT-END\n", b)
-	if st.Yggdrasil != nil {
+	if strings.Contains(string(cmdline), "nextstage.ygg=1") && st.Yggdrasil != nil {
 		// Stay up while the test reaches this node over the overlay (it
 		// stops the VM when done).
 		time.Sleep(60 * time.Second)
 	}
+}
+
+// waitLeases waits (bounded) until n links hold a DHCPv4 lease: the links
+// that are not the uplink converge after the verdict.
+func waitLeases(st *state.State, n int, status func() *state.State, say func(string, any)) *state.State {
+	end := time.Now().Add(30 * time.Second)
+	for time.Now().Before(end) {
+		if s := status(); s != nil {
+			st = s
+			bound := 0
+			for _, ifc := range s.Interfaces {
+				if ifc.DHCP4 == "bound" {
+					bound++
+				}
+			}
+			if bound >= n {
+				say("leases", bound)
+				return s
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	say("leases-error", "timeout")
+	return st
 }
 
 // waitYggdrasil waits (bounded) until the daemon's Yggdrasil node has a
