@@ -7,7 +7,6 @@ package console
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -25,12 +24,6 @@ type Log struct {
 func New(start time.Time, out io.Writer) *Log {
 	return &Log{start: start, out: out}
 }
-
-// Start is when the clock started.
-func (l *Log) Start() time.Time { return l.start }
-
-// Since is the time since the clock started.
-func (l *Log) Since() time.Duration { return time.Since(l.start) }
 
 // AttachKmsg also sends every line to the kernel log. Errors writing to it
 // are ignored: the console is the primary output.
@@ -62,6 +55,3 @@ func (l *Log) Raw(s string) {
 	defer l.mu.Unlock()
 	_, _ = io.WriteString(l.out, s)
 }
-
-// Stderr is a Log on standard error, clock starting now (CLI use).
-func Stderr() *Log { return New(time.Now(), os.Stderr) }

@@ -17,6 +17,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -382,8 +383,10 @@ func (e *Engine) discover(ctx context.Context) {
 					continue
 				}
 			} else if why := skipReason(l, e.spec.Ignore, e.vlanNames()); why != "" {
-				if !warned[name] {
+				// Say it for links a farmer may expect to be used.
+				if !warned[name] && strings.HasPrefix(why, "netinit.ignore") {
 					warned[name] = true
+					e.logf("%s: not managed (%s)", name, why)
 				}
 				continue
 			}
@@ -463,7 +466,7 @@ func (e *Engine) sortedLinks() []*link {
 	return ls
 }
 
-// addrsOf lists the leased addresses of a link, across sources.
+// leasesOf lists a link's leases in sourceOrder.
 func (e *Engine) leasesOf(link string) []lease.Lease {
 	var out []lease.Lease
 	for _, src := range sourceOrder {

@@ -116,9 +116,7 @@ func (e *Engine) snapshotLocked() *state.State {
 	var dns []netip.Addr
 	var search []string
 	var ntp []netip.Addr
-	for _, ns := range e.spec.Nameservers {
-		dns = append(dns, ns)
-	}
+	dns = append(dns, e.spec.Nameservers...)
 	// The uplink's sources come first, then the other links'.
 	links := e.sortedLinks()
 	slices.SortStableFunc(links, func(a, b *link) int {

@@ -176,7 +176,6 @@ func newGWLab(t *testing.T) *gwLab {
 	return l
 }
 
-
 // dnsmasqArgs makes dnsmasq a DNS-only server on the NAT router.
 func dnsmasqArgs(dir string, extra ...string) []string {
 	return append([]string{"ip", "netns", "exec", "", "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=53",
@@ -596,4 +595,3 @@ func childNoPeers(t *testing.T) {
 		"problems": strings.Join(res.Problems, "\n"),
 	})
 }
-
