@@ -413,19 +413,7 @@ func (t *Table) dnsServer(now time.Time, s netip.Addr, lt time.Duration) bool {
 	if !s.IsValid() || s.IsUnspecified() || s.IsMulticast() || s.IsLoopback() {
 		return false
 	}
-	_, known := t.dns[s]
-	switch {
-	case lt == 0:
-		if known {
-			delete(t.dns, s)
-			return true
-		}
-		return false
-	case known || len(t.dns) < maxDNS:
-		t.dns[s] = deadline(now, lt)
-		return true
-	}
-	return false
+	return refresh(t.dns, s, now, lt, maxDNS)
 }
 
 // searchDomain handles one RFC 8106 DNSSL domain: lifetime 0 removes it.
@@ -434,16 +422,22 @@ func (t *Table) searchDomain(now time.Time, d string, lt time.Duration) bool {
 	if d == "" || len(d) > 253 {
 		return false
 	}
-	_, known := t.search[d]
+	return refresh(t.search, d, now, lt, maxSearch)
+}
+
+// refresh sets k's deadline from lifetime lt in m (lifetime 0 removes k),
+// taking no new key beyond max entries, and reports whether m changed.
+func refresh[K comparable](m map[K]time.Time, k K, now time.Time, lt time.Duration, max int) bool {
+	_, known := m[k]
 	switch {
 	case lt == 0:
 		if known {
-			delete(t.search, d)
+			delete(m, k)
 			return true
 		}
 		return false
-	case known || len(t.search) < maxSearch:
-		t.search[d] = deadline(now, lt)
+	case known || len(m) < max:
+		m[k] = deadline(now, lt)
 		return true
 	}
 	return false
