@@ -537,8 +537,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func sleepUntil(ctx context.Context, t time.Time) bool { return sleep(ctx, time.Until(t)) }
-
 // waitRenew sleeps until t, or until Options.Renew asks for a renewal
 // now. It returns false when ctx ended.
 func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
