@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -145,7 +146,7 @@ func TestBenchOverlay(t *testing.T) {
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline",
 		"ip=dhcp netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off netinit.allow=5201/tcp "+
 			"netinit.wg.peer="+gw.Public+"@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64 netinit.wg.allowed=2001:db8:77::/64", "eth0")
-	var st *stateT
+	var st *state.State
 	if !lab.Eventually(30*time.Second, func() bool {
 		st = readState(statePath)
 		return st != nil && st.Yggdrasil != nil && st.Yggdrasil.Address != "" && st.WireGuard != nil
@@ -192,33 +193,13 @@ func TestBenchOverlay(t *testing.T) {
 	fmt.Printf("%-42s %s, 5 s later %s\n", "daemon RSS right after the iperf3 runs", rssLoaded, rssAfter)
 }
 
-type stateT = struct {
-	PID        int              `json:"pid"`
-	TimingsMS  map[string]int64 `json:"timings_ms"`
-	Interfaces []struct {
-		Addresses []struct {
-			CIDR   string `json:"cidr"`
-			Source string `json:"source"`
-		} `json:"addresses"`
-	} `json:"interfaces"`
-	Yggdrasil *struct {
-		Address string `json:"address"`
-	} `json:"yggdrasil"`
-	WireGuard *struct {
-		PublicKey string `json:"public_key"`
-	} `json:"wireguard"`
-}
-
-func readState(path string) *stateT {
-	b, err := os.ReadFile(path)
+// readState is the state file, or nil while there is none.
+func readState(path string) *state.State {
+	st, err := state.Read(path)
 	if err != nil {
 		return nil
 	}
-	var s stateT
-	if json.Unmarshal(b, &s) != nil {
-		return nil
-	}
-	return &s
+	return st
 }
 
 // rss is a process's resident set size as /proc says it.

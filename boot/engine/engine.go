@@ -55,9 +55,6 @@ type Config struct {
 	Modules *state.Modules
 	// Logf prints one event line.
 	Logf func(format string, args ...any)
-	// Verdict, if set, is called once with the state at the verdict,
-	// after it has been written.
-	Verdict func(*state.State)
 	// Observe, if set, is called with every state written, from the
 	// verdict on (the overlays decide and follow the uplink there).
 	Observe func(*state.State)
@@ -164,9 +161,6 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 			}
 		}
 	}
-	if e.cfg.Verdict != nil {
-		e.cfg.Verdict(st)
-	}
 	if e.cfg.Oneshot || ctx.Err() != nil {
 		return st, nil
 	}
@@ -180,16 +174,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 			time.Sleep(100 * time.Millisecond)
 			e.mu.Lock()
 			was := e.phase
-			switch {
-			case e.readyLocked():
-				e.phase = state.PhaseReady
-			case e.anyUsableLocked():
-				e.phase = state.PhaseDegraded
-			default:
-				e.phase = state.PhaseOffline
-			}
-			if e.phase != was {
-				e.mark(string(e.phase))
+			if e.settleLocked(e.readyLocked()) != was {
 				e.logf("phase %s -> %s", was, e.phase)
 			}
 			e.mu.Unlock()
@@ -201,17 +186,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 // verdict fixes the phase, writes the state and says so on the console.
 func (e *Engine) verdict(ready bool) *state.State {
 	e.mu.Lock()
-	switch {
-	case ready:
-		e.phase = state.PhaseReady
-		e.mark("ready")
-	case e.anyUsableLocked():
-		e.phase = state.PhaseDegraded
-		e.mark("degraded")
-	default:
-		e.phase = state.PhaseOffline
-		e.mark("offline")
-	}
+	e.settleLocked(ready)
 	e.mu.Unlock()
 	st := e.write()
 	var addrs []string
@@ -232,6 +207,22 @@ func (e *Engine) verdict(ready bool) *state.State {
 	e.logf("%s after %.2fs: uplink %s %v, dns %v, public IPv6: %s", st.Phase,
 		time.Since(e.cfg.Start).Seconds(), orNone(st.Uplink), addrs, st.DNS, pub)
 	return st
+}
+
+// settleLocked sets the phase: ready when ready, else degraded when
+// something is usable, else offline; the first time a phase is reached is
+// recorded in the timings. The caller holds e.mu.
+func (e *Engine) settleLocked(ready bool) state.Phase {
+	switch {
+	case ready:
+		e.phase = state.PhaseReady
+	case e.anyUsableLocked():
+		e.phase = state.PhaseDegraded
+	default:
+		e.phase = state.PhaseOffline
+	}
+	e.mark(string(e.phase))
+	return e.phase
 }
 
 func orNone(s string) string {

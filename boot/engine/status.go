@@ -251,16 +251,10 @@ func (e *Engine) writeResolv(st *state.State) error {
 	if b.String() == e.resolv || len(st.DNS) == 0 && e.resolv == "" {
 		return nil
 	}
-	path := e.cfg.ResolvConf
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(e.cfg.ResolvConf), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".netinit.tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := state.WriteAtomic(e.cfg.ResolvConf, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
 	e.resolv = b.String()

@@ -25,17 +25,20 @@ func Write(path string, s *State) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := writeAtomic(path, b, 0o644); err != nil {
+	if err := WriteAtomic(path, b, 0o644); err != nil {
 		return fmt.Errorf("state: write %s: %w", path, err)
 	}
 	envPath := strings.TrimSuffix(path, filepath.Ext(path)) + ".env"
-	if err := writeAtomic(envPath, Env(s), 0o644); err != nil {
+	if err := WriteAtomic(envPath, Env(s), 0o644); err != nil {
 		return fmt.Errorf("state: write %s: %w", envPath, err)
 	}
 	return nil
 }
 
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
+// WriteAtomic replaces path with data: a temporary file in the same
+// directory is written, fsynced and renamed over path, and the directory
+// is fsynced. A reader sees the old content or the new, never a mix.
+func WriteAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
