@@ -91,6 +91,8 @@ QEMU_NET ?= $(empty)
 QEMU_LOG ?= $(BUILD)/console.log
 ## qemu: build everything, boot the VM, stream the console, show the result
 ##   (QEMU_APPEND='netinit.x=y', QEMU_NET='-netdev spec', NETINIT_QEMU_ACCEL=tcg|kvm)
+##   The accelerator is KVM only when the kernel boots under it (else TCG,
+##   with the reason; see README); NETINIT_QEMU_ACCEL forces one.
 qemu: deps image
 	$(GO) run ./cmd/vmrun -kernel $(KERNEL) -initramfs $(IMAGE) -append "$(QEMU_APPEND)" \
 	  -timeout $(QEMU_TIMEOUT) $(if $(QEMU_NET),-net "$(QEMU_NET)") -log $(QEMU_LOG)

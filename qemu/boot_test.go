@@ -130,7 +130,7 @@ func boot(t *testing.T, e env, img, appendArgs string) *qemu.Result {
 		LogFile:   logFile,
 	})
 	if res != nil {
-		t.Logf("qemu %s (%s); console log %s", strings.Join(res.Args[1:], " "), res.Accel, logFile)
+		t.Logf("qemu %s (accelerator %s); console log %s", strings.Join(res.Args[1:], " "), res.AccelWhy, logFile)
 		t.Logf("power-on -> first init line %v, init -> result %v, power-on -> exit %v",
 			res.InitAt.Round(time.Millisecond), res.InitToResult.Round(time.Millisecond), res.Exited.Round(time.Millisecond))
 		if res.KernelInit >= 0 {

@@ -1,6 +1,9 @@
 package qemu
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -15,20 +18,27 @@ const (
 
 // kvmProbe opens /dev/kvm, checks the API version and creates (and drops)
 // a VM: the same steps QEMU takes before it would fail with "failed to
-// initialize kvm".
-func kvmProbe() bool {
+// initialize kvm". The error says which step failed.
+func kvmProbe() error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return errors.New("/dev/kvm missing")
+	}
 	if err != nil {
-		return false
+		return fmt.Errorf("/dev/kvm: %w", errors.Unwrap(err))
 	}
 	defer f.Close()
-	if v, err := unix.IoctlRetInt(int(f.Fd()), kvmGetAPIVersion); err != nil || v != kvmAPIVersion {
-		return false
+	v, err := unix.IoctlRetInt(int(f.Fd()), kvmGetAPIVersion)
+	if err != nil {
+		return fmt.Errorf("/dev/kvm: KVM_GET_API_VERSION: %w", err)
+	}
+	if v != kvmAPIVersion {
+		return fmt.Errorf("/dev/kvm: KVM API version %d, want %d", v, kvmAPIVersion)
 	}
 	vm, err := unix.IoctlRetInt(int(f.Fd()), kvmCreateVM)
 	if err != nil {
-		return false
+		return fmt.Errorf("/dev/kvm: KVM_CREATE_VM: %w", err)
 	}
 	unix.Close(vm)
-	return true
+	return nil
 }

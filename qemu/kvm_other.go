@@ -2,4 +2,6 @@
 
 package qemu
 
-func kvmProbe() bool { return false }
+import "errors"
+
+func kvmProbe() error { return errors.New("KVM is Linux only") }

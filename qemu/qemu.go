@@ -30,7 +30,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -52,6 +51,9 @@ const (
 	DefaultTimeout = 90 * time.Second // generous for TCG on 2 cores
 	DefaultMemory  = "512"
 	DefaultMachine = "q35"
+	// DefaultKVMGuard is generous: under KVM the kernel's first line
+	// comes within a second, the init's within a few.
+	DefaultKVMGuard = 10 * time.Second
 )
 
 // Options describe one boot.
@@ -74,10 +76,14 @@ type Options struct {
 	// MAC of the virtio NIC; default DefaultMAC.
 	MAC string
 	// Accel is "kvm", "tcg" or "" for $NETINIT_QEMU_ACCEL, else KVM when
-	// it really works (see KVMWorks), else TCG.
-	Accel   string
-	Machine string // default DefaultMachine
-	Memory  string // -m, default DefaultMemory
+	// the kernel really runs under it (see ChooseAccel), else TCG.
+	Accel string
+	// KVMGuard: a KVM boot that the accelerator was not forced for and
+	// that shows no line from the kernel or the init within this time is
+	// killed and booted again under TCG; default DefaultKVMGuard.
+	KVMGuard time.Duration
+	Machine  string // default DefaultMachine
+	Memory   string // -m, default DefaultMemory
 	// ExtraArgs are appended to QEMU's arguments.
 	ExtraArgs []string
 	// HostNet lets QEMU run in the caller's network namespace. By default
@@ -112,8 +118,10 @@ type Result struct {
 	Console string
 	// Args is QEMU's command line.
 	Args []string
-	// Accel is the accelerator used ("kvm" or "tcg").
-	Accel string
+	// Accel is the accelerator used ("kvm" or "tcg"), AccelWhy why
+	// ("kvm", "tcg: /dev/kvm missing", ...; see ChooseAccel).
+	Accel    string
+	AccelWhy string
 
 	// Wallclock durations since QEMU was started; 0 when not seen.
 	InitAt   time.Duration // the first "netinit: " line
@@ -139,12 +147,9 @@ var ErrNoResult = errors.New("no NETINIT-RESULT on the console")
 // Args returns QEMU's arguments for opts (defaults applied) and the
 // accelerator chosen.
 func Args(opts Options) ([]string, string) {
-	accel := or(opts.Accel, os.Getenv("NETINIT_QEMU_ACCEL"))
+	accel := opts.Accel
 	if accel == "" {
-		accel = "tcg"
-		if KVMWorks(opts.QEMU) {
-			accel = "kvm"
-		}
+		accel = ChooseAccel(opts.QEMU, opts.Kernel, "").Name
 	}
 	cpu := "max"
 	if accel == "kvm" {
@@ -188,61 +193,6 @@ func or(s, def string) string {
 	return s
 }
 
-var (
-	kvmMu  sync.Mutex
-	kvmRes = map[string]bool{}
-)
-
-// KVMWorks reports whether QEMU (the binary qemuBin, default
-// qemu-system-x86_64) can really run a guest with KVM. A /dev/kvm node is
-// not enough: containers and CI often have one that cannot be opened, and
-// nested KVM may open and create VMs yet fail with "-cpu host" (QEMU
-// aborts on an MSR it cannot set) or never run guest code. So, after the
-// ioctl probe, a firmware-only QEMU is started with -accel kvm -cpu host
-// and must print SeaBIOS's banner on the debug console within a few
-// seconds. The verdict is cached per binary.
-func KVMWorks(qemuBin string) bool {
-	qemuBin = or(qemuBin, "qemu-system-x86_64")
-	kvmMu.Lock()
-	defer kvmMu.Unlock()
-	if ok, done := kvmRes[qemuBin]; done {
-		return ok
-	}
-	ok := kvmProbe() && qemuKVMProbe(qemuBin, 4*time.Second)
-	kvmRes[qemuBin] = ok
-	return ok
-}
-
-func qemuKVMProbe(qemuBin string, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemuBin,
-		"-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "kvm", "-cpu", "host",
-		"-m", "32", "-display", "none", "-no-reboot",
-		"-chardev", "stdio,id=dbg", "-device", "isa-debugcon,iobase=0x402,chardev=dbg")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return false
-	}
-	if err := cmd.Start(); err != nil {
-		return false
-	}
-	ok := false
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "SeaBIOS") {
-			ok = true
-			break
-		}
-	}
-	cancel()
-	cmd.Wait()
-	return ok
-}
-
 // Line stamps: "[    1.234567] text".
 var printkTime = regexp.MustCompile(`^\[\s*(\d+\.\d+)\]\s?`)
 
@@ -260,8 +210,40 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	if opts.AfterResult <= 0 {
 		opts.AfterResult = 15 * time.Second
 	}
+	if opts.KVMGuard <= 0 {
+		opts.KVMGuard = DefaultKVMGuard
+	}
+	a := ChooseAccel(opts.QEMU, opts.Kernel, opts.Accel)
+	if a.Name != "kvm" || a.Forced {
+		return boot(ctx, opts, a, 0)
+	}
+	deadline := time.Now().Add(opts.Timeout)
+	res, err := boot(ctx, opts, a, opts.KVMGuard)
+	if !errors.Is(err, errKernelSilent) {
+		return res, err
+	}
+	a = demoteKVM(opts.QEMU, opts.Kernel, fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
+	a.Why += "; rebooted under TCG"
+	if opts.Console != nil {
+		fmt.Fprintf(opts.Console, "qemu: the KVM boot printed nothing from the kernel in %v: killed, booting again under TCG\n", opts.KVMGuard)
+	}
+	if opts.Timeout = time.Until(deadline); opts.Timeout <= 0 {
+		return res, fmt.Errorf("qemu: %w: timeout under KVM", ErrNoResult)
+	}
+	return boot(ctx, opts, a, 0)
+}
+
+// errKernelSilent: the guard killed a boot that showed nothing from the
+// kernel.
+var errKernelSilent = errors.New("the kernel printed nothing")
+
+// boot is one boot under accelerator a; when guard is not 0, QEMU is
+// killed with errKernelSilent if neither the kernel nor the init printed
+// a line by then.
+func boot(ctx context.Context, opts Options, a Accel, guard time.Duration) (*Result, error) {
+	opts.Accel = a.Name
 	args, accel := Args(opts)
-	res := &Result{Args: append([]string{or(opts.QEMU, "qemu-system-x86_64")}, args...), Accel: accel, KernelRunInit: -1, KernelInit: -1}
+	res := &Result{Args: append([]string{or(opts.QEMU, "qemu-system-x86_64")}, args...), Accel: accel, AccelWhy: a.Why, KernelRunInit: -1, KernelInit: -1}
 
 	sinks := []io.Writer{}
 	if opts.Console != nil {
@@ -303,14 +285,16 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	// The reader is owned by Boot: it ends when QEMU's stdout closes
 	// (QEMU exited or was killed) and is waited for below.
 	var (
-		console  strings.Builder
-		raw      []string
-		inResult bool
-		gotEnd   = make(chan struct{})
-		readDone = make(chan struct{})
+		console    strings.Builder
+		raw        []string
+		inResult   bool
+		gotEnd     = make(chan struct{})
+		kernelSeen = make(chan struct{})
+		readDone   = make(chan struct{})
 	)
 	go func() {
 		defer close(readDone)
+		kernelSaid := false
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 		for sc.Scan() {
@@ -340,6 +324,10 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 			case inResult:
 				raw = append(raw, line)
 			}
+			if !kernelSaid && (ts >= 0 || kernelLine.MatchString(body) || strings.HasPrefix(body, InitPrefix)) {
+				kernelSaid = true
+				close(kernelSeen)
+			}
 			if strings.HasPrefix(body, InitPrefix) && res.InitAt == 0 {
 				res.InitAt = now
 				res.KernelInit = ts
@@ -356,18 +344,40 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 		<-readDone
 		waitErr <- cmd.Wait()
 	}()
-	var werr error
-	select {
-	case werr = <-waitErr:
-	case <-gotEnd:
-		t := time.NewTimer(opts.AfterResult)
+	var (
+		werr   error
+		guardC <-chan time.Time
+		silent bool
+	)
+	seen := (<-chan struct{})(kernelSeen)
+	if guard > 0 {
+		g := time.NewTimer(guard)
+		defer g.Stop()
+		guardC = g.C
+	}
+wait:
+	for {
 		select {
 		case werr = <-waitErr:
-		case <-t.C:
+			break wait
+		case <-seen:
+			seen, guardC = nil, nil
+		case <-guardC:
+			silent = true
 			cancel()
 			werr = <-waitErr
+			break wait
+		case <-gotEnd:
+			t := time.NewTimer(opts.AfterResult)
+			select {
+			case werr = <-waitErr:
+			case <-t.C:
+				cancel()
+				werr = <-waitErr
+			}
+			t.Stop()
+			break wait
 		}
-		t.Stop()
 	}
 	res.Exited = time.Since(start)
 	res.Console = console.String()
@@ -376,6 +386,9 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 		res.InitToResult = res.ResultAt - res.InitAt
 	}
 
+	if silent {
+		return res, fmt.Errorf("qemu: %w in %v under KVM", errKernelSilent, guard)
+	}
 	if res.ResultAt == 0 {
 		why := "QEMU exited"
 		if ctx.Err() != nil {

@@ -31,7 +31,7 @@ func main() {
 		appendArg = flag.String("append", "", "extra kernel command line")
 		timeout   = flag.Duration("timeout", qemu.DefaultTimeout, "bound on the whole boot")
 		netdev    = flag.String("net", qemu.DefaultNetDev, `QEMU -netdev of the NIC (id must be n0), or "none"`)
-		accel     = flag.String("accel", "", `"kvm", "tcg" or "" for KVM when it works`)
+		accel     = flag.String("accel", "", `"kvm", "tcg" or "" for $NETINIT_QEMU_ACCEL, else KVM when the kernel runs under it`)
 		logFile   = flag.String("log", "", "also write the console to this file")
 		quiet     = flag.Bool("q", false, "do not stream the console")
 		hostNet   = flag.Bool("hostnet", false, "run QEMU in this network namespace (default: a new empty one, so the guest cannot reach any network)")
@@ -45,6 +45,8 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Chosen (and cached) before the boot, so it is said before the wait.
+	fmt.Printf("vmrun: accelerator %s\n", qemu.ChooseAccel("", *kernel, *accel).Why)
 	var console io.Writer = os.Stdout
 	if *quiet {
 		console = nil
@@ -72,6 +74,7 @@ func main() {
 
 func summary(w io.Writer, r *qemu.Result) {
 	fmt.Fprintf(w, "\n=== vmrun summary (%s) ===\n", r.Accel)
+	fmt.Fprintf(w, "accel:      %s\n", r.AccelWhy)
 	ms := func(d time.Duration) string {
 		if d == 0 {
 			return "-"
