@@ -435,7 +435,7 @@ func skipReason(l netlink.Link, ignore []string, vlans []string) string {
 	// Physical NICs have a device behind them in sysfs; veth, bridges,
 	// tun/tap, wireguard and the like do not.
 	if _, err := os.Stat("/sys/class/net/" + a.Name + "/device"); err != nil {
-		return "virtual (" + l.Type() + ")"
+		return l.Type() // veth, bridge, tuntap, wireguard, ...
 	}
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -61,6 +62,9 @@ func cmdUp(args []string) int {
 	log := console.New(start, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
+	if len(fs.Args()) == 0 && !surveyLinks(ctx, spec, log) {
+		return 3
+	}
 	n := &network{
 		spec:       spec,
 		links:      fs.Args(),
@@ -89,4 +93,43 @@ func cmdUp(args []string) int {
 		return 0
 	}
 	return 3
+}
+
+// upLinkGrace is how long `netinit up` without link names waits for a
+// link it would manage. Outside PID 1 the NIC drivers were loaded long
+// ago: a link that is not there by then is not coming, and waiting out
+// the bring-up deadline would only hide that nothing is manageable. (At
+// boot, /init keeps looking for links until the deadline and after it:
+// drivers load late there.)
+const upLinkGrace = 2 * time.Second
+
+// surveyLinks says which links `netinit up` skips and why, waiting up to
+// upLinkGrace for one it would manage; false when there is none.
+func surveyLinks(ctx context.Context, spec *cmdline.Spec, log *console.Log) bool {
+	end := time.Now().Add(upLinkGrace)
+	for {
+		manage, skipped, err := engine.Survey(spec)
+		if err != nil {
+			log.Logf("%v", err)
+			return true // the engine tries again
+		}
+		if len(manage) > 0 || !time.Now().Before(end) || ctx.Err() != nil {
+			for _, s := range skipped {
+				log.Logf("%s: skipped (%s; name it to manage it)", s.Link, s.Why)
+			}
+			switch {
+			case len(manage) > 0:
+				return true
+			case len(skipped) == 0:
+				log.Logf("no link to manage: there is only loopback")
+			default:
+				log.Logf("no link to manage: every link is skipped (name one: netinit up IFACE...)")
+			}
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -1,0 +1,46 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+)
+
+// Skipped is a link that discovery leaves alone when no links are named.
+type Skipped struct {
+	Link string
+	// Why: "veth", "bridge", "netinit.ignore=eth*", "not Ethernet (none)".
+	Why string
+}
+
+// Survey lists the links present now, as discovery would see them when
+// Config.Links is empty: the names it would manage, and the others
+// (loopback aside) with why. vlan= links count as managed once the spec
+// asks for them, whether or not they exist yet.
+func Survey(spec *cmdline.Spec) (manage []string, skipped []Skipped, err error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing links: %w", err)
+	}
+	var vlans []string
+	for _, v := range spec.VLANs {
+		vlans = append(vlans, v.Name)
+		manage = append(manage, v.Name)
+	}
+	for _, l := range links {
+		name := l.Attrs().Name
+		switch why := skipReason(l, spec.Ignore, vlans); why {
+		case "":
+			if !slices.Contains(manage, name) {
+				manage = append(manage, name)
+			}
+		case "loopback":
+		default:
+			skipped = append(skipped, Skipped{Link: name, Why: why})
+		}
+	}
+	return manage, skipped, nil
+}
