@@ -88,6 +88,17 @@ func TestDaemonStatus(t *testing.T) {
 		t.Errorf("overlays %+v yggdrasil %+v firewall %q connectivity %+v", ov.Overlays, ov.Yggdrasil, ov.Firewall, ov.Connectivity)
 	}
 	t.Logf("overlays %+v; connectivity %+v", ov.Overlays, ov.Connectivity)
+	if f := ov.FirewallStatus; f == nil || !f.Applied || len(f.Interfaces) != 1 || f.Interfaces[0] != "ygg0" {
+		t.Errorf("firewall_status %+v", ov.FirewallStatus)
+	}
+	// status answers the farmer's overlay questions.
+	out = status()
+	for _, want := range []string{"yggdrasil:   " + ov.Yggdrasil.Address + ", subnet " + ov.Yggdrasil.Subnet,
+		"firewall:    applied on ygg0", "ipv4:        " + ov.Connectivity.IPv4.Verdict, "wireguard:   off ("} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
 
 	// renew: a second DHCPACK long before T1 (30 min).
 	acks := strings.Count(dns.Output(), "DHCPACK")
@@ -170,4 +181,10 @@ func TestDaemonWireGuard(t *testing.T) {
 	b, _ := os.ReadFile(statePath)
 	lab.ValidateState(t, b)
 	t.Logf("wireguard %+v; clock %+v", st.WireGuard.Peers[0], st.Clock)
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	status, err := exec.CommandContext(sctx, bin, "status", "--state", statePath).CombinedOutput()
+	if err != nil || !strings.Contains(string(status), "peer "+gw.Public+" at ") || !strings.Contains(string(status), " ago, received ") {
+		t.Errorf("netinit status (%v) does not show the WireGuard peer:\n%s", err, status)
+	}
 }

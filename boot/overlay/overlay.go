@@ -60,6 +60,7 @@ type Manager struct {
 	ygg       *ygg.Node
 	wg        *wg.Tunnel
 	rules     []string
+	fw        *state.FirewallStatus
 	problems  []string
 	uplinkKey string
 	last      *state.State // the latest state observed
@@ -160,12 +161,24 @@ func (m *Manager) start(st *state.State) {
 	}
 	if len(ifaces) > 0 {
 		rules := firewall.Rules{Interfaces: ifaces, Allow: spec.Allow}
-		if err := firewall.Apply(rules); err != nil {
+		fw := &state.FirewallStatus{Interfaces: ifaces, Allow: []string{}}
+		for _, p := range spec.Allow {
+			fw.Allow = append(fw.Allow, p.String())
+		}
+		err := firewall.Apply(rules)
+		fw.Applied = err == nil
+		if err != nil {
+			fw.Error = err.Error()
+		}
+		m.mu.Lock()
+		m.fw = fw
+		if err == nil {
+			m.rules = firewall.Describe(rules)
+		}
+		m.mu.Unlock()
+		if err != nil {
 			m.problem("overlay firewall: %v (inbound on %v is NOT filtered)", err, ifaces)
 		} else {
-			m.mu.Lock()
-			m.rules = firewall.Describe(rules)
-			m.mu.Unlock()
 			m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v", ifaces, spec.Allow)
 		}
 		m.wgr.Add(1)
@@ -365,6 +378,11 @@ func (m *Manager) Decorate(st *state.State) {
 	st.Connectivity = m.conn
 	st.Clock = m.clk
 	st.Firewall = slices.Clone(m.rules)
+	if m.fw != nil {
+		fw := *m.fw
+		fw.Interfaces, fw.Allow = slices.Clone(fw.Interfaces), slices.Clone(fw.Allow)
+		st.FirewallStatus = &fw
+	}
 	if m.ygg != nil {
 		st.Yggdrasil = m.ygg.State()
 	}

@@ -75,6 +75,9 @@ type State struct {
 	Connectivity *Connectivity `json:"connectivity,omitempty"`
 	// Firewall lists the overlay firewall's rules in words.
 	Firewall []string `json:"firewall,omitempty"`
+	// FirewallStatus is the overlay firewall in fields: applied or not,
+	// where, which ports (absent while no overlay runs).
+	FirewallStatus *FirewallStatus `json:"firewall_status,omitempty"`
 	// Clock is the NTP clock setting done before WireGuard started.
 	Clock *Clock `json:"clock,omitempty"`
 
@@ -160,6 +163,18 @@ type WireGuardPeer struct {
 	LastHandshake *time.Time `json:"last_handshake"`
 	RxBytes       int64      `json:"rx_bytes"`
 	TxBytes       int64      `json:"tx_bytes"`
+}
+
+// FirewallStatus is the overlay firewall's outcome.
+type FirewallStatus struct {
+	// Applied is false when the rules could not be installed: inbound on
+	// Interfaces is then NOT filtered (Error says why).
+	Applied    bool     `json:"applied"`
+	Interfaces []string `json:"interfaces"`
+	// Allow are the ports open to the overlays besides established
+	// traffic and ICMPv6: "9900/tcp".
+	Allow []string `json:"allow"`
+	Error string   `json:"error,omitempty"`
 }
 
 // Modules records the kernel-module coldplug done by PID 1.

@@ -48,7 +48,7 @@ func cmdStatus(args []string) int {
 		renderTimeline(os.Stdout, st)
 	default:
 		fmt.Fprintf(os.Stdout, "source:      %s\n", source)
-		render(os.Stdout, st)
+		render(os.Stdout, st, time.Now())
 	}
 	return 0
 }
@@ -97,8 +97,9 @@ func renderTimeline(w io.Writer, st *state.State) {
 	}
 }
 
-// render prints the state for a farmer, 80 columns wide.
-func render(w io.Writer, st *state.State) {
+// render prints the state for a farmer, 80 columns wide; ages are as of
+// now.
+func render(w io.Writer, st *state.State, now time.Time) {
 	pub := "no"
 	if st.PublicIPv6 {
 		pub = "yes"
@@ -147,6 +148,9 @@ func render(w io.Writer, st *state.State) {
 	if st.Hostname != "" {
 		fmt.Fprintf(w, "hostname:    %s\n", st.Hostname)
 	}
+	fmt.Fprintln(w)
+	renderConnectivity(w, st.Connectivity)
+	renderOverlays(w, st, now)
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "problem:     %s\n", p)
 	}
@@ -157,4 +161,108 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// renderConnectivity prints the probed verdict per family, with its
+// evidence.
+func renderConnectivity(w io.Writer, c *state.Connectivity) {
+	if c == nil {
+		fmt.Fprintln(w, "verdict:     not probed (only the network daemon probes)")
+		return
+	}
+	how := "from the addresses only"
+	if c.Probed {
+		how = fmt.Sprintf("probed in %s", time.Duration(c.TookMS)*time.Millisecond)
+	}
+	node := "reachable node"
+	if c.Hidden {
+		node = "hidden node (no public IPv6)"
+	}
+	fmt.Fprintf(w, "verdict:     %s, %s\n", node, how)
+	for _, f := range []struct {
+		name string
+		f    state.Family
+	}{{"ipv4", c.IPv4}, {"ipv6", c.IPv6}} {
+		ev := ""
+		if len(f.f.Evidence) > 0 {
+			ev = " — " + strings.Join(f.f.Evidence, "; ")
+		}
+		fmt.Fprintf(w, "%s:        %s%s\n", f.name, orNone(f.f.Verdict), ev)
+	}
+}
+
+// renderOverlays prints Yggdrasil, WireGuard and the overlay firewall:
+// what runs, its peers, and whether inbound traffic is filtered.
+func renderOverlays(w io.Writer, st *state.State, now time.Time) {
+	d := st.Overlays
+	switch y := st.Yggdrasil; {
+	case y != nil:
+		up := 0
+		for _, p := range y.Peers {
+			if p.Up {
+				up++
+			}
+		}
+		fmt.Fprintf(w, "yggdrasil:   %s, subnet %s, peers %d/%d up\n", y.Address, y.Subnet, up, len(y.Peers))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, p := range y.Peers {
+			if p.Up {
+				fmt.Fprintf(tw, "  %s\tup\t%.1f ms\n", p.URI, p.LatencyMS)
+			} else {
+				fmt.Fprintf(tw, "  %s\tdown\n", p.URI)
+			}
+		}
+		tw.Flush()
+	case d != nil:
+		fmt.Fprintf(w, "yggdrasil:   off (%s)\n", d.YggdrasilReason)
+	default:
+		fmt.Fprintln(w, "yggdrasil:   not running (no overlay decision: a oneshot run, or the daemon has not decided yet)")
+	}
+	switch g := st.WireGuard; {
+	case g != nil:
+		fmt.Fprintf(w, "wireguard:   %s %s\n", g.Interface, strings.Join(g.Addresses, " "))
+		for _, p := range g.Peers {
+			hs := "no handshake yet"
+			if p.LastHandshake != nil {
+				hs = "handshake " + now.Sub(*p.LastHandshake).Round(time.Second).String() + " ago"
+			}
+			fmt.Fprintf(w, "  peer %s at %s\n", p.PublicKey, orNone(p.Endpoint))
+			fmt.Fprintf(w, "       %s, received %s, sent %s\n", hs, bytesIEC(p.RxBytes), bytesIEC(p.TxBytes))
+		}
+	case d != nil:
+		fmt.Fprintf(w, "wireguard:   off (%s)\n", d.WireGuardReason)
+	default:
+		fmt.Fprintln(w, "wireguard:   not running")
+	}
+	switch f := st.FirewallStatus; {
+	case f == nil && st.Yggdrasil == nil && st.WireGuard == nil:
+		fmt.Fprintln(w, "firewall:    none (no overlay runs)")
+	case f == nil:
+		fmt.Fprintln(w, "firewall:    unknown (the state does not say)")
+	case !f.Applied:
+		fmt.Fprintf(w, "firewall:    NOT applied on %s: %s — inbound traffic on the overlays is NOT filtered\n",
+			strings.Join(f.Interfaces, " "), f.Error)
+	default:
+		open := "no ports"
+		if len(f.Allow) > 0 {
+			open = strings.Join(f.Allow, " ")
+		}
+		fmt.Fprintf(w, "firewall:    applied on %s: open %s, the rest dropped\n",
+			strings.Join(f.Interfaces, " "), open)
+	}
+}
+
+// bytesIEC is n bytes in IEC units: "512 B", "1.5 KiB", "3.2 MiB".
+func bytesIEC(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// sampleState is a hidden node's state: IPv4 behind NAT, no public IPv6,
+// Yggdrasil with one of two peers up, WireGuard to a gateway, firewall
+// applied.
+func sampleState(now time.Time) *state.State {
+	hs := now.Add(-42 * time.Second)
+	return &state.State{
+		Schema: 1, Phase: state.PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
+		PublicIPv6Reason: "no global IPv6 address",
+		Interfaces: []state.Interface{{Name: "eth0", MTU: 1500, Carrier: true,
+			Addresses: []state.Address{{CIDR: "192.0.2.57/24", Source: state.SourceDHCP4}}}},
+		DNS: []string{"192.0.2.53"},
+		Overlays: &state.Overlays{Yggdrasil: true, YggdrasilReason: "no public IPv6",
+			WireGuard: true, WireGuardReason: "a peer is configured and no public IPv6"},
+		Connectivity: &state.Connectivity{
+			IPv4:   state.Family{Verdict: "private", Evidence: []string{"only private addresses (192.0.2.57: documentation)"}},
+			IPv6:   state.Family{Verdict: "none", Evidence: []string{"no global-scope IPv6 address"}},
+			Hidden: true, Probed: true, TookMS: 120,
+		},
+		Yggdrasil: &state.Yggdrasil{Address: "200:1234::1", Subnet: "300:1234::/64", PublicKey: "ab",
+			Peers: []state.YggdrasilPeer{
+				{URI: "tls://198.51.100.7:443", Up: true, LatencyMS: 12.345},
+				{URI: "tcp://[2001:db8::9]:9651"},
+			}},
+		WireGuard: &state.WireGuard{Interface: "wg0", PublicKey: "k", Addresses: []string{"10.10.0.2/32", "2001:db8:77::2/128"},
+			Peers: []state.WireGuardPeer{
+				{PublicKey: "GWkey=", Endpoint: "198.51.100.1:51820", LastHandshake: &hs, RxBytes: 3 << 20, TxBytes: 1536},
+				{PublicKey: "Otherkey=", Endpoint: "198.51.100.2:51820"},
+			}},
+		FirewallStatus: &state.FirewallStatus{Applied: true, Interfaces: []string{"ygg0", "wg0"}, Allow: []string{"9900/tcp", "53/udp"}},
+		UpdatedAt:      now,
+	}
+}
+
+func renderString(st *state.State, now time.Time) string {
+	var b strings.Builder
+	render(&b, st, now)
+	return b.String()
+}
+
+// TestRenderOverlays: status answers the farmer's questions about the
+// overlays and the verdict.
+func TestRenderOverlays(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	out := renderString(sampleState(now), now)
+	t.Logf("\n%s", out)
+	for _, want := range []string{
+		"verdict:     hidden node (no public IPv6), probed in 120ms",
+		"ipv4:        private — only private addresses (192.0.2.57: documentation)",
+		"ipv6:        none — no global-scope IPv6 address",
+		"yggdrasil:   200:1234::1, subnet 300:1234::/64, peers 1/2 up",
+		"tls://198.51.100.7:443    up  12.3 ms",
+		"tcp://[2001:db8::9]:9651  down\n",
+		"wireguard:   wg0 10.10.0.2/32 2001:db8:77::2/128",
+		"peer GWkey= at 198.51.100.1:51820",
+		"handshake 42s ago, received 3.0 MiB, sent 1.5 KiB",
+		"peer Otherkey= at 198.51.100.2:51820",
+		"no handshake yet, received 0 B, sent 0 B",
+		"firewall:    applied on ygg0 wg0: open 9900/tcp 53/udp, the rest dropped",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q", want)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if len([]rune(l)) > 80 {
+			t.Errorf("line wider than 80 columns: %q", l)
+		}
+	}
+}
+
+// TestRenderOverlaysOff: overlays decided off, the firewall that failed,
+// and a state without a decision each say so.
+func TestRenderOverlaysOff(t *testing.T) {
+	now := time.Now()
+	st := sampleState(now)
+	st.Yggdrasil, st.WireGuard = nil, nil
+	st.Overlays = &state.Overlays{YggdrasilReason: "public IPv6 on eth0", WireGuardReason: "no peer configured"}
+	st.FirewallStatus = nil
+	out := renderString(st, now)
+	for _, want := range []string{
+		"yggdrasil:   off (public IPv6 on eth0)",
+		"wireguard:   off (no peer configured)",
+		"firewall:    none (no overlay runs)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	st = sampleState(now)
+	st.FirewallStatus = &state.FirewallStatus{Interfaces: []string{"ygg0"}, Error: "nftables: operation not permitted"}
+	if out := renderString(st, now); !strings.Contains(out, "firewall:    NOT applied on ygg0: nftables: operation not permitted") {
+		t.Errorf("a failed firewall is not said:\n%s", out)
+	}
+
+	st = &state.State{Schema: 1, Phase: state.PhaseOffline}
+	out = renderString(st, now)
+	for _, want := range []string{"verdict:     not probed", "yggdrasil:   not running (no overlay decision", "wireguard:   not running"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBytesIEC(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB"} {
+		if got := bytesIEC(n); got != want {
+			t.Errorf("bytesIEC(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
