@@ -72,10 +72,15 @@ func ChooseAccel(qemuBin, kernel, forced string) Accel {
 	if forced != "" {
 		return Accel{Name: forced, Why: forced + ": forced by the caller", Forced: true}
 	}
-	if env := os.Getenv("NETINIT_QEMU_ACCEL"); env != "" {
+	env := os.Getenv("NETINIT_QEMU_ACCEL")
+	if env == "kvm" || env == "tcg" {
 		return Accel{Name: env, Why: env + ": forced by NETINIT_QEMU_ACCEL", Forced: true}
 	}
-	return probed(qemuBin, kernel)
+	a := probed(qemuBin, kernel)
+	if env != "" {
+		a.Why += fmt.Sprintf(" (NETINIT_QEMU_ACCEL=%q ignored: not kvm or tcg)", env)
+	}
+	return a
 }
 
 // KVMWorks reports whether kernel really runs under KVM with qemuBin

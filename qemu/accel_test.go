@@ -213,6 +213,11 @@ func TestAccelForced(t *testing.T) {
 	if n := countRuns(t, runs, ""); n != 1 {
 		t.Errorf("%d QEMU runs, want 1 (no probe, no TCG retry)", n)
 	}
+
+	t.Setenv("NETINIT_QEMU_ACCEL", "hvf")
+	if a := ChooseAccel(q, kernelFile(t), ""); a.Name != "tcg" || a.Forced || !strings.Contains(a.Why, `NETINIT_QEMU_ACCEL="hvf" ignored`) {
+		t.Errorf("with a bad NETINIT_QEMU_ACCEL, ChooseAccel = %+v", a)
+	}
 }
 
 // TestAccelNoDevKVM: on a host without /dev/kvm (like this CI) the real
