@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/runmode"
 )
 
 // DefaultConfigPath is the config file in the image.
@@ -41,6 +43,11 @@ type Spec struct {
 	YggPeers        []string         // netinit.ygg.peers=uri,uri
 	YggMulticast    bool             // netinit.ygg.multicast=on|off (default on)
 	YggSeed         string           // netinit.ygg.seed=PATH
+	YggListen       []string         // netinit.ygg.listen=uri,uri ("" = the default when the node has public IPv6)
+	Identity        string           // netinit.identity=PATH: the 0-OS node identity seed file
+	RunMode         runmode.Mode     // runmode= (0-OS): "" when not given
+	VLANPriv        int              // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
+	VLANPub         int              // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (recorded for later stages)
 	WG              string           // netinit.wg=auto|on|off
 	WGPeers         []WGPeer         // netinit.wg.peer=KEY@HOST:PORT
 	WGAddress       []netip.Prefix   // netinit.wg.address=cidr,cidr
@@ -245,6 +252,7 @@ func (s *Spec) Clone() *Spec {
 	c.nameservers = slices.Clone(s.nameservers)
 	c.VLANs = slices.Clone(s.VLANs)
 	c.YggPeers = slices.Clone(s.YggPeers)
+	c.YggListen = slices.Clone(s.YggListen)
 	c.WGPeers = slices.Clone(s.WGPeers)
 	c.WGAddress = slices.Clone(s.WGAddress)
 	c.WGAllowed = slices.Clone(s.WGAllowed)
@@ -282,6 +290,16 @@ func (s *Spec) finish() {
 			// ip=dhcp asks for IPv4 only: waiting for an RA would only
 			// delay the boot.
 			s.RATimeout = 0
+		}
+	}
+	if s.RunMode != "" {
+		// runmode= selects the grid's defaults for what no source set.
+		d := runmode.For(s.RunMode)
+		if !s.set["netinit.ygg.peers"] {
+			s.YggPeers = d.YggPeers
+		}
+		if !s.set["netinit.probe.targets"] {
+			s.ProbeTargets = d.ProbeTargets
 		}
 	}
 	var ns []netip.Addr

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/runmode"
 )
 
 // A key applies one value to a Spec. parse must not touch the Spec: it
@@ -49,6 +51,8 @@ func init() {
 		"ygg.peers":     {list: true, parse: commaList(parseYggPeer, func(s *Spec) *[]string { return &s.YggPeers })},
 		"ygg.multicast": {flag: true, parse: boolean(func(s *Spec, v bool) { s.YggMulticast = v })},
 		"ygg.seed":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.YggSeed = v })},
+		"ygg.listen":    {list: true, parse: commaList(parseYggListen, func(s *Spec) *[]string { return &s.YggListen })},
+		"identity":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Identity = v })},
 		"wg":            {parse: scalar(oneOf("auto", "on", "off"), func(s *Spec, v string) { s.WG = v })},
 		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *Spec) *[]WGPeer { return &s.WGPeers })},
 		"wg.address": {list: true, parse: commaList(parseIfacePrefix,
@@ -65,6 +69,12 @@ func init() {
 		"nameserver": {list: true, parse: single(parseNameserver, func(s *Spec) *[]netip.Addr { return &s.nameservers })},
 		"vlan":       {list: true, parse: single(parseVLAN, func(s *Spec) *[]VLAN { return &s.VLANs })},
 		"BOOTIF":     {parse: scalar(parseBootIF, func(s *Spec, v net.HardwareAddr) { s.BootIF = v })},
+		// 0-OS's own keys (zosbase pkg/environment). Its other keys
+		// (farmer_id, secret, zos-debug, ...) are not netinit's and are
+		// ignored without a word, like any unprefixed key.
+		"runmode":   {parse: scalar(runmode.Parse, func(s *Spec, v runmode.Mode) { s.RunMode = v })},
+		"vlan:priv": {parse: scalar(parseZOSVLAN, func(s *Spec, v int) { s.VLANPriv = v })},
+		"vlan:pub":  {parse: scalar(parseZOSVLAN, func(s *Spec, v int) { s.VLANPub = v })},
 	}
 }
 
@@ -315,6 +325,44 @@ func parseYggPeer(v string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// parseYggListen takes a Yggdrasil listener URI: tcp://, tls:// or
+// quic:// with an address to bind ([::]:9943, 0.0.0.0:9943, [::1]:0 ...).
+func parseYggListen(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", errors.New("not a URI")
+	}
+	if !slices.Contains([]string{"tcp", "tls", "quic"}, u.Scheme) {
+		return "", fmt.Errorf("scheme %q: want tcp, tls or quic", u.Scheme)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return "", errors.New("no [address]:port (want e.g. tcp://[::]:9943)")
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return "", fmt.Errorf("listen address %q: not an IP address", host)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return "", fmt.Errorf("port %q: not a port", port)
+	}
+	return v, nil
+}
+
+// parseZOSVLAN takes 0-OS's vlan:priv= / vlan:pub= value: a VLAN ID, or
+// none/untagged/un (zosbase pkg/environment). 0 means untagged.
+func parseZOSVLAN(v string) (int, error) {
+	switch v {
+	case "none", "untagged", "un":
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || n < 1 || n > 4094 {
+		// 0 and 4095 are reserved (IEEE 802.1Q, 9.6).
+		return 0, errors.New("want a VLAN ID 1..4094, or none/untagged")
+	}
+	return int(n), nil
 }
 
 func parseWGPeer(v string) (WGPeer, error) {
