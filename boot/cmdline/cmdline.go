@@ -27,7 +27,10 @@ const (
 
 // Spec is what the command line and the config file ask for.
 type Spec struct {
-	Next            string           // netinit.next=PATH (absolute)
+	Next            string           // netinit.next="PATH [ARG...]": the path (absolute)
+	NextArgs        []string         // ... and its arguments
+	Root            string           // netinit.root=: "tmpfs", "off", or "" (tmpfs when the next stage is zinit)
+	RootSize        string           // netinit.root=tmpfs:SIZE ("" = 0-OS's 1536M)
 	Test            string           // netinit.test=poweroff|panic|daemon-crash (test modes)
 	Uplink          string           // netinit.uplink=IFNAME
 	BootIF          net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff or a plain MAC
@@ -238,6 +241,7 @@ func (s *Spec) Clone() *Spec {
 	}
 	c := *s
 	c.BootIF = slices.Clone(s.BootIF)
+	c.NextArgs = slices.Clone(s.NextArgs)
 	c.Ignore = slices.Clone(s.Ignore)
 	c.IP = make([]IPConfig, len(s.IP))
 	for i, ip := range s.IP {

@@ -50,13 +50,18 @@
 //
 // # Keys
 //
-//	netinit.next=PATH          absolute path of the next stage to exec
 //	netinit.test=poweroff      test mode: print the state between markers
 //	                           and power off instead of exec'ing
 //	netinit.test=panic         the same, after a deliberate panic in the
 //	                           bring-up (proves it is contained)
 //	netinit.test=daemon-crash  the same, after the network daemon's first
 //	                           start dies (proves PID 1 restarts it)
+//	netinit.next="PATH ARG..." the next stage and its arguments (default
+//	                           /sbin/zinit init, else /sbin/init)
+//	netinit.root=tmpfs[:SIZE]|off  copy the initramfs into a tmpfs (default
+//	                           size 1536M) and switch root to it before
+//	                           anything starts, as 0-OS's initramfs does;
+//	                           default: on when the next stage is zinit
 //	netinit.uplink=IFNAME      force the uplink
 //	BOOTIF=01-aa-bb-cc-dd-ee-ff  PXE boot interface (pxelinux/iPXE: ARP
 //	                           hardware type "01" = Ethernet, then the MAC);

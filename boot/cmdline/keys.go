@@ -36,7 +36,8 @@ var kernelKeys map[string]key
 
 func init() {
 	netinitKeys = map[string]key{
-		"next": {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Next = v })},
+		"next": {parse: scalar(parseNext, func(s *Spec, v []string) { s.Next, s.NextArgs = v[0], v[1:] })},
+		"root": {parse: scalar(parseRoot, func(s *Spec, v [2]string) { s.Root, s.RootSize = v[0], v[1] })},
 		"test": {parse: scalar(parseTest, func(s *Spec, v string) { s.Test = v })},
 		"uplink": {parse: scalar(func(v string) (string, error) {
 			return v, validIfname(v)
@@ -250,6 +251,42 @@ func parseTest(v string) (string, error) {
 		return v, nil
 	}
 	return "", errors.New(`want "poweroff", "panic" or "daemon-crash"`)
+}
+
+// parseNext takes the next stage and its arguments, separated by
+// whitespace (quote the value on the command line: netinit.next="/sbin/zinit
+// init").
+func parseNext(v string) ([]string, error) {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return nil, errors.New("empty path")
+	}
+	if _, err := parseAbsPath(f[0]); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// parseRoot takes netinit.root=tmpfs[:SIZE] or off. SIZE is tmpfs'
+// size= (bytes with an optional k, m or g suffix, or a percentage of RAM).
+func parseRoot(v string) ([2]string, error) {
+	kind, size, sized := strings.Cut(v, ":")
+	switch {
+	case kind == "off" && !sized:
+		return [2]string{"off", ""}, nil
+	case kind != "tmpfs":
+		return [2]string{}, errors.New("want tmpfs, tmpfs:SIZE or off")
+	case !sized:
+		return [2]string{"tmpfs", ""}, nil
+	}
+	num := strings.TrimRight(strings.ToLower(size), "kmg%")
+	if len(size)-len(num) > 1 || num == "" || strings.Trim(num, "0123456789") != "" || len(num) > 12 {
+		return [2]string{}, fmt.Errorf("size %q: want a number with an optional k, m, g or %% (tmpfs size=)", size)
+	}
+	if n, _ := strconv.ParseUint(num, 10, 64); n == 0 {
+		return [2]string{}, fmt.Errorf("size %q: must be more than 0", size)
+	}
+	return [2]string{"tmpfs", size}, nil
 }
 
 func parseAbsPath(v string) (string, error) {

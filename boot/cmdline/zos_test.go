@@ -91,3 +91,22 @@ func TestImageConfig(t *testing.T) {
 		t.Fatalf("image config: runmode %q peers %v", s.RunMode, s.YggPeers)
 	}
 }
+
+func TestNextAndRoot(t *testing.T) {
+	s := must(Parse(`netinit.next="/sbin/zinit init" netinit.root=tmpfs:2g`))
+	if s.Next != "/sbin/zinit" || !slices.Equal(s.NextArgs, []string{"init"}) || s.Root != "tmpfs" || s.RootSize != "2g" {
+		t.Fatalf("next %q %q root %q %q", s.Next, s.NextArgs, s.Root, s.RootSize)
+	}
+	if s := must(Parse("netinit.root=off netinit.next=/init")); s.Root != "off" || s.Next != "/init" || len(s.NextArgs) != 0 {
+		t.Fatalf("%+v", s)
+	}
+	if s := must(Parse("netinit.root=tmpfs")); s.Root != "tmpfs" || s.RootSize != "" {
+		t.Fatalf("%+v", s)
+	}
+	for _, bad := range []string{"netinit.root=ramfs", "netinit.root=tmpfs:", "netinit.root=tmpfs:0", "netinit.root=tmpfs:1.5g",
+		"netinit.root=tmpfs:12mg", "netinit.root=off:1g", `netinit.next=" "`, `netinit.next="zinit init"`} {
+		if s, ps := Parse(bad); len(ps) != 1 || s.Root != "" || s.Next != "" {
+			t.Errorf("%s: problems %v, spec root %q next %q", bad, problemStrings(ps), s.Root, s.Next)
+		}
+	}
+}
