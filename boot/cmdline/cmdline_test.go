@@ -2,9 +2,9 @@ package cmdline
 
 import (
 	"net"
-	"slices"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
