@@ -58,13 +58,20 @@ func TestBootHandoff(t *testing.T) {
 // as /sbin/nextstage.
 func imageWithNextStage(t *testing.T, e env) string {
 	t.Helper()
+	return imageWithNextStageAt(t, e, "/sbin/nextstage")
+}
+
+// imageWithNextStageAt builds netinit's image with qemu/testdata/nextstage
+// at path in the image.
+func imageWithNextStageAt(t *testing.T, e env, path string) string {
+	t.Helper()
 	dir := t.TempDir()
 	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
 	img := filepath.Join(dir, "initramfs.cpio.gz")
 	for _, args := range [][]string{
 		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
 		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
-		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":/sbin/nextstage:0755", "-o", img},
+		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img},
 	} {
 		if err := goCmd(t, args...); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/runmode"
 )
 
 // DefaultConfigPath is the config file in the image.
@@ -25,7 +27,10 @@ const (
 
 // Spec is what the command line and the config file ask for.
 type Spec struct {
-	Next            string           // netinit.next=PATH (absolute)
+	Next            string           // netinit.next="PATH [ARG...]": the path (absolute)
+	NextArgs        []string         // ... and its arguments
+	Root            string           // netinit.root=: "tmpfs", "off", or "" (tmpfs when the next stage is zinit)
+	RootSize        string           // netinit.root=tmpfs:SIZE ("" = 0-OS's 1536M)
 	Test            string           // netinit.test=poweroff|panic|daemon-crash (test modes)
 	Uplink          string           // netinit.uplink=IFNAME
 	BootIF          net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff or a plain MAC
@@ -41,6 +46,11 @@ type Spec struct {
 	YggPeers        []string         // netinit.ygg.peers=uri,uri
 	YggMulticast    bool             // netinit.ygg.multicast=on|off (default on)
 	YggSeed         string           // netinit.ygg.seed=PATH
+	YggListen       []string         // netinit.ygg.listen=uri,uri ("" = the default when the node has public IPv6)
+	Identity        string           // netinit.identity=PATH: the 0-OS node identity seed file
+	RunMode         runmode.Mode     // runmode= (0-OS): "" when not given
+	VLANPriv        int              // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
+	VLANPub         int              // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (recorded for later stages)
 	WG              string           // netinit.wg=auto|on|off
 	WGPeers         []WGPeer         // netinit.wg.peer=KEY@HOST:PORT
 	WGAddress       []netip.Prefix   // netinit.wg.address=cidr,cidr
@@ -231,6 +241,7 @@ func (s *Spec) Clone() *Spec {
 	}
 	c := *s
 	c.BootIF = slices.Clone(s.BootIF)
+	c.NextArgs = slices.Clone(s.NextArgs)
 	c.Ignore = slices.Clone(s.Ignore)
 	c.IP = make([]IPConfig, len(s.IP))
 	for i, ip := range s.IP {
@@ -245,6 +256,7 @@ func (s *Spec) Clone() *Spec {
 	c.nameservers = slices.Clone(s.nameservers)
 	c.VLANs = slices.Clone(s.VLANs)
 	c.YggPeers = slices.Clone(s.YggPeers)
+	c.YggListen = slices.Clone(s.YggListen)
 	c.WGPeers = slices.Clone(s.WGPeers)
 	c.WGAddress = slices.Clone(s.WGAddress)
 	c.WGAllowed = slices.Clone(s.WGAllowed)
@@ -282,6 +294,16 @@ func (s *Spec) finish() {
 			// ip=dhcp asks for IPv4 only: waiting for an RA would only
 			// delay the boot.
 			s.RATimeout = 0
+		}
+	}
+	if s.RunMode != "" {
+		// runmode= selects the grid's defaults for what no source set.
+		d := runmode.For(s.RunMode)
+		if !s.set["netinit.ygg.peers"] {
+			s.YggPeers = d.YggPeers
+		}
+		if !s.set["netinit.probe.targets"] {
+			s.ProbeTargets = d.ProbeTargets
 		}
 	}
 	var ns []netip.Addr

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,8 +218,8 @@ func TestLex(t *testing.T) {
 }
 
 func TestQuotedValues(t *testing.T) {
-	s, ps := Parse(`netinit.next="/sbin/my init" "netinit.keydir=/var/x y"`)
-	if len(ps) != 0 || s.Next != "/sbin/my init" || s.KeyDir != "/var/x y" {
+	s, ps := Parse(`netinit.next="/sbin/zinit  init" "netinit.keydir=/var/x y"`)
+	if len(ps) != 0 || s.Next != "/sbin/zinit" || !slices.Equal(s.NextArgs, []string{"init"}) || s.KeyDir != "/var/x y" {
 		t.Fatalf("%+v %q", s, problemStrings(ps))
 	}
 }

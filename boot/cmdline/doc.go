@@ -50,13 +50,18 @@
 //
 // # Keys
 //
-//	netinit.next=PATH          absolute path of the next stage to exec
 //	netinit.test=poweroff      test mode: print the state between markers
 //	                           and power off instead of exec'ing
 //	netinit.test=panic         the same, after a deliberate panic in the
 //	                           bring-up (proves it is contained)
 //	netinit.test=daemon-crash  the same, after the network daemon's first
 //	                           start dies (proves PID 1 restarts it)
+//	netinit.next="PATH ARG..." the next stage and its arguments (default
+//	                           /sbin/zinit init, else /sbin/init)
+//	netinit.root=tmpfs[:SIZE]|off  copy the initramfs into a tmpfs (default
+//	                           size 1536M) and switch root to it before
+//	                           anything starts, as 0-OS's initramfs does;
+//	                           default: on when the next stage is zinit
 //	netinit.uplink=IFNAME      force the uplink
 //	BOOTIF=01-aa-bb-cc-dd-ee-ff  PXE boot interface (pxelinux/iPXE: ARP
 //	                           hardware type "01" = Ethernet, then the MAC);
@@ -79,6 +84,11 @@
 //	                           sockstls:// URIs with host:port
 //	netinit.ygg.multicast=on|off  link-local peer discovery (default on)
 //	netinit.ygg.seed=PATH      absolute path of the Yggdrasil key seed
+//	netinit.ygg.listen=URI,... tcp:// tls:// quic:// listeners with an IP
+//	                           and port ([::]:9943); default on a node with
+//	                           public IPv6: tcp://[::]:9943,tls://[::]:9944
+//	netinit.identity=PATH      the 0-OS node identity seed file; its key is
+//	                           the Yggdrasil key (default: 0-OS's own paths)
 //	netinit.wg=auto|on|off     WireGuard (default auto)
 //	netinit.wg.peer=KEY@HOST:PORT  repeatable; KEY is base64 of 32 bytes,
 //	                           HOST a name, an IPv4 or a [IPv6]
@@ -88,6 +98,14 @@
 //	netinit.probe.targets=HOST:PORT,...
 //	netinit.probe.reflectors=HOST:PORT,...
 //	netinit.ntp=HOST,...       NTP servers (names or addresses)
+//	runmode=prod|test|qa|dev   0-OS's grid network; selects the default
+//	                           Yggdrasil peers and probe targets (package
+//	                           runmode) for the keys no source set
+//	vlan:priv=ID|none          0-OS: the management VLAN (1..4094), or
+//	vlan:pub=ID|none           untagged (none, untagged, un); recorded
+//
+// 0-OS's other keys (farmer_id=, secret=, zos-debug, ...) are not
+// netinit's and are passed over without a problem.
 //
 // Booleans accept on/off, yes/no, true/false, 1/0. Other kernel parameters
 // (console=, root=, quiet, BOOT_IMAGE=, ...) are ignored.

@@ -24,6 +24,8 @@ var fuzzSeeds = []string{
 	"netinit.wg.peer=" + testKey + "@[2001:db8::9]:51820 netinit.wg.address=10.0.0.2/24 netinit.wg.allowed=::/0",
 	"netinit.allow=9900/tcp,53/udp netinit.probe.targets=example.org:443 netinit.ntp=[2001:db8::123]",
 	"netinit.ignore=veth*,br[ netinit.mtu=9000 netinit.uplink=eth0 netinit.test=poweroff",
+	"runmode=dev vlan:priv=100 vlan:pub=untagged zos-debug farmer_id=1 netinit.identity=/var/cache/seed.txt",
+	"runmode=main vlan:priv=4095 netinit.ygg.listen=tcp://[::]:9943,tls://0.0.0.0:9944",
 	`"`, `k="`, `ip=[`, "ip=]", "netinit.=", "=x", "netinit.\x00=\xff",
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/runmode"
 )
 
 // A key applies one value to a Spec. parse must not touch the Spec: it
@@ -34,7 +36,8 @@ var kernelKeys map[string]key
 
 func init() {
 	netinitKeys = map[string]key{
-		"next": {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Next = v })},
+		"next": {parse: scalar(parseNext, func(s *Spec, v []string) { s.Next, s.NextArgs = v[0], v[1:] })},
+		"root": {parse: scalar(parseRoot, func(s *Spec, v [2]string) { s.Root, s.RootSize = v[0], v[1] })},
 		"test": {parse: scalar(parseTest, func(s *Spec, v string) { s.Test = v })},
 		"uplink": {parse: scalar(func(v string) (string, error) {
 			return v, validIfname(v)
@@ -49,6 +52,8 @@ func init() {
 		"ygg.peers":     {list: true, parse: commaList(parseYggPeer, func(s *Spec) *[]string { return &s.YggPeers })},
 		"ygg.multicast": {flag: true, parse: boolean(func(s *Spec, v bool) { s.YggMulticast = v })},
 		"ygg.seed":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.YggSeed = v })},
+		"ygg.listen":    {list: true, parse: commaList(parseYggListen, func(s *Spec) *[]string { return &s.YggListen })},
+		"identity":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Identity = v })},
 		"wg":            {parse: scalar(oneOf("auto", "on", "off"), func(s *Spec, v string) { s.WG = v })},
 		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *Spec) *[]WGPeer { return &s.WGPeers })},
 		"wg.address": {list: true, parse: commaList(parseIfacePrefix,
@@ -65,6 +70,12 @@ func init() {
 		"nameserver": {list: true, parse: single(parseNameserver, func(s *Spec) *[]netip.Addr { return &s.nameservers })},
 		"vlan":       {list: true, parse: single(parseVLAN, func(s *Spec) *[]VLAN { return &s.VLANs })},
 		"BOOTIF":     {parse: scalar(parseBootIF, func(s *Spec, v net.HardwareAddr) { s.BootIF = v })},
+		// 0-OS's own keys (zosbase pkg/environment). Its other keys
+		// (farmer_id, secret, zos-debug, ...) are not netinit's and are
+		// ignored without a word, like any unprefixed key.
+		"runmode":   {parse: scalar(runmode.Parse, func(s *Spec, v runmode.Mode) { s.RunMode = v })},
+		"vlan:priv": {parse: scalar(parseZOSVLAN, func(s *Spec, v int) { s.VLANPriv = v })},
+		"vlan:pub":  {parse: scalar(parseZOSVLAN, func(s *Spec, v int) { s.VLANPub = v })},
 	}
 }
 
@@ -242,6 +253,42 @@ func parseTest(v string) (string, error) {
 	return "", errors.New(`want "poweroff", "panic" or "daemon-crash"`)
 }
 
+// parseNext takes the next stage and its arguments, separated by
+// whitespace (quote the value on the command line: netinit.next="/sbin/zinit
+// init").
+func parseNext(v string) ([]string, error) {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return nil, errors.New("empty path")
+	}
+	if _, err := parseAbsPath(f[0]); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// parseRoot takes netinit.root=tmpfs[:SIZE] or off. SIZE is tmpfs'
+// size= (bytes with an optional k, m or g suffix, or a percentage of RAM).
+func parseRoot(v string) ([2]string, error) {
+	kind, size, sized := strings.Cut(v, ":")
+	switch {
+	case kind == "off" && !sized:
+		return [2]string{"off", ""}, nil
+	case kind != "tmpfs":
+		return [2]string{}, errors.New("want tmpfs, tmpfs:SIZE or off")
+	case !sized:
+		return [2]string{"tmpfs", ""}, nil
+	}
+	num := strings.TrimRight(strings.ToLower(size), "kmg%")
+	if len(size)-len(num) > 1 || num == "" || strings.Trim(num, "0123456789") != "" || len(num) > 12 {
+		return [2]string{}, fmt.Errorf("size %q: want a number with an optional k, m, g or %% (tmpfs size=)", size)
+	}
+	if n, _ := strconv.ParseUint(num, 10, 64); n == 0 {
+		return [2]string{}, fmt.Errorf("size %q: must be more than 0", size)
+	}
+	return [2]string{"tmpfs", size}, nil
+}
+
 func parseAbsPath(v string) (string, error) {
 	switch {
 	case v == "":
@@ -315,6 +362,44 @@ func parseYggPeer(v string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// parseYggListen takes a Yggdrasil listener URI: tcp://, tls:// or
+// quic:// with an address to bind ([::]:9943, 0.0.0.0:9943, [::1]:0 ...).
+func parseYggListen(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", errors.New("not a URI")
+	}
+	if !slices.Contains([]string{"tcp", "tls", "quic"}, u.Scheme) {
+		return "", fmt.Errorf("scheme %q: want tcp, tls or quic", u.Scheme)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return "", errors.New("no [address]:port (want e.g. tcp://[::]:9943)")
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return "", fmt.Errorf("listen address %q: not an IP address", host)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return "", fmt.Errorf("port %q: not a port", port)
+	}
+	return v, nil
+}
+
+// parseZOSVLAN takes 0-OS's vlan:priv= / vlan:pub= value: a VLAN ID, or
+// none/untagged/un (zosbase pkg/environment). 0 means untagged.
+func parseZOSVLAN(v string) (int, error) {
+	switch v {
+	case "none", "untagged", "un":
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || n < 1 || n > 4094 {
+		// 0 and 4095 are reserved (IEEE 802.1Q, 9.6).
+		return 0, errors.New("want a VLAN ID 1..4094, or none/untagged")
+	}
+	return int(n), nil
 }
 
 func parseWGPeer(v string) (WGPeer, error) {

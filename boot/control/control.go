@@ -6,6 +6,7 @@
 //	→ {"cmd":"status"}            ← {"ok":true,"state":{...}}
 //	→ {"cmd":"renew"}             ← {"ok":true}   (re-run DHCP and RS now)
 //	→ {"cmd":"probe"}             ← {"ok":true}   (re-run the connectivity probes)
+//	→ {"cmd":"identity","path":P} ← {"ok":true}   (Yggdrasil takes the 0-OS node identity in P)
 //	→ anything else               ← {"ok":false,"error":"..."}
 //
 // A connection may carry several requests; each gets one reply line.
@@ -37,6 +38,8 @@ const maxRequest = 4096
 // Request is one command.
 type Request struct {
 	Cmd string `json:"cmd"`
+	// Path is the seed file of the "identity" command.
+	Path string `json:"path,omitempty"`
 }
 
 // Reply answers one request.
@@ -51,6 +54,12 @@ type Handler interface {
 	Status() *state.State
 	Renew()
 	Probe()
+}
+
+// IdentitySetter is offered by a daemon that runs Yggdrasil: the
+// "identity" command hands it the 0-OS node identity's seed file.
+type IdentitySetter interface {
+	SetIdentity(path string) error
 }
 
 // Server serves a Handler on a Unix socket.
@@ -163,15 +172,33 @@ func (s *Server) handle(line []byte) Reply {
 	case "probe":
 		s.h.Probe()
 		return Reply{OK: true}
+	case "identity":
+		is, ok := s.h.(IdentitySetter)
+		switch {
+		case !ok:
+			return Reply{Error: "identity: this daemon runs no overlays"}
+		case !filepath.IsAbs(req.Path):
+			return Reply{Error: fmt.Sprintf("identity: %q is not an absolute path", req.Path)}
+		}
+		if err := is.SetIdentity(req.Path); err != nil {
+			return Reply{Error: "identity: " + err.Error()}
+		}
+		return Reply{OK: true}
 	case "":
 		return Reply{Error: `missing "cmd"`}
 	}
-	return Reply{Error: fmt.Sprintf("unknown command %q (want status, renew or probe)", req.Cmd)}
+	return Reply{Error: fmt.Sprintf("unknown command %q (want status, renew, probe or identity)", req.Cmd)}
 }
 
 // Call sends one request to the socket at path and returns the reply,
 // bounded by ctx.
 func Call(ctx context.Context, path, cmd string) (*Reply, error) {
+	return Do(ctx, path, Request{Cmd: cmd})
+}
+
+// Do sends one request to the socket at path and returns the reply,
+// bounded by ctx.
+func Do(ctx context.Context, path string, req Request) (*Reply, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -183,7 +210,7 @@ func Call(ctx context.Context, path, cmd string) (*Reply, error) {
 	}
 	// A refusing server answers and closes without reading: the write may
 	// fail while its reply is already waiting to be read.
-	werr := json.NewEncoder(c).Encode(Request{Cmd: cmd})
+	werr := json.NewEncoder(c).Encode(req)
 	var r Reply
 	dec := json.NewDecoder(bufio.NewReader(c))
 	if err := dec.Decode(&r); err != nil {

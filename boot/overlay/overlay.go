@@ -52,18 +52,25 @@ type Manager struct {
 	cfg Config
 	ctx context.Context
 
-	mu        sync.Mutex
-	decided   bool
-	decision  state.Overlays
-	conn      *state.Connectivity
-	clk       *state.Clock
-	ygg       *ygg.Node
-	wg        *wg.Tunnel
-	rules     []string
-	fw        *state.FirewallStatus
-	problems  []string
-	uplinkKey string
-	last      *state.State // the latest state observed
+	mu       sync.Mutex
+	decided  bool
+	decision state.Overlays
+	conn     *state.Connectivity
+	clk      *state.Clock
+	ygg      *ygg.Node
+	yggOpts  ygg.Options // what ygg was started with
+	// yggIdentity says where Yggdrasil's key came from (state).
+	yggIdentity string
+	idPath      string     // identity given by the control socket
+	idBad       string     // the unusable identity file last reported
+	idWarned    string     // the identity file whose mode was reported
+	yggMu       sync.Mutex // serialises restarts of ygg (identity)
+	wg          *wg.Tunnel
+	rules       []string
+	fw          *state.FirewallStatus
+	problems    []string
+	uplinkKey   string
+	last        *state.State // the latest state observed
 
 	wgr sync.WaitGroup // goroutines owned by the manager
 }
@@ -246,10 +253,22 @@ func Decide(spec *cmdline.Spec, st *state.State, conn *state.Connectivity) state
 
 func (m *Manager) startYggdrasil(st *state.State) error {
 	spec := m.cfg.Spec
+	id := m.nodeIdentity()
+	peers := spec.YggPeers
+	if own := ownPrefixes(st); len(own) > 0 {
+		ctx, cancel := context.WithTimeout(m.ctx, 2*time.Second)
+		var dropped []string
+		peers, dropped = peersOutsideOwn(ctx, peers, own, lookupHost)
+		cancel()
+		if len(dropped) > 0 {
+			m.cfg.Logf("yggdrasil: not peering with %q: inside the node's own prefixes %v", dropped, own)
+		}
+	}
 	opts := ygg.Options{
 		KeyDir:    m.cfg.KeyDir,
 		Seed:      spec.YggSeed,
-		Peers:     spec.YggPeers,
+		Peers:     peers,
+		Listen:    yggListen(spec.YggListen, st),
 		Multicast: spec.YggMulticast && st.Uplink != "",
 		NodeInfo:  map[string]any{"name": st.Hostname, "netinit": m.cfg.Version},
 		Logf:      m.cfg.Logf,
@@ -257,15 +276,25 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 	if st.Uplink != "" {
 		opts.MulticastLinks = []string{"^" + st.Uplink + "$"}
 	}
+	if id != nil {
+		opts.Key = id.Key
+	}
+	m.yggMu.Lock()
+	defer m.yggMu.Unlock()
 	n, err := ygg.Start(m.ctx, opts)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.ygg = n
+	m.ygg, m.yggOpts = n, opts
+	m.yggIdentity = describeIdentity(id, spec.YggSeed, m.cfg.KeyDir)
 	m.problems = append(m.problems, n.Problems()...)
 	m.mu.Unlock()
-	m.cfg.Logf("yggdrasil: up, address %s, %d peers configured", n.Address(), len(spec.YggPeers))
+	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), m.yggIdentity, len(peers), opts.Listen)
+	if id == nil {
+		m.wgr.Add(1)
+		go func() { defer m.wgr.Done(); m.identityLoop() }()
+	}
 	return nil
 }
 
@@ -385,6 +414,7 @@ func (m *Manager) Decorate(st *state.State) {
 	}
 	if m.ygg != nil {
 		st.Yggdrasil = m.ygg.State()
+		st.Yggdrasil.Identity = m.yggIdentity
 	}
 	if m.wg != nil {
 		st.WireGuard = m.wg.State()

@@ -54,6 +54,9 @@ func Setup(start time.Time) *console.Log {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
 			problems = append(problems, fmt.Sprintf("mkdir %s: %v", m.target, err))
 		}
+		if mounted(m.target) {
+			continue // moved here by a root switch: keep it (and what /run holds)
+		}
 		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
 			problems = append(problems, fmt.Sprintf("mount %s on %s: %v", m.fstype, m.target, err))
 		}
@@ -81,6 +84,16 @@ func Setup(start time.Time) *console.Log {
 		log.Logf("init: %s", p)
 	}
 	return log
+}
+
+// mounted reports whether path is a mount point (another filesystem than
+// its parent's).
+func mounted(path string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(path, &st) != nil || unix.Stat(filepath.Dir(path), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
 }
 
 func cut(kv string) (string, string, bool) {
@@ -159,23 +172,27 @@ func Emergency(log *console.Log, why string) {
 	}
 }
 
-// DefaultNext are the next stages tried when netinit.next= is not given.
-var DefaultNext = []string{"/sbin/zinit", "/sbin/init"}
+// DefaultNext are the next stages tried, with their arguments, when
+// netinit.next= is not given: 0-OS's zinit as its initramfs starts it
+// ("switch_root /mnt/root /sbin/zinit init"), else a classic init.
+var DefaultNext = [][]string{{"/sbin/zinit", "init"}, {"/sbin/init"}}
 
-// FindNext returns the next stage to exec: next if set, else the first of
-// DefaultNext that exists.
-func FindNext(next string) (string, error) {
+// FindNext returns the next stage to exec and its arguments: next (with
+// args) if set, else the first of DefaultNext that exists.
+func FindNext(next string, args []string) (string, []string, error) {
 	cands := DefaultNext
 	if next != "" {
-		cands = []string{next}
+		cands = [][]string{append([]string{next}, args...)}
 	}
+	var paths []string
 	for _, c := range cands {
-		fi, err := os.Stat(c)
+		fi, err := os.Stat(c[0])
 		if err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return c, nil
+			return c[0], c[1:], nil
 		}
+		paths = append(paths, c[0])
 	}
-	return "", fmt.Errorf("no next stage: none of %v is an executable file", cands)
+	return "", nil, fmt.Errorf("no next stage: none of %v is an executable file", paths)
 }
 
 // Handoff replaces the init with the next stage. It returns only on error.

@@ -86,10 +86,11 @@ func Read(path string) (*State, error) {
 }
 
 // Decode parses a state document. A document of another schema version
-// or with unknown top-level keys is an error naming them.
+// is an error. Fields this netinit does not know are skipped: within a
+// schema fields are only ever added (docs/state.md), so an older `netinit
+// status` must read a newer daemon's file.
 func Decode(b []byte) (*State, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var s State
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("state: decode: %w", err)

@@ -139,6 +139,10 @@ type Yggdrasil struct {
 	Subnet    string          `json:"subnet"`
 	PublicKey string          `json:"public_key"`
 	Peers     []YggdrasilPeer `json:"peers"`
+	// Identity says where the key came from: the 0-OS node identity (its
+	// seed file and format), a seed file, or netinit's own key dir. Never
+	// the key or the seed.
+	Identity string `json:"identity,omitempty"`
 }
 
 // YggdrasilPeer is one configured or connected peer.

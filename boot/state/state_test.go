@@ -97,10 +97,26 @@ func TestWriteFailureKeepsOld(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	for _, doc := range []string{`{"schema":2,"phase":"ready"}`, `{"schema":1,"bogus":1}`, `[]`, ``} {
+	for _, doc := range []string{`{"schema":2,"phase":"ready"}`, `{"phase":"ready"}`, `{"schema":"1"}`, `[]`, ``} {
 		if _, err := Decode([]byte(doc)); err == nil {
 			t.Errorf("Decode(%q) accepted", doc)
 		}
+	}
+}
+
+// A newer daemon's file, with fields this reader does not know (at the top
+// and inside objects), is read: fields are only added within a schema.
+func TestDecodeNewerFile(t *testing.T) {
+	doc := `{"schema":1,"phase":"ready","uplink":"zos","uplink_nic":"eth0","future":{"x":[1,2]},
+		"interfaces":[{"name":"eth0","mtu":1500,"carrier":true,"addresses":[{"cidr":"192.0.2.10/24","source":"dhcp4","public":false,"new":1}],"bond":"x"}],
+		"yggdrasil":{"address":"200::1","subnet":"300::/64","public_key":"ab","peers":[],"identity":"x","later":true}}`
+	s, err := Decode([]byte(doc))
+	if err != nil {
+		t.Fatalf("a newer file: %v", err)
+	}
+	if s.Phase != PhaseReady || s.Uplink != "zos" || len(s.Interfaces) != 1 || s.Interfaces[0].Addresses[0].CIDR != "192.0.2.10/24" ||
+		s.Yggdrasil == nil || s.Yggdrasil.Address != "200::1" {
+		t.Fatalf("read %+v", s)
 	}
 }
 

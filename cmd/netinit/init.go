@@ -54,18 +54,19 @@ func runInit() {
 			pid1.Emergency(log, err.Error())
 		}
 	}
-	next, err := pid1.FindNext(spec.Next)
+	next, args, err := pid1.FindNext(spec.Next, spec.NextArgs)
 	if err != nil {
 		pid1.Emergency(log, err.Error())
 	}
+	cmd := strings.Join(append([]string{next}, args...), " ")
 	if daemon != nil {
 		daemon.Detach()
 		log.Logf("handing off to %s after %.2fs; network daemon pid %d keeps the network",
-			next, time.Since(start).Seconds(), daemon.PID())
+			cmd, time.Since(start).Seconds(), daemon.PID())
 	} else {
-		log.Logf("handing off to %s after %.2fs", next, time.Since(start).Seconds())
+		log.Logf("handing off to %s after %.2fs", cmd, time.Since(start).Seconds())
 	}
-	if err := pid1.Handoff(next); err != nil {
+	if err := pid1.Handoff(next, args...); err != nil {
 		pid1.Emergency(log, err.Error())
 	}
 }
@@ -85,6 +86,11 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 	for _, p := range probs {
 		log.Logf("%v", p)
 		problems = append(problems, p.Error())
+	}
+
+	if err := switchRoot(log, s); err != nil {
+		log.Logf("ERROR %v; going on in the initramfs", err)
+		problems = append(problems, err.Error())
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout+20*time.Second)
@@ -130,6 +136,39 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 		return st, nil
 	}
 	return waitVerdict(ctx, log, start, daemon), daemon
+}
+
+// switchRoot moves the boot into a tmpfs root when asked (netinit.root=)
+// or when the next stage is 0-OS's zinit, which expects one; it happens
+// before anything is started, so that the network daemon, its state and
+// its socket live in the root the next stage sees. When it succeeds, this
+// process is replaced by the same init in the new root, which finds it is
+// no longer on the initramfs and goes on. It returns only when no switch
+// happened: nil when none was wanted.
+func switchRoot(log *console.Log, s *cmdline.Spec) error {
+	if s.Root == "off" {
+		return nil
+	}
+	next, _, err := pid1.FindNext(s.Next, s.NextArgs)
+	if s.Root == "" && (err != nil || filepath.Base(next) != "zinit") {
+		return nil
+	}
+	on, err := pid1.OnInitramfs()
+	if err != nil {
+		return fmt.Errorf("root switch: %w", err)
+	}
+	if !on {
+		return nil // switched already (this is the init started in the tmpfs root)
+	}
+	size := s.RootSize
+	if size == "" {
+		size = pid1.DefaultRootSize
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("root switch: %w", err)
+	}
+	return pid1.SwitchToTmpfs(log, size, self)
 }
 
 // waitVerdict waits until the daemon has written a verdict to the state

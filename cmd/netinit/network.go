@@ -65,7 +65,11 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if !n.oneshot && n.socket != "" {
-		srv, err := control.Listen(n.socket, e)
+		var h control.Handler = e
+		if ov != nil {
+			h = daemonHandler{e, ov}
+		}
+		srv, err := control.Listen(n.socket, h)
 		if err != nil {
 			n.log.Logf("%v (netinit status will read the state file)", err)
 		} else {
@@ -75,6 +79,15 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	}
 	return e.Run(ctx)
 }
+
+// daemonHandler is what the daemon serves on its control socket: the
+// engine's commands, and the overlays' "identity".
+type daemonHandler struct {
+	*engine.Engine
+	ov *overlay.Manager
+}
+
+func (h daemonHandler) SetIdentity(path string) error { return h.ov.SetIdentity(path) }
 
 // daemonMemoryLimit is the Go runtime's soft memory limit in the daemon.
 const daemonMemoryLimit = 96 << 20

@@ -59,6 +59,11 @@ type Options struct {
 	// (keys.Ed25519FromSeed with SeedLabel); then nothing is written.
 	KeyDir string
 	Seed   string
+	// Key, if set, is the identity itself and wins over Seed and KeyDir:
+	// the 0-OS node identity, used as is like 0-OS does (zosbase
+	// pkg/network/yggdrasil GenerateConfig), so that the node's address
+	// is address.AddrForKey of its on-chain public key.
+	Key ed25519.PrivateKey
 
 	// Peers are peering URIs: tls://host:port, tcp://host:port,
 	// quic://host:port (yggdrasil-go's syntax, query options allowed).
@@ -214,6 +219,9 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 
 // identity loads or derives the node's key. Key events become problems.
 func (n *Node) identity(o Options, logf func(string, ...any)) (ed25519.PrivateKey, error) {
+	if len(o.Key) == ed25519.PrivateKeySize {
+		return o.Key, nil
+	}
 	if o.Seed != "" {
 		k, err := keys.Ed25519FromSeed(o.Seed, SeedLabel)
 		if err != nil {

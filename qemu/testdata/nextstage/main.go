@@ -24,6 +24,8 @@ func main() {
 	defer poweroff()
 	say := func(k string, v any) { fmt.Printf("NEXTSTAGE %s=%v\n", k, v) }
 	say("pid", os.Getpid())
+	say("args", strings.Join(os.Args[1:], " "))
+	say("root-fstype", rootFSType())
 	if st, err := state.Read(state.DefaultPath); err != nil {
 		say("state-file", err)
 	} else {
@@ -46,6 +48,7 @@ func main() {
 	say("socket-phase", st.Phase)
 	say("daemon-pid", st.PID)
 	say("daemon-alive", unix.Kill(st.PID, 0) == nil)
+	say("daemon-same-root", sameRoot(st.PID))
 	before := renewals(st)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	_, err := control.Call(ctx, control.DefaultPath, "renew")
@@ -120,6 +123,36 @@ func waitYggdrasil(st *state.State, status func() *state.State, say func(string,
 	}
 	say("ygg-error", "no Yggdrasil peer up within 45s")
 	return st
+}
+
+// rootFSType is the filesystem type of the mount on "/" (the last one in
+// mountinfo): "rootfs" in the initramfs, "tmpfs" after netinit's root
+// switch.
+func rootFSType() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	t := "none"
+	for _, l := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) >= 5 && len(g) >= 1 && f[4] == "/" {
+			t = g[0]
+		}
+	}
+	return t
+}
+
+// sameRoot says whether process pid sees the same "/" as this process
+// (a daemon started before a switch_root would still sit in the deleted
+// initramfs).
+func sameRoot(pid int) bool {
+	var a, b unix.Stat_t
+	if unix.Stat("/", &a) != nil || unix.Stat(fmt.Sprintf("/proc/%d/root/", pid), &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 func renewals(st *state.State) int {
