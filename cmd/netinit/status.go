@@ -204,6 +204,9 @@ func renderOverlays(w io.Writer, st *state.State, now time.Time) {
 			}
 		}
 		fmt.Fprintf(w, "yggdrasil:   %s, subnet %s, peers %d/%d up\n", y.Address, y.Subnet, up, len(y.Peers))
+		if y.Identity != "" {
+			fmt.Fprintf(w, "  key: %s\n", y.Identity)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, p := range y.Peers {
 			if p.Up {

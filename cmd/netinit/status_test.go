@@ -30,7 +30,7 @@ func sampleState(now time.Time) *state.State {
 			Peers: []state.YggdrasilPeer{
 				{URI: "tls://198.51.100.7:443", Up: true, LatencyMS: 12.345},
 				{URI: "tcp://[2001:db8::9]:9651"},
-			}},
+			}, Identity: "0-os node identity /mnt/sda/seed.txt (format 1.1.0)"},
 		WireGuard: &state.WireGuard{Interface: "wg0", PublicKey: "k", Addresses: []string{"10.10.0.2/32", "2001:db8:77::2/128"},
 			Peers: []state.WireGuardPeer{
 				{PublicKey: "GWkey=", Endpoint: "198.51.100.1:51820", LastHandshake: &hs, RxBytes: 3 << 20, TxBytes: 1536},
@@ -58,6 +58,7 @@ func TestRenderOverlays(t *testing.T) {
 		"ipv4:        private — only private addresses (192.0.2.57: documentation)",
 		"ipv6:        none — no global-scope IPv6 address",
 		"yggdrasil:   200:1234::1, subnet 300:1234::/64, peers 1/2 up",
+		"  key: 0-os node identity /mnt/sda/seed.txt (format 1.1.0)",
 		"tls://198.51.100.7:443    up  12.3 ms",
 		"tcp://[2001:db8::9]:9651  down\n",
 		"wireguard:   wg0 10.10.0.2/32 2001:db8:77::2/128",
