@@ -1,7 +1,8 @@
 // Package dnsname is the one validator for DNS names that come from
 // outside: host names and search domains from DHCPv4 (options 12, 15, 119),
 // DHCPv6 (option 24), Router Advertisements (RFC 8106 DNSSL) and the kernel
-// command line. Every such name ends up in resolv.conf, the state file, the
+// command line; and for the IPv6 name servers (RFC 8106 RDNSS, DHCPv6
+// option 23) that go into resolv.conf beside them. Every such name ends up in resolv.conf, the state file, the
 // console or sethostname(2); a name that passes here contains only letters,
 // digits, hyphens and dots, so it can neither add a line to resolv.conf nor
 // carry a terminal escape.
@@ -10,6 +11,7 @@ package dnsname
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -102,4 +104,23 @@ func List(names []string, max int, drop func(name string, err error)) []string {
 		}
 	}
 	return out
+}
+
+// CheckServer6 reports why a is not usable as an IPv6 name server in
+// resolv.conf, or nil. Only global unicast addresses are: a link-local
+// one needs a zone that a server on the wire cannot name, and loopback
+// (a hostile server pointing the node at itself), multicast, unspecified
+// and v4-mapped addresses are no server on the link.
+func CheckServer6(a netip.Addr) error {
+	switch {
+	case !a.Is6():
+		return errors.New("not an IPv6 address")
+	case a.Is4In6():
+		return errors.New("is IPv4-mapped")
+	case a.Zone() != "":
+		return errors.New("has a zone")
+	case !a.IsGlobalUnicast():
+		return errors.New("is not global unicast")
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package dnsname
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -50,6 +51,27 @@ func TestCheck(t *testing.T) {
 	}
 	if err := CheckHost(strings.Repeat("a", 40) + "." + strings.Repeat("b", 30)); err == nil {
 		t.Error("CheckHost accepted a 71-character hostname")
+	}
+}
+
+func TestCheckServer6(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"2001:db8::53", true},
+		{"fd00::53", true},
+		{"fe80::1", false},
+		{"fe80::1%eth0", false},
+		{"::1", false},
+		{"::", false},
+		{"ff02::1", false},
+		{"::ffff:192.0.2.53", false},
+		{"192.0.2.53", false},
+	} {
+		if err := CheckServer6(netip.MustParseAddr(tc.addr)); (err == nil) != tc.ok {
+			t.Errorf("CheckServer6(%s) = %v, want ok=%v", tc.addr, err, tc.ok)
+		}
 	}
 }
 
