@@ -176,9 +176,9 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 // startDHCP6 starts the DHCPv6 client on a link when an RA asks for it
 // (M: addresses, O: other configuration) or ip=dhcp6 did. The RA's flags
 // may change (RFC 4861 section 6.3.4: hosts follow the latest RA): when M
-// changes the client is restarted in the new mode, and a client that
-// ended (an error) is started again by the next RA that asks, at most
-// every dhcp6Restart. ip=dhcp6 always means stateful.
+// changes the client is restarted in the new mode at once, and a client
+// that ended (an error) is started again by the next RA that asks, at
+// most every dhcp6Restart. ip=dhcp6 always means stateful.
 func (e *Engine) startDHCP6(name string, managed, other bool) {
 	const dhcp6Restart = 30 * time.Second
 	e.mu.Lock()
@@ -187,7 +187,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 		managed, other = true, true
 	}
 	if l == nil || l.dhcp6Active && l.dhcp6Managed == managed ||
-		!l.dhcp6Active && l.dhcp6Done && time.Since(l.dhcp6At) < dhcp6Restart {
+		!l.dhcp6Active && l.dhcp6Managed == managed && time.Since(l.dhcp6At) < dhcp6Restart {
 		e.mu.Unlock()
 		return
 	}
