@@ -72,8 +72,10 @@ func TestRenewTimes(t *testing.T) {
 		{1 * s, 1 * s, time.Hour, 2 * time.Hour, 60 * s, 96 * s},
 		{1 * s, 0, infinity, infinity, 60 * s, infinity},
 		// A short lease is renewed in time all the same: the floor is
-		// the client's own choice there (the lab's short server).
+		// the client's own choice there (0.5 and 0.8 of preferred).
 		{1 * s, 2 * s, 3 * s, 4 * s, 1500 * time.Millisecond, 2400 * time.Millisecond},
+		// The lab's short server.
+		{1 * s, 2 * s, 2 * s, 4 * s, 1 * s, 2 * s},
 		{0, 0, 0, 1 * s, 1 * s, 1 * s},
 	} {
 		g1, g2 := renewTimes(tc.t1, tc.t2, tc.pref, tc.valid)

@@ -22,13 +22,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The short-lease server: T1 1 s, T2 2 s, preferred 3 s, valid 4 s. dnsmasq
+// The short-lease server: T1 1 s, T2 2 s, preferred 2 s, valid 4 s (T1 and
+// T2 are then the client's own floors, 0.5 and 0.8 of preferred). dnsmasq
 // cannot go below two minutes, so Renew/Rebind/expiry are tested against
 // this small server (insomniacslk's server6) over a real veth.
 var (
 	shortAddr             = netip.MustParseAddr("2001:db8:1::42")
 	shortT1, shortT2      = 1 * time.Second, 2 * time.Second
-	shortPref, shortValid = 3 * time.Second, 4 * time.Second
+	shortPref, shortValid = 2 * time.Second, 4 * time.Second
 	serverDUID            = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x47}}
 )
 
