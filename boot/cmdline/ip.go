@@ -232,7 +232,7 @@ func parseIPLong(f []string) (IPConfig, error) {
 	}
 	// Field 5: client host name.
 	if f[4] != "" {
-		if err := dnsname.Check(f[4]); err != nil {
+		if err := dnsname.CheckHost(f[4]); err != nil {
 			return IPConfig{}, ferr(5, "hostname", f[4], err)
 		}
 		c.Hostname = f[4]
