@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
 
 	"github.com/threefoldtech/netinit/boot/state"
@@ -23,7 +24,7 @@ import (
 // gets ready on what the RA may give, and nothing else is written or
 // installed.
 func TestUpHostileRA(t *testing.T) {
-	if os.Getenv("NETINIT_HOSTILE_RA") != "" { // the sender, in the server namespace
+	if os.Getenv("NETINIT_RA_SENDER") != "" { // the sender, in the server namespace
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if err := lab.SendRAs(ctx, "s0", lab.HostileRA(), 300*time.Millisecond); err != nil {
@@ -37,7 +38,7 @@ func TestUpHostileRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender := p.srv.Start("env", "NETINIT_HOSTILE_RA=1", exe, "-test.run=^TestUpHostileRA$", "-test.count=1")
+	sender := p.srv.Start("env", "NETINIT_RA_SENDER=1", exe, "-test.run=^TestUpHostileRA$", "-test.count=1")
 	code, st, out := p.up(t, "--cmdline", "ip=eth0:auto6 netinit.wg.address="+lab.HostileWGSubnet.Addr().Next().String()+"/64",
 		"--timeout", "20s", "eth0")
 	sender.Stop()
@@ -88,5 +89,51 @@ func TestUpHostileRA(t *testing.T) {
 		if ap, err := netip.ParsePrefix(a); err == nil && in(netip.PrefixFrom(ap.Addr(), 128)) {
 			t.Errorf("kernel address %s on eth0 from the hostile RA", a)
 		}
+	}
+}
+
+// TestUpManagedLater (issue 13): the first RAs set only O, later ones M
+// as well. The DHCPv6 client that the first RA started in
+// information-only mode is restarted stateful, and the node gets its
+// DHCPv6 address from dnsmasq (before: information-only for good).
+func TestUpManagedLater(t *testing.T) {
+	if os.Getenv("NETINIT_RA_SENDER") != "" {
+		ra := &ndp.RouterAdvertisement{RouterLifetime: 1800 * time.Second, OtherConfiguration: true, Options: []ndp.Option{
+			&ndp.PrefixInformation{PrefixLength: 64, OnLink: true, AutonomousAddressConfiguration: true,
+				ValidLifetime: time.Hour, PreferredLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:1::")}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer cancel()
+		if err := lab.SendRAs(ctx, "s0", ra, 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		ra.ManagedConfiguration = true
+		ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := lab.SendRAs(ctx, "s0", ra, 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Parallel()
+	p := newPair(t, "mfl")
+	lab.Dnsmasq(t, p.srv, "s0", "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	netinitBin(t) // built before the RAs' first phase starts
+	sender := p.srv.Start("env", "NETINIT_RA_SENDER=1", exe, "-test.run=^TestUpManagedLater$", "-test.count=1")
+	// No DHCPv4 server: the node is not ready before the deadline, by
+	// which the stateful client has long bound.
+	_, st, out := p.up(t, "--timeout", "10s", "eth0")
+	sender.Stop()
+	if st == nil {
+		t.Fatal("no state")
+	}
+	if got := addrsOf(st, "eth0", state.SourceDHCP6); len(got) != 1 || !strings.HasPrefix(got[0], "2001:db8:1::1") {
+		t.Errorf("dhcp6 addresses %v, want one from dnsmasq's range", got)
+	}
+	if !strings.Contains(out, "M flag is now true: restarting the client") {
+		t.Errorf("the restart was not said on the console")
 	}
 }

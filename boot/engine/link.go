@@ -191,8 +191,13 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 		e.mu.Unlock()
 		return
 	}
-	if l.dhcp6Active {
+	switch {
+	case l.dhcp6Gen > 0 && l.dhcp6Managed != managed:
 		e.logf("%s: dhcp6: the router's M flag is now %v: restarting the client", name, managed)
+	case l.dhcp6Gen > 0:
+		e.logf("%s: dhcp6: restarting the client, which ended", name)
+	}
+	if l.dhcp6Active {
 		l.dhcp6Stop()
 	}
 	ctx, stop := context.WithCancel(e.runCtx)
