@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
 // ipMethods maps the autoconf words of dracut.cmdline(7) and the kernel's
@@ -230,7 +232,7 @@ func parseIPLong(f []string) (IPConfig, error) {
 	}
 	// Field 5: client host name.
 	if f[4] != "" {
-		if err := validHostname(f[4]); err != nil {
+		if err := dnsname.CheckHost(f[4]); err != nil {
 			return IPConfig{}, ferr(5, "hostname", f[4], err)
 		}
 		c.Hostname = f[4]

@@ -127,6 +127,7 @@ func TestIPMalformed(t *testing.T) {
 		{"192.0.2.5::192.0.2.1:::eth0:none", `field 4 (netmask) "": required with a client address`},
 		{"192.0.2.5::192.0.2.1:24:-node:eth0:none", `field 5 (hostname) "-node": not an RFC 1123 host name`},
 		{"192.0.2.5::192.0.2.1:24:node_1:eth0:none", `field 5 (hostname) "node_1"`},
+		{"192.0.2.5::192.0.2.1:24:" + strings.Repeat("a", 40) + "." + strings.Repeat("b", 30) + ":eth0:none", "more than the kernel's 64 for a hostname"},
 		{"192.0.2.5::192.0.2.1:24::eth0 x:none", `field 6 (interface) "eth0 x"`},
 		{"192.0.2.5::192.0.2.1:24::0123456789abcdef:none", `field 6 (interface) "0123456789abcdef": interface name longer than 15 bytes`},
 		{"192.0.2.5::192.0.2.1:24::eth0:", `field 7 (autoconf) "": empty`},

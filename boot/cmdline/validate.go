@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
 // validIfname applies the kernel's dev_valid_name (net/core/dev.c): 1..15
@@ -24,34 +26,6 @@ func validIfname(n string) error {
 		c := n[i]
 		if c == '/' || c == ':' || isSpace(c) || c < ' ' || c == 0x7f {
 			return fmt.Errorf("interface name contains %q", c)
-		}
-	}
-	return nil
-}
-
-// validHostname checks a host name per RFC 1123 section 2.1 (labels of
-// letters, digits and '-', not starting or ending with '-', at most 63
-// bytes each, 253 in all); one trailing dot is allowed.
-func validHostname(h string) error {
-	h = strings.TrimSuffix(h, ".")
-	if h == "" {
-		return errors.New("empty host name")
-	}
-	if len(h) > 253 {
-		return errors.New("host name longer than 253 bytes")
-	}
-	for _, l := range strings.Split(h, ".") {
-		if l == "" || len(l) > 63 {
-			return errors.New("not an RFC 1123 host name (label length)")
-		}
-		if l[0] == '-' || l[len(l)-1] == '-' {
-			return errors.New("not an RFC 1123 host name (label starts or ends with '-')")
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-				return fmt.Errorf("not an RFC 1123 host name (contains %q)", c)
-			}
 		}
 	}
 	return nil
@@ -97,7 +71,7 @@ func parseHost(v string) (string, error) {
 	if a, err := netip.ParseAddr(v); err == nil {
 		return a.String(), nil
 	}
-	if err := validHostname(v); err != nil {
+	if err := dnsname.Check(v); err != nil {
 		return "", err
 	}
 	return v, nil
@@ -122,7 +96,7 @@ func parseHostPort(v string) (string, error) {
 	if strings.Contains(h, ":") {
 		return "", errors.New("not an IPv6 address")
 	}
-	if err := validHostname(h); err != nil {
+	if err := dnsname.Check(h); err != nil {
 		return "", err
 	}
 	return net.JoinHostPort(h, p), nil

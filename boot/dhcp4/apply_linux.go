@@ -90,6 +90,12 @@ func (c *client) applyMTU(link netlink.Link, b *binding) {
 	want := c.o.MTU
 	if want == 0 {
 		want = b.MTU
+		if c.o.IPv6 && want > 0 && want < minMTUIPv6 {
+			// The link MTU is IPv6's too: below 1280 IPv6 stops working
+			// on the link (RFC 8200 section 5).
+			c.logDrop("ignoring MTU %d from option 26: the link runs IPv6, which needs %d", want, minMTUIPv6)
+			want = 0
+		}
 	}
 	cur := link.Attrs().MTU
 	c.inst.applied = 0

@@ -31,6 +31,10 @@ type Options struct {
 	// option 26 > the kernel's default).
 	MTU int
 
+	// IPv6 says the link also runs IPv6 (RA or DHCPv6): an option 26
+	// below IPv6's minimum link MTU of 1280 is then ignored.
+	IPv6 bool
+
 	// Report is called after every change of what is applied or of the
 	// client's state (selecting, bound, renewing, rebinding, expired,
 	// nak). It must not block for long.

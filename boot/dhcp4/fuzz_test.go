@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
 // FuzzLease feeds whatever dhcpv4.FromBytes makes of arbitrary bytes into
@@ -40,15 +41,15 @@ func FuzzLease(f *testing.F) {
 				t.Fatalf("accepted server address %s", d)
 			}
 		}
-		if b.Hostname != "" && checkHostname(b.Hostname) != nil {
+		if b.Hostname != "" && dnsname.CheckHost(b.Hostname) != nil {
 			t.Fatalf("accepted hostname %q", b.Hostname)
 		}
 		for _, s := range b.Search {
-			if checkName(s) != nil {
+			if dnsname.Check(s) != nil {
 				t.Fatalf("accepted search domain %q", s)
 			}
 		}
-		if b.MTU != 0 && (b.MTU < 68 || b.MTU > 65535) {
+		if b.MTU != 0 && (b.MTU < minMTU || b.MTU > 65535) {
 			t.Fatalf("accepted MTU %d", b.MTU)
 		}
 		for _, allow := range []bool{true, false} {

@@ -38,6 +38,7 @@ type childConf struct {
 	Oneshot    bool
 	NoDefault  bool
 	MTU        int
+	IPv6       bool
 	Retransmit time.Duration
 	RenewMin   time.Duration
 	// DefaultOnce: DefaultRoute says yes the first time only (the
@@ -98,6 +99,7 @@ func child(t *testing.T) {
 			return !conf.NoDefault && (!conf.DefaultOnce || asked == 1)
 		},
 		MTU:        conf.MTU,
+		IPv6:       conf.IPv6,
 		Oneshot:    conf.Oneshot,
 		Retransmit: conf.Retransmit,
 		RenewMin:   conf.RenewMin,
@@ -701,6 +703,35 @@ func TestGoServer(t *testing.T) {
 			}
 			if st := out.statuses(); slices.Contains(st[:len(st)-1], "bound") {
 				t.Errorf("a garbage lease was bound: %v", st)
+			}
+		},
+	}, {
+		// Hostile network (issue 13): an MTU of 1000 (legal for IPv4,
+		// fatal for IPv6) on a link that runs IPv6, and a search list
+		// that tries to add a nameserver line to resolv.conf.
+		name: "mtu-ipv6",
+		conf: childConf{Oneshot: true, Timeout: 20 * time.Second, IPv6: true},
+		reply: func(m *dhcpv4.DHCPv4, n int) *dhcpv4.DHCPv4 {
+			mt := dhcpv4.MessageTypeOffer
+			if m.MessageType() == dhcpv4.MessageTypeRequest {
+				mt = dhcpv4.MessageTypeAck
+			}
+			return answer(m, mt, first, 60, 0, 0,
+				dhcpv4.WithGeneric(dhcpv4.OptionInterfaceMTU, []byte{0x03, 0xe8}),
+				dhcpv4.WithDomainSearchList("x\nnameserver\t6.6.6.6", "lab.example"))
+		},
+		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
+			l, _ := bound(t, out)
+			if mtu := r.link(t).Attrs().MTU; mtu != 1500 || l.MTU != 0 {
+				t.Errorf("MTU kernel %d reported %d, want the link's 1500 untouched", mtu, l.MTU)
+			}
+			if !slices.Equal(l.Search, []string{"lab.example"}) {
+				t.Errorf("search %q, want only lab.example", l.Search)
+			}
+			for _, want := range []string{"ignoring MTU 1000", `ignoring search domain "x\nnameserver\t6.6.6.6"`} {
+				if !out.logged(want) {
+					t.Errorf("no log line naming %q: %q", want, out.Logs)
+				}
 			}
 		},
 	}} {

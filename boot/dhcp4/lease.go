@@ -11,6 +11,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/rfc1035label"
+	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
 // binding is a DHCPACK (or DHCPOFFER) that passed validation, converted to
@@ -50,6 +51,14 @@ func (r route) String() string {
 }
 
 const infinite = 0xffffffff // RFC 2131 section 3.3: lease time 0xffffffff is infinity
+
+// MTU floors for option 26: IPv4's minimum datagram size every host must
+// accept (RFC 791, RFC 1122 section 3.3.3), and IPv6's minimum link MTU
+// (RFC 8200 section 5) on a link that also runs IPv6.
+const (
+	minMTU     = 576
+	minMTUIPv6 = 1280
+)
 
 // parseLease validates m (an OFFER or an ACK) and converts it. It returns
 // an error naming what is wrong when the lease must be refused; logf gets a
@@ -143,11 +152,15 @@ func parseLease(m *dhcpv4.DHCPv4, logf func(string, ...any)) (*binding, error) {
 	b.NTP = usableAddrs(m.Options.Get(dhcpv4.OptionNTPServers), "NTP server (option 42)", logf)
 
 	if v := m.Options.Get(dhcpv4.OptionInterfaceMTU); v != nil {
-		// RFC 2132 section 5.1: two octets, minimum 68.
+		// RFC 2132 section 5.1 allows down to 68, but every IPv4 host
+		// must take 576-octet datagrams (RFC 791, RFC 1122 section
+		// 3.3.3): a smaller MTU from an unauthenticated server only
+		// fragments or blackholes the node's traffic. IPv6's 1280 floor
+		// is applied where the link is known to run IPv6 (applyMTU).
 		if len(v) != 2 {
 			logf("ignoring MTU option 26 of %d bytes", len(v))
-		} else if mtu := int(binary.BigEndian.Uint16(v)); mtu < 68 {
-			logf("ignoring MTU %d (below the minimum of 68)", mtu)
+		} else if mtu := int(binary.BigEndian.Uint16(v)); mtu < minMTU {
+			logf("ignoring MTU %d (below the minimum of %d)", mtu, minMTU)
 		} else {
 			b.MTU = mtu
 		}
@@ -155,7 +168,7 @@ func parseLease(m *dhcpv4.DHCPv4, logf func(string, ...any)) (*binding, error) {
 
 	if v := m.Options.Get(dhcpv4.OptionHostName); v != nil {
 		h := strings.TrimRight(string(v), "\x00")
-		if err := checkHostname(h); err != nil {
+		if err := dnsname.CheckHost(h); err != nil {
 			logf("ignoring hostname %q: %v", h, err)
 		} else {
 			b.Hostname = strings.TrimSuffix(h, ".")
@@ -458,18 +471,7 @@ func searchList(m *dhcpv4.DHCPv4, logf func(string, ...any)) []string {
 		// option 15; accept that.
 		names = strings.Fields(strings.TrimRight(string(v), "\x00"))
 	}
-	var out []string
-	seen := map[string]bool{}
-	for _, n := range names {
-		if err := checkName(n); err != nil {
-			logf("ignoring search domain %q: %v", n, err)
-			continue
-		}
-		n = strings.ToLower(strings.TrimSuffix(n, "."))
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	return out
+	return dnsname.List(names, 0, func(n string, err error) {
+		logf("ignoring search domain %q: %v", n, err)
+	})
 }

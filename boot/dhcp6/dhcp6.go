@@ -15,10 +15,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -99,6 +101,9 @@ type Binding struct {
 	NTP              []netip.Addr
 	Refresh          time.Duration // information refresh time (O only)
 	ServerID         dhcpv6.DUID
+	// Dropped says, one item each, what of the reply was not taken
+	// (names quoted), for the log.
+	Dropped []string
 }
 
 // Caps on what is taken from one Reply.
@@ -138,17 +143,23 @@ func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) 
 		return b, err
 	}
 	b.ServerID = m.Options.ServerID()
+	// DNS servers (option 23) and search list (option 24, RFC 3646) go
+	// to resolv.conf: global unicast servers and RFC 1123 names only.
 	for _, ip := range m.Options.DNS() {
-		if a, ok := netip.AddrFromSlice(ip); ok && a.Is6() && !a.IsUnspecified() && !a.IsMulticast() && len(b.DNS) < maxDNS {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		if err := dnsname.CheckServer6(a); err != nil {
+			b.Dropped = append(b.Dropped, fmt.Sprintf("dns server %s: %v", a, err))
+		} else if len(b.DNS) < maxDNS && !slices.Contains(b.DNS, a) {
 			b.DNS = append(b.DNS, a)
 		}
 	}
 	if l := m.Options.DomainSearchList(); l != nil {
-		for _, d := range l.Labels {
-			if d != "" && len(d) <= 253 && len(b.Search) < maxSearch {
-				b.Search = append(b.Search, d)
-			}
-		}
+		b.Search = dnsname.List(l.Labels, maxSearch, func(d string, err error) {
+			b.Dropped = append(b.Dropped, fmt.Sprintf("search domain %q: %v", d, err))
+		})
 	}
 	for _, ip := range m.Options.NTPServers() {
 		if a, ok := netip.AddrFromSlice(ip); ok && len(b.NTP) < maxNTP {
@@ -191,26 +202,47 @@ func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) 
 	if !b.Addr.IsValid() {
 		return b, errNoAddrs
 	}
-	b.T1, b.T2 = renewTimes(ia.T1, ia.T2, b.Preferred)
+	b.T1, b.T2 = renewTimes(ia.T1, ia.T2, b.Preferred, b.Valid)
 	return b, nil
 }
 
+// Floors of T1 and T2 (a server's T1 and T2 below these are raised, as
+// far as the lifetimes allow). RFC 8415 sets none; without them a server
+// sending T1 = T2 = 1 s, or a deprecated address (preferred lifetime 0,
+// hence T1 = T2 = 0), makes the client renew back to back (issue 13).
+const (
+	minT1 = 60 * time.Second
+	minT2 = 96 * time.Second // minT1 in the 0.5 : 0.8 ratio of section 18.2.4
+)
+
 // renewTimes applies RFC 8415 section 21.4: T1 or T2 0 means the client
 // chooses, 0.5 and 0.8 times the preferred lifetime (section 18.2.4); a
-// T1 above T2 is fixed to that choice too.
-func renewTimes(t1, t2, preferred time.Duration) (time.Duration, time.Duration) {
-	if preferred >= infinity {
+// T1 above T2 is fixed to that choice too. A deprecated address
+// (preferred 0) is renewed on its valid lifetime instead. T1 and T2 are
+// then raised to minT1 and minT2, or to the client's own choice where the
+// lifetime is shorter than that, so a lease never renews sooner than it
+// needs to and never back to back.
+func renewTimes(t1, t2, preferred, valid time.Duration) (time.Duration, time.Duration) {
+	base := preferred
+	if base == 0 {
+		base = valid
+	}
+	if base >= infinity {
 		if t1 == 0 || t1 >= infinity {
 			return infinity, infinity
 		}
+		t1 = max(t1, minT1)
 		if t2 == 0 || t2 < t1 {
 			return t1, infinity
 		}
-		return t1, t2
+		return t1, max(t2, minT2)
 	}
+	d1, d2 := base/2, base*8/10
 	if t1 == 0 || t2 == 0 || t1 > t2 {
-		return preferred / 2, preferred * 8 / 10
+		t1, t2 = d1, d2
 	}
+	t1 = max(t1, min(minT1, d1), time.Second)
+	t2 = max(t2, min(minT2, d2), t1)
 	return t1, t2
 }
 

@@ -356,6 +356,7 @@ func (c *client) information(ctx context.Context) error {
 			}
 			continue
 		}
+		c.logDropped(b, server)
 		c.o.Logf("%s: dhcp6: information from %s: dns %v, search %v, refresh %s", c.o.Link, server, b.DNS, b.Search, b.Refresh)
 		c.o.Report(b.Lease(c.o.Link, "received", server, time.Now()))
 		if c.o.Oneshot {
@@ -364,6 +365,13 @@ func (c *client) information(ctx context.Context) error {
 		if err := sleep(ctx, b.Refresh); err != nil {
 			return err
 		}
+	}
+}
+
+// logDropped says what of a reply was not taken (names already quoted).
+func (c *client) logDropped(b Binding, server netip.Addr) {
+	for _, d := range b.Dropped {
+		c.o.Logf("%s: dhcp6: ignoring %s from %s", c.o.Link, d, server)
 	}
 }
 
@@ -383,6 +391,7 @@ func (c *client) bind(b Binding, server netip.Addr, status string) {
 		return
 	}
 	c.addr = b.Addr
+	c.logDropped(b, server)
 	c.o.Logf("%s: dhcp6: %s %s/128 from %s (valid %s, preferred %s, T1 %s, T2 %s), dns %v, search %v",
 		c.o.Link, status, b.Addr, server, b.Valid, b.Preferred, b.T1, b.T2, b.DNS, b.Search)
 	c.report(b, server, status)

@@ -2,8 +2,10 @@ package dhcp6
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,19 +54,33 @@ func TestNextRT(t *testing.T) {
 }
 
 func TestRenewTimes(t *testing.T) {
+	const s = time.Second
 	for _, tc := range []struct {
-		t1, t2, pref time.Duration
-		want1, want2 time.Duration
+		t1, t2, pref, valid time.Duration
+		want1, want2        time.Duration
 	}{
-		{60 * time.Second, 105 * time.Second, 120 * time.Second, 60 * time.Second, 105 * time.Second},
-		{0, 0, 100 * time.Second, 50 * time.Second, 80 * time.Second},                               // server leaves it to us
-		{90 * time.Second, 60 * time.Second, 100 * time.Second, 50 * time.Second, 80 * time.Second}, // T1 > T2
-		{0, 0, infinity, infinity, infinity},
-		{time.Hour, 0, infinity, time.Hour, infinity},
+		{60 * s, 105 * s, 120 * s, 240 * s, 60 * s, 105 * s},
+		{0, 0, 100 * s, 200 * s, 50 * s, 80 * s},           // server leaves it to us
+		{90 * s, 60 * s, 100 * s, 200 * s, 50 * s, 80 * s}, // T1 > T2
+		{0, 0, infinity, infinity, infinity, infinity},
+		{time.Hour, 0, infinity, infinity, time.Hour, infinity},
+		// Issue 13, the rebind storm: a deprecated address (preferred 0)
+		// renews on its valid lifetime, not back to back.
+		{0, 0, 0, time.Hour, 30 * time.Minute, 48 * time.Minute},
+		{1 * s, 2 * s, 0, time.Hour, 60 * s, 96 * s},
+		// Tiny server T1/T2 on a long lease: floored at 60 s / 96 s.
+		{1 * s, 1 * s, time.Hour, 2 * time.Hour, 60 * s, 96 * s},
+		{1 * s, 0, infinity, infinity, 60 * s, infinity},
+		// A short lease is renewed in time all the same: the floor is
+		// the client's own choice there (0.5 and 0.8 of preferred).
+		{1 * s, 2 * s, 3 * s, 4 * s, 1500 * time.Millisecond, 2400 * time.Millisecond},
+		// The lab's short server.
+		{1 * s, 2 * s, 2 * s, 4 * s, 1 * s, 2 * s},
+		{0, 0, 0, 1 * s, 1 * s, 1 * s},
 	} {
-		g1, g2 := renewTimes(tc.t1, tc.t2, tc.pref)
+		g1, g2 := renewTimes(tc.t1, tc.t2, tc.pref, tc.valid)
 		if g1 != tc.want1 || g2 != tc.want2 {
-			t.Errorf("renewTimes(%s, %s, %s) = %s, %s; want %s, %s", tc.t1, tc.t2, tc.pref, g1, g2, tc.want1, tc.want2)
+			t.Errorf("renewTimes(%s, %s, %s, %s) = %s, %s; want %s, %s", tc.t1, tc.t2, tc.pref, tc.valid, g1, g2, tc.want1, tc.want2)
 		}
 	}
 }
@@ -120,6 +136,26 @@ func TestParseReply(t *testing.T) {
 	b, err = ParseReply(m, id, false)
 	if err != nil || b.Refresh != irtMinimum || b.Addr.IsValid() || len(b.DNS) != 1 {
 		t.Fatalf("%+v %v", b, err)
+	}
+}
+
+// TestParseReplyHostile (issue 13): name servers that are no server on
+// the link and a search domain that would add a resolv.conf line are
+// dropped and said, quoted.
+func TestParseReplyHostile(t *testing.T) {
+	id := [4]byte{1, 2, 3, 4}
+	m := reply(id, iana.StatusSuccess, &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::100"), ValidLifetime: 600 * time.Second})
+	m.UpdateOption(dhcpv6.OptDNS(net.ParseIP("::1"), net.ParseIP("fe80::1"), net.ParseIP("::ffff:192.0.2.53"), net.ParseIP("2001:db8::53")))
+	dhcpv6.WithDomainSearchList("x\nnameserver\t6.6.6.6", "Lab.Example.")(m)
+	b, err := ParseReply(m, id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(b.DNS) != "[2001:db8::53]" || fmt.Sprint(b.Search) != "[lab.example]" {
+		t.Errorf("dns %v search %q", b.DNS, b.Search)
+	}
+	if got := strings.Join(b.Dropped, "\n"); len(b.Dropped) != 4 || !strings.Contains(got, `search domain "x\nnameserver\t6.6.6.6"`) {
+		t.Errorf("dropped:\n%s", got)
 	}
 }
 

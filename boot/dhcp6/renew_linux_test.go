@@ -22,13 +22,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The short-lease server: T1 1 s, T2 2 s, preferred 3 s, valid 4 s. dnsmasq
+// The short-lease server: T1 1 s, T2 2 s, preferred 2 s, valid 4 s (T1 and
+// T2 are then the client's own floors, 0.5 and 0.8 of preferred). dnsmasq
 // cannot go below two minutes, so Renew/Rebind/expiry are tested against
 // this small server (insomniacslk's server6) over a real veth.
 var (
 	shortAddr             = netip.MustParseAddr("2001:db8:1::42")
 	shortT1, shortT2      = 1 * time.Second, 2 * time.Second
-	shortPref, shortValid = 3 * time.Second, 4 * time.Second
+	shortPref, shortValid = 2 * time.Second, 4 * time.Second
 	serverDUID            = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x47}}
 )
 
@@ -59,6 +60,15 @@ func runShortServer(t *testing.T, mode string) {
 		reply := &dhcpv6.OptIANA{IaId: ia.IaId, T1: shortT1, T2: shortT2}
 		reply.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: shortAddr.AsSlice(), PreferredLifetime: shortPref, ValidLifetime: shortValid})
 		mods := []dhcpv6.Modifier{dhcpv6.WithServerID(serverDUID), dhcpv6.WithOption(reply), dhcpv6.WithDNS(net.ParseIP("2001:db8:1::53"))}
+		if mode == "deprecated" {
+			// Issue 13: a deprecated address (preferred 0) with T1 = T2 =
+			// 0, and DNS options that try to reach resolv.conf.
+			reply = &dhcpv6.OptIANA{IaId: ia.IaId}
+			reply.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: shortAddr.AsSlice(), ValidLifetime: 600 * time.Second})
+			mods = []dhcpv6.Modifier{dhcpv6.WithServerID(serverDUID), dhcpv6.WithOption(reply),
+				dhcpv6.WithDNS(net.ParseIP("::1"), net.ParseIP("::ffff:192.0.2.53"), net.ParseIP("2001:db8:1::53")),
+				dhcpv6.WithDomainSearchList("x\nnameserver\t6.6.6.6", "lab.example")}
+		}
 		var resp *dhcpv6.Message
 		var err error
 		if bound && mode == "silent" {
@@ -166,6 +176,7 @@ func TestRenewRebindExpire(t *testing.T) {
 		{"renew", "bound renewing bound", 2500 * time.Millisecond},
 		{"rebind", "bound renewing rebinding bound", 3500 * time.Millisecond},
 		{"silent", "bound renewing rebinding expired", 6 * time.Second},
+		{"deprecated", "bound", 4 * time.Second},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			if m := os.Getenv("DHCP6_SERVER"); m != "" {
@@ -213,6 +224,20 @@ func TestRenewRebindExpire(t *testing.T) {
 				if !strings.Contains(so, "GOT RENEW "+cid) || !strings.Contains(so, "server-id=yes") {
 					t.Fatalf("server saw no Renew with client and server id:\n%s", so)
 				}
+			case "deprecated":
+				// T1 = T2 = 0 on a deprecated address: before the floor,
+				// thousands of Rebinds in these 4 s (8322 in one run).
+				if n := strings.Count(so, "GOT RENEW") + strings.Count(so, "GOT REBIND"); n != 0 {
+					t.Fatalf("%d Renew/Rebind within 4 s of binding an address valid for 600 s", n)
+				}
+				l := out.Leases[len(out.Leases)-1]
+				if fmt.Sprint(l.DNS) != "[2001:db8:1::53]" || fmt.Sprint(l.Search) != "[lab.example]" {
+					t.Fatalf("lease dns %v search %q", l.DNS, l.Search)
+				}
+				if !strings.Contains(strings.Join(out.Log, "\n"), `ignoring search domain "x\nnameserver\t6.6.6.6"`) {
+					t.Fatal("the hostile search domain was not logged, quoted")
+				}
+				return
 			default:
 				if !strings.Contains(so, "GOT REBIND "+cid) || strings.Contains(so, "GOT REBIND client=DUID-LL{HWType=Ethernet HWAddr=") && strings.Contains(lineOf(so, "GOT REBIND"), "server-id=yes") {
 					t.Fatalf("server saw no Rebind without server id:\n%s", so)

@@ -30,6 +30,13 @@ type link struct {
 	dhcp6Done   bool // DHCPv6 gave up or finished without an address
 	renewals4   int  // DHCPv4 leases renewed or rebound
 
+	// The running DHCPv6 client: its mode, how to stop it, and which
+	// start it is (a stopped client must not touch its successor's state).
+	dhcp6Managed bool
+	dhcp6Stop    context.CancelFunc
+	dhcp6Gen     int
+	dhcp6At      time.Time // when it was started
+
 	// renew4 and renew6 poke the link's DHCPv4 client and router
 	// solicitation (control socket "renew").
 	renew4, renew6 chan struct{}
@@ -135,6 +142,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
+				IPv6:         l.wantsRA() || l.wantsDHCP6(),
 				Renew:        l.renew4,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
@@ -149,6 +157,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 			err := ra.Run(ctx, ra.Options{
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
+				Protected:    e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
 				MTU:          mtu,
 				Solicit:      l.renew6,
 				Report:       e.report,
@@ -164,30 +173,56 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 	}
 }
 
-// startDHCP6 starts the DHCPv6 client on a link once, when an RA asked for
-// it (M: addresses, O: other configuration) or ip=dhcp6 did.
+// startDHCP6 starts the DHCPv6 client on a link when an RA asks for it
+// (M: addresses, O: other configuration) or ip=dhcp6 did. The RA's flags
+// may change (RFC 4861 section 6.3.4: hosts follow the latest RA): when M
+// changes the client is restarted in the new mode at once, and a client
+// that ended (an error) is started again by the next RA that asks, at
+// most every dhcp6Restart. ip=dhcp6 always means stateful.
 func (e *Engine) startDHCP6(name string, managed, other bool) {
+	const dhcp6Restart = 30 * time.Second
 	e.mu.Lock()
 	l := e.links[name]
-	if l == nil || l.dhcp6Active {
+	if l != nil && l.wantsDHCP6() {
+		managed, other = true, true
+	}
+	if l == nil || l.dhcp6Active && l.dhcp6Managed == managed ||
+		!l.dhcp6Active && l.dhcp6Managed == managed && time.Since(l.dhcp6At) < dhcp6Restart {
 		e.mu.Unlock()
 		return
 	}
-	l.dhcp6Active = true
+	switch {
+	case l.dhcp6Gen > 0 && l.dhcp6Managed != managed:
+		e.logf("%s: dhcp6: the router's M flag is now %v: restarting the client", name, managed)
+	case l.dhcp6Gen > 0:
+		e.logf("%s: dhcp6: restarting the client, which ended", name)
+	}
+	if l.dhcp6Active {
+		l.dhcp6Stop()
+	}
+	ctx, stop := context.WithCancel(e.runCtx)
+	l.dhcp6Gen++
+	gen := l.dhcp6Gen
+	l.dhcp6Active, l.dhcp6Managed, l.dhcp6Stop, l.dhcp6Done, l.dhcp6At = true, managed, stop, false, time.Now()
 	e.mu.Unlock()
-	ctx := e.runCtx
 	e.spawn(func() {
+		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
 			Link: name, Managed: managed, Other: other,
 			Report: e.report, Logf: e.cfg.Logf,
 		})
 		e.mu.Lock()
-		l.dhcp6Done = true
+		current := l.dhcp6Gen == gen
+		if current {
+			l.dhcp6Active, l.dhcp6Done = false, true
+		}
 		e.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			e.problem("dhcp6 on %s: %v", name, err)
 		}
-		e.notify()
+		if current {
+			e.notify()
+		}
 	})
 }
 

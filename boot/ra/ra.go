@@ -24,6 +24,14 @@ type Options struct {
 	// DefaultRoute says whether to install the IPv6 default route(s) via
 	// the advertising routers (only the uplink does). Nil means no.
 	DefaultRoute func() bool
+	// RouteInfo says whether RFC 4191 routes (Route Information options)
+	// are installed on this link. Only the uplink should speak for the
+	// node; nil means: only when default routes are (DefaultRoute).
+	RouteInfo func() bool
+	// Protected are prefixes (the WireGuard tunnel subnets) inside which
+	// no RA may install a route or an address; Yggdrasil's 200::/7 is
+	// always protected.
+	Protected []netip.Prefix
 	// MTU overrides the RA's MTU option when not 0.
 	MTU int
 	// Report receives a lease after every change of what is applied.
@@ -90,14 +98,17 @@ func finite(d time.Duration) time.Duration {
 	return d
 }
 
-// Routes is every route of the view that should be in the kernel;
-// defaults only if withDefault.
-func (v View) routes(withDefault bool) []Route {
+// routes is every route of the view that should be in the kernel;
+// defaults only if withDefault, RFC 4191 routes only if withRIO.
+func (v View) routes(withDefault, withRIO bool) []Route {
 	rs := append([]Route(nil), v.OnLink...)
 	if withDefault {
 		rs = append(rs, v.Defaults...)
 	}
-	return append(rs, v.Routes...)
+	if withRIO {
+		rs = append(rs, v.Routes...)
+	}
+	return rs
 }
 
 // keyOf identifies a kernel route.

@@ -116,6 +116,7 @@ func Run(ctx context.Context, o Options) error {
 
 	k := &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: logf}
 	t := NewTable(id, ifi.MTU)
+	t.Protect(o.Protected...)
 	var (
 		sent      int
 		nextRS    = time.Now() // RFC 4861 section 6.3.7, see solicit
@@ -127,7 +128,12 @@ func Run(ctx context.Context, o Options) error {
 		v := t.View(now)
 		// Only ask when there is a default route to install: the engine makes
 		// the first link that asks its uplink.
-		applied, err := k.sync(v, len(v.Defaults) > 0 && o.DefaultRoute != nil && o.DefaultRoute())
+		withDefault := len(v.Defaults) > 0 && o.DefaultRoute != nil && o.DefaultRoute()
+		withRIO := withDefault
+		if o.RouteInfo != nil {
+			withRIO = len(v.Routes) > 0 && o.RouteInfo()
+		}
+		applied, err := k.sync(v, withDefault, withRIO)
 		if err != nil {
 			logf("%s: ra: %v", o.Link, err)
 		}
@@ -331,7 +337,7 @@ type kernel struct {
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
-func (k *kernel) sync(v View, withDefault bool) ([]Route, error) {
+func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	var errs []error
 	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: k.index, Name: k.link}}
 	want := map[netip.Prefix]bool{}
@@ -361,7 +367,7 @@ func (k *kernel) sync(v View, withDefault bool) ([]Route, error) {
 
 	var applied []Route
 	wantR := map[routeKey]bool{}
-	for _, r := range v.routes(withDefault) {
+	for _, r := range v.routes(withDefault, withRIO) {
 		wantR[r.key()] = true
 		if err := routeReplace(k.index, r); err != nil {
 			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.Dst, r.Via, err))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
 // Caps on what is taken from Router Advertisements. An RA is unauthenticated
@@ -34,7 +35,21 @@ const (
 
 	// maxNotes bounds the prefixes and routes named in one log line.
 	maxNotes = 4
+
+	// rioMinBits: no RFC 4191 route less specific than a /48 is taken.
+	// A Route Information option is unauthenticated; the kernel keeps
+	// such routes off by default (accept_ra_rt_info_max_plen = 0), and a
+	// short prefix (::/1, 2000::/3) from any neighbour would outrank the
+	// uplink's default route for most of the Internet.
+	rioMinBits = 48
 )
+
+// yggdrasil is the Yggdrasil address space: 200::/7 holds the node
+// addresses and, inside it, 300::/8 the routed /64 subnets. ygg0 routes
+// 200::/7; a more specific on-link or RFC 4191 route learnt from a
+// neighbour on an Ethernet would send overlay traffic there in clear
+// (issue 13), so no RA may put a route or an address in it.
+var yggdrasil = []netip.Prefix{netip.MustParsePrefix("200::/7"), netip.MustParsePrefix("300::/8")}
 
 // Infinite is the "infinity" lifetime of RFC 4861 section 4.6.2 (all ones in
 // a 32-bit field), as ndp decodes it.
@@ -147,7 +162,33 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 	if !ok {
 		return nil, fmt.Errorf("%w: not a router advertisement", ErrInvalid)
 	}
+	fixRouteInfo(b[16:], ra)
 	return ra, nil
+}
+
+// fixRouteInfo restores the prefix bits that ndp v1.1.0 loses in Route
+// Information options (RFC 4191 section 2.3) whose prefix length is not a
+// multiple of 8: it copies only PrefixLength/8 octets, so 8000::/1 comes
+// out as ::/1 and 2001:db8:f000::/36 as 2001:db8::/36. The prefix is read
+// again from the raw options (ndp has already checked their lengths), and
+// the bits past the prefix length, reserved, are cleared.
+func fixRouteInfo(opts []byte, ra *ndp.RouterAdvertisement) {
+	var prefixes []netip.Addr
+	for len(opts) >= 2 && opts[1] != 0 && int(opts[1])*8 <= len(opts) {
+		o := opts[:int(opts[1])*8]
+		opts = opts[len(o):]
+		if o[0] != 24 || len(o) < 8 { // 24: Route Information
+			continue
+		}
+		var a [16]byte
+		copy(a[:], o[8:])
+		prefixes = append(prefixes, netip.PrefixFrom(netip.AddrFrom16(a), min(int(o[2]), 128)).Masked().Addr())
+	}
+	for _, o := range ra.Options {
+		if ri, ok := o.(*ndp.RouteInformation); ok && len(prefixes) > 0 {
+			ri.Prefix, prefixes = prefixes[0], prefixes[1:]
+		}
+	}
 }
 
 type slaac struct {
@@ -183,6 +224,8 @@ type Table struct {
 	dns     map[netip.Addr]time.Time
 	search  map[string]time.Time
 
+	protected []netip.Prefix // no route or address from an RA inside these
+
 	mtu             int
 	managed, other  bool
 	last            netip.Addr // router of the last accepted RA
@@ -202,7 +245,32 @@ func NewTable(id [8]byte, linkMTU int) *Table {
 		routes:  map[netip.Prefix]*rio{},
 		dns:     map[netip.Addr]time.Time{},
 		search:  map[string]time.Time{},
+
+		protected: slices.Clone(yggdrasil),
 	}
+}
+
+// Protect adds prefixes (the overlay's, such as the WireGuard tunnel
+// subnets) inside which no RA may install a route or an address, besides
+// Yggdrasil's, which are always protected.
+func (t *Table) Protect(ps ...netip.Prefix) {
+	for _, p := range ps {
+		if p.IsValid() && p.Addr().Is6() && !p.Addr().Is4In6() {
+			t.protected = append(t.protected, p.Masked())
+		}
+	}
+}
+
+// protectedBy returns the protected prefix that p lies in, if any. A
+// prefix that only covers a protected one (::/1 around 200::/7) is not in
+// it: the overlay's own, longer, route still wins for its part.
+func (t *Table) protectedBy(p netip.Prefix) (netip.Prefix, bool) {
+	for _, q := range t.protected {
+		if p.Bits() >= q.Bits() && q.Contains(p.Addr()) {
+			return q, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // Update processes one validated RA from src received at now. It returns
@@ -260,23 +328,42 @@ func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisemen
 				note("%s", n)
 			}
 		case *ndp.RecursiveDNSServer:
+			var good []netip.Addr
 			for _, s := range o.Servers {
 				if nDNS++; nDNS > perRADNS {
 					capped++
 					continue
 				}
-				changed = t.dnsServer(now, s, o.Lifetime) || changed
+				c, err := t.dnsServer(now, s, o.Lifetime)
+				if err != nil {
+					note("rdnss %s ignored: %v", s, err)
+					continue
+				}
+				good = append(good, s)
+				changed = c || changed
 			}
-			note("rdnss %s (%s)", joinAddrs(o.Servers), lifetime(o.Lifetime))
+			if len(good) > 0 {
+				note("rdnss %s (%s)", joinAddrs(good), lifetime(o.Lifetime))
+			}
 		case *ndp.DNSSearchList:
+			var good []string
 			for _, d := range o.DomainNames {
 				if nSearch++; nSearch > perRASearch {
 					capped++
 					continue
 				}
-				changed = t.searchDomain(now, d, o.Lifetime) || changed
+				// The name is from the wire: quoted in the log.
+				c, err := t.searchDomain(now, d, o.Lifetime)
+				if err != nil {
+					note("dnssl %q ignored: %v", d, err)
+					continue
+				}
+				good = append(good, d)
+				changed = c || changed
 			}
-			note("dnssl %s (%s)", strings.Join(o.DomainNames, ","), lifetime(o.Lifetime))
+			if len(good) > 0 {
+				note("dnssl %s (%s)", strings.Join(good, ","), lifetime(o.Lifetime))
+			}
 		case *ndp.MTU:
 			m := int(o.MTU)
 			if m < minMTU || (t.linkMTU > 0 && m > t.linkMTU) {
@@ -335,6 +422,9 @@ func (t *Table) prefix(now time.Time, o *ndp.PrefixInformation) (changed bool, n
 		// Link-local prefixes are silently ignored (4861 6.3.4, 4862 5.5.3 (b)).
 		return false, note + " ignored"
 	}
+	if q, ok := t.protectedBy(p); ok {
+		return false, note + fmt.Sprintf(" ignored (inside the overlay's %s)", q)
+	}
 	if o.OnLink {
 		_, known := t.onlink[p]
 		switch {
@@ -392,6 +482,12 @@ func (t *Table) route(now time.Time, src netip.Addr, o *ndp.RouteInformation) (c
 		return false, ""
 	}
 	note = fmt.Sprintf("route %s (%s)", p, lifetime(o.RouteLifetime))
+	if p.Bits() < rioMinBits {
+		return false, note + fmt.Sprintf(" ignored (less specific than /%d)", rioMinBits)
+	}
+	if q, ok := t.protectedBy(p); ok {
+		return false, note + fmt.Sprintf(" ignored (inside the overlay's %s)", q)
+	}
 	r, known := t.routes[p]
 	switch {
 	case o.RouteLifetime == 0:
@@ -408,21 +504,25 @@ func (t *Table) route(now time.Time, src netip.Addr, o *ndp.RouteInformation) (c
 }
 
 // dnsServer handles one RFC 8106 RDNSS address: lifetime 0 removes it.
-func (t *Table) dnsServer(now time.Time, s netip.Addr, lt time.Duration) bool {
-	s = s.WithZone("")
-	if !s.IsValid() || s.IsUnspecified() || s.IsMulticast() || s.IsLoopback() {
-		return false
+// Only global unicast addresses are taken: a link-local one would need a
+// zone that resolv.conf cannot carry, and loopback, multicast, the
+// unspecified and v4-mapped addresses are no server on this link.
+func (t *Table) dnsServer(now time.Time, s netip.Addr, lt time.Duration) (bool, error) {
+	if err := dnsname.CheckServer6(s); err != nil {
+		return false, err
 	}
-	return refresh(t.dns, s, now, lt, maxDNS)
+	return refresh(t.dns, s, now, lt, maxDNS), nil
 }
 
 // searchDomain handles one RFC 8106 DNSSL domain: lifetime 0 removes it.
-func (t *Table) searchDomain(now time.Time, d string, lt time.Duration) bool {
-	d = strings.TrimSuffix(strings.ToLower(d), ".")
-	if d == "" || len(d) > 253 {
-		return false
+// ndp lets any ASCII through (newlines, tabs, escapes): the name must pass
+// the shared RFC 1123 check before it can reach resolv.conf.
+func (t *Table) searchDomain(now time.Time, d string, lt time.Duration) (bool, error) {
+	d, err := dnsname.Normalize(d)
+	if err != nil {
+		return false, err
 	}
-	return refresh(t.search, d, now, lt, maxSearch)
+	return refresh(t.search, d, now, lt, maxSearch), nil
 }
 
 // refresh sets k's deadline from lifetime lt in m (lifetime 0 removes k),

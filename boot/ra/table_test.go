@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestInterfaceID(t *testing.T) {
@@ -265,7 +268,72 @@ func FuzzRA(f *testing.F) {
 					t.Fatalf("bad address %+v", a)
 				}
 			}
-			_ = v.Lease("eth0", v.routes(true), now)
+			_ = v.Lease("eth0", v.routes(true, true), now)
 		}
 	})
+}
+
+// TestTableHostile feeds the client's parser the hostile RA: nothing it
+// tries is taken, the good options are, and the log line is one line.
+func TestTableHostile(t *testing.T) {
+	b, err := ndp.MarshalMessage(lab.HostileRA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := Validate(b, r1, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := NewTable(testID, 1500)
+	tb.Protect(lab.HostileWGSubnet)
+	_, sum := tb.Update(t0, r1, ra)
+	t.Log(sum)
+	if strings.ContainsAny(sum, "\n\t\x1b") {
+		t.Errorf("summary carries control characters: %q", sum)
+	}
+	for _, w := range []string{`dnssl "x\nnameserver\t6.6.6.6" ignored`, "rdnss fe80::53 ignored", "route 8000::/1 (3600s) ignored (less specific than /48)",
+		"route 200:1:2:3::/64 (3600s) ignored (inside the overlay's 200::/7)", "prefix 2001:db8:ff::/64 (LA) valid 3600s preferred 3600s ignored (inside the overlay's 2001:db8:ff::/64)"} {
+		if !strings.Contains(sum, w) {
+			t.Errorf("summary does not say %q", w)
+		}
+	}
+	v := tb.View(t0)
+	if !slices.Equal(v.Search, []string{"lab.example"}) {
+		t.Errorf("search %q, want [lab.example]", v.Search)
+	}
+	if !slices.Equal(v.DNS, []netip.Addr{netip.MustParseAddr("2001:db8::53")}) {
+		t.Errorf("dns %v, want [2001:db8::53]", v.DNS)
+	}
+	if want := []Route{{Dst: netip.MustParsePrefix("2001:db8:1:f000::/52"), Via: r1, Metric: 1024, Lifetime: time.Hour}}; !slices.Equal(v.Routes, want) {
+		t.Errorf("RFC 4191 routes %v, want %v (the /52 with all its bits)", v.Routes, want)
+	}
+	if want := []Route{{Dst: netip.MustParsePrefix("2001:db8:1::/64"), Metric: 256, Lifetime: time.Hour}}; !slices.Equal(v.OnLink, want) {
+		t.Errorf("on-link routes %v, want %v", v.OnLink, want)
+	}
+	if len(v.Addrs) != 1 || v.Addrs[0].Prefix != netip.PrefixFrom(SLAACAddr(netip.MustParsePrefix("2001:db8:1::/64"), testID), 64) {
+		t.Errorf("addresses %v, want only the one in 2001:db8:1::/64", v.Addrs)
+	}
+}
+
+// TestFixRouteInfo: prefix lengths that are not a multiple of 8 keep
+// their bits (ndp v1.1.0 alone turns 8000::/1 into ::/1).
+func TestFixRouteInfo(t *testing.T) {
+	for _, p := range []string{"8000::/1", "2001:db8:f000::/36", "2001:db8:1:f000::/52", "2001:db8::1:0:0:8000/113", "2001:db8:9::/48", "ff00::/8"} {
+		pp := netip.MustParsePrefix(p)
+		b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{Options: []ndp.Option{
+			ndp.NewMTU(1400),
+			&ndp.RouteInformation{PrefixLength: uint8(pp.Bits()), RouteLifetime: time.Hour, Prefix: pp.Addr()},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, err := Validate(b, r1, 255)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ri := ra.Options[1].(*ndp.RouteInformation)
+		if got := netip.PrefixFrom(ri.Prefix, int(ri.PrefixLength)); got != pp {
+			t.Errorf("RIO %s parsed as %s", pp, got)
+		}
+	}
 }
