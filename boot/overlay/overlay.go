@@ -65,6 +65,9 @@ type Manager struct {
 	last      *state.State // the latest state observed
 
 	wgr sync.WaitGroup // goroutines owned by the manager
+
+	// applyFirewall is firewall.Apply (tests replace it).
+	applyFirewall func(firewall.Rules) error
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -81,7 +84,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Refresh == nil {
 		cfg.Refresh = func() {}
 	}
-	return &Manager{cfg: cfg, ctx: ctx}
+	return &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply}
 }
 
 // Observe is called with every state the engine writes. At the first
@@ -143,36 +146,62 @@ func (m *Manager) start(st *state.State) {
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
 	m.wgr.Add(1)
 	go func() { defer m.wgr.Done(); m.reprobeLoop() }()
-	var ifaces []string
+	rules := overlayRules(spec, d)
+	if len(rules.Interfaces) > 0 {
+		// The table goes in before ygg0 and wg0 exist (its rules match
+		// by name), so there is no moment when an overlay address is
+		// reachable unfiltered. Without it the overlays stay down: an
+		// overlay address is reachable from the whole overlay, and an
+		// unfiltered one would expose every service of the node.
+		if err := m.applyFirewall(rules); err != nil {
+			m.problem("overlay firewall: %v: the overlays (%v) are NOT started, the node is not reachable through them", err, rules.Interfaces)
+			m.cfg.Refresh()
+			return
+		}
+		m.mu.Lock()
+		m.rules = firewall.Describe(rules)
+		m.mu.Unlock()
+		m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v; overlay addresses reachable only through them", rules.Interfaces, spec.Allow)
+	}
 	if d.Yggdrasil {
 		if err := m.startYggdrasil(st); err != nil {
 			m.problem("yggdrasil: %v", err)
-		} else {
-			ifaces = append(ifaces, ygg.DefaultIfName)
 		}
 	}
 	if d.WireGuard {
 		if err := m.startWireGuard(st); err != nil {
 			m.problem("wireguard: %v", err)
-		} else {
-			ifaces = append(ifaces, wg.DefaultIfName)
 		}
 	}
-	if len(ifaces) > 0 {
-		rules := firewall.Rules{Interfaces: ifaces, Allow: spec.Allow}
-		if err := firewall.Apply(rules); err != nil {
-			m.problem("overlay firewall: %v (inbound on %v is NOT filtered)", err, ifaces)
-		} else {
-			m.mu.Lock()
-			m.rules = firewall.Describe(rules)
-			m.mu.Unlock()
-			m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v", ifaces, spec.Allow)
-		}
+	if len(rules.Interfaces) > 0 {
 		m.wgr.Add(1)
 		go func() { defer m.wgr.Done(); m.refreshLoop() }()
 	}
 	m.cfg.Refresh()
 }
+
+// overlayRules is the firewall for the overlays d starts: their inbound
+// rules, and their addresses (Yggdrasil's whole 200::/7, which holds the
+// node's address and its 300::/8 subnet, and each WireGuard address)
+// reachable only through them.
+func overlayRules(spec *cmdline.Spec, d state.Overlays) firewall.Rules {
+	r := firewall.Rules{Allow: spec.Allow}
+	if d.Yggdrasil {
+		r.Interfaces = append(r.Interfaces, ygg.DefaultIfName)
+		r.Owned = append(r.Owned, firewall.Owned{Interface: ygg.DefaultIfName, Prefix: YggdrasilPrefix})
+	}
+	if d.WireGuard {
+		r.Interfaces = append(r.Interfaces, wg.DefaultIfName)
+		for _, a := range spec.WGAddress {
+			r.Owned = append(r.Owned, firewall.Owned{Interface: wg.DefaultIfName, Prefix: netip.PrefixFrom(a.Addr(), a.Addr().BitLen())})
+		}
+	}
+	return r
+}
+
+// YggdrasilPrefix holds every Yggdrasil address (200::/8) and subnet
+// (300::/8).
+var YggdrasilPrefix = netip.MustParsePrefix("200::/7")
 
 // probe runs netprobe, bounded, from the managed links' addresses.
 func (m *Manager) probe(st *state.State) *state.Connectivity {

@@ -1,10 +1,15 @@
 package overlay
 
 import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -58,5 +63,44 @@ func TestUplinkKey(t *testing.T) {
 	st.Interfaces[0].Addresses[0].CIDR = "192.0.2.6/24"
 	if uplinkKey(st) == a {
 		t.Errorf("a new uplink address did not change the key")
+	}
+}
+
+// TestFirewallFailClosed: when the overlay firewall cannot be applied, no
+// overlay interface is created and the state says so; the rules asked for
+// guard the overlay addresses on every interface.
+func TestFirewallFailClosed(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg, spec.WG = "on", "on"
+	spec.WGPeers = []cmdline.WGPeer{{PublicKey: "k", Endpoint: "192.0.2.1:51820"}}
+	spec.WGAddress = []netip.Prefix{netip.MustParsePrefix("2001:db8:77::5/64"), netip.MustParsePrefix("198.51.100.7/24")}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir()})
+	var got firewall.Rules
+	m.applyFirewall = func(r firewall.Rules) error {
+		got = r
+		return errors.New("nf_tables: operation not supported")
+	}
+	m.start(&state.State{Phase: state.PhaseReady})
+	cancel()
+	m.Close()
+	wantOwned := []firewall.Owned{
+		{Interface: "ygg0", Prefix: netip.MustParsePrefix("200::/7")},
+		{Interface: "wg0", Prefix: netip.MustParsePrefix("2001:db8:77::5/128")},
+		{Interface: "wg0", Prefix: netip.MustParsePrefix("198.51.100.7/32")},
+	}
+	if !slices.Equal(got.Interfaces, []string{"ygg0", "wg0"}) || !slices.Equal(got.Owned, wantOwned) {
+		t.Errorf("rules asked for: %+v", got)
+	}
+	var st state.State
+	m.Decorate(&st)
+	if st.Yggdrasil != nil || st.WireGuard != nil || m.ygg != nil || m.wg != nil {
+		t.Errorf("an overlay was started without its firewall: ygg %+v wg %+v", st.Yggdrasil, st.WireGuard)
+	}
+	if len(st.Firewall) != 0 {
+		t.Errorf("rules reported although none applied: %q", st.Firewall)
+	}
+	if !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "NOT started") }) {
+		t.Errorf("problems %q do not say the overlays are down", st.Problems)
 	}
 }
