@@ -291,9 +291,12 @@ func (m *Manager) startWireGuard(st *state.State) error {
 	// whose timestamp is not newer than the last it saw for this key, so a
 	// node that reboots with an earlier clock would be ignored.
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
-	r := clock.Sync(ctx, st.NTP, m.cfg.Logf)
+	r := clock.Sync(ctx, spec.NTP, st.NTP, m.cfg.Logf)
 	cancel()
 	clk := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Error: r.Err}
+	for _, s := range r.Sources {
+		clk.Sources = append(clk.Sources, state.ClockSource{Server: s.Server, Configured: s.Configured, OffsetMS: s.Offset.Milliseconds(), Error: s.Err})
+	}
 	m.mu.Lock()
 	m.clk = clk
 	m.mu.Unlock()

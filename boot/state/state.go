@@ -204,4 +204,14 @@ type Clock struct {
 	OffsetMS int64  `json:"offset_ms"`
 	Set      bool   `json:"set"`
 	Error    string `json:"error,omitempty"`
+	// Sources is every NTP server asked and what it said.
+	Sources []ClockSource `json:"sources,omitempty"`
+}
+
+// ClockSource is one NTP server's answer.
+type ClockSource struct {
+	Server     string `json:"server"`
+	Configured bool   `json:"configured"` // netinit.ntp= (preferred)
+	OffsetMS   int64  `json:"offset_ms"`
+	Error      string `json:"error,omitempty"`
 }
