@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -66,8 +67,12 @@ type Manager struct {
 
 	wgr sync.WaitGroup // goroutines owned by the manager
 
-	// applyFirewall is firewall.Apply (tests replace it).
+	probing bool // a Reprobe is running
+
+	// applyFirewall is firewall.Apply, probeFn m.probe (tests replace
+	// them).
 	applyFirewall func(firewall.Rules) error
+	probeFn       func(*state.State) *state.Connectivity
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -84,7 +89,9 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Refresh == nil {
 		cfg.Refresh = func() {}
 	}
-	return &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply}
+	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply}
+	m.probeFn = m.probe
+	return m
 }
 
 // Observe is called with every state the engine writes. At the first
@@ -111,10 +118,23 @@ func (m *Manager) Observe(st *state.State) {
 	}
 	m.decided = true
 	snap := *st
+	m.spawn("overlay start", func() { m.start(&snap) })
+}
+
+// spawn runs fn in a goroutine the manager owns. A panic in it is
+// contained: reported as a problem, the daemon and the network go on.
+func (m *Manager) spawn(what string, fn func()) {
 	m.wgr.Add(1)
 	go func() {
 		defer m.wgr.Done()
-		m.start(&snap)
+		defer func() {
+			if r := recover(); r != nil {
+				m.problem("internal error in %s (contained): %v", what, r)
+				m.cfg.Logf("%s", debug.Stack())
+				m.cfg.Refresh()
+			}
+		}()
+		fn()
 	}()
 }
 
@@ -138,14 +158,13 @@ func uplinkKey(st *state.State) string {
 // start probes, decides, and starts what was decided.
 func (m *Manager) start(st *state.State) {
 	spec := m.cfg.Spec
-	conn := m.probe(st)
+	conn := m.probeFn(st)
 	d := Decide(spec, st, conn)
 	m.mu.Lock()
 	m.conn, m.decision = conn, d
 	m.mu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
-	m.wgr.Add(1)
-	go func() { defer m.wgr.Done(); m.reprobeLoop() }()
+	m.spawn("reprobe loop", m.reprobeLoop)
 	rules := overlayRules(spec, d)
 	if len(rules.Interfaces) > 0 {
 		// The table goes in before ygg0 and wg0 exist (its rules match
@@ -174,8 +193,7 @@ func (m *Manager) start(st *state.State) {
 		}
 	}
 	if len(rules.Interfaces) > 0 {
-		m.wgr.Add(1)
-		go func() { defer m.wgr.Done(); m.refreshLoop() }()
+		m.spawn("state refresh loop", m.refreshLoop)
 	}
 	m.cfg.Refresh()
 }
@@ -320,24 +338,32 @@ func (m *Manager) startWireGuard(st *state.State) error {
 }
 
 // Reprobe runs netprobe again now (the control socket's "probe"), in the
-// background; the state is rewritten when it is done.
+// background; the state is rewritten when it is done. Requests that come
+// while a probe runs are coalesced into it: each probe makes connections
+// to the reflectors and targets, and the control socket must not be a
+// way to multiply them.
 func (m *Manager) Reprobe() {
 	m.mu.Lock()
 	st := m.last
-	m.mu.Unlock()
-	if st == nil {
-		return // not decided yet: the first probe is still to come
+	if st == nil || m.probing {
+		m.mu.Unlock()
+		return // not decided yet (the first probe is still to come), or running
 	}
-	m.wgr.Add(1)
-	go func() {
-		defer m.wgr.Done()
-		conn := m.probe(st)
+	m.probing = true
+	m.mu.Unlock()
+	m.spawn("probe", func() {
+		defer func() {
+			m.mu.Lock()
+			m.probing = false
+			m.mu.Unlock()
+		}()
+		conn := m.probeFn(st)
 		m.mu.Lock()
 		m.conn = conn
 		m.mu.Unlock()
 		m.cfg.Logf("probe: IPv4 %s, IPv6 %s, hidden %v", conn.IPv4.Verdict, conn.IPv6.Verdict, conn.Hidden)
 		m.cfg.Refresh()
-	}()
+	})
 }
 
 // reprobeLoop probes again every ReprobeEvery: reachability changes

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
@@ -102,5 +104,57 @@ func TestFirewallFailClosed(t *testing.T) {
 	}
 	if !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "NOT started") }) {
 		t.Errorf("problems %q do not say the overlays are down", st.Problems)
+	}
+}
+
+// TestPanicContained: a panic in the overlay start goroutine is reported
+// as a problem; the process goes on.
+func TestPanicContained(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg = "on"
+	ctx, cancel := context.WithCancel(context.Background())
+	var refreshed atomic.Int32
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Refresh: func() { refreshed.Add(1) }})
+	m.applyFirewall = func(firewall.Rules) error { panic("injected") }
+	m.Observe(&state.State{Phase: state.PhaseReady})
+	cancel()
+	m.Close()
+	var st state.State
+	m.Decorate(&st)
+	if !slices.ContainsFunc(st.Problems, func(p string) bool {
+		return strings.Contains(p, "internal error in overlay start") && strings.Contains(p, "injected")
+	}) || refreshed.Load() == 0 {
+		t.Errorf("panic not reported: problems %q, %d refreshes", st.Problems, refreshed.Load())
+	}
+}
+
+// TestReprobeCoalesced: many probe requests while one runs make one run.
+func TestReprobeCoalesced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := New(ctx, Config{Spec: cmdline.Defaults()})
+	m.decided, m.last = true, &state.State{Phase: state.PhaseReady}
+	var runs atomic.Int32
+	release := make(chan struct{})
+	m.probeFn = func(*state.State) *state.Connectivity {
+		runs.Add(1)
+		<-release
+		return &state.Connectivity{}
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Reprobe() }()
+	}
+	wg.Wait()
+	close(release)
+	m.wgr.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("50 concurrent probe requests made %d probe runs, want 1", n)
+	}
+	m.Reprobe() // a request after the run: a new run
+	m.wgr.Wait()
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("a later request made %d runs in all, want 2", n)
 	}
 }

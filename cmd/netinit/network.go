@@ -69,6 +69,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		if err != nil {
 			n.log.Logf("%v (netinit status will read the state file)", err)
 		} else {
+			srv.Logf = n.log.Logf
 			wg.Add(1)
 			go func() { defer wg.Done(); srv.Serve(ctx) }()
 		}
