@@ -44,8 +44,6 @@ type Config struct {
 	Logf   func(format string, args ...any)
 	// Refresh asks the engine to rewrite the state (peers changed).
 	Refresh func()
-	// Version goes into the Yggdrasil NodeInfo.
-	Version string
 }
 
 // Manager runs the overlays of one netinit process.
@@ -278,20 +276,30 @@ func Decide(spec *cmdline.Spec, st *state.State, conn *state.Connectivity) state
 	return d
 }
 
-func (m *Manager) startYggdrasil(st *state.State) error {
+// yggOptions are the Yggdrasil node's options. NodeInfo is answered to
+// any node of the whole network that asks, so it carries nothing: not the
+// hostname DHCP gave (it often names the farm or the farmer), not the
+// netinit version (it would tell an attacker which nodes run a vulnerable
+// one). A node is known on the network by its public key; whoever needs
+// more asks the grid, not the node.
+func (m *Manager) yggOptions(st *state.State) ygg.Options {
 	spec := m.cfg.Spec
 	opts := ygg.Options{
 		KeyDir:    m.cfg.KeyDir,
 		Seed:      spec.YggSeed,
 		Peers:     spec.YggPeers,
 		Multicast: spec.YggMulticast && st.Uplink != "",
-		NodeInfo:  map[string]any{"name": st.Hostname, "netinit": m.cfg.Version},
 		Logf:      m.cfg.Logf,
 	}
 	if st.Uplink != "" {
 		opts.MulticastLinks = []string{"^" + st.Uplink + "$"}
 	}
-	n, err := ygg.Start(m.ctx, opts)
+	return opts
+}
+
+func (m *Manager) startYggdrasil(st *state.State) error {
+	spec := m.cfg.Spec
+	n, err := ygg.Start(m.ctx, m.yggOptions(st))
 	if err != nil {
 		return err
 	}

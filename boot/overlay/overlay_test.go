@@ -158,3 +158,16 @@ func TestReprobeCoalesced(t *testing.T) {
 		t.Fatalf("a later request made %d runs in all, want 2", n)
 	}
 }
+
+// TestNodeInfoPublishesNothing: the Yggdrasil NodeInfo, answered to the
+// whole network, carries neither the DHCP hostname nor the version.
+func TestNodeInfoPublishesNothing(t *testing.T) {
+	m := New(context.Background(), Config{Spec: cmdline.Defaults()})
+	opts := m.yggOptions(&state.State{Hostname: "farm-of-alice-7", Uplink: "eth0"})
+	if len(opts.NodeInfo) != 0 {
+		t.Errorf("NodeInfo published: %v", opts.NodeInfo)
+	}
+	if opts.MulticastLinks[0] != "^eth0$" {
+		t.Errorf("multicast links %q", opts.MulticastLinks)
+	}
+}
