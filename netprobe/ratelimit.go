@@ -135,12 +135,15 @@ func (l *Limiter) makeRoom(now time.Time, keep netip.Prefix) {
 	worstFill := 2.0
 	for k, b := range l.buckets {
 		l.refill(k, b, now)
+		if k == keep {
+			continue
+		}
 		fill := b.tokens / l.capacity(k)
 		if fill >= 1 {
 			delete(l.buckets, k)
 			continue
 		}
-		if k != keep && fill < worstFill {
+		if fill < worstFill {
 			worst, worstFill = k, fill
 		}
 	}
