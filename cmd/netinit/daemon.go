@@ -85,7 +85,12 @@ func cmdDaemon(args []string) int {
 		marker := filepath.Join(filepath.Dir(*info), "daemon-crashed")
 		if _, err := os.Stat(marker); err != nil {
 			_ = os.WriteFile(marker, nil, 0o644)
-			log.Logf("netinit.test=daemon-crash: dying on purpose")
+			// PID 1 must also survive the signals a stray kill or a
+			// Ctrl-Alt-Del sends it before the handoff.
+			for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP} {
+				_ = unix.Kill(1, sig)
+			}
+			log.Logf("netinit.test=daemon-crash: sent SIGTERM, SIGINT, SIGHUP to PID 1; dying on purpose")
 			return 1
 		}
 	}
