@@ -387,3 +387,107 @@ func TestLabReflectorHelper(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// sitesResult is what TestLabReflectorSites' child saw.
+type sitesResult struct {
+	SiteIdle   []string `json:"site_idle"`   // idle connections from 10 /64s of one /48
+	SourceIdle []string `json:"source_idle"` // idle connections from one /64
+	Other      string   `json:"other"`       // a request from a third /48 meanwhile
+	SiteRate   []string `json:"site_rate"`   // requests from 10 /64s of one /48
+	OtherRate  string   `json:"other_rate"`  // then one from another /48
+}
+
+// TestLabReflectorSites runs a real reflector and real TCP clients from
+// many IPv6 source addresses (on lo in a namespace): idle connections
+// from one /48 or one /64 cannot take every slot, and one /48 rotating
+// through its /64s gets PrefixFactor requests, not one per /64, while
+// other networks are still served.
+func TestLabReflectorSites(t *testing.T) {
+	if lab.Child() {
+		a := func(site, n int) netip.Addr {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(site), 0, byte(n), 15: 1})
+		}
+		serve := func(s *Server) string {
+			ln, err := net.Listen("tcp6", "[2001:db8:ff::1]:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = s.Serve(ctx, ln) }()
+			t.Cleanup(func() { cancel(); <-done })
+			return ln.Addr().String()
+		}
+		idle := func(refl string, src netip.Addr) (net.Conn, string) {
+			d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), Timeout: 2 * time.Second}
+			c, err := d.Dial("tcp6", refl)
+			if err != nil {
+				return nil, "dial: " + err.Error()
+			}
+			t.Cleanup(func() { c.Close() })
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			b, _ := io.ReadAll(c)
+			return c, string(b)
+		}
+		ask := func(refl string, src netip.Addr) string {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			ans, err := AskReflector(ctx, "tcp6", src, refl)
+			if err != nil {
+				return err.Error()
+			}
+			return ans.Kind
+		}
+		var res sitesResult
+		refl := serve(&Server{PerMinute: 1000, ReadTimeout: 5 * time.Second, Window: 500 * time.Millisecond})
+		for n := range 10 {
+			_, got := idle(refl, a(0xa, n))
+			res.SiteIdle = append(res.SiteIdle, got)
+		}
+		for range 3 {
+			_, got := idle(refl, a(0xb, 0))
+			res.SourceIdle = append(res.SourceIdle, got)
+		}
+		res.Other = ask(refl, a(0xc, 0))
+		refl = serve(&Server{PerMinute: 1, Window: 500 * time.Millisecond})
+		for n := range 10 {
+			res.SiteRate = append(res.SiteRate, ask(refl, a(0xa, n)))
+		}
+		res.OtherRate = ask(refl, a(0xb, 0))
+		lab.ChildResult(t, res)
+		return
+	}
+	lab.Require(t, "ip")
+	lab.GuardResolvConf(t)
+	ns := lab.NewNS(t, "sites")
+	ns.MustExec("ip", "addr", "add", "2001:db8:ff::1/128", "dev", "lo", "nodad")
+	for n := range 10 {
+		ns.MustExec("ip", "addr", "add", fmt.Sprintf("2001:db8:a:%x::1/128", n), "dev", "lo", "nodad")
+	}
+	ns.MustExec("ip", "addr", "add", "2001:db8:b::1/128", "dev", "lo", "nodad")
+	ns.MustExec("ip", "addr", "add", "2001:db8:c::1/128", "dev", "lo", "nodad")
+	var res sitesResult
+	lab.RunChild(t, ns, 60*time.Second, nil, &res)
+	t.Logf("%+v", res)
+	for i, got := range res.SiteIdle {
+		if want := map[bool]string{true: "", false: "ERR busy\n"}[i < 8]; got != want {
+			t.Errorf("idle connection %d from one /48: %q, want %q", i, got, want)
+		}
+	}
+	for i, got := range res.SourceIdle {
+		if want := map[bool]string{true: "", false: "ERR busy\n"}[i < 2]; got != want {
+			t.Errorf("idle connection %d from one /64: %q, want %q", i, got, want)
+		}
+	}
+	if res.Other != "OK" {
+		t.Errorf("another network while the idle ones hold their slots: %q, want OK", res.Other)
+	}
+	for i, got := range res.SiteRate {
+		if want := map[bool]string{true: "OK", false: "refused: rate limited"}[i < PrefixFactor]; got != want {
+			t.Errorf("request %d from /64 number %d of one /48: %q, want %q", i, i, got, want)
+		}
+	}
+	if res.OtherRate != "OK" {
+		t.Errorf("another /48 after the flood: %q, want OK", res.OtherRate)
+	}
+}

@@ -10,6 +10,9 @@ import (
 // (one host usually owns a whole /64, RFC 4291 section 2.5.1, so counting
 // single IPv6 addresses would let one host rotate around the limit). Each
 // source may make Burst requests at once and then PerMinute per minute.
+// An IPv6 source also draws from the bucket of its /48 (a site's usual
+// allocation, RFC 6177), which holds PrefixFactor times as much: one
+// site cannot multiply its rate by rotating through its 65536 /64s.
 type Limiter struct {
 	perSec float64
 	burst  float64
@@ -25,10 +28,14 @@ type bucket struct {
 	last   time.Time
 }
 
-// maxSources bounds the limiter's memory. When that many sources are
+// maxSources bounds the limiter's memory. When that many buckets are
 // tracked, full buckets (sources idle long enough to have refilled) are
-// forgotten; if none is full, new sources are refused until some are.
+// forgotten; if none is full, the most drained one is (a newcomer is
+// never refused for want of room).
 const maxSources = 4096
+
+// PrefixFactor is how many /64s' worth of requests a /48 may make.
+const PrefixFactor = 4
 
 // NewLimiter returns a limiter allowing perMinute requests per minute per
 // source with a burst of burst (both at least 1).
@@ -54,42 +61,93 @@ func sourceKey(a netip.Addr) netip.Prefix {
 	return p
 }
 
-// Allow takes a token for a's source and reports whether there was one.
+// siteKey is the wider unit an IPv6 source is also counted in (its /48);
+// invalid for IPv4.
+func siteKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if !a.Is6() {
+		return netip.Prefix{}
+	}
+	p, _ := a.WithZone("").Prefix(48)
+	return p
+}
+
+// Allow takes a token for a's source (and its /48) and reports whether
+// there was one.
 func (l *Limiter) Allow(a netip.Addr) bool {
-	key := sourceKey(a)
+	src, site := sourceKey(a), siteKey(a)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= l.max && !l.prune(now) {
+	var bs *bucket
+	if site.IsValid() {
+		// The /48 first: a source refused there leaves no /64 entry.
+		if bs = l.get(site, now, netip.Prefix{}); bs.tokens < 1 {
 			return false
 		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
 	}
-	l.refill(b, now)
+	b := l.get(src, now, site)
 	if b.tokens < 1 {
 		return false
 	}
 	b.tokens--
+	if bs != nil {
+		bs.tokens--
+	}
 	return true
 }
 
-func (l *Limiter) refill(b *bucket, now time.Time) {
+// capacity is the burst of a key's bucket.
+func (l *Limiter) capacity(k netip.Prefix) float64 {
+	if k.Addr().Is6() && k.Bits() == 48 {
+		return l.burst * PrefixFactor
+	}
+	return l.burst
+}
+
+// get returns k's bucket, refilled, creating it (full) if needed; keep
+// is never evicted to make room.
+func (l *Limiter) get(k netip.Prefix, now time.Time, keep netip.Prefix) *bucket {
+	b, ok := l.buckets[k]
+	if !ok {
+		if len(l.buckets) >= l.max {
+			l.makeRoom(now, keep)
+		}
+		b = &bucket{tokens: l.capacity(k), last: now}
+		l.buckets[k] = b
+	}
+	l.refill(k, b, now)
+	return b
+}
+
+func (l *Limiter) refill(k netip.Prefix, b *bucket, now time.Time) {
 	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(l.burst, b.tokens+d.Seconds()*l.perSec)
+		c := l.capacity(k)
+		b.tokens = min(c, b.tokens+d.Seconds()*l.perSec*c/l.burst)
 		b.last = now
 	}
 }
 
-// prune forgets full buckets; it reports whether there is room now.
-func (l *Limiter) prune(now time.Time) bool {
+// makeRoom forgets full buckets, or else the most drained one (the
+// busiest source: forgetting it costs the others nothing).
+func (l *Limiter) makeRoom(now time.Time, keep netip.Prefix) {
+	var worst netip.Prefix
+	worstFill := 2.0
 	for k, b := range l.buckets {
-		l.refill(b, now)
-		if b.tokens >= l.burst {
+		l.refill(k, b, now)
+		if k == keep {
+			continue
+		}
+		fill := b.tokens / l.capacity(k)
+		if fill >= 1 {
 			delete(l.buckets, k)
+			continue
+		}
+		if fill < worstFill {
+			worst, worstFill = k, fill
 		}
 	}
-	return len(l.buckets) < l.max
+	if len(l.buckets) >= l.max && worst.IsValid() {
+		delete(l.buckets, worst)
+	}
 }

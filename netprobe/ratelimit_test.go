@@ -61,9 +61,12 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
+// TestLimiterBoundedMemory: a table full of busy sources does not lock
+// newcomers out (they used to be refused): the most drained bucket is
+// forgotten to make room.
 func TestLimiterBoundedMemory(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1e9, 0)}
-	l := NewLimiter(60, 1)
+	l := NewLimiter(60, 2)
 	l.now = clk.now
 	l.max = 3
 	ip := func(i byte) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, i}) }
@@ -72,14 +75,46 @@ func TestLimiterBoundedMemory(t *testing.T) {
 			t.Fatalf("source %d refused", i)
 		}
 	}
-	if l.Allow(ip(4)) {
-		t.Fatal("a 4th source was admitted while 3 busy sources fill the table")
-	}
-	clk.advance(2 * time.Second) // every bucket refills: they can be forgotten
+	l.Allow(ip(2)) // source 2 is the most drained
 	if !l.Allow(ip(4)) {
-		t.Fatal("a 4th source was refused after the others went idle")
+		t.Fatal("a 4th source was refused while 3 busy sources fill the table")
 	}
 	if len(l.buckets) > 3 {
 		t.Fatalf("%d buckets tracked, max 3", len(l.buckets))
+	}
+	if _, ok := l.buckets[sourceKey(ip(2))]; ok {
+		t.Fatalf("the most drained source was kept: %v", l.buckets)
+	}
+	if _, ok := l.buckets[sourceKey(ip(1))]; !ok {
+		t.Fatalf("a less drained source was forgotten: %v", l.buckets)
+	}
+	clk.advance(2 * time.Second) // every bucket refills: they can be forgotten
+	if !l.Allow(ip(5)) || len(l.buckets) > 3 {
+		t.Fatalf("after the others went idle: %d buckets", len(l.buckets))
+	}
+}
+
+// TestLimiterSite: one /48 rotating through its /64s gets PrefixFactor
+// times one source's burst, not 65536 times; its /64s refused at the /48
+// leave no entries behind; another /48 is not affected.
+func TestLimiterSite(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	l := NewLimiter(1, 1)
+	l.now = clk.now
+	ok := 0
+	for i := 0; i < 100; i++ {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0xa, byte(i >> 8), byte(i), 15: 1})
+		if l.Allow(a) {
+			ok++
+		}
+	}
+	if ok != PrefixFactor {
+		t.Fatalf("%d requests from one /48 allowed, want %d", ok, PrefixFactor)
+	}
+	if len(l.buckets) != PrefixFactor+1 {
+		t.Fatalf("%d buckets for one /48, want %d", len(l.buckets), PrefixFactor+1)
+	}
+	if !l.Allow(netip.MustParseAddr("2001:db8:b::1")) {
+		t.Fatal("another /48 was refused")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -28,7 +29,13 @@ type Server struct {
 	// MaxConns bounds the requests handled at once (default 64); beyond
 	// that a connection is answered "ERR busy" and closed.
 	MaxConns int
-	// ReadTimeout bounds the wait for the request line (default 3 s).
+	// MaxPerSource bounds the requests of one source (IPv4 address or
+	// IPv6 /64) handled at once (default 2), MaxPerSite those of one IPv6
+	// /48 (default 8): idle connections from one network cannot take
+	// every slot.
+	MaxPerSource, MaxPerSite int
+	// ReadTimeout bounds the wait for the request line (default 1 s: a
+	// client sends it right after connecting).
 	ReadTimeout time.Duration
 	// Logf, if set, logs one line per request.
 	Logf func(format string, args ...any)
@@ -38,6 +45,9 @@ type Server struct {
 	once    sync.Once
 	limiter *Limiter
 	sem     chan struct{}
+
+	mu     sync.Mutex
+	active map[netip.Prefix]int // requests in flight per source and /48
 }
 
 func (s *Server) init() {
@@ -54,15 +64,50 @@ func (s *Server) init() {
 		if s.MaxConns <= 0 {
 			s.MaxConns = 64
 		}
+		if s.MaxPerSource <= 0 {
+			s.MaxPerSource = 2
+		}
+		if s.MaxPerSite <= 0 {
+			s.MaxPerSite = 8
+		}
 		if s.ReadTimeout <= 0 {
-			s.ReadTimeout = 3 * time.Second
+			s.ReadTimeout = time.Second
 		}
 		if s.Dialer == nil {
 			s.Dialer = &net.Dialer{}
 		}
 		s.limiter = NewLimiter(s.PerMinute, s.Burst)
 		s.sem = make(chan struct{}, s.MaxConns)
+		s.active = make(map[netip.Prefix]int)
 	})
+}
+
+// enter counts a request of src in flight, unless its source or /48 has
+// as many as allowed already; leave undoes it.
+func (s *Server) enter(src netip.Addr) bool {
+	k, site := sourceKey(src), siteKey(src)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active[k] >= s.MaxPerSource || (site.IsValid() && s.active[site] >= s.MaxPerSite) {
+		return false
+	}
+	s.active[k]++
+	if site.IsValid() {
+		s.active[site]++
+	}
+	return true
+}
+
+func (s *Server) leave(src netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range []netip.Prefix{sourceKey(src), siteKey(src)} {
+		if k.IsValid() {
+			if s.active[k]--; s.active[k] <= 0 {
+				delete(s.active, k)
+			}
+		}
+	}
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -80,18 +125,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	defer ln.Close()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !temporary(err) {
+				return fmt.Errorf("probe-server: accept on %s: %w", ln.Addr(), err)
 			}
-			return fmt.Errorf("probe-server: accept on %s: %w", ln.Addr(), err)
+			// Out of file descriptors or memory, or a connection aborted
+			// before it was accepted: wait and go on, as net/http does
+			// (5 ms doubling up to 1 s), rather than end the reflector.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logf("accept on %s: %v; retrying in %v", ln.Addr(), err, backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
 		}
+		backoff = 0
 		src, ok := remoteAddr(c)
 		if !ok {
 			c.Close()
@@ -105,9 +161,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			refuse(c, ErrRateLimited)
 			continue
 		}
+		if !s.enter(src) {
+			s.logf("%s: busy (requests in flight from its network)", src)
+			refuse(c, ErrBusy)
+			continue
+		}
 		select {
 		case s.sem <- struct{}{}:
 		default:
+			s.leave(src)
 			s.logf("%s: busy", src)
 			refuse(c, ErrBusy)
 			continue
@@ -115,10 +177,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.leave(src)
 			defer func() { <-s.sem }()
 			s.handle(ctx, c, src)
 		}()
 	}
+}
+
+// temporary reports whether an accept error is worth retrying.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func remoteAddr(c net.Conn) (netip.Addr, bool) {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -191,5 +193,77 @@ func TestReflectorBusyAndReadTimeout(t *testing.T) {
 	b, _ := io.ReadAll(silent)
 	if len(b) != 0 || time.Since(start) > 2*time.Second {
 		t.Fatalf("silent client: got %q after %v", b, time.Since(start))
+	}
+}
+
+// emfileListener fails its first n Accepts with EMFILE, as a reflector out
+// of file descriptors sees.
+type emfileListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestReflectorAcceptEMFILE: running out of file descriptors for a
+// moment does not end Serve; the next client is served.
+func TestReflectorAcceptEMFILE(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := &emfileListener{Listener: ln}
+	el.n.Store(5)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs atomic.Int32
+	go func() {
+		done <- (&Server{Logf: func(string, ...any) { logs.Add(1) }}).Serve(ctx, el)
+	}()
+	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer acancel()
+	ans, err := AskReflector(actx, "tcp4", loop4, ln.Addr().String())
+	if err != nil || ans.Kind != "OK" {
+		t.Errorf("after EMFILE: %+v, %v", ans, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if el.n.Load() >= 0 || logs.Load() < 5 {
+		t.Errorf("EMFILE not seen or not logged: %d left, %d log lines", el.n.Load(), logs.Load())
+	}
+}
+
+// TestReflectorPerSourceBusy: idle connections from one source take at
+// most MaxPerSource slots; another source is still served.
+func TestReflectorPerSourceBusy(t *testing.T) {
+	refl := startServer(t, &Server{ReadTimeout: 3 * time.Second, PerMinute: 100})
+	for i := range 3 {
+		c, err := net.Dial("tcp4", refl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		b, _ := io.ReadAll(c)
+		if want := map[bool]string{true: "", false: "ERR busy\n"}[i < 2]; string(b) != want {
+			t.Errorf("idle connection %d: %q, want %q", i, b, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if ans, err := AskReflector(ctx, "tcp4", netip.MustParseAddr("127.0.0.2"), refl); err != nil || ans.Kind != "OK" {
+		t.Errorf("another source: %+v, %v", ans, err)
 	}
 }

@@ -94,13 +94,21 @@ func TestBootVLAN(t *testing.T) {
 	}
 }
 
-// TestFaultDaemonRestart: the network daemon dies at its first start;
-// PID 1 says so, restarts it with backoff, and the boot still ends ready.
+// TestFaultDaemonRestart: the network daemon dies at its first start,
+// after sending SIGTERM, SIGINT and SIGHUP to PID 1; PID 1 survives them,
+// the daemon is restarted with backoff, and the boot still ends ready.
 func TestFaultDaemonRestart(t *testing.T) {
 	t.Parallel()
 	res := faultBoot(t, "", "netinit.test=daemon-crash")
 	if !strings.Contains(res.Console, "exited with status 1; restarting in 1s (start 2)") {
 		t.Errorf("the daemon's death and restart are not on the console")
+	}
+	// The dying daemon sent SIGTERM, SIGINT and SIGHUP to PID 1, which
+	// survived them (else: kernel panic, no result).
+	for _, sig := range []string{"terminated", "interrupt", "hangup"} {
+		if !strings.Contains(res.Console, "init: "+sig+" received and ignored") {
+			t.Errorf("PID 1 did not report holding %s", sig)
+		}
 	}
 	if st := res.State; st.Phase != state.PhaseReady {
 		t.Fatalf("phase %s after the daemon restart, want ready", st.Phase)

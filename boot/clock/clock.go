@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,9 +29,26 @@ import (
 // DefaultTimeout bounds a whole Sync when ctx has no earlier deadline.
 const DefaultTimeout = 3 * time.Second
 
+// StepBound is the largest step one NTP source may cause alone. A larger
+// one needs a second source agreeing within AgreeWithin: NTP is
+// unauthenticated and any link's DHCP (option 42, DHCPv6 NTP) can name a
+// server, so one liar could otherwise move the clock years ahead, and a
+// WireGuard gateway that saw the resulting handshake timestamps would
+// ignore the node once its clock is right again (WireGuard paper §5.1).
+// 1000 s is ntpd's panic threshold (RFC 5905 §10, PANICT): more than
+// honest RTC drift between boots, far less than a wrong RTC (1970, a
+// local-time RTC) which then needs two sources. Small offsets are stepped
+// from one source (no slewing: the next stage's NTP daemon disciplines
+// the clock afterwards).
+const StepBound = 1000 * time.Second
+
+// AgreeWithin is how close two sources' offsets must be to agree: network
+// jitter and honest servers' errors are milliseconds.
+const AgreeWithin = 2 * time.Second
+
 // Result is the outcome of one Sync, meant for the state file and logs.
 type Result struct {
-	// Server is the server whose answer was used ("" when none answered).
+	// Server is the server whose answer was used ("" when none was).
 	Server string `json:"server"`
 	// Offset is what the clock was (or would have been) stepped by: true
 	// time minus local time.
@@ -39,6 +57,16 @@ type Result struct {
 	Set bool `json:"set"`
 	// Err says what went wrong ("" on success).
 	Err string `json:"err,omitempty"`
+	// Sources is every server asked and what it said, in the order given.
+	Sources []Source `json:"sources,omitempty"`
+}
+
+// Source is one server's answer.
+type Source struct {
+	Server     string        `json:"server"`
+	Configured bool          `json:"configured"` // netinit.ntp=, preferred
+	Offset     time.Duration `json:"offset"`     // when Err is ""
+	Err        string        `json:"err,omitempty"`
 }
 
 // Syncer queries NTP servers and steps a clock. The zero value uses the
@@ -57,23 +85,29 @@ type Syncer struct {
 }
 
 // Sync queries servers in parallel with DefaultTimeout and steps the
-// system clock to the first valid answer.
-func Sync(ctx context.Context, servers []string, logf func(string, ...any)) Result {
-	return (&Syncer{}).Sync(ctx, servers, logf)
+// system clock (see Syncer.Sync).
+func Sync(ctx context.Context, configured, others []string, logf func(string, ...any)) Result {
+	return (&Syncer{}).Sync(ctx, configured, others, logf)
 }
 
 type answer struct {
-	server string
-	resp   *ntp.Response
-	err    error
+	i    int // index in the servers asked
+	resp *ntp.Response
+	err  error
 }
 
-// Sync queries all servers at once, takes the first answer that passes
-// the sanity checks of RFC 5905 (ntp.Response.Validate: stratum, leap
-// indicator, root distance, reference time freshness) and steps the clock
-// by its offset. When no server answers within the bound it says so in
-// Result.Err and logs it; the clock is left alone.
-func (s *Syncer) Sync(ctx context.Context, servers []string, logf func(string, ...any)) Result {
+// Sync queries all servers at once (configured: the farmer's netinit.ntp=,
+// preferred; others: those learnt from DHCP) and keeps the answers that
+// pass the sanity checks of RFC 5905 (ntp.Response.Validate: stratum,
+// leap indicator, root distance, reference time freshness). It steps the
+// clock as soon as it can decide:
+//   - by an offset within StepBound from one source: a configured one, or
+//     another once no configured server is left to answer;
+//   - by a larger offset only when two sources agree within AgreeWithin.
+//
+// When it cannot decide within the bound it says why in Result.Err and
+// logs it; the clock is left alone.
+func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf func(string, ...any)) Result {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -89,7 +123,16 @@ func (s *Syncer) Sync(ctx context.Context, servers []string, logf func(string, .
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	if len(servers) == 0 {
+	var srcs []Source
+	for _, srv := range configured {
+		srcs = append(srcs, Source{Server: srv, Configured: true})
+	}
+	for _, srv := range others {
+		if !slices.Contains(configured, srv) {
+			srcs = append(srcs, Source{Server: srv})
+		}
+	}
+	if len(srcs) == 0 {
 		logf("clock: NO NTP servers known (no DHCP option 42, none configured): the clock is NOT set")
 		return Result{Err: "no NTP servers"}
 	}
@@ -98,14 +141,14 @@ func (s *Syncer) Sync(ctx context.Context, servers []string, logf func(string, .
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
-	answers := make(chan answer, len(servers))
+	answers := make(chan answer, len(srcs))
 	var wg sync.WaitGroup
-	for _, srv := range servers {
+	for i, src := range srcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := s.query(ctx, srv, time.Until(deadline), now)
-			answers <- answer{server: srv, resp: resp, err: err}
+			resp, err := s.query(ctx, src.Server, time.Until(deadline), now)
+			answers <- answer{i: i, resp: resp, err: err}
 		}()
 	}
 	// Every query ends when ctx ends (its socket is closed then), so
@@ -113,32 +156,91 @@ func (s *Syncer) Sync(ctx context.Context, servers []string, logf func(string, .
 	defer wg.Wait()
 	defer cancel()
 
-	var errs []string
-	for range servers {
+	var got []answer // valid answers, configured servers first
+	pending := map[bool]int{}
+	for _, src := range srcs {
+		pending[src.Configured]++
+	}
+	var pick *answer
+	var why string
+	for range srcs {
 		a := <-answers
+		src := &srcs[a.i]
+		pending[src.Configured]--
 		if a.err != nil {
-			logf("clock: ntp %s: %v", a.server, a.err)
-			errs = append(errs, fmt.Sprintf("%s: %v", a.server, a.err))
-			continue
+			logf("clock: ntp %s: %v", src.Server, a.err)
+			src.Err = a.err.Error()
+		} else {
+			src.Offset = a.resp.ClockOffset
+			got = append(got, a)
+			slices.SortStableFunc(got, func(x, y answer) int { return x.i - y.i })
 		}
-		// The offset is relative, so applying it to the current local
-		// time a moment later is still right (RFC 5905 §8: theta).
-		r := Result{Server: a.server, Offset: a.resp.ClockOffset}
-		target := now().Add(a.resp.ClockOffset)
-		if err := set(target); err != nil {
-			r.Err = fmt.Sprintf("setting the clock to %s (from %s): %v", target.UTC().Format(time.RFC3339), a.server, err)
-			logf("clock: %s", r.Err)
-			return r
+		if pick, why = choose(srcs, got, pending[true] == 0, pending[true]+pending[false] == 0); pick != nil {
+			break
 		}
-		r.Set = true
-		logf("clock: stepped by %s to %s from ntp %s (stratum %d, rtt %s)",
-			r.Offset.Round(time.Millisecond), target.UTC().Format(time.RFC3339), a.server, a.resp.Stratum, a.resp.RTT.Round(time.Millisecond))
+	}
+	if pick == nil {
+		r := Result{Err: why, Sources: srcs}
+		logf("clock: the clock is NOT set (WireGuard handshakes may be ignored by peers): %s", why)
 		return r
 	}
-	sort.Strings(errs)
-	r := Result{Err: "no NTP server answered: " + strings.Join(errs, "; ")}
-	logf("clock: NO NTP server answered, the clock is NOT set (WireGuard handshakes may be ignored by peers): %s", strings.Join(errs, "; "))
+	// The offset is relative, so applying it to the current local time a
+	// moment later is still right (RFC 5905 §8: theta).
+	src := srcs[pick.i]
+	r := Result{Server: src.Server, Offset: pick.resp.ClockOffset, Sources: srcs}
+	target := now().Add(r.Offset)
+	if err := set(target); err != nil {
+		r.Err = fmt.Sprintf("setting the clock to %s (from %s): %v", target.UTC().Format(time.RFC3339), src.Server, err)
+		logf("clock: %s", r.Err)
+		return r
+	}
+	r.Set = true
+	logf("clock: stepped by %s to %s from ntp %s (%s, stratum %d, rtt %s)",
+		r.Offset.Round(time.Millisecond), target.UTC().Format(time.RFC3339), src.Server, why,
+		pick.resp.Stratum, pick.resp.RTT.Round(time.Millisecond))
 	return r
+}
+
+// choose picks the answer to step by among got (valid answers, in the
+// order of srcs: configured first), or says why none can be picked yet.
+// configuredDone: no configured server is still to answer; final: no
+// server is.
+func choose(srcs []Source, got []answer, configuredDone, final bool) (*answer, string) {
+	for i := range got {
+		a := &got[i]
+		if a.resp.ClockOffset.Abs() > StepBound {
+			continue
+		}
+		if srcs[a.i].Configured {
+			return a, "configured"
+		}
+		if configuredDone {
+			return a, "within " + StepBound.String() + " of the local clock"
+		}
+	}
+	for i := range got {
+		for j := i + 1; j < len(got); j++ {
+			if (got[i].resp.ClockOffset - got[j].resp.ClockOffset).Abs() <= AgreeWithin {
+				return &got[i], "agrees with " + srcs[got[j].i].Server
+			}
+		}
+	}
+	if !final {
+		return nil, ""
+	}
+	if len(got) == 0 {
+		var errs []string
+		for _, src := range srcs {
+			errs = append(errs, fmt.Sprintf("%s: %s", src.Server, src.Err))
+		}
+		sort.Strings(errs)
+		return nil, "no NTP server answered: " + strings.Join(errs, "; ")
+	}
+	var says []string
+	for _, a := range got {
+		says = append(says, fmt.Sprintf("%s says %s", srcs[a.i].Server, a.resp.ClockOffset.Round(time.Millisecond)))
+	}
+	return nil, fmt.Sprintf("a step over %s needs two sources agreeing within %s: %s", StepBound, AgreeWithin, strings.Join(says, ", "))
 }
 
 // query asks one server, bounded by ctx (name resolution and the exchange).

@@ -31,7 +31,7 @@ type syncOutcome struct {
 
 // runSync runs Sync with a local clock skewed by skew and a recording
 // setter, so the machine's clock is never changed.
-func runSync(servers []string, skew, timeout time.Duration) syncOutcome {
+func runSync(configured, others []string, skew, timeout time.Duration) syncOutcome {
 	var mu sync.Mutex
 	var o syncOutcome
 	s := &Syncer{
@@ -45,24 +45,34 @@ func runSync(servers []string, skew, timeout time.Duration) syncOutcome {
 		},
 	}
 	start := time.Now()
-	o.Res = s.Sync(context.Background(), servers, func(f string, a ...any) {})
+	o.Res = s.Sync(context.Background(), configured, others, func(f string, a ...any) {})
 	o.Elapsed = time.Since(start)
 	o.Real = time.Now()
 	return o
 }
 
-// TestSyncChrony runs a real NTP server (chronyd) in a namespace and the
+const year = 365 * 24 * time.Hour
+
+// TestSyncChrony runs two real NTP servers (chronyd) in a namespace and the
 // client in a child inside another namespace whose local clock is ten
-// years behind: the time it would set is the real time, the answer of the
-// good server wins although a silent server and a name that does not
-// resolve are queried at the same time, and nothing answers when only bad
-// servers are given.
+// years behind: the time it would set is the real time when both agree,
+// although a silent server and a name that does not resolve are queried
+// at the same time, and nothing answers when only bad servers are given.
+// A lying server (a Go responder ten years ahead, the only part that is
+// not chrony) cannot step the clock alone, nor against an honest server,
+// and an honest configured server wins a small step over it.
 func TestSyncChrony(t *testing.T) {
 	if lab.Child() {
-		skew := -10 * 365 * 24 * time.Hour
-		good := runSync([]string{"198.51.100.7", "no-such-ntp.invalid", "192.0.2.1"}, skew, 3*time.Second)
-		bad := runSync([]string{"198.51.100.7", "no-such-ntp.invalid", "203.0.113.9"}, 0, time.Second)
-		lab.ChildResult(t, map[string]syncOutcome{"good": good, "bad": bad})
+		liar := fakeServer(t, 2, 0, 10*year)
+		res := map[string]syncOutcome{
+			"good":             runSync([]string{"192.0.2.1"}, []string{"198.51.100.7", "no-such-ntp.invalid", "192.0.2.3"}, -10*year, 3*time.Second),
+			"bad":              runSync(nil, []string{"198.51.100.7", "no-such-ntp.invalid", "203.0.113.9"}, 0, time.Second),
+			"liar alone":       runSync(nil, []string{liar}, 0, time.Second),
+			"liar vs one":      runSync([]string{"192.0.2.1"}, []string{liar}, -10*year, time.Second),
+			"liar small":       runSync([]string{"192.0.2.1"}, []string{liar}, -30*time.Second, time.Second),
+			"preferred silent": runSync([]string{"198.51.100.7"}, []string{"192.0.2.3"}, -30*time.Second, time.Second),
+		}
+		lab.ChildResult(t, res)
 		return
 	}
 	lab.Require(t, "ip", "chronyd")
@@ -70,40 +80,47 @@ func TestSyncChrony(t *testing.T) {
 	srv, cli := lab.NewNS(t, "ntps"), lab.NewNS(t, "ntpc")
 	lab.Veth(t, srv, "s0", cli, "c0")
 	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
+	srv.MustExec("ip", "addr", "add", "192.0.2.3/24", "dev", "s0")
 	cli.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "c0")
 	// A black hole: 198.51.100.7 is routed to the server namespace, which
 	// does not forward, so that query can only time out.
 	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
 
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "chrony.conf")
-	if err := os.WriteFile(conf, []byte(chronyConf+"pidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
-	if !lab.Eventually(5*time.Second, func() bool {
-		out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
-		return strings.Contains(out, "192.0.2.1:123") || strings.Contains(out, "*:123") || strings.Contains(out, "0.0.0.0:123")
-	}) {
-		t.Fatalf("chronyd did not listen on :123:\n%s", p.Output())
+	for _, addr := range []string{"192.0.2.1", "192.0.2.3"} {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "chrony.conf")
+		if err := os.WriteFile(conf, []byte(chronyConf+"bindaddress "+addr+"\npidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
+		if !lab.Eventually(5*time.Second, func() bool {
+			out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
+			return strings.Contains(out, addr+":123")
+		}) {
+			t.Fatalf("chronyd did not listen on %s:123:\n%s", addr, p.Output())
+		}
 	}
 
 	var res map[string]syncOutcome
-	lab.RunChild(t, cli, 30*time.Second, nil, &res)
+	lab.RunChild(t, cli, 60*time.Second, nil, &res)
+	near := func(a, b time.Duration) bool { return (a - b).Abs() <= time.Second }
 
 	good := res["good"]
 	t.Logf("good: %+v", good)
 	if !good.Res.Set || good.SetN != 1 || good.Res.Server != "192.0.2.1" || good.Res.Err != "" {
-		t.Fatalf("sync with a good server: %+v", good)
+		t.Fatalf("sync with two good servers: %+v", good)
 	}
 	if d := good.Real.Sub(good.SetTo); d < -time.Second || d > time.Second {
 		t.Errorf("would have set the clock to %s, real time %s (diff %s)", good.SetTo, good.Real, d)
 	}
-	if d := good.Res.Offset - 10*365*24*time.Hour; d < -time.Second || d > time.Second {
+	if !near(good.Res.Offset, 10*year) {
 		t.Errorf("offset = %s, want about 10 years", good.Res.Offset)
 	}
+	if len(good.Res.Sources) != 4 || !good.Res.Sources[0].Configured || good.Res.Sources[3].Server != "192.0.2.3" || !near(good.Res.Sources[3].Offset, 10*year) {
+		t.Errorf("sources: %+v", good.Res.Sources)
+	}
 	if good.Elapsed > 2*time.Second {
-		t.Errorf("sync took %s although a server answered at once", good.Elapsed)
+		t.Errorf("sync took %s although two servers answered at once", good.Elapsed)
 	}
 
 	bad := res["bad"]
@@ -118,5 +135,20 @@ func TestSyncChrony(t *testing.T) {
 	}
 	if bad.Elapsed > 1500*time.Millisecond {
 		t.Errorf("sync with no usable server took %s, bound is 1s", bad.Elapsed)
+	}
+
+	for _, name := range []string{"liar alone", "liar vs one"} {
+		o := res[name]
+		t.Logf("%s: %+v", name, o)
+		if o.Res.Set || o.SetN != 0 || !strings.Contains(o.Res.Err, "needs two sources agreeing") {
+			t.Errorf("%s: the clock was stepped: %+v", name, o)
+		}
+	}
+	for _, c := range []struct{ name, server string }{{"liar small", "192.0.2.1"}, {"preferred silent", "192.0.2.3"}} {
+		o := res[c.name]
+		t.Logf("%s: %+v", c.name, o)
+		if !o.Res.Set || o.SetN != 1 || o.Res.Server != c.server || !near(o.Res.Offset, 30*time.Second) {
+			t.Errorf("%s: want a 30s step from %s: %+v", c.name, c.server, o)
+		}
 	}
 }

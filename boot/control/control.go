@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -69,7 +70,9 @@ type Server struct {
 	h    Handler
 	// Uid is the only peer uid allowed (0 = root). Tests may change it.
 	Uid uint32
-	wg  sync.WaitGroup
+	// Logf, if set, logs contained panics.
+	Logf func(format string, args ...any)
+	wg   sync.WaitGroup
 }
 
 // Listen creates the socket at path (replacing a stale one) with mode
@@ -121,6 +124,10 @@ func (s *Server) Serve(ctx context.Context) {
 func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	// When the daemon stops, an open connection ends at once rather than
+	// at its deadline.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
 	enc := json.NewEncoder(c)
 	if err := s.checkPeer(c); err != nil {
 		_ = enc.Encode(Reply{Error: err.Error()})
@@ -158,7 +165,17 @@ func (s *Server) checkPeer(c *net.UnixConn) error {
 	return nil
 }
 
-func (s *Server) handle(line []byte) Reply {
+// handle answers one request. A panic in the handler is contained: the
+// peer gets an error, the daemon goes on.
+func (s *Server) handle(line []byte) (reply Reply) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply = Reply{Error: fmt.Sprintf("internal error (contained): %v", r)}
+			if s.Logf != nil {
+				s.Logf("control: internal error (contained): %v\n%s", r, debug.Stack())
+			}
+		}
+	}()
 	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
 		return Reply{Error: "malformed request: " + err.Error()}

@@ -203,3 +203,70 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+type panicky struct{ fakeDaemon }
+
+func (p *panicky) Renew() { panic("injected") }
+
+// TestHandlerPanicContained: a panicking handler gets the peer an error;
+// the server answers the next request.
+func TestHandlerPanicContained(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the server only answers root; run as root")
+	}
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	srv, err := Listen(path, &panicky{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged atomic.Int32
+	srv.Logf = func(string, ...any) { logged.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if _, err := call(t, path, "renew"); err == nil || !strings.Contains(err.Error(), "internal error (contained): injected") {
+		t.Fatalf("renew with a panicking handler: %v", err)
+	}
+	if r, err := call(t, path, "status"); err != nil || r.State == nil {
+		t.Fatalf("status after the panic: %+v, %v", r, err)
+	}
+	if logged.Load() != 1 {
+		t.Errorf("%d log lines for the panic, want 1", logged.Load())
+	}
+}
+
+// TestShutdownNotDelayed: an open, idle connection does not hold Serve
+// after its context ends (it used to wait for the 30 s deadline).
+func TestShutdownNotDelayed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the server only answers root; run as root")
+	}
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	srv, err := Listen(path, &fakeDaemon{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// One exchange so the connection is being served, then idle.
+	if _, err := c.Write([]byte(`{"cmd":"status"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bufio.NewReader(c).ReadBytes('\n'); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still waits for an idle connection 10 s after its context ended")
+	}
+}

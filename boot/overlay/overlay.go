@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/identity"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
@@ -43,8 +45,6 @@ type Config struct {
 	Logf   func(format string, args ...any)
 	// Refresh asks the engine to rewrite the state (peers changed).
 	Refresh func()
-	// Version goes into the Yggdrasil NodeInfo.
-	Version string
 }
 
 // Manager runs the overlays of one netinit process.
@@ -73,6 +73,13 @@ type Manager struct {
 	last        *state.State // the latest state observed
 
 	wgr sync.WaitGroup // goroutines owned by the manager
+
+	probing bool // a Reprobe is running
+
+	// applyFirewall is firewall.Apply, probeFn m.probe (tests replace
+	// them).
+	applyFirewall func(firewall.Rules) error
+	probeFn       func(*state.State) *state.Connectivity
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -89,7 +96,9 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Refresh == nil {
 		cfg.Refresh = func() {}
 	}
-	return &Manager{cfg: cfg, ctx: ctx}
+	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply}
+	m.probeFn = m.probe
+	return m
 }
 
 // Observe is called with every state the engine writes. At the first
@@ -116,10 +125,23 @@ func (m *Manager) Observe(st *state.State) {
 	}
 	m.decided = true
 	snap := *st
+	m.spawn("overlay start", func() { m.start(&snap) })
+}
+
+// spawn runs fn in a goroutine the manager owns. A panic in it is
+// contained: reported as a problem, the daemon and the network go on.
+func (m *Manager) spawn(what string, fn func()) {
 	m.wgr.Add(1)
 	go func() {
 		defer m.wgr.Done()
-		m.start(&snap)
+		defer func() {
+			if r := recover(); r != nil {
+				m.problem("internal error in %s (contained): %v", what, r)
+				m.cfg.Logf("%s", debug.Stack())
+				m.cfg.Refresh()
+			}
+		}()
+		fn()
 	}()
 }
 
@@ -143,37 +165,25 @@ func uplinkKey(st *state.State) string {
 // start probes, decides, and starts what was decided.
 func (m *Manager) start(st *state.State) {
 	spec := m.cfg.Spec
-	conn := m.probe(st)
+	conn := m.probeFn(st)
 	d := Decide(spec, st, conn)
 	m.mu.Lock()
 	m.conn, m.decision = conn, d
 	m.mu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
-	m.wgr.Add(1)
-	go func() { defer m.wgr.Done(); m.reprobeLoop() }()
-	var ifaces []string
-	if d.Yggdrasil {
-		if err := m.startYggdrasil(st); err != nil {
-			m.problem("yggdrasil: %v", err)
-		} else {
-			ifaces = append(ifaces, ygg.DefaultIfName)
-		}
-	}
-	if d.WireGuard {
-		if err := m.startWireGuard(st); err != nil {
-			m.problem("wireguard: %v", err)
-		} else {
-			ifaces = append(ifaces, wg.DefaultIfName)
-		}
-	}
-	if len(ifaces) > 0 {
-		rules := firewall.Rules{Interfaces: ifaces, Allow: spec.Allow}
-		fw := &state.FirewallStatus{Interfaces: ifaces, Allow: []string{}}
+	m.spawn("reprobe loop", m.reprobeLoop)
+	rules := overlayRules(spec, d)
+	if len(rules.Interfaces) > 0 {
+		// The table goes in before ygg0 and wg0 exist (its rules match
+		// by name), so there is no moment when an overlay address is
+		// reachable unfiltered. Without it the overlays stay down: an
+		// overlay address is reachable from the whole overlay, and an
+		// unfiltered one would expose every service of the node.
+		err := m.applyFirewall(rules)
+		fw := &state.FirewallStatus{Applied: err == nil, Interfaces: rules.Interfaces, Allow: []string{}}
 		for _, p := range spec.Allow {
 			fw.Allow = append(fw.Allow, p.String())
 		}
-		err := firewall.Apply(rules)
-		fw.Applied = err == nil
 		if err != nil {
 			fw.Error = err.Error()
 		}
@@ -184,15 +194,50 @@ func (m *Manager) start(st *state.State) {
 		}
 		m.mu.Unlock()
 		if err != nil {
-			m.problem("overlay firewall: %v (inbound on %v is NOT filtered)", err, ifaces)
-		} else {
-			m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v", ifaces, spec.Allow)
+			m.problem("overlay firewall: %v: the overlays (%v) are NOT started, the node is not reachable through them", err, rules.Interfaces)
+			m.cfg.Refresh()
+			return
 		}
-		m.wgr.Add(1)
-		go func() { defer m.wgr.Done(); m.refreshLoop() }()
+		m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v; overlay addresses reachable only through them", rules.Interfaces, spec.Allow)
+	}
+	if d.Yggdrasil {
+		if err := m.startYggdrasil(st); err != nil {
+			m.problem("yggdrasil: %v", err)
+		}
+	}
+	if d.WireGuard {
+		if err := m.startWireGuard(st); err != nil {
+			m.problem("wireguard: %v", err)
+		}
+	}
+	if len(rules.Interfaces) > 0 {
+		m.spawn("state refresh loop", m.refreshLoop)
 	}
 	m.cfg.Refresh()
 }
+
+// overlayRules is the firewall for the overlays d starts: their inbound
+// rules, and their addresses (Yggdrasil's whole 200::/7, which holds the
+// node's address and its 300::/8 subnet, and each WireGuard address)
+// reachable only through them.
+func overlayRules(spec *cmdline.Spec, d state.Overlays) firewall.Rules {
+	r := firewall.Rules{Allow: spec.Allow}
+	if d.Yggdrasil {
+		r.Interfaces = append(r.Interfaces, ygg.DefaultIfName)
+		r.Owned = append(r.Owned, firewall.Owned{Interface: ygg.DefaultIfName, Prefix: YggdrasilPrefix})
+	}
+	if d.WireGuard {
+		r.Interfaces = append(r.Interfaces, wg.DefaultIfName)
+		for _, a := range spec.WGAddress {
+			r.Owned = append(r.Owned, firewall.Owned{Interface: wg.DefaultIfName, Prefix: netip.PrefixFrom(a.Addr(), a.Addr().BitLen())})
+		}
+	}
+	return r
+}
+
+// YggdrasilPrefix holds every Yggdrasil address (200::/8) and subnet
+// (300::/8).
+var YggdrasilPrefix = netip.MustParsePrefix("200::/7")
 
 // probe runs netprobe, bounded, from the managed links' addresses.
 func (m *Manager) probe(st *state.State) *state.Connectivity {
@@ -251,7 +296,13 @@ func Decide(spec *cmdline.Spec, st *state.State, conn *state.Connectivity) state
 	return d
 }
 
-func (m *Manager) startYggdrasil(st *state.State) error {
+// yggOptions are the Yggdrasil node's options. NodeInfo is answered to
+// any node of the whole network that asks, so it carries nothing: not the
+// hostname DHCP gave (it often names the farm or the farmer), not the
+// netinit version (it would tell an attacker which nodes run a vulnerable
+// one). A node is known on the network by its public key; whoever needs
+// more asks the grid, not the node.
+func (m *Manager) yggOptions(st *state.State) (ygg.Options, *identity.Identity) {
 	spec := m.cfg.Spec
 	id := m.nodeIdentity()
 	peers := spec.YggPeers
@@ -270,7 +321,6 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 		Peers:     peers,
 		Listen:    yggListen(spec.YggListen, st),
 		Multicast: spec.YggMulticast && st.Uplink != "",
-		NodeInfo:  map[string]any{"name": st.Hostname, "netinit": m.cfg.Version},
 		Logf:      m.cfg.Logf,
 	}
 	if st.Uplink != "" {
@@ -279,6 +329,12 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 	if id != nil {
 		opts.Key = id.Key
 	}
+	return opts, id
+}
+
+func (m *Manager) startYggdrasil(st *state.State) error {
+	spec := m.cfg.Spec
+	opts, id := m.yggOptions(st)
 	m.yggMu.Lock()
 	defer m.yggMu.Unlock()
 	n, err := ygg.Start(m.ctx, opts)
@@ -290,10 +346,9 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 	m.yggIdentity = describeIdentity(id, spec.YggSeed, m.cfg.KeyDir)
 	m.problems = append(m.problems, n.Problems()...)
 	m.mu.Unlock()
-	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), m.yggIdentity, len(peers), opts.Listen)
+	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), m.yggIdentity, len(opts.Peers), opts.Listen)
 	if id == nil {
-		m.wgr.Add(1)
-		go func() { defer m.wgr.Done(); m.identityLoop() }()
+		m.spawn("identity watch", m.identityLoop)
 	}
 	return nil
 }
@@ -304,9 +359,12 @@ func (m *Manager) startWireGuard(st *state.State) error {
 	// whose timestamp is not newer than the last it saw for this key, so a
 	// node that reboots with an earlier clock would be ignored.
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
-	r := clock.Sync(ctx, st.NTP, m.cfg.Logf)
+	r := clock.Sync(ctx, spec.NTP, st.NTP, m.cfg.Logf)
 	cancel()
 	clk := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Error: r.Err}
+	for _, s := range r.Sources {
+		clk.Sources = append(clk.Sources, state.ClockSource{Server: s.Server, Configured: s.Configured, OffsetMS: s.Offset.Milliseconds(), Error: s.Err})
+	}
 	m.mu.Lock()
 	m.clk = clk
 	m.mu.Unlock()
@@ -330,24 +388,32 @@ func (m *Manager) startWireGuard(st *state.State) error {
 }
 
 // Reprobe runs netprobe again now (the control socket's "probe"), in the
-// background; the state is rewritten when it is done.
+// background; the state is rewritten when it is done. Requests that come
+// while a probe runs are coalesced into it: each probe makes connections
+// to the reflectors and targets, and the control socket must not be a
+// way to multiply them.
 func (m *Manager) Reprobe() {
 	m.mu.Lock()
 	st := m.last
-	m.mu.Unlock()
-	if st == nil {
-		return // not decided yet: the first probe is still to come
+	if st == nil || m.probing {
+		m.mu.Unlock()
+		return // not decided yet (the first probe is still to come), or running
 	}
-	m.wgr.Add(1)
-	go func() {
-		defer m.wgr.Done()
-		conn := m.probe(st)
+	m.probing = true
+	m.mu.Unlock()
+	m.spawn("probe", func() {
+		defer func() {
+			m.mu.Lock()
+			m.probing = false
+			m.mu.Unlock()
+		}()
+		conn := m.probeFn(st)
 		m.mu.Lock()
 		m.conn = conn
 		m.mu.Unlock()
 		m.cfg.Logf("probe: IPv4 %s, IPv6 %s, hidden %v", conn.IPv4.Verdict, conn.IPv6.Verdict, conn.Hidden)
 		m.cfg.Refresh()
-	}()
+	})
 }
 
 // reprobeLoop probes again every ReprobeEvery: reachability changes

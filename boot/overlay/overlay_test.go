@@ -1,10 +1,17 @@
 package overlay
 
 import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -58,5 +65,109 @@ func TestUplinkKey(t *testing.T) {
 	st.Interfaces[0].Addresses[0].CIDR = "192.0.2.6/24"
 	if uplinkKey(st) == a {
 		t.Errorf("a new uplink address did not change the key")
+	}
+}
+
+// TestFirewallFailClosed: when the overlay firewall cannot be applied, no
+// overlay interface is created and the state says so; the rules asked for
+// guard the overlay addresses on every interface.
+func TestFirewallFailClosed(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg, spec.WG = "on", "on"
+	spec.WGPeers = []cmdline.WGPeer{{PublicKey: "k", Endpoint: "192.0.2.1:51820"}}
+	spec.WGAddress = []netip.Prefix{netip.MustParsePrefix("2001:db8:77::5/64"), netip.MustParsePrefix("198.51.100.7/24")}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir()})
+	var got firewall.Rules
+	m.applyFirewall = func(r firewall.Rules) error {
+		got = r
+		return errors.New("nf_tables: operation not supported")
+	}
+	m.start(&state.State{Phase: state.PhaseReady})
+	cancel()
+	m.Close()
+	wantOwned := []firewall.Owned{
+		{Interface: "ygg0", Prefix: netip.MustParsePrefix("200::/7")},
+		{Interface: "wg0", Prefix: netip.MustParsePrefix("2001:db8:77::5/128")},
+		{Interface: "wg0", Prefix: netip.MustParsePrefix("198.51.100.7/32")},
+	}
+	if !slices.Equal(got.Interfaces, []string{"ygg0", "wg0"}) || !slices.Equal(got.Owned, wantOwned) {
+		t.Errorf("rules asked for: %+v", got)
+	}
+	var st state.State
+	m.Decorate(&st)
+	if st.Yggdrasil != nil || st.WireGuard != nil || m.ygg != nil || m.wg != nil {
+		t.Errorf("an overlay was started without its firewall: ygg %+v wg %+v", st.Yggdrasil, st.WireGuard)
+	}
+	if len(st.Firewall) != 0 {
+		t.Errorf("rules reported although none applied: %q", st.Firewall)
+	}
+	if !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "NOT started") }) {
+		t.Errorf("problems %q do not say the overlays are down", st.Problems)
+	}
+}
+
+// TestPanicContained: a panic in the overlay start goroutine is reported
+// as a problem; the process goes on.
+func TestPanicContained(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg = "on"
+	ctx, cancel := context.WithCancel(context.Background())
+	var refreshed atomic.Int32
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Refresh: func() { refreshed.Add(1) }})
+	m.applyFirewall = func(firewall.Rules) error { panic("injected") }
+	m.Observe(&state.State{Phase: state.PhaseReady})
+	cancel()
+	m.Close()
+	var st state.State
+	m.Decorate(&st)
+	if !slices.ContainsFunc(st.Problems, func(p string) bool {
+		return strings.Contains(p, "internal error in overlay start") && strings.Contains(p, "injected")
+	}) || refreshed.Load() == 0 {
+		t.Errorf("panic not reported: problems %q, %d refreshes", st.Problems, refreshed.Load())
+	}
+}
+
+// TestReprobeCoalesced: many probe requests while one runs make one run.
+func TestReprobeCoalesced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := New(ctx, Config{Spec: cmdline.Defaults()})
+	m.decided, m.last = true, &state.State{Phase: state.PhaseReady}
+	var runs atomic.Int32
+	release := make(chan struct{})
+	m.probeFn = func(*state.State) *state.Connectivity {
+		runs.Add(1)
+		<-release
+		return &state.Connectivity{}
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Reprobe() }()
+	}
+	wg.Wait()
+	close(release)
+	m.wgr.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("50 concurrent probe requests made %d probe runs, want 1", n)
+	}
+	m.Reprobe() // a request after the run: a new run
+	m.wgr.Wait()
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("a later request made %d runs in all, want 2", n)
+	}
+}
+
+// TestNodeInfoPublishesNothing: the Yggdrasil NodeInfo, answered to the
+// whole network, carries neither the DHCP hostname nor the version.
+func TestNodeInfoPublishesNothing(t *testing.T) {
+	m := New(context.Background(), Config{Spec: cmdline.Defaults()})
+	opts, _ := m.yggOptions(&state.State{Hostname: "farm-of-alice-7", Uplink: "eth0"})
+	if len(opts.NodeInfo) != 0 {
+		t.Errorf("NodeInfo published: %v", opts.NodeInfo)
+	}
+	if opts.MulticastLinks[0] != "^eth0$" {
+		t.Errorf("multicast links %q", opts.MulticastLinks)
 	}
 }

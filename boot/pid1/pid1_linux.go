@@ -49,6 +49,7 @@ var Env = []string{
 // stdio, clears the environment and returns the event log (console +
 // kmsg). Problems are logged, never fatal.
 func Setup(start time.Time) *console.Log {
+	sigs := holdSignals()
 	var problems []string
 	for _, m := range mounts {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
@@ -83,6 +84,7 @@ func Setup(start time.Time) *console.Log {
 	for _, p := range problems {
 		log.Logf("init: %s", p)
 	}
+	go logSignals(log, sigs)
 	return log
 }
 
@@ -94,6 +96,31 @@ func mounted(path string) bool {
 		return false
 	}
 	return st.Dev != parent.Dev
+}
+
+// HoldSignals keeps SIGTERM, SIGINT and SIGHUP from ending the process
+// and logs each one. PID 1 must never exit (the kernel panics), and the
+// Go runtime's default for these signals is to exit, whatever PID it has:
+// a Ctrl-Alt-Del (SIGINT to init), a stray kill or a console hangup
+// before the handoff would take the node down. They are caught, not
+// ignored: execve resets caught signals to their defaults (signal(7)) but
+// keeps ignored ones, and the next stage must get the defaults.
+func HoldSignals(log *console.Log) {
+	go logSignals(log, holdSignals())
+}
+
+func holdSignals() chan os.Signal {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	return ch
+}
+
+// logSignals says on the console what was held; it ends with the process
+// (at the exec of the next stage).
+func logSignals(log *console.Log, ch chan os.Signal) {
+	for sig := range ch {
+		log.Logf("init: %v received and ignored: PID 1 does not exit before the handoff", sig)
+	}
 }
 
 func cut(kv string) (string, string, bool) {
@@ -196,8 +223,9 @@ func FindNext(next string, args []string) (string, []string, error) {
 }
 
 // Handoff replaces the init with the next stage. It returns only on error.
+// The signals HoldSignals catches go back to their defaults in the exec
+// itself, so there is no moment when one of them would end PID 1.
 func Handoff(path string, args ...string) error {
-	signal.Reset()
 	argv := append([]string{filepath.Base(path)}, args...)
 	if err := unix.Exec(path, argv, Env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)

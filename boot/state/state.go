@@ -8,6 +8,9 @@
 package state
 
 import (
+	"encoding/json"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -223,4 +226,58 @@ type Clock struct {
 	OffsetMS int64  `json:"offset_ms"`
 	Set      bool   `json:"set"`
 	Error    string `json:"error,omitempty"`
+	// Sources is every NTP server asked and what it said.
+	Sources []ClockSource `json:"sources,omitempty"`
+}
+
+// ClockSource is one NTP server's answer.
+type ClockSource struct {
+	Server     string `json:"server"`
+	Configured bool   `json:"configured"` // netinit.ntp= (preferred)
+	OffsetMS   int64  `json:"offset_ms"`
+	Error      string `json:"error,omitempty"`
+}
+
+// MarshalJSON writes the peer with its URI redacted (RedactURI): the state
+// file is world-readable (0644).
+func (p YggdrasilPeer) MarshalJSON() ([]byte, error) {
+	type plain YggdrasilPeer
+	q := plain(p)
+	q.URI = RedactURI(p.URI)
+	return json.Marshal(q)
+}
+
+// Redacted replaces a secret in what the state shows.
+const Redacted = "REDACTED"
+
+// RedactURI hides the secrets a peering URI may carry: any userinfo
+// (user:password@) and the value of every query parameter named like a
+// secret (Yggdrasil's ?password=, RFC 3986 section 3.2.1 deprecates
+// passwords in userinfo but they still appear). A URI that does not
+// parse is replaced whole: it may be anything.
+func RedactURI(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" {
+		return Redacted
+	}
+	if u.User != nil {
+		u.User = url.User(Redacted)
+	}
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return Redacted
+		}
+		changed := false
+		for k := range q {
+			switch strings.ToLower(k) {
+			case "password", "pass", "passwd", "secret", "key", "token", "psk":
+				q[k], changed = []string{Redacted}, true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	return u.String()
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,69 @@ func FuzzDecode(f *testing.F) {
 		b2, _ := json.Marshal(s2)
 		if string(b) != string(b2) {
 			t.Fatalf("round trip changed:\n%s\n%s", b, b2)
+		}
+	})
+}
+
+// TestPeerSecretsRedacted: the state file never shows a peer's password
+// (query or userinfo); the rest of the URI stays readable.
+func TestPeerSecretsRedacted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	st := &State{Phase: PhaseReady, Yggdrasil: &Yggdrasil{Peers: []YggdrasilPeer{
+		{URI: "tls://peer.example.org:443?password=hunter2&maxbackoff=30s", Up: true},
+		{URI: "tcp://alice:s3cret@[2001:db8::1]:9943"},
+		{URI: "quic://198.51.100.1:443?key=abcd"},
+		{URI: "tcp://198.51.100.2:9943?maxbackoff=30s&b=1"},
+		{URI: "tcp://%zz"},
+	}}}
+	if err := Write(path, st); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	for _, secret := range []string{"hunter2", "alice", "s3cret", "abcd", "%zz"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("state file shows %q:\n%s", secret, b)
+		}
+	}
+	got, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"tls://peer.example.org:443?maxbackoff=30s&password=REDACTED",
+		"tcp://REDACTED@[2001:db8::1]:9943",
+		"quic://198.51.100.1:443?key=REDACTED",
+		"tcp://198.51.100.2:9943?maxbackoff=30s&b=1",
+		"REDACTED",
+	}
+	for i, p := range got.Yggdrasil.Peers {
+		if p.URI != want[i] {
+			t.Errorf("peer %d: %q, want %q", i, p.URI, want[i])
+		}
+	}
+	if st.Yggdrasil.Peers[0].URI != "tls://peer.example.org:443?password=hunter2&maxbackoff=30s" {
+		t.Errorf("the state in memory was changed: %q", st.Yggdrasil.Peers[0].URI)
+	}
+}
+
+// FuzzRedactURI: redaction is idempotent (the state round-trips) and no
+// password value survives it.
+func FuzzRedactURI(f *testing.F) {
+	for _, s := range []string{"tls://h:1?password=x", "tcp://u:p@h:1", "tcp://h:1?a=1&b=2", "quic://[2001:db8::1]:1?PassWord=y#frag", "tcp://%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r := RedactURI(s)
+		if RedactURI(r) != r {
+			t.Fatalf("not idempotent: %q → %q → %q", s, r, RedactURI(r))
+		}
+		if u, err := url.Parse(r); err == nil {
+			if p := u.Query().Get("password"); p != "" && p != Redacted {
+				t.Fatalf("%q → %q keeps password %q", s, r, p)
+			}
+			if pw, ok := u.User.Password(); ok {
+				t.Fatalf("%q → %q keeps a userinfo password %q", s, r, pw)
+			}
 		}
 	})
 }

@@ -42,7 +42,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
 		ov = overlay.New(ctx, overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
-			Refresh: func() { e.Refresh() }, Version: version})
+			Refresh: func() { e.Refresh() }})
 		defer ov.Close()
 	}
 	cfg := engine.Config{
@@ -73,6 +73,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		if err != nil {
 			n.log.Logf("%v (netinit status will read the state file)", err)
 		} else {
+			srv.Logf = n.log.Logf
 			wg.Add(1)
 			go func() { defer wg.Done(); srv.Serve(ctx) }()
 		}

@@ -8,6 +8,8 @@
 //	table inet netinit {
 //	  chain input {
 //	    type filter hook input priority 0; policy accept;
+//	    iifname != "lo" iifname != "ygg0" ip6 daddr 200::/7 drop
+//	    iifname != "lo" iifname != "wg0" ip6 daddr 2001:db8:77::5 drop
 //	    iifname "ygg0" ct state established,related accept
 //	    iifname "ygg0" icmpv6 type { ... } accept
 //	    iifname "ygg0" tcp dport 9900 accept
@@ -15,15 +17,24 @@
 //	  }
 //	}
 //
-// so traffic on other interfaces, forwarded traffic and output are left
+// Packets to the overlay addresses (Owned) are dropped unless they come in
+// on their overlay interface (or on lo: the node talking to itself): the
+// kernel accepts a packet for any local address on any interface (the
+// weak host model, RFC 1122 section 3.3.4.2), so without these rules a
+// neighbour on the Ethernet could reach the services behind ygg0 by
+// routing 200::/7 to the node, bypassing the iifname rules. Otherwise
+// traffic on other interfaces, forwarded traffic and output are left
 // alone. Interfaces are matched by name (iifname), so the rules hold for
-// an interface created or re-created after Apply.
+// an interface created or re-created after Apply: the overlay manager
+// applies them before it creates ygg0 and wg0.
 package firewall
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -43,6 +54,15 @@ const (
 type Rules struct {
 	Interfaces []string       // e.g. ygg0, wg0
 	Allow      []cmdline.Port // new connections allowed in
+	// Owned are the overlay destinations: a packet to one of them is
+	// dropped unless it arrives on Interface (or lo).
+	Owned []Owned
+}
+
+// Owned is a destination that only an overlay interface may deliver.
+type Owned struct {
+	Interface string
+	Prefix    netip.Prefix // e.g. 200::/7 for ygg0, a wg0 address as /32 or /128
 }
 
 // icmpType is one ICMPv6 type let in unsolicited.
@@ -74,6 +94,11 @@ func (r Rules) check() error {
 			return fmt.Errorf("bad interface name %q", i)
 		}
 	}
+	for _, o := range r.Owned {
+		if !o.Prefix.IsValid() || !slices.Contains(r.Interfaces, o.Interface) {
+			return fmt.Errorf("bad overlay destination %s on %q", o.Prefix, o.Interface)
+		}
+	}
 	for _, p := range r.Allow {
 		if p.Port == 0 || (p.Proto != "tcp" && p.Proto != "udp") {
 			return fmt.Errorf("bad port %d/%s", p.Port, p.Proto)
@@ -98,6 +123,9 @@ func (r Rules) allow() []cmdline.Port {
 // Describe is the rule set in words, one line per rule, for the state.
 func Describe(r Rules) []string {
 	var out []string
+	for _, o := range r.Owned {
+		out = append(out, fmt.Sprintf("%s: drop packets to %s arriving on any other interface", o.Interface, o.Prefix.Masked()))
+	}
 	var names []string
 	for _, t := range icmpTypes {
 		names = append(names, t.name)
@@ -174,6 +202,9 @@ func apply(c *nftables.Conn, r Rules) error {
 // rules builds the expressions of every rule, in order.
 func rules(r Rules) [][]expr.Any {
 	var out [][]expr.Any
+	for _, o := range r.Owned {
+		out = append(out, cat(iifnameNot("lo"), iifnameNot(o.Interface), daddr(o.Prefix), drop()))
+	}
 	for _, i := range r.Interfaces {
 		out = append(out, cat(iifname(i), ctEstablished(), accept()))
 		for _, t := range icmpTypes {
@@ -198,7 +229,7 @@ func rules(r Rules) [][]expr.Any {
 					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
 				}, accept()))
 		}
-		out = append(out, cat(iifname(i), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}))
+		out = append(out, cat(iifname(i), drop()))
 	}
 	return out
 }
@@ -213,13 +244,47 @@ func cat(parts ...[]expr.Any) []expr.Any {
 
 // iifname matches the input interface name, NUL-padded to IFNAMSIZ as
 // the kernel compares it.
-func iifname(name string) []expr.Any {
+func iifname(name string) []expr.Any { return iifnameCmp(expr.CmpOpEq, name) }
+
+// iifnameNot is iifname != name.
+func iifnameNot(name string) []expr.Any { return iifnameCmp(expr.CmpOpNeq, name) }
+
+func iifnameCmp(op expr.CmpOp, name string) []expr.Any {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, name)
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+		&expr.Cmp{Op: op, Register: 1, Data: b},
 	}
+}
+
+// daddr is "ip daddr P" or "ip6 daddr P": the family first (an inet
+// chain sees both), then the destination address masked to P's length.
+func daddr(p netip.Prefix) []expr.Any {
+	p = p.Masked()
+	proto, off := byte(unix.NFPROTO_IPV4), uint32(16) // IPv4 header: daddr at byte 16
+	if p.Addr().Is6() {
+		proto, off = unix.NFPROTO_IPV6, 24 // IPv6 header: daddr at byte 24
+	}
+	addr := p.Addr().AsSlice()
+	mask := make([]byte, len(addr))
+	for i := 0; i < p.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	n := uint32(len(addr))
+	out := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+	}
+	if p.Bits() < len(addr)*8 {
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)})
+	}
+	return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: addr})
+}
+
+func drop() []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
 }
 
 func l4proto(p byte) []expr.Any {

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"context"
+	"net/netip"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -180,5 +181,93 @@ func TestApplyLab(t *testing.T) {
 	}
 	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "refused" {
 		t.Errorf("after remove: %s", got)
+	}
+}
+
+// TestOwnedLab sends real packets for the overlay addresses to the host
+// through its "Ethernet" (oth0), as a hostile neighbour routing 200::/7 to
+// the node would: they are dropped, while the same address is reachable
+// through the overlay interface and from the host itself.
+func TestOwnedLab(t *testing.T) {
+	lab.Require(t, "nft", "bash", "timeout")
+	lab.GuardResolvConf(t)
+	host := lab.NewNS(t, "fwohost")
+	peer := lab.NewNS(t, "fwopeer")
+	lab.Veth(t, host, "ovl0", peer, "p0")
+	lab.Veth(t, host, "oth0", peer, "p1")
+	host.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", "ovl0", "nodad")
+	peer.MustExec("ip", "addr", "add", "2001:db8:1::2/64", "dev", "p0", "nodad")
+	host.MustExec("ip", "addr", "add", "2001:db8:2::1/64", "dev", "oth0", "nodad")
+	peer.MustExec("ip", "addr", "add", "2001:db8:2::2/64", "dev", "p1", "nodad")
+	host.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "oth0")
+	peer.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "p1")
+	// The node's Yggdrasil address and its WireGuard address.
+	host.MustExec("ip", "addr", "add", "201:db8::1/128", "dev", "ovl0", "nodad")
+	host.MustExec("ip", "addr", "add", "198.51.100.7/32", "dev", "lo")
+	peer.MustExec("ip", "route", "add", "198.51.100.7/32", "via", "192.0.2.1", "dev", "p1")
+	c := conn(t, host)
+	r := Rules{
+		Interfaces: []string{"ovl0", "wgx0"},
+		Allow:      []cmdline.Port{{Port: 9900, Proto: "tcp"}},
+		Owned: []Owned{
+			{Interface: "ovl0", Prefix: netip.MustParsePrefix("200::/7")},
+			{Interface: "wgx0", Prefix: netip.MustParsePrefix("198.51.100.7/32")},
+		},
+	}
+	if err := apply(c, r); err != nil {
+		t.Fatal(err)
+	}
+	listing := host.MustExec("nft", "list", "table", "inet", "netinit")
+	t.Logf("%s", listing)
+	for _, want := range []string{
+		`iifname != "lo" iifname != "ovl0" ip6 daddr 200::/7 drop`,
+		`iifname != "lo" iifname != "wgx0" ip daddr 198.51.100.7 drop`,
+	} {
+		if !strings.Contains(listing, want) {
+			t.Errorf("rule set lacks %q", want)
+		}
+	}
+	// From the Ethernet side: the allowed port too is dropped.
+	peer.MustExec("ip", "route", "replace", "201:db8::1/128", "via", "2001:db8:2::1", "dev", "p1")
+	if got := dial(t, peer, "201:db8::1", "9900"); got != "timeout" {
+		t.Errorf("Yggdrasil address via the Ethernet: %s, want timeout (dropped)", got)
+	}
+	if got := dial(t, peer, "198.51.100.7", "9900"); got != "timeout" {
+		t.Errorf("WireGuard address via the Ethernet: %s, want timeout (dropped)", got)
+	}
+	// The link's own address is not an overlay address: untouched.
+	if got := dial(t, peer, "2001:db8:2::1", "9901"); got != "refused" {
+		t.Errorf("Ethernet address: %s, want refused (not filtered)", got)
+	}
+	// The node itself (lo) reaches its overlay addresses.
+	if got := dial(t, host, "201:db8::1", "9901"); got != "refused" {
+		t.Errorf("own Yggdrasil address from the node: %s, want refused", got)
+	}
+	if got := dial(t, host, "198.51.100.7", "9901"); got != "refused" {
+		t.Errorf("own WireGuard address from the node: %s, want refused", got)
+	}
+	// Through the overlay interface the usual rules apply.
+	peer.MustExec("ip", "route", "replace", "201:db8::1/128", "via", "2001:db8:1::1", "dev", "p0")
+	for _, n := range []struct {
+		ns      *lab.NS
+		dev     string
+		addr    string
+		peerNS  *lab.NS
+		peerDev string
+	}{
+		{host, "ovl0", "2001:db8:1::2", peer, "p0"},
+		{peer, "p0", "2001:db8:1::1", host, "ovl0"},
+	} {
+		l, err := n.peerNS.Handle().LinkByName(n.peerDev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.ns.MustExec("ip", "neigh", "replace", n.addr, "lladdr", l.Attrs().HardwareAddr.String(), "dev", n.dev, "nud", "permanent")
+	}
+	if got := dial(t, peer, "201:db8::1", "9900"); got != "refused" {
+		t.Errorf("allowed port via the overlay interface: %s, want refused (reached the host)", got)
+	}
+	if got := dial(t, peer, "201:db8::1", "9901"); got != "timeout" {
+		t.Errorf("other port via the overlay interface: %s, want timeout", got)
 	}
 }

@@ -21,12 +21,21 @@
 // # Corrupt files
 //
 // An identity is precious: a node's overlay address is derived from it.
-// A key file that can't be used (unreadable, wrong format, wrong key type,
+// A key file that is not a key (wrong format, wrong key type, too large,
 // a directory or a dangling symlink in its place) is never deleted or
 // overwritten. It is renamed to NAME.corrupt-<unix time>; if that rename
 // fails the file is left alone and the key is kept in NAME.alt instead.
 // Either way the Event says so, so that the caller can print it on the
 // console and record it in the state's problems.
+//
+// A file that cannot be read (EIO from a failing disk, EACCES from a
+// security module, ...) is not corrupt: it may read fine at the next
+// boot. It is read three times; then it is left exactly as it is, and a
+// key for this boot only is used (Event.Ephemeral), said loudly.
+//
+// A key file whose mode is not 0600, or a key directory whose mode is not
+// 0700, is fixed and the fix is reported in Event.Problem (someone may
+// have read the key meanwhile).
 //
 // Key material never appears in logs, errors or events: messages only name
 // files.
@@ -41,6 +50,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -157,8 +167,24 @@ func LoadCurve25519(dir, name string) ([32]byte, Event, error) {
 //	SHA-512/256("netinit " + label + "\x00" || contents of path)
 //
 // The label separates the keys derived for different uses (e.g.
-// "yggdrasil") from one seed. The file must hold at least 32 bytes.
+// "yggdrasil") from one seed. The file must hold at least 32 bytes. Every
+// byte is part of the seed, a trailing newline included: `echo` and
+// `printf` make different identities, and stripping it now would change
+// the identity of nodes whose seed file has one. The file must be a
+// regular file with no permission for group or others (a seed readable
+// by others gives away the identity, one writable by others lets them
+// choose it).
 func Ed25519FromSeed(path, label string) (ed25519.PrivateKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: seed %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("keys: seed %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("keys: seed %s: mode %04o gives group or others access to the node's identity; chmod 600 it", path, perm)
+	}
 	b, err := readBounded(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys: seed %s: %w", path, err)
@@ -177,13 +203,19 @@ func load(dir, name string, kd kind) (any, Event, error) {
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return nil, ev, fmt.Errorf("keys: bad key file name %q", name)
 	}
-	if err := ensureDir(dir); err != nil {
+	fixed, err := ensureDir(dir)
+	if err != nil {
 		return ephemeral(kd, ev, fmt.Sprintf("%s key: key directory %s: %v", kd.name, dir, err))
 	}
+	note(&ev, fixed)
 	path := filepath.Join(dir, name)
-	k, bad := read(path, kd)
+	k, fixed, bad, fail := readRetry(path, kd)
+	note(&ev, fixed)
 	if k != nil {
 		return k, ev, nil
+	}
+	if fail != nil {
+		return ephemeral(kd, ev, addTo(ev.Problem, fmt.Sprintf("%s key %s could not be read (%v): it is NOT replaced (a read error is not corruption)", kd.name, path, fail)))
 	}
 	if bad != nil {
 		// The file is there but unusable: keep it for a human.
@@ -193,22 +225,27 @@ func load(dir, name string, kd kind) (any, Event, error) {
 		}
 		if err := rename(path, aside); err == nil {
 			ev.MovedAside = aside
-			ev.Problem = fmt.Sprintf("%s key %s is unusable (%v): moved to %s, a new key was made", kd.name, path, bad, aside)
+			ev.Problem = addTo(ev.Problem, fmt.Sprintf("%s key %s is unusable (%v): moved to %s, a new key was made", kd.name, path, bad, aside))
 			syncDir(dir)
 		} else {
 			// It can't be moved: leave it exactly as it is and keep
 			// the key in a second file.
-			ev.Problem = fmt.Sprintf("%s key %s is unusable (%v) and could not be moved aside (%v): it was left in place", kd.name, path, bad, err)
+			ev.Problem = addTo(ev.Problem, fmt.Sprintf("%s key %s is unusable (%v) and could not be moved aside (%v): it was left in place", kd.name, path, bad, err))
 			path += ".alt"
-			if k, bad2 := read(path, kd); k != nil {
+			k, fixed, bad2, fail2 := readRetry(path, kd)
+			note(&ev, fixed)
+			switch {
+			case k != nil:
 				ev.Problem += "; using " + path
 				return k, ev, nil
-			} else if bad2 != nil {
+			case fail2 != nil:
+				return ephemeral(kd, ev, ev.Problem+fmt.Sprintf("; %s could not be read (%v)", path, fail2))
+			case bad2 != nil:
 				return ephemeral(kd, ev, ev.Problem+fmt.Sprintf("; %s is unusable too (%v)", path, bad2))
 			}
 		}
 	}
-	k, err := kd.gen()
+	k, err = kd.gen()
 	if err != nil {
 		return nil, ev, fmt.Errorf("keys: generate %s key: %w", kd.name, err)
 	}
@@ -222,10 +259,36 @@ func load(dir, name string, kd kind) (any, Event, error) {
 		ev.Ephemeral = true
 		return k, ev, nil
 	}
-	if ev.Problem != "" && ev.MovedAside == "" {
+	if bad != nil && ev.MovedAside == "" {
 		ev.Problem += "; a new key was made in " + path
 	}
 	return k, ev, nil
+}
+
+// note adds a permission fix to ev's problem.
+func note(ev *Event, fixed string) {
+	if fixed != "" {
+		ev.Problem = addTo(ev.Problem, fixed)
+	}
+}
+
+func addTo(problem, more string) string {
+	if problem == "" {
+		return more
+	}
+	return problem + "; " + more
+}
+
+// readRetry is read, tried up to three times while the file cannot be
+// read (a read error may pass; a parse failure will not).
+func readRetry(path string, kd kind) (k any, fixed string, bad, fail error) {
+	for i := 0; ; i++ {
+		k, fixed, bad, fail = read(path, kd)
+		if fail == nil || i == 2 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ephemeral returns a fresh key that is not saved.
@@ -240,36 +303,43 @@ func ephemeral(kd kind, ev Event, problem string) (any, Event, error) {
 	return k, ev, nil
 }
 
-// read returns the key in path; (nil, nil) when there is no file; (nil,
-// reason) when there is something unusable. The reason never holds key
-// material.
-func read(path string, kd kind) (any, error) {
+// read returns the key in path, and a note when its mode was fixed. No
+// key and no error: there is no file. bad: there is something that is not
+// a key. fail: it could not be read. Neither error holds key material.
+func read(path string, kd kind) (k any, fixed string, bad, fail error) {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, "", nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", nil, errors.New(errText(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+		return nil, "", fmt.Errorf("not a regular file (%s)", fi.Mode().Type()), nil
 	}
 	b, err := readBounded(path)
+	if errors.Is(err, errTooLarge) {
+		return nil, "", err, nil
+	}
 	if err != nil {
-		return nil, errors.New("unreadable: " + errText(err))
+		return nil, "", nil, errors.New(errText(err))
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, errors.New("no PEM PRIVATE KEY block")
+		return nil, "", errors.New("no PEM PRIVATE KEY block"), nil
 	}
 	k, ok := kd.parse(block.Bytes)
 	if !ok {
-		return nil, fmt.Errorf("not a PKCS #8 %s key", kd.name)
+		return nil, "", fmt.Errorf("not a PKCS #8 %s key", kd.name), nil
 	}
-	if fi.Mode().Perm() != 0o600 {
-		_ = os.Chmod(path, 0o600)
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			fixed = fmt.Sprintf("%s key %s has mode %04o (others may have read it) and could not be set to 0600: %s", kd.name, path, perm, errText(err))
+		} else {
+			fixed = fmt.Sprintf("%s key %s had mode %04o (others may have read it): set to 0600", kd.name, path, perm)
+		}
 	}
-	return k, nil
+	return k, fixed, nil, nil
 }
 
 // errText is the error's text without a path (which os errors include).
@@ -281,38 +351,45 @@ func errText(err error) string {
 	return err.Error()
 }
 
+var errTooLarge = fmt.Errorf("larger than %d bytes", maxKeyFile)
+
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	b := make([]byte, maxKeyFile+1)
-	n, err := f.Read(b)
-	if n == 0 && err != nil {
+	n, err := io.ReadFull(f, b)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return nil, err
 	}
 	if n > maxKeyFile {
-		return nil, fmt.Errorf("larger than %d bytes", maxKeyFile)
+		return nil, errTooLarge
 	}
 	return b[:n], nil
 }
 
-func ensureDir(dir string) error {
+// ensureDir makes dir (0700) if needed; it returns a note when it had to
+// fix its mode.
+func ensureDir(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return "", err
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !fi.IsDir() {
-		return errors.New("not a directory")
+		return "", errors.New("not a directory")
 	}
-	if fi.Mode().Perm() != 0o700 {
-		return os.Chmod(dir, 0o700)
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("key directory %s had mode %04o: set to 0700", dir, perm), nil
 	}
-	return nil
+	return "", nil
 }
 
 // write stores k in path atomically: a reader (or a crash) sees either
@@ -373,6 +450,9 @@ func syncDir(dir string) {
 	}
 }
 
-// rename is os.Rename; tests replace it to simulate a file that can't be
-// moved.
-var rename = os.Rename
+// rename is os.Rename and openFile os.Open; tests replace them to
+// simulate a file that can't be moved or read.
+var (
+	rename   = os.Rename
+	openFile = os.Open
+)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -226,5 +227,104 @@ func TestSeed(t *testing.T) {
 	os.WriteFile(seed, []byte("short"), 0o600)
 	if _, err := Ed25519FromSeed(seed, "yggdrasil"); err == nil || strings.Contains(err.Error(), "short") {
 		t.Errorf("short seed: %v", err)
+	}
+}
+
+// TestReadErrorIsNotCorruption: a key file that cannot be read (EIO,
+// EACCES) is left exactly as it is, not moved aside nor replaced; a key
+// for this boot only is used, said loudly; once it reads again the same
+// identity is back.
+func TestReadErrorIsNotCorruption(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EIO, syscall.EACCES} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "keys")
+			k1, _, err := LoadEd25519(dir, "ygg.key")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "ygg.key")
+			before, _ := os.ReadFile(p)
+			var opens int
+			openFile = func(name string) (*os.File, error) {
+				opens++
+				return nil, &os.PathError{Op: "open", Path: name, Err: errno}
+			}
+			k2, ev, err := LoadEd25519(dir, "ygg.key")
+			openFile = os.Open
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ev.Ephemeral || ev.MovedAside != "" || !strings.Contains(ev.Problem, "could not be read") ||
+				!strings.Contains(ev.Problem, errno.Error()) || !strings.Contains(ev.Problem, "NOT replaced") {
+				t.Fatalf("event %+v", ev)
+			}
+			if opens != 3 {
+				t.Errorf("%d reads tried, want 3", opens)
+			}
+			if k2.Equal(k1) {
+				t.Error("the ephemeral key is the stored one")
+			}
+			if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+				t.Fatal("the key file was changed")
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+				t.Fatalf("dir holds %d entries, want the key alone", len(ents))
+			}
+			k3, ev, err := LoadEd25519(dir, "ygg.key")
+			if err != nil || ev != (Event{}) || !k3.Equal(k1) {
+				t.Fatalf("once readable: %v %+v same=%v", err, ev, k3.Equal(k1))
+			}
+		})
+	}
+}
+
+// TestPermissionFixReported: a key file or key dir open to others is
+// fixed and the fix is reported; the key is kept.
+func TestPermissionFixReported(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	k1, _, err := LoadEd25519(dir, "ygg.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "ygg.key")
+	os.Chmod(p, 0o644)
+	os.Chmod(dir, 0o755)
+	k2, ev, err := LoadEd25519(dir, "ygg.key")
+	if err != nil || !k2.Equal(k1) || ev.Created || ev.Ephemeral {
+		t.Fatalf("load: %v %+v", err, ev)
+	}
+	for _, want := range []string{"key directory " + dir + " had mode 0755: set to 0700", p + " had mode 0644 (others may have read it): set to 0600"} {
+		if !strings.Contains(ev.Problem, want) {
+			t.Errorf("problem %q lacks %q", ev.Problem, want)
+		}
+	}
+	if mode(t, p) != 0o600 || mode(t, dir) != 0o700 {
+		t.Errorf("modes %o %o", mode(t, p), mode(t, dir))
+	}
+}
+
+// TestSeedFile: the seed is the file's bytes exactly (a trailing newline
+// is part of it); a seed open to group or others is refused.
+func TestSeedFile(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed")
+	os.WriteFile(seed, bytes.Repeat([]byte{'s'}, 40), 0o600)
+	a, err := Ed25519FromSeed(seed, "yggdrasil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(seed, append(bytes.Repeat([]byte{'s'}, 40), '\n'), 0o600)
+	b, err := Ed25519FromSeed(seed, "yggdrasil")
+	if err != nil || a.Equal(b) {
+		t.Fatalf("a trailing newline did not change the identity (%v)", err)
+	}
+	for _, m := range []os.FileMode{0o644, 0o604, 0o620} {
+		os.Chmod(seed, m)
+		if _, err := Ed25519FromSeed(seed, "yggdrasil"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %o: %v", m, err)
+		}
+	}
+	if _, err := Ed25519FromSeed(dir, "yggdrasil"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory as seed: %v", err)
 	}
 }

@@ -406,6 +406,7 @@ func childNode(t *testing.T, quickStale bool) {
 	var res nodeResult
 	defer func() { lab.ChildResult(t, res) }()
 	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
 	rec := &logRecorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -548,6 +549,7 @@ func childNoPeers(t *testing.T) {
 	var res nodeResult
 	defer func() { lab.ChildResult(t, res) }()
 	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
 	rec := &logRecorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

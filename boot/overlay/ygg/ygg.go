@@ -83,7 +83,9 @@ type Options struct {
 	// (65535 on Linux).
 	MTU int
 
-	// NodeInfo is published to other nodes on request.
+	// NodeInfo is published to any node of the network that asks; nothing
+	// else is (yggdrasil-go's build name, version, OS and architecture are
+	// not added: NodeInfoPrivacy).
 	NodeInfo map[string]any
 
 	// Logf receives yggdrasil-go's log at info level and above, and the
@@ -145,6 +147,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if o.NodeInfo != nil {
 		opts = append(opts, core.NodeInfo(o.NodeInfo))
 	}
+	opts = append(opts, core.NodeInfoPrivacy(true))
 	lg := logger{logf}
 	c, err := core.New(cfg.Certificate, lg, opts...)
 	if err != nil {
