@@ -120,7 +120,7 @@ bench: bench-deps kernel
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
 	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
 	  $(GO) test -count=1 -timeout 20m -run '^TestBenchQEMU$$' ./qemu/ -v 2>&1 | \
-	  grep -v '^=== \|^--- \|^PASS\|^ok \|^    [a-z_]*test.go:[0-9]*: go \|^        '
+	  awk '/^    [a-z_]*test\.go:[0-9]+: go /{skip=1; next} skip && /^        /{next} {skip=0} !/^(=== |--- |PASS|ok )/'
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

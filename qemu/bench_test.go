@@ -77,26 +77,23 @@ func TestBenchQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var hidden []benchBoot
-	for i := 0; i < runs; i++ {
-		b, err := benchHidden(t, e, img, peer, seedPath, addr)
-		if err != nil {
-			t.Logf("hidden node run %d: %v", i, err)
-			continue
-		}
-		t.Logf("hidden node run %d: %s", i, b)
-		hidden = append(hidden, b)
-	}
-	var plain []benchBoot
+	// The two kinds of boot alternate, so that a change of the machine's
+	// load weighs on both.
+	var hidden, plain []benchBoot
 	plainImg := image(t, e)
 	for i := 0; i < runs; i++ {
-		b, err := benchPlain(t, e, plainImg)
-		if err != nil {
-			t.Logf("plain run %d: %v", i, err)
-			continue
+		if b, err := benchHidden(t, e, img, peer, seedPath, addr); err != nil {
+			t.Logf("hidden node run %d: %v", i, err)
+		} else {
+			t.Logf("hidden node run %d: %s", i, b)
+			hidden = append(hidden, b)
 		}
-		t.Logf("plain run %d: %s", i, b)
-		plain = append(plain, b)
+		if b, err := benchPlain(e, plainImg); err != nil {
+			t.Logf("plain run %d: %v", i, err)
+		} else {
+			t.Logf("plain run %d: %s", i, b)
+			plain = append(plain, b)
+		}
 	}
 
 	accel := "tcg"
@@ -113,9 +110,9 @@ func TestBenchQEMU(t *testing.T) {
 		if share && m != 0 && total != 0 {
 			pct = fmt.Sprintf("%5.0f%%", 100*float64(m)/float64(total))
 		}
-		fmt.Printf("%-52s %9s %5d %6s\n", name, round(m), count(bs, f), pct)
+		fmt.Printf("%-54s %9s %5d %6s\n", name, round(m), count(bs, f), pct)
 	}
-	fmt.Printf("\n%-52s %9s %5s %6s\n", fmt.Sprintf("QEMU (%s, %s, slirp IPv4 only)", accel, filepath.Base(filepath.Dir(e.kernel))), "MEDIAN", "RUNS", "SHARE")
+	fmt.Printf("\n%-54s %9s %5s %6s\n", fmt.Sprintf("QEMU (%s, %s, slirp IPv4 only)", accel, filepath.Base(filepath.Dir(e.kernel))), "MEDIAN", "RUNS", "SHARE")
 	row("power-on -> ready, hidden node (Yggdrasil on)", hidden, func(b benchBoot) time.Duration { return b.ready }, false)
 	row("power-on -> TCP answered over Yggdrasil from 10.0.2.2", hidden, firstPath, false)
 	// The share of each milestone: the time from the one before it.
@@ -279,14 +276,16 @@ func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
 	defer cancel()
-	probed := make(chan string, 1)
+	probed, probeDone := make(chan string, 1), make(chan struct{})
 	go func() {
+		defer close(probeDone)
 		out, err := ns.Exec(ctx, peer, "-probe", "["+addr+"]:9900", "-every", "150ms", "-for", (2 * bootTimeout).String())
 		if err != nil {
 			out += err.Error()
 		}
 		probed <- out
 	}()
+	defer func() { cancel(); <-probeDone }()
 	var c consoleClock
 	type boot struct {
 		res *qemu.Result
@@ -313,7 +312,7 @@ func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBo
 	select {
 	case probe = <-probed:
 	case bt := <-done:
-		return b, fmt.Errorf("the VM ended before the probe was answered: %v", bt.err)
+		return b, fmt.Errorf("the VM ended before the probe was answered: %v\n%s", bt.err, console(bt.res))
 	}
 	// nextstage prints the state once it saw Yggdrasil, then waits to be
 	// stopped.
@@ -321,7 +320,7 @@ func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBo
 	stop()
 	bt := <-done
 	if bt.res == nil || bt.res.State == nil {
-		return b, fmt.Errorf("no state from the VM: %v", bt.err)
+		return b, fmt.Errorf("no state from the VM: %v\n%s", bt.err, console(bt.res))
 	}
 	poweron, err := milestones(&b, bt.res, &c)
 	if err != nil {
@@ -343,7 +342,7 @@ func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBo
 }
 
 // benchPlain is one boot on the IPv4-only link without Yggdrasil.
-func benchPlain(t *testing.T, e env, img string) (benchBoot, error) {
+func benchPlain(e env, img string) (benchBoot, error) {
 	var b benchBoot
 	var c consoleClock
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
@@ -357,10 +356,18 @@ func benchPlain(t *testing.T, e env, img string) (benchBoot, error) {
 		Console:   &c,
 	})
 	if err != nil {
-		return b, err
+		return b, fmt.Errorf("%w\n%s", err, console(res))
 	}
 	_, err = milestones(&b, res, &c)
 	return b, err
+}
+
+// console is the end of a boot's console, for a failed run's report.
+func console(res *qemu.Result) string {
+	if res == nil {
+		return ""
+	}
+	return tail(res.Console, 40)
 }
 
 // median is the median of f over the boots where it is not 0 (0 when
