@@ -140,6 +140,15 @@ func TestBenchQEMU(t *testing.T) {
 			row("    of which the kernel's clock ran (kernel up)", hidden, func(b benchBoot) time.Duration { return b.kernelUp }, true)
 		}
 	}
+	peered := func(b benchBoot) time.Duration {
+		if b.firstPeer == 0 || b.yggUp == 0 {
+			return 0
+		}
+		return b.firstPeer - b.yggUp
+	}
+	if count(hidden, peered) > 0 {
+		row("    of which -> first peer up (ygg_first_peer)", hidden, peered, true)
+	}
 	row("power-on -> ready, plain boot (netinit.ygg=off)", plain, func(b benchBoot) time.Duration { return b.ready }, false)
 	load := "?"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil && len(strings.Fields(string(b))) >= 3 {
@@ -158,6 +167,8 @@ type benchBoot struct {
 	// line says "kernel up 1.23s"): kernel - kernelUp is the firmware
 	// and the kernel's decompression.
 	kernelUp time.Duration
+	// firstPeer is timings_ms.ygg_first_peer, when the state has it.
+	firstPeer time.Duration
 }
 
 func (b benchBoot) String() string {
@@ -255,6 +266,7 @@ func milestones(b *benchBoot, res *qemu.Result, c *consoleClock) (time.Time, err
 		return b.kernel + time.Duration(v)*time.Millisecond
 	}
 	b.modules, b.lease4, b.ready = ms("modules"), ms("lease4"), ms(string(st.Phase))
+	b.firstPeer = ms("ygg_first_peer")
 	if b.yggUp = ms("ygg_up"); b.yggUp == 0 {
 		if l, ok := c.first("yggdrasil: up"); ok {
 			b.yggUp = b.kernel + l.stamp
@@ -402,4 +414,44 @@ func count(bs []benchBoot, f func(benchBoot) time.Duration) int {
 		}
 	}
 	return n
+}
+
+// TestBenchMilestones checks how the bench places netinit's milestones on
+// QEMU's clock, without a VM.
+func TestBenchMilestones(t *testing.T) {
+	var c consoleClock
+	t0 := time.Now()
+	// Written in pieces, as a pipe may deliver them.
+	for _, p := range []string{
+		"SeaBIOS\nnetinit: [  0.010] netinit v1 starting as PID 1 (kernel up 2.50s)\n",
+		"netinit: [  1.200] eth0: lease 10.0.2.15\nnetinit: [  4.3",
+		"00] yggdrasil: up, address 200::1, 1 peers configured\r\n" + qemu.ResultEnd + "\n",
+	} {
+		c.Write([]byte(p))
+	}
+	if !c.result() {
+		t.Error("the result's end marker was not seen")
+	}
+	res := &qemu.Result{Accel: "tcg", InitAt: 3 * time.Second, State: &state.State{
+		Phase:     state.PhaseReady,
+		TimingsMS: map[string]int64{"modules": 500, "lease4": 1200, "ready": 4000},
+	}}
+	var b benchBoot
+	poweron, err := milestones(&b, res, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := benchBoot{accel: "tcg", verdict: state.PhaseReady, kernelUp: 2500 * time.Millisecond,
+		kernel: 2990 * time.Millisecond, modules: 3490 * time.Millisecond, lease4: 4190 * time.Millisecond,
+		ready: 6990 * time.Millisecond, yggUp: 7290 * time.Millisecond}
+	if b != want {
+		t.Errorf("milestones\n got %s\nwant %s", b, want)
+	}
+	if d := poweron.Sub(t0); d > -3*time.Second+time.Second || d < -3*time.Second {
+		t.Errorf("power-on %v from the first line's arrival, want about -3s", d)
+	}
+	res.State.TimingsMS["ygg_up"] = 4100
+	if milestones(&b, res, &c); b.yggUp != 7090*time.Millisecond {
+		t.Errorf("yggUp %v, want timings_ms.ygg_up over the console line", b.yggUp)
+	}
 }
