@@ -114,9 +114,13 @@ vet:
 	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); test -z "$$bad" || { echo "gofmt needed: $$bad"; exit 1; }
 
 ## bench: bring-up time against u-root dhclient and dhcpcd (median of 5 runs, ratios)
-bench: bench-deps
+##   and QEMU boots: power-on -> ready / -> reachable over Yggdrasil (median of 3)
+bench: bench-deps kernel
 	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
+	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
+	  $(GO) test -count=1 -timeout 20m -run '^TestBenchQEMU$$' ./qemu/ -v 2>&1 | \
+	  awk '/^    [a-z_]*test\.go:[0-9]+: go /{skip=1; next} skip && /^        /{next} {skip=0} !/^(=== |--- |PASS|ok )/'
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -55,23 +55,28 @@ func TestBootHandoff(t *testing.T) {
 }
 
 // imageWithNextStage builds netinit's image with qemu/testdata/nextstage
-// as /sbin/nextstage.
-func imageWithNextStage(t *testing.T, e env) string {
+// as /sbin/nextstage, and the files given as mkinitramfs -file specs
+// (SRC:DST:MODE).
+func imageWithNextStage(t *testing.T, e env, files ...string) string {
 	t.Helper()
-	return imageWithNextStageAt(t, e, "/sbin/nextstage")
+	return imageWithNextStageAt(t, e, "/sbin/nextstage", files...)
 }
 
 // imageWithNextStageAt builds netinit's image with qemu/testdata/nextstage
-// at path in the image.
-func imageWithNextStageAt(t *testing.T, e env, path string) string {
+// at path in the image, and the files given as -file specs.
+func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
 	img := filepath.Join(dir, "initramfs.cpio.gz")
+	mk := []string{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img}
+	for _, f := range files {
+		mk = append(mk, "-file", f)
+	}
 	for _, args := range [][]string{
 		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
 		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
-		{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img},
+		mk,
 	} {
 		if err := goCmd(t, args...); err != nil {
 			t.Fatal(err)

@@ -4,6 +4,8 @@
 //
 //	yggpeer -listen tcp://127.0.0.1:9943 -keydir DIR   run the node until killed
 //	yggpeer -dial [ADDR]:PORT                          connect once: "DIAL reached" (connected or refused) / "DIAL timeout"
+//	yggpeer -probe [ADDR]:PORT [-every 150ms] [-for 2m] start a connect every -every until one is answered:
+//	                                                   "PROBE reached UNIXNANO ..." (when the answer came) / "PROBE timeout"
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,16 +27,19 @@ func main() {
 	listen := flag.String("listen", "", "peer listener URI")
 	keyDir := flag.String("keydir", "", "key directory")
 	dial := flag.String("dial", "", "[addr]:port to connect to over the overlay")
+	probeAddr := flag.String("probe", "", "[addr]:port to connect to repeatedly until one connect is answered")
+	every := flag.Duration("every", 150*time.Millisecond, "interval between the -probe connects")
+	bound := flag.Duration("for", 2*time.Minute, "how long -probe tries")
 	flag.Parse()
+	if *probeAddr != "" {
+		probe(*probeAddr, *every, *bound)
+		return
+	}
 	if *dial != "" {
 		c, err := net.DialTimeout("tcp6", *dial, 3*time.Second)
-		switch {
-		case err == nil:
-			c.Close()
-			fmt.Println("DIAL reached (connected)")
-		case errors.Is(err, syscall.ECONNREFUSED):
-			fmt.Println("DIAL reached (refused by the node's kernel)")
-		default:
+		if how, ok := answered(c, err); ok {
+			fmt.Println("DIAL reached", how)
+		} else {
 			fmt.Println("DIAL timeout:", err)
 		}
 		return
@@ -52,4 +58,62 @@ func main() {
 	defer n.Close()
 	fmt.Println("ADDRESS", n.Address())
 	<-ctx.Done()
+}
+
+// answered says whether a connect got an answer from the node: a
+// connection, or a refusal (a TCP RST from the node's kernel has crossed
+// the overlay just the same). It closes c.
+func answered(c net.Conn, err error) (string, bool) {
+	switch {
+	case err == nil:
+		c.Close()
+		return "(connected)", true
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "(refused by the node's kernel)", true
+	}
+	return "", false
+}
+
+// probe starts a connect to addr every interval, each with its own SYN
+// (a single connect would wait for the kernel's SYN retransmissions, 1 s
+// then 2 s apart, RFC 6298 section 5), until one is answered or bound
+// has passed. It prints when the first answer came, so that a caller on
+// the same machine can place it on its own clock.
+func probe(addr string, every, bound time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	type answer struct {
+		at  time.Time
+		how string
+	}
+	got := make(chan answer, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait() // the connects end with ctx
+	defer cancel()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var d net.Dialer
+	for n := 1; ; n++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dctx, dcancel := context.WithTimeout(ctx, 3*time.Second)
+			defer dcancel()
+			c, err := d.DialContext(dctx, "tcp6", addr)
+			if how, ok := answered(c, err); ok {
+				select {
+				case got <- answer{time.Now(), how}:
+				default:
+				}
+			}
+		}()
+		select {
+		case a := <-got:
+			fmt.Printf("PROBE reached %d %s after %d connects\n", a.at.UnixNano(), a.how, n)
+			return
+		case <-ctx.Done():
+			fmt.Printf("PROBE timeout after %d connects in %v\n", n, bound)
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -1,0 +1,457 @@
+package qemu_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/yggdrasil-network/yggdrasil-go/src/address"
+
+	"github.com/threefoldtech/netinit/boot/overlay/keys"
+	"github.com/threefoldtech/netinit/boot/overlay/ygg"
+	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
+	"github.com/threefoldtech/netinit/qemu"
+)
+
+// TestBenchQEMU is the QEMU part of `make bench`: boots of the cloud
+// kernel with netinit's image under QEMU (TCG unless NETINIT_QEMU_ACCEL
+// says otherwise), median of NETINIT_BENCH_QEMU_RUNS (default 3) each:
+//
+//   - the hidden node of TestBootHiddenNodeYggdrasil: slirp NAT with IPv4
+//     only, a Yggdrasil node on the host side at 10.0.2.2 that, from
+//     power-on, starts a TCP connect to the guest's Yggdrasil address
+//     every 150 ms. The guest's identity is fixed (netinit.ygg.seed= with
+//     a seed baked into the image) so that its address is known before it
+//     boots. Reported: power-on -> the verdict, power-on -> the first
+//     connect answered over Yggdrasil, and the share of each milestone on
+//     the way (kernel, drivers, lease, overlay up, first path);
+//   - a plain boot on the same IPv4-only link without Yggdrasil: power-on
+//     -> the verdict.
+//
+// Power-on is QEMU's start. netinit's milestones are its console stamps
+// and the state's timings_ms (both since netinit started), placed on
+// QEMU's clock by the first console line's arrival. It reports; it
+// asserts nothing about speed. It only runs with NETINIT_BENCH=1.
+func TestBenchQEMU(t *testing.T) {
+	if os.Getenv("NETINIT_BENCH") != "1" {
+		t.Skip("make bench sets NETINIT_BENCH=1")
+	}
+	e := requireEnv(t)
+	lab.Require(t, "ip")
+	runs := 3
+	fmt.Sscan(os.Getenv("NETINIT_BENCH_QEMU_RUNS"), &runs)
+
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed")
+	// A 0-OS seed file (identityd's version 1.0.0: the JSON string
+	// "1.0.0", then the 32-byte ed25519 seed); netinit.ygg.seed= derives
+	// the Yggdrasil key from the file's bytes.
+	raw := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(seed, append([]byte(`"1.0.0"`), raw...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := keys.Ed25519FromSeed(seed, ygg.SeedLabel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrFrom16(*address.AddrForKey(key.Public().(ed25519.PublicKey))).String()
+	const seedPath = "/etc/netinit/bench.seed"
+	img := imageWithNextStage(t, e, seed+":"+seedPath+":0600")
+	peer := filepath.Join(dir, "yggpeer")
+	if err := goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The two kinds of boot alternate, so that a change of the machine's
+	// load weighs on both.
+	var hidden, plain []benchBoot
+	plainImg := image(t, e)
+	for i := 0; i < runs; i++ {
+		if b, err := benchHidden(t, e, img, peer, seedPath, addr); err != nil {
+			t.Logf("hidden node run %d: %v", i, err)
+		} else {
+			t.Logf("hidden node run %d: %s", i, b)
+			hidden = append(hidden, b)
+		}
+		if b, err := benchPlain(e, plainImg); err != nil {
+			t.Logf("plain run %d: %v", i, err)
+		} else {
+			t.Logf("plain run %d: %s", i, b)
+			plain = append(plain, b)
+		}
+	}
+
+	accel := "tcg"
+	if len(hidden) > 0 {
+		accel = hidden[0].accel
+	} else if len(plain) > 0 {
+		accel = plain[0].accel
+	}
+	firstPath := func(b benchBoot) time.Duration { return b.firstPath }
+	total := median(hidden, firstPath)
+	// row prints the median of f over bs; share: as a part of total.
+	row := func(name string, bs []benchBoot, f func(benchBoot) time.Duration, share bool) {
+		m, pct := median(bs, f), ""
+		if share && m != 0 && total != 0 {
+			pct = fmt.Sprintf("%5.0f%%", 100*float64(m)/float64(total))
+		}
+		fmt.Printf("%-54s %9s %5d %6s\n", name, round(m), count(bs, f), pct)
+	}
+	fmt.Printf("\n%-54s %9s %5s %6s\n", fmt.Sprintf("QEMU (%s, %s, slirp IPv4 only)", accel, filepath.Base(filepath.Dir(e.kernel))), "MEDIAN", "RUNS", "SHARE")
+	row("power-on -> ready, hidden node (Yggdrasil on)", hidden, func(b benchBoot) time.Duration { return b.ready }, false)
+	row("power-on -> TCP answered over Yggdrasil from 10.0.2.2", hidden, firstPath, false)
+	// The share of each milestone: the time from the one before it.
+	steps := []struct {
+		name string
+		at   func(benchBoot) time.Duration
+	}{
+		{"  kernel      power-on -> netinit starts", func(b benchBoot) time.Duration { return b.kernel }},
+		{"  drivers     -> modules loaded", func(b benchBoot) time.Duration { return b.modules }},
+		{"  lease       -> DHCPv4 lease", func(b benchBoot) time.Duration { return b.lease4 }},
+		{"  overlay up  -> yggdrasil up", func(b benchBoot) time.Duration { return b.yggUp }},
+		{"  first path  -> TCP answered over Yggdrasil", func(b benchBoot) time.Duration { return b.firstPath }},
+	}
+	for i, st := range steps {
+		row(st.name, hidden, func(b benchBoot) time.Duration {
+			switch {
+			case i == 0:
+				return st.at(b)
+			case st.at(b) == 0 || steps[i-1].at(b) == 0:
+				return 0 // not seen
+			}
+			return st.at(b) - steps[i-1].at(b)
+		}, true)
+		if i == 0 {
+			row("    of which the kernel's clock ran (kernel up)", hidden, func(b benchBoot) time.Duration { return b.kernelUp }, true)
+		}
+	}
+	peered := func(b benchBoot) time.Duration {
+		if b.firstPeer == 0 || b.yggUp == 0 {
+			return 0
+		}
+		return b.firstPeer - b.yggUp
+	}
+	if count(hidden, peered) > 0 {
+		row("    of which -> first peer up (ygg_first_peer)", hidden, peered, true)
+	}
+	row("power-on -> ready, plain boot (netinit.ygg=off)", plain, func(b benchBoot) time.Duration { return b.ready }, false)
+	load := "?"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil && len(strings.Fields(string(b))) >= 3 {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	fmt.Printf("target: power-on -> TCP answered over Yggdrasil <= 6s (TCG); shares are medians of each step; load average %s\n", load)
+}
+
+// benchBoot is one boot's milestones, each since power-on (0: not seen).
+type benchBoot struct {
+	accel                                 string
+	kernel, modules, lease4, yggUp, ready time.Duration
+	firstPath                             time.Duration
+	verdict                               state.Phase
+	// kernelUp is the kernel's uptime when netinit started (its first
+	// line says "kernel up 1.23s"): kernel - kernelUp is the firmware
+	// and the kernel's decompression.
+	kernelUp time.Duration
+	// firstPeer is timings_ms.ygg_first_peer, when the state has it.
+	firstPeer time.Duration
+}
+
+func (b benchBoot) String() string {
+	return fmt.Sprintf("%s: kernel %s (kernel up %s), modules %s, lease4 %s, yggdrasil up %s, %s %s, answered over Yggdrasil %s",
+		b.accel, round(b.kernel), round(b.kernelUp), round(b.modules), round(b.lease4), round(b.yggUp), b.verdict, round(b.ready), round(b.firstPath))
+}
+
+// stampLine is a netinit console line: "netinit: [  1.234] message",
+// stamped with the time since netinit started.
+var stampLine = regexp.MustCompile(`^netinit: \[\s*(\d+\.\d+)\] (.*)$`)
+
+// kernelUp is in netinit's first line: "starting as PID 1 (kernel up 1.23s)".
+var kernelUp = regexp.MustCompile(`\(kernel up (\d+\.\d+)s\)`)
+
+// consoleClock receives the console as the runner streams it and keeps
+// netinit's stamped lines with their arrival time.
+type consoleClock struct {
+	mu    sync.Mutex
+	buf   []byte
+	lines []stamped
+	end   bool // the result's end marker was seen
+}
+
+type stamped struct {
+	arrived time.Time
+	stamp   time.Duration // since netinit started
+	text    string
+}
+
+func (c *consoleClock) Write(p []byte) (int, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = append(c.buf, p...)
+	for {
+		i := slices.Index(c.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(c.buf[:i]), "\r")
+		c.buf = c.buf[i+1:]
+		c.end = c.end || strings.Contains(line, qemu.ResultEnd)
+		if m := stampLine.FindStringSubmatch(line); m != nil {
+			s, _ := strconv.ParseFloat(m[1], 64)
+			c.lines = append(c.lines, stamped{now, time.Duration(s * float64(time.Second)), m[2]})
+		}
+	}
+	return len(p), nil
+}
+
+// result reports whether the result document has ended.
+func (c *consoleClock) result() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.end
+}
+
+// first is the first stamped line containing text.
+func (c *consoleClock) first(text string) (stamped, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lines {
+		if strings.Contains(l.text, text) {
+			return l, true
+		}
+	}
+	return stamped{}, false
+}
+
+// milestones fills b from the boot's result and console: kernel is the
+// first console line's arrival (on QEMU's clock, res.InitAt) less its
+// netinit stamp; netinit's milestones are kernel + their timings_ms.
+// It returns the wallclock time of power-on.
+func milestones(b *benchBoot, res *qemu.Result, c *consoleClock) (time.Time, error) {
+	first, ok := c.first("")
+	if !ok || res.InitAt == 0 {
+		return time.Time{}, fmt.Errorf("no netinit line on the console")
+	}
+	b.accel = res.Accel
+	b.kernel = res.InitAt - first.stamp
+	if m := kernelUp.FindStringSubmatch(first.text); m != nil {
+		up, _ := strconv.ParseFloat(m[1], 64)
+		b.kernelUp = time.Duration(up * float64(time.Second))
+	}
+	st := res.State
+	if st == nil {
+		return time.Time{}, fmt.Errorf("no state")
+	}
+	b.verdict = st.Phase
+	ms := func(k string) time.Duration {
+		v, ok := st.TimingsMS[k]
+		if !ok {
+			return 0
+		}
+		return b.kernel + time.Duration(v)*time.Millisecond
+	}
+	b.modules, b.lease4, b.ready = ms("modules"), ms("lease4"), ms(string(st.Phase))
+	b.firstPeer = ms("ygg_first_peer")
+	if b.yggUp = ms("ygg_up"); b.yggUp == 0 {
+		if l, ok := c.first("yggdrasil: up"); ok {
+			b.yggUp = b.kernel + l.stamp
+		}
+	}
+	return first.arrived.Add(-res.InitAt), nil
+}
+
+// benchHidden is one boot of the hidden node: the guest behind slirp's
+// IPv4-only NAT, its Yggdrasil peer on the host side probed from
+// power-on.
+func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBoot, error) {
+	var b benchBoot
+	ns := lab.NewNS(t, "vmbench")
+	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
+	defer p.Stop()
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
+		return b, fmt.Errorf("host-side Yggdrasil peer did not start:\n%s", p.Output())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
+	defer cancel()
+	probed, probeDone := make(chan string, 1), make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		out, err := ns.Exec(ctx, peer, "-probe", "["+addr+"]:9900", "-every", "150ms", "-for", (2 * bootTimeout).String())
+		if err != nil {
+			out += err.Error()
+		}
+		probed <- out
+	}()
+	defer func() { cancel(); <-probeDone }()
+	var c consoleClock
+	type boot struct {
+		res *qemu.Result
+		err error
+	}
+	done := make(chan boot, 1)
+	bctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		res, err := qemu.Boot(bctx, qemu.Options{
+			Kernel:    e.kernel,
+			Initramfs: img,
+			NetNS:     ns.Name,
+			NetDev:    "user,id=n0,ipv4=on,ipv6=off",
+			Append: "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.seed=" + seedPath +
+				" netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
+			Timeout:     2 * bootTimeout,
+			Console:     &c,
+			AfterResult: 90 * time.Second,
+		})
+		done <- boot{res, err}
+	}()
+	var probe string
+	select {
+	case probe = <-probed:
+	case bt := <-done:
+		return b, fmt.Errorf("the VM ended before the probe was answered: %v\n%s", bt.err, console(bt.res))
+	}
+	// nextstage prints the state once it saw Yggdrasil, then waits to be
+	// stopped.
+	lab.Eventually(bootTimeout, c.result)
+	stop()
+	bt := <-done
+	if bt.res == nil || bt.res.State == nil {
+		return b, fmt.Errorf("no state from the VM: %v\n%s", bt.err, console(bt.res))
+	}
+	poweron, err := milestones(&b, bt.res, &c)
+	if err != nil {
+		return b, err
+	}
+	if y := bt.res.State.Yggdrasil; y == nil || y.Address != addr {
+		t.Errorf("the guest's Yggdrasil %+v, want the seed's address %s", y, addr)
+	}
+	f := strings.Fields(probe)
+	if len(f) < 3 || f[0] != "PROBE" || f[1] != "reached" {
+		return b, fmt.Errorf("no answer over Yggdrasil: %q", probe)
+	}
+	ns64, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return b, fmt.Errorf("probe output %q: %w", probe, err)
+	}
+	b.firstPath = time.Unix(0, ns64).Sub(poweron)
+	return b, nil
+}
+
+// benchPlain is one boot on the IPv4-only link without Yggdrasil.
+func benchPlain(e env, img string) (benchBoot, error) {
+	var b benchBoot
+	var c consoleClock
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
+	defer cancel()
+	res, err := qemu.Boot(ctx, qemu.Options{
+		Kernel:    e.kernel,
+		Initramfs: img,
+		NetDev:    "user,id=n0,ipv4=on,ipv6=off",
+		Append:    "netinit.ygg=off netinit.test=poweroff",
+		Timeout:   bootTimeout,
+		Console:   &c,
+	})
+	if err != nil {
+		return b, fmt.Errorf("%w\n%s", err, console(res))
+	}
+	_, err = milestones(&b, res, &c)
+	return b, err
+}
+
+// console is the end of a boot's console, for a failed run's report.
+func console(res *qemu.Result) string {
+	if res == nil {
+		return ""
+	}
+	return tail(res.Console, 40)
+}
+
+// median is the median of f over the boots where it is not 0 (0 when
+// there is none).
+func median(bs []benchBoot, f func(benchBoot) time.Duration) time.Duration {
+	var ds []time.Duration
+	for _, b := range bs {
+		if d := f(b); d != 0 {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// round shows d to 10 ms; "-" for 0 (not seen).
+func round(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+func count(bs []benchBoot, f func(benchBoot) time.Duration) int {
+	n := 0
+	for _, b := range bs {
+		if f(b) != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBenchMilestones checks how the bench places netinit's milestones on
+// QEMU's clock, without a VM.
+func TestBenchMilestones(t *testing.T) {
+	var c consoleClock
+	t0 := time.Now()
+	// Written in pieces, as a pipe may deliver them.
+	for _, p := range []string{
+		"SeaBIOS\nnetinit: [  0.010] netinit v1 starting as PID 1 (kernel up 2.50s)\n",
+		"netinit: [  1.200] eth0: lease 10.0.2.15\nnetinit: [  4.3",
+		"00] yggdrasil: up, address 200::1, 1 peers configured\r\n" + qemu.ResultEnd + "\n",
+	} {
+		c.Write([]byte(p))
+	}
+	if !c.result() {
+		t.Error("the result's end marker was not seen")
+	}
+	res := &qemu.Result{Accel: "tcg", InitAt: 3 * time.Second, State: &state.State{
+		Phase:     state.PhaseReady,
+		TimingsMS: map[string]int64{"modules": 500, "lease4": 1200, "ready": 4000},
+	}}
+	var b benchBoot
+	poweron, err := milestones(&b, res, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := benchBoot{accel: "tcg", verdict: state.PhaseReady, kernelUp: 2500 * time.Millisecond,
+		kernel: 2990 * time.Millisecond, modules: 3490 * time.Millisecond, lease4: 4190 * time.Millisecond,
+		ready: 6990 * time.Millisecond, yggUp: 7290 * time.Millisecond}
+	if b != want {
+		t.Errorf("milestones\n got %s\nwant %s", b, want)
+	}
+	if d := poweron.Sub(t0); d > -3*time.Second+time.Second || d < -3*time.Second {
+		t.Errorf("power-on %v from the first line's arrival, want about -3s", d)
+	}
+	res.State.TimingsMS["ygg_up"] = 4100
+	if milestones(&b, res, &c); b.yggUp != 7090*time.Millisecond {
+		t.Errorf("yggUp %v, want timings_ms.ygg_up over the console line", b.yggUp)
+	}
+}
