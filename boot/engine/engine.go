@@ -12,11 +12,10 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"maps"
 	"os"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -61,8 +60,11 @@ type Config struct {
 	// Probe, if set, re-runs the connectivity probe (control "probe").
 	Probe func()
 	// Decorate, if set, adds to every state built what the engine does
-	// not own (the overlays). It may be called from any goroutine.
+	// not own (the overlays). It may be called from any goroutine, never
+	// with the engine's lock held.
 	Decorate func(*state.State)
+	// Kernel is where the engine reads links and addresses (nil: netlink).
+	Kernel Kernel
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -70,9 +72,12 @@ type Engine struct {
 	cfg  Config
 	spec *cmdline.Spec
 
+	kernel Kernel
+
 	mu       sync.Mutex
 	links    map[string]*link
 	leases   map[leaseKey]lease.Lease
+	ballot   election
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes
@@ -103,8 +108,12 @@ func New(cfg Config) *Engine {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	if cfg.Kernel == nil {
+		cfg.Kernel = netlinkKernel{}
+	}
 	e := &Engine{
 		cfg:      cfg,
+		kernel:   cfg.Kernel,
 		spec:     cfg.Spec,
 		links:    map[string]*link{},
 		leases:   map[leaseKey]lease.Lease{},
@@ -116,9 +125,8 @@ func New(cfg Config) *Engine {
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
 	}
-	if u := cfg.Spec.Uplink; u != "" {
-		e.uplink, e.upReason, e.upFixed = u, "cmdline", true
-	}
+	e.ballot.cmdline = cfg.Spec.Uplink
+	e.electLocked()
 	return e
 }
 
@@ -174,7 +182,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 			time.Sleep(100 * time.Millisecond)
 			e.mu.Lock()
 			was := e.phase
-			if e.settleLocked(e.readyLocked()) != was {
+			if e.settleLocked(ready(e.viewLocked(), time.Now())) != was {
 				e.logf("phase %s -> %s", was, e.phase)
 			}
 			e.mu.Unlock()
@@ -212,15 +220,8 @@ func (e *Engine) verdict(ready bool) *state.State {
 // settleLocked sets the phase: ready when ready, else degraded when
 // something is usable, else offline; the first time a phase is reached is
 // recorded in the timings. The caller holds e.mu.
-func (e *Engine) settleLocked(ready bool) state.Phase {
-	switch {
-	case ready:
-		e.phase = state.PhaseReady
-	case e.anyUsableLocked():
-		e.phase = state.PhaseDegraded
-	default:
-		e.phase = state.PhaseOffline
-	}
+func (e *Engine) settleLocked(isReady bool) state.Phase {
+	e.phase = settle(e.viewLocked(), isReady)
 	e.mark(string(e.phase))
 	return e.phase
 }
@@ -333,11 +334,27 @@ func (e *Engine) report(l lease.Lease) {
 func (e *Engine) mayDefault(link string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.uplink == "" {
-		e.uplink, e.upReason = link, "first-default-route"
-		e.logf("uplink %s (first link with a default route)", link)
+	if !slices.Contains(e.ballot.asked, link) {
+		e.ballot.asked = append(e.ballot.asked, link)
 	}
+	e.electLocked()
 	return e.uplink == link
+}
+
+// electLocked applies the election to the engine and says when the
+// uplink changes. The caller holds e.mu.
+func (e *Engine) electLocked() {
+	link, reason, fixed := elect(e.ballot)
+	if link == e.uplink && reason == e.upReason {
+		return
+	}
+	e.uplink, e.upReason, e.upFixed = link, reason, fixed
+	switch reason {
+	case "first-default-route":
+		e.logf("uplink %s (first link with a default route)", link)
+	case "bootif":
+		e.logf("uplink %s (BOOTIF %s)", link, e.spec.BootIF)
+	}
 }
 
 // discover finds the links to manage, now and as they appear, until ctx
@@ -441,20 +458,39 @@ func skipReason(l netlink.Link, ignore []string, vlans []string) string {
 }
 
 // Snapshot builds the current state document from the leases and the
-// kernel.
+// kernel. The kernel is read without the engine's lock held.
 func (e *Engine) Snapshot() *state.State {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.snapshotLocked()
+	v := e.viewLocked()
+	e.mu.Unlock()
+	kern := map[string]KernelLink{}
+	for _, l := range v.links {
+		if kl, err := e.kernel.Link(l.name); err == nil {
+			kern[l.name] = kl
+		}
+	}
+	st := merge(v, kern, time.Now())
+	st.PID = os.Getpid()
+	if e.cfg.Decorate != nil {
+		e.cfg.Decorate(st)
+	}
+	return st
 }
 
-func (e *Engine) sortedLinks() []*link {
-	ls := make([]*link, 0, len(e.links))
-	for _, l := range e.links {
-		ls = append(ls, l)
+// viewLocked copies what the pure core decides on. The caller holds e.mu.
+func (e *Engine) viewLocked() *view {
+	v := &view{
+		spec: e.spec, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
+		phase: e.phase, problems: slices.Clone(e.problems), modules: e.cfg.Modules,
+		timings: maps.Clone(e.timings),
 	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].name < ls[j].name })
-	return ls
+	for _, l := range e.links {
+		f := l.linkFacts
+		f.leases = e.leasesOf(l.name)
+		v.links = append(v.links, f)
+	}
+	slices.SortFunc(v.links, func(a, b linkFacts) int { return strings.Compare(a.name, b.name) })
+	return v
 }
 
 // leasesOf lists a link's leases in sourceOrder.
@@ -464,18 +500,6 @@ func (e *Engine) leasesOf(link string) []lease.Lease {
 		if l, ok := e.leases[leaseKey{link, src}]; ok {
 			out = append(out, l)
 		}
-	}
-	return out
-}
-
-// sourceOrder is the precedence when merging what several sources gave
-// (DNS, search, hostname): static config first, then IPv4, then IPv6.
-var sourceOrder = []state.Source{state.SourceStatic, state.SourceDHCP4, state.SourceSLAAC, state.SourceDHCP6}
-
-func addrStrings(as []netip.Addr) []string {
-	out := make([]string, 0, len(as))
-	for _, a := range as {
-		out = append(out, a.String())
 	}
 	return out
 }

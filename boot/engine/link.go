@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -17,43 +16,16 @@ import (
 	"github.com/threefoldtech/netinit/boot/ra"
 )
 
-// link is one managed link and what runs on it.
+// link is one managed link and what runs on it. Its plain values
+// (linkFacts) are guarded by the engine's mutex.
 type link struct {
-	name string
-	mac  net.HardwareAddr
-	ipc  cmdline.IPConfig   // the first ip= for this link (static address, hostname, MTU)
-	ipcs []cmdline.IPConfig // all of them: several ip= for one link add up
-
-	carrierAt   time.Time // zero until carrier
-	raAt        time.Time // first RA
+	linkFacts
 	dhcp6Active bool
-	dhcp6Done   bool // DHCPv6 gave up or finished without an address
-	renewals4   int  // DHCPv4 leases renewed or rebound
 
 	// renew4 and renew6 poke the link's DHCPv4 client and router
 	// solicitation (control socket "renew").
 	renew4, renew6 chan struct{}
 }
-
-func (l *link) any(f func(cmdline.IPConfig) bool) bool {
-	for _, c := range l.ipcs {
-		if f(c) {
-			return true
-		}
-	}
-	return false
-}
-
-func (l *link) wants4() bool { return l.any(cmdline.IPConfig.WantsDHCP4) }
-
-func (l *link) wantsRA() bool {
-	return l.any(cmdline.IPConfig.WantsRA) || l.any(cmdline.IPConfig.WantsDHCP6)
-}
-
-func (l *link) wantsDHCP6() bool { return l.any(cmdline.IPConfig.WantsDHCP6) }
-
-// static reports whether an ip= gives the link a static address.
-func (l *link) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
 
 // ipConfigFor picks the ip= that apply to a link: those naming it, else
 // those naming no device, else the default (DHCPv4 + RA, DHCPv6 when the
@@ -82,13 +54,13 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
 	a := nl.Attrs()
 	ipcs := ipConfigFor(e.spec, a.Name)
-	l := &link{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs,
+	l := &link{linkFacts: linkFacts{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs},
 		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.links[l.name] = l
-	if !e.upFixed && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
-		e.uplink, e.upReason, e.upFixed = l.name, "bootif", true
-		e.logf("uplink %s (BOOTIF %s)", l.name, a.HardwareAddr)
+	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
+		e.ballot.bootif = l.name
+		e.electLocked()
 	}
 	e.mu.Unlock()
 	e.spawn(func() { e.manage(ctx, l, nl) })
@@ -206,7 +178,7 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 	start := time.Now()
 	warned := false
 	for {
-		if carrier(l.name) {
+		if e.kernel.Carrier(l.name) {
 			e.mu.Lock()
 			l.carrierAt = time.Now()
 			e.mark("carrier")
@@ -229,11 +201,6 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 		case <-time.After(wait):
 		}
 	}
-}
-
-func carrier(name string) bool {
-	b, err := os.ReadFile("/sys/class/net/" + name + "/carrier")
-	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // createVLANs creates the vlan= links before discovery picks them up.

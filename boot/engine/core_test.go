@@ -1,0 +1,294 @@
+package engine
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// These are table tests of the pure core: no root, no kernel.
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
+
+func ipcs(t *testing.T, line string) []cmdline.IPConfig {
+	t.Helper()
+	if line == "" {
+		return []cmdline.IPConfig{{Method: "on"}}
+	}
+	s, probs := cmdline.Parse(line)
+	if len(probs) > 0 {
+		t.Fatalf("cmdline %q: %v", line, probs)
+	}
+	return s.IP
+}
+
+func spec(t *testing.T, line string) *cmdline.Spec {
+	t.Helper()
+	s, probs := cmdline.Parse(line)
+	if len(probs) > 0 {
+		t.Fatalf("cmdline %q: %v", line, probs)
+	}
+	return s
+}
+
+// Leases as the clients report them.
+func dhcp4Lease(link string) lease.Lease {
+	return lease.Lease{Link: link, Source: state.SourceDHCP4, Status: "bound",
+		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}},
+		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}},
+		Routers:   []netip.Addr{ip("192.0.2.1")},
+		DNS:       []netip.Addr{ip("192.0.2.53")}, Search: []string{"v4.example"}, NTP: []netip.Addr{ip("192.0.2.123")},
+		Hostname: "node4"}
+}
+
+func dhcp4NoRouter(link string) lease.Lease {
+	l := dhcp4Lease(link)
+	l.Routes, l.Routers = nil, nil
+	return l
+}
+
+func raLease(link string) lease.Lease {
+	return lease.Lease{Link: link, Source: state.SourceSLAAC, Status: "received",
+		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::10/64")}},
+		Routes:    []lease.Route{{Dst: pfx("2001:db8:1::/64")}, {Dst: pfx("::/0"), Via: ip("fe80::1")}},
+		Routers:   []netip.Addr{ip("fe80::1")},
+		DNS:       []netip.Addr{ip("2001:db8:1::53")}, Search: []string{"lab.example"}}
+}
+
+func raManaged(link string) lease.Lease {
+	l := raLease(link)
+	l.Addresses, l.Managed = nil, true
+	return l
+}
+
+func dhcp6Lease(link string) lease.Lease {
+	return lease.Lease{Link: link, Source: state.SourceDHCP6, Status: "bound",
+		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::1:10/128")}},
+		DNS:       []netip.Addr{ip("2001:db8:1::35")}}
+}
+
+func staticLease(link string) lease.Lease {
+	return lease.Lease{Link: link, Source: state.SourceStatic, Status: "bound",
+		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.9/24")}},
+		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}}}
+}
+
+// facts is a link that got carrier at t0 with the given ip= and leases.
+func facts(t *testing.T, name, ipLine string, leases ...lease.Lease) linkFacts {
+	c := ipcs(t, ipLine)
+	return linkFacts{name: name, mac: net.HardwareAddr{2, 0, 0, 0, 0, byte(len(name))}, ipc: c[0], ipcs: c,
+		carrierAt: t0, leases: leases}
+}
+
+func TestReady(t *testing.T) {
+	type tc struct {
+		name    string
+		line    string // the whole cmdline (ip= for eth0, netinit.*)
+		link    linkFacts
+		fixed   bool
+		after   time.Duration // now - carrier
+		want    bool
+		noCarry bool
+	}
+	cases := func(t *testing.T) []tc {
+		return []tc{
+			{name: "no leases", link: facts(t, "eth0", ""), after: time.Minute, want: false},
+			{name: "no carrier", link: facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), noCarry: true, want: false},
+			{name: "dual stack", link: facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), want: true},
+			{name: "v4 lease, RA wait running", link: facts(t, "eth0", "", dhcp4Lease("eth0")), after: time.Second, want: false},
+			{name: "v4 lease, RA wait over", link: facts(t, "eth0", "", dhcp4Lease("eth0")), after: 3 * time.Second, want: true},
+			{name: "v4 lease, ra_timeout=10s", line: "netinit.ra_timeout=10s", link: facts(t, "eth0", "", dhcp4Lease("eth0")), after: 5 * time.Second, want: false},
+			{name: "ip=dhcp lease", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", dhcp4Lease("eth0")), want: true},
+			{name: "ip=dhcp no lease", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp"), after: time.Minute, want: false},
+			{name: "ip=dhcp no router", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", dhcp4NoRouter("eth0")), want: false},
+			{name: "ip=dhcp no router, uplink fixed", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", dhcp4NoRouter("eth0")), fixed: true, want: true},
+			{name: "auto6 RA", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6", raLease("eth0")), want: true},
+			{name: "auto6 no RA", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6"), after: time.Minute, want: false},
+			{name: "M=1 waits DHCPv6", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6", raManaged("eth0")), want: false},
+			{name: "M=1 with DHCPv6", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6", raManaged("eth0"), dhcp6Lease("eth0")), want: true},
+			{name: "ip=dhcp6 waits DHCPv6", line: "ip=eth0:dhcp6", link: facts(t, "eth0", "ip=eth0:dhcp6", raLease("eth0")), want: false},
+			{name: "static", line: "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none", link: facts(t, "eth0", "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none", staticLease("eth0")), want: true},
+			{name: "static not applied", line: "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none", link: facts(t, "eth0", "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none"), want: false},
+		}
+	}
+	for _, c := range cases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			l := c.link
+			if c.noCarry {
+				l.carrierAt = time.Time{}
+			}
+			v := &view{spec: spec(t, c.line), links: []linkFacts{l}, uplink: "eth0", upFixed: c.fixed}
+			if got := ready(v, t0.Add(c.after)); got != c.want {
+				t.Errorf("ready = %v, want %v", got, c.want)
+			}
+		})
+	}
+	t.Run("no uplink", func(t *testing.T) {
+		v := &view{spec: spec(t, ""), links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0"))}}
+		if ready(v, t0) {
+			t.Error("ready without an uplink")
+		}
+	})
+}
+
+func TestSettle(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		ready bool
+		l     []lease.Lease
+		want  state.Phase
+	}{
+		{"ready", true, []lease.Lease{dhcp4Lease("eth0")}, state.PhaseReady},
+		{"usable", false, []lease.Lease{dhcp4NoRouter("eth0")}, state.PhaseDegraded},
+		{"nothing", false, nil, state.PhaseOffline},
+		{"RA without address", false, []lease.Lease{raManaged("eth0")}, state.PhaseOffline},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := &view{spec: spec(t, ""), links: []linkFacts{facts(t, "eth0", "", c.l...)}}
+			if got := settle(v, c.ready); got != c.want {
+				t.Errorf("settle = %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestElect(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		in        election
+		want, why string
+		wantFixed bool
+	}{
+		{"nothing", election{}, "", "", false},
+		{"cmdline", election{cmdline: "eth1", bootif: "eth0", asked: []string{"eth0"}}, "eth1", "cmdline", true},
+		{"bootif", election{bootif: "eth2", asked: []string{"eth0", "eth1"}}, "eth2", "bootif", true},
+		{"first asked", election{asked: []string{"eth1", "eth0"}}, "eth1", "first-default-route", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, why, fixed := elect(c.in)
+			if got != c.want || why != c.why || fixed != c.wantFixed {
+				t.Errorf("elect = %q %q %v, want %q %q %v", got, why, fixed, c.want, c.why, c.wantFixed)
+			}
+		})
+	}
+}
+
+func TestMerge(t *testing.T) {
+	kern := map[string]KernelLink{
+		"eth0": {MTU: 1500, Carrier: true, Addrs: []KernelAddr{
+			{Prefix: pfx("192.0.2.10/24"), ValidLft: 3600},
+			{Prefix: pfx("2001:db8:1::10/64"), ValidLft: 0xffffffff},
+			{Prefix: pfx("fe80::1/64")},
+			{Prefix: pfx("198.51.100.7/24")},
+		}},
+		"eth1": {MTU: 9000, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}},
+	}
+	eth1 := facts(t, "eth1", "", dhcp4Lease("eth1"))
+	eth1.leases[0].DNS = []netip.Addr{ip("198.51.100.53")}
+	eth1.leases[0].Hostname = "other"
+	v := &view{spec: spec(t, "nameserver=192.0.2.250 netinit.ntp=pool.example"), uplink: "eth0", upReason: "first-default-route",
+		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
+		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
+	v.links[2].carrierAt = time.Time{}
+	st := merge(v, kern, t0)
+
+	if st.Schema != state.Schema || st.Phase != state.PhaseReady || st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
+		t.Errorf("header %+v", st)
+	}
+	if len(st.Interfaces) != 3 || st.Interfaces[0].Name != "eth0" {
+		t.Fatalf("interfaces %+v, want the uplink first", st.Interfaces)
+	}
+	srcs := map[string]state.Source{}
+	for _, a := range st.Interfaces[0].Addresses {
+		srcs[a.CIDR] = a.Source
+	}
+	want := map[string]state.Source{"192.0.2.10/24": state.SourceDHCP4, "2001:db8:1::10/64": state.SourceSLAAC,
+		"fe80::1/64": state.SourceLinkLocal, "198.51.100.7/24": state.SourceKernel}
+	for k, s := range want {
+		if srcs[k] != s {
+			t.Errorf("address %s source %q, want %q", k, srcs[k], s)
+		}
+	}
+	if a := st.Interfaces[0].Addresses[0]; a.ValidLifetimeS != 3600 {
+		t.Errorf("valid lifetime %d, want 3600", a.ValidLifetimeS)
+	}
+	if a := st.Interfaces[0].Addresses[1]; a.ValidLifetimeS != 0 || !a.Public {
+		t.Errorf("infinite lifetime %d public %v", a.ValidLifetimeS, a.Public)
+	}
+	if i := st.Interfaces[0]; i.DHCP4 != "bound" || i.RA != "received" || i.MTU != 1500 {
+		t.Errorf("eth0 %+v", i)
+	}
+	if i := st.Interfaces[2]; i.Carrier || i.MTU != 0 || i.DHCP4 != "selecting" || i.RA != "soliciting" {
+		t.Errorf("eth2 (not in the kernel) %+v", i)
+	}
+	if !slices.Equal(st.DNS, []string{"192.0.2.250", "192.0.2.53", "2001:db8:1::53", "198.51.100.53"}) {
+		t.Errorf("dns %v", st.DNS)
+	}
+	if !slices.Equal(st.NTP, []string{"192.0.2.123", "pool.example"}) {
+		t.Errorf("ntp %v", st.NTP)
+	}
+	if st.Hostname != "node4" {
+		t.Errorf("hostname %q, want the uplink's", st.Hostname)
+	}
+	if !st.PublicIPv6 {
+		t.Errorf("public_ipv6 false: %s", st.PublicIPv6Reason)
+	}
+	if len(st.Routes) != 4 || st.Routes[1].Source != "ra" || st.Routes[0].Via != "192.0.2.1" {
+		t.Errorf("routes %+v", st.Routes)
+	}
+	if st.TimingsMS["ready"] != 12 || !slices.Equal(st.Problems, []string{"p1"}) {
+		t.Errorf("timings %v problems %v", st.TimingsMS, st.Problems)
+	}
+}
+
+func TestMergeMissingUplink(t *testing.T) {
+	v := &view{spec: spec(t, ""), uplink: "eth9", upReason: "cmdline", links: []linkFacts{facts(t, "eth0", "")}}
+	st := merge(v, nil, t0)
+	if len(st.Problems) != 1 || st.Problems[0] != "netinit.uplink=eth9: no such managed link" {
+		t.Errorf("problems %q", st.Problems)
+	}
+	if st.DNS == nil || st.Routes == nil || st.Interfaces[0].Addresses == nil {
+		t.Errorf("nil lists in %+v (the schema wants arrays)", st)
+	}
+}
+
+// TestEngineFakeKernel runs the engine's own bookkeeping (reports, uplink
+// choice, readiness, snapshot) against the fake kernel.
+func TestEngineFakeKernel(t *testing.T) {
+	k := newFakeKernel()
+	k.set("eth0", KernelLink{MTU: 1500, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}})
+	e := New(Config{Spec: spec(t, "ip=dhcp"), Kernel: k})
+	l := &link{linkFacts: facts(t, "eth0", "ip=dhcp"), renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
+	e.links["eth0"] = l
+	if e.ready() {
+		t.Fatal("ready before any lease")
+	}
+	if !e.mayDefault("eth0") || e.mayDefault("eth1") {
+		t.Fatal("the first link asking must become the uplink, and only it")
+	}
+	e.report(dhcp4Lease("eth0"))
+	if !e.ready() {
+		t.Fatal("not ready with the lease")
+	}
+	st := e.Snapshot()
+	if st.Uplink != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Addresses[0].Source != state.SourceDHCP4 {
+		t.Errorf("state %+v", st)
+	}
+	if _, ok := st.TimingsMS["lease4"]; !ok {
+		t.Errorf("no lease4 timing: %v", st.TimingsMS)
+	}
+	// A withdrawn lease removes it.
+	e.report(lease.Lease{Link: "eth0", Source: state.SourceDHCP4, Status: "expired"})
+	if e.ready() {
+		t.Error("ready after the lease expired")
+	}
+}
