@@ -44,6 +44,12 @@ type Options struct {
 	// instead of waiting for T1 (the control socket's "renew").
 	Renew <-chan struct{}
 
+	// IPv6OnlyPreferred requests DHCP option 108 (RFC 8925): set it when
+	// the link runs IPv6 too. A server that answers with it gets no
+	// REQUEST: the client takes no address, reports status "ipv6-only"
+	// with Lease.V6OnlyWait, and asks again after that wait.
+	IPv6OnlyPreferred bool
+
 	// Oneshot acquires and applies a lease once, then returns (no renew
 	// loop; the kernel expires the address at the end of the lease).
 	Oneshot bool

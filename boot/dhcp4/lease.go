@@ -473,3 +473,21 @@ func searchList(m *dhcpv4.DHCPv4, logf func(string, ...any)) []string {
 	}
 	return out
 }
+
+// minV6OnlyWait is MIN_V6ONLY_WAIT (RFC 8925 section 3.4).
+const minV6OnlyWait = 300 * time.Second
+
+// v6OnlyWait reads option 108 (RFC 8925 section 3.1) from an OFFER: the
+// V6ONLY_WAIT, at least MIN_V6ONLY_WAIT (section 3.2), and whether the
+// option is there. An option whose length is not 4 is ignored (logged).
+func v6OnlyWait(m *dhcpv4.DHCPv4, logf func(string, ...any)) (time.Duration, bool) {
+	b := m.Options.Get(dhcpv4.OptionIPv6OnlyPreferred)
+	if b == nil {
+		return 0, false
+	}
+	if len(b) != 4 {
+		logf("option 108 (IPv6-only preferred) of %d bytes ignored: %q", len(b), b)
+		return 0, false
+	}
+	return max(time.Duration(binary.BigEndian.Uint32(b))*time.Second, minV6OnlyWait), true
+}

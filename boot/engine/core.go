@@ -29,6 +29,7 @@ type linkFacts struct {
 
 	carrierAt time.Time // zero until carrier
 	raAt      time.Time // first RA
+	full6At   time.Time // when IPv6 was first complete (complete6)
 	dhcp6Done bool      // DHCPv6 gave up or finished without an address
 	renewals4 int       // DHCPv4 leases renewed or rebound
 
@@ -46,6 +47,12 @@ func (l *linkFacts) wantsRA() bool {
 }
 
 func (l *linkFacts) wantsDHCP6() bool { return l.any(cmdline.IPConfig.WantsDHCP6) }
+
+// requires4 reports whether the link may not be ready without IPv4:
+// ip=dhcp asks for IPv4 alone, a static ip= gives it.
+func (l *linkFacts) requires4() bool {
+	return l.static() || l.any(func(c cmdline.IPConfig) bool { return c.Method == "dhcp" })
+}
 
 // static reports whether an ip= gives the link a static address.
 func (l *linkFacts) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
@@ -82,12 +89,19 @@ func (v *view) link(name string) *linkFacts {
 	return nil
 }
 
-// ready decides readiness. Ready means the uplink has its addresses
-// usable (the IPv4 lease or static address applied; the SLAAC/DHCPv6
-// address when an RA arrived), its default route and DNS in place. It is
-// never reported early: a link that wants IPv4 is not ready without its
-// lease, and an RA is awaited up to netinit.ra_timeout after carrier (the
-// whole deadline when IPv6 is all the link has).
+// ready decides readiness (the table in docs/design.md). Ready means the
+// uplink has what it was asked for, and it is never reported early:
+//
+//   - IPv4 first: the IPv4 lease or static address is applied with its
+//     default route; if an RA arrived, the SLAAC address (and the DHCPv6
+//     address when M is set) too. A first RA is awaited up to
+//     netinit.ra_timeout after carrier.
+//   - IPv6 without IPv4: IPv6 is complete (complete6) and IPv4 either was
+//     declined by the server (RFC 8925 option 108) or has had
+//     netinit.dhcp4_timeout since IPv6 became complete. Not with ip=dhcp or
+//     a static IPv4 ip=, which require IPv4.
+//
+// A lease or RA that comes later upgrades the state.
 func ready(v *view, now time.Time) bool {
 	l := v.link(v.uplink)
 	if l == nil || l.carrierAt.IsZero() {
@@ -126,7 +140,34 @@ func ready(v *view, now time.Time) bool {
 	// With a default route the uplink can reach beyond its subnet; an
 	// uplink chosen by cmdline/BOOTIF whose lease has no router is still
 	// usable on its subnet.
-	return v4 && v6 && (def || v.upFixed)
+	if v4 && v6 && (def || v.upFixed) {
+		return true
+	}
+	if v4 || l.requires4() || l.full6At.IsZero() || !complete6(l, v.spec) {
+		return false
+	}
+	d4, _ := l.lease(state.SourceDHCP4)
+	return d4.V6OnlyWait > 0 || now.Sub(l.full6At) >= v.spec.DHCP4Timeout
+}
+
+// complete6 reports whether IPv6 alone makes the link usable: an RA
+// arrived with a default router, the link has a global address from SLAAC
+// or DHCPv6 (the DHCPv6 one awaited when the RA's M flag or ip=dhcp6 asks
+// for it, until the client gives up), and a DNS server is known (from the
+// RA, DHCPv6 or the command line).
+func complete6(l *linkFacts, spec *cmdline.Spec) bool {
+	ra, got := l.lease(state.SourceSLAAC)
+	if !got || !ra.HasDefault() {
+		return false
+	}
+	d6, ok := l.lease(state.SourceDHCP6)
+	if (ra.Managed || l.wantsDHCP6()) && !(ok && d6.Usable()) && !l.dhcp6Done {
+		return false
+	}
+	if !ra.Usable() && !(ok && d6.Usable()) {
+		return false
+	}
+	return len(ra.DNS) > 0 || (ok && len(d6.DNS) > 0) || len(spec.Nameservers) > 0
 }
 
 // usable reports whether any link has an address from any source.
@@ -232,8 +273,15 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 			switch ls.Source {
 			case state.SourceDHCP4:
 				ifc.DHCP4 = ls.Status
+				ifc.IPv6OnlyPreferredS = int64(ls.V6OnlyWait / time.Second)
 			case state.SourceSLAAC:
 				ifc.RA = "received"
+				if ls.PREF64.IsValid() {
+					ifc.PREF64 = ls.PREF64.String()
+					if l.name == v.uplink {
+						st.NAT64Prefix = ifc.PREF64
+					}
+				}
 			}
 			for _, r := range ls.Routes {
 				sr := state.Route{Dst: r.Dst.String(), Dev: l.name, Source: string(ls.Source)}

@@ -76,6 +76,18 @@ func dhcp6Lease(link string) lease.Lease {
 		DNS:       []netip.Addr{ip("2001:db8:1::35")}}
 }
 
+// v6Only is a DHCPv4 client honouring option 108 (RFC 8925).
+func v6Only(link string) lease.Lease {
+	return lease.Lease{Link: link, Source: state.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
+}
+
+func noDNS(l lease.Lease) lease.Lease { l.DNS = nil; return l }
+
+func noDefault(l lease.Lease) lease.Lease {
+	l.Routes = slices.DeleteFunc(slices.Clone(l.Routes), func(r lease.Route) bool { return r.Dst.Bits() == 0 })
+	return l
+}
+
 func staticLease(link string) lease.Lease {
 	return lease.Lease{Link: link, Source: state.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.9/24")}},
@@ -98,6 +110,7 @@ func TestReady(t *testing.T) {
 		after   time.Duration // now - carrier
 		want    bool
 		noCarry bool
+		full6   bool // IPv6 complete since carrier (full6At = t0)
 	}
 	cases := func(t *testing.T) []tc {
 		return []tc{
@@ -117,6 +130,19 @@ func TestReady(t *testing.T) {
 			{name: "M=1 with DHCPv6", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6", raManaged("eth0"), dhcp6Lease("eth0")), want: true},
 			{name: "ip=dhcp6 waits DHCPv6", line: "ip=eth0:dhcp6", link: facts(t, "eth0", "ip=eth0:dhcp6", raLease("eth0")), want: false},
 			{name: "static", line: "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none", link: facts(t, "eth0", "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none", staticLease("eth0")), want: true},
+			// IPv6 without IPv4 (issue 12).
+			{name: "v6 only, DHCPv4 grace running", link: facts(t, "eth0", "", raLease("eth0")), full6: true, after: 2 * time.Second, want: false},
+			{name: "v6 only, DHCPv4 grace over", link: facts(t, "eth0", "", raLease("eth0")), full6: true, after: 3 * time.Second, want: true},
+			{name: "v6 only, dhcp4_timeout=0", line: "netinit.dhcp4_timeout=0", link: facts(t, "eth0", "", raLease("eth0")), full6: true, want: true},
+			{name: "v6 only, dhcp4_timeout=20s", line: "netinit.dhcp4_timeout=20s", link: facts(t, "eth0", "", raLease("eth0")), full6: true, after: 10 * time.Second, want: false},
+			{name: "v6 only, not yet stamped", link: facts(t, "eth0", "", raLease("eth0")), after: time.Minute, want: false},
+			{name: "v6 only, option 108", link: facts(t, "eth0", "", v6Only("eth0"), raLease("eth0")), full6: true, want: true},
+			{name: "v6 only, no DNS", link: facts(t, "eth0", "", noDNS(raLease("eth0"))), full6: true, after: time.Minute, want: false},
+			{name: "v6 only, static nameserver", line: "nameserver=2001:db8::53", link: facts(t, "eth0", "", noDNS(raLease("eth0"))), full6: true, after: time.Minute, want: true},
+			{name: "v6 only, no default route", link: facts(t, "eth0", "", noDefault(raLease("eth0"))), full6: true, after: time.Minute, want: false},
+			{name: "v6 only, ip=dhcp requires IPv4", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", raLease("eth0")), full6: true, after: time.Minute, want: false},
+			{name: "DHCPv6-only (M=1, no A prefix)", link: facts(t, "eth0", "", raManaged("eth0"), dhcp6Lease("eth0")), full6: true, after: 3 * time.Second, want: true},
+			{name: "DHCPv6-only, DHCPv6 pending", link: facts(t, "eth0", "", raManaged("eth0")), full6: true, after: time.Minute, want: false},
 			{name: "static not applied", line: "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none", link: facts(t, "eth0", "ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:none"), want: false},
 		}
 	}
@@ -125,6 +151,9 @@ func TestReady(t *testing.T) {
 			l := c.link
 			if c.noCarry {
 				l.carrierAt = time.Time{}
+			}
+			if c.full6 {
+				l.full6At = t0
 			}
 			v := &view{spec: spec(t, c.line), links: []linkFacts{l}, uplink: "eth0", upFixed: c.fixed}
 			if got := ready(v, t0.Add(c.after)); got != c.want {
@@ -290,5 +319,80 @@ func TestEngineFakeKernel(t *testing.T) {
 	e.report(lease.Lease{Link: "eth0", Source: state.SourceDHCP4, Status: "expired"})
 	if e.ready() {
 		t.Error("ready after the lease expired")
+	}
+}
+
+func TestComplete6(t *testing.T) {
+	sp := spec(t, "")
+	for _, c := range []struct {
+		name string
+		l    linkFacts
+		want bool
+	}{
+		{"SLAAC, router, RDNSS", facts(t, "eth0", "", raLease("eth0")), true},
+		{"no RA", facts(t, "eth0", "", dhcp4Lease("eth0")), false},
+		{"M=1 waits DHCPv6", facts(t, "eth0", "", raManaged("eth0")), false},
+		{"M=1 with DHCPv6", facts(t, "eth0", "", raManaged("eth0"), dhcp6Lease("eth0")), true},
+		{"DHCPv6 DNS only", facts(t, "eth0", "", noDNS(raManaged("eth0")), dhcp6Lease("eth0")), true},
+		{"M=1, DHCPv6 gave up, SLAAC address", func() linkFacts {
+			ra := raLease("eth0")
+			ra.Managed = true
+			f := facts(t, "eth0", "", ra)
+			f.dhcp6Done = true
+			return f
+		}(), true},
+		{"M=1, DHCPv6 gave up, no address", func() linkFacts {
+			f := facts(t, "eth0", "", raManaged("eth0"))
+			f.dhcp6Done = true
+			return f
+		}(), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := complete6(&c.l, sp); got != c.want {
+				t.Errorf("complete6 = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
+	ra := raLease("eth0")
+	ra.PREF64 = pfx("64:ff9b::/96")
+	ra1 := raLease("eth1")
+	ra1.PREF64 = pfx("2001:db8:64::/96")
+	v := &view{spec: spec(t, ""), uplink: "eth0", links: []linkFacts{
+		facts(t, "eth0", "", v6Only("eth0"), ra), facts(t, "eth1", "", ra1)}}
+	st := merge(v, nil, t0)
+	if st.NAT64Prefix != "64:ff9b::/96" {
+		t.Errorf("nat64_prefix %q, want the uplink's", st.NAT64Prefix)
+	}
+	i0, i1 := st.Interfaces[0], st.Interfaces[1]
+	if i0.DHCP4 != "ipv6-only" || i0.IPv6OnlyPreferredS != 1800 || i0.PREF64 != "64:ff9b::/96" {
+		t.Errorf("eth0 %+v", i0)
+	}
+	if i1.PREF64 != "2001:db8:64::/96" || i1.IPv6OnlyPreferredS != 0 {
+		t.Errorf("eth1 %+v", i1)
+	}
+}
+
+// TestEngineKeepsIPv6OnlyStatus: a DHCPv4 report without any address but
+// with option 108 honoured is kept (it ends the IPv4 wait), and shows in
+// the state.
+func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
+	k := newFakeKernel()
+	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
+	e := New(Config{Spec: spec(t, ""), Kernel: k})
+	e.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
+	e.mayDefault("eth0")
+	e.report(raLease("eth0"))
+	if e.ready() {
+		t.Fatal("ready at once: the DHCPv4 grace period was skipped")
+	}
+	e.report(v6Only("eth0"))
+	if !e.ready() {
+		t.Fatal("not ready with IPv6 complete and option 108")
+	}
+	if st := e.Snapshot(); st.Interfaces[0].DHCP4 != "ipv6-only" || st.Interfaces[0].IPv6OnlyPreferredS != 1800 {
+		t.Errorf("eth0 %+v", st.Interfaces[0])
 	}
 }

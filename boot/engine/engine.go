@@ -301,7 +301,7 @@ func (e *Engine) report(l lease.Lease) {
 			lk.renewals4++
 		}
 	}
-	if len(l.Addresses) == 0 && len(l.Routes) == 0 && len(l.DNS) == 0 && !l.Managed && !l.Other {
+	if len(l.Addresses) == 0 && len(l.Routes) == 0 && len(l.DNS) == 0 && !l.Managed && !l.Other && l.V6OnlyWait == 0 {
 		delete(e.leases, k)
 	} else {
 		e.leases[k] = l
@@ -320,11 +320,26 @@ func (e *Engine) report(l lease.Lease) {
 			lk.raAt = time.Now()
 		}
 	}
+	e.stamp6Locked(l.Link)
 	e.mu.Unlock()
 	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
 		e.startDHCP6(l.Link, l.Managed, l.Other)
 	}
 	e.notify()
+}
+
+// stamp6Locked records when a link's IPv6 first became complete (the
+// start of its DHCPv4 grace period). The caller holds e.mu.
+func (e *Engine) stamp6Locked(name string) {
+	lk := e.links[name]
+	if lk == nil || !lk.full6At.IsZero() {
+		return
+	}
+	f := lk.linkFacts
+	f.leases = e.leasesOf(name)
+	if complete6(&f, e.spec) {
+		lk.full6At = time.Now()
+	}
 }
 
 // mayDefault is asked by a client before it installs a default route on

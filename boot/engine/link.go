@@ -108,8 +108,11 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
 				Renew:        l.renew4,
-				Report:       e.report,
-				Logf:         e.cfg.Logf,
+				// RFC 8925: a link that runs IPv6 too may be told to go
+				// without IPv4.
+				IPv6OnlyPreferred: l.wantsRA(),
+				Report:            e.report,
+				Logf:              e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("dhcp4 on %s: %v", name, err)
@@ -155,6 +158,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 		})
 		e.mu.Lock()
 		l.dhcp6Done = true
+		e.stamp6Locked(name)
 		e.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			e.problem("dhcp6 on %s: %v", name, err)

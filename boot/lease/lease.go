@@ -42,6 +42,14 @@ type Lease struct {
 	// list several; the first is used).
 	Routers []netip.Addr
 
+	// V6OnlyWait is set by DHCPv4 when the server answered that the link
+	// prefers IPv6-only (RFC 8925 option 108, V6ONLY_WAIT): the client
+	// took no address and asks again after this long.
+	V6OnlyWait time.Duration
+	// PREF64 is the NAT64 prefix the router advertised (RFC 8781); the
+	// zero Prefix when none.
+	PREF64 netip.Prefix
+
 	// Updated is when the client applied this.
 	Updated time.Time
 }

@@ -60,6 +60,7 @@ func (v View) Lease(link string, applied []Route, now time.Time) lease.Lease {
 		Managed: v.Managed,
 		Other:   v.Other,
 		Server:  v.Router,
+		PREF64:  v.PREF64,
 		Updated: now,
 	}
 	if !v.Received {

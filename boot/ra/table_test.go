@@ -269,3 +269,53 @@ func FuzzRA(f *testing.F) {
 		}
 	})
 }
+
+// TestPREF64: the NAT64 prefix of RFC 8781, from the wire bytes through
+// Validate to the lease: the most recent prefix is kept, lifetime 0
+// withdraws it, it expires, and prefixes that cannot be NAT64 are ignored.
+func TestPREF64(t *testing.T) {
+	src := netip.MustParseAddr("fe80::1")
+	now := time.Unix(1000, 0)
+	tb := NewTable([8]byte{1}, 1500)
+	send := func(p string, lt time.Duration) {
+		t.Helper()
+		b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{
+			Options: []ndp.Option{&ndp.PREF64{Prefix: netip.MustParsePrefix(p), Lifetime: lt}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, err := Validate(b, src, 255)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Update(now, src, ra)
+	}
+	got := func() netip.Prefix { return tb.View(now).Lease("eth0", nil, now).PREF64 }
+
+	send("64:ff9b::/96", 1800*time.Second)
+	if got() != netip.MustParsePrefix("64:ff9b::/96") {
+		t.Fatalf("pref64 %s, want 64:ff9b::/96", got())
+	}
+	send("2001:db8:64::/64", 600*time.Second)
+	if got() != netip.MustParsePrefix("2001:db8:64::/64") {
+		t.Fatalf("pref64 %s, want the most recent 2001:db8:64::/64", got())
+	}
+	for _, bad := range []string{"fe80::/64", "ff02::/64", "::ffff:0:0/96"} {
+		send(bad, 600*time.Second)
+		if got() != netip.MustParsePrefix("2001:db8:64::/64") {
+			t.Fatalf("pref64 %s after %s, want it ignored", got(), bad)
+		}
+	}
+	if next := tb.Next(now); !next.Equal(now.Add(600 * time.Second)) {
+		t.Errorf("next expiry %v, want the PREF64 lifetime", next)
+	}
+	now = now.Add(601 * time.Second)
+	if !tb.Expire(now) || got().IsValid() {
+		t.Errorf("pref64 %s after its lifetime", got())
+	}
+	send("64:ff9b::/96", 1800*time.Second)
+	send("64:ff9b::/96", 0)
+	if got().IsValid() {
+		t.Errorf("pref64 %s after lifetime 0", got())
+	}
+}

@@ -64,6 +64,9 @@ type State struct {
 	Search     []string    `json:"search"`
 	NTP        []string    `json:"ntp"`
 	Hostname   string      `json:"hostname"`
+	// NAT64Prefix is the uplink's PREF64 (RFC 8781), for the stages that
+	// decide on 464XLAT or DNS64; "" when none.
+	NAT64Prefix string `json:"nat64_prefix,omitempty"`
 
 	Yggdrasil *Yggdrasil `json:"yggdrasil"`
 	WireGuard *WireGuard `json:"wireguard"`
@@ -109,6 +112,11 @@ type Interface struct {
 	DHCP4Renewals int `json:"dhcp4_renewals,omitempty"`
 	// RA is "off", "soliciting", "received", "none".
 	RA string `json:"ra,omitempty"`
+	// IPv6OnlyPreferredS is the DHCPv4 server's V6ONLY_WAIT (RFC 8925
+	// option 108) while the link honours it (DHCP4 "ipv6-only").
+	IPv6OnlyPreferredS int64 `json:"ipv6_only_preferred_s,omitempty"`
+	// PREF64 is the NAT64 prefix the link's router advertised (RFC 8781).
+	PREF64 string `json:"pref64,omitempty"`
 }
 
 // Address is one address on a link.
