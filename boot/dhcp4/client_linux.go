@@ -582,11 +582,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
 	tm := time.NewTimer(time.Until(t))
 	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-	case <-c.o.Renew:
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tm.C:
+			return true
+		case <-c.o.Renew:
+			return true
+		case <-c.o.Reapply:
+			if c.cur == nil {
+				continue
+			}
+			if err := c.apply(c.cur, c.t0); err != nil {
+				c.logf("applying lease %s again: %v", c.cur.Addr, err)
+			}
+			c.o.Report(c.snapshot())
+		}
 	}
-	return true
 }

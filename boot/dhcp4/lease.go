@@ -303,7 +303,7 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 func hasDefault(b *binding) bool {
 	if b.Static != nil {
 		for _, r := range b.Static {
-			if r.Dst.Bits() == 0 {
+			if wide(r.Dst) {
 				return true
 			}
 		}
@@ -311,6 +311,11 @@ func hasDefault(b *binding) bool {
 	}
 	return len(b.Routers) > 0
 }
+
+// wide reports whether a route is one only the uplink installs: a default
+// route or any route less specific than /8 (issue 13 item 7: a
+// non-uplink's 0.0.0.0/1 + 128.0.0.0/1 must not override the uplink).
+func wide(p netip.Prefix) bool { return p.Bits() < 8 }
 
 func plan(b *binding, allowDefault bool) []route {
 	var rs []route
@@ -329,7 +334,7 @@ func plan(b *binding, allowDefault bool) []route {
 		}
 	}
 	for _, r := range rs {
-		if r.Dst.Bits() == 0 && !allowDefault {
+		if wide(r.Dst) && !allowDefault {
 			continue
 		}
 		if r.Dst == subnet && !r.Via.IsValid() {

@@ -332,3 +332,33 @@ func TestV6OnlyWait(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanWideRoutes: option 121's 0.0.0.0/1 + 128.0.0.0/1 (a default
+// route in two halves) and anything less specific than /8 are installed
+// only where default routes are allowed (the uplink); narrower routes
+// always.
+func TestPlanWideRoutes(t *testing.T) {
+	b := &binding{Addr: netip.MustParsePrefix("192.0.2.57/24"), Static: []route{
+		{Dst: netip.MustParsePrefix("0.0.0.0/1"), Via: netip.MustParseAddr("192.0.2.1")},
+		{Dst: netip.MustParsePrefix("128.0.0.0/1"), Via: netip.MustParseAddr("192.0.2.1")},
+		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Via: netip.MustParseAddr("192.0.2.1")},
+	}}
+	if !hasDefault(b) {
+		t.Fatal("two /1 halves do not ask for the default-route permission")
+	}
+	for _, tc := range []struct {
+		allow bool
+		want  []string
+	}{
+		{true, []string{"0.0.0.0/1 via 192.0.2.1", "128.0.0.0/1 via 192.0.2.1", "10.0.0.0/8 via 192.0.2.1"}},
+		{false, []string{"10.0.0.0/8 via 192.0.2.1"}},
+	} {
+		var got []string
+		for _, r := range plan(b, tc.allow) {
+			got = append(got, r.String())
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("plan(allow=%v) = %q, want %q", tc.allow, got, tc.want)
+		}
+	}
+}

@@ -74,6 +74,7 @@ type view struct {
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF
+	cands    []candidate
 	phase    state.Phase
 	problems []string
 	timings  map[string]int64
@@ -205,6 +206,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 		Phase:        v.phase,
 		Uplink:       v.uplink,
 		UplinkReason: v.upReason,
+		Candidates:   candidatesState(v.cands),
 		Interfaces:   []state.Interface{},
 		Routes:       []state.Route{},
 		DNS:          []string{},
@@ -230,7 +232,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 	var search []string
 	var ntp []netip.Addr
 	dns = append(dns, v.spec.Nameservers...)
-	// The uplink's sources come first, then the other links'.
+	// The uplink first.
 	links := slices.Clone(v.links)
 	slices.SortStableFunc(links, func(a, b linkFacts) int {
 		switch {
@@ -296,10 +298,16 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 					def6 = true
 				}
 			}
+			// Only the uplink speaks for the node (issue 13 item 7):
+			// another link's DNS, search domains, NTP servers and
+			// hostname are not used.
+			if l.name != v.uplink {
+				continue
+			}
 			dns = append(dns, ls.DNS...)
 			search = append(search, ls.Search...)
 			ntp = append(ntp, ls.NTP...)
-			if st.Hostname == "" && l.name == v.uplink {
+			if st.Hostname == "" {
 				st.Hostname = ls.Hostname
 			}
 		}

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,21 +193,103 @@ func TestSettle(t *testing.T) {
 }
 
 func TestElect(t *testing.T) {
+	reach := func(name, addr, gw string) candidate {
+		c := candidate{name: name, addr: ip(addr), probed: true, reach: true}
+		if g := ip(gw); g.Is4() {
+			c.gw4 = g
+		} else {
+			c.gw6 = g
+		}
+		return c
+	}
+	dead := func(name, addr, gw string) candidate {
+		c := reach(name, addr, gw)
+		c.reach = false
+		return c
+	}
 	for _, c := range []struct {
 		name      string
 		in        election
 		want, why string
 		wantFixed bool
 	}{
-		{"nothing", election{}, "", "", false},
-		{"cmdline", election{cmdline: "eth1", bootif: "eth0", asked: []string{"eth0"}}, "eth1", "cmdline", true},
-		{"bootif", election{bootif: "eth2", asked: []string{"eth0", "eth1"}}, "eth2", "bootif", true},
-		{"first asked", election{asked: []string{"eth1", "eth0"}}, "eth1", "first-default-route", false},
+		{"nothing", election{decided: true}, "", "", false},
+		{"cmdline over all", election{cmdline: "eth1", bootif: "eth0", asked: []string{"eth0"},
+			cands: []candidate{reach("eth0", "192.0.2.10", "192.0.2.1")}}, "eth1", reasonCmdline, true},
+		{"cmdline before any candidate", election{cmdline: "eth1"}, "eth1", reasonCmdline, true},
+		{"bootif over reachable", election{bootif: "eth2", asked: []string{"eth0", "eth1"}, decided: true,
+			cands: []candidate{reach("eth0", "192.0.2.10", "192.0.2.1")}}, "eth2", reasonBootif, true},
+		{"pending: no uplink yet", election{asked: []string{"eth0", "eth1"}}, "", "", false},
+		{"one candidate, decided at once", election{asked: []string{"eth0"}, decided: true}, "eth0", reasonFirst, false},
+		{"reachable beats first", election{asked: []string{"eth0", "eth1"}, decided: true,
+			cands: []candidate{dead("eth0", "192.0.2.10", "192.0.2.1"), reach("eth1", "198.51.100.10", "198.51.100.1")}},
+			"eth1", reasonReachable, false},
+		{"private gateway first", election{asked: []string{"eth0", "eth1"}, decided: true,
+			cands: []candidate{reach("eth0", "192.0.2.10", "192.0.2.1"), reach("eth1", "10.1.0.10", "10.1.0.1")}},
+			"eth1", reasonReachable, false},
+		{"tie on privacy: lowest address", election{asked: []string{"eth0", "eth1"}, decided: true,
+			cands: []candidate{reach("eth0", "10.2.0.10", "10.2.0.1"), reach("eth1", "10.1.0.10", "10.1.0.1")}},
+			"eth1", reasonReachable, false},
+		{"full tie: first asked", election{asked: []string{"eth1", "eth0"}, decided: true,
+			cands: []candidate{reach("eth0", "10.1.0.10", "10.1.0.1"), reach("eth1", "10.1.0.10", "10.1.0.1")}},
+			"eth1", reasonReachable, false},
+		{"IPv4 address before IPv6-only", election{asked: []string{"eth0", "eth1"}, decided: true,
+			cands: []candidate{reach("eth0", "2001:db8:1::10", "fe80::1"), reach("eth1", "198.51.100.10", "198.51.100.1")}},
+			"eth1", reasonReachable, false},
+		{"an address before none", election{asked: []string{"eth0", "eth1"}, decided: true,
+			cands: []candidate{{name: "eth0", gw6: ip("fe80::1"), reach: true, probed: true}, reach("eth1", "2001:db8:1::10", "fe80::1")}},
+			"eth1", reasonReachable, false},
+		{"all unreachable: first asked", election{asked: []string{"eth1", "eth0"}, decided: true,
+			cands: []candidate{dead("eth0", "10.1.0.10", "10.1.0.1"), dead("eth1", "192.0.2.10", "192.0.2.1")}},
+			"eth1", reasonFirst, false},
+		{"no targets (nothing probed): first asked", election{asked: []string{"eth1", "eth0"}, decided: true,
+			cands: []candidate{{name: "eth0", evidence: []string{"no probe targets"}}, {name: "eth1"}}},
+			"eth1", reasonFirst, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, why, fixed := elect(c.in)
 			if got != c.want || why != c.why || fixed != c.wantFixed {
 				t.Errorf("elect = %q %q %v, want %q %q %v", got, why, fixed, c.want, c.why, c.wantFixed)
+			}
+		})
+	}
+}
+
+func TestReelect(t *testing.T) {
+	asked := []string{"eth0", "eth1", "eth2"}
+	up := candidate{name: "eth0", addr: ip("192.0.2.10"), gw4: ip("192.0.2.1")}
+	other := candidate{name: "eth1", addr: ip("198.51.100.10"), gw4: ip("198.51.100.1"), probed: true, reach: true}
+	silent := candidate{name: "eth2", addr: ip("203.0.113.10"), gw4: ip("203.0.113.1"), probed: true}
+	upReach := up
+	upReach.reach = true
+	for _, c := range []struct {
+		name       string
+		bad, moved time.Duration // before now; 0: never
+		cands      []candidate
+		want       string
+		ok         bool
+	}{
+		{"healthy uplink stays", 0, 0, []candidate{up, other}, "", false},
+		{"unhealthy within the grace period", 10 * time.Second, 0, []candidate{up, other}, "", false},
+		{"unhealthy past the grace period", 31 * time.Second, 0, []candidate{up, other}, "eth1", true},
+		{"exactly the grace period", reelectGrace, 0, []candidate{up, other}, "eth1", true},
+		{"moved 30 s ago: hysteresis", 40 * time.Second, 30 * time.Second, []candidate{up, other}, "", false},
+		{"moved 61 s ago", 40 * time.Second, 61 * time.Second, []candidate{up, other}, "eth1", true},
+		{"no other reachable candidate", time.Hour, 0, []candidate{up, silent}, "", false},
+		{"the uplink itself is never the answer", time.Hour, 0, []candidate{upReach, silent}, "", false},
+		{"best of the others", time.Hour, 0, []candidate{up, other, {name: "eth2", addr: ip("10.0.0.5"), gw4: ip("10.0.0.1"), reach: true}}, "eth2", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var bad, moved time.Time
+			if c.bad > 0 {
+				bad = t0.Add(-c.bad)
+			}
+			if c.moved > 0 {
+				moved = t0.Add(-c.moved)
+			}
+			got, ok := reelect(t0, "eth0", bad, moved, c.cands, asked)
+			if got != c.want || ok != c.ok {
+				t.Errorf("reelect = %q %v, want %q %v", got, ok, c.want, c.ok)
 			}
 		})
 	}
@@ -259,8 +343,12 @@ func TestMerge(t *testing.T) {
 	if i := st.Interfaces[2]; i.Carrier || i.MTU != 0 || i.DHCP4 != "selecting" || i.RA != "soliciting" {
 		t.Errorf("eth2 (not in the kernel) %+v", i)
 	}
-	if !slices.Equal(st.DNS, []string{"192.0.2.250", "192.0.2.53", "2001:db8:1::53", "198.51.100.53"}) {
+	// Only the uplink speaks for the node: eth1's DNS and hostname are not used.
+	if !slices.Equal(st.DNS, []string{"192.0.2.250", "192.0.2.53", "2001:db8:1::53"}) {
 		t.Errorf("dns %v", st.DNS)
+	}
+	if !slices.Equal(st.Search, []string{"v4.example", "lab.example"}) {
+		t.Errorf("search %v", st.Search)
 	}
 	if !slices.Equal(st.NTP, []string{"192.0.2.123", "pool.example"}) {
 		t.Errorf("ntp %v", st.NTP)
@@ -394,5 +482,87 @@ func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 	}
 	if st := e.Snapshot(); st.Interfaces[0].DHCP4 != "ipv6-only" || st.Interfaces[0].IPv6OnlyPreferredS != 1800 {
 		t.Errorf("eth0 %+v", st.Interfaces[0])
+	}
+}
+
+// TestWatchUplink drives the daemon's re-election with the fake kernel and
+// a fake probe: the uplink loses its carrier, moves after the grace period
+// to the candidate that reaches the targets, and does not move back within
+// a minute (hysteresis).
+func TestWatchUplink(t *testing.T) {
+	k := newFakeKernel()
+	k.set("eth0", KernelLink{Carrier: true})
+	k.set("eth1", KernelLink{Carrier: true})
+	e := New(Config{Spec: spec(t, "ip=dhcp"), Kernel: k})
+	reachable := map[string]bool{"eth0": true, "eth1": true}
+	var probes []string
+	e.probe = func(_ context.Context, c candidate, _ []string) (bool, []string) {
+		probes = append(probes, c.name)
+		return reachable[c.name], []string{"fake"}
+	}
+	for _, n := range []string{"eth0", "eth1"} {
+		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
+	}
+	e.ballot.decided = true // as runElection ends, without probes
+	e.mayDefault("eth0")
+	e.mayDefault("eth1")
+	e.report(dhcp4Lease("eth0"))
+	e.report(dhcp4NoRouter("eth1"))
+	e.mu.Lock()
+	l1 := e.leases[leaseKey{"eth1", state.SourceDHCP4}]
+	l1.Routers = []netip.Addr{ip("198.51.100.1")}
+	e.leases[leaseKey{"eth1", state.SourceDHCP4}] = l1
+	e.mu.Unlock()
+	uplink := func() (string, string) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.uplink, e.upReason
+	}
+	if u, why := uplink(); u != "eth0" || why != reasonFirst {
+		t.Fatalf("uplink %s (%s)", u, why)
+	}
+	ctx := context.Background()
+
+	e.watchUplink(ctx, t0) // healthy: probes the uplink once
+	if u, _ := uplink(); u != "eth0" || !slices.Equal(probes, []string{"eth0"}) {
+		t.Fatalf("healthy uplink: uplink %s, probes %v", u, probes)
+	}
+	k.set("eth0", KernelLink{Carrier: false})
+	e.watchUplink(ctx, t0.Add(10*time.Second))
+	if u, _ := uplink(); u != "eth0" {
+		t.Fatalf("moved at once, within the grace period")
+	}
+	e.watchUplink(ctx, t0.Add(10*time.Second+reelectGrace))
+	if u, why := uplink(); u != "eth1" || why != reasonReelected {
+		t.Fatalf("uplink %s (%s) after the grace period, want eth1 (reelected)", u, why)
+	}
+	if st := e.Snapshot(); !slices.ContainsFunc(st.Problems, func(p string) bool {
+		return strings.Contains(p, "uplink moved from eth0 to eth1") && strings.Contains(p, "no carrier")
+	}) {
+		t.Errorf("problems %q do not say why the uplink moved", st.Problems)
+	}
+	// eth1 fails in turn and eth0 is back: not before a minute since the move.
+	k.set("eth0", KernelLink{Carrier: true})
+	k.set("eth1", KernelLink{Carrier: false})
+	e.report(dhcp4Lease("eth1"))
+	e.watchUplink(ctx, t0.Add(45*time.Second))
+	e.watchUplink(ctx, t0.Add(80*time.Second))
+	if u, _ := uplink(); u != "eth1" {
+		t.Fatal("moved back 40 s after the move: no hysteresis")
+	}
+	e.watchUplink(ctx, t0.Add(105*time.Second))
+	if u, _ := uplink(); u != "eth0" {
+		t.Fatalf("uplink %s, want back on eth0 a minute after the move", u)
+	}
+	// A fixed uplink never moves.
+	f := New(Config{Spec: spec(t, "netinit.uplink=eth0"), Kernel: k})
+	f.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
+	f.probe = e.probe
+	f.watchUplink(ctx, t0.Add(time.Hour))
+	if f.uplink != "eth0" || f.upReason != reasonCmdline {
+		t.Errorf("fixed uplink changed: %s (%s)", f.uplink, f.upReason)
+	}
+	if st := e.Snapshot(); slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "internal error") }) {
+		t.Errorf("problems %q", st.Problems)
 	}
 }

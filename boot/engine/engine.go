@@ -78,6 +78,13 @@ type Engine struct {
 	links    map[string]*link
 	leases   map[leaseKey]lease.Lease
 	ballot   election
+	electing bool      // the election goroutine runs
+	watching bool      // watchUplink runs
+	lastMove time.Time // when the daemon last moved the uplink
+	badSince time.Time // when the uplink was first seen unhealthy
+	probedAt time.Time // when the uplink's reachability was last probed
+	// probe checks a candidate's reachability (probeVia; tests fake it).
+	probe    func(ctx context.Context, c candidate, targets []string) (bool, []string)
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes
@@ -121,6 +128,7 @@ func New(cfg Config) *Engine {
 		problems: slices.Clone(cfg.Problems),
 		phase:    state.PhaseStarting,
 		changed:  make(chan struct{}, 1),
+		probe:    probeVia,
 	}
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
@@ -173,11 +181,15 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 		return st, nil
 	}
 	// Keep the network: rewrite the state after every change, at most
-	// every 100 ms.
+	// every 100 ms, and watch the uplink (re-election).
+	watch := time.NewTicker(watchEvery)
+	defer watch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return e.Snapshot(), nil
+		case <-watch.C:
+			e.spawn(func() { e.watchUplink(ctx, time.Now()) })
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
 			e.mu.Lock()
@@ -342,36 +354,6 @@ func (e *Engine) stamp6Locked(name string) {
 	}
 }
 
-// mayDefault is asked by a client before it installs a default route on
-// link. Only the uplink installs default routes; when nothing chose the
-// uplink (no netinit.uplink=, no BOOTIF), the first link that asks
-// becomes it.
-func (e *Engine) mayDefault(link string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !slices.Contains(e.ballot.asked, link) {
-		e.ballot.asked = append(e.ballot.asked, link)
-	}
-	e.electLocked()
-	return e.uplink == link
-}
-
-// electLocked applies the election to the engine and says when the
-// uplink changes. The caller holds e.mu.
-func (e *Engine) electLocked() {
-	link, reason, fixed := elect(e.ballot)
-	if link == e.uplink && reason == e.upReason {
-		return
-	}
-	e.uplink, e.upReason, e.upFixed = link, reason, fixed
-	switch reason {
-	case "first-default-route":
-		e.logf("uplink %s (first link with a default route)", link)
-	case "bootif":
-		e.logf("uplink %s (BOOTIF %s)", link, e.spec.BootIF)
-	}
-}
-
 // discover finds the links to manage, now and as they appear, until ctx
 // ends (or, with an explicit list, until every listed link was found).
 func (e *Engine) discover(ctx context.Context) {
@@ -496,6 +478,7 @@ func (e *Engine) Snapshot() *state.State {
 func (e *Engine) viewLocked() *view {
 	v := &view{
 		spec: e.spec, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
+		cands: slices.Clone(e.ballot.cands),
 		phase: e.phase, problems: slices.Clone(e.problems), modules: e.cfg.Modules,
 		timings: maps.Clone(e.timings),
 	}

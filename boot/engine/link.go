@@ -25,6 +25,9 @@ type link struct {
 	// renew4 and renew6 poke the link's DHCPv4 client and router
 	// solicitation (control socket "renew").
 	renew4, renew6 chan struct{}
+	// reapply4 and reapply6 have the clients apply their configuration
+	// again (the uplink changed).
+	reapply4, reapply6 chan struct{}
 }
 
 // ipConfigFor picks the ip= that apply to a link: those naming it, else
@@ -55,7 +58,8 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
 	a := nl.Attrs()
 	ipcs := ipConfigFor(e.spec, a.Name)
 	l := &link{linkFacts: linkFacts{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs},
-		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.links[l.name] = l
 	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
@@ -108,6 +112,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
 				Renew:        l.renew4,
+				Reapply:      l.reapply4,
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
 				IPv6OnlyPreferred: l.wantsRA(),
@@ -126,6 +131,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
 				Solicit:      l.renew6,
+				Reapply:      l.reapply6,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
 			})

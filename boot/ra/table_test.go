@@ -319,3 +319,49 @@ func TestPREF64(t *testing.T) {
 		t.Errorf("pref64 %s after lifetime 0", got())
 	}
 }
+
+// TestWideRoutesOnlyOnUplink: an on-link ::/0, an RIO ::/1 and the default
+// routers are installed only where default routes are allowed (the
+// uplink); a narrower RIO always is.
+func TestWideRoutesOnlyOnUplink(t *testing.T) {
+	src := netip.MustParseAddr("fe80::1")
+	now := time.Unix(1000, 0)
+	tb := NewTable([8]byte{1}, 1500)
+	b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: []ndp.Option{
+		&ndp.PrefixInformation{PrefixLength: 0, OnLink: true, ValidLifetime: time.Hour, Prefix: netip.IPv6Unspecified()},
+		&ndp.RouteInformation{PrefixLength: 8, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("::")},
+		&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:5::")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := Validate(b, src, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.Update(now, src, ra)
+	// ::/1 in RIO form: ndp v1.1.0 drops bits of prefixes that are not a
+	// multiple of 8, so the /1 is added to the view here directly.
+	v := tb.View(now)
+	v.Routes = append(v.Routes, Route{Dst: netip.MustParsePrefix("::/1"), Via: src, Metric: 1024, Lifetime: time.Hour})
+	if !v.wantsDefault() {
+		t.Fatal("a view with default routers does not ask for the permission")
+	}
+	dsts := func(withDefault bool) []string {
+		var out []string
+		for _, r := range v.routes(withDefault) {
+			out = append(out, r.Dst.String())
+		}
+		return out
+	}
+	if got := dsts(false); fmt.Sprint(got) != "[::/8 2001:db8:5::/48]" {
+		t.Errorf("not the uplink: routes %v, want only ::/8 and 2001:db8:5::/48", got)
+	}
+	if got := dsts(true); fmt.Sprint(got) != "[::/0 ::/0 ::/8 2001:db8:5::/48 ::/1]" {
+		t.Errorf("uplink: routes %v", got)
+	}
+	onlyWide := View{OnLink: []Route{{Dst: netip.MustParsePrefix("::/0")}}}
+	if !onlyWide.wantsDefault() {
+		t.Error("an on-link ::/0 alone does not ask for the permission")
+	}
+}

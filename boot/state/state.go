@@ -52,9 +52,12 @@ type State struct {
 	Phase  Phase  `json:"phase"`
 	Uplink string `json:"uplink"`
 	// UplinkReason says why Uplink was chosen: "cmdline", "bootif",
-	// "first-default-route", "only-link" or "" when there is none.
+	// "reachable", "first-default-route" or "" when there is none.
 	UplinkReason string `json:"uplink_reason"`
-	PublicIPv6   bool   `json:"public_ipv6"`
+	// Candidates are the links the uplink was elected from, with the
+	// evidence (absent when no election ran: one link, or a fixed uplink).
+	Candidates []Candidate `json:"candidates,omitempty"`
+	PublicIPv6 bool        `json:"public_ipv6"`
 	// PublicIPv6Reason explains the verdict in words.
 	PublicIPv6Reason string `json:"public_ipv6_reason"`
 
@@ -96,6 +99,19 @@ type State struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// PID of the process that keeps the network (0 when none remains).
 	PID int `json:"pid"`
+}
+
+// Candidate is one link that could carry the default routes, as the
+// uplink election saw it.
+type Candidate struct {
+	Name      string   `json:"name"`
+	Address   string   `json:"address,omitempty"`
+	Gateways  []string `json:"gateways,omitempty"`
+	Probed    bool     `json:"probed"`
+	Reachable bool     `json:"reachable"`
+	// Evidence is what the reachability probe through the link's own
+	// gateway found, in words.
+	Evidence []string `json:"evidence,omitempty"`
 }
 
 // Interface is one managed link.
