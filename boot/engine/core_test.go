@@ -566,3 +566,31 @@ func TestWatchUplink(t *testing.T) {
 		t.Errorf("problems %q", st.Problems)
 	}
 }
+
+// TestPreviousUplinkKept: the daemon keeps the uplink PID 1 elected (with
+// its candidates) instead of electing again; a fixed reason is not carried
+// over (the spec decides those).
+func TestPreviousUplinkKept(t *testing.T) {
+	k := newFakeKernel()
+	prev := &state.State{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []state.Candidate{
+		{Name: "eth0", Probed: true, Evidence: []string{"tcp x: i/o timeout"}},
+		{Name: "eth1", Probed: true, Reachable: true, Evidence: []string{"tcp x: connected"}}}}
+	e := New(Config{Spec: spec(t, "ip=dhcp"), Kernel: k, Previous: prev})
+	for _, n := range []string{"eth0", "eth1"} {
+		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
+	}
+	if e.mayDefault("eth0") || !e.mayDefault("eth1") {
+		t.Fatal("the kept uplink eth1 is not the only one allowed default routes")
+	}
+	if e.electing {
+		t.Error("an election started although the uplink was kept")
+	}
+	st := e.Snapshot()
+	if st.Uplink != "eth1" || st.UplinkReason != reasonReachable || len(st.Candidates) != 2 || !st.Candidates[1].Reachable {
+		t.Errorf("uplink %q (%s) candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
+	}
+	f := New(Config{Spec: spec(t, ""), Kernel: k, Previous: &state.State{Uplink: "eth0", UplinkReason: reasonCmdline}})
+	if f.uplink != "" {
+		t.Errorf("a cmdline uplink carried over without the cmdline: %q", f.uplink)
+	}
+}

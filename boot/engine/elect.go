@@ -36,6 +36,9 @@ type election struct {
 	cands   []candidate // what is known of each asking link (probe results)
 	decided bool        // the wait for other candidates and their probes is over
 	moved   string      // the link the daemon moved the uplink to (reelect)
+	// kept is the uplink an earlier process elected (Config.Previous),
+	// with its reason.
+	kept, keptReason string
 }
 
 // Reasons for the uplink, as the state says them.
@@ -60,6 +63,8 @@ func elect(in election) (link, reason string, fixed bool) {
 		return in.bootif, reasonBootif, true
 	case in.moved != "":
 		return in.moved, reasonReelected, false
+	case in.kept != "":
+		return in.kept, in.keptReason, false
 	case !in.decided || len(in.asked) == 0:
 		return "", "", false
 	}

@@ -65,6 +65,12 @@ type Config struct {
 	Decorate func(*state.State)
 	// Kernel is where the engine reads links and addresses (nil: netlink).
 	Kernel Kernel
+	// Previous is the state an earlier process wrote (the daemon gets
+	// PID 1's): the uplink it elected stays the uplink, with its
+	// candidates, instead of a second election that could pick another
+	// link while the first one's default route is still in the kernel.
+	// Only the daemon's re-election moves it then.
+	Previous *state.State
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -134,6 +140,15 @@ func New(cfg Config) *Engine {
 		e.timings[k] = v
 	}
 	e.ballot.cmdline = cfg.Spec.Uplink
+	if p := cfg.Previous; p != nil && p.Uplink != "" &&
+		slices.Contains([]string{reasonReachable, reasonReelected, reasonFirst}, p.UplinkReason) {
+		e.ballot.kept, e.ballot.keptReason = p.Uplink, p.UplinkReason
+		e.ballot.cands = candidatesFromState(p.Candidates)
+		for _, c := range e.ballot.cands {
+			e.ballot.asked = append(e.ballot.asked, c.name)
+		}
+		e.ballot.decided = true
+	}
 	e.electLocked()
 	return e
 }

@@ -233,6 +233,16 @@ func candidatesState(cs []candidate) []state.Candidate {
 	return out
 }
 
+// candidatesFromState is the inverse of candidatesState, for
+// Config.Previous (addresses and gateways are read from the leases again).
+func candidatesFromState(cs []state.Candidate) []candidate {
+	var out []candidate
+	for _, c := range cs {
+		out = append(out, candidate{name: c.Name, probed: c.Probed, reach: c.Reachable, evidence: slices.Clone(c.Evidence)})
+	}
+	return out
+}
+
 // validAddrs lists the valid addresses among as, in words.
 func validAddrs(as ...netip.Addr) []string {
 	var out []string
