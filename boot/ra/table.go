@@ -139,7 +139,7 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 		return nil, fmt.Errorf("%w: ICMPv6 code %d, want 0", ErrInvalid, b[1])
 	}
 	// ndp checks that every option has a length > 0 and fits the message.
-	m, err := ndp.ParseMessage(b)
+	m, err := ndp.ParseMessage(dropBadPREF64(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
