@@ -79,6 +79,8 @@ type Engine struct {
 	spec *cmdline.Spec
 
 	kernel Kernel
+	// probe checks a candidate's reachability (probeVia; tests fake it).
+	probe func(ctx context.Context, c candidate, targets []string) (bool, []string)
 
 	mu       sync.Mutex
 	links    map[string]*link
@@ -89,8 +91,6 @@ type Engine struct {
 	lastMove time.Time // when the daemon last moved the uplink
 	badSince time.Time // when the uplink was first seen unhealthy
 	probedAt time.Time // when the uplink's reachability was last probed
-	// probe checks a candidate's reachability (probeVia; tests fake it).
-	probe    func(ctx context.Context, c candidate, targets []string) (bool, []string)
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes

@@ -113,3 +113,65 @@ func maskOf(n *net.IPNet) (int, int) {
 	}
 	return n.Mask.Size()
 }
+
+// TestUplinkElectionIPv6: the same election on IPv6 alone: both links get
+// an RA with a default router (link-local gateways); eth0's router is a
+// dead end and advertises first, eth1's forwards to the target. eth1 is
+// elected and holds the only IPv6 default route.
+func TestUplinkElectionIPv6(t *testing.T) {
+	t.Parallel()
+	lab.Require(t, "ip", "radvd", "iperf3")
+	lab.GuardResolvConf(t)
+	netinitBin(t)
+	c, a, b, tg := lab.NewNS(t, "e6c"), lab.NewNS(t, "e6a"), lab.NewNS(t, "e6b"), lab.NewNS(t, "e6t")
+	for _, ns := range []*lab.NS{a, b, tg} {
+		ns.MustExec("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+	}
+	lab.Veth(t, a, "a0", c, "eth0")
+	lab.Veth(t, b, "b0", c, "eth1")
+	lab.Veth(t, b, "b1", tg, "t0")
+	a.MustExec("ip", "-6", "addr", "add", "2001:db8:a::1/64", "dev", "a0", "nodad")
+	b.MustExec("ip", "-6", "addr", "add", "2001:db8:b::1/64", "dev", "b0", "nodad")
+	b.MustExec("ip", "-6", "addr", "add", "2001:db8:c::1/64", "dev", "b1", "nodad")
+	tg.MustExec("ip", "-6", "addr", "add", "2001:db8:c::2/64", "dev", "t0", "nodad")
+	tg.MustExec("ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
+	tg.Start("iperf3", "-s", "-p", "80", "-B", "2001:db8:c::2")
+	for _, l := range []string{"eth0", "eth1"} {
+		c.MustExec("ip", "link", "set", l, "down")
+	}
+	conf := func(ifc, prefix string) string {
+		return strings.NewReplacer("s0", ifc, "2001:db8:1::/64", prefix, "RDNSS 2001:db8:1::53 { };", "").Replace(radvdConf)
+	}
+	lab.Radvd(t, a, conf("a0", "2001:db8:a::/64"))
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		lab.Radvd(t, b, conf("b0", "2001:db8:b::/64"))
+	}()
+	p := &pair{cli: c, dir: t.TempDir()}
+	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6 ip=eth1:auto6 netinit.probe.targets=[2001:db8:c::2]:80", "--timeout", "30s", "eth0", "eth1")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if st.Uplink != "eth1" || st.UplinkReason != "reachable" {
+		t.Fatalf("uplink %q (%s), want eth1 (reachable); candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
+	}
+	routes, err := c.Handle().RouteList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []int
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			devs = append(devs, r.LinkIndex)
+		}
+	}
+	l1, _ := c.Handle().LinkByName("eth1")
+	if len(devs) != 1 || devs[0] != l1.Attrs().Index {
+		t.Errorf("IPv6 default routes on links %v, want only eth1 (%d)", devs, l1.Attrs().Index)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if o, err := c.Exec(ctx, "iperf3", "-c", "2001:db8:c::2", "-p", "80", "-t", "1"); err != nil {
+		t.Errorf("target not reachable after the election: %v\n%s", err, o)
+	}
+}
