@@ -52,6 +52,13 @@ func dhcp4Lease(link string) lease.Lease {
 		Hostname: "node4"}
 }
 
+// halves is a lease whose option 121 gave 0.0.0.0/1 + 128.0.0.0/1.
+func halves(link string) lease.Lease {
+	l := dhcp4Lease(link)
+	l.Routes = []lease.Route{{Dst: pfx("0.0.0.0/1"), Via: ip("192.0.2.1")}, {Dst: pfx("128.0.0.0/1"), Via: ip("192.0.2.1")}}
+	return l
+}
+
 func dhcp4NoRouter(link string) lease.Lease {
 	l := dhcp4Lease(link)
 	l.Routes, l.Routers = nil, nil
@@ -125,6 +132,7 @@ func TestReady(t *testing.T) {
 			{name: "ip=dhcp lease", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", dhcp4Lease("eth0")), want: true},
 			{name: "ip=dhcp no lease", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp"), after: time.Minute, want: false},
 			{name: "ip=dhcp no router", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", dhcp4NoRouter("eth0")), want: false},
+			{name: "ip=dhcp, option 121 halves", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", halves("eth0")), want: true},
 			{name: "ip=dhcp no router, uplink fixed", line: "ip=dhcp", link: facts(t, "eth0", "ip=dhcp", dhcp4NoRouter("eth0")), fixed: true, want: true},
 			{name: "auto6 RA", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6", raLease("eth0")), want: true},
 			{name: "auto6 no RA", line: "ip=eth0:auto6", link: facts(t, "eth0", "ip=eth0:auto6"), after: time.Minute, want: false},
@@ -592,5 +600,35 @@ func TestPreviousUplinkKept(t *testing.T) {
 	f := New(Config{Spec: spec(t, ""), Kernel: k, Previous: &state.State{Uplink: "eth0", UplinkReason: reasonCmdline}})
 	if f.uplink != "" {
 		t.Errorf("a cmdline uplink carried over without the cmdline: %q", f.uplink)
+	}
+}
+
+// TestManageLinkUp: a link that is down is set up (with netinit.mtu=
+// first); a link that is already up is never bounced (a PXE NIC would
+// restart the switch's spanning-tree timer); carrier is recorded.
+func TestManageLinkUp(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		up   bool
+		want []string
+	}{
+		{"down", false, []string{"mtu eth0 9000", "up eth0"}},
+		{"already up", true, []string{"mtu eth0 9000"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := newFakeKernel()
+			k.set("eth0", KernelLink{MTU: 1500, Up: c.up, Carrier: true})
+			e := New(Config{Spec: spec(t, "ip=eth0:off netinit.mtu=9000"), Kernel: k})
+			l := &link{linkFacts: facts(t, "eth0", "ip=eth0:off")}
+			l.carrierAt = time.Time{}
+			e.links["eth0"] = l
+			e.manage(context.Background(), l)
+			if got := k.done(); !slices.Equal(got, c.want) {
+				t.Errorf("kernel ops %q, want %q", got, c.want)
+			}
+			if _, ok := e.Snapshot().TimingsMS["carrier"]; !ok || l.carrierAt.IsZero() {
+				t.Error("carrier not recorded")
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -8,20 +9,27 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Kernel is what the engine reads from the kernel to build the state: one
-// link's MTU, carrier and addresses. The Linux implementation uses netlink
-// and sysfs; unit tests hand the engine a fake (kernel_test.go), so the
-// merge of leases and kernel state is tested without root.
+// Kernel is what the engine itself reads from and does to the kernel: one
+// link's MTU, state, carrier and addresses; setting a link up and its MTU.
+// (The protocol clients own their part of the kernel configuration.) The
+// Linux implementation uses netlink and sysfs; unit tests hand the engine a
+// fake (kernel_test.go), so the merge of leases and kernel state is tested
+// without root.
 type Kernel interface {
 	// Link returns the kernel's view of the named link.
 	Link(name string) (KernelLink, error)
 	// Carrier reports whether the named link has carrier.
 	Carrier(name string) bool
+	// SetUp sets the named link administratively up.
+	SetUp(name string) error
+	// SetMTU sets the named link's MTU.
+	SetMTU(name string, mtu int) error
 }
 
 // KernelLink is one link as the kernel has it.
 type KernelLink struct {
 	MTU     int
+	Up      bool // administratively up
 	Carrier bool
 	Addrs   []KernelAddr
 }
@@ -41,7 +49,7 @@ func (netlinkKernel) Link(name string) (KernelLink, error) {
 	if err != nil {
 		return KernelLink{}, err
 	}
-	kl := KernelLink{MTU: nl.Attrs().MTU, Carrier: carrier(name)}
+	kl := KernelLink{MTU: nl.Attrs().MTU, Up: nl.Attrs().Flags&net.FlagUp != 0, Carrier: carrier(name)}
 	addrs, err := netlink.AddrList(nl, netlink.FAMILY_ALL)
 	if err != nil {
 		return kl, err
@@ -62,6 +70,22 @@ func (netlinkKernel) Link(name string) (KernelLink, error) {
 }
 
 func (netlinkKernel) Carrier(name string) bool { return carrier(name) }
+
+func (netlinkKernel) SetUp(name string) error {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(nl)
+}
+
+func (netlinkKernel) SetMTU(name string, mtu int) error {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetMTU(nl, mtu)
+}
 
 func carrier(name string) bool {
 	b, err := os.ReadFile("/sys/class/net/" + name + "/carrier")

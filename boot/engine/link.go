@@ -67,11 +67,11 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
 		e.electLocked()
 	}
 	e.mu.Unlock()
-	e.spawn(func() { e.manage(ctx, l, nl) })
+	e.spawn(func() { e.manage(ctx, l) })
 }
 
 // manage brings one link up and runs its clients until ctx ends.
-func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
+func (e *Engine) manage(ctx context.Context, l *link) {
 	name := l.name
 	if l.wantsRA() {
 		// Before the link goes up: the engine owns IPv6 on it (accept_ra
@@ -81,16 +81,21 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 			e.problem("%s: preparing IPv6: %v", name, err)
 		}
 	}
-	if mtu := e.mtuFor(l); mtu > 0 && mtu != nl.Attrs().MTU {
-		if err := netlink.LinkSetMTU(nl, mtu); err != nil {
+	kl, err := e.kernel.Link(name)
+	if err != nil {
+		e.problem("%s: %v", name, err)
+		return
+	}
+	if mtu := e.mtuFor(l); mtu > 0 && mtu != kl.MTU {
+		if err := e.kernel.SetMTU(name, mtu); err != nil {
 			e.problem("%s: mtu %d: %v", name, mtu, err)
 		}
 	}
-	if nl.Attrs().Flags&net.FlagUp != 0 {
+	if kl.Up {
 		// Never bounce a link that is up: a PXE-booted NIC that goes down
 		// restarts the switch's spanning-tree timer (30-50 s).
 		e.logf("%s: already up, left as is", name)
-	} else if err := netlink.LinkSetUp(nl); err != nil {
+	} else if err := e.kernel.SetUp(name); err != nil {
 		e.problem("%s: set up: %v", name, err)
 		return
 	} else {

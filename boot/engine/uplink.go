@@ -15,11 +15,14 @@ import (
 
 // electionWindow is how long, after the first candidate, the election
 // waits for the other links with carrier to become candidates; probeTime
-// bounds the reachability probes that follow. Together they are the most
-// an election holds the boot.
+// bounds the reachability probes that follow (a lost DNS answer or SYN is
+// retried within it), and once one candidate proved reachable the others
+// get probeLinger more. Together they are the most an election holds the
+// boot.
 const (
-	electionWindow = 2 * time.Second
-	probeTime      = 3 * time.Second
+	electionWindow = 3 * time.Second
+	probeTime      = 5 * time.Second
+	probeLinger    = time.Second
 )
 
 // defaultProbeTargets are the grid hosts 0-OS itself requires (zosbase's
@@ -28,9 +31,11 @@ var defaultProbeTargets = []string{"bootstrap.grid.tf:80", "hub.grid.tf:80"}
 
 // mayDefault is asked by a client before it installs a default route (or
 // a route less specific than /8) on link: only the uplink does. The first
-// link that asks is a candidate; when it is the only link with carrier it
+// link that asks is a candidate; when it is the only managed link it
 // becomes the uplink at once (one NIC: no delay), else the election runs
-// (runElection) and, until it is decided, no link installs one.
+// (runElection) and, until it is decided, no link installs one. Links
+// without carrier yet count: a NIC that negotiates its link a second later
+// (1000BASE-T autonegotiation) may be the one that reaches the grid.
 func (e *Engine) mayDefault(link string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -42,7 +47,7 @@ func (e *Engine) mayDefault(link string) bool {
 				e.ballot.decided = true
 			} else {
 				e.electing = true
-				e.logf("uplink: %s has a default router, other links have carrier: electing", link)
+				e.logf("uplink: %s has a default router, other links are managed: electing", link)
 				e.spawn(func() { e.runElection(e.runCtx) })
 			}
 		}
@@ -51,12 +56,12 @@ func (e *Engine) mayDefault(link string) bool {
 	return e.uplink == link
 }
 
-// contendersLocked counts the links with carrier that could become
+// contendersLocked counts the managed links that could become
 // candidates. The caller holds e.mu.
 func (e *Engine) contendersLocked() int {
 	n := 0
 	for _, l := range e.links {
-		if !l.carrierAt.IsZero() && (l.wants4() || l.wantsRA()) {
+		if l.wants4() || l.wantsRA() {
 			n++
 		}
 	}
@@ -81,8 +86,8 @@ func (e *Engine) electLocked() {
 	}
 }
 
-// runElection waits up to electionWindow for every link with carrier to
-// become a candidate, probes the candidates' reachability in parallel
+// runElection waits up to electionWindow for every managed link to become
+// a candidate, probes the candidates' reachability in parallel
 // (bounded by probeTime), decides, and has the winner's clients install
 // their default routes.
 func (e *Engine) runElection(ctx context.Context) {
@@ -114,28 +119,47 @@ func (e *Engine) runElection(ctx context.Context) {
 }
 
 // probeAll probes every candidate in parallel, in place, bounded by
-// probeTime.
+// probeTime, and by probeLinger once one candidate proved reachable (a
+// dead-end link would otherwise hold the boot for the whole probeTime).
 func (e *Engine) probeAll(ctx context.Context, cands []candidate, targets []string) {
 	pctx, cancel := context.WithTimeout(ctx, probeTime)
 	defer cancel()
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		linger *time.Timer
+	)
+	defer func() {
+		mu.Lock()
+		if linger != nil {
+			linger.Stop()
+		}
+		mu.Unlock()
+	}()
 	for i := range cands {
 		wg.Add(1)
 		go func(c *candidate) {
 			defer wg.Done()
 			c.reach, c.evidence = e.probe(pctx, *c, targets)
 			c.probed = true
+			if c.reach {
+				mu.Lock()
+				if linger == nil {
+					linger = time.AfterFunc(probeLinger, cancel)
+				}
+				mu.Unlock()
+			}
 			e.logf("uplink: candidate %s (gateways %v): reachable %v: %q", c.name, validAddrs(c.gw4, c.gw6), c.reach, c.evidence)
 		}(&cands[i])
 	}
 	wg.Wait()
 }
 
-// allAskedLocked reports whether every link with carrier is a candidate
-// whose lease or RA has been reported. The caller holds e.mu.
+// allAskedLocked reports whether every managed link is a candidate whose
+// lease or RA has been reported. The caller holds e.mu.
 func (e *Engine) allAskedLocked() bool {
 	for _, l := range e.links {
-		if l.carrierAt.IsZero() || !(l.wants4() || l.wantsRA()) {
+		if !(l.wants4() || l.wantsRA()) {
 			continue
 		}
 		if !slices.Contains(e.ballot.asked, l.name) || !e.hasRouterLocked(l.name) {

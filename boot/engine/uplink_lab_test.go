@@ -46,12 +46,11 @@ func TestUplinkElection(t *testing.T) {
 	lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
 		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1")
-	// eth1's server answers later than eth0's, within the election window.
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
-			"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
-	}()
+	// eth1's server answers a second later than eth0's (the first
+	// DISCOVER, not a retransmission), within the election window.
+	lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
+		"--dhcp-reply-delay=1",
+		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
 	p := &pair{cli: c, dir: t.TempDir()}
 	netinitBin(t)
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
@@ -116,8 +115,8 @@ func maskOf(n *net.IPNet) (int, int) {
 
 // TestUplinkElectionIPv6: the same election on IPv6 alone: both links get
 // an RA with a default router (link-local gateways); eth0's router is a
-// dead end and advertises first, eth1's forwards to the target. eth1 is
-// elected and holds the only IPv6 default route.
+// dead end, eth1's forwards to the target. Whichever advertises first,
+// eth1 is elected and holds the only IPv6 default route.
 func TestUplinkElectionIPv6(t *testing.T) {
 	t.Parallel()
 	lab.Require(t, "ip", "radvd", "iperf3")
@@ -143,10 +142,7 @@ func TestUplinkElectionIPv6(t *testing.T) {
 		return strings.NewReplacer("s0", ifc, "2001:db8:1::/64", prefix, "RDNSS 2001:db8:1::53 { };", "").Replace(radvdConf)
 	}
 	lab.Radvd(t, a, conf("a0", "2001:db8:a::/64"))
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		lab.Radvd(t, b, conf("b0", "2001:db8:b::/64"))
-	}()
+	lab.Radvd(t, b, conf("b0", "2001:db8:b::/64"))
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6 ip=eth1:auto6 netinit.probe.targets=[2001:db8:c::2]:80", "--timeout", "30s", "eth0", "eth1")
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
