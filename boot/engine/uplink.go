@@ -108,7 +108,7 @@ func (e *Engine) runElection(ctx context.Context) {
 		e.probeAll(ctx, cands, targets)
 	}
 	e.mu.Lock()
-	e.ballot.cands = cands
+	e.updateCandidatesLocked(cands)
 	e.ballot.decided = true
 	e.electing = false
 	e.electLocked()
@@ -153,6 +153,18 @@ func (e *Engine) probeAll(ctx context.Context, cands []candidate, targets []stri
 		}(&cands[i])
 	}
 	wg.Wait()
+}
+
+// updateCandidatesLocked records what was found out about cs; candidates
+// that asked meanwhile are kept. The caller holds e.mu.
+func (e *Engine) updateCandidatesLocked(cs []candidate) {
+	for _, c := range cs {
+		if i := slices.IndexFunc(e.ballot.cands, func(k candidate) bool { return k.name == c.name }); i >= 0 {
+			e.ballot.cands[i] = c
+		} else {
+			e.ballot.cands = append(e.ballot.cands, c)
+		}
+	}
 }
 
 // allAskedLocked reports whether every managed link is a candidate whose
@@ -352,11 +364,7 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 	e.mu.Lock()
 	to, ok := reelect(now, up, e.badSince, e.lastMove, others, e.ballot.asked)
 	if ok && e.uplink == up {
-		for _, c := range others {
-			if i := slices.IndexFunc(e.ballot.cands, func(k candidate) bool { return k.name == c.name }); i >= 0 {
-				e.ballot.cands[i] = c
-			}
-		}
+		e.updateCandidatesLocked(others)
 		e.ballot.moved = to
 		e.lastMove, e.badSince, e.probedAt = now, time.Time{}, time.Time{}
 		e.electLocked()
