@@ -23,6 +23,9 @@ const DefaultConfigPath = "/etc/netinit/netinit.conf"
 const (
 	DefaultTimeout   = 60 * time.Second
 	DefaultRATimeout = 3 * time.Second
+	// DefaultDHCP4Timeout is how long an uplink with complete IPv6 waits
+	// for a DHCPv4 lease before it is ready without one.
+	DefaultDHCP4Timeout = 3 * time.Second
 )
 
 // Spec is what the command line and the config file ask for.
@@ -37,6 +40,7 @@ type Spec struct {
 	Ignore          []string         // netinit.ignore=glob,glob
 	Timeout         time.Duration    // netinit.timeout=DUR (default 60s)
 	RATimeout       time.Duration    // netinit.ra_timeout=DUR (default 3s, 0 for IPv4-only ip=)
+	DHCP4Timeout    time.Duration    // netinit.dhcp4_timeout=DUR (default 3s)
 	MTU             int              // netinit.mtu=N (68..65535); 0 = not set
 	IP              []IPConfig       // every ip=
 	Nameservers     []netip.Addr     // nameserver= then the DNS of every ip=, deduplicated
@@ -172,6 +176,7 @@ func Defaults() *Spec {
 	return &Spec{
 		Timeout:      DefaultTimeout,
 		RATimeout:    DefaultRATimeout,
+		DHCP4Timeout: DefaultDHCP4Timeout,
 		Ygg:          "auto",
 		YggMulticast: true,
 		WG:           "auto",

@@ -73,6 +73,10 @@
 //	                           (default 3s; 0 s when ip= is given and none
 //	                           asks for IPv6 autoconfiguration, e.g.
 //	                           ip=dhcp, unless this key is given)
+//	netinit.dhcp4_timeout=DUR  how long an uplink whose IPv6 is complete
+//	                           waits for a DHCPv4 lease before it is ready
+//	                           without IPv4 (default 3s; ip=dhcp always
+//	                           waits for IPv4)
 //	netinit.mtu=N              MTU of the uplink, 68..65535
 //	ip=...                     see below; repeatable (one per link)
 //	nameserver=IP              repeatable; dns1/dns2 of ip= are added

@@ -42,11 +42,12 @@ func init() {
 		"uplink": {parse: scalar(func(v string) (string, error) {
 			return v, validIfname(v)
 		}, func(s *Spec, v string) { s.Uplink = v })},
-		"ignore":     {list: true, parse: commaList(parseGlob, func(s *Spec) *[]string { return &s.Ignore })},
-		"timeout":    {parse: scalar(parseTimeout(false), func(s *Spec, v time.Duration) { s.Timeout = v })},
-		"ra_timeout": {parse: scalar(parseTimeout(true), func(s *Spec, v time.Duration) { s.RATimeout = v })},
-		"mtu":        {parse: scalar(parseMTU, func(s *Spec, v int) { s.MTU = v })},
-		"keydir":     {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.KeyDir = v })},
+		"ignore":        {list: true, parse: commaList(parseGlob, func(s *Spec) *[]string { return &s.Ignore })},
+		"timeout":       {parse: scalar(parseTimeout(false), func(s *Spec, v time.Duration) { s.Timeout = v })},
+		"ra_timeout":    {parse: scalar(parseTimeout(true), func(s *Spec, v time.Duration) { s.RATimeout = v })},
+		"dhcp4_timeout": {parse: scalar(parseTimeout(true), func(s *Spec, v time.Duration) { s.DHCP4Timeout = v })},
+		"mtu":           {parse: scalar(parseMTU, func(s *Spec, v int) { s.MTU = v })},
+		"keydir":        {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.KeyDir = v })},
 		"ygg": {parse: scalar(oneOf("auto", "on", "off", "auto-inbound"),
 			func(s *Spec, v string) { s.Ygg = v })},
 		"ygg.peers":     {list: true, parse: commaList(parseYggPeer, func(s *Spec) *[]string { return &s.YggPeers })},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -55,6 +56,17 @@ type client struct {
 
 	lastRefusal string
 	dropped     map[string]bool
+	v6only      time.Duration // the server's V6ONLY_WAIT while honouring it
+}
+
+// v6OnlyError: the server prefers the link IPv6-only (RFC 8925).
+type v6OnlyError struct {
+	server net.IP
+	wait   time.Duration
+}
+
+func (e *v6OnlyError) Error() string {
+	return fmt.Sprintf("%v prefers IPv6-only for %s (option 108)", e.server, e.wait)
 }
 
 // Run acquires a DHCPv4 lease on o.Link, applies and reports it and, unless
@@ -122,6 +134,19 @@ func (c *client) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		c.setStatus("selecting")
 		b, t0, err := c.acquire(ctx)
+		var v6 *v6OnlyError
+		if errors.As(err, &v6) {
+			// RFC 8925 section 3.2: no REQUEST, no address; ask again
+			// after V6ONLY_WAIT (or when told to renew).
+			c.logf("server %v prefers IPv6-only (RFC 8925): no IPv4 address taken, asking again in %s", v6.server, v6.wait)
+			c.v6only = v6.wait
+			c.setStatus("ipv6-only")
+			if c.o.Oneshot || !c.waitRenew(ctx, time.Now().Add(v6.wait)) {
+				return
+			}
+			c.v6only = 0
+			continue
+		}
 		if err != nil {
 			return // ctx ended
 		}
@@ -151,6 +176,10 @@ func (c *client) acquire(ctx context.Context) (*binding, time.Time, error) {
 		}
 		if ctx.Err() != nil {
 			return nil, time.Time{}, ctx.Err()
+		}
+		var v6 *v6OnlyError
+		if errors.As(err, &v6) {
+			return nil, time.Time{}, err
 		}
 		if s := err.Error(); s != c.lastRefusal {
 			c.lastRefusal = s
@@ -201,6 +230,11 @@ func (c *client) dora(ctx context.Context) (*binding, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	srv := offer.ServerIdentifier()
+	if c.o.IPv6OnlyPreferred {
+		if w, ok := v6OnlyWait(offer, c.logDrop); ok {
+			return nil, time.Time{}, &v6OnlyError{server: srv, wait: w}
+		}
+	}
 	// REQUESTING: broadcast, same xid, with the server identifier and
 	// the requested address (RFC 2131 section 4.3.2).
 	ack, t0, err := c.exchange(ctx, cl, nclient4.DefaultServers, c.o.Requests, backoff, "REQUEST",
@@ -233,6 +267,11 @@ func (c *client) modifiers(xid dhcpv4.TransactionID, secs uint16) []dhcpv4.Modif
 		dhcpv4.WithHwAddr(c.hw),
 		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(c.cid)),
 		dhcpv4.WithRequestedOptions(requested...),
+		func(d *dhcpv4.DHCPv4) {
+			if c.o.IPv6OnlyPreferred {
+				d.UpdateOption(dhcpv4.OptParameterRequestList(slices.Concat(requested, []dhcpv4.OptionCode{dhcpv4.OptionIPv6OnlyPreferred})...))
+			}
+		},
 		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)),
 		func(d *dhcpv4.DHCPv4) { d.NumSeconds = secs },
 	}
@@ -484,6 +523,7 @@ func (c *client) snapshot() lease.Lease {
 		Status:  c.status,
 		Updated: now,
 	}
+	l.V6OnlyWait = c.v6only
 	b := c.cur
 	if b == nil {
 		return l
@@ -542,11 +582,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
 	tm := time.NewTimer(time.Until(t))
 	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-	case <-c.o.Renew:
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tm.C:
+			return true
+		case <-c.o.Renew:
+			return true
+		case <-c.o.Reapply:
+			if c.cur == nil {
+				continue
+			}
+			if err := c.apply(c.cur, c.t0); err != nil {
+				c.logf("applying lease %s again: %v", c.cur.Addr, err)
+			}
+			c.o.Report(c.snapshot())
+		}
 	}
-	return true
 }

@@ -21,8 +21,9 @@ type Options struct {
 	Link string // interface name
 
 	// DefaultRoute is asked when a lease is applied (and again at every
-	// renewal): install the default route (and an option-121 default)
-	// only if it returns true. Only the uplink installs default routes —
+	// renewal and Reapply): install the default route, and option-121
+	// routes less specific than /8 (0.0.0.0/1 + 128.0.0.0/1 is a default
+	// route too), only if it returns true. Only the uplink installs them —
 	// a second NIC that also gets a lease must not win the default route
 	// at random. nil means true.
 	DefaultRoute func() bool
@@ -47,6 +48,16 @@ type Options struct {
 	// Renew, when it receives, makes a bound client renew its lease now
 	// instead of waiting for T1 (the control socket's "renew").
 	Renew <-chan struct{}
+
+	// Reapply, when it receives, applies the bound lease again (asking
+	// DefaultRoute again): the engine's uplink changed.
+	Reapply <-chan struct{}
+
+	// IPv6OnlyPreferred requests DHCP option 108 (RFC 8925): set it when
+	// the link runs IPv6 too. A server that answers with it gets no
+	// REQUEST: the client takes no address, reports status "ipv6-only"
+	// with Lease.V6OnlyWait, and asks again after that wait.
+	IPv6OnlyPreferred bool
 
 	// Oneshot acquires and applies a lease once, then returns (no renew
 	// loop; the kernel expires the address at the end of the lease).

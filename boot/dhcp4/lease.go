@@ -316,7 +316,7 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 func hasDefault(b *binding) bool {
 	if b.Static != nil {
 		for _, r := range b.Static {
-			if r.Dst.Bits() == 0 {
+			if wide(r.Dst) {
 				return true
 			}
 		}
@@ -324,6 +324,11 @@ func hasDefault(b *binding) bool {
 	}
 	return len(b.Routers) > 0
 }
+
+// wide reports whether a route is one only the uplink installs: a default
+// route or any route less specific than /8 (issue 13 item 7: a
+// non-uplink's 0.0.0.0/1 + 128.0.0.0/1 must not override the uplink).
+func wide(p netip.Prefix) bool { return p.Bits() < 8 }
 
 func plan(b *binding, allowDefault bool) []route {
 	var rs []route
@@ -342,7 +347,7 @@ func plan(b *binding, allowDefault bool) []route {
 		}
 	}
 	for _, r := range rs {
-		if r.Dst.Bits() == 0 && !allowDefault {
+		if wide(r.Dst) && !allowDefault {
 			continue
 		}
 		if r.Dst == subnet && !r.Via.IsValid() {
@@ -474,4 +479,22 @@ func searchList(m *dhcpv4.DHCPv4, logf func(string, ...any)) []string {
 	return dnsname.List(names, 0, func(n string, err error) {
 		logf("ignoring search domain %q: %v", n, err)
 	})
+}
+
+// minV6OnlyWait is MIN_V6ONLY_WAIT (RFC 8925 section 3.4).
+const minV6OnlyWait = 300 * time.Second
+
+// v6OnlyWait reads option 108 (RFC 8925 section 3.1) from an OFFER: the
+// V6ONLY_WAIT, at least MIN_V6ONLY_WAIT (section 3.2), and whether the
+// option is there. An option whose length is not 4 is ignored (logged).
+func v6OnlyWait(m *dhcpv4.DHCPv4, logf func(string, ...any)) (time.Duration, bool) {
+	b := m.Options.Get(dhcpv4.OptionIPv6OnlyPreferred)
+	if b == nil {
+		return 0, false
+	}
+	if len(b) != 4 {
+		logf("option 108 (IPv6-only preferred) of %d bytes ignored: %q", len(b), b)
+		return 0, false
+	}
+	return max(time.Duration(binary.BigEndian.Uint32(b))*time.Second, minV6OnlyWait), true
 }

@@ -270,3 +270,63 @@ func TestRenewWait(t *testing.T) {
 		}
 	}
 }
+
+// TestV6OnlyWait: option 108 (RFC 8925) is read only when it is 4 bytes,
+// and never below MIN_V6ONLY_WAIT.
+func TestV6OnlyWait(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mods []dhcpv4.Modifier
+		want time.Duration
+		ok   bool
+	}{
+		{"absent", nil, 0, false},
+		{"1800 s", []dhcpv4.Modifier{raw(dhcpv4.OptionIPv6OnlyPreferred, 0, 0, 0x07, 0x08)}, 1800 * time.Second, true},
+		{"below the minimum", []dhcpv4.Modifier{raw(dhcpv4.OptionIPv6OnlyPreferred, 0, 0, 0, 10)}, 300 * time.Second, true},
+		{"zero", []dhcpv4.Modifier{raw(dhcpv4.OptionIPv6OnlyPreferred, 0, 0, 0, 0)}, 300 * time.Second, true},
+		{"all ones", []dhcpv4.Modifier{raw(dhcpv4.OptionIPv6OnlyPreferred, 0xff, 0xff, 0xff, 0xff)}, 0xffffffff * time.Second, true},
+		{"2 bytes", []dhcpv4.Modifier{raw(dhcpv4.OptionIPv6OnlyPreferred, 0x07, 0x08)}, 0, false},
+		{"5 bytes", []dhcpv4.Modifier{raw(dhcpv4.OptionIPv6OnlyPreferred, 0, 0, 0x07, 0x08, 0)}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logged []string
+			got, ok := v6OnlyWait(goodACK(t, tc.mods...), func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) })
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("v6OnlyWait = %v %v, want %v %v", got, ok, tc.want, tc.ok)
+			}
+			if !ok && tc.mods != nil && len(logged) != 1 {
+				t.Errorf("a malformed option 108 was not logged: %q", logged)
+			}
+		})
+	}
+}
+
+// TestPlanWideRoutes: option 121's 0.0.0.0/1 + 128.0.0.0/1 (a default
+// route in two halves) and anything less specific than /8 are installed
+// only where default routes are allowed (the uplink); narrower routes
+// always.
+func TestPlanWideRoutes(t *testing.T) {
+	b := &binding{Addr: netip.MustParsePrefix("192.0.2.57/24"), Static: []route{
+		{Dst: netip.MustParsePrefix("0.0.0.0/1"), Via: netip.MustParseAddr("192.0.2.1")},
+		{Dst: netip.MustParsePrefix("128.0.0.0/1"), Via: netip.MustParseAddr("192.0.2.1")},
+		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Via: netip.MustParseAddr("192.0.2.1")},
+	}}
+	if !hasDefault(b) {
+		t.Fatal("two /1 halves do not ask for the default-route permission")
+	}
+	for _, tc := range []struct {
+		allow bool
+		want  []string
+	}{
+		{true, []string{"0.0.0.0/1 via 192.0.2.1", "128.0.0.0/1 via 192.0.2.1", "10.0.0.0/8 via 192.0.2.1"}},
+		{false, []string{"10.0.0.0/8 via 192.0.2.1"}},
+	} {
+		var got []string
+		for _, r := range plan(b, tc.allow) {
+			got = append(got, r.String())
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("plan(allow=%v) = %q, want %q", tc.allow, got, tc.want)
+		}
+	}
+}

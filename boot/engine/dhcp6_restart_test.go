@@ -16,7 +16,8 @@ func TestDHCP6Restart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.runCtx = ctx
-	l := &link{name: "nolink0"}
+	l := &link{}
+	l.name = "nolink0"
 	e.links[l.name] = l
 	state := func() (int, bool, bool) {
 		e.wg.Wait()

@@ -12,11 +12,10 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"maps"
 	"os"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -61,8 +60,17 @@ type Config struct {
 	// Probe, if set, re-runs the connectivity probe (control "probe").
 	Probe func()
 	// Decorate, if set, adds to every state built what the engine does
-	// not own (the overlays). It may be called from any goroutine.
+	// not own (the overlays). It may be called from any goroutine, never
+	// with the engine's lock held.
 	Decorate func(*state.State)
+	// Kernel is where the engine reads links and addresses (nil: netlink).
+	Kernel Kernel
+	// Previous is the state an earlier process wrote (the daemon gets
+	// PID 1's): the uplink it elected stays the uplink, with its
+	// candidates, instead of a second election that could pick another
+	// link while the first one's default route is still in the kernel.
+	// Only the daemon's re-election moves it then.
+	Previous *state.State
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -70,9 +78,19 @@ type Engine struct {
 	cfg  Config
 	spec *cmdline.Spec
 
+	kernel Kernel
+	// probe checks a candidate's reachability (probeVia; tests fake it).
+	probe func(ctx context.Context, c candidate, targets []string) (bool, []string)
+
 	mu       sync.Mutex
 	links    map[string]*link
 	leases   map[leaseKey]lease.Lease
+	ballot   election
+	electing bool      // the election goroutine runs
+	watching bool      // watchUplink runs
+	lastMove time.Time // when the daemon last moved the uplink
+	badSince time.Time // when the uplink was first seen unhealthy
+	probedAt time.Time // when the uplink's reachability was last probed
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes
@@ -103,8 +121,12 @@ func New(cfg Config) *Engine {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	if cfg.Kernel == nil {
+		cfg.Kernel = netlinkKernel{}
+	}
 	e := &Engine{
 		cfg:      cfg,
+		kernel:   cfg.Kernel,
 		spec:     cfg.Spec,
 		links:    map[string]*link{},
 		leases:   map[leaseKey]lease.Lease{},
@@ -112,13 +134,22 @@ func New(cfg Config) *Engine {
 		problems: slices.Clone(cfg.Problems),
 		phase:    state.PhaseStarting,
 		changed:  make(chan struct{}, 1),
+		probe:    probeVia,
 	}
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
 	}
-	if u := cfg.Spec.Uplink; u != "" {
-		e.uplink, e.upReason, e.upFixed = u, "cmdline", true
+	e.ballot.cmdline = cfg.Spec.Uplink
+	if p := cfg.Previous; p != nil && p.Uplink != "" &&
+		slices.Contains([]string{reasonReachable, reasonReelected, reasonFirst}, p.UplinkReason) {
+		e.ballot.kept, e.ballot.keptReason = p.Uplink, p.UplinkReason
+		e.ballot.cands = candidatesFromState(p.Candidates)
+		for _, c := range e.ballot.cands {
+			e.ballot.asked = append(e.ballot.asked, c.name)
+		}
+		e.ballot.decided = true
 	}
+	e.electLocked()
 	return e
 }
 
@@ -165,16 +196,20 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 		return st, nil
 	}
 	// Keep the network: rewrite the state after every change, at most
-	// every 100 ms.
+	// every 100 ms, and watch the uplink (re-election).
+	watch := time.NewTicker(watchEvery)
+	defer watch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return e.Snapshot(), nil
+		case <-watch.C:
+			e.spawn(func() { e.watchUplink(ctx, time.Now()) })
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
 			e.mu.Lock()
 			was := e.phase
-			if e.settleLocked(e.readyLocked()) != was {
+			if e.settleLocked(ready(e.viewLocked(), time.Now())) != was {
 				e.logf("phase %s -> %s", was, e.phase)
 			}
 			e.mu.Unlock()
@@ -212,15 +247,8 @@ func (e *Engine) verdict(ready bool) *state.State {
 // settleLocked sets the phase: ready when ready, else degraded when
 // something is usable, else offline; the first time a phase is reached is
 // recorded in the timings. The caller holds e.mu.
-func (e *Engine) settleLocked(ready bool) state.Phase {
-	switch {
-	case ready:
-		e.phase = state.PhaseReady
-	case e.anyUsableLocked():
-		e.phase = state.PhaseDegraded
-	default:
-		e.phase = state.PhaseOffline
-	}
+func (e *Engine) settleLocked(isReady bool) state.Phase {
+	e.phase = settle(e.viewLocked(), isReady)
 	e.mark(string(e.phase))
 	return e.phase
 }
@@ -300,7 +328,7 @@ func (e *Engine) report(l lease.Lease) {
 			lk.renewals4++
 		}
 	}
-	if len(l.Addresses) == 0 && len(l.Routes) == 0 && len(l.DNS) == 0 && !l.Managed && !l.Other {
+	if len(l.Addresses) == 0 && len(l.Routes) == 0 && len(l.DNS) == 0 && !l.Managed && !l.Other && l.V6OnlyWait == 0 {
 		delete(e.leases, k)
 	} else {
 		e.leases[k] = l
@@ -319,6 +347,7 @@ func (e *Engine) report(l lease.Lease) {
 			lk.raAt = time.Now()
 		}
 	}
+	e.stamp6Locked(l.Link)
 	e.mu.Unlock()
 	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
 		e.startDHCP6(l.Link, l.Managed, l.Other)
@@ -326,18 +355,18 @@ func (e *Engine) report(l lease.Lease) {
 	e.notify()
 }
 
-// mayDefault is asked by a client before it installs a default route on
-// link. Only the uplink installs default routes; when nothing chose the
-// uplink (no netinit.uplink=, no BOOTIF), the first link that asks
-// becomes it.
-func (e *Engine) mayDefault(link string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.uplink == "" {
-		e.uplink, e.upReason = link, "first-default-route"
-		e.logf("uplink %s (first link with a default route)", link)
+// stamp6Locked records when a link's IPv6 first became complete (the
+// start of its DHCPv4 grace period). The caller holds e.mu.
+func (e *Engine) stamp6Locked(name string) {
+	lk := e.links[name]
+	if lk == nil || !lk.full6At.IsZero() {
+		return
 	}
-	return e.uplink == link
+	f := lk.linkFacts
+	f.leases = e.leasesOf(name)
+	if complete6(&f, e.spec) {
+		lk.full6At = time.Now()
+	}
 }
 
 // discover finds the links to manage, now and as they appear, until ctx
@@ -441,20 +470,40 @@ func skipReason(l netlink.Link, ignore []string, vlans []string) string {
 }
 
 // Snapshot builds the current state document from the leases and the
-// kernel.
+// kernel. The kernel is read without the engine's lock held.
 func (e *Engine) Snapshot() *state.State {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.snapshotLocked()
+	v := e.viewLocked()
+	e.mu.Unlock()
+	kern := map[string]KernelLink{}
+	for _, l := range v.links {
+		if kl, err := e.kernel.Link(l.name); err == nil {
+			kern[l.name] = kl
+		}
+	}
+	st := merge(v, kern, time.Now())
+	st.PID = os.Getpid()
+	if e.cfg.Decorate != nil {
+		e.cfg.Decorate(st)
+	}
+	return st
 }
 
-func (e *Engine) sortedLinks() []*link {
-	ls := make([]*link, 0, len(e.links))
-	for _, l := range e.links {
-		ls = append(ls, l)
+// viewLocked copies what the pure core decides on. The caller holds e.mu.
+func (e *Engine) viewLocked() *view {
+	v := &view{
+		spec: e.spec, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
+		cands: slices.Clone(e.ballot.cands),
+		phase: e.phase, problems: slices.Clone(e.problems), modules: e.cfg.Modules,
+		timings: maps.Clone(e.timings),
 	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].name < ls[j].name })
-	return ls
+	for _, l := range e.links {
+		f := l.linkFacts
+		f.leases = e.leasesOf(l.name)
+		v.links = append(v.links, f)
+	}
+	slices.SortFunc(v.links, func(a, b linkFacts) int { return strings.Compare(a.name, b.name) })
+	return v
 }
 
 // leasesOf lists a link's leases in sourceOrder.
@@ -464,18 +513,6 @@ func (e *Engine) leasesOf(link string) []lease.Lease {
 		if l, ok := e.leases[leaseKey{link, src}]; ok {
 			out = append(out, l)
 		}
-	}
-	return out
-}
-
-// sourceOrder is the precedence when merging what several sources gave
-// (DNS, search, hostname): static config first, then IPv4, then IPv6.
-var sourceOrder = []state.Source{state.SourceStatic, state.SourceDHCP4, state.SourceSLAAC, state.SourceDHCP6}
-
-func addrStrings(as []netip.Addr) []string {
-	out := make([]string, 0, len(as))
-	for _, a := range as {
-		out = append(out, a.String())
 	}
 	return out
 }

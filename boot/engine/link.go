@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -17,18 +16,11 @@ import (
 	"github.com/threefoldtech/netinit/boot/ra"
 )
 
-// link is one managed link and what runs on it.
+// link is one managed link and what runs on it. Its plain values
+// (linkFacts) are guarded by the engine's mutex.
 type link struct {
-	name string
-	mac  net.HardwareAddr
-	ipc  cmdline.IPConfig   // the first ip= for this link (static address, hostname, MTU)
-	ipcs []cmdline.IPConfig // all of them: several ip= for one link add up
-
-	carrierAt   time.Time // zero until carrier
-	raAt        time.Time // first RA
+	linkFacts
 	dhcp6Active bool
-	dhcp6Done   bool // DHCPv6 gave up or finished without an address
-	renewals4   int  // DHCPv4 leases renewed or rebound
 
 	// The running DHCPv6 client: its mode, how to stop it, and which
 	// start it is (a stopped client must not touch its successor's state).
@@ -40,27 +32,10 @@ type link struct {
 	// renew4 and renew6 poke the link's DHCPv4 client and router
 	// solicitation (control socket "renew").
 	renew4, renew6 chan struct{}
+	// reapply4 and reapply6 have the clients apply their configuration
+	// again (the uplink changed).
+	reapply4, reapply6 chan struct{}
 }
-
-func (l *link) any(f func(cmdline.IPConfig) bool) bool {
-	for _, c := range l.ipcs {
-		if f(c) {
-			return true
-		}
-	}
-	return false
-}
-
-func (l *link) wants4() bool { return l.any(cmdline.IPConfig.WantsDHCP4) }
-
-func (l *link) wantsRA() bool {
-	return l.any(cmdline.IPConfig.WantsRA) || l.any(cmdline.IPConfig.WantsDHCP6)
-}
-
-func (l *link) wantsDHCP6() bool { return l.any(cmdline.IPConfig.WantsDHCP6) }
-
-// static reports whether an ip= gives the link a static address.
-func (l *link) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
 
 // ipConfigFor picks the ip= that apply to a link: those naming it, else
 // those naming no device, else the default (DHCPv4 + RA, DHCPv6 when the
@@ -89,20 +64,21 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
 	a := nl.Attrs()
 	ipcs := ipConfigFor(e.spec, a.Name)
-	l := &link{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs,
-		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
+	l := &link{linkFacts: linkFacts{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs},
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.links[l.name] = l
-	if !e.upFixed && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
-		e.uplink, e.upReason, e.upFixed = l.name, "bootif", true
-		e.logf("uplink %s (BOOTIF %s)", l.name, a.HardwareAddr)
+	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
+		e.ballot.bootif = l.name
+		e.electLocked()
 	}
 	e.mu.Unlock()
-	e.spawn(func() { e.manage(ctx, l, nl) })
+	e.spawn(func() { e.manage(ctx, l) })
 }
 
 // manage brings one link up and runs its clients until ctx ends.
-func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
+func (e *Engine) manage(ctx context.Context, l *link) {
 	name := l.name
 	if l.wantsRA() {
 		// Before the link goes up: the engine owns IPv6 on it (accept_ra
@@ -112,16 +88,21 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 			e.problem("%s: preparing IPv6: %v", name, err)
 		}
 	}
-	if mtu := e.mtuFor(l); mtu > 0 && mtu != nl.Attrs().MTU {
-		if err := netlink.LinkSetMTU(nl, mtu); err != nil {
+	kl, err := e.kernel.Link(name)
+	if err != nil {
+		e.problem("%s: %v", name, err)
+		return
+	}
+	if mtu := e.mtuFor(l); mtu > 0 && mtu != kl.MTU {
+		if err := e.kernel.SetMTU(name, mtu); err != nil {
 			e.problem("%s: mtu %d: %v", name, mtu, err)
 		}
 	}
-	if nl.Attrs().Flags&net.FlagUp != 0 {
+	if kl.Up {
 		// Never bounce a link that is up: a PXE-booted NIC that goes down
 		// restarts the switch's spanning-tree timer (30-50 s).
 		e.logf("%s: already up, left as is", name)
-	} else if err := netlink.LinkSetUp(nl); err != nil {
+	} else if err := e.kernel.SetUp(name); err != nil {
 		e.problem("%s: set up: %v", name, err)
 		return
 	} else {
@@ -144,8 +125,12 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				MTU:          mtu,
 				IPv6:         l.wantsRA() || l.wantsDHCP6(),
 				Renew:        l.renew4,
-				Report:       e.report,
-				Logf:         e.cfg.Logf,
+				Reapply:      l.reapply4,
+				// RFC 8925: a link that runs IPv6 too may be told to go
+				// without IPv4.
+				IPv6OnlyPreferred: l.wantsRA(),
+				Report:            e.report,
+				Logf:              e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("dhcp4 on %s: %v", name, err)
@@ -160,6 +145,7 @@ func (e *Engine) manage(ctx context.Context, l *link, nl netlink.Link) {
 				Protected:    e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
 				MTU:          mtu,
 				Solicit:      l.renew6,
+				Reapply:      l.reapply6,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
 			})
@@ -215,6 +201,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 		current := l.dhcp6Gen == gen
 		if current {
 			l.dhcp6Active, l.dhcp6Done = false, true
+			e.stamp6Locked(name)
 		}
 		e.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
@@ -241,7 +228,7 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 	start := time.Now()
 	warned := false
 	for {
-		if carrier(l.name) {
+		if e.kernel.Carrier(l.name) {
 			e.mu.Lock()
 			l.carrierAt = time.Now()
 			e.mark("carrier")
@@ -264,11 +251,6 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 		case <-time.After(wait):
 		}
 	}
-}
-
-func carrier(name string) bool {
-	b, err := os.ReadFile("/sys/class/net/" + name + "/carrier")
-	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // createVLANs creates the vlan= links before discovery picks them up.

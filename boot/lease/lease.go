@@ -42,6 +42,14 @@ type Lease struct {
 	// list several; the first is used).
 	Routers []netip.Addr
 
+	// V6OnlyWait is set by DHCPv4 when the server answered that the link
+	// prefers IPv6-only (RFC 8925 option 108, V6ONLY_WAIT): the client
+	// took no address and asks again after this long.
+	V6OnlyWait time.Duration
+	// PREF64 is the NAT64 prefix the router advertised (RFC 8781); the
+	// zero Prefix when none.
+	PREF64 netip.Prefix
+
 	// Updated is when the client applied this.
 	Updated time.Time
 }
@@ -63,17 +71,24 @@ type Route struct {
 // Usable reports whether the lease gives the link at least one address.
 func (l *Lease) Usable() bool { return l != nil && len(l.Addresses) > 0 }
 
-// HasDefault reports whether the lease installed a default route.
+// HasDefault reports whether the lease installed a default route, or
+// both halves of one (0.0.0.0/1 + 128.0.0.0/1, ::/1 + 8000::/1: DHCP
+// option 121 and VPNs give it so, to win over a plain default route).
 func (l *Lease) HasDefault() bool {
 	if l == nil {
 		return false
 	}
+	halves := map[netip.Prefix]bool{}
 	for _, r := range l.Routes {
 		if r.Dst.Bits() == 0 {
 			return true
 		}
+		if r.Dst.Bits() == 1 {
+			halves[r.Dst.Masked()] = true
+		}
 	}
-	return false
+	return halves[netip.MustParsePrefix("0.0.0.0/1")] && halves[netip.MustParsePrefix("128.0.0.0/1")] ||
+		halves[netip.MustParsePrefix("::/1")] && halves[netip.MustParsePrefix("8000::/1")]
 }
 
 // Reporter receives a client's lease after every change. It must not

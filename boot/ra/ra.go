@@ -12,6 +12,7 @@ package ra
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/lease"
@@ -22,7 +23,9 @@ import (
 type Options struct {
 	Link string
 	// DefaultRoute says whether to install the IPv6 default route(s) via
-	// the advertising routers (only the uplink does). Nil means no.
+	// the advertising routers, and on-link or RFC 4191 routes less
+	// specific than /8 (::/0 on-link, ::/1): only the uplink does. Nil
+	// means no.
 	DefaultRoute func() bool
 	// RouteInfo says whether RFC 4191 routes (Route Information options)
 	// are installed on this link. Only the uplink should speak for the
@@ -41,6 +44,9 @@ type Options struct {
 	// Solicit, when it receives, sends a Router Solicitation now (the
 	// control socket's "renew"); the answer refreshes the lifetimes.
 	Solicit <-chan struct{}
+	// Reapply, when it receives, applies the current view again (asking
+	// DefaultRoute again): the engine's uplink changed.
+	Reapply <-chan struct{}
 	// Oneshot returns after the first RA has been applied, or when the
 	// Router Solicitations are exhausted, or when ctx ends.
 	Oneshot bool
@@ -68,6 +74,7 @@ func (v View) Lease(link string, applied []Route, now time.Time) lease.Lease {
 		Managed: v.Managed,
 		Other:   v.Other,
 		Server:  v.Router,
+		PREF64:  v.PREF64,
 		Updated: now,
 	}
 	if !v.Received {
@@ -98,17 +105,34 @@ func finite(d time.Duration) time.Duration {
 	return d
 }
 
-// routes is every route of the view that should be in the kernel;
-// defaults only if withDefault, RFC 4191 routes only if withRIO.
+// routes is every route of the view that should be in the kernel: RFC
+// 4191 routes only if withRIO, defaults and routes less specific than /8
+// only if withDefault.
 func (v View) routes(withDefault, withRIO bool) []Route {
-	rs := append([]Route(nil), v.OnLink...)
-	if withDefault {
-		rs = append(rs, v.Defaults...)
-	}
+	sets := [][]Route{v.OnLink, v.Defaults}
 	if withRIO {
-		rs = append(rs, v.Routes...)
+		sets = append(sets, v.Routes)
+	}
+	var rs []Route
+	for _, set := range sets {
+		for _, r := range set {
+			if withDefault || !r.wide() {
+				rs = append(rs, r)
+			}
+		}
 	}
 	return rs
+}
+
+// wide reports whether a route is one only the uplink installs: a default
+// route, or any route less specific than /8 (issue 13 item 7: a
+// non-uplink's on-link ::/0 or RIO ::/1 must not override the uplink).
+func (r Route) wide() bool { return r.Dst.Bits() < 8 }
+
+// wantsDefault reports whether the view has a route only the uplink
+// installs (then the client asks Options.DefaultRoute).
+func (v View) wantsDefault() bool {
+	return slices.ContainsFunc(v.OnLink, Route.wide) || len(v.Defaults) > 0 || slices.ContainsFunc(v.Routes, Route.wide)
 }
 
 // keyOf identifies a kernel route.

@@ -128,7 +128,7 @@ func Run(ctx context.Context, o Options) error {
 		v := t.View(now)
 		// Only ask when there is a default route to install: the engine makes
 		// the first link that asks its uplink.
-		withDefault := len(v.Defaults) > 0 && o.DefaultRoute != nil && o.DefaultRoute()
+		withDefault := v.wantsDefault() && o.DefaultRoute != nil && o.DefaultRoute()
 		withRIO := withDefault
 		if o.RouteInfo != nil {
 			withRIO = len(v.Routes) > 0 && o.RouteInfo()
@@ -171,6 +171,8 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		select {
+		case <-o.Reapply: // the uplink changed: install or withdraw the defaults
+			apply(now)
 		case <-o.Solicit: // the control socket's "renew": ask the routers now
 			if err := solicit(conn, ifi.HardwareAddr, false); err != nil {
 				logf("%s: ra: router solicitation: %v", o.Link, err)

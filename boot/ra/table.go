@@ -154,7 +154,7 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 		return nil, fmt.Errorf("%w: ICMPv6 code %d, want 0", ErrInvalid, b[1])
 	}
 	// ndp checks that every option has a length > 0 and fits the message.
-	m, err := ndp.ParseMessage(b)
+	m, err := ndp.ParseMessage(dropBadPREF64(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -224,7 +224,9 @@ type Table struct {
 	dns     map[netip.Addr]time.Time
 	search  map[string]time.Time
 
-	protected []netip.Prefix // no route or address from an RA inside these
+	protected   []netip.Prefix // no route or address from an RA inside these
+	pref64      netip.Prefix   // RFC 8781 NAT64 prefix, the most recent one
+	pref64Until time.Time
 
 	mtu             int
 	managed, other  bool
@@ -364,6 +366,9 @@ func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisemen
 			if len(good) > 0 {
 				note("dnssl %s (%s)", strings.Join(good, ","), lifetime(o.Lifetime))
 			}
+		case *ndp.PREF64:
+			changed = t.nat64(now, o) || changed
+			note("pref64 %s (%s)", o.Prefix, lifetime(o.Lifetime))
 		case *ndp.MTU:
 			m := int(o.MTU)
 			if m < minMTU || (t.linkMTU > 0 && m > t.linkMTU) {
@@ -503,6 +508,27 @@ func (t *Table) route(now time.Time, src netip.Addr, o *ndp.RouteInformation) (c
 	return false, note + " ignored (cap)"
 }
 
+// nat64 handles one RFC 8781 PREF64 option. The most recently received
+// prefix is the one used (section 5); lifetime 0 withdraws it. ndp has
+// checked the prefix length code; a prefix that cannot be a NAT64 one
+// (link-local, multicast, IPv4-mapped) is ignored.
+func (t *Table) nat64(now time.Time, o *ndp.PREF64) bool {
+	p := o.Prefix.Masked()
+	a := p.Addr()
+	if !p.IsValid() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.Is4In6() || a.IsUnspecified() {
+		return false
+	}
+	if o.Lifetime == 0 {
+		if p == t.pref64 {
+			t.pref64, t.pref64Until = netip.Prefix{}, time.Time{}
+			return true
+		}
+		return false
+	}
+	t.pref64, t.pref64Until = p, now.Add(o.Lifetime)
+	return true
+}
+
 // dnsServer handles one RFC 8106 RDNSS address: lifetime 0 removes it.
 // Only global unicast addresses are taken: a link-local one would need a
 // zone that resolv.conf cannot carry, and loopback, multicast, the
@@ -584,6 +610,10 @@ func (t *Table) Expire(now time.Time) bool {
 			changed = true
 		}
 	}
+	if t.pref64.IsValid() && gone(t.pref64Until) {
+		t.pref64, t.pref64Until = netip.Prefix{}, time.Time{}
+		changed = true
+	}
 	return changed
 }
 
@@ -617,6 +647,9 @@ func (t *Table) Next(now time.Time) time.Time {
 	for _, until := range t.search {
 		consider(until)
 	}
+	if t.pref64.IsValid() {
+		consider(t.pref64Until)
+	}
 	return next
 }
 
@@ -648,11 +681,12 @@ type View struct {
 	Managed, Other bool
 	Router         netip.Addr // source of the last accepted RA
 	Received       bool
+	PREF64         netip.Prefix // RFC 8781 NAT64 prefix; zero when none
 }
 
 // View returns what should be configured at now.
 func (t *Table) View(now time.Time) View {
-	v := View{MTU: t.mtu, Managed: t.managed, Other: t.other, Router: t.last, Received: t.seenRA}
+	v := View{MTU: t.mtu, Managed: t.managed, Other: t.other, Router: t.last, Received: t.seenRA, PREF64: t.pref64}
 	for _, a := range t.addrs {
 		v.Addrs = append(v.Addrs, Addr{Prefix: a.addr, Valid: remaining(now, a.validUntil), Preferred: remaining(now, a.preferredUntil)})
 	}

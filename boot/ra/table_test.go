@@ -337,3 +337,166 @@ func TestFixRouteInfo(t *testing.T) {
 		}
 	}
 }
+
+// TestPREF64: the NAT64 prefix of RFC 8781, from the wire bytes through
+// Validate to the lease: the most recent prefix is kept, lifetime 0
+// withdraws it, it expires, and prefixes that cannot be NAT64 are ignored.
+func TestPREF64(t *testing.T) {
+	src := netip.MustParseAddr("fe80::1")
+	now := time.Unix(1000, 0)
+	tb := NewTable([8]byte{1}, 1500)
+	send := func(p string, lt time.Duration) {
+		t.Helper()
+		b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{
+			Options: []ndp.Option{&ndp.PREF64{Prefix: netip.MustParsePrefix(p), Lifetime: lt}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, err := Validate(b, src, 255)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Update(now, src, ra)
+	}
+	got := func() netip.Prefix { return tb.View(now).Lease("eth0", nil, now).PREF64 }
+
+	send("64:ff9b::/96", 1800*time.Second)
+	if got() != netip.MustParsePrefix("64:ff9b::/96") {
+		t.Fatalf("pref64 %s, want 64:ff9b::/96", got())
+	}
+	send("2001:db8:64::/64", 600*time.Second)
+	if got() != netip.MustParsePrefix("2001:db8:64::/64") {
+		t.Fatalf("pref64 %s, want the most recent 2001:db8:64::/64", got())
+	}
+	for _, bad := range []string{"fe80::/64", "ff02::/64", "::ffff:0:0/96"} {
+		send(bad, 600*time.Second)
+		if got() != netip.MustParsePrefix("2001:db8:64::/64") {
+			t.Fatalf("pref64 %s after %s, want it ignored", got(), bad)
+		}
+	}
+	if next := tb.Next(now); !next.Equal(now.Add(600 * time.Second)) {
+		t.Errorf("next expiry %v, want the PREF64 lifetime", next)
+	}
+	now = now.Add(601 * time.Second)
+	if !tb.Expire(now) || got().IsValid() {
+		t.Errorf("pref64 %s after its lifetime", got())
+	}
+	send("64:ff9b::/96", 1800*time.Second)
+	send("64:ff9b::/96", 0)
+	if got().IsValid() {
+		t.Errorf("pref64 %s after lifetime 0", got())
+	}
+}
+
+// TestWideRoutesOnlyOnUplink: an on-link ::/0, an RIO ::/1 and the default
+// routers are installed only where default routes are allowed (the
+// uplink); a narrower RIO always is.
+func TestWideRoutesOnlyOnUplink(t *testing.T) {
+	src := netip.MustParseAddr("fe80::1")
+	now := time.Unix(1000, 0)
+	tb := NewTable([8]byte{1}, 1500)
+	b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: []ndp.Option{
+		&ndp.PrefixInformation{PrefixLength: 0, OnLink: true, ValidLifetime: time.Hour, Prefix: netip.IPv6Unspecified()},
+		&ndp.RouteInformation{PrefixLength: 8, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("::")},
+		&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:5::")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := Validate(b, src, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.Update(now, src, ra)
+	// ::/1 in RIO form: ndp v1.1.0 drops bits of prefixes that are not a
+	// multiple of 8, so the /1 is added to the view here directly.
+	v := tb.View(now)
+	v.Routes = append(v.Routes, Route{Dst: netip.MustParsePrefix("::/1"), Via: src, Metric: 1024, Lifetime: time.Hour})
+	if !v.wantsDefault() {
+		t.Fatal("a view with default routers does not ask for the permission")
+	}
+	dsts := func(withDefault bool) []string {
+		var out []string
+		for _, r := range v.routes(withDefault, true) {
+			out = append(out, r.Dst.String())
+		}
+		return out
+	}
+	// The RIO ::/8 is not there at all: RIO routes less specific than
+	// /48 are ignored (TestTableHostile).
+	if got := dsts(false); fmt.Sprint(got) != "[2001:db8:5::/48]" {
+		t.Errorf("not the uplink: routes %v, want only 2001:db8:5::/48", got)
+	}
+	if got := dsts(true); fmt.Sprint(got) != "[::/0 ::/0 2001:db8:5::/48 ::/1]" {
+		t.Errorf("uplink: routes %v", got)
+	}
+	onlyWide := View{OnLink: []Route{{Dst: netip.MustParsePrefix("::/0")}}}
+	if !onlyWide.wantsDefault() {
+		t.Error("an on-link ::/0 alone does not ask for the permission")
+	}
+}
+
+// TestBadPREF64Ignored: a PREF64 option with an undefined Prefix Length
+// Code, or of the wrong length, is ignored (RFC 8781 section 4) and the
+// rest of the RA is used.
+func TestBadPREF64Ignored(t *testing.T) {
+	src := netip.MustParseAddr("fe80::1")
+	good, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{RouterLifetime: time.Minute, Options: []ndp.Option{
+		&ndp.PREF64{Prefix: netip.MustParsePrefix("64:ff9b::/96"), Lifetime: 600 * time.Second},
+		&ndp.RecursiveDNSServer{Lifetime: time.Hour, Servers: []netip.Addr{netip.MustParseAddr("2001:db8::53")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The PREF64 option sits right after the 16-octet header.
+	badPLC := append([]byte(nil), good...)
+	badPLC[16+3] |= 0x7 // PLC 7
+	long := append(append(append([]byte(nil), good[:16]...), optPREF64, 3), make([]byte, 22)...)
+	long = append(long, good[32:]...)
+	for name, b := range map[string][]byte{"PLC 7": badPLC, "24 octets": long} {
+		t.Run(name, func(t *testing.T) {
+			ra, err := Validate(b, src, 255)
+			if err != nil {
+				t.Fatalf("RA refused for its PREF64 option: %v", err)
+			}
+			tb := NewTable([8]byte{1}, 1500)
+			now := time.Unix(1000, 0)
+			tb.Update(now, src, ra)
+			v := tb.View(now)
+			if v.PREF64.IsValid() || len(v.DNS) != 1 {
+				t.Errorf("pref64 %s dns %v, want none and the RDNSS", v.PREF64, v.DNS)
+			}
+		})
+	}
+	if ra, err := Validate(good, src, 255); err != nil || len(ra.Options) != 2 {
+		t.Errorf("the good RA: %v, %d options", err, len(ra.Options))
+	}
+	// Framing errors stay ndp's to refuse.
+	broken := append(append([]byte(nil), good[:16]...), optPREF64, 0)
+	if _, err := Validate(broken, src, 255); err == nil {
+		t.Error("an option of length 0 accepted")
+	}
+}
+
+// FuzzDropBadPREF64: never panics, never grows the message, keeps the
+// header, and what it returns has no PREF64 option that ndp would refuse.
+func FuzzDropBadPREF64(f *testing.F) {
+	ra, _ := ndp.MarshalMessage(&ndp.RouterAdvertisement{Options: []ndp.Option{
+		&ndp.PREF64{Prefix: netip.MustParsePrefix("64:ff9b::/96"), Lifetime: time.Minute}}})
+	f.Add(ra)
+	f.Add(append(append([]byte(nil), ra[:16]...), 38, 2, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := dropBadPREF64(b)
+		if len(out) > len(b) || (len(b) >= 16 && string(out[:16]) != string(b[:16])) {
+			t.Fatalf("dropBadPREF64 changed the header or grew: %x -> %x", b, out)
+		}
+		if len(out) < 16 {
+			return
+		}
+		for i := 16; i+2 <= len(out) && out[i+1] != 0 && i+int(out[i+1])*8 <= len(out); i += int(out[i+1]) * 8 {
+			if out[i] == 38 && (out[i+1] != 2 || out[i+3]&7 > 5) && len(out) != len(b) {
+				t.Fatalf("bad PREF64 kept at %d: %x", i, out)
+			}
+		}
+	})
+}

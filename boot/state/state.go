@@ -55,9 +55,12 @@ type State struct {
 	Phase  Phase  `json:"phase"`
 	Uplink string `json:"uplink"`
 	// UplinkReason says why Uplink was chosen: "cmdline", "bootif",
-	// "first-default-route", "only-link" or "" when there is none.
+	// "reachable", "first-default-route" or "" when there is none.
 	UplinkReason string `json:"uplink_reason"`
-	PublicIPv6   bool   `json:"public_ipv6"`
+	// Candidates are the links the uplink was elected from, with the
+	// evidence (absent when no election ran: one link, or a fixed uplink).
+	Candidates []Candidate `json:"candidates,omitempty"`
+	PublicIPv6 bool        `json:"public_ipv6"`
 	// PublicIPv6Reason explains the verdict in words.
 	PublicIPv6Reason string `json:"public_ipv6_reason"`
 
@@ -67,6 +70,9 @@ type State struct {
 	Search     []string    `json:"search"`
 	NTP        []string    `json:"ntp"`
 	Hostname   string      `json:"hostname"`
+	// NAT64Prefix is the uplink's PREF64 (RFC 8781), for the stages that
+	// decide on 464XLAT or DNS64; "" when none.
+	NAT64Prefix string `json:"nat64_prefix,omitempty"`
 
 	Yggdrasil *Yggdrasil `json:"yggdrasil"`
 	WireGuard *WireGuard `json:"wireguard"`
@@ -101,6 +107,19 @@ type State struct {
 	PID int `json:"pid"`
 }
 
+// Candidate is one link that could carry the default routes, as the
+// uplink election saw it.
+type Candidate struct {
+	Name      string   `json:"name"`
+	Address   string   `json:"address,omitempty"`
+	Gateways  []string `json:"gateways,omitempty"`
+	Probed    bool     `json:"probed"`
+	Reachable bool     `json:"reachable"`
+	// Evidence is what the reachability probe through the link's own
+	// gateway found, in words.
+	Evidence []string `json:"evidence,omitempty"`
+}
+
 // Interface is one managed link.
 type Interface struct {
 	Name      string    `json:"name"`
@@ -115,6 +134,11 @@ type Interface struct {
 	DHCP4Renewals int `json:"dhcp4_renewals,omitempty"`
 	// RA is "off", "soliciting", "received", "none".
 	RA string `json:"ra,omitempty"`
+	// IPv6OnlyPreferredS is the DHCPv4 server's V6ONLY_WAIT (RFC 8925
+	// option 108) while the link honours it (DHCP4 "ipv6-only").
+	IPv6OnlyPreferredS int64 `json:"ipv6_only_preferred_s,omitempty"`
+	// PREF64 is the NAT64 prefix the link's router advertised (RFC 8781).
+	PREF64 string `json:"pref64,omitempty"`
 }
 
 // Address is one address on a link.

@@ -108,6 +108,10 @@ func cmdDaemon(args []string) int {
 		modules:     bi.Modules,
 		log:         log,
 	}
+	// PID 1's elected uplink stays the uplink (engine.Config.Previous).
+	if st, err := state.Read(state.DefaultPath); err == nil {
+		n.previous = st
+	}
 	n.runKept(ctx)
 	log.Logf("network daemon stopping (leases and addresses stay in place)")
 	return 0

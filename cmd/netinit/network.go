@@ -29,7 +29,8 @@ type network struct {
 	problems    []string
 	timings     map[string]int64
 	modules     *state.Modules
-	keyDir      string // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
+	keyDir      string       // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
+	previous    *state.State // what PID 1 wrote: its elected uplink is kept
 	log         *console.Log
 }
 
@@ -57,6 +58,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		Timings:     n.timings,
 		Modules:     n.modules,
 		Logf:        n.log.Logf,
+		Previous:    n.previous,
 	}
 	if ov != nil {
 		cfg.Observe, cfg.Decorate, cfg.Probe = ov.Observe, ov.Decorate, ov.Reprobe

@@ -106,6 +106,16 @@ func render(w io.Writer, st *state.State, now time.Time) {
 	}
 	fmt.Fprintf(w, "phase:       %s (updated %s)\n", st.Phase, st.UpdatedAt.Format(time.RFC3339))
 	fmt.Fprintf(w, "uplink:      %s (%s)\n", orNone(st.Uplink), st.UplinkReason)
+	for _, c := range st.Candidates {
+		reach := "not reachable"
+		if c.Reachable {
+			reach = "reachable"
+		}
+		fmt.Fprintf(w, "  candidate %s (%s, gateways %s): %s %q\n", c.Name, orNone(c.Address), strings.Join(c.Gateways, " "), reach, c.Evidence)
+	}
+	if st.NAT64Prefix != "" {
+		fmt.Fprintf(w, "NAT64:       %s (PREF64 from the uplink's router)\n", st.NAT64Prefix)
+	}
 	fmt.Fprintf(w, "public IPv6: %s — %s\n", pub, st.PublicIPv6Reason)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nLINK\tCARRIER\tMTU\tADDRESS\tSOURCE\tLIFETIME")

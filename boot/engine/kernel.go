@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Kernel is what the engine itself reads from and does to the kernel: one
+// link's MTU, state, carrier and addresses; setting a link up and its MTU.
+// (The protocol clients own their part of the kernel configuration.) The
+// Linux implementation uses netlink and sysfs; unit tests hand the engine a
+// fake (kernel_test.go), so the merge of leases and kernel state is tested
+// without root.
+type Kernel interface {
+	// Link returns the kernel's view of the named link.
+	Link(name string) (KernelLink, error)
+	// Carrier reports whether the named link has carrier.
+	Carrier(name string) bool
+	// SetUp sets the named link administratively up.
+	SetUp(name string) error
+	// SetMTU sets the named link's MTU.
+	SetMTU(name string, mtu int) error
+}
+
+// KernelLink is one link as the kernel has it.
+type KernelLink struct {
+	MTU     int
+	Up      bool // administratively up
+	Carrier bool
+	Addrs   []KernelAddr
+}
+
+// KernelAddr is one address on a link. ValidLft is in seconds; 0 and all
+// ones mean infinite.
+type KernelAddr struct {
+	Prefix   netip.Prefix
+	ValidLft uint32
+}
+
+// netlinkKernel is the Linux Kernel.
+type netlinkKernel struct{}
+
+func (netlinkKernel) Link(name string) (KernelLink, error) {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return KernelLink{}, err
+	}
+	kl := KernelLink{MTU: nl.Attrs().MTU, Up: nl.Attrs().Flags&net.FlagUp != 0, Carrier: carrier(name)}
+	addrs, err := netlink.AddrList(nl, netlink.FAMILY_ALL)
+	if err != nil {
+		return kl, err
+	}
+	for _, a := range addrs {
+		p, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		ka := KernelAddr{Prefix: netip.PrefixFrom(p.Unmap(), ones)}
+		if a.ValidLft > 0 {
+			ka.ValidLft = uint32(a.ValidLft)
+		}
+		kl.Addrs = append(kl.Addrs, ka)
+	}
+	return kl, nil
+}
+
+func (netlinkKernel) Carrier(name string) bool { return carrier(name) }
+
+func (netlinkKernel) SetUp(name string) error {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(nl)
+}
+
+func (netlinkKernel) SetMTU(name string, mtu int) error {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetMTU(nl, mtu)
+}
+
+func carrier(name string) bool {
+	b, err := os.ReadFile("/sys/class/net/" + name + "/carrier")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}

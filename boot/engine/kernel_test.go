@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+)
+
+// fakeKernel is a Kernel held in memory, for unit tests without root.
+type fakeKernel struct {
+	mu    sync.Mutex
+	links map[string]KernelLink
+	ops   []string // what was done, in order: "up eth0", "mtu eth0 9000"
+}
+
+func newFakeKernel() *fakeKernel { return &fakeKernel{links: map[string]KernelLink{}} }
+
+func (k *fakeKernel) set(name string, kl KernelLink) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.links[name] = kl
+}
+
+func (k *fakeKernel) Link(name string) (KernelLink, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kl, ok := k.links[name]
+	if !ok {
+		return KernelLink{}, fmt.Errorf("link %s not found", name)
+	}
+	return kl, nil
+}
+
+func (k *fakeKernel) Carrier(name string) bool {
+	kl, err := k.Link(name)
+	return err == nil && kl.Carrier
+}
+
+func (k *fakeKernel) SetUp(name string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kl, ok := k.links[name]
+	if !ok {
+		return fmt.Errorf("link %s not found", name)
+	}
+	kl.Up = true
+	k.links[name] = kl
+	k.ops = append(k.ops, "up "+name)
+	return nil
+}
+
+func (k *fakeKernel) SetMTU(name string, mtu int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kl, ok := k.links[name]
+	if !ok {
+		return fmt.Errorf("link %s not found", name)
+	}
+	kl.MTU = mtu
+	k.links[name] = kl
+	k.ops = append(k.ops, fmt.Sprintf("mtu %s %d", name, mtu))
+	return nil
+}
+
+func (k *fakeKernel) done() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.ops...)
+}
