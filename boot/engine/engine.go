@@ -54,8 +54,10 @@ type Config struct {
 	Modules *state.Modules
 	// Logf prints one event line.
 	Logf func(format string, args ...any)
-	// Observe, if set, is called with every state written, from the
-	// verdict on (the overlays decide and follow the uplink there).
+	// Observe, if set, is called with every state written from the
+	// verdict on (the overlays decide and follow the uplink there), and
+	// before the verdict with the state (phase "starting") after every
+	// change (a hidden node's Yggdrasil starts as soon as IPv4 is up).
 	Observe func(*state.State)
 	// Probe, if set, re-runs the connectivity probe (control "probe").
 	Probe func()
@@ -185,6 +187,10 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 		case <-e.changed:
 			if e.ready() {
 				st = e.verdict(true)
+			} else if e.cfg.Observe != nil {
+				// The overlays may start before the verdict (a hidden
+				// node's Yggdrasil, once IPv4 is up).
+				e.cfg.Observe(e.Snapshot())
 			}
 		case <-tick.C:
 			if e.ready() {

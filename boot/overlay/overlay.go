@@ -45,6 +45,10 @@ type Config struct {
 	Logf   func(format string, args ...any)
 	// Refresh asks the engine to rewrite the state (peers changed).
 	Refresh func()
+	// Start is when netinit started: the overlay milestones (firewall,
+	// ygg_up, ygg_first_peer) go into the state's timings relative to it.
+	// Zero: no milestones.
+	Start time.Time
 }
 
 // Manager runs the overlays of one netinit process.
@@ -68,6 +72,9 @@ type Manager struct {
 	wg          *wg.Tunnel
 	rules       []string
 	fw          *state.FirewallStatus
+	early       bool             // Yggdrasil was started before the verdict
+	marks       map[string]int64 // overlay milestones, ms since Config.Start
+	startMu     sync.Mutex       // the early start and the verdict's start, one at a time
 	problems    []string
 	uplinkKey   string
 	last        *state.State // the latest state observed
@@ -108,6 +115,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 // in a long backoff after an outage).
 func (m *Manager) Observe(st *state.State) {
 	if st.Phase == state.PhaseStarting {
+		m.observeEarly(st)
 		return
 	}
 	m.mu.Lock()
@@ -163,44 +171,139 @@ func uplinkKey(st *state.State) string {
 }
 
 // start probes, decides, and starts what was decided.
+// observeEarly starts Yggdrasil before the verdict when it can already
+// help: with netinit.ygg=auto, as soon as the uplink has IPv4 and the node
+// no public IPv6 (issue 16). A hidden node is reachable only through the
+// overlay, and the verdict may still be seconds away (the RA wait,
+// netinit.ra_timeout, on an IPv4-only link; the probe). The verdict then
+// only records: WireGuard and the connectivity are decided there, and an
+// RA that brings public IPv6 later does not stop Yggdrasil (see the
+// package comment). auto-inbound needs the probe, so it waits for the
+// verdict.
+func (m *Manager) observeEarly(st *state.State) {
+	if m.cfg.Spec.Ygg != "auto" || !hiddenOnIPv4(st) {
+		return
+	}
+	m.mu.Lock()
+	if m.early || m.decided {
+		m.mu.Unlock()
+		return
+	}
+	m.early = true
+	m.mu.Unlock()
+	snap := *st
+	m.spawn("early yggdrasil start", func() { m.startEarly(&snap) })
+}
+
+// hiddenOnIPv4 reports whether the uplink has an IPv4 address and the node
+// no public IPv6 (yet).
+func hiddenOnIPv4(st *state.State) bool {
+	if st.Uplink == "" || st.PublicIPv6 {
+		return false
+	}
+	for _, ifc := range st.Interfaces {
+		if ifc.Name != st.Uplink {
+			continue
+		}
+		for _, a := range ifc.Addresses {
+			p, err := netip.ParsePrefix(a.CIDR)
+			if err == nil && p.Addr().Is4() && (a.Source == state.SourceDHCP4 || a.Source == state.SourceStatic) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// startEarly brings up the firewall, then Yggdrasil, before the verdict.
+func (m *Manager) startEarly(st *state.State) {
+	m.startMu.Lock()
+	defer m.startMu.Unlock()
+	m.cfg.Logf("overlays: yggdrasil starts now (netinit.ygg=auto: the uplink has IPv4 and the node no public IPv6); the verdict decides the rest")
+	if m.firewallUp(overlayRules(m.cfg.Spec, state.Overlays{Yggdrasil: true})) != nil {
+		return
+	}
+	if err := m.startYggdrasil(st); err != nil {
+		m.problem("yggdrasil: %v", err)
+	}
+	m.cfg.Refresh()
+}
+
+// firewallUp applies the overlay firewall and records it. The table goes
+// in before ygg0 and wg0 exist (its rules match by name), so there is no
+// moment when an overlay address is reachable unfiltered. On failure the
+// overlays must stay down (the caller returns): an overlay address is
+// reachable from the whole overlay, and an unfiltered one would expose
+// every service of the node.
+func (m *Manager) firewallUp(rules firewall.Rules) error {
+	spec := m.cfg.Spec
+	err := m.applyFirewall(rules)
+	fw := &state.FirewallStatus{Applied: err == nil, Interfaces: rules.Interfaces, Allow: []string{}}
+	for _, p := range spec.Allow {
+		fw.Allow = append(fw.Allow, p.String())
+	}
+	if err != nil {
+		fw.Error = err.Error()
+	}
+	m.mu.Lock()
+	m.fw = fw
+	if err == nil {
+		m.rules = firewall.Describe(rules)
+		m.markLocked("firewall")
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.problem("overlay firewall: %v: the overlays (%v) are NOT started, the node is not reachable through them", err, rules.Interfaces)
+		m.cfg.Refresh()
+		return err
+	}
+	m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v; overlay addresses reachable only through them", rules.Interfaces, spec.Allow)
+	return nil
+}
+
+// markLocked records an overlay milestone once; the caller holds m.mu.
+func (m *Manager) markLocked(name string) {
+	if m.cfg.Start.IsZero() {
+		return
+	}
+	if m.marks == nil {
+		m.marks = map[string]int64{}
+	}
+	if _, ok := m.marks[name]; !ok {
+		m.marks[name] = time.Since(m.cfg.Start).Milliseconds()
+	}
+}
+
 func (m *Manager) start(st *state.State) {
+	m.startMu.Lock()
+	defer m.startMu.Unlock()
 	spec := m.cfg.Spec
 	conn := m.probeFn(st)
 	d := Decide(spec, st, conn)
 	m.mu.Lock()
+	running := m.ygg != nil
+	if running {
+		// Started at the IPv4 lease, before the verdict: kept, whatever
+		// the verdict says (an RA that brought public IPv6 meanwhile does
+		// not stop it, as later).
+		if d.Yggdrasil {
+			d.YggdrasilReason += " (started before the verdict, when IPv4 came up)"
+		} else {
+			d.Yggdrasil, d.YggdrasilReason = true, "started before the verdict, when IPv4 came up; kept ("+d.YggdrasilReason+")"
+		}
+	}
 	m.conn, m.decision = conn, d
 	m.mu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
 	m.spawn("reprobe loop", m.reprobeLoop)
 	rules := overlayRules(spec, d)
-	if len(rules.Interfaces) > 0 {
-		// The table goes in before ygg0 and wg0 exist (its rules match
-		// by name), so there is no moment when an overlay address is
-		// reachable unfiltered. Without it the overlays stay down: an
-		// overlay address is reachable from the whole overlay, and an
-		// unfiltered one would expose every service of the node.
-		err := m.applyFirewall(rules)
-		fw := &state.FirewallStatus{Applied: err == nil, Interfaces: rules.Interfaces, Allow: []string{}}
-		for _, p := range spec.Allow {
-			fw.Allow = append(fw.Allow, p.String())
-		}
-		if err != nil {
-			fw.Error = err.Error()
-		}
-		m.mu.Lock()
-		m.fw = fw
-		if err == nil {
-			m.rules = firewall.Describe(rules)
-		}
-		m.mu.Unlock()
-		if err != nil {
-			m.problem("overlay firewall: %v: the overlays (%v) are NOT started, the node is not reachable through them", err, rules.Interfaces)
-			m.cfg.Refresh()
-			return
-		}
-		m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v; overlay addresses reachable only through them", rules.Interfaces, spec.Allow)
+	// Applied again when Yggdrasil runs already: the table is replaced in
+	// one batch, and WireGuard's rules join it before wg0 exists. If that
+	// fails, the early table stays in force for ygg0.
+	if len(rules.Interfaces) > 0 && m.firewallUp(rules) != nil {
+		return
 	}
-	if d.Yggdrasil {
+	if d.Yggdrasil && !running {
 		if err := m.startYggdrasil(st); err != nil {
 			m.problem("yggdrasil: %v", err)
 		}
@@ -345,7 +448,9 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 	m.ygg, m.yggOpts = n, opts
 	m.yggIdentity = describeIdentity(id, spec.YggSeed, m.cfg.KeyDir)
 	m.problems = append(m.problems, n.Problems()...)
+	m.markLocked("ygg_up")
 	m.mu.Unlock()
+	m.spawn("first peer watch", m.watchFirstPeer)
 	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), m.yggIdentity, len(opts.Peers), opts.Listen)
 	if id == nil {
 		m.spawn("identity watch", m.identityLoop)
@@ -487,6 +592,40 @@ func (m *Manager) Decorate(st *state.State) {
 		st.Problems = append(st.Problems, m.wg.Problems()...)
 	}
 	st.Problems = append(st.Problems, m.problems...)
+	if len(m.marks) > 0 && st.TimingsMS == nil {
+		st.TimingsMS = map[string]int64{}
+	}
+	for k, v := range m.marks {
+		st.TimingsMS[k] = v
+	}
+}
+
+// watchFirstPeer records when Yggdrasil has its first peer up (the
+// ygg_first_peer milestone: from then on the node can be reached), bounded
+// by a minute; the state is rewritten at once.
+func (m *Manager) watchFirstPeer() {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	end := time.After(time.Minute)
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-end:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		up := m.ygg != nil && slices.ContainsFunc(m.ygg.State().Peers, func(p state.YggdrasilPeer) bool { return p.Up })
+		if up {
+			m.markLocked("ygg_first_peer")
+		}
+		m.mu.Unlock()
+		if up {
+			m.cfg.Refresh()
+			return
+		}
+	}
 }
 
 // Close stops the overlays (at the end of the process; the boot-time

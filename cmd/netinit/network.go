@@ -43,7 +43,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
 		ov = overlay.New(ctx, overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
-			Refresh: func() { e.Refresh() }})
+			Refresh: func() { e.Refresh() }, Start: n.start})
 		defer ov.Close()
 	}
 	cfg := engine.Config{
