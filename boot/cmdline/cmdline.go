@@ -21,6 +21,8 @@ const DefaultConfigPath = "/etc/netinit/netinit.conf"
 const (
 	DefaultTimeout   = 60 * time.Second
 	DefaultRATimeout = 3 * time.Second
+	// DefaultLANPeers is netinit.ygg.lan_peers's default (ygg.DefaultLANPeers).
+	DefaultLANPeers = 8
 )
 
 // Spec is what the command line and the config file ask for.
@@ -41,6 +43,7 @@ type Spec struct {
 	YggPeers        []string         // netinit.ygg.peers=uri,uri
 	YggMulticast    bool             // netinit.ygg.multicast=on|off (default on)
 	YggSeed         string           // netinit.ygg.seed=PATH
+	YggLANPeers     int              // netinit.ygg.lan_peers=N (default 8; 0 = no bound)
 	WG              string           // netinit.wg=auto|on|off
 	WGPeers         []WGPeer         // netinit.wg.peer=KEY@HOST:PORT
 	WGAddress       []netip.Prefix   // netinit.wg.address=cidr,cidr
@@ -164,6 +167,7 @@ func Defaults() *Spec {
 		RATimeout:    DefaultRATimeout,
 		Ygg:          "auto",
 		YggMulticast: true,
+		YggLANPeers:  DefaultLANPeers,
 		WG:           "auto",
 		set:          map[string]bool{},
 	}

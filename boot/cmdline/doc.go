@@ -78,6 +78,7 @@
 //	netinit.ygg.peers=URI,...  tcp:// tls:// quic:// ws:// wss:// socks://
 //	                           sockstls:// URIs with host:port
 //	netinit.ygg.multicast=on|off  link-local peer discovery (default on)
+//	netinit.ygg.lan_peers=N    at most N LAN (multicast) peers (default 8; 0 = no bound)
 //	netinit.ygg.seed=PATH      absolute path of the Yggdrasil key seed
 //	netinit.wg=auto|on|off     WireGuard (default auto)
 //	netinit.wg.peer=KEY@HOST:PORT  repeatable; KEY is base64 of 32 bytes,

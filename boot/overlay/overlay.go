@@ -238,6 +238,7 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 		Seed:      spec.YggSeed,
 		Peers:     spec.YggPeers,
 		Multicast: spec.YggMulticast && st.Uplink != "",
+		LANPeers:  spec.YggLANPeers,
 		NodeInfo:  map[string]any{"name": st.Hostname, "netinit": m.cfg.Version},
 		Logf:      m.cfg.Logf,
 	}

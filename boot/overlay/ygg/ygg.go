@@ -71,6 +71,10 @@ type Options struct {
 	// expressions, anchored by the caller if needed; empty = ".*").
 	Multicast      bool
 	MulticastLinks []string
+	// LANPeers bounds the peers found by multicast (see lanNeighbours for
+	// whom); 0 peers with every node heard, as yggdrasil-go does alone.
+	// Configured peers are not counted and always kept.
+	LANPeers int
 
 	// IfName is the TUN interface; default DefaultIfName.
 	IfName string
@@ -91,6 +95,7 @@ type Node struct {
 	core  *core.Core
 	tun   *tun.TunAdapter
 	mc    *multicast.Multicast
+	lan   *lan
 	pub   ed25519.PublicKey
 	peers []string          // as configured, in order
 	orig  map[string]string // link name in core (URI without query) -> configured URI
@@ -184,13 +189,17 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 			links = []string{".*"}
 		}
 		var mopts []multicast.SetupOption
+		var res []*regexp.Regexp
 		for _, l := range links {
 			re, err := regexp.Compile(l)
 			if err != nil {
 				n.shutdown()
 				return nil, fmt.Errorf("yggdrasil: multicast link pattern %q: %w", l, err)
 			}
-			mopts = append(mopts, multicast.MulticastInterface{Regex: re, Beacon: true, Listen: true})
+			res = append(res, re)
+			// Bounded: yggdrasil-go only beacons and accepts; netinit
+			// listens and chooses whom to call (lan.go).
+			mopts = append(mopts, multicast.MulticastInterface{Regex: re, Beacon: true, Listen: o.LANPeers <= 0})
 		}
 		m, err := multicast.New(c, lg, mopts...)
 		if err != nil {
@@ -198,6 +207,15 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 			return nil, fmt.Errorf("yggdrasil: multicast: %w", err)
 		}
 		n.mc = m
+		if o.LANPeers > 0 {
+			l, err := startLAN(c, o.LANPeers, res, logf)
+			if err != nil {
+				n.shutdown()
+				return nil, fmt.Errorf("yggdrasil: %w", err)
+			}
+			n.lan = l
+			logf("yggdrasil: LAN peering bounded to %d peers", o.LANPeers)
+		}
 	}
 
 	go func() {
@@ -329,6 +347,9 @@ func (n *Node) shutdown() error {
 
 func (n *Node) doShutdown() {
 	var errs []error
+	if n.lan != nil {
+		n.lan.close()
+	}
 	if n.mc != nil {
 		if err := n.mc.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("multicast: %w", err))
