@@ -20,7 +20,7 @@ DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iper
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
 
-.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean FORCE
+.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean farm FORCE
 all: image
 
 ## deps: install missing Debian packages (only when missing). Their
@@ -115,6 +115,15 @@ vet:
 bench: bench-deps
 	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
+
+## farm: N netinit daemons on one LAN (namespaces, dnsmasq, Yggdrasil LAN
+##   peering): time to all-addressed, reachability, RSS and CPU per node
+##   (N=10,25,50 for several sizes; K=lan_peers, default the daemon's;
+##   CSV in $(BUILD)/farm.csv; results in docs/farm.md)
+N ?= 10
+K ?= -1
+farm: deps build
+	$(GO) run ./cmd/farm -netinit $(BUILD)/netinit -n $(N) -lan-peers $(K) -csv $(BUILD)/farm.csv
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -243,10 +243,13 @@ func (l *lan) run() {
 				}
 				continue
 			}
-			dirty = dirty || !ok
 			h.addr, h.last = bc.addr, time.Now()
 			known[bc.key] = h
-			continue
+			if ok {
+				continue
+			}
+			// A newcomer: choose and call now, not at the next tick.
+			dirty = true
 		case <-tick.C:
 		}
 		now := time.Now()

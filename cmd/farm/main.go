@@ -1,0 +1,88 @@
+// Command farm runs farms of netinit daemons on one LAN (package
+// internal/farm) for each size given and prints, and writes as CSV, what
+// each node costs:
+//
+//	farm -netinit build/netinit -n 10,25,50 [-lan-peers K] [-csv farm.csv]
+//
+// It needs root (network namespaces) and dnsmasq. Everything it creates
+// is removed on success, failure and SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/threefoldtech/netinit/internal/farm"
+)
+
+func main() {
+	sizes := flag.String("n", "10", "farm sizes, comma-separated (each 1.."+strconv.Itoa(farm.MaxNodes)+")")
+	bin := flag.String("netinit", "build/netinit", "the netinit binary")
+	lan := flag.Int("lan-peers", -1, "netinit.ygg.lan_peers= for every node (-1: the default)")
+	out := flag.String("csv", "", "CSV file, one row per node (default: none)")
+	sample := flag.Int("sample", 5, "nodes each node pings")
+	settle := flag.Duration("settle", 20*time.Second, "wait after the sweep before RSS and CPU are read")
+	keep := flag.Bool("keep", false, "keep the work directory (state files, logs)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep); err != nil {
+		fmt.Fprintf(os.Stderr, "farm: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool) error {
+	var ns []int
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > farm.MaxNodes {
+			return fmt.Errorf("-n %q: want sizes 1..%d", s, farm.MaxNodes)
+		}
+		ns = append(ns, n)
+	}
+	var csvf *os.File
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cw := csv.NewWriter(f)
+		_ = cw.Write(farm.CSVHeader)
+		if cw.Flush(); cw.Error() != nil {
+			return cw.Error()
+		}
+		csvf = f
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("netinit farm on %s, %d CPUs, %s\n\n%s\n|---|---|---|---|---|---|---|---|\n",
+		host, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), farm.Header)
+	for _, n := range ns {
+		dir := ""
+		if keep {
+			dir = fmt.Sprintf("build/farm-%d", n)
+		}
+		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir,
+			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+		if err != nil {
+			return fmt.Errorf("%d nodes: %w", n, err)
+		}
+		fmt.Println(r.Summary())
+		if csvf != nil {
+			if err := r.WriteCSV(csvf); err != nil {
+				return fmt.Errorf("%s: %w", out, err)
+			}
+		}
+	}
+	return nil
+}
