@@ -30,7 +30,7 @@ func main() {
 	lan := flag.Int("lan-peers", -1, "netinit.ygg.lan_peers= for every node (-1: the default)")
 	out := flag.String("csv", "", "CSV file, one row per node (default: none)")
 	sample := flag.Int("sample", 5, "nodes each node pings")
-	settle := flag.Duration("settle", 20*time.Second, "wait after the sweep before RSS and CPU are read")
+	settle := flag.Duration("settle", 20*time.Second, "wait between all-addressed and the ping sweep (then RSS and CPU are read)")
 	keep := flag.Bool("keep", false, "keep the work directory (state files, logs)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -4,8 +4,9 @@
 // server, and in each node `netinit up` (the real binary, kept running as
 // at boot) with Yggdrasil on and LAN multicast peering. It reports the
 // time until every node has a Yggdrasil address with a peer up, whether
-// every node reaches a sample of the others over Yggdrasil (one sweep),
-// and each daemon's RSS and CPU time from /proc. docs/farm.md has results.
+// every node reaches a sample of the others over Yggdrasil (one sweep,
+// once the farm has settled), and each daemon's RSS and CPU time from
+// /proc. docs/farm.md has results.
 package farm
 
 import (
@@ -44,8 +45,9 @@ type Config struct {
 	// Timeout bounds the wait for every node to be addressed (default
 	// 60 s + 2 s per node).
 	Timeout time.Duration
-	// Settle is the wait after the sweep before RSS and CPU are read
-	// (default 20 s: LAN peerings no longer chosen are dropped after 10 s).
+	// Settle is the wait between all-addressed and the sweep, after
+	// which RSS and CPU are read (default 20 s: the LAN peerings chosen
+	// while the nodes were still being heard are dropped after 10 s).
 	Settle time.Duration
 	Logf   func(string, ...any)
 }
@@ -314,8 +316,8 @@ func lanPeers(st *state.Yggdrasil) int {
 	return c
 }
 
-// measure waits for every node to be addressed, sweeps the pings, lets
-// the farm settle and reads the daemons' cost.
+// measure waits for every node to be addressed, lets the farm settle,
+// sweeps the pings and reads the daemons' cost.
 func (f *farm) measure(ctx context.Context) (*Result, error) {
 	res := &Result{N: f.cfg.N, LANPeers: f.cfg.LANPeers, Nodes: make([]Node, f.cfg.N)}
 	for i := range res.Nodes {
@@ -355,13 +357,13 @@ func (f *farm) measure(ctx context.Context) (*Result, error) {
 	for _, n := range f.nodes {
 		res.Nodes[n.index].CPUAddr, _ = cpuTime(n.cmd.Process.Pid)
 	}
-	if err := f.sweep(ctx, res); err != nil {
-		return nil, err
-	}
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(f.cfg.Settle):
+	}
+	if err := f.sweep(ctx, res); err != nil {
+		return nil, err
 	}
 	for _, n := range f.nodes {
 		r := &res.Nodes[n.index]

@@ -19,12 +19,7 @@ import (
 // nothing of the farm is left behind.
 func TestFarmSmoke(t *testing.T) {
 	lab.Require(t, "dnsmasq", "ip")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if lab.Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
+	lab.RequireTUN(t)
 	lab.GuardResolvConf(t)
 	bin := lab.BuildNetinit(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -279,12 +279,7 @@ func TestHiddenNode(t *testing.T) {
 		t.Skip("helper")
 	}
 	lab.Require(t, "nft", "env")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if lab.Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
+	lab.RequireTUN(t)
 	lab.GuardResolvConf(t)
 
 	// hidden (192.0.2.2, private side) -- nat (masquerade) -- pub (198.51.100.1)
@@ -398,12 +393,7 @@ func TestKick(t *testing.T) {
 		t.Skip("helper")
 	}
 	lab.Require(t, "env")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if lab.Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
+	lab.RequireTUN(t)
 	lab.GuardResolvConf(t)
 	hidden := lab.NewNS(t, "kickh")
 	pub := lab.NewNS(t, "kickp")
@@ -465,12 +455,7 @@ func TestLANPeering(t *testing.T) {
 		t.Skip("helper")
 	}
 	lab.Require(t, "env")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if lab.Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
+	lab.RequireTUN(t)
 	lab.GuardResolvConf(t)
 	const k, count = 2, 6
 	hub := lab.NewNS(t, "lanhub")

@@ -307,7 +307,8 @@ func (l *lan) lanPeers() []lanPeer {
 
 // reconcile makes the LAN peerings follow the choice. Of each chosen
 // pair, the node with the lower key calls (one connection, not two: both
-// compute the same pair, see lanNeighbours), and it is the caller that
+// compute the same pair, see lanNeighbours; the higher calls only if no
+// call came, and drops its own if both did), and it is the caller that
 // drops a peering once it has stayed unchosen for dropAfter, so that
 // views that differ while a newcomer is being heard do not make peerings
 // flap. (yggdrasil-go cannot remove an inbound link: RemovePeer is for
@@ -315,12 +316,21 @@ func (l *lan) lanPeers() []lanPeer {
 // choose, e.g. from a stock Yggdrasil node that calls everyone, stay.
 func (l *lan) reconcile(now time.Time, known map[key]heard, chosen []key, lastCall, unchosen map[key]time.Time) {
 	peers := l.lanPeers()
-	up := map[key]bool{}
+	up, in := map[key]bool{}, map[key]bool{}
 	for _, p := range peers {
 		up[p.key] = true
+		in[p.key] = in[p.key] || p.inbound
 	}
 	for _, c := range chosen {
-		if up[c] || bytes.Compare(l.self[:], c[:]) > 0 || now.Sub(lastCall[c]) < recallAfter {
+		if up[c] || now.Sub(lastCall[c]) < recallAfter {
+			continue
+		}
+		if _, ok := lastCall[c]; !ok && bytes.Compare(l.self[:], c[:]) > 0 {
+			// The lower key calls; this side calls too only if that
+			// call has not come within recallAfter (the other node
+			// may not have heard this one's beacon yet: they slow
+			// down to one every 15 s).
+			lastCall[c] = now
 			continue
 		}
 		lastCall[c] = now
@@ -346,6 +356,10 @@ func (l *lan) reconcile(now time.Time, known map[key]heard, chosen []key, lastCa
 		}
 		seen[p.key] = true
 		if slices.Contains(chosen, p.key) {
+			if in[p.key] && bytes.Compare(l.self[:], p.key[:]) > 0 {
+				// Both called: the lower key's call stays.
+				_ = l.core.RemovePeer(p.uri, p.zone)
+			}
 			continue
 		}
 		since, ok := unchosen[p.key]
