@@ -65,7 +65,7 @@ func run(ctx context.Context, sizes, bin string, lan int, out string, sample int
 		csvf = f
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("netinit farm on %s, %d CPUs, %s\n\n%s\n|---|---|---|---|---|---|---|---|\n",
+	fmt.Printf("netinit farm on %s, %d CPUs, %s\n\n%s\n|---|---|---|---|---|---|---|---|---|\n",
 		host, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), farm.Header)
 	for _, n := range ns {
 		dir := ""

@@ -71,6 +71,10 @@ type Result struct {
 	AllAddressed time.Duration // 0 = not every node within Timeout
 	Addressed    int
 	Nodes        []Node
+	// NeighbourOverflows is how often the kernel's IPv6 neighbour table
+	// was full during the run (see neighbourBudget): anything but 0
+	// means lost beacons and peerings that no real farm would see.
+	NeighbourOverflows int64
 }
 
 // node is a running daemon.
@@ -125,6 +129,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			os.RemoveAll(cfg.Dir)
 		}
 	}()
+	if w := neighbourBudget(cfg.N, cfg.LANPeers); w != "" {
+		cfg.Logf("farm: WARNING: %s", w)
+	}
+	overflows := neighbourOverflows()
+	defer func() {
+		if res != nil {
+			res.NeighbourOverflows = neighbourOverflows() - overflows
+		}
+	}()
 	if err := f.build(ctx); err != nil {
 		return nil, fmt.Errorf("farm: building: %w", err)
 	}
@@ -173,8 +186,12 @@ func (f *farm) build(ctx context.Context) error {
 		return err
 	}
 	// No multicast snooping: without an MLD querier on the LAN a
-	// snooping bridge may stop forwarding the beacons (ff02::114).
+	// snooping bridge may stop forwarding the beacons (ff02::114). No
+	// IPv6 on the hub's side (a switch has none): its ports would take
+	// IPv6 neighbour entries, see neighbourBudget.
 	for _, c := range [][]string{
+		{"sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"},
+		{"sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"},
 		{"ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
 		{"ip", "addr", "add", "192.0.2.1/24", "dev", "br0"},
 		{"ip", "link", "set", "br0", "up"},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,4 +53,62 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
 	}
 	return time.Duration(u+s) * time.Second / clockTick, nil
+}
+
+// The IPv6 neighbour table (ndisc_cache) is one for the whole kernel,
+// shared by every namespace, and holds at most
+// net.ipv6.neigh.default.gc_thresh3 entries (1024 by default; only the
+// host can raise it). Each node takes one per LAN peer's link-local
+// address and a few for the multicast groups it sends to (beacons, MLD
+// reports, DAD, router solicitation). A real farm has one table per
+// node; a farm of namespaces on one kernel that overflows it loses
+// beacons ("sendmsg: invalid argument") and peerings.
+const neighboursPerNode = 6 // besides the LAN peers
+
+// neighbourBudget warns when the farm may not fit in the neighbour table.
+func neighbourBudget(n, lanPeers int) string {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/neigh/default/gc_thresh3")
+	if err != nil {
+		return ""
+	}
+	limit, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return ""
+	}
+	peers := lanPeers
+	if peers < 0 {
+		peers = 8 // the daemon's default
+	}
+	if peers == 0 || peers > n-1 {
+		peers = 2 * (n - 1) // yggdrasil-go alone: both sides call
+	}
+	need := n * (peers + neighboursPerNode)
+	if need <= limit*9/10 {
+		return ""
+	}
+	return fmt.Sprintf("%d nodes need about %d IPv6 neighbour entries; this kernel holds %d for all namespaces "+
+		"(net.ipv6.neigh.default.gc_thresh3): expect lost beacons and peerings (NeighbourOverflows)", n, need, limit)
+}
+
+// neighbourOverflows is the kernel's count of full-table failures in the
+// IPv6 neighbour table (/proc/net/stat/ndisc_cache, column table_fulls,
+// summed over CPUs), or 0 if unknown.
+func neighbourOverflows() int64 {
+	b, err := os.ReadFile("/proc/net/stat/ndisc_cache")
+	if err != nil {
+		return 0
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	col := slices.Index(strings.Fields(lines[0]), "table_fulls")
+	if col < 0 {
+		return 0
+	}
+	var sum int64
+	for _, l := range lines[1:] {
+		if fs := strings.Fields(l); col < len(fs) {
+			v, _ := strconv.ParseInt(fs[col], 16, 64)
+			sum += v
+		}
+	}
+	return sum
 }

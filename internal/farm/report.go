@@ -43,7 +43,7 @@ func (r *Result) Reach() (ok, total int) {
 }
 
 // Header is the column line of Summary.
-const Header = "| N | K | all addressed | sampled pairs reachable | RSS per node MiB (min / median / max) | CPU s per node until addressed | CPU s per node at the end | LAN peers per node |"
+const Header = "| N | K | all addressed | sampled pairs reachable | RSS per node MiB (min / median / max) | CPU s per node until addressed | CPU s per node at the end | LAN peers per node | neighbour table full |"
 
 // Summary is one Markdown table row (see Header).
 func (r *Result) Summary() string {
@@ -56,11 +56,11 @@ func (r *Result) Summary() string {
 	if r.LANPeers >= 0 {
 		k = strconv.Itoa(r.LANPeers)
 	}
-	return fmt.Sprintf("| %d | %s | %s | %d/%d | %s | %s | %s | %s |", r.N, k, all, ok, total,
+	return fmt.Sprintf("| %d | %s | %s | %d/%d | %s | %s | %s | %s | %d |", r.N, k, all, ok, total,
 		r.per(func(n Node) float64 { return float64(n.RSSKiB) / 1024 }).format(1),
 		r.per(func(n Node) float64 { return n.CPUAddr.Seconds() }).format(2),
 		r.per(func(n Node) float64 { return n.CPU.Seconds() }).format(2),
-		r.per(func(n Node) float64 { return float64(n.LANPeers) }).format(0))
+		r.per(func(n Node) float64 { return float64(n.LANPeers) }).format(0), r.NeighbourOverflows)
 }
 
 // CSVHeader is the column line of WriteCSV.

@@ -49,6 +49,8 @@ const (
 	// they all have, their choices differ.
 	dropAfter = 10 * time.Second
 	lanTick   = time.Second
+	// lanLogEvery spaces the "nodes heard" lines while a farm boots.
+	lanLogEvery = 10 * time.Second
 )
 
 // beacon is a validated multicast beacon: who and where to call.
@@ -227,6 +229,7 @@ func (l *lan) run() {
 	lastCall := map[key]time.Time{}
 	unchosen := map[key]time.Time{}
 	full := false
+	logged, loggedAt := -1, time.Time{}
 	tick := time.NewTicker(lanTick)
 	defer tick.Stop()
 	l.join()
@@ -266,6 +269,10 @@ func (l *lan) run() {
 			}
 			chosen = lanNeighbours(l.self, keys, l.k)
 			dirty = false
+		}
+		if len(known) != logged && now.Sub(loggedAt) >= lanLogEvery {
+			logged, loggedAt = len(known), now
+			l.logf("yggdrasil: LAN: %d nodes heard, peering with %d of them", len(known), len(chosen))
 		}
 		l.join()
 		l.reconcile(now, known, chosen, lastCall, unchosen)
