@@ -122,8 +122,9 @@ bench: bench-deps
 ##   CSV in $(BUILD)/farm.csv; results in docs/farm.md)
 N ?= 10
 K ?= -1
+FARM_FLAGS ?=
 farm: deps build
-	$(GO) run ./cmd/farm -netinit $(BUILD)/netinit -n $(N) -lan-peers $(K) -csv $(BUILD)/farm.csv
+	$(GO) run ./cmd/farm -netinit $(BUILD)/netinit -n $(N) -lan-peers $(K) -csv $(BUILD)/farm.csv $(FARM_FLAGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -32,16 +32,17 @@ func main() {
 	sample := flag.Int("sample", 5, "nodes each node pings")
 	settle := flag.Duration("settle", 20*time.Second, "wait between all-addressed and the ping sweep (then RSS and CPU are read)")
 	keep := flag.Bool("keep", false, "keep the work directory (state files, logs)")
+	gogc := flag.String("gogc", "", "GOGC for the daemons (e.g. 20 to see the live heap; default: the daemon's)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep); err != nil {
+	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep, *gogc); err != nil {
 		fmt.Fprintf(os.Stderr, "farm: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool) error {
+func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool, gogc string) error {
 	var ns []int
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -65,14 +66,14 @@ func run(ctx context.Context, sizes, bin string, lan int, out string, sample int
 		csvf = f
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("netinit farm on %s, %d CPUs, %s\n\n%s\n|---|---|---|---|---|---|---|---|---|\n",
+	fmt.Printf("netinit farm on %s, %d CPUs, %s\n\n%s\n|---|---|---|---|---|---|---|---|---|---|\n",
 		host, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), farm.Header)
 	for _, n := range ns {
 		dir := ""
 		if keep {
 			dir = fmt.Sprintf("build/farm-%d", n)
 		}
-		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir,
+		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir, GOGC: gogc,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 		if err != nil {
 			return fmt.Errorf("%d nodes: %w", n, err)

@@ -49,7 +49,10 @@ type Config struct {
 	// which RSS and CPU are read (default 20 s: the LAN peerings chosen
 	// while the nodes were still being heard are dropped after 10 s).
 	Settle time.Duration
-	Logf   func(string, ...any)
+	// GOGC, if set, is the daemons' GOGC (more frequent GCs make the
+	// live heap show in LiveHeapMiB; RSS then is not what a node has).
+	GOGC string
+	Logf func(string, ...any)
 }
 
 // Node is one daemon's result.
@@ -58,6 +61,7 @@ type Node struct {
 	Addressed   time.Duration // since the farm started; 0 = never
 	LANPeers    int           // LAN (link-local) Yggdrasil peers up at the end
 	RSSKiB      int64         // VmRSS at the end
+	LiveHeapMiB int           // Go heap live after the last GC before the end (-1: none seen)
 	CPUAddr     time.Duration // user+system CPU when every node was addressed
 	CPU         time.Duration // user+system CPU at the end
 	PingOK      int
@@ -259,6 +263,13 @@ func (f *farm) start() error {
 	for _, n := range f.nodes {
 		n.cmd = exec.Command("ip", "netns", "exec", n.ns, f.cfg.Netinit, "up",
 			"--state", filepath.Join(n.dir, "state.json"), "--cmdline", line, "eth0")
+		// gctrace: the Go runtime logs each GC with the heap left live
+		// (liveHeap): RSS alone depends on where in its GC cycle the
+		// daemon is read.
+		n.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+		if f.cfg.GOGC != "" {
+			n.cmd.Env = append(n.cmd.Env, "GOGC="+f.cfg.GOGC)
+		}
 		if err := f.spawn(n.cmd, filepath.Join(n.dir, "log")); err != nil {
 			return err
 		}
@@ -389,6 +400,7 @@ func (f *farm) measure(ctx context.Context) (*Result, error) {
 		if r.RSSKiB, err = rss(pid); err != nil {
 			return nil, fmt.Errorf("node %d: %w", n.index, err)
 		}
+		r.LiveHeapMiB = liveHeap(filepath.Join(n.dir, "log"))
 		if r.CPU, err = cpuTime(pid); err != nil {
 			return nil, fmt.Errorf("node %d: %w", n.index, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,4 +112,24 @@ func neighbourOverflows() int64 {
 		}
 	}
 	return sum
+}
+
+// gcLine is the heap part of a GODEBUG=gctrace=1 line (runtime package
+// doc): heap at GC start -> at GC end -> live, in MB.
+var gcLine = regexp.MustCompile(`^gc \d+ @.* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal`)
+
+// liveHeap is the live heap (MB) of the last GC in a daemon's log, -1
+// if there is none.
+func liveHeap(logPath string) int {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return -1
+	}
+	live := -1
+	for _, l := range strings.Split(string(b), "\n") {
+		if m := gcLine.FindStringSubmatch(l); m != nil {
+			live, _ = strconv.Atoi(m[3])
+		}
+	}
+	return live
 }

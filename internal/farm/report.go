@@ -43,7 +43,7 @@ func (r *Result) Reach() (ok, total int) {
 }
 
 // Header is the column line of Summary.
-const Header = "| N | K | all addressed | sampled pairs reachable | RSS per node MiB (min / median / max) | CPU s per node until addressed | CPU s per node at the end | LAN peers per node | neighbour table full |"
+const Header = "| N | K | all addressed | sampled pairs reachable | RSS per node MiB (min / median / max) | live heap MiB | CPU s per node until addressed | CPU s per node at the end | LAN peers per node | neighbour table full |"
 
 // Summary is one Markdown table row (see Header).
 func (r *Result) Summary() string {
@@ -56,8 +56,9 @@ func (r *Result) Summary() string {
 	if r.LANPeers >= 0 {
 		k = strconv.Itoa(r.LANPeers)
 	}
-	return fmt.Sprintf("| %d | %s | %s | %d/%d | %s | %s | %s | %s | %d |", r.N, k, all, ok, total,
+	return fmt.Sprintf("| %d | %s | %s | %d/%d | %s | %s | %s | %s | %s | %d |", r.N, k, all, ok, total,
 		r.per(func(n Node) float64 { return float64(n.RSSKiB) / 1024 }).format(1),
+		r.per(func(n Node) float64 { return float64(n.LiveHeapMiB) }).format(0),
 		r.per(func(n Node) float64 { return n.CPUAddr.Seconds() }).format(2),
 		r.per(func(n Node) float64 { return n.CPU.Seconds() }).format(2),
 		r.per(func(n Node) float64 { return float64(n.LANPeers) }).format(0), r.NeighbourOverflows)
@@ -65,7 +66,7 @@ func (r *Result) Summary() string {
 
 // CSVHeader is the column line of WriteCSV.
 var CSVHeader = []string{"n", "lan_peers", "node", "addressed_s", "all_addressed_s",
-	"lan_peers_up", "rss_kib", "cpu_addressed_s", "cpu_s", "ping_ok", "ping_total", "unreachable"}
+	"lan_peers_up", "rss_kib", "live_heap_mib", "cpu_addressed_s", "cpu_s", "ping_ok", "ping_total", "unreachable"}
 
 // WriteCSV writes one row per node (CSVHeader's columns, without the
 // header line).
@@ -81,7 +82,7 @@ func (r *Result) WriteCSV(w io.Writer) error {
 			un += strconv.Itoa(u)
 		}
 		_ = cw.Write([]string{strconv.Itoa(r.N), strconv.Itoa(r.LANPeers), strconv.Itoa(n.Index),
-			secs(n.Addressed), secs(r.AllAddressed), strconv.Itoa(n.LANPeers), strconv.FormatInt(n.RSSKiB, 10),
+			secs(n.Addressed), secs(r.AllAddressed), strconv.Itoa(n.LANPeers), strconv.FormatInt(n.RSSKiB, 10), strconv.Itoa(n.LiveHeapMiB),
 			secs(n.CPUAddr), secs(n.CPU), strconv.Itoa(n.PingOK), strconv.Itoa(n.PingTotal), un})
 	}
 	cw.Flush()
