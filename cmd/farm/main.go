@@ -2,7 +2,7 @@
 // internal/farm) for each size given and prints, and writes as CSV, what
 // each node costs:
 //
-//	farm -netinit build/netinit -n 10,25,50 [-lan-peers K] [-csv farm.csv]
+//	farm -netinit build/netinit -n 10,25,50 [-lan-peers K] [-public] [-csv farm.csv]
 //
 // It needs root (network namespaces) and dnsmasq. Everything it creates
 // is removed on success, failure and SIGINT/SIGTERM.
@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/overlay/ygg"
 	"github.com/threefoldtech/netinit/internal/farm"
 )
 
@@ -33,16 +34,48 @@ func main() {
 	settle := flag.Duration("settle", 20*time.Second, "wait between all-addressed and the ping sweep (then RSS and CPU are read)")
 	keep := flag.Bool("keep", false, "keep the work directory (state files, logs)")
 	gogc := flag.String("gogc", "", "GOGC for the daemons (e.g. 20 to see the live heap; default: the daemon's)")
+	public := flag.Bool("public", false, "add a public Yggdrasil peer behind a NAT, configured on every node")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep, *gogc); err != nil {
+	if flag.Arg(0) == publicPeerCmd {
+		// The farm's public peer, run by the farm in its namespace.
+		if err := publicPeer(ctx, flag.Arg(1), flag.Arg(2)); err != nil {
+			fmt.Fprintf(os.Stderr, "farm: public peer: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var pub []string
+	if *public {
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "farm: %v\n", err)
+			os.Exit(1)
+		}
+		pub = []string{self, publicPeerCmd}
+	}
+	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep, *gogc, pub); err != nil {
 		fmt.Fprintf(os.Stderr, "farm: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool, gogc string) error {
+// publicPeerCmd is the argument that makes farm the public peer.
+const publicPeerCmd = "public-peer"
+
+// publicPeer runs a Yggdrasil node listening on uri until ctx ends.
+func publicPeer(ctx context.Context, uri, keyDir string) error {
+	n, err := ygg.Start(ctx, ygg.Options{KeyDir: keyDir, Listen: []string{uri},
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return n.Close()
+}
+
+func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool, gogc string, pub []string) error {
 	var ns []int
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -73,7 +106,7 @@ func run(ctx context.Context, sizes, bin string, lan int, out string, sample int
 		if keep {
 			dir = fmt.Sprintf("build/farm-%d", n)
 		}
-		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir, GOGC: gogc,
+		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir, GOGC: gogc, PublicPeer: pub,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 		if err != nil {
 			return fmt.Errorf("%d nodes: %w", n, err)

@@ -40,6 +40,12 @@ type Config struct {
 	Netinit  string // the netinit binary
 	Dir      string // work directory (state files, logs); removed unless Keep
 	Keep     bool
+	// PublicPeer, if set, is the command that runs a public Yggdrasil
+	// node listening on the URI and key directory appended to it (see
+	// PublicPeerURI). The farm then gets a NAT: the hub masquerades the
+	// LAN (192.0.2.0/24) to 198.51.100.1 on a link to that node
+	// (198.51.100.2), and every node has it as netinit.ygg.peers=.
+	PublicPeer []string
 	// Sample is how many other nodes each node pings (default 5).
 	Sample int
 	// Timeout bounds the wait for every node to be addressed (default
@@ -230,7 +236,49 @@ func (f *farm) build(ctx context.Context) error {
 		"--dhcp-leasefile="+filepath.Join(f.cfg.Dir, "leases"), "--pid-file="+filepath.Join(f.cfg.Dir, "dnsmasq.pid"),
 		"--dhcp-range=192.0.2.10,192.0.2.250,255.255.255.0,1h", "--no-ping",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.1")
-	return f.spawn(dn, filepath.Join(f.cfg.Dir, "dnsmasq.log"))
+	if err := f.spawn(dn, filepath.Join(f.cfg.Dir, "dnsmasq.log")); err != nil {
+		return err
+	}
+	if len(f.cfg.PublicPeer) > 0 {
+		return f.buildPublic(ctx)
+	}
+	return nil
+}
+
+// PublicPeerURI is where the public peer listens (198.51.100.0/24 is
+// documentation space, RFC 5737).
+const PublicPeerURI = "tcp://198.51.100.2:12345"
+
+// buildPublic links the hub to a public namespace through a NAT and
+// starts the public peer there.
+func (f *farm) buildPublic(ctx context.Context) error {
+	pub := f.tag + "p"
+	if err := f.addNS(ctx, pub); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		ns   string
+		args []string
+	}{
+		{f.hub, []string{"ip", "link", "add", "wan0", "type", "veth", "peer", "name", "eth0", "netns", pub}},
+		{f.hub, []string{"ip", "addr", "add", "198.51.100.1/24", "dev", "wan0"}},
+		{f.hub, []string{"ip", "link", "set", "wan0", "up"}},
+		{f.hub, []string{"sysctl", "-qw", "net.ipv4.ip_forward=1"}},
+		{f.hub, []string{"nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; }; " +
+			"add rule ip nat post oifname wan0 masquerade"}},
+		{pub, []string{"ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"}},
+		{pub, []string{"ip", "link", "set", "eth0", "up"}},
+	} {
+		if err := ipIn(ctx, c.ns, c.args...); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(f.cfg.Dir, "public")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	args := append([]string{"netns", "exec", pub}, f.cfg.PublicPeer...)
+	return f.spawn(exec.Command("ip", append(args, PublicPeerURI, dir)...), filepath.Join(dir, "log"))
 }
 
 // spawn starts cmd with its output in logPath; teardown ends it.
@@ -258,6 +306,9 @@ func (f *farm) start() error {
 	line := "ip=eth0:dhcp netinit.ygg=on netinit.ygg.multicast=on"
 	if f.cfg.LANPeers >= 0 {
 		line += fmt.Sprintf(" netinit.ygg.lan_peers=%d", f.cfg.LANPeers)
+	}
+	if len(f.cfg.PublicPeer) > 0 {
+		line += " netinit.ygg.peers=" + PublicPeerURI
 	}
 	f.started = time.Now()
 	for _, n := range f.nodes {
