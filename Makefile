@@ -119,6 +119,7 @@ bench: bench-deps
 ## farm: N netinit daemons on one LAN (namespaces, dnsmasq, Yggdrasil LAN
 ##   peering): time to all-addressed, reachability, RSS and CPU per node
 ##   (N=10,25,50 for several sizes; K=lan_peers, default the daemon's;
+##   FARM_FLAGS=-public adds a public peer behind a NAT;
 ##   CSV in $(BUILD)/farm.csv; results in docs/farm.md)
 N ?= 10
 K ?= -1
