@@ -104,12 +104,13 @@ type heard struct {
 // lan chooses and calls the LAN peers. Its two goroutines (beacon reader
 // and reconciler) are owned by it and end at close.
 type lan struct {
-	core  *core.Core
-	self  key
-	k     int
-	links []*regexp.Regexp
-	logf  func(string, ...any)
-	sock  *ipv6.PacketConn
+	core   *core.Core
+	self   key
+	k      int
+	links  []*regexp.Regexp
+	static map[string]bool // configured peers, by core's link name
+	logf   func(string, ...any)
+	sock   *ipv6.PacketConn
 
 	beacons chan beacon
 	stop    chan struct{}
@@ -118,7 +119,7 @@ type lan struct {
 
 // startLAN opens the beacon socket beside yggdrasil-go's (both bind the
 // port with SO_REUSEADDR, as multicast_unix.go does) and starts choosing.
-func startLAN(c *core.Core, k int, links []*regexp.Regexp, logf func(string, ...any)) (*lan, error) {
+func startLAN(c *core.Core, k int, links []*regexp.Regexp, static map[string]bool, logf func(string, ...any)) (*lan, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
@@ -133,7 +134,7 @@ func startLAN(c *core.Core, k int, links []*regexp.Regexp, logf func(string, ...
 		return nil, fmt.Errorf("LAN beacons: %w", err)
 	}
 	l := &lan{
-		core: c, k: k, links: links, logf: logf,
+		core: c, k: k, links: links, static: static, logf: logf,
 		sock:    ipv6.NewPacketConn(conn),
 		beacons: make(chan beacon, 64),
 		stop:    make(chan struct{}),
@@ -289,27 +290,41 @@ type lanPeer struct {
 }
 
 // lanPeers are the peerings that are up over IPv6 link-local addresses
-// (found by multicast, either direction); configured peers never are.
+// (found by multicast, either direction), configured peers excepted.
 func (l *lan) lanPeers() []lanPeer {
 	var out []lanPeer
 	for _, p := range l.core.GetPeers() {
 		if !p.Up || len(p.Key) != ed25519.PublicKeySize {
 			continue
 		}
-		u, err := url.Parse(p.URI)
-		if err != nil {
+		u, zone, ok := lanLink(p.URI, l.static)
+		if !ok {
 			continue
 		}
-		ap, err := netip.ParseAddrPort(u.Host)
-		if err != nil || !ap.Addr().IsLinkLocalUnicast() || ap.Addr().Zone() == "" {
-			continue
-		}
-		lp := lanPeer{inbound: p.Inbound, uri: u, zone: ap.Addr().Zone()}
+		lp := lanPeer{inbound: p.Inbound, uri: u, zone: zone}
 		copy(lp.key[:], p.Key)
 		out = append(out, lp)
 	}
 	slices.SortFunc(out, func(a, b lanPeer) int { return bytes.Compare(a.key[:], b.key[:]) })
 	return out
+}
+
+// lanLink reports whether uri, a link as core names it, is a LAN peering:
+// to or from an IPv6 link-local address, and not one of the configured
+// peers (static, by the same name), which are never counted or dropped.
+func lanLink(uri string, static map[string]bool) (u *url.URL, zone string, ok bool) {
+	if static[uri] {
+		return nil, "", false
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, "", false
+	}
+	ap, err := netip.ParseAddrPort(u.Host)
+	if err != nil || !ap.Addr().IsLinkLocalUnicast() || ap.Addr().Zone() == "" {
+		return nil, "", false
+	}
+	return u, ap.Addr().Zone(), true
 }
 
 // reconcile makes the LAN peerings follow the choice. Of each chosen

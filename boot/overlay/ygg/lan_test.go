@@ -65,3 +65,23 @@ func FuzzParseBeacon(f *testing.F) {
 		}
 	})
 }
+
+func TestLANLink(t *testing.T) {
+	static := map[string]bool{"tls://[fe80::9%25eth0]:443": true}
+	for _, c := range []struct {
+		uri, zone string
+	}{
+		{"tls://[fe80::1%25eth0]:4321", "eth0"}, // called after a beacon
+		{"tls://[fe80::2%25br0]:40000", "br0"},  // inbound on the LAN listener
+		{"tls://[fe80::9%25eth0]:443", ""},      // configured: never a LAN peer
+		{"tls://[2001:db8::1]:443", ""},
+		{"tcp://198.51.100.2:12345", ""},
+		{"tls://[fe80::1]:4321", ""},
+		{"::", ""},
+	} {
+		_, zone, ok := lanLink(c.uri, static)
+		if ok != (c.zone != "") || zone != c.zone {
+			t.Errorf("%s: %q %v, want %q", c.uri, zone, ok, c.zone)
+		}
+	}
+}

@@ -208,7 +208,11 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		}
 		n.mc = m
 		if o.LANPeers > 0 {
-			l, err := startLAN(c, o.LANPeers, res, logf)
+			static := map[string]bool{}
+			for k := range n.orig {
+				static[k] = true
+			}
+			l, err := startLAN(c, o.LANPeers, res, static, logf)
 			if err != nil {
 				n.shutdown()
 				return nil, fmt.Errorf("yggdrasil: %w", err)
