@@ -59,12 +59,12 @@ func cpuTime(pid int) (time.Duration, error) {
 // The IPv6 neighbour table (ndisc_cache) is one for the whole kernel,
 // shared by every namespace, and holds at most
 // net.ipv6.neigh.default.gc_thresh3 entries (1024 by default; only the
-// host can raise it). Each node takes one per LAN peer's link-local
+// host can raise it). Each node takes one per LAN neighbour's link-local
 // address and a few for the multicast groups it sends to (beacons, MLD
-// reports, DAD, router solicitation). A real farm has one table per
-// node; a farm of namespaces on one kernel that overflows it loses
-// beacons ("sendmsg: invalid argument") and peerings.
-const neighboursPerNode = 6 // besides the LAN peers
+// reports, DAD, router solicitation). A real farm has one table per node;
+// a farm of namespaces on one kernel that overflows it loses beacons
+// ("sendmsg: invalid argument") and peerings.
+const neighboursPerNode = 6 // besides the LAN neighbours
 
 // neighbourBudget warns when the farm may not fit in the neighbour table.
 func neighbourBudget(n, lanPeers int) string {
@@ -81,7 +81,7 @@ func neighbourBudget(n, lanPeers int) string {
 		peers = 8 // the daemon's default
 	}
 	if peers == 0 || peers > n-1 {
-		peers = 2 * (n - 1) // yggdrasil-go alone: both sides call
+		peers = n - 1 // yggdrasil-go alone: every other node
 	}
 	need := n * (peers + neighboursPerNode)
 	if need <= limit*9/10 {
