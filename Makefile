@@ -20,7 +20,7 @@ DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iper
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
 
-.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean FORCE
+.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean farm FORCE
 all: image
 
 ## deps: install missing Debian packages (only when missing). Their
@@ -121,6 +121,17 @@ bench: bench-deps kernel
 	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
 	  $(GO) test -count=1 -timeout 20m -run '^TestBenchQEMU$$' ./qemu/ -v 2>&1 | \
 	  awk '/^    [a-z_]*test\.go:[0-9]+: go /{skip=1; next} skip && /^        /{next} {skip=0} !/^(=== |--- |PASS|ok )/'
+
+## farm: N netinit daemons on one LAN (namespaces, dnsmasq, Yggdrasil LAN
+##   peering): time to all-addressed, reachability, RSS and CPU per node
+##   (N=10,25,50 for several sizes; K=lan_peers, default the daemon's;
+##   FARM_FLAGS=-public adds a public peer behind a NAT;
+##   CSV in $(BUILD)/farm.csv; results in docs/farm.md)
+N ?= 10
+K ?= -1
+FARM_FLAGS ?=
+farm: deps build
+	$(GO) run ./cmd/farm -netinit $(BUILD)/netinit -n $(N) -lan-peers $(K) -csv $(BUILD)/farm.csv $(FARM_FLAGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -26,6 +26,8 @@ const (
 	// DefaultDHCP4Timeout is how long an uplink with complete IPv6 waits
 	// for a DHCPv4 lease before it is ready without one.
 	DefaultDHCP4Timeout = 3 * time.Second
+	// DefaultLANPeers is netinit.ygg.lan_peers's default (ygg.DefaultLANPeers).
+	DefaultLANPeers = 8
 )
 
 // Spec is what the command line and the config file ask for.
@@ -55,6 +57,7 @@ type Spec struct {
 	RunMode         runmode.Mode     // runmode= (0-OS): "" when not given
 	VLANPriv        int              // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
 	VLANPub         int              // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (recorded for later stages)
+	YggLANPeers     int              // netinit.ygg.lan_peers=N (default 8; 0 = no bound)
 	WG              string           // netinit.wg=auto|on|off
 	WGPeers         []WGPeer         // netinit.wg.peer=KEY@HOST:PORT
 	WGAddress       []netip.Prefix   // netinit.wg.address=cidr,cidr
@@ -179,6 +182,7 @@ func Defaults() *Spec {
 		DHCP4Timeout: DefaultDHCP4Timeout,
 		Ygg:          "auto",
 		YggMulticast: true,
+		YggLANPeers:  DefaultLANPeers,
 		WG:           "auto",
 		set:          map[string]bool{},
 	}

@@ -87,6 +87,7 @@
 //	netinit.ygg.peers=URI,...  tcp:// tls:// quic:// ws:// wss:// socks://
 //	                           sockstls:// URIs with host:port
 //	netinit.ygg.multicast=on|off  link-local peer discovery (default on)
+//	netinit.ygg.lan_peers=N    at most N LAN (multicast) peers (default 8; 0 = no bound)
 //	netinit.ygg.seed=PATH      absolute path of the Yggdrasil key seed
 //	netinit.ygg.listen=URI,... tcp:// tls:// quic:// listeners with an IP
 //	                           and port ([::]:9943); default on a node with

@@ -55,6 +55,7 @@ func init() {
 		"ygg.seed":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.YggSeed = v })},
 		"ygg.listen":    {list: true, parse: commaList(parseYggListen, func(s *Spec) *[]string { return &s.YggListen })},
 		"identity":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Identity = v })},
+		"ygg.lan_peers": {parse: scalar(parseLANPeers, func(s *Spec, v int) { s.YggLANPeers = v })},
 		"wg":            {parse: scalar(oneOf("auto", "on", "off"), func(s *Spec, v string) { s.WG = v })},
 		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *Spec) *[]WGPeer { return &s.WGPeers })},
 		"wg.address": {list: true, parse: commaList(parseIfacePrefix,
@@ -341,6 +342,18 @@ func parseMTU(v string) (int, error) {
 	if err != nil || n < 68 || n > 65535 {
 		// 68: the IPv4 minimum (RFC 791); 65535: the IP total length.
 		return 0, errors.New("not an MTU (want 68..65535)")
+	}
+	return int(n), nil
+}
+
+// MaxLANPeers bounds netinit.ygg.lan_peers=.
+const MaxLANPeers = 1024
+
+func parseLANPeers(v string) (int, error) {
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || n == 1 || n > MaxLANPeers {
+		// 1 cannot keep a LAN connected (a ring needs 2); 0 = no bound.
+		return 0, fmt.Errorf("not a LAN peer count (want 0 for no bound, or 2..%d)", MaxLANPeers)
 	}
 	return int(n), nil
 }

@@ -424,6 +424,7 @@ func (m *Manager) yggOptions(st *state.State) (ygg.Options, *identity.Identity) 
 		Peers:     peers,
 		Listen:    yggListen(spec.YggListen, st),
 		Multicast: spec.YggMulticast && st.Uplink != "",
+		LANPeers:  spec.YggLANPeers,
 		Logf:      m.cfg.Logf,
 	}
 	if st.Uplink != "" {

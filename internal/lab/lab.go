@@ -310,3 +310,15 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// RequireTUN skips (or, under NETINIT_LAB=1, fails) the test unless
+// /dev/net/tun exists (Yggdrasil's ygg0, wireguard-go).
+func RequireTUN(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if Strict() {
+			t.Fatalf("needs /dev/net/tun: %v", err)
+		}
+		t.Skipf("needs /dev/net/tun: %v", err)
+	}
+}

@@ -2,7 +2,9 @@ package ygg
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,6 +40,7 @@ const (
 	envServe   = "NETINIT_YGG_SERVE" // TCP ports to serve "hello PORT" on
 	envDial    = "NETINIT_YGG_DIAL"  // [addr]:port
 	envDialFor = "NETINIT_YGG_DIAL_FOR"
+	envLAN     = "NETINIT_YGG_LAN" // multicast on eth0 with this LANPeers
 	helperLife = 90 * time.Second
 	labPort    = "12345"
 )
@@ -71,12 +75,17 @@ func helperNode(t *testing.T) {
 	signal.Notify(kick, syscall.SIGUSR1)
 	defer signal.Stop(kick)
 
-	n, err := Start(ctx, Options{
+	o := Options{
 		KeyDir: os.Getenv(envKeyDir),
 		Peers:  split(os.Getenv(envPeers)),
 		Listen: split(os.Getenv(envListen)),
 		Logf:   func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
-	})
+	}
+	if v := os.Getenv(envLAN); v != "" {
+		o.Multicast, o.MulticastLinks = true, []string{"^eth0$"}
+		fmt.Sscan(v, &o.LANPeers)
+	}
+	n, err := Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +108,12 @@ func helperNode(t *testing.T) {
 	}
 	var lns []net.Listener
 	for _, p := range split(os.Getenv(envServe)) {
-		ln, err := net.Listen("tcp6", net.JoinHostPort(n.Address(), p))
-		if err != nil {
+		// The address may still be tentative (DAD on ygg0) for a moment.
+		var ln net.Listener
+		if !lab.Eventually(5*time.Second, func() bool {
+			ln, err = net.Listen("tcp6", net.JoinHostPort(n.Address(), p))
+			return err == nil
+		}) {
 			t.Fatal(err)
 		}
 		lns = append(lns, ln)
@@ -132,6 +145,13 @@ func helperNode(t *testing.T) {
 	for {
 		b, _ := json.Marshal(n.State())
 		fmt.Printf("STATE %s\n", b)
+		if n.lan != nil {
+			var ks []string
+			for _, p := range n.lan.lanPeers() {
+				ks = append(ks, hex.EncodeToString(p.key[:]))
+			}
+			fmt.Printf("LAN %s\n", strings.Join(ks, ","))
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -259,12 +279,7 @@ func TestHiddenNode(t *testing.T) {
 		t.Skip("helper")
 	}
 	lab.Require(t, "nft", "env")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if lab.Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
+	lab.RequireTUN(t)
 	lab.GuardResolvConf(t)
 
 	// hidden (192.0.2.2, private side) -- nat (masquerade) -- pub (198.51.100.1)
@@ -378,12 +393,7 @@ func TestKick(t *testing.T) {
 		t.Skip("helper")
 	}
 	lab.Require(t, "env")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if lab.Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
+	lab.RequireTUN(t)
 	lab.GuardResolvConf(t)
 	hidden := lab.NewNS(t, "kickh")
 	pub := lab.NewNS(t, "kickp")
@@ -418,5 +428,113 @@ func TestKick(t *testing.T) {
 	t.Logf("peer up %v after Kick, %v after start", time.Since(kicked), time.Since(start))
 	if time.Since(start) > 13*time.Second {
 		t.Errorf("peer up only %v after start: not earlier than the backoff would allow", time.Since(start))
+	}
+}
+
+// lanPeers is the node's last reported LAN peers (hex keys, sorted), or
+// nil before the first report.
+func (n *node) lanPeers() []string {
+	out := n.p.Output()
+	i := strings.LastIndex(out, "\nLAN ")
+	if i < 0 {
+		return nil
+	}
+	line, _, ok := strings.Cut(out[i+len("\nLAN "):], "\n")
+	if !ok {
+		return nil
+	}
+	return append([]string{}, split(line)...)
+}
+
+// TestLANPeering: nodes on one bridge, each bounded to 2 LAN peers (one
+// ring: the nearest key on each side), converge to exactly the pairs
+// lanNeighbours chooses, re-choose when a node comes, drop the pairing
+// the newcomer replaced, and reach each other over several hops.
+func TestLANPeering(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("helper")
+	}
+	lab.Require(t, "env")
+	lab.RequireTUN(t)
+	lab.GuardResolvConf(t)
+	const k, count = 2, 6
+	hub := lab.NewNS(t, "lanhub")
+	hub.MustExec("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+	hub.MustExec("ip", "link", "set", "br0", "up")
+	var nodes []*node
+	var nss []*lab.NS
+	add := func(i int) {
+		ns := lab.NewNS(t, fmt.Sprintf("lan%d", i))
+		ns.MustExec("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+		lab.Veth(t, hub, fmt.Sprintf("p%d", i), ns, "eth0")
+		hub.MustExec("ip", "link", "set", fmt.Sprintf("p%d", i), "master", "br0")
+		nodes = append(nodes, startNode(t, ns, envKeyDir+"="+t.TempDir(), fmt.Sprintf("%s=%d", envLAN, k), envServe+"=9900"))
+		nss = append(nss, ns)
+	}
+	for i := range count {
+		add(i)
+	}
+	keyOf := func(n *node) key {
+		s := n.state(t, 20*time.Second, "an address", func(s *state.Yggdrasil) bool { return s.Address != "" })
+		var x key
+		b, err := hex.DecodeString(s.PublicKey)
+		if err != nil || len(b) != len(x) {
+			t.Fatalf("public key %q", s.PublicKey)
+		}
+		copy(x[:], b)
+		return x
+	}
+	converge := func(what string) []key {
+		t.Helper()
+		var keys []key
+		for _, n := range nodes {
+			keys = append(keys, keyOf(n))
+		}
+		want := map[*node]string{}
+		for i, n := range nodes {
+			var ws []string
+			for _, y := range lanNeighbours(keys[i], keys, k) {
+				ws = append(ws, hex.EncodeToString(y[:]))
+			}
+			want[n] = strings.Join(ws, ",")
+		}
+		ok := lab.Eventually(60*time.Second, func() bool {
+			for _, n := range nodes {
+				if strings.Join(n.lanPeers(), ",") != want[n] {
+					return false
+				}
+			}
+			return true
+		})
+		for i, n := range nodes {
+			got := n.lanPeers()
+			if len(got) > k {
+				t.Errorf("%s: node %d has %d LAN peers, bound %d", what, i, len(got), k)
+			}
+			if !ok && strings.Join(got, ",") != want[n] {
+				t.Errorf("%s: node %d LAN peers %v, want %s", what, i, got, want[n])
+			}
+		}
+		if !ok {
+			t.Fatalf("%s: LAN peers did not converge within 60s", what)
+		}
+		return keys
+	}
+	converge(fmt.Sprintf("%d nodes", count))
+	add(count)
+	keys := converge(fmt.Sprintf("%d nodes", count+1))
+	// The newcomer split one ring pairing: its caller dropped it.
+	if !slices.ContainsFunc(nodes, func(n *node) bool { return strings.Contains(n.p.Output(), "LAN: dropping peer") }) {
+		t.Errorf("no node dropped the pairing the newcomer took over")
+	}
+	// The two nodes farthest apart on the ring (3 hops with 7 nodes and
+	// 2 peers each) reach each other over Yggdrasil.
+	order := append([]key(nil), keys...)
+	slices.SortFunc(order, func(a, b key) int { return bytes.Compare(a[:], b[:]) })
+	idx := func(x key) int { return slices.Index(keys, x) }
+	from, to := idx(order[0]), idx(order[len(order)/2])
+	addr := nodes[to].state(t, time.Second, "an address", func(s *state.Yggdrasil) bool { return s.Address != "" }).Address
+	if got := dial(t, nss[from], addr, "9900", 20*time.Second); got != "ok hello 9900" {
+		t.Fatalf("node %d to node %d over %d ring hops: %s", from, to, len(order)/2, got)
 	}
 }

@@ -76,6 +76,10 @@ type Options struct {
 	// expressions, anchored by the caller if needed; empty = ".*").
 	Multicast      bool
 	MulticastLinks []string
+	// LANPeers bounds the peers found by multicast (see lanNeighbours for
+	// whom); 0 peers with every node heard, as yggdrasil-go does alone.
+	// Configured peers are not counted and always kept.
+	LANPeers int
 
 	// IfName is the TUN interface; default DefaultIfName.
 	IfName string
@@ -98,6 +102,7 @@ type Node struct {
 	core  *core.Core
 	tun   *tun.TunAdapter
 	mc    *multicast.Multicast
+	lan   *lan
 	pub   ed25519.PublicKey
 	peers []string          // as configured, in order
 	orig  map[string]string // link name in core (URI without query) -> configured URI
@@ -192,13 +197,17 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 			links = []string{".*"}
 		}
 		var mopts []multicast.SetupOption
+		var res []*regexp.Regexp
 		for _, l := range links {
 			re, err := regexp.Compile(l)
 			if err != nil {
 				n.shutdown()
 				return nil, fmt.Errorf("yggdrasil: multicast link pattern %q: %w", l, err)
 			}
-			mopts = append(mopts, multicast.MulticastInterface{Regex: re, Beacon: true, Listen: true})
+			res = append(res, re)
+			// Bounded: yggdrasil-go only beacons and accepts; netinit
+			// listens and chooses whom to call (lan.go).
+			mopts = append(mopts, multicast.MulticastInterface{Regex: re, Beacon: true, Listen: o.LANPeers <= 0})
 		}
 		m, err := multicast.New(c, lg, mopts...)
 		if err != nil {
@@ -206,6 +215,19 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 			return nil, fmt.Errorf("yggdrasil: multicast: %w", err)
 		}
 		n.mc = m
+		if o.LANPeers > 0 {
+			static := map[string]bool{}
+			for k := range n.orig {
+				static[k] = true
+			}
+			l, err := startLAN(c, o.LANPeers, res, static, logf)
+			if err != nil {
+				n.shutdown()
+				return nil, fmt.Errorf("yggdrasil: %w", err)
+			}
+			n.lan = l
+			logf("yggdrasil: LAN peering bounded to %d peers", o.LANPeers)
+		}
 	}
 
 	go func() {
@@ -340,6 +362,9 @@ func (n *Node) shutdown() error {
 
 func (n *Node) doShutdown() {
 	var errs []error
+	if n.lan != nil {
+		n.lan.close()
+	}
 	if n.mc != nil {
 		if err := n.mc.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("multicast: %w", err))

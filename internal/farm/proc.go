@@ -1,0 +1,135 @@
+package farm
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat's times (100 on
+// every Linux architecture netinit runs on).
+const clockTick = 100
+
+// rss is the process's resident set (VmRSS, KiB).
+func rss(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading RSS: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("reading RSS of %d: no VmRSS", pid)
+}
+
+// cpuTime is the process's user+system CPU time (/proc/PID/stat fields
+// 14 and 15, proc(5)).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading CPU time: %w", err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
+	}
+	fs := strings.Fields(string(b[i+1:]))
+	if len(fs) < 13 {
+		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
+	}
+	// fs[0] is field 3 (state): utime is field 14, stime 15.
+	u, err1 := strconv.ParseInt(fs[11], 10, 64)
+	s, err2 := strconv.ParseInt(fs[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
+	}
+	return time.Duration(u+s) * time.Second / clockTick, nil
+}
+
+// The IPv6 neighbour table (ndisc_cache) is one for the whole kernel,
+// shared by every namespace, and holds at most
+// net.ipv6.neigh.default.gc_thresh3 entries (1024 by default; only the
+// host can raise it). Each node takes one per LAN neighbour's link-local
+// address and a few for the multicast groups it sends to (beacons, MLD
+// reports, DAD, router solicitation). A real farm has one table per node;
+// a farm of namespaces on one kernel that overflows it loses beacons
+// ("sendmsg: invalid argument") and peerings.
+const neighboursPerNode = 6 // besides the LAN neighbours
+
+// neighbourBudget warns when the farm may not fit in the neighbour table.
+func neighbourBudget(n, lanPeers int) string {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/neigh/default/gc_thresh3")
+	if err != nil {
+		return ""
+	}
+	limit, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return ""
+	}
+	peers := lanPeers
+	if peers < 0 {
+		peers = 8 // the daemon's default
+	}
+	if peers == 0 || peers > n-1 {
+		peers = n - 1 // yggdrasil-go alone: every other node
+	}
+	need := n * (peers + neighboursPerNode)
+	if need <= limit*9/10 {
+		return ""
+	}
+	return fmt.Sprintf("%d nodes need about %d IPv6 neighbour entries; this kernel holds %d for all namespaces "+
+		"(net.ipv6.neigh.default.gc_thresh3): expect lost beacons and peerings (NeighbourOverflows)", n, need, limit)
+}
+
+// neighbourOverflows is the kernel's count of full-table failures in the
+// IPv6 neighbour table (/proc/net/stat/ndisc_cache, column table_fulls,
+// summed over CPUs), or 0 if unknown.
+func neighbourOverflows() int64 {
+	b, err := os.ReadFile("/proc/net/stat/ndisc_cache")
+	if err != nil {
+		return 0
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	col := slices.Index(strings.Fields(lines[0]), "table_fulls")
+	if col < 0 {
+		return 0
+	}
+	var sum int64
+	for _, l := range lines[1:] {
+		if fs := strings.Fields(l); col < len(fs) {
+			v, _ := strconv.ParseInt(fs[col], 16, 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// gcLine is the heap part of a GODEBUG=gctrace=1 line (runtime package
+// doc): heap at GC start -> at GC end -> live, in MB.
+var gcLine = regexp.MustCompile(`^gc \d+ @.* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal`)
+
+// liveHeap is the live heap (MB) of the last GC in a daemon's log, -1
+// if there is none.
+func liveHeap(logPath string) int {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return -1
+	}
+	live := -1
+	for _, l := range strings.Split(string(b), "\n") {
+		if m := gcLine.FindStringSubmatch(l); m != nil {
+			live, _ = strconv.Atoi(m[3])
+		}
+	}
+	return live
+}
