@@ -100,6 +100,8 @@ type Options struct {
 	// AfterResult is how long QEMU gets to power off after the result was
 	// printed before it is killed; default 15 s.
 	AfterResult time.Duration
+	// Firmware: boot path and NIC model (firmware.go).
+	Firmware
 }
 
 // Result is what one boot showed.
@@ -166,8 +168,9 @@ func Args(opts Options) ([]string, string) {
 		"-display", "none",
 		"-serial", "stdio",
 		"-no-reboot",
-		"-kernel", opts.Kernel,
-		"-append", cmdline,
+	}
+	if opts.Kernel != "" {
+		args = append(args, "-kernel", opts.Kernel, "-append", cmdline)
 	}
 	if opts.Initramfs != "" {
 		args = append(args, "-initrd", opts.Initramfs)
@@ -175,8 +178,9 @@ func Args(opts Options) ([]string, string) {
 	if nd := or(opts.NetDev, DefaultNetDev); nd != "none" {
 		args = append(args,
 			"-netdev", nd,
-			"-device", "virtio-net-pci,netdev=n0,mac="+or(opts.MAC, DefaultMAC))
+			"-device", opts.nicModel()+",netdev=n0,mac="+or(opts.MAC, DefaultMAC))
 	}
+	args = append(args, opts.Firmware.args()...)
 	args = append(args, opts.ExtraArgs...)
 	return args, accel
 }
@@ -251,8 +255,8 @@ var printkTime = regexp.MustCompile(`^\[\s*(\d+\.\d+)\]\s?`)
 // Boot. The Result is returned also with an error, filled as far as the
 // boot got (its Console is what to show a human).
 func Boot(ctx context.Context, opts Options) (*Result, error) {
-	if opts.Kernel == "" {
-		return nil, errors.New("qemu: no kernel")
+	if opts.Kernel == "" && !opts.firmwareBoot() {
+		return nil, errNoKernel
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
