@@ -52,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		modules    = flag.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma separated modules to include with their dependencies")
 		debug      = flag.Bool("debug", false, "add u-root core commands in /bin and /bin/sh (gosh)")
 		out        = flag.String("o", "", "output image path (required)")
+		compress   = flag.String("compress", "gzip", "image compression: gzip, zstd (smallest that unpacks fast), xz (smallest) or none")
 		files      fileFlags
 	)
 	flag.Var(&files, "file", "extra file SRC:DST[:MODE] (repeatable, MODE octal)")
@@ -63,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-init and -o are required")
 	}
 
-	spec := initramfs.Spec{Init: *initPath, Files: files}
+	spec := initramfs.Spec{Init: *initPath, Files: files, Compress: *compress}
 	if e := os.Getenv("SOURCE_DATE_EPOCH"); e != "" {
 		v, err := strconv.ParseInt(e, 10, 64)
 		if err != nil || v < 0 {
