@@ -112,6 +112,17 @@ release: deps kernel-hw $(BUILD)/netinit
 	  -modules-dir $(HW_KDIR)/modules -kernel-release $(HW_KERNEL_VERSION) \
 	  -file initramfs/netinit.conf:/etc/netinit/netinit.conf:0644 -o $(RELEASE)/$(RELEASE_IMAGE)
 	RELEASE_APPEND="$(RELEASE_APPEND)" ./initramfs/mkrelease.sh $(RELEASE) $(HW_KDIR)/vmlinuz $(RELEASE)/$(RELEASE_IMAGE)
+
+## baked: netinit baked into an existing node image, BASE=zos.cpio[.gz|.xz|.zst]
+##   -> $(RELEASE)/initramfs-baked.cpio.*: the base's files, its /init as
+##   /init.base, netinit as /init, module indexes merged; conflicts fail
+.PHONY: baked
+baked: kernel-hw $(BUILD)/netinit
+	@test -n "$(BASE)" || { echo "baked: BASE=path/to/node-image.cpio.xz is required"; exit 1; }
+	@mkdir -p $(RELEASE)
+	$(GO) run ./cmd/mkinitramfs -base $(BASE) -compress $(RELEASE_COMPRESS) -init $(BUILD)/netinit \
+	  -modules-dir $(HW_KDIR)/modules -kernel-release $(HW_KERNEL_VERSION) \
+	  -file initramfs/netinit.conf:/etc/netinit/netinit.conf:0644 -o $(RELEASE)/$(subst initramfs,initramfs-baked,$(RELEASE_IMAGE))
 # --- end release ---
 
 # --- qemu (helper B) ---

@@ -54,6 +54,10 @@ type Spec struct {
 	// Compress is the image's compression: "gzip" (default), "zstd",
 	// "xz" or "none" (see Compressors).
 	Compress string
+	// Base, when set, is an existing initramfs (e.g. 0-OS's) netinit is
+	// baked into: its files are kept, its /init becomes /init.base, module
+	// indexes are merged, and conflicts fail the build (see mergeBase).
+	Base string
 }
 
 // Compressors are the image compressions besides gzip (done in Go): the
@@ -163,6 +167,20 @@ func Records(spec Spec) ([]cpio.Record, error) {
 		}
 	}
 
+	if spec.Base != "" {
+		base, err := readBase(spec.Base)
+		if err != nil {
+			return nil, err
+		}
+		var ours []cpio.Record
+		for _, r := range recs {
+			ours = append(ours, r)
+		}
+		if recs, err = mergeBase(base, ours); err != nil {
+			return nil, err
+		}
+	}
+
 	// The kernel's unpacker (init/initramfs.c) does not create missing
 	// parent directories, so add every parent explicitly.
 	for name := range recs {
@@ -181,15 +199,27 @@ func Records(spec Spec) ([]cpio.Record, error) {
 	// "a/b"), which is the order the unpacker needs.
 	sort.Strings(names)
 	out := make([]cpio.Record, 0, len(names))
+	links := map[uint64]uint64{} // a base's hard-link groups: old ino -> new
 	for i, n := range names {
-		r := cpio.MakeReproducible(recs[n])
+		r := recs[n]
+		oldIno, linked := r.Ino, r.NLink > 1 && r.Mode&cpio.S_IFMT == cpio.S_IFREG
+		r = cpio.MakeReproducible(r)
 		r.MTime = uint64(spec.Epoch)
 		// Unique inode numbers and nlink 1: the kernel's unpacker treats
 		// regular files with nlink >= 2 and an equal (ino, dev) as hard
-		// links, so neither may repeat.
+		// links, so neither may repeat — except within a base image's own
+		// hard-link groups, which keep theirs.
 		r.Ino = uint64(i + 1)
 		r.NLink = 1
 		if r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			r.NLink = 2
+		}
+		if linked {
+			if ino, ok := links[oldIno]; ok {
+				r.Ino = ino
+			} else {
+				links[oldIno] = r.Ino
+			}
 			r.NLink = 2
 		}
 		out = append(out, r)
