@@ -293,8 +293,8 @@ func (r *run) loadAll(ctx context.Context, names []string) bool {
 				r.opts.Logf("coldplug: soft dependency %s of %s: no such module", s, n)
 			}
 			for _, m := range ms {
-				if state[m] == 1 || m == n {
-					continue
+				if state[m] == 1 || m == n || r.db.Builtin[m] {
+					continue // a cycle, or built in: nothing to load
 				}
 				if err := visit(m, path); err != nil {
 					r.failed(m, err)

@@ -48,6 +48,9 @@ func installModprobe() error {
 
 // cmdModprobe is `netinit modprobe`: the kernel's modprobe. Its stdio is
 // not connected when the kernel runs it, so events go to the kernel log.
+// NAME can come from an unprivileged user (a socket family, a filesystem
+// type): it is only ever looked up in the image's module index, never used
+// as a path, and logged quoted.
 func cmdModprobe(args []string) int {
 	quiet := false
 	var names []string
@@ -78,25 +81,25 @@ func cmdModprobe(args []string) int {
 	}
 	name := names[0]
 	if len(names) > 1 {
-		kmsg(4, "netinit modprobe %s: ignoring module parameters %q", name, names[1:])
+		kmsg(4, "netinit modprobe %q: ignoring module parameters %q", name, names[1:])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m, err := coldplug.Load(ctx, coldplug.Options{}, name)
 	if err != nil {
-		kmsg(4, "netinit modprobe %s: %v", name, err)
+		kmsg(4, "netinit modprobe %q: %v", name, err)
 		if !quiet {
-			fmt.Fprintf(os.Stderr, "netinit modprobe %s: %v\n", name, err)
+			fmt.Fprintf(os.Stderr, "netinit modprobe %q: %v\n", name, err)
 		}
 		return 1
 	}
 	if len(m.Loaded) > 0 {
-		kmsg(6, "netinit modprobe %s: loaded %s in %dms", name, strings.Join(m.Loaded, " "), m.TookMS)
+		kmsg(6, "netinit modprobe %q: loaded %s in %dms", name, strings.Join(m.Loaded, " "), m.TookMS)
 	}
 	if len(m.Failed) > 0 {
-		kmsg(4, "netinit modprobe %s: failed: %s", name, strings.Join(m.Failed, "; "))
+		kmsg(4, "netinit modprobe %q: failed: %q", name, m.Failed)
 		if !quiet {
-			fmt.Fprintf(os.Stderr, "netinit modprobe %s: %s\n", name, strings.Join(m.Failed, "; "))
+			fmt.Fprintf(os.Stderr, "netinit modprobe %q: %q\n", name, m.Failed)
 		}
 		// A failed soft dependency alone is not a failure (modprobe(8)):
 		// the request is met when some module it resolves to is in.
