@@ -29,8 +29,16 @@ type Firmware struct {
 	USBDisk string
 }
 
-// nicModel is the NIC's -device model.
-func (f Firmware) nicModel() string { return or(f.NIC, "virtio-net-pci") }
+// nicModel is the NIC's -device model. Booting from the USB disk, the
+// NIC's iPXE ROM is left out: under TCG OVMF spends seconds starting its
+// EFI network driver for nothing.
+func (f Firmware) nicModel() string {
+	m := or(f.NIC, "virtio-net-pci")
+	if f.USBDisk != "" && !f.PXE {
+		m += ",romfile="
+	}
+	return m
+}
 
 // args are the firmware and disk arguments.
 func (f Firmware) args() []string {
