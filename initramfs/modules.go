@@ -13,15 +13,20 @@ import (
 )
 
 // DefaultModules are the drivers netinit's image carries unless told
-// otherwise: the virtual NICs used in QEMU and clouds, the common server
-// NICs, TUN (Yggdrasil), WireGuard, 802.1Q VLANs, and nf_tables with the
-// expressions the later firewall uses (conntrack match, NAT chains,
-// masquerade). Which of them exist as modules depends on the kernel flavour;
-// missing ones are reported and skipped.
+// otherwise: the virtual NICs used in QEMU and clouds, every Ethernet
+// driver of the kernel (the directory kernel/drivers/net/ethernet/: a farm
+// node's NIC is whatever its board has, and an undetected NIC is a node
+// that never comes up), the common USB NICs, TUN (Yggdrasil), WireGuard,
+// 802.1Q VLANs, and nf_tables with the expressions the later firewall uses
+// (conntrack match, NAT chains, masquerade). Which of them exist as modules
+// depends on the kernel flavour; missing ones are reported and skipped.
+// Firmware files are not carried: a driver that needs one fails to bind
+// and the node boots from another NIC.
 var DefaultModules = []string{
 	"virtio_net", "virtio_pci",
-	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice",
-	"bnxt_en", "tg3", "r8169", "mlx4_en", "mlx5_core",
+	"kernel/drivers/net/ethernet/",
+	"r8152", "r8153_ecm", "ax88179_178a", "cdc_ether", "cdc_ncm", "asix", "aqc111",
+	"smsc95xx", "smsc75xx", "lan78xx", "rtl8150", "dm9601", "mcs7830", "sr9700", "sr9800", "pegasus",
 	"tun", "wireguard", "8021q",
 	"nf_tables", "nft_ct", "nft_chain_nat", "nft_nat", "nft_masq",
 }
@@ -253,6 +258,32 @@ type ModuleSet struct {
 	builtinRaw []byte
 }
 
+// expand replaces the directory entries of names (those ending in '/', a
+// path relative to the tree such as "kernel/drivers/net/ethernet/") by the
+// names of every module below that directory, in path order.
+func (t *ModuleTree) expand(names []string) []string {
+	var out []string
+	for _, n := range names {
+		dir, ok := strings.CutSuffix(n, "/")
+		if !ok {
+			out = append(out, n)
+			continue
+		}
+		var below []string
+		for name, rel := range t.paths {
+			if strings.HasPrefix(rel, dir+"/") {
+				below = append(below, rel+"\x00"+name)
+			}
+		}
+		sort.Strings(below)
+		for _, b := range below {
+			_, name, _ := strings.Cut(b, "\x00")
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Closure selects the requested modules and, transitively, every module
 // they depend on (depends= of .modinfo) and every loadable module that
 // provides one of their soft dependencies (softdep=, e.g. libcrc32c's
@@ -261,11 +292,12 @@ type ModuleSet struct {
 // in or missing are recorded in the set rather than failing; a hard
 // dependency that can be found nowhere is an error, since the module could
 // never load; an unresolvable soft dependency is listed in SoftMissing.
+// A name ending in '/' is a directory of the tree: every module below it.
 func (t *ModuleTree) Closure(names []string) (*ModuleSet, error) {
 	s := &ModuleSet{Release: t.Release, byName: map[string]*Module{}, builtinRaw: t.builtinRaw}
 	var queue []string
 	seen := map[string]bool{}
-	for _, n := range names {
+	for _, n := range t.expand(names) {
 		n = NormalizeName(n)
 		if n == "" || seen[n] {
 			continue

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -185,5 +187,40 @@ func TestSyntheticImage(t *testing.T) {
 		if r.MTime != 1700000000 {
 			t.Errorf("%s mtime %d", n, r.MTime)
 		}
+	}
+}
+
+// TestCompressions: every compression writes an image that reads back to
+// the same records, and twice the same bytes.
+func TestCompressions(t *testing.T) {
+	init := filepath.Join(t.TempDir(), "init")
+	must(t, os.WriteFile(init, []byte("#!/bin/true\n"), 0o755))
+	for _, c := range []string{"gzip", "none", "zstd", "xz"} {
+		t.Run(c, func(t *testing.T) {
+			if argv, ok := Compressors[c]; ok {
+				if _, err := exec.LookPath(argv[0]); err != nil {
+					t.Skipf("%s not installed", argv[0])
+				}
+			}
+			var a, b bytes.Buffer
+			for _, w := range []*bytes.Buffer{&a, &b} {
+				if _, err := Write(w, Spec{Init: init, Compress: c, Epoch: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Error("two writes differ")
+			}
+			recs, _, err := ReadImage(a.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, ok := recs["init"]; !ok || r.FileSize != 12 {
+				t.Errorf("init record %+v", r)
+			}
+		})
+	}
+	if _, err := Write(io.Discard, Spec{Init: init, Compress: "lz77"}); err == nil {
+		t.Error("unknown compression: no error")
 	}
 }

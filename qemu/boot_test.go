@@ -66,6 +66,9 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
 	if imageDir != "" {
 		os.RemoveAll(imageDir)
 	}

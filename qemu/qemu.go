@@ -106,6 +106,8 @@ type Options struct {
 	// AfterResult is how long QEMU gets to power off after the result was
 	// printed before it is killed; default 15 s.
 	AfterResult time.Duration
+	// Firmware: boot path and NIC model (firmware.go).
+	Firmware
 }
 
 // Result is what one boot showed.
@@ -171,8 +173,9 @@ func Args(opts Options) ([]string, string) {
 		"-display", "none",
 		"-serial", "stdio",
 		"-no-reboot",
-		"-kernel", opts.Kernel,
-		"-append", cmdline,
+	}
+	if opts.Kernel != "" {
+		args = append(args, "-kernel", opts.Kernel, "-append", cmdline)
 	}
 	if opts.Initramfs != "" {
 		args = append(args, "-initrd", opts.Initramfs)
@@ -180,8 +183,9 @@ func Args(opts Options) ([]string, string) {
 	if nd := or(opts.NetDev, DefaultNetDev); nd != "none" {
 		args = append(args,
 			"-netdev", nd,
-			"-device", "virtio-net-pci,netdev=n0,mac="+or(opts.MAC, DefaultMAC))
+			"-device", opts.nicModel()+",netdev=n0,mac="+or(opts.MAC, DefaultMAC))
 	}
+	args = append(args, opts.Firmware.args()...)
 	args = append(args, opts.ExtraArgs...)
 	return args, accel
 }
@@ -201,8 +205,8 @@ var printkTime = regexp.MustCompile(`^\[\s*(\d+\.\d+)\]\s?`)
 // Boot. The Result is returned also with an error, filled as far as the
 // boot got (its Console is what to show a human).
 func Boot(ctx context.Context, opts Options) (*Result, error) {
-	if opts.Kernel == "" {
-		return nil, errors.New("qemu: no kernel")
+	if opts.Kernel == "" && !opts.firmwareBoot() {
+		return nil, errNoKernel
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -102,22 +103,94 @@ func ScanDevices(sysDir string) ([]Device, error) {
 	return devs, nil
 }
 
-// Run loads the modules for the devices present, and opts.Extra. It
-// returns what it did; the error is only for a missing or unreadable module
-// database or sysfs (the Modules are filled as far as they got). A module
-// that fails to load is recorded in Failed, not returned.
+// Run loads the modules for the devices present, then opts.Extra. The
+// device drivers come first, in parallel where they are independent, so
+// the NICs are bound before anything else (nf_tables and its expressions
+// take as long as a NIC driver and are not needed until the firewall is
+// applied). It returns what it did; the error is only for a missing or
+// unreadable module database or sysfs (the Modules are filled as far as
+// they got). A module that fails to load is recorded in Failed, not
+// returned.
 func Run(ctx context.Context, opts Options) (*state.Modules, error) {
-	start := time.Now()
-	res := &state.Modules{}
-	defer func() { res.TookMS = time.Since(start).Milliseconds() }()
+	r, err := newRun(&opts)
+	if err != nil {
+		return r.res, err
+	}
+	defer r.finish()
+	opts = r.opts
 
+	seen := map[string]bool{}
+	for round := 0; round < opts.MaxRounds; round++ {
+		if err := ctx.Err(); err != nil {
+			return r.res, fmt.Errorf("coldplug: %w", err)
+		}
+		devs, err := ScanDevices(opts.SysDir)
+		if err != nil {
+			return r.res, fmt.Errorf("coldplug: %w", err)
+		}
+		var want []string
+		for _, d := range devs {
+			if seen[d.ID()] {
+				// Judged in an earlier round. A device that got its
+				// driver from our loads is not "skipped"; one whose
+				// module loaded but did not bind is not retried.
+				continue
+			}
+			seen[d.ID()] = true
+			mods := r.db.Aliases.Match(d.Modalias)
+			builtin := r.db.BuiltinAliases.Match(d.Modalias)
+			if d.Driver != "" {
+				if len(mods) > 0 || len(builtin) > 0 {
+					r.res.Skipped = append(r.res.Skipped, fmt.Sprintf("%s (driver %s bound)", d.ID(), d.Driver))
+				}
+				continue
+			}
+			for _, m := range builtin {
+				r.builtin(m)
+			}
+			if len(mods) > 0 {
+				opts.Logf("coldplug: %s %s -> %s", d.ID(), d.Modalias, strings.Join(mods, " "))
+			}
+			want = append(want, mods...)
+		}
+		if !r.loadAll(ctx, want) {
+			break // nothing new: no new devices will show up either
+		}
+	}
+	r.loadNames(ctx, opts.Extra)
+	return r.res, nil
+}
+
+// Load loads the named modules (module names or aliases such as
+// "crypto-crc32c" or "nft-expr-ct") with their dependencies and soft
+// dependencies, as modprobe(8) does; opts.Extra and opts.SysDir's devices
+// are ignored. A name nothing provides is recorded in Failed.
+func Load(ctx context.Context, opts Options, names ...string) (*state.Modules, error) {
+	r, err := newRun(&opts)
+	if err != nil {
+		return r.res, err
+	}
+	defer r.finish()
+	r.loadNames(ctx, names)
+	return r.res, nil
+}
+
+// newRun applies the defaults to opts and reads the module database.
+func newRun(opts *Options) (*run, error) {
+	r := &run{
+		start:  time.Now(),
+		res:    &state.Modules{},
+		tasks:  map[string]*task{},
+		nBuilt: map[string]bool{},
+	}
 	if opts.SysDir == "" {
 		opts.SysDir = "/sys"
 	}
 	if opts.ModulesDir == "" {
 		rel, err := kernelRelease()
 		if err != nil {
-			return res, fmt.Errorf("coldplug: %w", err)
+			r.finish()
+			return r, fmt.Errorf("coldplug: %w", err)
 		}
 		opts.ModulesDir = filepath.Join("/lib/modules", rel)
 	}
@@ -133,76 +206,39 @@ func Run(ctx context.Context, opts Options) (*state.Modules, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 4
 	}
-
+	r.opts = *opts
+	r.sem = make(chan struct{}, opts.Parallel)
 	db, err := LoadDB(opts.ModulesDir)
 	if err != nil {
-		return res, fmt.Errorf("coldplug: %w", err)
+		r.finish()
+		return r, fmt.Errorf("coldplug: %w", err)
 	}
-	r := &run{
-		db:     db,
-		opts:   opts,
-		res:    res,
-		tasks:  map[string]*task{},
-		sem:    make(chan struct{}, opts.Parallel),
-		nBuilt: map[string]bool{},
-	}
+	r.db = db
+	return r, nil
+}
 
-	seen := map[string]bool{}
-	for round := 0; round < opts.MaxRounds; round++ {
-		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("coldplug: %w", err)
+func (r *run) finish() { r.res.TookMS = time.Since(r.start).Milliseconds() }
+
+// loadNames resolves names (module names or aliases) and loads them.
+func (r *run) loadNames(ctx context.Context, names []string) {
+	var want []string
+	for _, x := range names {
+		ms := r.db.Resolve(x)
+		if len(ms) == 0 {
+			r.res.Failed = append(r.res.Failed, fmt.Sprintf("%s: no such module", x))
+			continue
 		}
-		devs, err := ScanDevices(opts.SysDir)
-		if err != nil {
-			return res, fmt.Errorf("coldplug: %w", err)
-		}
-		var want []string
-		for _, d := range devs {
-			if seen[d.ID()] {
-				// Judged in an earlier round. A device that got its
-				// driver from our loads is not "skipped"; one whose
-				// module loaded but did not bind is not retried.
-				continue
-			}
-			seen[d.ID()] = true
-			mods := db.Aliases.Match(d.Modalias)
-			builtin := db.BuiltinAliases.Match(d.Modalias)
-			if d.Driver != "" {
-				if len(mods) > 0 || len(builtin) > 0 {
-					res.Skipped = append(res.Skipped, fmt.Sprintf("%s (driver %s bound)", d.ID(), d.Driver))
-				}
-				continue
-			}
-			for _, m := range builtin {
-				r.builtin(m)
-			}
-			if len(mods) > 0 {
-				opts.Logf("coldplug: %s %s -> %s", d.ID(), d.Modalias, strings.Join(mods, " "))
-			}
-			want = append(want, mods...)
-		}
-		if round == 0 {
-			for _, x := range opts.Extra {
-				ms := db.Resolve(x)
-				if len(ms) == 0 {
-					res.Failed = append(res.Failed, fmt.Sprintf("%s: no such module", x))
-					continue
-				}
-				want = append(want, ms...)
-			}
-		}
-		if !r.loadAll(ctx, want) {
-			break // nothing new: no new devices will show up either
-		}
+		want = append(want, ms...)
 	}
-	return res, nil
+	r.loadAll(ctx, want)
 }
 
 // run is one Run's loading state. Its goroutines all end within loadAll.
 type run struct {
-	db   *DB
-	opts Options
-	sem  chan struct{}
+	start time.Time
+	db    *DB
+	opts  Options
+	sem   chan struct{}
 
 	mu     sync.Mutex
 	res    *state.Modules
@@ -233,15 +269,42 @@ func (r *run) fail(name string, err error) {
 
 // loadAll loads names and their dependencies, each module at most once
 // and always after all of its dependencies, independent modules
-// concurrently. It reports whether anything new was attempted and returns
-// only when every load it started has finished.
+// concurrently. Soft dependencies (modules.softdep) are honoured as
+// modprobe(8) does: "pre" modules load before the module, "post" modules
+// after it, and a soft dependency that fails or does not exist does not
+// stop the module (libcrc32c's init asks the crypto API for "crc32c"; with
+// its "pre: crc32c" loaded first the kernel need not call modprobe). It
+// reports whether anything new was attempted and returns only when every
+// load it started has finished.
 func (r *run) loadAll(ctx context.Context, names []string) bool {
 	// Plan in this goroutine: a depth-first walk that validates the
 	// dependency graph (depmod never writes a cycle, but a hand-made
-	// modules.dep could, and waiting on a cycle would never end).
+	// modules.dep could, and waiting on a cycle would never end). A soft
+	// dependency that would close a cycle is dropped, as modprobe does.
 	var plan []string
-	state := map[string]int{} // 1 = on the walk's stack, 2 = planned
+	state := map[string]int{}      // 1 = on the walk's stack, 2 = planned
+	after := map[string][]string{} // soft ordering: module -> modules it waits for
 	var visit func(n string, path []string) error
+	soft := func(n string, names []string, path []string) []string {
+		var got []string
+		for _, s := range names {
+			ms := r.db.Resolve(s)
+			if len(ms) == 0 {
+				r.opts.Logf("coldplug: soft dependency %s of %s: no such module", s, n)
+			}
+			for _, m := range ms {
+				if state[m] == 1 || m == n || r.db.Builtin[m] {
+					continue // a cycle, or built in: nothing to load
+				}
+				if err := visit(m, path); err != nil {
+					r.failed(m, err)
+					continue
+				}
+				got = append(got, m)
+			}
+		}
+		return got
+	}
 	visit = func(n string, path []string) error {
 		if _, done := r.tasks[n]; done || state[n] == 2 {
 			return nil
@@ -259,29 +322,27 @@ func (r *run) loadAll(ctx context.Context, names []string) bool {
 			return fmt.Errorf("not in modules.dep")
 		}
 		state[n] = 1
+		path = append(path, n)
 		for _, d := range dep.Deps {
-			if err := visit(d, append(path, n)); err != nil {
+			if err := visit(d, path); err != nil {
+				state[n] = 0
 				return err
 			}
 		}
+		sd := r.db.Softdeps[n]
+		after[n] = soft(n, sd.Pre, path)
 		state[n] = 2
 		plan = append(plan, n)
+		for _, m := range soft(n, sd.Post, path) {
+			if slices.Index(plan, m) > slices.Index(plan, n) {
+				after[m] = append(after[m], n) // only forward: never a cycle
+			}
+		}
 		return nil
 	}
 	for _, n := range names {
 		if err := visit(n, nil); err != nil {
-			// Mark it attempted so later rounds do not retry it.
-			t := &task{done: make(chan struct{}), err: err}
-			close(t.done)
-			r.tasks[n] = t
-			r.fail(n, err)
-			// Modules left on the walk's stack are unplanned; forget
-			// them so another name may plan them cleanly.
-			for k, v := range state {
-				if v == 1 {
-					delete(state, k)
-				}
-			}
+			r.failed(n, err)
 		}
 	}
 	if len(plan) == 0 {
@@ -296,34 +357,59 @@ func (r *run) loadAll(ctx context.Context, names []string) bool {
 	var wg sync.WaitGroup
 	for _, n := range plan {
 		t := r.tasks[n]
-		deps := map[string]*task{}
+		var w []wait
 		for _, d := range r.db.Deps[n].Deps {
 			if dt, ok := r.tasks[d]; ok {
-				deps[d] = dt // built-in dependencies have no task
+				w = append(w, wait{d, dt, true}) // built-in dependencies have no task
+			}
+		}
+		for _, d := range after[n] {
+			if dt, ok := r.tasks[d]; ok {
+				w = append(w, wait{d, dt, false})
 			}
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(t.done)
-			t.err = r.load(ctx, n, deps)
+			t.err = r.load(ctx, n, w)
 		}()
 	}
 	wg.Wait()
 	return true
 }
 
-// load waits for deps, then loads module n.
-func (r *run) load(ctx context.Context, n string, deps map[string]*task) error {
-	for name, d := range deps {
+// failed records that module n cannot be planned, so later rounds and
+// later modules needing it do not try it again.
+func (r *run) failed(n string, err error) {
+	if _, done := r.tasks[n]; done {
+		return
+	}
+	t := &task{done: make(chan struct{}), err: err}
+	close(t.done)
+	r.tasks[n] = t
+	r.fail(n, err)
+}
+
+// wait is one module a load waits for: a hard dependency (its failure
+// fails the load) or a soft one (only ordering).
+type wait struct {
+	name string
+	t    *task
+	hard bool
+}
+
+// load waits for the modules in w, then loads module n.
+func (r *run) load(ctx context.Context, n string, w []wait) error {
+	for _, d := range w {
 		select {
-		case <-d.done:
+		case <-d.t.done:
 		case <-ctx.Done():
 			r.fail(n, ctx.Err())
 			return ctx.Err()
 		}
-		if d.err != nil {
-			err := fmt.Errorf("dependency %s failed", name)
+		if d.t.err != nil && d.hard {
+			err := fmt.Errorf("dependency %s failed", d.name)
 			r.fail(n, err)
 			return err
 		}
@@ -344,6 +430,7 @@ func (r *run) load(ctx context.Context, n string, deps map[string]*task) error {
 	}
 	t0 := time.Now()
 	err := r.opts.Loader.Load(n, p)
+	took := time.Since(t0)
 	<-r.sem
 	if err != nil && !errors.Is(err, syscall.EEXIST) {
 		r.fail(n, err)
@@ -352,8 +439,12 @@ func (r *run) load(ctx context.Context, n string, deps map[string]*task) error {
 	}
 	r.mu.Lock()
 	r.res.Loaded = append(r.res.Loaded, n)
+	if r.res.LoadMS == nil {
+		r.res.LoadMS = map[string]int64{}
+	}
+	r.res.LoadMS[n] = took.Milliseconds()
 	r.mu.Unlock()
-	r.opts.Logf("coldplug: loaded %s in %v", n, time.Since(t0).Round(time.Millisecond))
+	r.opts.Logf("coldplug: loaded %s in %v", n, took.Round(time.Millisecond))
 	return nil
 }
 

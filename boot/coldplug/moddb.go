@@ -26,6 +26,15 @@ type DB struct {
 	// modules.builtin.modinfo, so a device served by one is recorded as
 	// such rather than as unmatched.
 	BuiltinAliases *Aliases
+	// Softdeps are the soft dependencies of modules.softdep, by module
+	// name: modules to load before (Pre) and after (Post) it, each a
+	// module name or an alias such as "crc32c".
+	Softdeps map[string]Softdep
+}
+
+// Softdep is one module's soft dependencies (modprobe.d(5), "softdep").
+type Softdep struct {
+	Pre, Post []string
 }
 
 // Dep is one line of modules.dep.
@@ -71,7 +80,57 @@ func LoadDB(dir string) (*DB, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("module database: %w", err)
 	}
+	if f, err := os.Open(filepath.Join(dir, "modules.softdep")); err == nil {
+		db.Softdeps, err = ParseSoftdeps(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("module database %s: %w", dir, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("module database: %w", err)
+	}
 	return db, nil
+}
+
+// ParseSoftdeps reads modules.softdep: lines "softdep MODULE pre: A B
+// post: C" (either part may be missing). A module may have several lines;
+// their lists are joined.
+func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
+	out := map[string]Softdep{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if f[0] != "softdep" || len(f) < 3 {
+			return nil, fmt.Errorf("modules.softdep line %d: want \"softdep <module> pre: ... post: ...\", got %q", line, sc.Text())
+		}
+		n := NormalizeName(f[1])
+		sd := out[n]
+		var cur *[]string
+		for _, w := range f[2:] {
+			switch w {
+			case "pre:":
+				cur = &sd.Pre
+			case "post:":
+				cur = &sd.Post
+			default:
+				if cur == nil {
+					return nil, fmt.Errorf("modules.softdep line %d: %q before \"pre:\" or \"post:\"", line, w)
+				}
+				*cur = append(*cur, w)
+			}
+		}
+		out[n] = sd
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading modules.softdep: %w", err)
+	}
+	return out, nil
 }
 
 // ParseDeps reads modules.dep: lines "path/to/mod.ko: path/dep1.ko

@@ -217,6 +217,8 @@ type Modules struct {
 	// (a link that is up is never bounced by a reload).
 	Skipped []string `json:"skipped"`
 	TookMS  int64    `json:"took_ms"`
+	// LoadMS is how long each loaded module's finit_module took.
+	LoadMS map[string]int64 `json:"load_ms,omitempty"`
 }
 
 // Overlays is the decision about the overlays.

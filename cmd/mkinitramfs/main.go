@@ -6,6 +6,13 @@
 //	mkinitramfs -init netinit -modules-dir .cache/kernel/6.1.0-47-cloud-amd64/modules \
 //	    -kernel-release 6.1.0-47-cloud-amd64 -o initramfs.cpio.gz
 //
+// With -base IMAGE (cpio, .gz, .xz or .zst) netinit is baked into an
+// existing image (0-OS's): its files are kept, its /init becomes
+// /init.base, netinit is /init, and the module indexes of a shared kernel
+// release are merged; a path both have with different content fails the
+// build, listing every conflict. -compress picks gzip (default), zstd, xz
+// or none.
+//
 // All mtimes are SOURCE_DATE_EPOCH (default 0).
 package main
 
@@ -52,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		modules    = flag.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma separated modules to include with their dependencies")
 		debug      = flag.Bool("debug", false, "add u-root core commands in /bin and /bin/sh (gosh)")
 		out        = flag.String("o", "", "output image path (required)")
+		base       = flag.String("base", "", "bake into this existing image (cpio, .gz, .xz or .zst): its files kept, its /init as /init.base")
+		compress   = flag.String("compress", "gzip", "image compression: gzip, zstd (smallest that unpacks fast), xz (smallest) or none")
 		files      fileFlags
 	)
 	flag.Var(&files, "file", "extra file SRC:DST[:MODE] (repeatable, MODE octal)")
@@ -63,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-init and -o are required")
 	}
 
-	spec := initramfs.Spec{Init: *initPath, Files: files}
+	spec := initramfs.Spec{Init: *initPath, Files: files, Compress: *compress, Base: *base}
 	if e := os.Getenv("SOURCE_DATE_EPOCH"); e != "" {
 		v, err := strconv.ParseInt(e, 10, 64)
 		if err != nil || v < 0 {

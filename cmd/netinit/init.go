@@ -103,10 +103,17 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 	if len(s.VLANs) > 0 {
 		extra = append(extra, "8021q")
 	}
+	if err := installModprobe(); err != nil {
+		log.Logf("%v", err)
+	}
 	mods, err := coldplug.Run(ctx, coldplug.Options{Extra: extra, Logf: log.Logf})
 	if err != nil {
 		log.Logf("drivers: %v", err)
 		problems = append(problems, fmt.Sprintf("drivers: %v", err))
+	}
+	for _, p := range featureProblems(mods) {
+		log.Logf("%s", p)
+		problems = append(problems, p)
 	}
 	timings := map[string]int64{"modules": time.Since(start).Milliseconds()}
 	if mods != nil {

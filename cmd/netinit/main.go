@@ -9,6 +9,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // version is set by the build (-X main.version=...).
@@ -17,6 +18,9 @@ var version = "dev"
 func main() {
 	if os.Getpid() == 1 {
 		runInit() // never returns
+	}
+	if filepath.Base(os.Args[0]) == "modprobe" { // the kernel's request_module
+		os.Exit(cmdModprobe(os.Args[1:]))
 	}
 	os.Exit(cli(os.Args[1:]))
 }
@@ -43,6 +47,9 @@ As PID 1 it is the init of the initramfs. Otherwise:
   netinit probe-server --listen ADDR
         the reflector a public node runs for inbound proofs
         (docs/probe-protocol.md)
+  netinit modprobe [-q] [--] NAME
+        load a module or alias with its dependencies (the kernel's modprobe
+        helper at boot: /proc/sys/kernel/modprobe is /run/netinit/modprobe)
   netinit version
   netinit help
 `
@@ -63,6 +70,8 @@ func cli(args []string) int {
 		return cmdProbe(args[1:])
 	case "probe-server":
 		return cmdProbeServer(args[1:])
+	case "modprobe":
+		return cmdModprobe(args[1:])
 	case "version", "--version", "-v":
 		fmt.Println("netinit", version)
 		return 0

@@ -3,6 +3,11 @@
 // prints a summary of the result netinit reported. It builds nothing.
 //
 //	vmrun -kernel vmlinuz -initramfs initramfs.cpio.gz [-append 'netinit.debug=1'] [-timeout 90s] [-net user,id=n0,ipv4=on,ipv6=on]
+//	vmrun -pxe build/release [-nic e1000e]     (SeaBIOS + iPXE, TFTP from the release)
+//	vmrun -usb build/release/netinit-usb.img   (OVMF, the image as a USB stick)
+//
+// With -pxe and -usb the kernel parameters are the release's own
+// (RELEASE_APPEND must carry console=ttyS0 netinit.test=poweroff).
 //
 // netinit.test=poweroff is always added to the command line so the guest
 // prints its result and powers off. The exit status is 0 when a result
@@ -36,9 +41,31 @@ func main() {
 		quiet     = flag.Bool("q", false, "do not stream the console")
 		hostNet   = flag.Bool("hostnet", false, "run QEMU in this network namespace (default: a new empty one, so the guest cannot reach any network)")
 		klog      = flag.Bool("klog", false, "let the kernel log to the console (drops \"quiet\"; slow under TCG)")
+		nic       = flag.String("nic", "", "NIC model: virtio-net-pci (default), e1000e, e1000, rtl8139")
+		pxe       = flag.String("pxe", "", "boot by PXE: SeaBIOS + the NIC's iPXE ROM, TFTP from this release directory (netinit.ipxe)")
+		usb       = flag.String("usb", "", "boot this USB disk image (netinit-usb.img) with OVMF")
 	)
 	flag.Parse()
-	if *kernel == "" || *initramfs == "" || flag.NArg() != 0 {
+	fw := qemu.Firmware{NIC: *nic}
+	switch {
+	case *pxe != "":
+		fw.PXE = true
+		*netdev += ",tftp=" + *pxe + ",bootfile=netinit.ipxe"
+		*kernel, *initramfs = "", ""
+	case *usb != "":
+		vars, err := ovmfVars()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vmrun:", err)
+			os.Exit(1)
+		}
+		defer os.Remove(vars)
+		fw.UEFIVars, fw.USBDisk = vars, *usb
+		*kernel, *initramfs = "", ""
+	case *kernel == "" || *initramfs == "":
+		flag.Usage()
+		os.Exit(2)
+	}
+	if flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -62,6 +89,7 @@ func main() {
 		LogFile:   *logFile,
 		KernelLog: *klog,
 		HostNet:   *hostNet,
+		Firmware:  fw,
 	})
 	if res != nil {
 		summary(os.Stdout, res)
@@ -70,6 +98,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
 		os.Exit(1)
 	}
+}
+
+// ovmfVars copies OVMF's variable store template for this VM.
+func ovmfVars() (string, error) {
+	b, err := os.ReadFile(qemu.OVMFVars)
+	if err != nil {
+		return "", fmt.Errorf("UEFI firmware (Debian ovmf): %w", err)
+	}
+	f, err := os.CreateTemp("", "vmrun-ovmf-vars-")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 func summary(w io.Writer, r *qemu.Result) {

@@ -1,0 +1,77 @@
+package qemu_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/qemu"
+)
+
+// TestBootBaked: netinit baked (mkinitramfs -base) into an image laid out
+// like 0-OS's — an /init script that would switch root to zinit, and
+// /sbin/zinit (here the test's next stage, qemu/testdata/nextstage). The
+// merged image boots netinit as /init, which hands off to the base's
+// /sbin/zinit; the next stage sees the live state and the daemon. (The
+// switch to a tmpfs root before the handoff is the 0-OS contract's part.)
+func TestBootBaked(t *testing.T) {
+	e := requireEnv(t)
+	t.Parallel()
+	dir := t.TempDir()
+	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
+	for _, args := range [][]string{
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
+		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
+	} {
+		if err := goCmd(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zinit, err := os.ReadFile(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw bytes.Buffer
+	w := cpio.Newc.Writer(&raw)
+	if err := cpio.WriteRecords(w, []cpio.Record{
+		cpio.Directory("etc", 0o755),
+		cpio.StaticFile("etc/zos-base", "0-OS base\n", 0o644),
+		cpio.StaticFile("init", "#!/bin/sh\nmount -t tmpfs root /mnt/root\nexec switch_root /mnt/root /sbin/zinit init\n", 0o755),
+		cpio.Directory("sbin", 0o755),
+		cpio.StaticRecord(zinit, cpio.Info{Name: "sbin/zinit", Mode: cpio.S_IFREG | 0o755}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	base := filepath.Join(dir, "zos.cpio.gz")
+	if err := os.WriteFile(base, gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "baked.cpio.gz")
+	if err := goCmd(t, "run", "./cmd/mkinitramfs", "-base", base, "-init", bin, "-modules-dir", e.modules, "-o", img); err != nil {
+		t.Fatal(err)
+	}
+
+	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img})
+	for _, want := range []string{"handing off to /sbin/zinit", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
+		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true"} {
+		if !strings.Contains(res.Console, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if st := res.State; st == nil || st.Phase != state.PhaseReady {
+		t.Errorf("live state after the handoff: %+v", st)
+	}
+}
