@@ -72,7 +72,7 @@ type Loop struct {
 	others     []string
 	rounds     int
 	failures   int
-	busy       bool   // a round is running
+	busy       bool // a round is running
 	last       Result
 	first1     Result // the first round's
 	servers    []string
