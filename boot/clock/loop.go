@@ -35,13 +35,19 @@ func Backoff(failures int, retry, interval time.Duration) time.Duration {
 }
 
 // Servers is the set one round asks: configured (netinit.ntp=, preferred)
-// and others (DHCPv4 option 42, DHCPv6 NTP); when both are empty, the
-// fallback (the run mode's public pool), reported by pool.
+// and others (DHCPv4 option 42, DHCPv6 NTP; the state's list, which also
+// holds the configured ones, so those are dropped); when both are empty,
+// the fallback (the run mode's public pool), reported by pool.
 func Servers(configured, others, fallback []string) (conf, oth []string, pool bool) {
 	if len(configured) == 0 && len(others) == 0 {
 		return nil, slices.Clone(fallback), len(fallback) > 0
 	}
-	return slices.Clone(configured), slices.Clone(others), false
+	for _, o := range others {
+		if !slices.Contains(configured, o) && !slices.Contains(oth, o) {
+			oth = append(oth, o)
+		}
+	}
+	return slices.Clone(configured), oth, false
 }
 
 // LoopConfig is what a Loop needs.
@@ -178,11 +184,14 @@ func (l *Loop) round(ctx context.Context) time.Duration {
 }
 
 // First waits, bounded by ctx, for the first round and returns its
-// outcome (ok false when ctx ended first).
+// outcome (ok false when ctx ended first, or l is nil).
 func (l *Loop) First(ctx context.Context) (r Result, ok bool) {
+	if l == nil {
+		return Result{Err: "the clock loop is not running"}, false
+	}
 	select {
 	case <-ctx.Done():
-		return Result{}, false
+		return Result{Err: "the first NTP round did not end in time"}, false
 	case <-l.first:
 	}
 	l.mu.Lock()

@@ -118,6 +118,7 @@ func TestServers(t *testing.T) {
 		{"dhcp only", nil, []string{"192.0.2.1"}, nil, []string{"192.0.2.1"}, false},
 		{"configured only", []string{"ntp.example"}, nil, []string{"ntp.example"}, nil, false},
 		{"both", []string{"ntp.example"}, []string{"192.0.2.1"}, []string{"ntp.example"}, []string{"192.0.2.1"}, false},
+		{"state list holds the configured", []string{"ntp.example"}, []string{"192.0.2.1", "ntp.example", "192.0.2.1"}, []string{"ntp.example"}, []string{"192.0.2.1"}, false},
 	} {
 		c, o, p := Servers(tc.configured, tc.dhcp, pool)
 		if !slices.Equal(c, tc.wantConf) || !slices.Equal(o, tc.wantOt) || p != tc.wantPool {
