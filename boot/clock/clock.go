@@ -224,7 +224,7 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 	}
 	if pick == nil {
 		r := Result{Err: why, Sources: srcs}
-		logf("clock: the clock is NOT set (WireGuard handshakes may be ignored by peers): %s", why)
+		logf("clock: the clock is NOT set: %s", why)
 		return r
 	}
 	src := srcs[pick.i]
@@ -240,8 +240,13 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 			return r
 		}
 		r.Set = true
-		logf("clock: slewing by %s from ntp %s (%s, stratum %d, rtt %s)",
-			r.Offset.Round(time.Microsecond), src.Server, why, pick.resp.Stratum, pick.resp.RTT.Round(time.Millisecond))
+		// The daemon's loop slews a few milliseconds every round: only
+		// a correction worth noticing is an event for the console (the
+		// state records every round).
+		if r.Offset.Abs() >= slewBound/10 {
+			logf("clock: slewing by %s from ntp %s (%s, stratum %d, rtt %s)",
+				r.Offset.Round(time.Millisecond), src.Server, why, pick.resp.Stratum, pick.resp.RTT.Round(time.Millisecond))
+		}
 		return r
 	}
 	if adjust != nil {
