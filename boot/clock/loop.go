@@ -152,8 +152,9 @@ func (l *Loop) round(ctx context.Context) time.Duration {
 	l.mu.Lock()
 	conf, oth, pool := Servers(l.configured, l.others, l.cfg.Fallback)
 	l.busy = true
+	wasPool := l.rounds > 0 && l.pool
 	l.mu.Unlock()
-	if pool {
+	if pool && !wasPool {
 		l.cfg.Logf("clock: no NTP server from DHCP or netinit.ntp=, asking the public pool %q", oth)
 	}
 	r := l.cfg.Syncer.Sync(ctx, conf, oth, l.cfg.Logf)
