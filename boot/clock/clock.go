@@ -1,5 +1,5 @@
 // Package clock sets the system clock from NTP before anything that depends
-// on it runs.
+// on it runs, and keeps it right afterwards (Loop).
 //
 // Why it runs before WireGuard: a WireGuard responder drops a handshake
 // initiation whose TAI64N timestamp is not newer than the greatest one it
@@ -9,8 +9,8 @@
 // up with the previous boot, so the clock is stepped first.
 //
 // The NTP client is github.com/beevik/ntp (SNTP, RFC 4330 / RFC 5905
-// on-wire protocol); this package only adds parallel queries, bounds and
-// the step.
+// on-wire protocol); this package only adds parallel queries, bounds,
+// the step or slew, and the loop.
 package clock
 
 import (
@@ -37,10 +37,35 @@ const DefaultTimeout = 3 * time.Second
 // ignore the node once its clock is right again (WireGuard paper §5.1).
 // 1000 s is ntpd's panic threshold (RFC 5905 §10, PANICT): more than
 // honest RTC drift between boots, far less than a wrong RTC (1970, a
-// local-time RTC) which then needs two sources. Small offsets are stepped
-// from one source (no slewing: the next stage's NTP daemon disciplines
-// the clock afterwards).
+// local-time RTC) which then needs two sources.
 const StepBound = 1000 * time.Second
+
+// SlewBound is the largest offset that is slewed rather than stepped. The
+// kernel slews an adjtime(3) correction (ADJ_OFFSET_SINGLESHOT) at 500 ppm
+// (MAX_TICKADJ): 0.5 s takes 1000 s, about one round of the clock loop
+// (DefaultInterval), so a larger offset would still be there at the next
+// round and the clock would stay wrong for many rounds. Below it the
+// clock never jumps (no timestamp seen twice, no timer firing early);
+// above it a step is better for everything the node runs (TLS validity,
+// chain signatures, WireGuard handshakes) than being wrong for an hour.
+// ntpd steps above 128 ms (RFC 5905 §10, STEPT) because it also
+// disciplines the frequency; this loop only corrects the offset.
+const SlewBound = 500 * time.Millisecond
+
+// How a clock is corrected (Result.Method, state clock.method).
+const (
+	MethodSlew = "slew"
+	MethodStep = "step"
+)
+
+// Method says how an offset chosen by the two-source rule is applied:
+// slewed when within slewBound, stepped otherwise.
+func Method(offset, slewBound time.Duration) string {
+	if offset.Abs() <= slewBound {
+		return MethodSlew
+	}
+	return MethodStep
+}
 
 // AgreeWithin is how close two sources' offsets must be to agree: network
 // jitter and honest servers' errors are milliseconds.
@@ -53,8 +78,11 @@ type Result struct {
 	// Offset is what the clock was (or would have been) stepped by: true
 	// time minus local time.
 	Offset time.Duration `json:"offset"`
-	// Set reports whether the system clock was stepped.
+	// Set reports whether the system clock was corrected (Method says
+	// how).
 	Set bool `json:"set"`
+	// Method is MethodSlew or MethodStep when Set.
+	Method string `json:"method,omitempty"`
 	// Err says what went wrong ("" on success).
 	Err string `json:"err,omitempty"`
 	// Sources is every server asked and what it said, in the order given.
@@ -69,9 +97,9 @@ type Source struct {
 	Err        string        `json:"err,omitempty"`
 }
 
-// Syncer queries NTP servers and steps a clock. The zero value uses the
-// system clock; tests replace Now and Set so that the machine's real clock
-// is never touched.
+// Syncer queries NTP servers and corrects a clock. The zero value uses
+// the system clock; tests replace Now, Set and Adjust so that the
+// machine's real clock is never touched.
 type Syncer struct {
 	// Timeout bounds the whole Sync (DefaultTimeout when 0); ctx may
 	// bound it further.
@@ -80,6 +108,13 @@ type Syncer struct {
 	Now func() time.Time
 	// Set steps the clock to t (SetSystemClock when nil).
 	Set func(t time.Time) error
+	// Adjust slews the clock by d, replacing any slew still in progress
+	// (adjtime(3) semantics; Adjust(0) cancels it). When nil it is
+	// SlewSystemClock if Set is nil too; a Syncer with only Set replaced
+	// steps every offset through Set, so it never touches the real clock.
+	Adjust func(d time.Duration) error
+	// SlewBound is the largest offset slewed (SlewBound when 0).
+	SlewBound time.Duration
 	// Port is the NTP port (123 when 0).
 	Port int
 }
@@ -99,8 +134,9 @@ type answer struct {
 // Sync queries all servers at once (configured: the farmer's netinit.ntp=,
 // preferred; others: those learnt from DHCP) and keeps the answers that
 // pass the sanity checks of RFC 5905 (ntp.Response.Validate: stratum,
-// leap indicator, root distance, reference time freshness). It steps the
-// clock as soon as it can decide:
+// leap indicator, root distance, reference time freshness). It corrects
+// the clock (slewed within SlewBound, stepped beyond) as soon as it can
+// decide:
 //   - by an offset within StepBound from one source: a configured one, or
 //     another once no configured server is left to answer;
 //   - by a larger offset only when two sources agree within AgreeWithin.
@@ -115,9 +151,16 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 	if now == nil {
 		now = time.Now
 	}
-	set := s.Set
+	set, adjust := s.Set, s.Adjust
 	if set == nil {
 		set = SetSystemClock
+		if adjust == nil {
+			adjust = SlewSystemClock
+		}
+	}
+	slewBound := s.SlewBound
+	if slewBound <= 0 {
+		slewBound = SlewBound
 	}
 	timeout := s.Timeout
 	if timeout <= 0 {
@@ -181,13 +224,39 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 	}
 	if pick == nil {
 		r := Result{Err: why, Sources: srcs}
-		logf("clock: the clock is NOT set (WireGuard handshakes may be ignored by peers): %s", why)
+		logf("clock: the clock is NOT set: %s", why)
 		return r
+	}
+	src := srcs[pick.i]
+	r := Result{Server: src.Server, Offset: pick.resp.ClockOffset, Sources: srcs}
+	r.Method = Method(r.Offset, slewBound)
+	if adjust == nil {
+		r.Method = MethodStep
+	}
+	if r.Method == MethodSlew {
+		if err := adjust(r.Offset); err != nil {
+			r.Err = fmt.Sprintf("slewing the clock by %s (from %s): %v", r.Offset, src.Server, err)
+			logf("clock: %s", r.Err)
+			return r
+		}
+		r.Set = true
+		// The daemon's loop slews a few milliseconds every round: only
+		// a correction worth noticing is an event for the console (the
+		// state records every round).
+		if r.Offset.Abs() >= slewBound/10 {
+			logf("clock: slewing by %s from ntp %s (%s, stratum %d, rtt %s)",
+				r.Offset.Round(time.Millisecond), src.Server, why, pick.resp.Stratum, pick.resp.RTT.Round(time.Millisecond))
+		}
+		return r
+	}
+	if adjust != nil {
+		// A slew still in progress would move the stepped clock again.
+		if err := adjust(0); err != nil {
+			logf("clock: cancelling the slew in progress: %v", err)
+		}
 	}
 	// The offset is relative, so applying it to the current local time a
 	// moment later is still right (RFC 5905 §8: theta).
-	src := srcs[pick.i]
-	r := Result{Server: src.Server, Offset: pick.resp.ClockOffset, Sources: srcs}
 	target := now().Add(r.Offset)
 	if err := set(target); err != nil {
 		r.Err = fmt.Sprintf("setting the clock to %s (from %s): %v", target.UTC().Format(time.RFC3339), src.Server, err)

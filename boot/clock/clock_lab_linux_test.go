@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -75,31 +77,7 @@ func TestSyncChrony(t *testing.T) {
 		lab.ChildResult(t, res)
 		return
 	}
-	lab.Require(t, "ip", "chronyd")
-	lab.GuardResolvConf(t)
-	srv, cli := lab.NewNS(t, "ntps"), lab.NewNS(t, "ntpc")
-	lab.Veth(t, srv, "s0", cli, "c0")
-	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
-	srv.MustExec("ip", "addr", "add", "192.0.2.3/24", "dev", "s0")
-	cli.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "c0")
-	// A black hole: 198.51.100.7 is routed to the server namespace, which
-	// does not forward, so that query can only time out.
-	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
-
-	for _, addr := range []string{"192.0.2.1", "192.0.2.3"} {
-		dir := t.TempDir()
-		conf := filepath.Join(dir, "chrony.conf")
-		if err := os.WriteFile(conf, []byte(chronyConf+"bindaddress "+addr+"\npidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
-		if !lab.Eventually(5*time.Second, func() bool {
-			out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
-			return strings.Contains(out, addr+":123")
-		}) {
-			t.Fatalf("chronyd did not listen on %s:123:\n%s", addr, p.Output())
-		}
-	}
+	cli := chronyLab(t)
 
 	var res map[string]syncOutcome
 	lab.RunChild(t, cli, 60*time.Second, nil, &res)
@@ -150,5 +128,163 @@ func TestSyncChrony(t *testing.T) {
 		if !o.Res.Set || o.SetN != 1 || o.Res.Server != c.server || !near(o.Res.Offset, 30*time.Second) {
 			t.Errorf("%s: want a 30s step from %s: %+v", c.name, c.server, o)
 		}
+	}
+}
+
+// chronyLab runs two chronyd servers (192.0.2.1 and 192.0.2.3) in a
+// namespace and returns the client namespace (192.0.2.2), where
+// 198.51.100.0/24 is a black hole.
+func chronyLab(t *testing.T) *lab.NS {
+	lab.Require(t, "ip", "chronyd")
+	lab.GuardResolvConf(t)
+	srv, cli := lab.NewNS(t, "ntps"), lab.NewNS(t, "ntpc")
+	lab.Veth(t, srv, "s0", cli, "c0")
+	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
+	srv.MustExec("ip", "addr", "add", "192.0.2.3/24", "dev", "s0")
+	cli.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "c0")
+	// A black hole: 198.51.100.7 is routed to the server namespace, which
+	// does not forward, so that query can only time out.
+	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
+
+	for _, addr := range []string{"192.0.2.1", "192.0.2.3"} {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "chrony.conf")
+		if err := os.WriteFile(conf, []byte(chronyConf+"bindaddress "+addr+"\npidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
+		if !lab.Eventually(5*time.Second, func() bool {
+			out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
+			return strings.Contains(out, addr+":123")
+		}) {
+			t.Fatalf("chronyd did not listen on %s:123:\n%s", addr, p.Output())
+		}
+	}
+	return cli
+}
+
+// fakeClock is a local clock off by skew that Set and Adjust correct (a
+// slew takes effect at once), recording each call; the machine's clock is
+// never touched.
+type fakeClock struct {
+	mu     sync.Mutex
+	skew   time.Duration
+	Steps  []time.Duration // what each Set moved the clock by
+	Slews  []time.Duration // each Adjust
+	Finale time.Duration   // the skew at the end
+}
+
+func (c *fakeClock) syncer(timeout time.Duration) *Syncer {
+	return &Syncer{
+		Timeout: timeout,
+		Now: func() time.Time {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return time.Now().Add(c.skew)
+		},
+		Set: func(t time.Time) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			d := time.Until(t) - c.skew
+			c.skew += d
+			c.Steps = append(c.Steps, d)
+			return nil
+		},
+		Adjust: func(d time.Duration) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.skew += d
+			c.Slews = append(c.Slews, d)
+			return nil
+		},
+	}
+}
+
+type loopOutcome struct {
+	State *state.Clock
+	Clock *fakeClock
+	Mid   *state.Clock // before the change of servers
+}
+
+// runLoop runs a loop on a fake clock until done says so (bounded).
+func runLoop(cfg LoopConfig, skew time.Duration, servers []string, done func(*state.Clock) bool, change []string) loopOutcome {
+	c := &fakeClock{skew: skew}
+	cfg.Syncer = c.syncer(500 * time.Millisecond)
+	l := NewLoop(cfg)
+	l.SetServers(servers[:1], servers)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); l.Run(ctx) }()
+	var o loopOutcome
+	if change != nil {
+		lab.Eventually(10*time.Second, func() bool { st := l.State(); return st != nil && st.Rounds == 1 })
+		o.Mid = l.State()
+		l.SetServers(nil, change)
+	}
+	lab.Eventually(10*time.Second, func() bool { st := l.State(); return st != nil && done(st) })
+	cancel()
+	<-stopped
+	c.Finale = c.skew
+	o.State, o.Clock = l.State(), c
+	return o
+}
+
+// TestLoopChrony runs the clock loop against two real NTP servers
+// (chronyd) with a local clock 30 s behind: the first round steps it,
+// the next rounds (every 300 ms here) only slew the few milliseconds
+// left, and the state records it; a black-holed server is retried after
+// Retry although the interval is an hour; a new server set starts a round
+// at once, asking the new server.
+func TestLoopChrony(t *testing.T) {
+	if lab.Child() {
+		res := map[string]loopOutcome{
+			"periodic": runLoop(LoopConfig{Interval: 300 * time.Millisecond}, -30*time.Second,
+				[]string{"192.0.2.1", "192.0.2.3"}, func(c *state.Clock) bool { return c.Rounds >= 4 }, nil),
+			"retry": runLoop(LoopConfig{Interval: time.Hour, Retry: 100 * time.Millisecond}, 0,
+				[]string{"198.51.100.7"}, func(c *state.Clock) bool { return c.Rounds >= 3 }, nil),
+			"change": runLoop(LoopConfig{Interval: time.Hour, Retry: time.Hour}, 0,
+				[]string{"192.0.2.1"}, func(c *state.Clock) bool { return c.Rounds >= 2 }, []string{"192.0.2.3"}),
+		}
+		lab.ChildResult(t, res)
+		return
+	}
+	cli := chronyLab(t)
+	var res map[string]loopOutcome
+	lab.RunChild(t, cli, 60*time.Second, nil, &res)
+
+	p := res["periodic"]
+	t.Logf("periodic: state %+v clock %+v", p.State, p.Clock)
+	if p.State == nil || p.State.Rounds < 4 || !p.State.Set || p.State.Method != MethodSlew || p.State.LastSync == nil || p.State.NextSync == nil {
+		t.Fatalf("periodic: state %+v", p.State)
+	}
+	if !slices.Equal(p.State.Servers, []string{"192.0.2.1", "192.0.2.3"}) || p.State.Pool {
+		t.Errorf("periodic: servers %q pool %v", p.State.Servers, p.State.Pool)
+	}
+	if len(p.Clock.Steps) != 1 || (p.Clock.Steps[0]-30*time.Second).Abs() > time.Second {
+		t.Errorf("periodic: steps %v, want one of about 30s", p.Clock.Steps)
+	}
+	var slews int
+	for _, d := range p.Clock.Slews {
+		if d.Abs() > SlewBound {
+			t.Errorf("periodic: slewed by %s, over the slew bound", d)
+		}
+		if d != 0 {
+			slews++
+		}
+	}
+	if slews < 3 || p.Clock.Finale.Abs() > 100*time.Millisecond {
+		t.Errorf("periodic: %d slews, final error %s", slews, p.Clock.Finale)
+	}
+
+	r := res["retry"]
+	t.Logf("retry: %+v", r.State)
+	if r.State == nil || r.State.Rounds < 3 || r.State.Set || r.State.LastSync != nil || !strings.Contains(r.State.Error, "no NTP server answered") {
+		t.Errorf("retry: state %+v", r.State)
+	}
+
+	c := res["change"]
+	t.Logf("change: before %+v after %+v", c.Mid, c.State)
+	if c.Mid == nil || c.Mid.Server != "192.0.2.1" || !c.Mid.Set || c.State == nil || c.State.Rounds != 2 || c.State.Server != "192.0.2.3" || !c.State.Set {
+		t.Errorf("change: before %+v after %+v", c.Mid, c.State)
 	}
 }

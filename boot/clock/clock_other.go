@@ -11,3 +11,8 @@ import (
 func SetSystemClock(time.Time) error {
 	return errors.New("setting the clock is only supported on linux")
 }
+
+// SlewSystemClock is only implemented on Linux.
+func SlewSystemClock(time.Duration) error {
+	return errors.New("slewing the clock is only supported on linux")
+}

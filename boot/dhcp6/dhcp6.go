@@ -161,8 +161,16 @@ func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) 
 			b.Dropped = append(b.Dropped, fmt.Sprintf("search domain %q: %v", d, err))
 		})
 	}
+	// NTP servers (RFC 5908 §4, server address suboption) are held to
+	// the rule for name servers: the daemon's clock loop queries them.
 	for _, ip := range m.Options.NTPServers() {
-		if a, ok := netip.AddrFromSlice(ip); ok && len(b.NTP) < maxNTP {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		if err := dnsname.CheckServer6(a); err != nil {
+			b.Dropped = append(b.Dropped, fmt.Sprintf("ntp server %s: %v", a, err))
+		} else if len(b.NTP) < maxNTP && !slices.Contains(b.NTP, a) {
 			b.NTP = append(b.NTP, a)
 		}
 	}

@@ -147,14 +147,16 @@ func TestParseReplyHostile(t *testing.T) {
 	m := reply(id, iana.StatusSuccess, &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::100"), ValidLifetime: 600 * time.Second})
 	m.UpdateOption(dhcpv6.OptDNS(net.ParseIP("::1"), net.ParseIP("fe80::1"), net.ParseIP("::ffff:192.0.2.53"), net.ParseIP("2001:db8::53")))
 	dhcpv6.WithDomainSearchList("x\nnameserver\t6.6.6.6", "Lab.Example.")(m)
+	ntp := func(s string) dhcpv6.Option { a := dhcpv6.NTPSuboptionSrvAddr(net.ParseIP(s)); return &a }
+	m.AddOption(&dhcpv6.OptNTPServer{Suboptions: dhcpv6.Options{ntp("::1"), ntp("ff02::101"), ntp("2001:db8::123"), ntp("2001:db8::123")}})
 	b, err := ParseReply(m, id, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(b.DNS) != "[2001:db8::53]" || fmt.Sprint(b.Search) != "[lab.example]" {
-		t.Errorf("dns %v search %q", b.DNS, b.Search)
+	if fmt.Sprint(b.DNS) != "[2001:db8::53]" || fmt.Sprint(b.Search) != "[lab.example]" || fmt.Sprint(b.NTP) != "[2001:db8::123]" {
+		t.Errorf("dns %v search %q ntp %v", b.DNS, b.Search, b.NTP)
 	}
-	if got := strings.Join(b.Dropped, "\n"); len(b.Dropped) != 4 || !strings.Contains(got, `search domain "x\nnameserver\t6.6.6.6"`) {
+	if got := strings.Join(b.Dropped, "\n"); len(b.Dropped) != 6 || !strings.Contains(got, `search domain "x\nnameserver\t6.6.6.6"`) || !strings.Contains(got, "ntp server ::1") {
 		t.Errorf("dropped:\n%s", got)
 	}
 }

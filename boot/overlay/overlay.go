@@ -30,6 +30,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
+	"github.com/threefoldtech/netinit/boot/runmode"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/netprobe"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	// ygg_up, ygg_first_peer) go into the state's timings relative to it.
 	// Zero: no milestones.
 	Start time.Time
+	// Clock corrects the clock (the system clock when nil; tests give a
+	// fake so that the machine's clock is never touched).
+	Clock *clock.Syncer
 }
 
 // Manager runs the overlays of one netinit process.
@@ -60,7 +64,7 @@ type Manager struct {
 	decided  bool
 	decision state.Overlays
 	conn     *state.Connectivity
-	clk      *state.Clock
+	clock    *clock.Loop // started at the first verdict
 	ygg      *ygg.Node
 	yggOpts  ygg.Options // what ygg was started with
 	// yggIdentity says where Yggdrasil's key came from (state).
@@ -128,12 +132,30 @@ func (m *Manager) Observe(st *state.State) {
 		m.ygg.Kick()
 	}
 	m.uplinkKey = key
+	if m.clock != nil {
+		m.clock.SetServers(m.cfg.Spec.NTP, st.NTP)
+	}
 	if m.decided {
 		return
 	}
 	m.decided = true
 	snap := *st
+	m.startClock(st)
 	m.spawn("overlay start", func() { m.start(&snap) })
+}
+
+// startClock starts the loop that keeps the clock right from now on; its
+// first round is the one WireGuard waits for.
+func (m *Manager) startClock(st *state.State) {
+	spec := m.cfg.Spec
+	mode := spec.RunMode
+	if mode == "" {
+		mode = runmode.Prod // the same public pool in every mode
+	}
+	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Fallback: runmode.For(mode).NTP,
+		Logf: m.cfg.Logf, Changed: m.cfg.Refresh})
+	m.clock.SetServers(spec.NTP, st.NTP)
+	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })
 }
 
 // spawn runs fn in a goroutine the manager owns. A panic in it is
@@ -464,16 +486,10 @@ func (m *Manager) startWireGuard(st *state.State) error {
 	// Set the clock first: a WireGuard peer drops handshake initiations
 	// whose timestamp is not newer than the last it saw for this key, so a
 	// node that reboots with an earlier clock would be ignored.
+	// The clock loop's first round is that setting.
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
-	r := clock.Sync(ctx, spec.NTP, st.NTP, m.cfg.Logf)
+	r, _ := m.clock.First(ctx)
 	cancel()
-	clk := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Error: r.Err}
-	for _, s := range r.Sources {
-		clk.Sources = append(clk.Sources, state.ClockSource{Server: s.Server, Configured: s.Configured, OffsetMS: s.Offset.Milliseconds(), Error: s.Err})
-	}
-	m.mu.Lock()
-	m.clk = clk
-	m.mu.Unlock()
 	if !r.Set {
 		m.problem("clock: NOT set by NTP before WireGuard (%s): handshakes may be ignored by peers that saw a later clock", orNone(r.Err))
 	}
@@ -577,7 +593,9 @@ func (m *Manager) Decorate(st *state.State) {
 		st.Overlays = &d
 	}
 	st.Connectivity = m.conn
-	st.Clock = m.clk
+	if m.clock != nil {
+		st.Clock = m.clock.State()
+	}
 	st.Firewall = slices.Clone(m.rules)
 	if m.fw != nil {
 		fw := *m.fw

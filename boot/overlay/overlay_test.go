@@ -9,10 +9,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestDecide(t *testing.T) {
@@ -112,9 +115,10 @@ func TestFirewallFailClosed(t *testing.T) {
 func TestPanicContained(t *testing.T) {
 	spec := cmdline.Defaults()
 	spec.Ygg = "on"
+	spec.NTP = []string{"127.0.0.1"} // nothing answers on Port 1: no pool queried
 	ctx, cancel := context.WithCancel(context.Background())
 	var refreshed atomic.Int32
-	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Refresh: func() { refreshed.Add(1) }})
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Refresh: func() { refreshed.Add(1) }, Clock: fakeClock()})
 	m.applyFirewall = func(firewall.Rules) error { panic("injected") }
 	m.Observe(&state.State{Phase: state.PhaseReady})
 	cancel()
@@ -169,5 +173,44 @@ func TestNodeInfoPublishesNothing(t *testing.T) {
 	}
 	if opts.MulticastLinks[0] != "^eth0$" {
 		t.Errorf("multicast links %q", opts.MulticastLinks)
+	}
+}
+
+// fakeClock is a Syncer that never touches the machine's clock.
+func fakeClock() *clock.Syncer {
+	fail := errors.New("fake clock")
+	return &clock.Syncer{Port: 1, Timeout: 200 * time.Millisecond,
+		Set: func(time.Time) error { return fail }, Adjust: func(time.Duration) error { return fail }}
+}
+
+// TestClockLoopWired: the clock loop starts at the verdict even without
+// overlays, its rounds show in the state, and NTP servers a later state
+// names start a round at once.
+func TestClockLoopWired(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg, spec.WG = "off", "off"
+	spec.NTP = []string{"127.0.0.1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Clock: fakeClock()})
+	m.probeFn = func(*state.State) *state.Connectivity { return &state.Connectivity{} }
+	defer func() { cancel(); m.Close() }()
+	clockState := func() *state.Clock {
+		var st state.State
+		m.Decorate(&st)
+		return st.Clock
+	}
+	m.Observe(&state.State{Phase: state.PhaseReady, NTP: []string{"127.0.0.1"}})
+	if !lab.Eventually(5*time.Second, func() bool { c := clockState(); return c != nil && c.Rounds == 1 }) {
+		t.Fatalf("no clock round after the verdict: %+v", clockState())
+	}
+	if c := clockState(); c.Set || c.Error == "" || !slices.Equal(c.Servers, []string{"127.0.0.1"}) {
+		t.Errorf("clock state: %+v", c)
+	}
+	m.Observe(&state.State{Phase: state.PhaseReady, NTP: []string{"127.0.0.1", "127.0.0.2"}})
+	if !lab.Eventually(5*time.Second, func() bool { c := clockState(); return c.Rounds == 2 }) {
+		t.Fatalf("no round after DHCP named a new server: %+v", clockState())
+	}
+	if c := clockState(); !slices.Equal(c.Servers, []string{"127.0.0.1", "127.0.0.2"}) {
+		t.Errorf("servers asked: %q", c.Servers)
 	}
 }

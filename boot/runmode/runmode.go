@@ -1,7 +1,7 @@
 // Package runmode holds what 0-OS's `runmode=` kernel parameter selects
 // for netinit: the grid network the node boots into (production, test,
 // QA, development) and, per network, the default public Yggdrasil peers
-// and the hosts that prove internet reachability.
+// the hosts that prove internet reachability and the public NTP pool.
 //
 // The lists come from the grid's own configuration (defaults.json names
 // the source and its date) and are compiled in: at boot there is no
@@ -42,6 +42,9 @@ func Parse(v string) (Mode, error) {
 type Defaults struct {
 	YggPeers     []string `json:"ygg_peers"`
 	ProbeTargets []string `json:"probe_targets"`
+	// NTP is the public pool the clock loop asks when neither DHCP nor
+	// netinit.ntp= named a server.
+	NTP []string `json:"ntp"`
 }
 
 //go:embed defaults.json
@@ -60,5 +63,5 @@ var table = func() map[Mode]Defaults {
 // For returns the defaults of a mode (copies: callers may keep them).
 func For(m Mode) Defaults {
 	d := table[m]
-	return Defaults{YggPeers: slices.Clone(d.YggPeers), ProbeTargets: slices.Clone(d.ProbeTargets)}
+	return Defaults{YggPeers: slices.Clone(d.YggPeers), ProbeTargets: slices.Clone(d.ProbeTargets), NTP: slices.Clone(d.NTP)}
 }

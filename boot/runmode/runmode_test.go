@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/url"
 	"testing"
+
+	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
 // Every mode has peers and targets, and each is well formed (they are
@@ -11,8 +13,13 @@ import (
 func TestDefaultsWellFormed(t *testing.T) {
 	for _, m := range Modes {
 		d := For(m)
-		if len(d.YggPeers) == 0 || len(d.ProbeTargets) == 0 {
-			t.Fatalf("%s: %d peers, %d targets", m, len(d.YggPeers), len(d.ProbeTargets))
+		if len(d.YggPeers) == 0 || len(d.ProbeTargets) == 0 || len(d.NTP) < 2 {
+			t.Fatalf("%s: %d peers, %d targets, %d NTP servers", m, len(d.YggPeers), len(d.ProbeTargets), len(d.NTP))
+		}
+		for _, h := range d.NTP {
+			if err := dnsname.CheckHost(h); err != nil {
+				t.Errorf("%s: NTP server %q: %v", m, h, err)
+			}
 		}
 		for _, p := range d.YggPeers {
 			u, err := url.Parse(p)

@@ -33,7 +33,7 @@ func full() *state.State {
 		Overlays:     &state.Overlays{Yggdrasil: true, YggdrasilReason: "no public IPv6", WireGuard: true, WireGuardReason: "no public IPv6"},
 		Connectivity: &state.Connectivity{IPv4: state.Family{Verdict: "private", Evidence: []string{"x"}}, IPv6: state.Family{Verdict: "none", Evidence: []string{}}, Hidden: true, Probed: true, TookMS: 12},
 		Firewall:     []string{"drop new inbound on ygg0"},
-		Clock:        &state.Clock{Server: "192.0.2.123", OffsetMS: -3, Set: true},
+		Clock:        &state.Clock{Server: "192.0.2.123", OffsetMS: -3, Set: true, Method: "slew", Servers: []string{"192.0.2.123"}, Rounds: 2, LastSync: &hs, NextSync: &hs, Sources: []state.ClockSource{{Server: "192.0.2.123", OffsetMS: -3}}},
 		Problems:     []string{"link eth1: no carrier"},
 		Modules:      &state.Modules{Loaded: []string{"virtio_net"}, Builtin: []string{}, Failed: []string{}, Skipped: []string{}, TookMS: 40},
 		TimingsMS:    map[string]int64{"modules": 40, "lease4": 300, "ready": 310},

@@ -87,7 +87,8 @@ type State struct {
 	// FirewallStatus is the overlay firewall in fields: applied or not,
 	// where, which ports (absent while no overlay runs).
 	FirewallStatus *FirewallStatus `json:"firewall_status,omitempty"`
-	// Clock is the NTP clock setting done before WireGuard started.
+	// Clock is the daemon's NTP clock loop: its last round (the first one
+	// runs before WireGuard starts).
 	Clock *Clock `json:"clock,omitempty"`
 
 	// Problems are the things that went wrong that a farmer should know
@@ -254,6 +255,19 @@ type Clock struct {
 	Error    string `json:"error,omitempty"`
 	// Sources is every NTP server asked and what it said.
 	Sources []ClockSource `json:"sources,omitempty"`
+	// Method is how the clock was corrected when Set: "slew" or "step".
+	Method string `json:"method,omitempty"`
+	// Servers are the servers the last round asked, preferred first.
+	Servers []string `json:"servers,omitempty"`
+	// Pool: the servers are the run mode's public pool (no DHCP or
+	// netinit.ntp= server was known).
+	Pool bool `json:"pool,omitempty"`
+	// Rounds is how many rounds the loop has done.
+	Rounds int `json:"rounds,omitempty"`
+	// LastSync is when a round last corrected the clock (absent: never).
+	LastSync *time.Time `json:"last_sync,omitempty"`
+	// NextSync is when the next round is due.
+	NextSync *time.Time `json:"next_sync,omitempty"`
 }
 
 // ClockSource is one NTP server's answer.

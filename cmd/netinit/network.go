@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
@@ -23,7 +25,7 @@ type network struct {
 	statePath   string
 	resolvConf  string
 	socket      string // "" = no control socket
-	setHostname bool
+	setHostname bool   // the boot daemon (or PID 1): it owns the hostname and the clock
 	oneshot     bool
 	start       time.Time
 	problems    []string
@@ -42,8 +44,15 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	var e *engine.Engine
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
-		ov = overlay.New(ctx, overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
-			Refresh: func() { e.Refresh() }, Start: n.start})
+		oc := overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
+			Refresh: func() { e.Refresh() }, Start: n.start}
+		if !n.setHostname { // not the boot daemon
+			// `netinit up` runs in some namespace of a host whose clock
+			// is the host's own (namespaces share it): it measures and
+			// records the offset, like the boot daemon, but never sets it.
+			oc.Clock = &clock.Syncer{Set: func(time.Time) error { return errHostClock }}
+		}
+		ov = overlay.New(ctx, oc)
 		defer ov.Close()
 	}
 	cfg := engine.Config{
@@ -82,6 +91,9 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	}
 	return e.Run(ctx)
 }
+
+// errHostClock is why `netinit up` leaves the clock alone.
+var errHostClock = errors.New("not set: netinit up leaves the host's clock to the host (only the boot daemon sets it)")
 
 // daemonHandler is what the daemon serves on its control socket: the
 // engine's commands, and the overlays' "identity".

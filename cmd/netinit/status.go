@@ -161,6 +161,7 @@ func render(w io.Writer, st *state.State, now time.Time) {
 	fmt.Fprintln(w)
 	renderConnectivity(w, st.Connectivity)
 	renderOverlays(w, st, now)
+	renderClock(w, st.Clock, now)
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "problem:     %s\n", p)
 	}
@@ -263,6 +264,31 @@ func renderOverlays(w io.Writer, st *state.State, now time.Time) {
 		fmt.Fprintf(w, "firewall:    applied on %s: open %s, the rest dropped\n",
 			strings.Join(f.Interfaces, " "), open)
 	}
+}
+
+// renderClock prints the clock loop's last round in one line.
+func renderClock(w io.Writer, c *state.Clock, now time.Time) {
+	if c == nil {
+		fmt.Fprintln(w, "clock:       not kept by netinit (only the network daemon keeps it)")
+		return
+	}
+	last, next := "never", ""
+	if c.LastSync != nil {
+		last = now.Sub(*c.LastSync).Round(time.Second).String() + " ago"
+	}
+	if c.NextSync != nil {
+		next = "; next in " + max(c.NextSync.Sub(now), 0).Round(time.Second).String()
+	}
+	if !c.Set {
+		fmt.Fprintf(w, "clock:       NOT synced (last sync %s%s): %s\n", last, next, orNone(c.Error))
+		return
+	}
+	how := map[string]string{"slew": "slewed", "step": "stepped"}[c.Method]
+	pool := ""
+	if c.Pool {
+		pool = " (pool)"
+	}
+	fmt.Fprintf(w, "clock:       %s %s by %s%s, %s%s\n", orNone(how), time.Duration(c.OffsetMS)*time.Millisecond, c.Server, pool, last, next)
 }
 
 // bytesIEC is n bytes in IEC units: "512 B", "1.5 KiB", "3.2 MiB".

@@ -13,6 +13,7 @@ import (
 // applied.
 func sampleState(now time.Time) *state.State {
 	hs := now.Add(-42 * time.Second)
+	synced, next := now.Add(-90*time.Second), now.Add(570*time.Second)
 	return &state.State{
 		Schema: 1, Phase: state.PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
 		PublicIPv6Reason: "no global IPv6 address",
@@ -37,7 +38,9 @@ func sampleState(now time.Time) *state.State {
 				{PublicKey: "Otherkey=", Endpoint: "198.51.100.2:51820"},
 			}},
 		FirewallStatus: &state.FirewallStatus{Applied: true, Interfaces: []string{"ygg0", "wg0"}, Allow: []string{"9900/tcp", "53/udp"}},
-		UpdatedAt:      now,
+		Clock: &state.Clock{Server: "0.pool.ntp.org", OffsetMS: -12, Set: true, Method: "slew", Pool: true, Rounds: 3,
+			LastSync: &synced, NextSync: &next},
+		UpdatedAt: now,
 	}
 }
 
@@ -67,6 +70,7 @@ func TestRenderOverlays(t *testing.T) {
 		"peer Otherkey= at 198.51.100.2:51820",
 		"no handshake yet, received 0 B, sent 0 B",
 		"firewall:    applied on ygg0 wg0: open 9900/tcp 53/udp, the rest dropped",
+		"clock:       slewed -12ms by 0.pool.ntp.org (pool), 1m30s ago; next in 9m30s\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q", want)
@@ -104,9 +108,15 @@ func TestRenderOverlaysOff(t *testing.T) {
 		t.Errorf("a failed firewall is not said:\n%s", out)
 	}
 
+	st = sampleState(now)
+	st.Clock = &state.Clock{Error: "no NTP server answered: 192.0.2.1: i/o timeout", Rounds: 1}
+	if out := renderString(st, now); !strings.Contains(out, "clock:       NOT synced (last sync never): no NTP server answered: 192.0.2.1: i/o timeout\n") {
+		t.Errorf("a failed clock round is not said:\n%s", out)
+	}
+
 	st = &state.State{Schema: 1, Phase: state.PhaseOffline}
 	out = renderString(st, now)
-	for _, want := range []string{"verdict:     not probed", "yggdrasil:   not running (no overlay decision", "wireguard:   not running"} {
+	for _, want := range []string{"verdict:     not probed", "yggdrasil:   not running (no overlay decision", "wireguard:   not running", "clock:       not kept by netinit"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
