@@ -72,10 +72,7 @@ func TestBenchQEMU(t *testing.T) {
 	addr := netip.AddrFrom16(*address.AddrForKey(key.Public().(ed25519.PublicKey))).String()
 	const seedPath = "/etc/netinit/bench.seed"
 	img := imageWithNextStage(t, e, seed+":"+seedPath+":0600")
-	peer := filepath.Join(dir, "yggpeer")
-	if err := goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"); err != nil {
-		t.Fatal(err)
-	}
+	peer := buildYggPeer(t)
 
 	// The two kinds of boot alternate, so that a change of the machine's
 	// load weighs on both.
@@ -281,10 +278,10 @@ func milestones(b *benchBoot, res *qemu.Result, c *consoleClock) (time.Time, err
 func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBoot, error) {
 	var b benchBoot
 	ns := lab.NewNS(t, "vmbench")
-	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
+	p, err := startYggPeer(t, ns, peer)
 	defer p.Stop()
-	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
-		return b, fmt.Errorf("host-side Yggdrasil peer did not start:\n%s", p.Output())
+	if err != nil {
+		return b, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
 	defer cancel()

@@ -3,7 +3,6 @@ package qemu_test
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,17 +24,12 @@ func TestBootTwoNICsElection(t *testing.T) {
 	t.Parallel()
 	img := imageWithNextStage(t, e)
 	dir := t.TempDir()
-	peer := filepath.Join(dir, "yggpeer")
-	if err := goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"); err != nil {
-		t.Fatal(err)
-	}
 	// The probe target: a TCP listener on the host side of the second
 	// NIC's slirp (the guest's 10.0.3.2:9943 is this namespace's
 	// 127.0.0.1:9943). A Yggdrasil listener is as good as any.
 	ns := lab.NewNS(t, "vmelect")
-	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
-	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
-		t.Fatalf("probe target did not start:\n%s", p.Output())
+	if _, err := startYggPeer(t, ns, buildYggPeer(t)); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
 	defer cancel()

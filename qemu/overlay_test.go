@@ -3,6 +3,7 @@ package qemu_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -25,16 +26,12 @@ func TestBootHiddenNodeYggdrasil(t *testing.T) {
 	t.Parallel()
 	img := imageWithNextStage(t, e)
 	dir := t.TempDir()
-	peer := filepath.Join(dir, "yggpeer")
-	if err := goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"); err != nil {
-		t.Fatal(err)
-	}
+	peer := buildYggPeer(t)
 	// QEMU and the host-side peer share a namespace with only loopback:
 	// the guest's 10.0.2.2:9943 is the peer's 127.0.0.1:9943.
 	ns := lab.NewNS(t, "vmygg")
-	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
-	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
-		t.Fatalf("host-side Yggdrasil peer did not start:\n%s", p.Output())
+	if _, err := startYggPeer(t, ns, peer); err != nil {
+		t.Fatal(err)
 	}
 
 	pr, pw := io.Pipe()
@@ -121,4 +118,25 @@ func TestBootHiddenNodeYggdrasil(t *testing.T) {
 		t.Errorf("no firewall rules in the state")
 	}
 	t.Logf("overlays %+v; firewall %q", st.Overlays, st.Firewall)
+}
+
+// buildYggPeer builds qemu/testdata/yggpeer, the host-side Yggdrasil node.
+func buildYggPeer(t *testing.T) string {
+	t.Helper()
+	peer := filepath.Join(t.TempDir(), "yggpeer")
+	if err := goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"); err != nil {
+		t.Fatal(err)
+	}
+	return peer
+}
+
+// startYggPeer runs the host-side Yggdrasil node in ns, listening on
+// 127.0.0.1:9943 (a guest behind slirp reaches it at its gateway's
+// address, port 9943), until it is stopped or the test ends.
+func startYggPeer(t *testing.T, ns *lab.NS, peer string) (*lab.Proc, error) {
+	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
+		return p, fmt.Errorf("host-side Yggdrasil peer did not start:\n%s", p.Output())
+	}
+	return p, nil
 }

@@ -88,21 +88,16 @@ func describeIdentity(id *identity.Identity, seed, keyDir string) string {
 // another key, then restarts Yggdrasil with it (once: the node's identity
 // does not change while it runs).
 func (m *Manager) identityLoop() {
-	t := time.NewTicker(IdentityPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-t.C:
+	m.every(IdentityPoll, func() bool {
+		id := m.nodeIdentity()
+		if id == nil {
+			return true
 		}
-		if id := m.nodeIdentity(); id != nil {
-			if err := m.useIdentity(id); err != nil {
-				m.problem("yggdrasil: %v", err)
-			}
-			return
+		if err := m.useIdentity(id); err != nil {
+			m.problem("yggdrasil: %v", err)
 		}
-	}
+		return false
+	})
 }
 
 // SetIdentity makes Yggdrasil use the node identity in the seed file at

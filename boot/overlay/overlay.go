@@ -541,14 +541,21 @@ func (m *Manager) Reprobe() {
 // reprobeLoop probes again every ReprobeEvery: reachability changes
 // (a router's firewall, a new prefix) without any event the node sees.
 func (m *Manager) reprobeLoop() {
-	t := time.NewTicker(ReprobeEvery)
+	m.every(ReprobeEvery, func() bool { m.Reprobe(); return true })
+}
+
+// every calls fn every d until ctx ends or fn returns false.
+func (m *Manager) every(d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
-			m.Reprobe()
+		}
+		if !fn() {
+			return
 		}
 	}
 }
@@ -572,16 +579,7 @@ func wgMTU(st *state.State) int {
 // refreshLoop has the state rewritten every 10 s while overlays run, so
 // peers coming and going show in the state file.
 func (m *Manager) refreshLoop() {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-t.C:
-			m.cfg.Refresh()
-		}
-	}
+	m.every(10*time.Second, func() bool { m.cfg.Refresh(); return true })
 }
 
 // Decorate fills the overlay parts of a state the engine is building.
@@ -623,17 +621,8 @@ func (m *Manager) Decorate(st *state.State) {
 // ygg_first_peer milestone: from then on the node can be reached), bounded
 // by a minute; the state is rewritten at once.
 func (m *Manager) watchFirstPeer() {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	end := time.After(time.Minute)
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-end:
-			return
-		case <-t.C:
-		}
+	end := time.Now().Add(time.Minute)
+	m.every(50*time.Millisecond, func() bool {
 		m.mu.Lock()
 		up := m.ygg != nil && slices.ContainsFunc(m.ygg.State().Peers, func(p state.YggdrasilPeer) bool { return p.Up })
 		if up {
@@ -642,9 +631,9 @@ func (m *Manager) watchFirstPeer() {
 		m.mu.Unlock()
 		if up {
 			m.cfg.Refresh()
-			return
 		}
-	}
+		return !up && time.Now().Before(end)
+	})
 }
 
 // Close stops the overlays (at the end of the process; the boot-time
