@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/lease"
@@ -483,32 +481,11 @@ func startGoServer(t *testing.T, ns *lab.NS, reply func(m *dhcpv4.DHCPv4, n int)
 	// The socket must be created inside the server namespace: do it on a
 	// locked thread switched there, then switch back. The socket keeps
 	// its namespace; the goroutines serving it can run anywhere.
-	conn, err := func() (net.PacketConn, error) {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(ns.Name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		conn, cerr := server4.NewIPv4UDPConn("s0", &net.UDPAddr{Port: dhcpv4.ServerPort})
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			panic(fmt.Sprintf("restoring the namespace: %v", err))
-		}
-		runtime.UnlockOSThread()
-		return conn, cerr
-	}()
+	var conn net.PacketConn
+	err := lab.In(ns.Name, func() (err error) {
+		conn, err = server4.NewIPv4UDPConn("s0", &net.UDPAddr{Port: dhcpv4.ServerPort})
+		return err
+	})
 	if err != nil {
 		t.Fatalf("go server: %v", err)
 	}

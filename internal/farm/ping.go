@@ -6,12 +6,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"runtime"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
+
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // pingTimeout bounds one node's sweep; an echo request goes out every
@@ -26,29 +26,11 @@ const (
 // inNS opens an ICMPv6 socket in namespace name. A socket stays in the
 // namespace it was created in, whatever thread uses it later.
 func inNS(name string) (*icmp.PacketConn, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	c, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
-	if netns.Set(orig) == nil {
-		// A thread that could not go back stays locked: the runtime
-		// ends it with the goroutine.
-		runtime.UnlockOSThread()
-	}
+	var c *icmp.PacketConn
+	err := lab.In(name, func() (err error) {
+		c, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		return err
+	})
 	return c, err
 }
 

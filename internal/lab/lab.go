@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,35 @@ func (p *Proc) Stop() {
 
 // Output is what the process printed so far.
 func (p *Proc) Output() string { return p.out.String() }
+
+// In runs fn on a thread switched into the network namespace name, then
+// switches back. What fn opens (a socket) stays in that namespace, whatever
+// thread uses it later. A thread that cannot switch back stays locked: the
+// runtime ends it with the goroutine.
+func In(name string, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err = fn()
+	if netns.Set(orig) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
+}
 
 // Veth joins two namespaces with a veth pair named an (in a) and bn (in b),
 // both set up. It returns nothing; use the names.
