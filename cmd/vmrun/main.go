@@ -147,7 +147,11 @@ func summary(w io.Writer, r *qemu.Result) {
 		fmt.Fprintf(w, "link:       %s %s mtu %d carrier %v: %s\n", i.Name, i.MAC, i.MTU, i.Carrier, strings.Join(addrs, " "))
 	}
 	for _, rt := range st.Routes {
-		fmt.Fprintf(w, "route:      %s via %s dev %s (%s)\n", rt.Dst, rt.Via, rt.Dev, rt.Source)
+		via := ""
+		if rt.Via != "" {
+			via = " via " + rt.Via
+		}
+		fmt.Fprintf(w, "route:      %s%s dev %s (%s)\n", rt.Dst, via, rt.Dev, rt.Source)
 	}
 	fmt.Fprintf(w, "dns:        %s\n", strings.Join(st.DNS, " "))
 	if m := st.Modules; m != nil {
