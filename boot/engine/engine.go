@@ -71,6 +71,9 @@ type Config struct {
 	// link while the first one's default route is still in the kernel.
 	// Only the daemon's re-election moves it then.
 	Previous *state.State
+	// Bridge is the management bridge built when netinit.bridge= is not
+	// given ("" = none): DefaultBridge at a 0-OS boot (bridge.go).
+	Bridge string
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -378,6 +381,7 @@ func (e *Engine) discover(ctx context.Context) {
 	defer t.Stop()
 	start := time.Now()
 	vlansReported := false
+	first := true
 	for {
 		// vlan= links are made as soon as their parent NIC exists (its
 		// driver may still be probing); what is still failing after 5 s
@@ -390,12 +394,10 @@ func (e *Engine) discover(ctx context.Context) {
 		if err != nil {
 			e.logf("listing links: %v", err)
 		}
+		var found []netlink.Link
 		for _, l := range links {
 			name := l.Attrs().Name
-			e.mu.Lock()
-			_, known := e.links[name]
-			e.mu.Unlock()
-			if known {
+			if e.known(name) {
 				continue
 			}
 			if len(want) > 0 {
@@ -410,7 +412,15 @@ func (e *Engine) discover(ctx context.Context) {
 				}
 				continue
 			}
-			e.adopt(ctx, l)
+			found = append(found, l)
+		}
+		// The only link to manage is the uplink from the start (it may
+		// get the management bridge): the sole one asked for, or the sole
+		// NIC of the first scan.
+		only := len(found) == 1 && (len(want) == 1 || len(want) == 0 && first)
+		first = false
+		for _, l := range found {
+			e.adopt(ctx, l, only)
 		}
 		if len(want) > 0 {
 			e.mu.Lock()
@@ -442,6 +452,22 @@ func (e *Engine) discover(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// known reports whether the link name is managed already, as itself or
+// as the management bridge's port.
+func (e *Engine) known(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.links[name]; ok {
+		return true
+	}
+	for _, l := range e.links {
+		if l.nic == name {
+			return true
+		}
+	}
+	return false
 }
 
 // skipReason says why a link is not managed by default, or "".

@@ -24,6 +24,9 @@ type Kernel interface {
 	SetUp(name string) error
 	// SetMTU sets the named link's MTU.
 	SetMTU(name string, mtu int) error
+	// Bridge makes the management bridge br with nic as its port, or
+	// completes one found already there (bridge.go).
+	Bridge(br, nic string, mtu int) error
 }
 
 // KernelLink is one link as the kernel has it.

@@ -61,6 +61,18 @@ func (k *fakeKernel) SetMTU(name string, mtu int) error {
 	return nil
 }
 
+func (k *fakeKernel) Bridge(br, nic string, mtu int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kl, ok := k.links[nic]
+	if !ok {
+		return fmt.Errorf("link %s not found", nic)
+	}
+	k.links[br] = KernelLink{MTU: kl.MTU, Carrier: kl.Carrier}
+	k.ops = append(k.ops, fmt.Sprintf("bridge %s %s %d", br, nic, mtu))
+	return nil
+}
+
 func (k *fakeKernel) done() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -61,24 +61,35 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 }
 
 // adopt starts managing a link.
-func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
+// only says it is the only link to manage (bridgeFor). A NIC that gets the
+// management bridge is managed under the bridge's name.
+func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 	a := nl.Attrs()
 	ipcs := ipConfigFor(e.spec, a.Name)
 	l := &link{linkFacts: linkFacts{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs},
 		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
 		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
 	e.mu.Lock()
+	if br := e.bridgeFor(a.Name, a.HardwareAddr, only); br != "" {
+		l.name, l.nic = br, a.Name
+	}
 	e.links[l.name] = l
+	if e.ballot.cmdline == a.Name {
+		e.ballot.cmdline = l.name
+	}
 	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
 		e.ballot.bootif = l.name
-		e.electLocked()
 	}
+	e.electLocked()
 	e.mu.Unlock()
 	e.spawn(func() { e.manage(ctx, l) })
 }
 
 // manage brings one link up and runs its clients until ctx ends.
 func (e *Engine) manage(ctx context.Context, l *link) {
+	if l.nic != "" {
+		e.makeBridge(l)
+	}
 	name := l.name
 	if l.wantsRA() {
 		// Before the link goes up: the engine owns IPv6 on it (accept_ra
@@ -157,6 +168,34 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	if l.wantsDHCP6() {
 		e.startDHCP6(name, true, true)
 	}
+}
+
+// makeBridge builds the management bridge for l before its clients start.
+// When that fails the NIC is managed as itself (the node keeps its
+// network; networkd will say what it misses) and the state says why.
+func (e *Engine) makeBridge(l *link) {
+	e.mu.Lock()
+	br, nic := l.name, l.nic
+	e.mu.Unlock()
+	err := e.kernel.Bridge(br, nic, e.mtuFor(l))
+	if err == nil {
+		e.logf("%s: management bridge with port %s (%s)", br, nic, l.mac)
+		return
+	}
+	e.mu.Lock()
+	delete(e.links, br)
+	l.name, l.nic = nic, ""
+	e.links[nic] = l
+	if e.ballot.cmdline == br {
+		e.ballot.cmdline = nic
+	}
+	if e.ballot.bootif == br {
+		e.ballot.bootif = nic
+	}
+	e.electLocked()
+	e.problems = append(e.problems, fmt.Sprintf("%v: %s is used without it", err, nic))
+	e.mu.Unlock()
+	e.logf("%v: %s is used without it", err, nic)
 }
 
 // startDHCP6 starts the DHCPv6 client on a link when an RA asks for it

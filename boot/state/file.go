@@ -128,6 +128,7 @@ func Env(s *State) []byte {
 		"NETINIT_SCHEMA":      fmt.Sprint(Schema),
 		"NETINIT_PHASE":       string(s.Phase),
 		"NETINIT_UPLINK":      s.Uplink,
+		"NETINIT_UPLINK_NIC":  s.UplinkNIC,
 		"NETINIT_IPV4":        strings.Join(v4, " "),
 		"NETINIT_IPV6":        strings.Join(v6, " "),
 		"NETINIT_PUBLIC_IPV6": pub,

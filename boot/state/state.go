@@ -57,6 +57,10 @@ type State struct {
 	// UplinkReason says why Uplink was chosen: "cmdline", "bootif",
 	// "reachable", "first-default-route" or "" when there is none.
 	UplinkReason string `json:"uplink_reason"`
+	// UplinkNIC is the NIC enslaved to the management bridge when the
+	// uplink is that bridge (netinit.bridge=, 0-OS's "zos"); absent
+	// otherwise.
+	UplinkNIC string `json:"uplink_nic,omitempty"`
 	// Candidates are the links the uplink was elected from, with the
 	// evidence (absent when no election ran: one link, or a fixed uplink).
 	Candidates []Candidate `json:"candidates,omitempty"`

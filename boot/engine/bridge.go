@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+)
+
+// The management bridge (issue 17 item 1). 0-OS's networkd refuses to
+// start ("invalid setup") unless a bridge named zos exists with an IPv6
+// default route on it (zosbase pkg/network/bootstrap/bridge.go:
+// DefaultBridgeValid); its internet module builds it the same way: the
+// uplink NIC is the bridge's only port, the bridge carries the NIC's MAC
+// (so DHCP reservations and the node's registration on the chain stay
+// valid), IPv6 is off on the port and on (not forwarding) on the bridge.
+// netinit builds it before the protocol clients start, and they run on
+// the bridge.
+
+// DefaultBridge is 0-OS's management bridge.
+const DefaultBridge = "zos"
+
+// bridgeName is the management bridge to build: netinit.bridge=, else
+// Config.Bridge (the boot's default), "" for none.
+func (e *Engine) bridgeName() string {
+	switch b := e.spec.Bridge; b {
+	case "off":
+		return ""
+	case "":
+		return e.cfg.Bridge
+	default:
+		return b
+	}
+}
+
+// bridgeFor is the bridge the NIC nic (with MAC mac) is enslaved to, or ""
+// when it is managed as itself. Only a NIC that is the uplink before any
+// client ran gets the bridge: netinit.uplink=, BOOTIF, the NIC an earlier
+// process bridged (a daemon restart), or the only link there is to manage
+// (only: the sole one asked for, or the sole manageable NIC found in the
+// first scan). An elected uplink keeps its own name (not built yet).
+func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
+	br := e.bridgeName()
+	if br == "" || br == nic {
+		return ""
+	}
+	fixed := e.spec.Uplink == nic || only ||
+		len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, mac) ||
+		e.cfg.Previous != nil && e.cfg.Previous.UplinkNIC == nic
+	if !fixed {
+		return ""
+	}
+	for _, l := range e.links {
+		if l.nic != "" {
+			return "" // one management bridge
+		}
+	}
+	return br
+}
+
+// Bridge makes the bridge br with nic as its only port, or completes one
+// found (a daemon restart, or 0-OS's own): type bridge, the NIC's MAC,
+// IPv6 on and not forwarding on the bridge, IPv6 off and no address on the
+// port, the port up. The bridge itself is set up by the caller, like any
+// managed link.
+func (netlinkKernel) Bridge(br, nic string, mtu int) error {
+	port, err := netlink.LinkByName(nic)
+	if err != nil {
+		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
+	}
+	mac := port.Attrs().HardwareAddr
+	bl, err := netlink.LinkByName(br)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.HardwareAddr = br, mac
+		if mtu > 0 {
+			attrs.MTU = mtu
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			return fmt.Errorf("bridge %s: creating: %w", br, err)
+		}
+		if bl, err = netlink.LinkByName(br); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	case err != nil:
+		return fmt.Errorf("bridge %s: %w", br, err)
+	case bl.Type() != "bridge":
+		return fmt.Errorf("bridge %s: a link of type %s has that name", br, bl.Type())
+	}
+	// IPv6 on the bridge, never forwarding (it is a host, and 0-OS's
+	// DefaultBridgeValid checks it); IPv6 off on the port: its addresses
+	// and RAs belong to the bridge.
+	for _, kv := range [][3]string{
+		{br, "disable_ipv6", "0"}, {br, "forwarding", "0"}, {nic, "disable_ipv6", "1"},
+	} {
+		if err := writeIPv6Conf(kv[0], kv[1], kv[2]); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	}
+	if !bytes.Equal(bl.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(bl, mac); err != nil {
+			return fmt.Errorf("bridge %s: MAC %s: %w", br, mac, err)
+		}
+	}
+	if mtu > 0 && port.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(port, mtu); err != nil {
+			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, mtu, err)
+		}
+	}
+	// An IPv4 address left on the port (netinit ran on it before, or an
+	// older process did) would answer ARP for the bridge's.
+	if addrs, err := netlink.AddrList(port, netlink.FAMILY_V4); err == nil {
+		for _, a := range addrs {
+			if err := netlink.AddrDel(port, &a); err != nil {
+				return fmt.Errorf("bridge %s: removing %s from port %s: %w", br, a.IPNet, nic, err)
+			}
+		}
+	}
+	if port.Attrs().MasterIndex != bl.Attrs().Index {
+		if err := netlink.LinkSetMaster(port, bl); err != nil {
+			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
+		}
+	}
+	if err := netlink.LinkSetUp(port); err != nil {
+		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
+	}
+	return nil
+}
+
+// writeIPv6Conf sets /proc/sys/net/ipv6/conf/LINK/KEY.
+func writeIPv6Conf(link, key, value string) error {
+	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
+	if cur, err := os.ReadFile(p); err == nil && slices.Equal(bytes.TrimSpace(cur), []byte(value)) {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
+	}
+	return nil
+}
