@@ -1,0 +1,48 @@
+package engine
+
+import (
+	"net"
+	"testing"
+
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// TestBridgeFor: which NIC gets the management bridge, and under which
+// name, from the command line, the boot's default and an earlier state.
+func TestBridgeFor(t *testing.T) {
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}
+	other := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x57}
+	for _, c := range []struct {
+		name, line, def string
+		prev            *state.State
+		nic             string
+		mac             net.HardwareAddr
+		only            bool
+		want            string
+	}{
+		{"off by default", "", "", nil, "eth0", mac, true, ""},
+		{"the boot's default, only NIC", "", DefaultBridge, nil, "eth0", mac, true, "zos"},
+		{"netinit.bridge= names it", "netinit.bridge=br0", "", nil, "eth0", mac, true, "br0"},
+		{"netinit.bridge=off wins over the default", "netinit.bridge=off", DefaultBridge, nil, "eth0", mac, true, ""},
+		{"one of several, not chosen yet", "netinit.bridge=zos", "", nil, "eth1", mac, false, ""},
+		{"netinit.uplink=", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth1", other, false, "zos"},
+		{"netinit.uplink= names another", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth0", mac, false, ""},
+		{"BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", mac, false, "zos"},
+		{"not BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", other, false, ""},
+		{"bridged by an earlier process", "", DefaultBridge, &state.State{Uplink: "zos", UplinkNIC: "eth2"}, "eth2", other, false, "zos"},
+		{"a NIC named like the bridge", "netinit.bridge=eth0", "", nil, "eth0", mac, true, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := New(Config{Spec: spec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: newFakeKernel()})
+			if got := e.bridgeFor(c.nic, c.mac, c.only); got != c.want {
+				t.Fatalf("bridgeFor(%s) = %q, want %q", c.nic, got, c.want)
+			}
+		})
+	}
+	// One management bridge: a second NIC never gets one.
+	e := New(Config{Spec: spec(t, "netinit.bridge=zos"), Kernel: newFakeKernel()})
+	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
+	if got := e.bridgeFor("eth1", other, true); got != "" {
+		t.Fatalf("second bridge %q", got)
+	}
+}
