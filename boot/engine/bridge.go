@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -143,4 +144,77 @@ func writeIPv6Conf(link, key, value string) error {
 		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
 	}
 	return nil
+}
+
+// clientsStop bounds the wait for an elected uplink's clients to end
+// before it moves onto the bridge.
+const clientsStop = 5 * time.Second
+
+// bridgeElectedLocked is called once the uplink is decided by the
+// election (or as the only candidate, without one): when a management
+// bridge is wanted and none was built, the uplink is moved onto it
+// (moveToBridge, in its own goroutine since a client may be the caller)
+// and true is returned: the NIC's clients must not install default routes
+// meanwhile. The caller holds e.mu.
+func (e *Engine) bridgeElectedLocked() bool {
+	br := e.bridgeName()
+	l := e.links[e.uplink]
+	if e.moving != "" && e.moving == e.uplink {
+		return true
+	}
+	if br == "" || e.bridgeTried || l == nil || l.nic != "" || l.name == br || !e.ballot.decided {
+		return false
+	}
+	e.bridgeTried, e.moving = true, l.name
+	e.spawn(func() { e.moveToBridge(l, br) })
+	return true
+}
+
+// moveToBridge moves the elected uplink l onto the management bridge br:
+// its clients are stopped (they leave their configuration, which the
+// bridge's port then drops), the link is managed again as the bridge, and
+// its clients start there. The bridge has the NIC's MAC, so the DHCPv4
+// server gives the same lease and SLAAC the same address.
+func (e *Engine) moveToBridge(old *link, br string) {
+	nic := old.name
+	e.logf("%s: elected uplink: moving it onto the management bridge %s", nic, br)
+	old.stop()
+	done := make(chan struct{})
+	go func() { old.clients.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(clientsStop):
+		e.logf("%s: clients still running after %s; moving on", nic, clientsStop)
+	}
+	e.mu.Lock()
+	e.moving = ""
+	if e.runCtx.Err() != nil || e.links[nic] != old {
+		e.mu.Unlock()
+		return
+	}
+	l := e.newLink(e.runCtx, br, nic, old.mac)
+	delete(e.links, nic)
+	e.links[br] = l
+	for k := range e.leases {
+		if k.link == nic {
+			delete(e.leases, k)
+		}
+	}
+	rename := func(s *string) {
+		if *s == nic {
+			*s = br
+		}
+	}
+	for i := range e.ballot.asked {
+		rename(&e.ballot.asked[i])
+	}
+	for i := range e.ballot.cands {
+		rename(&e.ballot.cands[i].name)
+	}
+	rename(&e.ballot.kept)
+	rename(&e.ballot.moved)
+	e.electLocked()
+	e.mu.Unlock()
+	e.spawn(func() { e.manage(l.ctx, l) })
+	e.notify()
 }

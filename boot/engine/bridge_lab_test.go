@@ -22,9 +22,11 @@ import (
 // bridge.go: DefaultBridgeValid: a link named zos, of type bridge, with an
 // IPv6 default route), plus what the internet module leaves: the NIC is
 // the bridge's port and has no address, the bridge has the NIC's MAC and
-// the DHCPv4 address, IPv6 forwarding is off on the bridge. It returns
-// what is wrong, "" when nothing is.
-func zosBridgeValid(t *testing.T, cli *lab.NS, h *netlink.Handle, nic, wantAddr string) string {
+// the DHCPv4 address (wantAddr, or any in the prefix wantAddr ends with
+// a '.'), IPv6 forwarding is off on the bridge. ipv6=false leaves out the
+// IPv6 default route (an IPv4-only lab). It returns what is wrong, ""
+// when nothing is.
+func zosBridgeValid(t *testing.T, cli *lab.NS, h *netlink.Handle, nic, wantAddr string, ipv6 bool) string {
 	t.Helper()
 	br, err := h.LinkByName("zos")
 	if err != nil {
@@ -37,7 +39,7 @@ func zosBridgeValid(t *testing.T, cli *lab.NS, h *netlink.Handle, nic, wantAddr 
 	if err != nil {
 		return "routes: " + err.Error()
 	}
-	if !slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Dst == nil || r.Dst.String() == "::/0" }) {
+	if ipv6 && !slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Dst == nil || r.Dst.String() == "::/0" }) {
 		return "no IPv6 default route on zos"
 	}
 	port, err := h.LinkByName(nic)
@@ -54,7 +56,9 @@ func zosBridgeValid(t *testing.T, cli *lab.NS, h *netlink.Handle, nic, wantAddr 
 		return nic + " has addresses " + a[0].IPNet.String()
 	}
 	v4, _ := h.AddrList(br, netlink.FAMILY_V4)
-	if !slices.ContainsFunc(v4, func(a netlink.Addr) bool { return a.IP.String() == wantAddr }) {
+	if !slices.ContainsFunc(v4, func(a netlink.Addr) bool {
+		return a.IP.String() == wantAddr || strings.HasSuffix(wantAddr, ".") && strings.HasPrefix(a.IP.String(), wantAddr)
+	}) {
 		return "zos lacks " + wantAddr
 	}
 	for _, c := range [][2]string{{"zos", "forwarding"}, {nic, "disable_ipv6"}} {
@@ -107,7 +111,7 @@ func TestBridgeZOS(t *testing.T) {
 				why = "phase " + string(s.Phase)
 				return false
 			}
-			why = zosBridgeValid(t, cli, h, "eth0", reserved)
+			why = zosBridgeValid(t, cli, h, "eth0", reserved, true)
 			return why == ""
 		}) {
 			t.Fatalf("%s: %s; state %+v\n%s", what, why, st, d.Output())
@@ -184,4 +188,56 @@ func TestBridgeZOS(t *testing.T) {
 		t.Fatalf("after the restart: %d bridges, state %+v\n%s", n, st, d.Output())
 	}
 	t.Logf("restarted daemon:\n%s", d.Output())
+}
+
+// TestBridgeElected: two NICs, the uplink elected by reachability
+// (TestUplinkElection's lab) with netinit.bridge=zos: once eth1 is
+// elected its clients move onto the bridge, which gets eth1 as its port,
+// its MAC and a lease, and holds the only default route; eth0 is left
+// alone; the target is reachable.
+func TestBridgeElected(t *testing.T) {
+	t.Parallel()
+	c := newElectionLab(t, "ez")
+	p := &pair{cli: c, dir: t.TempDir()}
+	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.bridge=zos netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+	if st.Uplink != "zos" || st.UplinkNIC != "eth1" || st.UplinkReason != "reachable" {
+		t.Fatalf("uplink %q nic %q (%s), want zos on eth1 (reachable); candidates %+v", st.Uplink, st.UplinkNIC, st.UplinkReason, st.Candidates)
+	}
+	if !strings.Contains(out, "eth1: elected uplink: moving it onto the management bridge zos") {
+		t.Fatalf("no move onto the bridge:\n%s", out)
+	}
+	h := c.Handle()
+	if why := zosBridgeValid(t, c, h, "eth1", "198.51.100.", false); why != "" {
+		t.Fatalf("%s\n%s", why, out)
+	}
+	a4 := addrsOf(st, "zos", state.SourceDHCP4)
+	if !hasRoute(st, "0.0.0.0/0", "198.51.100.1", "zos") || len(a4) != 1 {
+		t.Fatalf("routes %+v interfaces %+v", st.Routes, st.Interfaces)
+	}
+	// The same MAC: the same lease as eth1 had during the election.
+	if !strings.Contains(out, "eth1: dhcp4 lease "+a4[0]+" ") {
+		t.Errorf("zos has %s, not eth1's lease of the election:\n%s", a4[0], out)
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil || eth0.Attrs().MasterIndex != 0 {
+		t.Fatalf("eth0: %v master %d", err, eth0.Attrs().MasterIndex)
+	}
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zos, _ := h.LinkByName("zos")
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && (r.LinkIndex != zos.Attrs().Index || r.Gw.String() != "198.51.100.1") {
+			t.Errorf("default route %s on link %d, want only via 198.51.100.1 on zos", r.Gw, r.LinkIndex)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if o, err := c.Exec(ctx, "iperf3", "-c", "198.51.100.130", "-p", "80", "-t", "1"); err != nil {
+		t.Errorf("target not reachable through the bridge: %v\n%s", err, o)
+	}
 }

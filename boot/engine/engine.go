@@ -97,11 +97,14 @@ type Engine struct {
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes
-	timings  map[string]int64
-	problems []string
-	phase    state.Phase
-	hostname string
-	resolv   string // last resolv.conf content written
+	// bridgeTried: the management bridge was built or tried (once).
+	bridgeTried bool
+	moving      string // the elected uplink being moved onto the bridge
+	timings     map[string]int64
+	problems    []string
+	phase       state.Phase
+	hostname    string
+	resolv      string // last resolv.conf content written
 
 	changed chan struct{}
 	runCtx  context.Context // set once by Run before any goroutine starts

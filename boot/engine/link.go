@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -35,6 +36,35 @@ type link struct {
 	// reapply4 and reapply6 have the clients apply their configuration
 	// again (the uplink changed).
 	reapply4, reapply6 chan struct{}
+
+	// ctx ends the link's clients (stop); clients counts them, so that
+	// moving an elected uplink onto the bridge waits for them to end.
+	ctx     context.Context
+	stop    context.CancelFunc
+	clients sync.WaitGroup
+}
+
+// newLink is a link to manage named name (nic: the bridge's port, or ""),
+// its clients bounded by ctx.
+func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.HardwareAddr) *link {
+	ipcs := ipConfigFor(e.spec, nic)
+	if nic == "" {
+		ipcs = ipConfigFor(e.spec, name)
+	}
+	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
+	l.ctx, l.stop = context.WithCancel(ctx)
+	return l
+}
+
+// spawnClient starts one of l's protocol clients.
+func (e *Engine) spawnClient(l *link, fn func()) {
+	l.clients.Add(1)
+	e.spawn(func() {
+		defer l.clients.Done()
+		fn()
+	})
 }
 
 // ipConfigFor picks the ip= that apply to a link: those naming it, else
@@ -65,13 +95,10 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 // management bridge is managed under the bridge's name.
 func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 	a := nl.Attrs()
-	ipcs := ipConfigFor(e.spec, a.Name)
-	l := &link{linkFacts: linkFacts{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs},
-		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
-		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
 	e.mu.Lock()
+	l := e.newLink(ctx, a.Name, "", a.HardwareAddr)
 	if br := e.bridgeFor(a.Name, a.HardwareAddr, only); br != "" {
-		l.name, l.nic = br, a.Name
+		l = e.newLink(ctx, br, a.Name, a.HardwareAddr)
 	}
 	e.links[l.name] = l
 	if e.ballot.cmdline == a.Name {
@@ -82,7 +109,7 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 	}
 	e.electLocked()
 	e.mu.Unlock()
-	e.spawn(func() { e.manage(ctx, l) })
+	e.spawn(func() { e.manage(l.ctx, l) })
 }
 
 // manage brings one link up and runs its clients until ctx ends.
@@ -129,7 +156,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	}
 	mtu := e.mtuFor(l)
 	if l.wants4() {
-		e.spawn(func() {
+		e.spawnClient(l, func() {
 			err := dhcp4.Run(ctx, dhcp4.Options{
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
@@ -149,7 +176,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		})
 	}
 	if l.wantsRA() {
-		e.spawn(func() {
+		e.spawnClient(l, func() {
 			err := ra.Run(ctx, ra.Options{
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
@@ -176,6 +203,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 func (e *Engine) makeBridge(l *link) {
 	e.mu.Lock()
 	br, nic := l.name, l.nic
+	e.bridgeTried = true
 	e.mu.Unlock()
 	err := e.kernel.Bridge(br, nic, e.mtuFor(l))
 	if err == nil {
@@ -225,12 +253,12 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	if l.dhcp6Active {
 		l.dhcp6Stop()
 	}
-	ctx, stop := context.WithCancel(e.runCtx)
+	ctx, stop := context.WithCancel(l.ctx)
 	l.dhcp6Gen++
 	gen := l.dhcp6Gen
 	l.dhcp6Active, l.dhcp6Managed, l.dhcp6Stop, l.dhcp6Done, l.dhcp6At = true, managed, stop, false, time.Now()
 	e.mu.Unlock()
-	e.spawn(func() {
+	e.spawnClient(l, func() {
 		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
 			Link: name, Managed: managed, Other: other,
