@@ -63,12 +63,20 @@ func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
 	return br
 }
 
-// Bridge makes the bridge br with nic as its only port, or completes one
-// found (a daemon restart, or 0-OS's own): type bridge, the NIC's MAC,
-// IPv6 on and not forwarding on the bridge, IPv6 off and no address on the
-// port, the port up. The bridge itself is set up by the caller, like any
-// managed link.
-func (netlinkKernel) Bridge(br, nic string, mtu int) error {
+// Bridge makes the bridge b.Name with b.NIC as its only port, or
+// completes one found (a daemon restart, or 0-OS's own): type bridge (with
+// VLAN filtering when a VLAN is asked: 0-OS's bridge.New always sets it,
+// but not every kernel has it, CONFIG_BRIDGE_VLAN_FILTERING, and an
+// untagged bridge does not need it), the NIC's MAC, IPv6 on and not
+// forwarding on the bridge, IPv6 off and no address on the port, the port
+// up. With b.VLAN the management traffic is tagged on the wire, as 0-OS's
+// internet module does it: the bridge itself is in VLAN b.VLAN (PVID,
+// untagged: `bridge vlan add vid N dev zos pvid untagged self`), the port
+// carries it tagged; b.PubVLAN is carried tagged too, and with both the
+// port leaves the default VLAN 1. The bridge itself is set up by the
+// caller, like any managed link.
+func (netlinkKernel) Bridge(b BridgeSpec) error {
+	br, nic := b.Name, b.NIC
 	port, err := netlink.LinkByName(nic)
 	if err != nil {
 		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
@@ -80,10 +88,15 @@ func (netlinkKernel) Bridge(br, nic string, mtu int) error {
 	case errors.As(err, &notFound):
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.HardwareAddr = br, mac
-		if mtu > 0 {
-			attrs.MTU = mtu
+		if b.MTU > 0 {
+			attrs.MTU = b.MTU
 		}
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		nb := &netlink.Bridge{LinkAttrs: attrs}
+		if b.VLAN > 0 {
+			filtering := true
+			nb.VlanFiltering = &filtering
+		}
+		if err := netlink.LinkAdd(nb); err != nil {
 			return fmt.Errorf("bridge %s: creating: %w", br, err)
 		}
 		if bl, err = netlink.LinkByName(br); err != nil {
@@ -93,6 +106,12 @@ func (netlinkKernel) Bridge(br, nic string, mtu int) error {
 		return fmt.Errorf("bridge %s: %w", br, err)
 	case bl.Type() != "bridge":
 		return fmt.Errorf("bridge %s: a link of type %s has that name", br, bl.Type())
+	default:
+		if f := bl.(*netlink.Bridge).VlanFiltering; b.VLAN > 0 && (f == nil || !*f) {
+			if err := netlink.BridgeSetVlanFiltering(bl, true); err != nil {
+				return fmt.Errorf("bridge %s: VLAN filtering: %w", br, err)
+			}
+		}
 	}
 	// IPv6 on the bridge, never forwarding (it is a host, and 0-OS's
 	// DefaultBridgeValid checks it); IPv6 off on the port: its addresses
@@ -109,9 +128,9 @@ func (netlinkKernel) Bridge(br, nic string, mtu int) error {
 			return fmt.Errorf("bridge %s: MAC %s: %w", br, mac, err)
 		}
 	}
-	if mtu > 0 && port.Attrs().MTU != mtu {
-		if err := netlink.LinkSetMTU(port, mtu); err != nil {
-			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, mtu, err)
+	if b.MTU > 0 && port.Attrs().MTU != b.MTU {
+		if err := netlink.LinkSetMTU(port, b.MTU); err != nil {
+			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
 		}
 	}
 	// An IPv4 address left on the port (netinit ran on it before, or an
@@ -128,8 +147,36 @@ func (netlinkKernel) Bridge(br, nic string, mtu int) error {
 			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
 		}
 	}
+	if err := bridgeVLANs(bl, port, b); err != nil {
+		return fmt.Errorf("bridge %s: %w", br, err)
+	}
 	if err := netlink.LinkSetUp(port); err != nil {
 		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
+	}
+	return nil
+}
+
+// bridgeVLANs puts the bridge and its port in the VLANs of b (zos
+// cmds/internet configureZOS, zosbase bootstrap.CreateDefaultBridge).
+// Adding a VLAN that is there changes nothing; removing VLAN 1 that is
+// gone already (a restart) is not an error.
+func bridgeVLANs(bl, port netlink.Link, b BridgeSpec) error {
+	if b.VLAN > 0 {
+		_ = netlink.BridgeVlanDel(bl, 1, true, true, true, false)
+		if err := netlink.BridgeVlanAdd(bl, uint16(b.VLAN), true, true, true, false); err != nil {
+			return fmt.Errorf("VLAN %d on the bridge: %w", b.VLAN, err)
+		}
+	}
+	if b.VLAN > 0 && b.PubVLAN > 0 {
+		_ = netlink.BridgeVlanDel(port, 1, true, true, false, false)
+	}
+	for _, v := range []int{b.VLAN, b.PubVLAN} {
+		if v == 0 {
+			continue
+		}
+		if err := netlink.BridgeVlanAdd(port, uint16(v), false, false, false, false); err != nil {
+			return fmt.Errorf("VLAN %d on port %s: %w", v, b.NIC, err)
+		}
 	}
 	return nil
 }

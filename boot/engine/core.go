@@ -226,8 +226,8 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 	for k, t := range v.timings {
 		st.TimingsMS[k] = t
 	}
-	if up := v.link(v.uplink); up != nil {
-		st.UplinkNIC = up.nic
+	if up := v.link(v.uplink); up != nil && up.nic != "" {
+		st.UplinkNIC, st.UplinkVLAN = up.nic, v.spec.VLANPriv
 	}
 	if v.uplink != "" && v.link(v.uplink) == nil && v.upReason == "cmdline" {
 		st.Problems = append(st.Problems, fmt.Sprintf("netinit.uplink=%s: no such managed link", v.uplink))

@@ -61,15 +61,15 @@ func (k *fakeKernel) SetMTU(name string, mtu int) error {
 	return nil
 }
 
-func (k *fakeKernel) Bridge(br, nic string, mtu int) error {
+func (k *fakeKernel) Bridge(b BridgeSpec) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	kl, ok := k.links[nic]
+	kl, ok := k.links[b.NIC]
 	if !ok {
-		return fmt.Errorf("link %s not found", nic)
+		return fmt.Errorf("link %s not found", b.NIC)
 	}
-	k.links[br] = KernelLink{MTU: kl.MTU, Carrier: kl.Carrier}
-	k.ops = append(k.ops, fmt.Sprintf("bridge %s %s %d", br, nic, mtu))
+	k.links[b.Name] = KernelLink{MTU: kl.MTU, Carrier: kl.Carrier}
+	k.ops = append(k.ops, fmt.Sprintf("bridge %s %s %d vlan %d", b.Name, b.NIC, b.MTU, b.VLAN))
 	return nil
 }
 

@@ -205,9 +205,13 @@ func (e *Engine) makeBridge(l *link) {
 	br, nic := l.name, l.nic
 	e.bridgeTried = true
 	e.mu.Unlock()
-	err := e.kernel.Bridge(br, nic, e.mtuFor(l))
+	err := e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
 	if err == nil {
-		e.logf("%s: management bridge with port %s (%s)", br, nic, l.mac)
+		vlan := "untagged"
+		if e.spec.VLANPriv > 0 {
+			vlan = fmt.Sprintf("VLAN %d tagged", e.spec.VLANPriv)
+		}
+		e.logf("%s: management bridge with port %s (%s), %s", br, nic, l.mac, vlan)
 		return
 	}
 	e.mu.Lock()

@@ -129,6 +129,7 @@ func Env(s *State) []byte {
 		"NETINIT_PHASE":       string(s.Phase),
 		"NETINIT_UPLINK":      s.Uplink,
 		"NETINIT_UPLINK_NIC":  s.UplinkNIC,
+		"NETINIT_UPLINK_VLAN": vlanEnv(s.UplinkVLAN),
 		"NETINIT_IPV4":        strings.Join(v4, " "),
 		"NETINIT_IPV6":        strings.Join(v6, " "),
 		"NETINIT_PUBLIC_IPV6": pub,
@@ -165,4 +166,12 @@ func Env(s *State) []byte {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// vlanEnv is a VLAN ID for state.env, "" when untagged.
+func vlanEnv(id int) string {
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprint(id)
 }

@@ -61,6 +61,9 @@ type State struct {
 	// uplink is that bridge (netinit.bridge=, 0-OS's "zos"); absent
 	// otherwise.
 	UplinkNIC string `json:"uplink_nic,omitempty"`
+	// UplinkVLAN is the management VLAN (vlan:priv=) the bridge's traffic
+	// is tagged with on UplinkNIC; absent when untagged.
+	UplinkVLAN int `json:"uplink_vlan,omitempty"`
 	// Candidates are the links the uplink was elected from, with the
 	// evidence (absent when no election ran: one link, or a fixed uplink).
 	Candidates []Candidate `json:"candidates,omitempty"`
