@@ -14,7 +14,8 @@ import (
 
 // DefaultModules are the drivers netinit's image carries unless told
 // otherwise: the virtual NICs used in QEMU and clouds, the common server
-// NICs, TUN (Yggdrasil), WireGuard, 802.1Q VLANs, and nf_tables with the
+// NICs, TUN (Yggdrasil), WireGuard, 802.1Q VLANs, the bridge (0-OS's zos
+// management bridge), and nf_tables with the
 // expressions the later firewall uses (conntrack match, NAT chains,
 // masquerade). Which of them exist as modules depends on the kernel flavour;
 // missing ones are reported and skipped.
@@ -22,7 +23,7 @@ var DefaultModules = []string{
 	"virtio_net", "virtio_pci",
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice",
 	"bnxt_en", "tg3", "r8169", "mlx4_en", "mlx5_core",
-	"tun", "wireguard", "8021q",
+	"tun", "wireguard", "8021q", "bridge",
 	"nf_tables", "nft_ct", "nft_chain_nat", "nft_nat", "nft_masq",
 }
 
