@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -264,4 +267,95 @@ func (e *Engine) moveToBridge(old *link, br string) {
 	e.mu.Unlock()
 	e.spawn(func() { e.manage(l.ctx, l) })
 	e.notify()
+}
+
+// handOverOthers leaves every managed link that is not the uplink to the
+// next stage, once the uplink is on the management bridge and the
+// election is over (issue 11 item 4): 0-OS's networkd picks its public
+// NIC (br-pub) as the first unattached NIC that gets a global SLAAC
+// address by itself, so those links must carry none of netinit's
+// addresses and must run the kernel's own router discovery. Their probe
+// leases are given back (DHCPRELEASE). It returns when they are handed
+// over (bounded by clientsStop each).
+func (e *Engine) handOverOthers() {
+	e.mu.Lock()
+	up := e.links[e.uplink]
+	if up == nil || up.nic == "" || !e.ballot.decided || e.moving != "" {
+		e.mu.Unlock()
+		return
+	}
+	var out []*link
+	for _, l := range e.links {
+		if l != up && l.nic == "" && !l.released {
+			l.released = true
+			out = append(out, l)
+		}
+	}
+	e.mu.Unlock()
+	for _, l := range out {
+		e.handOver(l)
+	}
+	if len(out) > 0 {
+		e.notify()
+	}
+}
+
+// handOver stops l's clients (its DHCPv4 client releases the lease), then
+// removes its other addresses and gives its IPv6 back to the kernel.
+func (e *Engine) handOver(l *link) {
+	l.stop()
+	done := make(chan struct{})
+	go func() { l.clients.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(clientsStop):
+		e.logf("%s: clients still running after %s", l.name, clientsStop)
+	}
+	e.mu.Lock()
+	var addrs []netip.Prefix
+	for _, ls := range e.leasesOf(l.name) {
+		for _, a := range ls.Addresses {
+			addrs = append(addrs, a.Prefix)
+		}
+	}
+	delete(e.links, l.name)
+	for k := range e.leases {
+		if k.link == l.name {
+			delete(e.leases, k)
+		}
+	}
+	e.ballot.asked = slices.DeleteFunc(e.ballot.asked, func(n string) bool { return n == l.name })
+	e.handedOver[l.name] = true
+	e.mu.Unlock()
+	if err := e.kernel.HandOver(l.name, addrs); err != nil {
+		e.problem("%s: handing it over to the next stage: %v", l.name, err)
+		return
+	}
+	e.logf("%s: not the uplink: left to the next stage (no address of netinit's, the kernel's own IPv6 autoconfiguration)", l.name)
+}
+
+// HandOver removes addrs from the link and sets its IPv6 router discovery
+// and autoconfiguration back to the kernel's defaults (what a link that
+// netinit never touched has).
+func (netlinkKernel) HandOver(name string, addrs []netip.Prefix) error {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	for _, p := range addrs {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if err := netlink.AddrDel(nl, a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return fmt.Errorf("removing %s: %w", p, err)
+		}
+	}
+	for _, key := range []string{"accept_ra", "autoconf"} {
+		def, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv6/conf/default", key))
+		if err != nil {
+			return err
+		}
+		if err := writeIPv6Conf(name, key, string(bytes.TrimSpace(def))); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -194,11 +194,14 @@ func TestBridgeZOS(t *testing.T) {
 // TestBridgeElected: two NICs, the uplink elected by reachability
 // (TestUplinkElection's lab) with netinit.bridge=zos: once eth1 is
 // elected its clients move onto the bridge, which gets eth1 as its port,
-// its MAC and a lease, and holds the only default route; eth0 is left
-// alone; the target is reachable.
+// its MAC and a lease, and holds the only default route; the target is
+// reachable. eth0 is handed over to the next stage as 0-OS's networkd
+// expects the NICs it may pick for its public network (issue 11 item 4):
+// its probe lease released (the server sees the DHCPRELEASE), no address
+// of netinit's, the kernel's own accept_ra.
 func TestBridgeElected(t *testing.T) {
 	t.Parallel()
-	c := newElectionLab(t, "ez")
+	c, dead := newElectionLab(t, "ez")
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.bridge=zos netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
@@ -240,6 +243,22 @@ func TestBridgeElected(t *testing.T) {
 	defer cancel()
 	if o, err := c.Exec(ctx, "iperf3", "-c", "198.51.100.130", "-p", "80", "-t", "1"); err != nil {
 		t.Errorf("target not reachable through the bridge: %v\n%s", err, o)
+	}
+	// eth0, handed over.
+	if !lab.Eventually(5*time.Second, func() bool { return strings.Contains(dead.Output(), "DHCPRELEASE(a0)") }) {
+		t.Errorf("eth0's probe lease was not released; dnsmasq:\n%s", dead.Output())
+	}
+	if a, _ := h.AddrList(eth0, netlink.FAMILY_V4); len(a) > 0 {
+		t.Errorf("eth0 keeps %s", a[0].IPNet)
+	}
+	def := strings.TrimSpace(c.MustExec("cat", "/proc/sys/net/ipv6/conf/default/accept_ra"))
+	if got := strings.TrimSpace(c.MustExec("cat", "/proc/sys/net/ipv6/conf/eth0/accept_ra")); got != def {
+		t.Errorf("eth0 accept_ra %s, want the kernel's %s", got, def)
+	}
+	for _, ifc := range st.Interfaces {
+		if ifc.Name == "eth0" {
+			t.Errorf("eth0 still managed in the state: %+v", ifc)
+		}
 	}
 }
 

@@ -99,7 +99,8 @@ type Engine struct {
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes
 	// bridgeTried: the management bridge was built or tried (once).
 	bridgeTried bool
-	moving      string // the elected uplink being moved onto the bridge
+	moving      string          // the elected uplink being moved onto the bridge
+	handedOver  map[string]bool // links left to the next stage (handOver)
 	timings     map[string]int64
 	problems    []string
 	phase       state.Phase
@@ -131,16 +132,17 @@ func New(cfg Config) *Engine {
 		cfg.Kernel = netlinkKernel{}
 	}
 	e := &Engine{
-		cfg:      cfg,
-		kernel:   cfg.Kernel,
-		spec:     cfg.Spec,
-		links:    map[string]*link{},
-		leases:   map[leaseKey]lease.Lease{},
-		timings:  map[string]int64{},
-		problems: slices.Clone(cfg.Problems),
-		phase:    state.PhaseStarting,
-		changed:  make(chan struct{}, 1),
-		probe:    probeVia,
+		cfg:        cfg,
+		kernel:     cfg.Kernel,
+		spec:       cfg.Spec,
+		links:      map[string]*link{},
+		leases:     map[leaseKey]lease.Lease{},
+		handedOver: map[string]bool{},
+		timings:    map[string]int64{},
+		problems:   slices.Clone(cfg.Problems),
+		phase:      state.PhaseStarting,
+		changed:    make(chan struct{}, 1),
+		probe:      probeVia,
 	}
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
@@ -213,6 +215,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 			e.spawn(func() { e.watchUplink(ctx, time.Now()) })
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
+			e.handOverOthers()
 			e.mu.Lock()
 			was := e.phase
 			if e.settleLocked(ready(e.viewLocked(), time.Now())) != was {
@@ -226,6 +229,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 
 // verdict fixes the phase, writes the state and says so on the console.
 func (e *Engine) verdict(ready bool) *state.State {
+	e.handOverOthers()
 	e.mu.Lock()
 	e.settleLocked(ready)
 	e.mu.Unlock()
@@ -462,7 +466,7 @@ func (e *Engine) discover(ctx context.Context) {
 func (e *Engine) known(name string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.links[name]; ok {
+	if _, ok := e.links[name]; ok || e.handedOver[name] {
 		return true
 	}
 	for _, l := range e.links {

@@ -27,6 +27,10 @@ type Kernel interface {
 	// Bridge makes the management bridge with its port, or completes one
 	// found already there (bridge.go).
 	Bridge(b BridgeSpec) error
+	// HandOver leaves a link that is not the uplink to the next stage:
+	// addrs (netinit's) removed, IPv6 autoconfiguration the kernel's own
+	// again (bridge.go).
+	HandOver(name string, addrs []netip.Prefix) error
 }
 
 // BridgeSpec is the management bridge to make.

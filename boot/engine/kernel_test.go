@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 )
 
@@ -70,6 +71,13 @@ func (k *fakeKernel) Bridge(b BridgeSpec) error {
 	}
 	k.links[b.Name] = KernelLink{MTU: kl.MTU, Carrier: kl.Carrier}
 	k.ops = append(k.ops, fmt.Sprintf("bridge %s %s %d vlan %d", b.Name, b.NIC, b.MTU, b.VLAN))
+	return nil
+}
+
+func (k *fakeKernel) HandOver(name string, addrs []netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.ops = append(k.ops, fmt.Sprintf("handover %s %v", name, addrs))
 	return nil
 }
 

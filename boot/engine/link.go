@@ -42,6 +42,9 @@ type link struct {
 	ctx     context.Context
 	stop    context.CancelFunc
 	clients sync.WaitGroup
+	// released: handed over to the next stage (handOver); its DHCPv4
+	// client gives the lease back when it stops.
+	released bool
 }
 
 // newLink is a link to manage named name (nic: the bridge's port, or ""),
@@ -167,8 +170,13 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
 				IPv6OnlyPreferred: l.wantsRA(),
-				Report:            e.report,
-				Logf:              e.cfg.Logf,
+				ReleaseOnStop: func() bool {
+					e.mu.Lock()
+					defer e.mu.Unlock()
+					return l.released
+				},
+				Report: e.report,
+				Logf:   e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("dhcp4 on %s: %v", name, err)

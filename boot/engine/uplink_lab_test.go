@@ -26,7 +26,7 @@ import (
 //	c:eth1 ── b0 (198.51.100.1/25) router b1 (198.51.100.129/25) ── t0 (198.51.100.130, :80)
 func TestUplinkElection(t *testing.T) {
 	t.Parallel()
-	c := newElectionLab(t, "el")
+	c, _ := newElectionLab(t, "el")
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
@@ -81,8 +81,9 @@ func TestUplinkElection(t *testing.T) {
 }
 
 // newElectionLab builds TestUplinkElection's lab (the namespaces are
-// named from tag) and returns the client namespace, eth0 and eth1 down.
-func newElectionLab(t *testing.T, tag string) *lab.NS {
+// named from tag) and returns the client namespace, eth0 and eth1 down,
+// and the dnsmasq of eth0's dead-end LAN.
+func newElectionLab(t *testing.T, tag string) (*lab.NS, *lab.Proc) {
 	lab.Require(t, "ip", "dnsmasq", "iperf3")
 	lab.GuardResolvConf(t)
 	netinitBin(t)
@@ -100,7 +101,7 @@ func newElectionLab(t *testing.T, tag string) *lab.NS {
 	for _, l := range []string{"eth0", "eth1"} {
 		c.MustExec("ip", "link", "set", l, "down")
 	}
-	lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
+	dead := lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
 		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1")
 	// eth1's server answers a second later than eth0's (the first
@@ -108,7 +109,7 @@ func newElectionLab(t *testing.T, tag string) *lab.NS {
 	lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
 		"--dhcp-reply-delay=1",
 		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
-	return c
+	return c, dead
 }
 
 func maskOf(n *net.IPNet) (int, int) {
