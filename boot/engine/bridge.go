@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // The management bridge (issue 17 item 1). 0-OS's networkd refuses to
@@ -298,6 +300,18 @@ func (e *Engine) handOverOthers() {
 	if len(out) > 0 {
 		e.notify()
 	}
+}
+
+// handedOverBeforeLocked reports whether the process before this one (a
+// daemon restart: Config.Previous) had its uplink on the bridge and had
+// handed the NIC name over: it was not in its state. Managing it again
+// would take a lease only to release it. The caller holds e.mu.
+func (e *Engine) handedOverBeforeLocked(name string) bool {
+	p := e.cfg.Previous
+	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.bridgeName() == "" {
+		return false
+	}
+	return !slices.ContainsFunc(p.Interfaces, func(i state.Interface) bool { return i.Name == name })
 }
 
 // handOver stops l's clients (its DHCPv4 client releases the lease), then

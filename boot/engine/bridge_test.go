@@ -46,3 +46,24 @@ func TestBridgeFor(t *testing.T) {
 		t.Fatalf("second bridge %q", got)
 	}
 }
+
+// TestHandedOverBefore: after a daemon restart, a NIC the previous process
+// handed over (its uplink on the bridge, the NIC not in its state) is left
+// alone; the bridge's port and the links it still managed are not.
+func TestHandedOverBefore(t *testing.T) {
+	prev := &state.State{Uplink: "zos", UplinkNIC: "eth1", Interfaces: []state.Interface{{Name: "zos"}, {Name: "eth2"}}}
+	e := New(Config{Spec: spec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	for name, want := range map[string]bool{"eth0": true, "eth1": false, "eth2": false} {
+		if got := e.handedOverBeforeLocked(name); got != want {
+			t.Errorf("%s: handed over before %v, want %v", name, got, want)
+		}
+	}
+	e = New(Config{Spec: spec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	if e.handedOverBeforeLocked("eth0") {
+		t.Error("netinit.bridge=off: eth0 left alone")
+	}
+	e = New(Config{Spec: spec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: newFakeKernel()})
+	if e.handedOverBeforeLocked("eth0") {
+		t.Error("no bridge before: eth0 left alone")
+	}
+}

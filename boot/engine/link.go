@@ -99,6 +99,12 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 	a := nl.Attrs()
 	e.mu.Lock()
+	if e.handedOverBeforeLocked(a.Name) {
+		e.handedOver[a.Name] = true
+		e.mu.Unlock()
+		e.logf("%s: handed over to the next stage before this restart: left alone", a.Name)
+		return
+	}
 	l := e.newLink(ctx, a.Name, "", a.HardwareAddr)
 	if br := e.bridgeFor(a.Name, a.HardwareAddr, only); br != "" {
 		l = e.newLink(ctx, br, a.Name, a.HardwareAddr)
