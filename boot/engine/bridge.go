@@ -302,6 +302,22 @@ func (e *Engine) handOverOthers() {
 	}
 }
 
+// portMTU raises the bridge's port to the MTU a client applied to the
+// bridge (DHCP option 26, the RA's MTU option): a port with a smaller MTU
+// would drop the bridge's larger frames. A larger port MTU is harmless
+// and left as is.
+func (e *Engine) portMTU(port string, mtu int) {
+	kl, err := e.kernel.Link(port)
+	if err != nil || kl.MTU >= mtu {
+		return
+	}
+	if err := e.kernel.SetMTU(port, mtu); err != nil {
+		e.problem("%s: mtu %d (the bridge's): %v", port, mtu, err)
+		return
+	}
+	e.logf("%s: mtu %d, as the bridge's", port, mtu)
+}
+
 // handedOverBeforeLocked reports whether the process before this one (a
 // daemon restart: Config.Previous) had its uplink on the bridge and had
 // handed the NIC name over: it was not in its state. Managing it again

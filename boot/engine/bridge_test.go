@@ -2,8 +2,10 @@ package engine
 
 import (
 	"net"
+	"slices"
 	"testing"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -65,5 +67,22 @@ func TestHandedOverBefore(t *testing.T) {
 	e = New(Config{Spec: spec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: newFakeKernel()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("no bridge before: eth0 left alone")
+	}
+}
+
+// TestPortMTU: an MTU a client applied to the bridge larger than its
+// port's raises the port's; a smaller one leaves the port as it is.
+func TestPortMTU(t *testing.T) {
+	k := newFakeKernel()
+	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
+	k.set("zos", KernelLink{MTU: 1500, Carrier: true})
+	e := New(Config{Spec: spec(t, "netinit.bridge=zos"), Kernel: k})
+	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
+	e.report(lease.Lease{Link: "zos", Source: state.SourceDHCP4, Status: "bound", MTU: 1450,
+		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
+	e.report(lease.Lease{Link: "zos", Source: state.SourceDHCP4, Status: "bound", MTU: 9000,
+		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
+	if ops := k.done(); !slices.Equal(ops, []string{"mtu eth0 9000"}) {
+		t.Fatalf("kernel ops %q, want only the port raised to 9000", ops)
 	}
 }

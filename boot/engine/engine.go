@@ -358,7 +358,14 @@ func (e *Engine) report(l lease.Lease) {
 		}
 	}
 	e.stamp6Locked(l.Link)
+	port := ""
+	if lk := e.links[l.Link]; lk != nil {
+		port = lk.nic
+	}
 	e.mu.Unlock()
+	if port != "" && l.MTU > 0 {
+		e.portMTU(port, l.MTU)
+	}
 	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
 		e.startDHCP6(l.Link, l.Managed, l.Other)
 	}
