@@ -230,14 +230,7 @@ func (e *Engine) bridgeElectedLocked() bool {
 func (e *Engine) moveToBridge(old *link, br string) {
 	nic := old.name
 	e.logf("%s: elected uplink: moving it onto the management bridge %s", nic, br)
-	old.stop()
-	done := make(chan struct{})
-	go func() { old.clients.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(clientsStop):
-		e.logf("%s: clients still running after %s; moving on", nic, clientsStop)
-	}
+	e.stopClients(old)
 	e.mu.Lock()
 	e.moving = ""
 	if e.runCtx.Err() != nil || e.links[nic] != old {
@@ -269,6 +262,19 @@ func (e *Engine) moveToBridge(old *link, br string) {
 	e.mu.Unlock()
 	e.spawn(func() { e.manage(l.ctx, l) })
 	e.notify()
+}
+
+// stopClients stops l's clients and waits for them, bounded by
+// clientsStop (a client stuck in a syscall must not hold the engine).
+func (e *Engine) stopClients(l *link) {
+	l.stop()
+	done := make(chan struct{})
+	go func() { l.clients.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(clientsStop):
+		e.logf("%s: clients still running after %s; going on", l.name, clientsStop)
+	}
 }
 
 // handOverOthers leaves every managed link that is not the uplink to the
@@ -333,14 +339,7 @@ func (e *Engine) handedOverBeforeLocked(name string) bool {
 // handOver stops l's clients (its DHCPv4 client releases the lease), then
 // removes its other addresses and gives its IPv6 back to the kernel.
 func (e *Engine) handOver(l *link) {
-	l.stop()
-	done := make(chan struct{})
-	go func() { l.clients.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(clientsStop):
-		e.logf("%s: clients still running after %s", l.name, clientsStop)
-	}
+	e.stopClients(l)
 	e.mu.Lock()
 	var addrs []netip.Prefix
 	for _, ls := range e.leasesOf(l.name) {
