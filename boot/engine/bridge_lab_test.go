@@ -314,3 +314,24 @@ func TestBridgeZOSVLAN(t *testing.T) {
 		t.Fatalf("bridge VLANs %v: want zos PVID untagged in %d, eth0 tagged", vlans, vid)
 	}
 }
+
+// TestBridgeFallback: a link named zos that is not a bridge (here a
+// veth) cannot become the management bridge: the NIC is used as itself,
+// the node is ready, and the state says why.
+func TestBridgeFallback(t *testing.T) {
+	p := newPair(t, "brf")
+	lab.Dnsmasq(t, p.srv, "s0", lab.DHCPArgs...)
+	p.cli.MustExec("ip", "link", "add", "zos", "type", "veth", "peer", "name", "zosp")
+	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.bridge=zos", "--timeout", "20s", "eth0")
+	if code != 0 || st == nil || st.Phase != state.PhaseReady || st.Uplink != "eth0" || st.UplinkNIC != "" {
+		t.Fatalf("exit %d, state %+v; want ready on eth0", code, st)
+	}
+	if len(addrsOf(st, "eth0", state.SourceDHCP4)) != 1 {
+		t.Fatalf("no lease on eth0: %+v", st.Interfaces)
+	}
+	if !slices.ContainsFunc(st.Problems, func(p string) bool {
+		return strings.Contains(p, "bridge zos: a link of type veth has that name") && strings.Contains(p, "eth0 is used without it")
+	}) {
+		t.Fatalf("problems %q\n%s", st.Problems, out)
+	}
+}
