@@ -3,6 +3,7 @@ package qemu_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,4 +84,46 @@ func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) str
 		}
 	}
 	return img
+}
+
+// TestBootHandoffBridge: a 0-OS command line (runmode=) makes netinit
+// build the zos management bridge at boot (the bridge driver loaded by
+// the coldplug); the next stage finds what 0-OS's networkd requires
+// (DefaultBridgeValid) and the state says uplink zos on the NIC.
+func TestBootHandoffBridge(t *testing.T) {
+	e := requireEnv(t)
+	t.Parallel()
+	img := imageWithNextStage(t, e)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
+	defer cancel()
+	res, err := qemu.Boot(ctx, qemu.Options{
+		Kernel:    e.kernel,
+		Initramfs: img,
+		Append:    "netinit.next=/sbin/nextstage runmode=dev netinit.ygg=off nextstage.bridge=1",
+		Timeout:   bootTimeout,
+		LogFile:   filepath.Join(dir, "console.log"),
+	})
+	if res != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("console:\n%s", tail(res.Console, 80))
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	for _, want := range []string{"zos: management bridge with port eth0", "NEXTSTAGE bridge-valid=true", "NEXTSTAGE renewed=true"} {
+		if !strings.Contains(res.Console, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	st := res.State
+	if st == nil || st.Phase != state.PhaseReady || st.Uplink != "zos" || st.UplinkNIC != "eth0" {
+		t.Fatalf("live state after the handoff: %+v", st)
+	}
+	if st.Modules == nil || !slices.Contains(st.Modules.Loaded, "bridge") && !slices.Contains(st.Modules.Builtin, "bridge") {
+		t.Errorf("bridge driver not loaded: %+v", st.Modules)
+	}
 }

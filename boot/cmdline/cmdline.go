@@ -66,6 +66,7 @@ type Spec struct {
 	ProbeTargets    []string         // netinit.probe.targets=host:port,...
 	ProbeReflectors []string         // netinit.probe.reflectors=host:port,...
 	NTP             []string         // netinit.ntp=host,host
+	Bridge          string           // netinit.bridge=NAME|off: the management bridge ("" = not given)
 
 	// nameservers holds the nameserver= values alone; Nameservers is
 	// derived from it and the ip= DNS after every source.

@@ -103,6 +103,10 @@
 //	netinit.probe.targets=HOST:PORT,...
 //	netinit.probe.reflectors=HOST:PORT,...
 //	netinit.ntp=HOST,...       NTP servers (names or addresses)
+//	netinit.bridge=NAME|off    the management bridge 0-OS expects (zos):
+//	                           the uplink NIC is enslaved to it and the
+//	                           clients run on it (default: zos at boot
+//	                           when runmode= is given, else off)
 //	runmode=prod|test|qa|dev   0-OS's grid network; selects the default
 //	                           Yggdrasil peers and probe targets (package
 //	                           runmode) for the keys no source set

@@ -26,6 +26,7 @@ var fuzzSeeds = []string{
 	"netinit.ignore=veth*,br[ netinit.mtu=9000 netinit.uplink=eth0 netinit.test=poweroff",
 	"runmode=dev vlan:priv=100 vlan:pub=untagged zos-debug farmer_id=1 netinit.identity=/var/cache/seed.txt",
 	"runmode=main vlan:priv=4095 netinit.ygg.listen=tcp://[::]:9943,tls://0.0.0.0:9944",
+	"netinit.bridge=zos netinit.bridge=off netinit.bridge=a/b netinit.bridge=averyveryverylongname",
 	`"`, `k="`, `ip=[`, "ip=]", "netinit.=", "=x", "netinit.\x00=\xff",
 }
 

@@ -66,6 +66,12 @@ func init() {
 		"probe.targets":    {list: true, parse: commaList(parseHostPort, func(s *Spec) *[]string { return &s.ProbeTargets })},
 		"probe.reflectors": {list: true, parse: commaList(parseHostPort, func(s *Spec) *[]string { return &s.ProbeReflectors })},
 		"ntp":              {list: true, parse: commaList(parseHost, func(s *Spec) *[]string { return &s.NTP })},
+		"bridge": {parse: scalar(func(v string) (string, error) {
+			if v == "off" {
+				return v, nil
+			}
+			return v, validIfname(v)
+		}, func(s *Spec, v string) { s.Bridge = v })},
 	}
 	kernelKeys = map[string]key{
 		"ip":         {list: true, parse: single(parseIP, func(s *Spec) *[]IPConfig { return &s.IP })},

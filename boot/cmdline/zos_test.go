@@ -1,6 +1,7 @@
 package cmdline
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -107,6 +108,26 @@ func TestNextAndRoot(t *testing.T) {
 		"netinit.root=tmpfs:12mg", "netinit.root=off:1g", `netinit.next=" "`, `netinit.next="zinit init"`} {
 		if s, ps := Parse(bad); len(ps) != 1 || s.Root != "" || s.Next != "" {
 			t.Errorf("%s: problems %v, spec root %q next %q", bad, problemStrings(ps), s.Root, s.Next)
+		}
+	}
+}
+
+// TestBridgeKey: netinit.bridge= takes an interface name or off, and
+// refuses what cannot be one.
+func TestBridgeKey(t *testing.T) {
+	for _, c := range []struct{ line, want, problem string }{
+		{"", "", ""},
+		{"netinit.bridge=zos", "zos", ""},
+		{"netinit.bridge=off", "off", ""},
+		{"netinit.bridge=a/b", "", `contains '/'`},
+		{"netinit.bridge=averyveryverylongname", "", "longer than 15"},
+	} {
+		s, probs := Parse(c.line)
+		if s.Bridge != c.want {
+			t.Errorf("%q: bridge %q, want %q", c.line, s.Bridge, c.want)
+		}
+		if got := fmt.Sprint(probs); c.problem == "" && len(probs) > 0 || c.problem != "" && !strings.Contains(got, c.problem) {
+			t.Errorf("%q: problems %v, want %q", c.line, probs, c.problem)
 		}
 	}
 }

@@ -100,6 +100,9 @@ func Run(ctx context.Context, o Options) error {
 		dropped: map[string]bool{},
 	}
 	c.run(ctx)
+	if o.ReleaseOnStop != nil && o.ReleaseOnStop() {
+		c.release()
+	}
 	return nil
 }
 

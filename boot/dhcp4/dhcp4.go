@@ -6,8 +6,9 @@
 // holds up another.
 //
 // Run leaves the configuration in place when its context ends (no
-// DHCPRELEASE): the network must survive the handoff to the next stage,
-// and the kernel expires the address by itself if nobody renews it.
+// DHCPRELEASE, unless Options.ReleaseOnStop says so): the network must
+// survive the handoff to the next stage, and the kernel expires the
+// address by itself if nobody renews it.
 package dhcp4
 
 import (
@@ -58,6 +59,12 @@ type Options struct {
 	// REQUEST: the client takes no address, reports status "ipv6-only"
 	// with Lease.V6OnlyWait, and asks again after that wait.
 	IPv6OnlyPreferred bool
+
+	// ReleaseOnStop is asked when ctx ends: if it returns true, the bound
+	// lease is given back (DHCPRELEASE) and what was applied removed — a
+	// link the engine hands over to the next stage (it is not the uplink)
+	// must not keep netinit's probe lease. nil means false.
+	ReleaseOnStop func() bool
 
 	// Oneshot acquires and applies a lease once, then returns (no renew
 	// loop; the kernel expires the address at the end of the lease).

@@ -24,6 +24,9 @@ import (
 type linkFacts struct {
 	name string
 	mac  net.HardwareAddr
+	// nic is the NIC enslaved to the management bridge when this link is
+	// that bridge (name is then the bridge's), "" otherwise.
+	nic  string
 	ipc  cmdline.IPConfig   // the first ip= for this link (static address, hostname, MTU)
 	ipcs []cmdline.IPConfig // all of them: several ip= for one link add up
 
@@ -222,6 +225,9 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 	}
 	for k, t := range v.timings {
 		st.TimingsMS[k] = t
+	}
+	if up := v.link(v.uplink); up != nil && up.nic != "" {
+		st.UplinkNIC, st.UplinkVLAN = up.nic, v.spec.VLANPriv
 	}
 	if v.uplink != "" && v.link(v.uplink) == nil && v.upReason == "cmdline" {
 		st.Problems = append(st.Problems, fmt.Sprintf("netinit.uplink=%s: no such managed link", v.uplink))

@@ -16,8 +16,7 @@ func TestDHCP6Restart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.runCtx = ctx
-	l := &link{}
-	l.name = "nolink0"
+	l := e.newLink(ctx, "nolink0", "", nil)
 	e.links[l.name] = l
 	state := func() (int, bool, bool) {
 		e.wg.Wait()

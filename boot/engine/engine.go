@@ -73,6 +73,9 @@ type Config struct {
 	// link while the first one's default route is still in the kernel.
 	// Only the daemon's re-election moves it then.
 	Previous *state.State
+	// Bridge is the management bridge built when netinit.bridge= is not
+	// given ("" = none): DefaultBridge at a 0-OS boot (bridge.go).
+	Bridge string
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -96,11 +99,15 @@ type Engine struct {
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF: never changes
-	timings  map[string]int64
-	problems []string
-	phase    state.Phase
-	hostname string
-	resolv   string // last resolv.conf content written
+	// bridgeTried: the management bridge was built or tried (once).
+	bridgeTried bool
+	moving      string          // the elected uplink being moved onto the bridge
+	handedOver  map[string]bool // links left to the next stage (handOver)
+	timings     map[string]int64
+	problems    []string
+	phase       state.Phase
+	hostname    string
+	resolv      string // last resolv.conf content written
 
 	changed chan struct{}
 	runCtx  context.Context // set once by Run before any goroutine starts
@@ -127,16 +134,17 @@ func New(cfg Config) *Engine {
 		cfg.Kernel = netlinkKernel{}
 	}
 	e := &Engine{
-		cfg:      cfg,
-		kernel:   cfg.Kernel,
-		spec:     cfg.Spec,
-		links:    map[string]*link{},
-		leases:   map[leaseKey]lease.Lease{},
-		timings:  map[string]int64{},
-		problems: slices.Clone(cfg.Problems),
-		phase:    state.PhaseStarting,
-		changed:  make(chan struct{}, 1),
-		probe:    probeVia,
+		cfg:        cfg,
+		kernel:     cfg.Kernel,
+		spec:       cfg.Spec,
+		links:      map[string]*link{},
+		leases:     map[leaseKey]lease.Lease{},
+		handedOver: map[string]bool{},
+		timings:    map[string]int64{},
+		problems:   slices.Clone(cfg.Problems),
+		phase:      state.PhaseStarting,
+		changed:    make(chan struct{}, 1),
+		probe:      probeVia,
 	}
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
@@ -213,6 +221,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 			e.spawn(func() { e.watchUplink(ctx, time.Now()) })
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
+			e.handOverOthers()
 			e.mu.Lock()
 			was := e.phase
 			if e.settleLocked(ready(e.viewLocked(), time.Now())) != was {
@@ -226,6 +235,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 
 // verdict fixes the phase, writes the state and says so on the console.
 func (e *Engine) verdict(ready bool) *state.State {
+	e.handOverOthers()
 	e.mu.Lock()
 	e.settleLocked(ready)
 	e.mu.Unlock()
@@ -354,7 +364,14 @@ func (e *Engine) report(l lease.Lease) {
 		}
 	}
 	e.stamp6Locked(l.Link)
+	port := ""
+	if lk := e.links[l.Link]; lk != nil {
+		port = lk.nic
+	}
 	e.mu.Unlock()
+	if port != "" && l.MTU > 0 {
+		e.portMTU(port, l.MTU)
+	}
 	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
 		e.startDHCP6(l.Link, l.Managed, l.Other)
 	}
@@ -384,6 +401,7 @@ func (e *Engine) discover(ctx context.Context) {
 	defer t.Stop()
 	start := time.Now()
 	vlansReported := false
+	first := true
 	for {
 		// vlan= links are made as soon as their parent NIC exists (its
 		// driver may still be probing); what is still failing after 5 s
@@ -396,12 +414,10 @@ func (e *Engine) discover(ctx context.Context) {
 		if err != nil {
 			e.logf("listing links: %v", err)
 		}
+		var found []netlink.Link
 		for _, l := range links {
 			name := l.Attrs().Name
-			e.mu.Lock()
-			_, known := e.links[name]
-			e.mu.Unlock()
-			if known {
+			if e.known(name) {
 				continue
 			}
 			if len(want) > 0 {
@@ -416,7 +432,15 @@ func (e *Engine) discover(ctx context.Context) {
 				}
 				continue
 			}
-			e.adopt(ctx, l)
+			found = append(found, l)
+		}
+		// The only link to manage is the uplink from the start (it may
+		// get the management bridge): the sole one asked for, or the sole
+		// NIC of the first scan.
+		only := len(found) == 1 && (len(want) == 1 || len(want) == 0 && first)
+		first = false
+		for _, l := range found {
+			e.adopt(ctx, l, only)
 		}
 		if len(want) > 0 {
 			e.mu.Lock()
@@ -448,6 +472,22 @@ func (e *Engine) discover(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// known reports whether the link name is managed already, as itself or
+// as the management bridge's port.
+func (e *Engine) known(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.links[name]; ok || e.handedOver[name] {
+		return true
+	}
+	for _, l := range e.links {
+		if l.nic == name {
+			return true
+		}
+	}
+	return false
 }
 
 // skipReason says why a link is not managed by default, or "".

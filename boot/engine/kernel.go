@@ -24,6 +24,21 @@ type Kernel interface {
 	SetUp(name string) error
 	// SetMTU sets the named link's MTU.
 	SetMTU(name string, mtu int) error
+	// Bridge makes the management bridge with its port, or completes one
+	// found already there (bridge.go).
+	Bridge(b BridgeSpec) error
+	// HandOver leaves a link that is not the uplink to the next stage:
+	// addrs (netinit's) removed, IPv6 autoconfiguration the kernel's own
+	// again (bridge.go).
+	HandOver(name string, addrs []netip.Prefix) error
+}
+
+// BridgeSpec is the management bridge to make.
+type BridgeSpec struct {
+	Name, NIC string // the bridge and its port
+	MTU       int    // 0: left as is
+	VLAN      int    // vlan:priv=: the management VLAN, tagged on the port (0: untagged)
+	PubVLAN   int    // vlan:pub=: also allowed, tagged, on the port (0: none)
 }
 
 // KernelLink is one link as the kernel has it.

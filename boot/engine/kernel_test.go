@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 )
 
@@ -58,6 +59,25 @@ func (k *fakeKernel) SetMTU(name string, mtu int) error {
 	kl.MTU = mtu
 	k.links[name] = kl
 	k.ops = append(k.ops, fmt.Sprintf("mtu %s %d", name, mtu))
+	return nil
+}
+
+func (k *fakeKernel) Bridge(b BridgeSpec) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kl, ok := k.links[b.NIC]
+	if !ok {
+		return fmt.Errorf("link %s not found", b.NIC)
+	}
+	k.links[b.Name] = KernelLink{MTU: kl.MTU, Carrier: kl.Carrier}
+	k.ops = append(k.ops, fmt.Sprintf("bridge %s %s %d vlan %d", b.Name, b.NIC, b.MTU, b.VLAN))
+	return nil
+}
+
+func (k *fakeKernel) HandOver(name string, addrs []netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.ops = append(k.ops, fmt.Sprintf("handover %s %v", name, addrs))
 	return nil
 }
 

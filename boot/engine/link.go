@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -35,6 +36,38 @@ type link struct {
 	// reapply4 and reapply6 have the clients apply their configuration
 	// again (the uplink changed).
 	reapply4, reapply6 chan struct{}
+
+	// ctx ends the link's clients (stop); clients counts them, so that
+	// moving an elected uplink onto the bridge waits for them to end.
+	ctx     context.Context
+	stop    context.CancelFunc
+	clients sync.WaitGroup
+	// released: handed over to the next stage (handOver); its DHCPv4
+	// client gives the lease back when it stops.
+	released bool
+}
+
+// newLink is a link to manage named name (nic: the bridge's port, or ""),
+// its clients bounded by ctx.
+func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.HardwareAddr) *link {
+	ipcs := ipConfigFor(e.spec, nic)
+	if nic == "" {
+		ipcs = ipConfigFor(e.spec, name)
+	}
+	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
+	l.ctx, l.stop = context.WithCancel(ctx)
+	return l
+}
+
+// spawnClient starts one of l's protocol clients.
+func (e *Engine) spawnClient(l *link, fn func()) {
+	l.clients.Add(1)
+	e.spawn(func() {
+		defer l.clients.Done()
+		fn()
+	})
 }
 
 // ipConfigFor picks the ip= that apply to a link: those naming it, else
@@ -61,24 +94,38 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 }
 
 // adopt starts managing a link.
-func (e *Engine) adopt(ctx context.Context, nl netlink.Link) {
+// only says it is the only link to manage (bridgeFor). A NIC that gets the
+// management bridge is managed under the bridge's name.
+func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 	a := nl.Attrs()
-	ipcs := ipConfigFor(e.spec, a.Name)
-	l := &link{linkFacts: linkFacts{name: a.Name, mac: a.HardwareAddr, ipc: ipcs[0], ipcs: ipcs},
-		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
-		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
 	e.mu.Lock()
+	if e.handedOverBeforeLocked(a.Name) {
+		e.handedOver[a.Name] = true
+		e.mu.Unlock()
+		e.logf("%s: handed over to the next stage before this restart: left alone", a.Name)
+		return
+	}
+	l := e.newLink(ctx, a.Name, "", a.HardwareAddr)
+	if br := e.bridgeFor(a.Name, a.HardwareAddr, only); br != "" {
+		l = e.newLink(ctx, br, a.Name, a.HardwareAddr)
+	}
 	e.links[l.name] = l
+	if e.ballot.cmdline == a.Name {
+		e.ballot.cmdline = l.name
+	}
 	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
 		e.ballot.bootif = l.name
-		e.electLocked()
 	}
+	e.electLocked()
 	e.mu.Unlock()
-	e.spawn(func() { e.manage(ctx, l) })
+	e.spawn(func() { e.manage(l.ctx, l) })
 }
 
 // manage brings one link up and runs its clients until ctx ends.
 func (e *Engine) manage(ctx context.Context, l *link) {
+	if l.nic != "" {
+		e.makeBridge(l)
+	}
 	name := l.name
 	if l.wantsRA() {
 		// Before the link goes up: the engine owns IPv6 on it (accept_ra
@@ -118,7 +165,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	}
 	mtu := e.mtuFor(l)
 	if l.wants4() {
-		e.spawn(func() {
+		e.spawnClient(l, func() {
 			err := dhcp4.Run(ctx, dhcp4.Options{
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
@@ -129,8 +176,13 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
 				IPv6OnlyPreferred: l.wantsRA(),
-				Report:            e.report,
-				Logf:              e.cfg.Logf,
+				ReleaseOnStop: func() bool {
+					e.mu.Lock()
+					defer e.mu.Unlock()
+					return l.released
+				},
+				Report: e.report,
+				Logf:   e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("dhcp4 on %s: %v", name, err)
@@ -138,7 +190,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		})
 	}
 	if l.wantsRA() {
-		e.spawn(func() {
+		e.spawnClient(l, func() {
 			err := ra.Run(ctx, ra.Options{
 				Link:         name,
 				DefaultRoute: func() bool { return e.mayDefault(name) },
@@ -157,6 +209,39 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	if l.wantsDHCP6() {
 		e.startDHCP6(name, true, true)
 	}
+}
+
+// makeBridge builds the management bridge for l before its clients start.
+// When that fails the NIC is managed as itself (the node keeps its
+// network; networkd will say what it misses) and the state says why.
+func (e *Engine) makeBridge(l *link) {
+	e.mu.Lock()
+	br, nic := l.name, l.nic
+	e.bridgeTried = true
+	e.mu.Unlock()
+	err := e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
+	if err == nil {
+		vlan := "untagged"
+		if e.spec.VLANPriv > 0 {
+			vlan = fmt.Sprintf("VLAN %d tagged", e.spec.VLANPriv)
+		}
+		e.logf("%s: management bridge with port %s (%s), %s", br, nic, l.mac, vlan)
+		return
+	}
+	e.mu.Lock()
+	delete(e.links, br)
+	l.name, l.nic = nic, ""
+	e.links[nic] = l
+	if e.ballot.cmdline == br {
+		e.ballot.cmdline = nic
+	}
+	if e.ballot.bootif == br {
+		e.ballot.bootif = nic
+	}
+	e.electLocked()
+	e.problems = append(e.problems, fmt.Sprintf("%v: %s is used without it", err, nic))
+	e.mu.Unlock()
+	e.logf("%v: %s is used without it", err, nic)
 }
 
 // startDHCP6 starts the DHCPv6 client on a link when an RA asks for it
@@ -186,12 +271,12 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	if l.dhcp6Active {
 		l.dhcp6Stop()
 	}
-	ctx, stop := context.WithCancel(e.runCtx)
+	ctx, stop := context.WithCancel(l.ctx)
 	l.dhcp6Gen++
 	gen := l.dhcp6Gen
 	l.dhcp6Active, l.dhcp6Managed, l.dhcp6Stop, l.dhcp6Done, l.dhcp6At = true, managed, stop, false, time.Now()
 	e.mu.Unlock()
-	e.spawn(func() {
+	e.spawnClient(l, func() {
 		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
 			Link: name, Managed: managed, Other: other,

@@ -53,6 +53,9 @@ func (e *Engine) mayDefault(link string) bool {
 		}
 	}
 	e.electLocked()
+	if e.uplink == link && e.bridgeElectedLocked() {
+		return false // its clients move onto the management bridge
+	}
 	return e.uplink == link
 }
 
@@ -113,6 +116,7 @@ func (e *Engine) runElection(ctx context.Context) {
 	e.electing = false
 	e.electLocked()
 	winner := e.uplink
+	e.bridgeElectedLocked()
 	e.mu.Unlock()
 	e.reapply(winner)
 	e.notify()

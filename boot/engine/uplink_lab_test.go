@@ -26,38 +26,12 @@ import (
 //	c:eth1 ── b0 (198.51.100.1/25) router b1 (198.51.100.129/25) ── t0 (198.51.100.130, :80)
 func TestUplinkElection(t *testing.T) {
 	t.Parallel()
-	lab.Require(t, "ip", "dnsmasq", "iperf3")
-	lab.GuardResolvConf(t)
-	bin := netinitBin(t)
-	c, a, b, tg := lab.NewNS(t, "elc"), lab.NewNS(t, "ela"), lab.NewNS(t, "elb"), lab.NewNS(t, "elt")
-	lab.Veth(t, a, "a0", c, "eth0")
-	lab.Veth(t, b, "b0", c, "eth1")
-	lab.Veth(t, b, "b1", tg, "t0")
-	a.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "a0")
-	b.MustExec("ip", "addr", "add", "198.51.100.1/25", "dev", "b0")
-	b.MustExec("ip", "addr", "add", "198.51.100.129/25", "dev", "b1")
-	b.MustExec("sysctl", "-qw", "net.ipv4.ip_forward=1")
-	tg.MustExec("ip", "addr", "add", "198.51.100.130/25", "dev", "t0")
-	tg.MustExec("ip", "route", "add", "default", "via", "198.51.100.129")
-	tg.Start("iperf3", "-s", "-p", "80", "-B", "198.51.100.130")
-	for _, l := range []string{"eth0", "eth1"} {
-		c.MustExec("ip", "link", "set", l, "down")
-	}
-	lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
-		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
-		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1")
-	// eth1's server answers a second later than eth0's (the first
-	// DISCOVER, not a retransmission), within the election window.
-	lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
-		"--dhcp-reply-delay=1",
-		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
+	c, _ := newElectionLab(t, "el")
 	p := &pair{cli: c, dir: t.TempDir()}
-	netinitBin(t)
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready", code, st)
 	}
-	_ = bin
 	if st.Uplink != "eth1" || st.UplinkReason != "reachable" {
 		t.Fatalf("uplink %q (%s), want eth1 (reachable); candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
 	}
@@ -104,6 +78,38 @@ func TestUplinkElection(t *testing.T) {
 	if o, err := c.Exec(ctx, "iperf3", "-c", "198.51.100.130", "-p", "80", "-t", "1"); err != nil {
 		t.Errorf("target not reachable after the election: %v\n%s", err, o)
 	}
+}
+
+// newElectionLab builds TestUplinkElection's lab (the namespaces are
+// named from tag) and returns the client namespace, eth0 and eth1 down,
+// and the dnsmasq of eth0's dead-end LAN.
+func newElectionLab(t *testing.T, tag string) (*lab.NS, *lab.Proc) {
+	lab.Require(t, "ip", "dnsmasq", "iperf3")
+	lab.GuardResolvConf(t)
+	netinitBin(t)
+	c, a, b, tg := lab.NewNS(t, tag+"c"), lab.NewNS(t, tag+"a"), lab.NewNS(t, tag+"b"), lab.NewNS(t, tag+"t")
+	lab.Veth(t, a, "a0", c, "eth0")
+	lab.Veth(t, b, "b0", c, "eth1")
+	lab.Veth(t, b, "b1", tg, "t0")
+	a.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "a0")
+	b.MustExec("ip", "addr", "add", "198.51.100.1/25", "dev", "b0")
+	b.MustExec("ip", "addr", "add", "198.51.100.129/25", "dev", "b1")
+	b.MustExec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	tg.MustExec("ip", "addr", "add", "198.51.100.130/25", "dev", "t0")
+	tg.MustExec("ip", "route", "add", "default", "via", "198.51.100.129")
+	tg.Start("iperf3", "-s", "-p", "80", "-B", "198.51.100.130")
+	for _, l := range []string{"eth0", "eth1"} {
+		c.MustExec("ip", "link", "set", l, "down")
+	}
+	dead := lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
+		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
+		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1")
+	// eth1's server answers a second later than eth0's (the first
+	// DISCOVER, not a retransmission), within the election window.
+	lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
+		"--dhcp-reply-delay=1",
+		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
+	return c, dead
 }
 
 func maskOf(n *net.IPNet) (int, int) {

@@ -128,6 +128,8 @@ func Env(s *State) []byte {
 		"NETINIT_SCHEMA":      fmt.Sprint(Schema),
 		"NETINIT_PHASE":       string(s.Phase),
 		"NETINIT_UPLINK":      s.Uplink,
+		"NETINIT_UPLINK_NIC":  s.UplinkNIC,
+		"NETINIT_UPLINK_VLAN": vlanEnv(s.UplinkVLAN),
 		"NETINIT_IPV4":        strings.Join(v4, " "),
 		"NETINIT_IPV6":        strings.Join(v6, " "),
 		"NETINIT_PUBLIC_IPV6": pub,
@@ -164,4 +166,12 @@ func Env(s *State) []byte {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// vlanEnv is a VLAN ID for state.env, "" when untagged.
+func vlanEnv(id int) string {
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprint(id)
 }

@@ -57,6 +57,13 @@ type State struct {
 	// UplinkReason says why Uplink was chosen: "cmdline", "bootif",
 	// "reachable", "first-default-route" or "" when there is none.
 	UplinkReason string `json:"uplink_reason"`
+	// UplinkNIC is the NIC enslaved to the management bridge when the
+	// uplink is that bridge (netinit.bridge=, 0-OS's "zos"); absent
+	// otherwise.
+	UplinkNIC string `json:"uplink_nic,omitempty"`
+	// UplinkVLAN is the management VLAN (vlan:priv=) the bridge's traffic
+	// is tagged with on UplinkNIC; absent when untagged.
+	UplinkVLAN int `json:"uplink_vlan,omitempty"`
 	// Candidates are the links the uplink was elected from, with the
 	// evidence (absent when no election ran: one link, or a fixed uplink).
 	Candidates []Candidate `json:"candidates,omitempty"`

@@ -107,6 +107,7 @@ func cmdDaemon(args []string) int {
 		timings:     bi.Timings,
 		modules:     bi.Modules,
 		log:         log,
+		bridge:      bootBridge(spec),
 	}
 	// PID 1's elected uplink stays the uplink (engine.Config.Previous).
 	if st, err := state.Read(state.DefaultPath); err == nil {

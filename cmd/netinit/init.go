@@ -98,13 +98,16 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 	// Besides the NIC drivers found by modalias: what the kernel would
 	// otherwise ask modprobe for, and there is no modprobe here — tun for
 	// the overlays, nf_tables and nft_ct for the overlay firewall, 8021q
-	// for vlan=.
+	// for vlan=, bridge for the management bridge.
 	extra := []string{"tun", "nf_tables", "nft_ct"}
 	if len(s.VLANs) > 0 {
 		extra = append(extra, "8021q")
 	}
 	if err := installModprobe(); err != nil {
 		log.Logf("%v", err)
+	}
+	if wantsBridge(s) {
+		extra = append(extra, "bridge")
 	}
 	mods, err := coldplug.Run(ctx, coldplug.Options{Extra: extra, Logf: log.Logf})
 	if err != nil {
@@ -138,7 +141,7 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 		log.Logf("ERROR network daemon: %v; bringing the network up without it", err)
 		n := &network{spec: s, statePath: state.DefaultPath, resolvConf: "/etc/resolv.conf",
 			setHostname: true, oneshot: true, start: start, problems: problems,
-			timings: timings, modules: mods, log: log}
+			timings: timings, modules: mods, log: log, bridge: bootBridge(s)}
 		st, _ := n.run(ctx)
 		return st, nil
 	}

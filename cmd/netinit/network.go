@@ -33,6 +33,7 @@ type network struct {
 	modules     *state.Modules
 	keyDir      string       // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
 	previous    *state.State // what PID 1 wrote: its elected uplink is kept
+	bridge      string       // the management bridge when netinit.bridge= is not given ("" = none)
 	log         *console.Log
 }
 
@@ -68,6 +69,7 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		Modules:     n.modules,
 		Logf:        n.log.Logf,
 		Previous:    n.previous,
+		Bridge:      n.bridge,
 	}
 	if ov != nil {
 		cfg.Observe, cfg.Decorate, cfg.Probe = ov.Observe, ov.Decorate, ov.Reprobe
@@ -94,6 +96,23 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 
 // errHostClock is why `netinit up` leaves the clock alone.
 var errHostClock = errors.New("not set: netinit up leaves the host's clock to the host (only the boot daemon sets it)")
+
+// bootBridge is the management bridge at boot (PID 1 and its daemon) when
+// netinit.bridge= is not given: 0-OS's zos when the command line is a
+// 0-OS one (runmode= given), none otherwise. `netinit up` builds one only
+// when netinit.bridge= asks.
+func bootBridge(s *cmdline.Spec) string {
+	if s.RunMode != "" {
+		return engine.DefaultBridge
+	}
+	return ""
+}
+
+// wantsBridge reports whether the boot may build a management bridge (the
+// bridge driver is loaded for it).
+func wantsBridge(s *cmdline.Spec) bool {
+	return s.Bridge != "off" && (s.Bridge != "" || bootBridge(s) != "")
+}
 
 // daemonHandler is what the daemon serves on its control socket: the
 // engine's commands, and the overlays' "identity".

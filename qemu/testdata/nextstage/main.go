@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/control"
@@ -67,6 +69,9 @@ func main() {
 	if strings.Contains(string(cmdline), "nextstage.ygg=1") {
 		st = waitYggdrasil(st, status, say)
 	}
+	if strings.Contains(string(cmdline), "nextstage.bridge=1") {
+		st = waitBridge(st, status, say)
+	}
 	if strings.Contains(string(cmdline), "nextstage.leases=2") {
 		st = waitLeases(st, 2, status, say)
 	}
@@ -77,6 +82,68 @@ func main() {
 		// stops the VM when done).
 		time.Sleep(60 * time.Second)
 	}
+}
+
+// waitBridge waits (bounded) until the management bridge passes what
+// 0-OS's networkd checks before it accepts the node (zosbase
+// bootstrap.DefaultBridgeValid: a link zos of type bridge with an IPv6
+// default route, IPv6 forwarding off), with the state's uplink_nic as its
+// port carrying the bridge's MAC, and says so (bridge-valid=true) or why
+// not (bridge-error=...).
+func waitBridge(st *state.State, status func() *state.State, say func(string, any)) *state.State {
+	end := time.Now().Add(30 * time.Second)
+	why := "no state"
+	for time.Now().Before(end) {
+		if s := status(); s != nil {
+			st = s
+			if why = bridgeInvalid(s); why == "" {
+				say("bridge-valid", true)
+				return s
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	say("bridge-error", strconv.Quote(why))
+	return st
+}
+
+// bridgeInvalid says what is wrong with the zos bridge, "" if nothing.
+func bridgeInvalid(st *state.State) string {
+	br, err := netlink.LinkByName("zos")
+	if err != nil {
+		return "zos: " + err.Error()
+	}
+	if br.Type() != "bridge" {
+		return "zos is a " + br.Type()
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: br.Attrs().Index}, netlink.RT_FILTER_OIF)
+	if err != nil {
+		return "routes: " + err.Error()
+	}
+	def := false
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.IP.To4() == nil {
+			def = true
+		}
+	}
+	if !def {
+		return "no IPv6 default route on zos"
+	}
+	if b, _ := os.ReadFile("/proc/sys/net/ipv6/conf/zos/forwarding"); strings.TrimSpace(string(b)) != "0" {
+		return "IPv6 forwarding on zos: " + string(b)
+	}
+	if st.Uplink != "zos" || st.UplinkNIC == "" {
+		return fmt.Sprintf("state: uplink %q, uplink_nic %q", st.Uplink, st.UplinkNIC)
+	}
+	port, err := netlink.LinkByName(st.UplinkNIC)
+	if err != nil {
+		return err.Error()
+	}
+	if port.Attrs().MasterIndex != br.Attrs().Index || port.Attrs().HardwareAddr.String() != br.Attrs().HardwareAddr.String() {
+		return fmt.Sprintf("%s: master %d (zos %d), MAC %s (zos %s)", st.UplinkNIC, port.Attrs().MasterIndex,
+			br.Attrs().Index, port.Attrs().HardwareAddr, br.Attrs().HardwareAddr)
+	}
+	return ""
 }
 
 // waitLeases waits (bounded) until n links hold a DHCPv4 lease: the links

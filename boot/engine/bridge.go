@@ -1,0 +1,390 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// The management bridge (issue 17 item 1). 0-OS's networkd refuses to
+// start ("invalid setup") unless a bridge named zos exists with an IPv6
+// default route on it (zosbase pkg/network/bootstrap/bridge.go:
+// DefaultBridgeValid); its internet module builds it the same way: the
+// uplink NIC is the bridge's only port, the bridge carries the NIC's MAC
+// (so DHCP reservations and the node's registration on the chain stay
+// valid), IPv6 is off on the port and on (not forwarding) on the bridge.
+// netinit builds it before the protocol clients start, and they run on
+// the bridge.
+
+// DefaultBridge is 0-OS's management bridge.
+const DefaultBridge = "zos"
+
+// bridgeName is the management bridge to build: netinit.bridge=, else
+// Config.Bridge (the boot's default), "" for none.
+func (e *Engine) bridgeName() string {
+	switch b := e.spec.Bridge; b {
+	case "off":
+		return ""
+	case "":
+		return e.cfg.Bridge
+	default:
+		return b
+	}
+}
+
+// bridgeFor is the bridge the NIC nic (with MAC mac) is enslaved to, or ""
+// when it is managed as itself. Only a NIC that is the uplink before any
+// client ran gets the bridge: netinit.uplink=, BOOTIF, the NIC an earlier
+// process bridged (a daemon restart), or the only link there is to manage
+// (only: the sole one asked for, or the sole manageable NIC found in the
+// first scan). An elected uplink keeps its own name (not built yet).
+func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
+	br := e.bridgeName()
+	if br == "" || br == nic {
+		return ""
+	}
+	fixed := e.spec.Uplink == nic || only ||
+		len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, mac) ||
+		e.cfg.Previous != nil && e.cfg.Previous.UplinkNIC == nic
+	if !fixed {
+		return ""
+	}
+	for _, l := range e.links {
+		if l.nic != "" {
+			return "" // one management bridge
+		}
+	}
+	return br
+}
+
+// Bridge makes the bridge b.Name with b.NIC as its only port, or
+// completes one found (a daemon restart, or 0-OS's own): type bridge (with
+// VLAN filtering when a VLAN is asked: 0-OS's bridge.New always sets it,
+// but not every kernel has it, CONFIG_BRIDGE_VLAN_FILTERING, and an
+// untagged bridge does not need it), the NIC's MAC, IPv6 on and not
+// forwarding on the bridge, IPv6 off and no address on the port, the port
+// up. With b.VLAN the management traffic is tagged on the wire, as 0-OS's
+// internet module does it: the bridge itself is in VLAN b.VLAN (PVID,
+// untagged: `bridge vlan add vid N dev zos pvid untagged self`), the port
+// carries it tagged; b.PubVLAN is carried tagged too, and with both the
+// port leaves the default VLAN 1. The bridge itself is set up by the
+// caller, like any managed link.
+func (netlinkKernel) Bridge(b BridgeSpec) error {
+	br, nic := b.Name, b.NIC
+	port, err := netlink.LinkByName(nic)
+	if err != nil {
+		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
+	}
+	mac := port.Attrs().HardwareAddr
+	bl, err := netlink.LinkByName(br)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.HardwareAddr = br, mac
+		if b.MTU > 0 {
+			attrs.MTU = b.MTU
+		}
+		nb := &netlink.Bridge{LinkAttrs: attrs}
+		if b.VLAN > 0 {
+			filtering := true
+			nb.VlanFiltering = &filtering
+		}
+		if err := netlink.LinkAdd(nb); err != nil {
+			return fmt.Errorf("bridge %s: creating: %w", br, err)
+		}
+		if bl, err = netlink.LinkByName(br); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	case err != nil:
+		return fmt.Errorf("bridge %s: %w", br, err)
+	case bl.Type() != "bridge":
+		return fmt.Errorf("bridge %s: a link of type %s has that name", br, bl.Type())
+	default:
+		if f := bl.(*netlink.Bridge).VlanFiltering; b.VLAN > 0 && (f == nil || !*f) {
+			if err := netlink.BridgeSetVlanFiltering(bl, true); err != nil {
+				return fmt.Errorf("bridge %s: VLAN filtering: %w", br, err)
+			}
+		}
+	}
+	// IPv6 on the bridge, never forwarding (it is a host, and 0-OS's
+	// DefaultBridgeValid checks it); IPv6 off on the port: its addresses
+	// and RAs belong to the bridge.
+	for _, kv := range [][3]string{
+		{br, "disable_ipv6", "0"}, {br, "forwarding", "0"}, {nic, "disable_ipv6", "1"},
+	} {
+		if err := writeIPv6Conf(kv[0], kv[1], kv[2]); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	}
+	if !bytes.Equal(bl.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(bl, mac); err != nil {
+			return fmt.Errorf("bridge %s: MAC %s: %w", br, mac, err)
+		}
+	}
+	if b.MTU > 0 && port.Attrs().MTU != b.MTU {
+		if err := netlink.LinkSetMTU(port, b.MTU); err != nil {
+			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
+		}
+	}
+	// An IPv4 address left on the port (netinit ran on it before, or an
+	// older process did) would answer ARP for the bridge's.
+	if addrs, err := netlink.AddrList(port, netlink.FAMILY_V4); err == nil {
+		for _, a := range addrs {
+			if err := netlink.AddrDel(port, &a); err != nil {
+				return fmt.Errorf("bridge %s: removing %s from port %s: %w", br, a.IPNet, nic, err)
+			}
+		}
+	}
+	if port.Attrs().MasterIndex != bl.Attrs().Index {
+		if err := netlink.LinkSetMaster(port, bl); err != nil {
+			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
+		}
+	}
+	if err := bridgeVLANs(bl, port, b); err != nil {
+		return fmt.Errorf("bridge %s: %w", br, err)
+	}
+	if err := netlink.LinkSetUp(port); err != nil {
+		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
+	}
+	return nil
+}
+
+// bridgeVLANs puts the bridge and its port in the VLANs of b (zos
+// cmds/internet configureZOS, zosbase bootstrap.CreateDefaultBridge).
+// Adding a VLAN that is there changes nothing; removing VLAN 1 that is
+// gone already (a restart) is not an error.
+func bridgeVLANs(bl, port netlink.Link, b BridgeSpec) error {
+	if b.VLAN > 0 {
+		_ = netlink.BridgeVlanDel(bl, 1, true, true, true, false)
+		if err := netlink.BridgeVlanAdd(bl, uint16(b.VLAN), true, true, true, false); err != nil {
+			return fmt.Errorf("VLAN %d on the bridge: %w", b.VLAN, err)
+		}
+	}
+	if b.VLAN > 0 && b.PubVLAN > 0 {
+		_ = netlink.BridgeVlanDel(port, 1, true, true, false, false)
+	}
+	for _, v := range []int{b.VLAN, b.PubVLAN} {
+		if v == 0 {
+			continue
+		}
+		if err := netlink.BridgeVlanAdd(port, uint16(v), false, false, false, false); err != nil {
+			return fmt.Errorf("VLAN %d on port %s: %w", v, b.NIC, err)
+		}
+	}
+	return nil
+}
+
+// writeIPv6Conf sets /proc/sys/net/ipv6/conf/LINK/KEY.
+func writeIPv6Conf(link, key, value string) error {
+	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
+	if cur, err := os.ReadFile(p); err == nil && slices.Equal(bytes.TrimSpace(cur), []byte(value)) {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
+	}
+	return nil
+}
+
+// clientsStop bounds the wait for an elected uplink's clients to end
+// before it moves onto the bridge.
+const clientsStop = 5 * time.Second
+
+// bridgeElectedLocked is called once the uplink is decided by the
+// election (or as the only candidate, without one): when a management
+// bridge is wanted and none was built, the uplink is moved onto it
+// (moveToBridge, in its own goroutine since a client may be the caller)
+// and true is returned: the NIC's clients must not install default routes
+// meanwhile. The caller holds e.mu.
+func (e *Engine) bridgeElectedLocked() bool {
+	br := e.bridgeName()
+	l := e.links[e.uplink]
+	if e.moving != "" && e.moving == e.uplink {
+		return true
+	}
+	if br == "" || e.bridgeTried || l == nil || l.nic != "" || l.name == br || !e.ballot.decided {
+		return false
+	}
+	e.bridgeTried, e.moving = true, l.name
+	e.spawn(func() { e.moveToBridge(l, br) })
+	return true
+}
+
+// moveToBridge moves the elected uplink l onto the management bridge br:
+// its clients are stopped (they leave their configuration, which the
+// bridge's port then drops), the link is managed again as the bridge, and
+// its clients start there. The bridge has the NIC's MAC, so the DHCPv4
+// server gives the same lease and SLAAC the same address.
+func (e *Engine) moveToBridge(old *link, br string) {
+	nic := old.name
+	e.logf("%s: elected uplink: moving it onto the management bridge %s", nic, br)
+	e.stopClients(old)
+	e.mu.Lock()
+	e.moving = ""
+	if e.runCtx.Err() != nil || e.links[nic] != old {
+		e.mu.Unlock()
+		return
+	}
+	l := e.newLink(e.runCtx, br, nic, old.mac)
+	delete(e.links, nic)
+	e.links[br] = l
+	for k := range e.leases {
+		if k.link == nic {
+			delete(e.leases, k)
+		}
+	}
+	rename := func(s *string) {
+		if *s == nic {
+			*s = br
+		}
+	}
+	for i := range e.ballot.asked {
+		rename(&e.ballot.asked[i])
+	}
+	for i := range e.ballot.cands {
+		rename(&e.ballot.cands[i].name)
+	}
+	rename(&e.ballot.kept)
+	rename(&e.ballot.moved)
+	e.electLocked()
+	e.mu.Unlock()
+	e.spawn(func() { e.manage(l.ctx, l) })
+	e.notify()
+}
+
+// stopClients stops l's clients and waits for them, bounded by
+// clientsStop (a client stuck in a syscall must not hold the engine).
+func (e *Engine) stopClients(l *link) {
+	l.stop()
+	done := make(chan struct{})
+	go func() { l.clients.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(clientsStop):
+		e.logf("%s: clients still running after %s; going on", l.name, clientsStop)
+	}
+}
+
+// handOverOthers leaves every managed link that is not the uplink to the
+// next stage, once the uplink is on the management bridge and the
+// election is over (issue 11 item 4): 0-OS's networkd picks its public
+// NIC (br-pub) as the first unattached NIC that gets a global SLAAC
+// address by itself, so those links must carry none of netinit's
+// addresses and must run the kernel's own router discovery. Their probe
+// leases are given back (DHCPRELEASE). It returns when they are handed
+// over (bounded by clientsStop each).
+func (e *Engine) handOverOthers() {
+	e.mu.Lock()
+	up := e.links[e.uplink]
+	if up == nil || up.nic == "" || !e.ballot.decided || e.moving != "" {
+		e.mu.Unlock()
+		return
+	}
+	var out []*link
+	for _, l := range e.links {
+		if l != up && l.nic == "" && !l.released {
+			l.released = true
+			out = append(out, l)
+		}
+	}
+	e.mu.Unlock()
+	for _, l := range out {
+		e.handOver(l)
+	}
+	if len(out) > 0 {
+		e.notify()
+	}
+}
+
+// portMTU raises the bridge's port to the MTU a client applied to the
+// bridge (DHCP option 26, the RA's MTU option): a port with a smaller MTU
+// would drop the bridge's larger frames. A larger port MTU is harmless
+// and left as is.
+func (e *Engine) portMTU(port string, mtu int) {
+	kl, err := e.kernel.Link(port)
+	if err != nil || kl.MTU >= mtu {
+		return
+	}
+	if err := e.kernel.SetMTU(port, mtu); err != nil {
+		e.problem("%s: mtu %d (the bridge's): %v", port, mtu, err)
+		return
+	}
+	e.logf("%s: mtu %d, as the bridge's", port, mtu)
+}
+
+// handedOverBeforeLocked reports whether the process before this one (a
+// daemon restart: Config.Previous) had its uplink on the bridge and had
+// handed the NIC name over: it was not in its state. Managing it again
+// would take a lease only to release it. The caller holds e.mu.
+func (e *Engine) handedOverBeforeLocked(name string) bool {
+	p := e.cfg.Previous
+	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.bridgeName() == "" {
+		return false
+	}
+	return !slices.ContainsFunc(p.Interfaces, func(i state.Interface) bool { return i.Name == name })
+}
+
+// handOver stops l's clients (its DHCPv4 client releases the lease), then
+// removes its other addresses and gives its IPv6 back to the kernel.
+func (e *Engine) handOver(l *link) {
+	e.stopClients(l)
+	e.mu.Lock()
+	var addrs []netip.Prefix
+	for _, ls := range e.leasesOf(l.name) {
+		for _, a := range ls.Addresses {
+			addrs = append(addrs, a.Prefix)
+		}
+	}
+	delete(e.links, l.name)
+	for k := range e.leases {
+		if k.link == l.name {
+			delete(e.leases, k)
+		}
+	}
+	e.ballot.asked = slices.DeleteFunc(e.ballot.asked, func(n string) bool { return n == l.name })
+	e.handedOver[l.name] = true
+	e.mu.Unlock()
+	if err := e.kernel.HandOver(l.name, addrs); err != nil {
+		e.problem("%s: handing it over to the next stage: %v", l.name, err)
+		return
+	}
+	e.logf("%s: not the uplink: left to the next stage (no address of netinit's, the kernel's own IPv6 autoconfiguration)", l.name)
+}
+
+// HandOver removes addrs from the link and sets its IPv6 router discovery
+// and autoconfiguration back to the kernel's defaults (what a link that
+// netinit never touched has).
+func (netlinkKernel) HandOver(name string, addrs []netip.Prefix) error {
+	nl, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	for _, p := range addrs {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if err := netlink.AddrDel(nl, a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return fmt.Errorf("removing %s: %w", p, err)
+		}
+	}
+	for _, key := range []string{"accept_ra", "autoconf"} {
+		def, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv6/conf/default", key))
+		if err != nil {
+			return err
+		}
+		if err := writeIPv6Conf(name, key, string(bytes.TrimSpace(def))); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"net"
+	"slices"
+	"testing"
+
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// TestBridgeFor: which NIC gets the management bridge, and under which
+// name, from the command line, the boot's default and an earlier state.
+func TestBridgeFor(t *testing.T) {
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}
+	other := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x57}
+	for _, c := range []struct {
+		name, line, def string
+		prev            *state.State
+		nic             string
+		mac             net.HardwareAddr
+		only            bool
+		want            string
+	}{
+		{"off by default", "", "", nil, "eth0", mac, true, ""},
+		{"the boot's default, only NIC", "", DefaultBridge, nil, "eth0", mac, true, "zos"},
+		{"netinit.bridge= names it", "netinit.bridge=br0", "", nil, "eth0", mac, true, "br0"},
+		{"netinit.bridge=off wins over the default", "netinit.bridge=off", DefaultBridge, nil, "eth0", mac, true, ""},
+		{"one of several, not chosen yet", "netinit.bridge=zos", "", nil, "eth1", mac, false, ""},
+		{"netinit.uplink=", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth1", other, false, "zos"},
+		{"netinit.uplink= names another", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth0", mac, false, ""},
+		{"BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", mac, false, "zos"},
+		{"not BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", other, false, ""},
+		{"bridged by an earlier process", "", DefaultBridge, &state.State{Uplink: "zos", UplinkNIC: "eth2"}, "eth2", other, false, "zos"},
+		{"a NIC named like the bridge", "netinit.bridge=eth0", "", nil, "eth0", mac, true, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := New(Config{Spec: spec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: newFakeKernel()})
+			if got := e.bridgeFor(c.nic, c.mac, c.only); got != c.want {
+				t.Fatalf("bridgeFor(%s) = %q, want %q", c.nic, got, c.want)
+			}
+		})
+	}
+	// One management bridge: a second NIC never gets one.
+	e := New(Config{Spec: spec(t, "netinit.bridge=zos"), Kernel: newFakeKernel()})
+	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
+	if got := e.bridgeFor("eth1", other, true); got != "" {
+		t.Fatalf("second bridge %q", got)
+	}
+}
+
+// TestHandedOverBefore: after a daemon restart, a NIC the previous process
+// handed over (its uplink on the bridge, the NIC not in its state) is left
+// alone; the bridge's port and the links it still managed are not.
+func TestHandedOverBefore(t *testing.T) {
+	prev := &state.State{Uplink: "zos", UplinkNIC: "eth1", Interfaces: []state.Interface{{Name: "zos"}, {Name: "eth2"}}}
+	e := New(Config{Spec: spec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	for name, want := range map[string]bool{"eth0": true, "eth1": false, "eth2": false} {
+		if got := e.handedOverBeforeLocked(name); got != want {
+			t.Errorf("%s: handed over before %v, want %v", name, got, want)
+		}
+	}
+	e = New(Config{Spec: spec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	if e.handedOverBeforeLocked("eth0") {
+		t.Error("netinit.bridge=off: eth0 left alone")
+	}
+	e = New(Config{Spec: spec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: newFakeKernel()})
+	if e.handedOverBeforeLocked("eth0") {
+		t.Error("no bridge before: eth0 left alone")
+	}
+}
+
+// TestPortMTU: an MTU a client applied to the bridge larger than its
+// port's raises the port's; a smaller one leaves the port as it is.
+func TestPortMTU(t *testing.T) {
+	k := newFakeKernel()
+	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
+	k.set("zos", KernelLink{MTU: 1500, Carrier: true})
+	e := New(Config{Spec: spec(t, "netinit.bridge=zos"), Kernel: k})
+	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
+	e.report(lease.Lease{Link: "zos", Source: state.SourceDHCP4, Status: "bound", MTU: 1450,
+		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
+	e.report(lease.Lease{Link: "zos", Source: state.SourceDHCP4, Status: "bound", MTU: 9000,
+		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
+	if ops := k.done(); !slices.Equal(ops, []string{"mtu eth0 9000"}) {
+		t.Fatalf("kernel ops %q, want only the port raised to 9000", ops)
+	}
+}
