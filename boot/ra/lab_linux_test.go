@@ -351,8 +351,14 @@ func runSender(t *testing.T, script string) {
 		// valid 4 s / preferred 2 s; then an RA with valid 0 and preferred
 		// 0: the address is deprecated at once, but (RFC 4862 5.5.3 (e))
 		// keeps its remaining valid lifetime, then expires.
-		send(&ndp.RouterAdvertisement{Options: []ndp.Option{pio("2001:db8:2::/64", 4*time.Second, 2*time.Second)}}, src, 255)
-		time.Sleep(500 * time.Millisecond)
+		// Sent twice, as a router's initial RAs are (RFC 4861 6.2.4): once
+		// in a loaded full run the client missed the first one (not
+		// understood yet; see the closing note of that stop).
+		for range 2 {
+			send(&ndp.RouterAdvertisement{Options: []ndp.Option{pio("2001:db8:2::/64", 4*time.Second, 2*time.Second)}}, src, 255)
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(400 * time.Millisecond)
 		send(&ndp.RouterAdvertisement{Options: []ndp.Option{pio("2001:db8:2::/64", 0, 0)}}, src, 255)
 	}
 	lab.ChildResult(t, "sent")
