@@ -75,7 +75,9 @@ func zosBridgeValid(t *testing.T, cli *lab.NS, h *netlink.Handle, nic, wantAddr 
 // mode) against dnsmasq (a reservation for the NIC's MAC) and radvd leaves
 // exactly what 0-OS's networkd requires; the lease renews on the bridge;
 // the port losing carrier and getting it back, and a daemon killed and
-// started again (it finds the bridge there), keep it so.
+// started again (it finds the bridge there), keep it so. With the node's
+// 0-OS seed file, Yggdrasil on top of it has the address 0-OS derives
+// from the identity, before and after the restart (issue 17's lab).
 func TestBridgeZOS(t *testing.T) {
 	lab.Require(t, "ip", "dnsmasq", "radvd")
 	lab.GuardResolvConf(t)
@@ -93,10 +95,27 @@ func TestBridgeZOS(t *testing.T) {
 	dir := t.TempDir()
 	statePath := filepath.Join(dir, "state.json")
 	sock := filepath.Join(dir, "ctl.sock")
+	// With the node's 0-OS identity: the Yggdrasil address on top of the
+	// bridge is the one 0-OS derives from it, and stays across a restart.
+	seed := bytes.Repeat([]byte{0x5e}, 32)
+	seedPath := filepath.Join(dir, "seed.txt")
+	writeSeed(t, seedPath, "1.1.0", seed)
 	start := func() *lab.Proc {
-		return cli.Start(bin, "up", "--state", statePath, "--cmdline", "netinit.bridge=zos netinit.ygg=off", "eth0")
+		return cli.Start(bin, "up", "--state", statePath, "--cmdline",
+			"netinit.bridge=zos netinit.ygg=on netinit.ygg.multicast=off netinit.identity="+seedPath, "eth0")
 	}
 	d := start()
+	yggAddress := func(what string, d *lab.Proc) {
+		t.Helper()
+		var st *state.State
+		if !lab.Eventually(30*time.Second, func() bool {
+			s, err := state.Read(statePath)
+			st = s
+			return err == nil && s.Yggdrasil != nil && s.Yggdrasil.Address == zosAddress(seed)
+		}) {
+			t.Fatalf("%s: Yggdrasil not at 0-OS's address %s: %+v\n%s", what, zosAddress(seed), st, d.Output())
+		}
+	}
 
 	check := func(what string, d *lab.Proc) *state.State {
 		t.Helper()
@@ -135,6 +154,7 @@ func TestBridgeZOS(t *testing.T) {
 		return st
 	}
 	check("bring-up", d)
+	yggAddress("bring-up", d)
 
 	renew := func(what string) {
 		t.Helper()
@@ -188,6 +208,7 @@ func TestBridgeZOS(t *testing.T) {
 	if n != 1 || !strings.Contains(d.Output(), "zos: management bridge with port eth0") {
 		t.Fatalf("after the restart: %d bridges, state %+v\n%s", n, st, d.Output())
 	}
+	yggAddress("daemon restart", d)
 	t.Logf("restarted daemon:\n%s", d.Output())
 }
 
