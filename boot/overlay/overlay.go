@@ -192,7 +192,6 @@ func uplinkKey(st *state.State) string {
 	return st.Uplink + " " + strings.Join(addrs, ",")
 }
 
-// start probes, decides, and starts what was decided.
 // observeEarly starts Yggdrasil before the verdict when it can already
 // help: with netinit.ygg=auto, as soon as the uplink has IPv4 and the node
 // no public IPv6 (issue 16). A hidden node is reachable only through the
@@ -296,6 +295,8 @@ func (m *Manager) markLocked(name string) {
 	}
 }
 
+// start, at the verdict, probes, decides, and starts what was decided
+// and is not running yet.
 func (m *Manager) start(st *state.State) {
 	m.startMu.Lock()
 	defer m.startMu.Unlock()
