@@ -241,7 +241,8 @@ func (m *Manager) startEarly(st *state.State) {
 	m.startMu.Lock()
 	defer m.startMu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil starts now (netinit.ygg=auto: the uplink has IPv4 and the node no public IPv6); the verdict decides the rest")
-	if m.firewallUp(overlayRules(m.cfg.Spec, state.Overlays{Yggdrasil: true})) != nil {
+	if m.firewallUp(overlayRules(m.cfg.Spec, state.Overlays{Yggdrasil: true}),
+		"Yggdrasil is NOT started, the node is not reachable through it") != nil {
 		return
 	}
 	if err := m.startYggdrasil(st); err != nil {
@@ -256,7 +257,7 @@ func (m *Manager) startEarly(st *state.State) {
 // overlays must stay down (the caller returns): an overlay address is
 // reachable from the whole overlay, and an unfiltered one would expose
 // every service of the node.
-func (m *Manager) firewallUp(rules firewall.Rules) error {
+func (m *Manager) firewallUp(rules firewall.Rules, onFail string) error {
 	spec := m.cfg.Spec
 	err := m.applyFirewall(rules)
 	fw := &state.FirewallStatus{Applied: err == nil, Interfaces: rules.Interfaces, Allow: []string{}}
@@ -267,6 +268,13 @@ func (m *Manager) firewallUp(rules firewall.Rules) error {
 		fw.Error = err.Error()
 	}
 	m.mu.Lock()
+	if err != nil && m.fw != nil && m.fw.Applied {
+		// The table applied before stays in force (a failed batch
+		// changes nothing): say what failed beside it.
+		kept := *m.fw
+		kept.Error = fw.Error
+		fw = &kept
+	}
 	m.fw = fw
 	if err == nil {
 		m.rules = firewall.Describe(rules)
@@ -274,7 +282,7 @@ func (m *Manager) firewallUp(rules firewall.Rules) error {
 	}
 	m.mu.Unlock()
 	if err != nil {
-		m.problem("overlay firewall: %v: the overlays (%v) are NOT started, the node is not reachable through them", err, rules.Interfaces)
+		m.problem("overlay firewall: %v: %s", err, onFail)
 		m.cfg.Refresh()
 		return err
 	}
@@ -323,7 +331,11 @@ func (m *Manager) start(st *state.State) {
 	// Applied again when Yggdrasil runs already: the table is replaced in
 	// one batch, and WireGuard's rules join it before wg0 exists. If that
 	// fails, the early table stays in force for ygg0.
-	if len(rules.Interfaces) > 0 && m.firewallUp(rules) != nil {
+	onFail := fmt.Sprintf("the overlays (%v) are NOT started, the node is not reachable through them", rules.Interfaces)
+	if running {
+		onFail = "Yggdrasil keeps running behind the table applied when it started; WireGuard is NOT started"
+	}
+	if len(rules.Interfaces) > 0 && m.firewallUp(rules, onFail) != nil {
 		return
 	}
 	if d.Yggdrasil && !running {
