@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,18 @@ func Dnsmasq(t testing.TB, ns *NS, iface string, args ...string) *Proc {
 	base := []string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
 		"--interface=" + iface, "--bind-interfaces", "--log-dhcp", "--user=root", "--group=root",
 		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid")}
-	return ns.Start(append(base, args...)...)
+	p := ns.Start(append(base, args...)...)
+	// Return once it listens: a client started at once would otherwise
+	// lose its first DISCOVER and wait for the retransmission (2 s), which
+	// turns tests that depend on who answers first into coin flips.
+	ready := "dnsmasq: started"
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--dhcp-range") }) {
+		ready = "sockets bound exclusively"
+	}
+	if !Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), ready) }) {
+		t.Logf("lab: dnsmasq in %s not ready after 10 s (going on):\n%s", ns.Name, p.Output())
+	}
+	return p
 }
 
 // Radvd starts radvd in ns with the given config (the body of radvd.conf).
