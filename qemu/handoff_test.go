@@ -19,16 +19,32 @@ import (
 func TestBootHandoff(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
-	img := imageWithNextStage(t, e)
-	dir := t.TempDir()
+	res := bootHandoff(t, imageWithNextStage(t, e), "netinit.next=/sbin/nextstage",
+		"handing off to /sbin/nextstage", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
+		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true", "NEXTSTAGE renewed=true")
+	st := res.State
+	if st == nil || st.Phase != state.PhaseReady || st.PID <= 1 {
+		t.Fatalf("live state from the socket after the handoff: %+v", st)
+	}
+	if st.Interfaces[0].DHCP4Renewals < 1 {
+		t.Errorf("no renewal counted in the live state: %+v", st.Interfaces[0])
+	}
+}
+
+// bootHandoff boots img with a next stage that reports and powers off
+// (no netinit.test mode), shows the console's end if the test fails, and
+// checks that the console has every line of want.
+func bootHandoff(t *testing.T, img, appendArgs string, want ...string) *qemu.Result {
+	t.Helper()
+	e := requireEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
 	defer cancel()
 	res, err := qemu.Boot(ctx, qemu.Options{
 		Kernel:    e.kernel,
 		Initramfs: img,
-		Append:    "netinit.next=/sbin/nextstage",
+		Append:    appendArgs,
 		Timeout:   bootTimeout,
-		LogFile:   filepath.Join(dir, "console.log"),
+		LogFile:   filepath.Join(t.TempDir(), "console.log"),
 	})
 	if res != nil {
 		t.Cleanup(func() {
@@ -40,19 +56,12 @@ func TestBootHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
-	for _, want := range []string{"handing off to /sbin/nextstage", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
-		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true", "NEXTSTAGE renewed=true"} {
-		if !strings.Contains(res.Console, want) {
-			t.Errorf("console lacks %q", want)
+	for _, w := range want {
+		if !strings.Contains(res.Console, w) {
+			t.Errorf("console lacks %q", w)
 		}
 	}
-	st := res.State
-	if st == nil || st.Phase != state.PhaseReady || st.PID <= 1 {
-		t.Fatalf("live state from the socket after the handoff: %+v", st)
-	}
-	if st.Interfaces[0].DHCP4Renewals < 1 {
-		t.Errorf("no renewal counted in the live state: %+v", st.Interfaces[0])
-	}
+	return res
 }
 
 // imageWithNextStage builds netinit's image with qemu/testdata/nextstage
@@ -93,32 +102,8 @@ func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) str
 func TestBootHandoffBridge(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
-	img := imageWithNextStage(t, e)
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
-	defer cancel()
-	res, err := qemu.Boot(ctx, qemu.Options{
-		Kernel:    e.kernel,
-		Initramfs: img,
-		Append:    "netinit.next=/sbin/nextstage runmode=dev netinit.ygg=off nextstage.bridge=1",
-		Timeout:   bootTimeout,
-		LogFile:   filepath.Join(dir, "console.log"),
-	})
-	if res != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", tail(res.Console, 80))
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("boot: %v", err)
-	}
-	for _, want := range []string{"zos: management bridge with port eth0", "NEXTSTAGE bridge-valid=true", "NEXTSTAGE renewed=true"} {
-		if !strings.Contains(res.Console, want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
+	res := bootHandoff(t, imageWithNextStage(t, e), "netinit.next=/sbin/nextstage runmode=dev netinit.ygg=off nextstage.bridge=1",
+		"zos: management bridge with port eth0", "NEXTSTAGE bridge-valid=true", "NEXTSTAGE renewed=true")
 	st := res.State
 	if st == nil || st.Phase != state.PhaseReady || st.Uplink != "zos" || st.UplinkNIC != "eth0" {
 		t.Fatalf("live state after the handoff: %+v", st)
