@@ -1,8 +1,6 @@
 package coldplug
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -38,22 +36,12 @@ type alias struct {
 // ('-' becomes '_').
 func ParseAliases(r io.Reader) (*Aliases, error) {
 	a := &Aliases{byPrefix: make(map[string][]alias)}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if f[0] != "alias" || len(f) < 3 {
-			return nil, fmt.Errorf("modules.alias line %d: want \"alias <pattern> <module>\", got %q", line, sc.Text())
-		}
+	err := eachDirective(r, "modules.alias", "alias", "alias <pattern> <module>", func(_ int, f []string) error {
 		a.Add(f[1], f[2])
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading modules.alias: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return a, nil
 }

@@ -97,18 +97,7 @@ func LoadDB(dir string) (*DB, error) {
 // their lists are joined.
 func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
 	out := map[string]Softdep{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if f[0] != "softdep" || len(f) < 3 {
-			return nil, fmt.Errorf("modules.softdep line %d: want \"softdep <module> pre: ... post: ...\", got %q", line, sc.Text())
-		}
+	err := eachDirective(r, "modules.softdep", "softdep", "softdep <module> pre: ... post: ...", func(line int, f []string) error {
 		n := NormalizeName(f[1])
 		sd := out[n]
 		var cur *[]string
@@ -120,17 +109,46 @@ func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
 				cur = &sd.Post
 			default:
 				if cur == nil {
-					return nil, fmt.Errorf("modules.softdep line %d: %q before \"pre:\" or \"post:\"", line, w)
+					return fmt.Errorf("modules.softdep line %d: %q before \"pre:\" or \"post:\"", line, w)
 				}
 				*cur = append(*cur, w)
 			}
 		}
 		out[n] = sd
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading modules.softdep: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// eachDirective reads an index file of directives (modules.alias,
+// modules.softdep): lines "<keyword> <arg> <arg>...", '#' comments and
+// blank lines skipped. fn gets the fields of each directive (at least
+// three) and its line number; a line of another shape is an error that
+// shows the wanted form.
+func eachDirective(r io.Reader, file, keyword, form string, fn func(line int, f []string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if f[0] != keyword || len(f) < 3 {
+			return fmt.Errorf("%s line %d: want %q, got %q", file, line, form, sc.Text())
+		}
+		if err := fn(line, f); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	return nil
 }
 
 // ParseDeps reads modules.dep: lines "path/to/mod.ko: path/dep1.ko
