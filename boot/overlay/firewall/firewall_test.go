@@ -98,22 +98,7 @@ func TestApplyLab(t *testing.T) {
 	peer.MustExec("ip", "addr", "add", "2001:db8:2::2/64", "dev", "p1", "nodad")
 	// The rules don't let neighbor discovery in (the overlay interfaces
 	// are layer-3 TUNs without it), so pin the veth neighbors.
-	for _, n := range []struct {
-		ns      *lab.NS
-		dev     string
-		addr    string
-		peerNS  *lab.NS
-		peerDev string
-	}{
-		{host, "ovl0", "2001:db8:1::2", peer, "p0"},
-		{peer, "p0", "2001:db8:1::1", host, "ovl0"},
-	} {
-		l, err := n.peerNS.Handle().LinkByName(n.peerDev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.ns.MustExec("ip", "neigh", "replace", n.addr, "lladdr", l.Attrs().HardwareAddr.String(), "dev", n.dev, "nud", "permanent")
-	}
+	pinOverlayNeighbors(t, host, peer)
 	c := conn(t, host)
 
 	r := Rules{Interfaces: []string{"ovl0", "wg0"}, Allow: []cmdline.Port{{Port: 9900, Proto: "tcp"}}}
@@ -248,6 +233,20 @@ func TestOwnedLab(t *testing.T) {
 	}
 	// Through the overlay interface the usual rules apply.
 	peer.MustExec("ip", "route", "replace", "201:db8::1/128", "via", "2001:db8:1::1", "dev", "p0")
+	pinOverlayNeighbors(t, host, peer)
+	if got := dial(t, peer, "201:db8::1", "9900"); got != "refused" {
+		t.Errorf("allowed port via the overlay interface: %s, want refused (reached the host)", got)
+	}
+	if got := dial(t, peer, "201:db8::1", "9901"); got != "timeout" {
+		t.Errorf("other port via the overlay interface: %s, want timeout", got)
+	}
+}
+
+// pinOverlayNeighbors pins the neighbours across the ovl0-p0 veth: the
+// rules don't let neighbor discovery in (the overlay interfaces are
+// layer-3 TUNs without it).
+func pinOverlayNeighbors(t *testing.T, host, peer *lab.NS) {
+	t.Helper()
 	for _, n := range []struct {
 		ns      *lab.NS
 		dev     string
@@ -263,11 +262,5 @@ func TestOwnedLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.ns.MustExec("ip", "neigh", "replace", n.addr, "lladdr", l.Attrs().HardwareAddr.String(), "dev", n.dev, "nud", "permanent")
-	}
-	if got := dial(t, peer, "201:db8::1", "9900"); got != "refused" {
-		t.Errorf("allowed port via the overlay interface: %s, want refused (reached the host)", got)
-	}
-	if got := dial(t, peer, "201:db8::1", "9901"); got != "timeout" {
-		t.Errorf("other port via the overlay interface: %s, want timeout", got)
 	}
 }
