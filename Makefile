@@ -180,6 +180,8 @@ bench: bench-deps kernel
 ##   peering): time to all-addressed, reachability, RSS and CPU per node
 ##   (N=10,25,50 for several sizes; K=lan_peers, default the daemon's;
 ##   FARM_FLAGS=-public adds a public peer behind a NAT;
+##   FARM_FLAGS=-neigh-table=8192 raises the kernel's IPv6 neighbour table
+##   cap, one for all namespaces, for the run (needed from ~50 nodes);
 ##   CSV in $(BUILD)/farm.csv; results in docs/farm.md)
 N ?= 10
 K ?= -1

@@ -35,6 +35,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory (state files, logs)")
 	gogc := flag.String("gogc", "", "GOGC for the daemons (e.g. 20 to see the live heap; default: the daemon's)")
 	public := flag.Bool("public", false, "add a public Yggdrasil peer behind a NAT, configured on every node")
+	neigh := flag.Int("neigh-table", 0, "raise the kernel's IPv6 neighbour table cap (net.ipv6.neigh.default.gc_thresh3, one for all namespaces) to this many entries for the run, restored after (a host-wide setting: 0, the default, leaves it)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -55,7 +56,7 @@ func main() {
 		}
 		pub = []string{self, publicPeerCmd}
 	}
-	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep, *gogc, pub); err != nil {
+	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep, *gogc, *neigh, pub); err != nil {
 		fmt.Fprintf(os.Stderr, "farm: %v\n", err)
 		os.Exit(1)
 	}
@@ -75,7 +76,7 @@ func publicPeer(ctx context.Context, uri, keyDir string) error {
 	return n.Close()
 }
 
-func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool, gogc string, pub []string) error {
+func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool, gogc string, neigh int, pub []string) error {
 	var ns []int
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -106,7 +107,7 @@ func run(ctx context.Context, sizes, bin string, lan int, out string, sample int
 		if keep {
 			dir = fmt.Sprintf("build/farm-%d", n)
 		}
-		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir, GOGC: gogc, PublicPeer: pub,
+		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir, GOGC: gogc, PublicPeer: pub, NeighbourTable: neigh,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 		if err != nil {
 			return fmt.Errorf("%d nodes: %w", n, err)

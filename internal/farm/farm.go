@@ -58,7 +58,10 @@ type Config struct {
 	// GOGC, if set, is the daemons' GOGC (more frequent GCs make the
 	// live heap show in LiveHeapMiB; RSS then is not what a node has).
 	GOGC string
-	Logf func(string, ...any)
+	// NeighbourTable, when above the kernel's IPv6 neighbour table cap,
+	// raises the cap to it for the run (see growNeighbourTable).
+	NeighbourTable int
+	Logf           func(string, ...any)
 }
 
 // Node is one daemon's result.
@@ -139,6 +142,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			os.RemoveAll(cfg.Dir)
 		}
 	}()
+	if cfg.NeighbourTable > 0 {
+		restore, err := growNeighbourTable(cfg.NeighbourTable, cfg.Logf)
+		if err != nil {
+			return nil, fmt.Errorf("farm: %w", err)
+		}
+		defer restore()
+	}
 	if w := neighbourBudget(cfg.N, cfg.LANPeers); w != "" {
 		cfg.Logf("farm: WARNING: %s", w)
 	}

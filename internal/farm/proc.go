@@ -61,9 +61,13 @@ func cpuTime(pid int) (time.Duration, error) {
 // net.ipv6.neigh.default.gc_thresh3 entries (1024 by default; only the
 // host can raise it). Each node takes one per LAN neighbour's link-local
 // address and a few for the multicast groups it sends to (beacons, MLD
-// reports, DAD, router solicitation). A real farm has one table per node;
-// a farm of namespaces on one kernel that overflows it loses beacons
-// ("sendmsg: invalid argument") and peerings.
+// reports, DAD, router solicitation). While a farm boots, a node holds
+// many more than its K peers: until it has heard the whole LAN its
+// choices change, and every node it called or that called it keeps an
+// entry until the kernel's collector ages it out (measured: up to half
+// the LAN, about 45 entries a node at 100 nodes). A real farm has one
+// table per node; a farm of namespaces on one kernel that overflows it
+// loses beacons ("sendmsg: invalid argument") and peerings.
 const neighboursPerNode = 6 // besides the LAN neighbours
 
 // neighbourBudget warns when the farm may not fit in the neighbour table.
@@ -83,12 +87,69 @@ func neighbourBudget(n, lanPeers int) string {
 	if peers == 0 || peers > n-1 {
 		peers = n - 1 // yggdrasil-go alone: every other node
 	}
-	need := n * (peers + neighboursPerNode)
+	need := n * (min(n-1, max(peers, n/2)) + neighboursPerNode)
 	if need <= limit*9/10 {
 		return ""
 	}
 	return fmt.Sprintf("%d nodes need about %d IPv6 neighbour entries; this kernel holds %d for all namespaces "+
-		"(net.ipv6.neigh.default.gc_thresh3): expect lost beacons and peerings (NeighbourOverflows)", n, need, limit)
+		"(net.ipv6.neigh.default.gc_thresh3): expect lost beacons and peerings (NeighbourOverflows); "+
+		"-neigh-table=%d raises it for the run", n, need, limit, roundUp(need*5/4))
+}
+
+// roundUp is n rounded up to a multiple of 1024.
+func roundUp(n int) int { return (n + 1023) / 1024 * 1024 }
+
+// The neighbour table's thresholds (ndisc_cache): gc_thresh3 is the hard
+// cap, the table is collected above gc_thresh2 (after 5 s) and never
+// below gc_thresh1.
+const neighPath = "/proc/sys/net/ipv6/neigh/default/"
+
+// growNeighbourTable raises the kernel's IPv6 neighbour table cap to
+// entries (gc_thresh3; gc_thresh2 to half of it) when it is lower, and
+// returns what puts the old values back. This is a host-wide setting —
+// the one thing the farm changes outside its namespaces — so it is only
+// done when asked (-neigh-table), never lowered, and restored when the
+// run ends (success, failure, SIGINT/SIGTERM; not after SIGKILL).
+func growNeighbourTable(entries int, logf func(string, ...any)) (restore func(), err error) {
+	read := func(name string) (int, error) {
+		b, err := os.ReadFile(neighPath + name)
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	old3, err := read("gc_thresh3")
+	if err != nil {
+		return nil, fmt.Errorf("reading the neighbour table cap: %w", err)
+	}
+	old2, err := read("gc_thresh2")
+	if err != nil {
+		return nil, fmt.Errorf("reading the neighbour table cap: %w", err)
+	}
+	if entries <= old3 {
+		return func() {}, nil
+	}
+	write := func(name string, v int) error {
+		return os.WriteFile(neighPath+name, []byte(strconv.Itoa(v)+"\n"), 0o644)
+	}
+	restore = func() {
+		// gc_thresh2 may not exceed gc_thresh3 on the way down: 2 first.
+		e2, e3 := write("gc_thresh2", old2), write("gc_thresh3", old3)
+		if e2 != nil || e3 != nil {
+			logf("farm: WARNING: could not restore net.ipv6.neigh.default.gc_thresh2/3 to %d/%d: %v %v", old2, old3, e2, e3)
+			return
+		}
+		logf("farm: neighbour table cap restored to %d", old3)
+	}
+	if err := write("gc_thresh3", entries); err != nil {
+		return nil, fmt.Errorf("raising the neighbour table cap to %d: %w", entries, err)
+	}
+	if err := write("gc_thresh2", max(old2, entries/2)); err != nil {
+		restore()
+		return nil, fmt.Errorf("raising the neighbour table cap to %d: %w", entries, err)
+	}
+	logf("farm: neighbour table cap (net.ipv6.neigh.default.gc_thresh3) raised from %d to %d for this run", old3, entries)
+	return restore, nil
 }
 
 // neighbourOverflows is the kernel's count of full-table failures in the
