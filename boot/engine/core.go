@@ -61,7 +61,7 @@ func (l *linkFacts) requires4() bool {
 func (l *linkFacts) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
 
 // lease returns the link's lease from src, if any.
-func (l *linkFacts) lease(src state.Source) (lease.Lease, bool) {
+func (l *linkFacts) lease(src lease.Source) (lease.Lease, bool) {
 	for _, ls := range l.leases {
 		if ls.Source == src {
 			return ls, true
@@ -117,20 +117,20 @@ func ready(v *view, now time.Time) bool {
 	}
 	v4 := true
 	if l.wants4() {
-		ls, ok := l.lease(state.SourceDHCP4)
+		ls, ok := l.lease(lease.SourceDHCP4)
 		v4 = ok && ls.Usable()
 	}
 	if l.static() {
-		_, ok := l.lease(state.SourceStatic)
+		_, ok := l.lease(lease.SourceStatic)
 		v4 = v4 && ok
 	}
 	v6 := true
 	if l.wantsRA() {
-		ra, got := l.lease(state.SourceSLAAC)
+		ra, got := l.lease(lease.SourceSLAAC)
 		switch {
 		case got:
 			if ra.Managed || l.wantsDHCP6() {
-				d6, ok := l.lease(state.SourceDHCP6)
+				d6, ok := l.lease(lease.SourceDHCP6)
 				v6 = (ok && d6.Usable()) || l.dhcp6Done
 			}
 		case l.wants4() || l.static():
@@ -150,7 +150,7 @@ func ready(v *view, now time.Time) bool {
 	if v4 || l.requires4() || l.full6At.IsZero() || !complete6(l, v.spec) {
 		return false
 	}
-	d4, _ := l.lease(state.SourceDHCP4)
+	d4, _ := l.lease(lease.SourceDHCP4)
 	return d4.V6OnlyWait > 0 || now.Sub(l.full6At) >= v.spec.DHCP4Timeout
 }
 
@@ -160,11 +160,11 @@ func ready(v *view, now time.Time) bool {
 // for it, until the client gives up), and a DNS server is known (from the
 // RA, DHCPv6 or the command line).
 func complete6(l *linkFacts, spec *cmdline.Spec) bool {
-	ra, got := l.lease(state.SourceSLAAC)
+	ra, got := l.lease(lease.SourceSLAAC)
 	if !got || !ra.HasDefault() {
 		return false
 	}
-	d6, ok := l.lease(state.SourceDHCP6)
+	d6, ok := l.lease(lease.SourceDHCP6)
 	if (ra.Managed || l.wantsDHCP6()) && !(ok && d6.Usable()) && !l.dhcp6Done {
 		return false
 	}
@@ -261,7 +261,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 					sa.ValidLifetimeS = int64(ka.ValidLft)
 				}
 				ifc.Addresses = append(ifc.Addresses, sa)
-				if p.Is6() && sa.Source != state.SourceKernel {
+				if p.Is6() && sa.Source != lease.SourceKernel {
 					v6 = append(v6, p)
 				}
 			}
@@ -279,10 +279,10 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 		}
 		for _, ls := range l.leases {
 			switch ls.Source {
-			case state.SourceDHCP4:
+			case lease.SourceDHCP4:
 				ifc.DHCP4 = ls.Status
 				ifc.IPv6OnlyPreferredS = int64(ls.V6OnlyWait / time.Second)
-			case state.SourceSLAAC:
+			case lease.SourceSLAAC:
 				ifc.RA = "received"
 				if ls.PREF64.IsValid() {
 					ifc.PREF64 = ls.PREF64.String()
@@ -296,7 +296,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 				if r.Via.IsValid() {
 					sr.Via = r.Via.String()
 				}
-				if ls.Source == state.SourceSLAAC {
+				if ls.Source == lease.SourceSLAAC {
 					sr.Source = "ra"
 				}
 				st.Routes = append(st.Routes, sr)
@@ -332,7 +332,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 }
 
 // sourceOf labels an address on a link with the lease that configured it.
-func sourceOf(a netip.Addr, leases []lease.Lease) state.Source {
+func sourceOf(a netip.Addr, leases []lease.Lease) lease.Source {
 	for _, l := range leases {
 		for _, la := range l.Addresses {
 			if la.Prefix.Addr() == a {
@@ -341,9 +341,9 @@ func sourceOf(a netip.Addr, leases []lease.Lease) state.Source {
 		}
 	}
 	if a.IsLinkLocalUnicast() {
-		return state.SourceLinkLocal
+		return lease.SourceLinkLocal
 	}
-	return state.SourceKernel
+	return lease.SourceKernel
 }
 
 func dedupe(in []string) []string {
@@ -366,4 +366,4 @@ func addrStrings(as []netip.Addr) []string {
 
 // sourceOrder is the precedence when merging what several sources gave
 // (DNS, search, hostname): static config first, then IPv4, then IPv6.
-var sourceOrder = []state.Source{state.SourceStatic, state.SourceDHCP4, state.SourceSLAAC, state.SourceDHCP6}
+var sourceOrder = []lease.Source{lease.SourceStatic, lease.SourceDHCP4, lease.SourceSLAAC, lease.SourceDHCP6}

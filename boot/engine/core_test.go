@@ -44,7 +44,7 @@ func spec(t *testing.T, line string) *cmdline.Spec {
 
 // Leases as the clients report them.
 func dhcp4Lease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceDHCP4, Status: "bound",
+	return lease.Lease{Link: link, Source: lease.SourceDHCP4, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}},
 		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}},
 		Routers:   []netip.Addr{ip("192.0.2.1")},
@@ -66,7 +66,7 @@ func dhcp4NoRouter(link string) lease.Lease {
 }
 
 func raLease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceSLAAC, Status: "received",
+	return lease.Lease{Link: link, Source: lease.SourceSLAAC, Status: "received",
 		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::10/64")}},
 		Routes:    []lease.Route{{Dst: pfx("2001:db8:1::/64")}, {Dst: pfx("::/0"), Via: ip("fe80::1")}},
 		Routers:   []netip.Addr{ip("fe80::1")},
@@ -80,14 +80,14 @@ func raManaged(link string) lease.Lease {
 }
 
 func dhcp6Lease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceDHCP6, Status: "bound",
+	return lease.Lease{Link: link, Source: lease.SourceDHCP6, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::1:10/128")}},
 		DNS:       []netip.Addr{ip("2001:db8:1::35")}}
 }
 
 // v6Only is a DHCPv4 client honouring option 108 (RFC 8925).
 func v6Only(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
+	return lease.Lease{Link: link, Source: lease.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
 }
 
 func noDNS(l lease.Lease) lease.Lease { l.DNS = nil; return l }
@@ -98,7 +98,7 @@ func noDefault(l lease.Lease) lease.Lease {
 }
 
 func staticLease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceStatic, Status: "bound",
+	return lease.Lease{Link: link, Source: lease.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.9/24")}},
 		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}}}
 }
@@ -328,12 +328,12 @@ func TestMerge(t *testing.T) {
 	if len(st.Interfaces) != 3 || st.Interfaces[0].Name != "eth0" {
 		t.Fatalf("interfaces %+v, want the uplink first", st.Interfaces)
 	}
-	srcs := map[string]state.Source{}
+	srcs := map[string]lease.Source{}
 	for _, a := range st.Interfaces[0].Addresses {
 		srcs[a.CIDR] = a.Source
 	}
-	want := map[string]state.Source{"192.0.2.10/24": state.SourceDHCP4, "2001:db8:1::10/64": state.SourceSLAAC,
-		"fe80::1/64": state.SourceLinkLocal, "198.51.100.7/24": state.SourceKernel}
+	want := map[string]lease.Source{"192.0.2.10/24": lease.SourceDHCP4, "2001:db8:1::10/64": lease.SourceSLAAC,
+		"fe80::1/64": lease.SourceLinkLocal, "198.51.100.7/24": lease.SourceKernel}
 	for k, s := range want {
 		if srcs[k] != s {
 			t.Errorf("address %s source %q, want %q", k, srcs[k], s)
@@ -405,14 +405,14 @@ func TestEngineFakeKernel(t *testing.T) {
 		t.Fatal("not ready with the lease")
 	}
 	st := e.Snapshot()
-	if st.Uplink != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Addresses[0].Source != state.SourceDHCP4 {
+	if st.Uplink != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Addresses[0].Source != lease.SourceDHCP4 {
 		t.Errorf("state %+v", st)
 	}
 	if _, ok := st.TimingsMS["lease4"]; !ok {
 		t.Errorf("no lease4 timing: %v", st.TimingsMS)
 	}
 	// A withdrawn lease removes it.
-	e.report(lease.Lease{Link: "eth0", Source: state.SourceDHCP4, Status: "expired"})
+	e.report(lease.Lease{Link: "eth0", Source: lease.SourceDHCP4, Status: "expired"})
 	if e.ready() {
 		t.Error("ready after the lease expired")
 	}
@@ -517,9 +517,9 @@ func TestWatchUplink(t *testing.T) {
 	e.report(dhcp4Lease("eth0"))
 	e.report(dhcp4NoRouter("eth1"))
 	e.mu.Lock()
-	l1 := e.leases[leaseKey{"eth1", state.SourceDHCP4}]
+	l1 := e.leases[leaseKey{"eth1", lease.SourceDHCP4}]
 	l1.Routers = []netip.Addr{ip("198.51.100.1")}
-	e.leases[leaseKey{"eth1", state.SourceDHCP4}] = l1
+	e.leases[leaseKey{"eth1", lease.SourceDHCP4}] = l1
 	e.mu.Unlock()
 	uplink := func() (string, string) {
 		e.mu.Lock()

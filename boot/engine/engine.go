@@ -116,7 +116,7 @@ type Engine struct {
 
 type leaseKey struct {
 	link   string
-	source state.Source
+	source lease.Source
 }
 
 // New prepares an engine.
@@ -246,7 +246,7 @@ func (e *Engine) verdict(ready bool) *state.State {
 			continue
 		}
 		for _, a := range ifc.Addresses {
-			if a.Source != state.SourceLinkLocal && a.Source != state.SourceKernel {
+			if a.Source != lease.SourceLinkLocal && a.Source != lease.SourceKernel {
 				addrs = append(addrs, a.CIDR)
 			}
 		}
@@ -339,7 +339,7 @@ func (e *Engine) mark(name string) {
 func (e *Engine) report(l lease.Lease) {
 	e.mu.Lock()
 	k := leaseKey{l.Link, l.Source}
-	if lk := e.links[l.Link]; lk != nil && l.Source == state.SourceDHCP4 {
+	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 {
 		if old, ok := e.leases[k]; ok && l.Status == "bound" && (old.Status == "renewing" || old.Status == "rebinding") {
 			lk.renewals4++
 		}
@@ -351,13 +351,13 @@ func (e *Engine) report(l lease.Lease) {
 	}
 	if l.Usable() {
 		switch l.Source {
-		case state.SourceDHCP4:
+		case lease.SourceDHCP4:
 			e.mark("lease4")
-		case state.SourceSLAAC, state.SourceDHCP6:
+		case lease.SourceSLAAC, lease.SourceDHCP6:
 			e.mark("address6")
 		}
 	}
-	if l.Source == state.SourceSLAAC {
+	if l.Source == lease.SourceSLAAC {
 		e.mark("ra")
 		if lk := e.links[l.Link]; lk != nil && lk.raAt.IsZero() {
 			lk.raAt = time.Now()
@@ -372,7 +372,7 @@ func (e *Engine) report(l lease.Lease) {
 	if port != "" && l.MTU > 0 {
 		e.portMTU(port, l.MTU)
 	}
-	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
+	if l.Source == lease.SourceSLAAC && (l.Managed || l.Other) {
 		e.startDHCP6(l.Link, l.Managed, l.Other)
 	}
 	e.notify()

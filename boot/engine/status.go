@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/threefoldtech/netinit/boot/atomicfile"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -62,7 +63,7 @@ func (e *Engine) writeResolv(st *state.State) error {
 	if err := os.MkdirAll(filepath.Dir(e.cfg.ResolvConf), 0o755); err != nil {
 		return err
 	}
-	if err := state.WriteAtomic(e.cfg.ResolvConf, []byte(b.String()), 0o644); err != nil {
+	if err := atomicfile.Write(e.cfg.ResolvConf, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
 	e.resolv = b.String()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -66,9 +67,9 @@ func TestYggListen(t *testing.T) {
 func TestOwnPrefixes(t *testing.T) {
 	st := &state.State{Uplink: "eth0", Interfaces: []state.Interface{
 		{Name: "eth0", Addresses: []state.Address{
-			{CIDR: "2001:db8:5::10/64", Source: state.SourceSLAAC, Public: true},
-			{CIDR: "fe80::1/64", Source: state.SourceLinkLocal},
-			{CIDR: "198.51.100.10/24", Source: state.SourceDHCP4, Public: true},
+			{CIDR: "2001:db8:5::10/64", Source: lease.SourceSLAAC, Public: true},
+			{CIDR: "fe80::1/64", Source: lease.SourceLinkLocal},
+			{CIDR: "198.51.100.10/24", Source: lease.SourceDHCP4, Public: true},
 		}},
 		{Name: "eth1", Addresses: []state.Address{{CIDR: "2001:db8:9::10/64", Public: true}}},
 	}}
@@ -81,22 +82,22 @@ func TestHiddenOnIPv4(t *testing.T) {
 	with := func(pub bool, uplink string, addrs ...state.Address) *state.State {
 		return &state.State{Uplink: uplink, PublicIPv6: pub, Interfaces: []state.Interface{{Name: "eth0", Addresses: addrs}}}
 	}
-	lease := state.Address{CIDR: "192.0.2.10/24", Source: state.SourceDHCP4}
-	static := state.Address{CIDR: "198.51.100.7/24", Source: state.SourceStatic}
-	ll := state.Address{CIDR: "fe80::1/64", Source: state.SourceLinkLocal}
-	slaac := state.Address{CIDR: "2001:db8::5/64", Source: state.SourceSLAAC, Public: true}
+	dhcp := state.Address{CIDR: "192.0.2.10/24", Source: lease.SourceDHCP4}
+	static := state.Address{CIDR: "198.51.100.7/24", Source: lease.SourceStatic}
+	ll := state.Address{CIDR: "fe80::1/64", Source: lease.SourceLinkLocal}
+	slaac := state.Address{CIDR: "2001:db8::5/64", Source: lease.SourceSLAAC, Public: true}
 	for _, tc := range []struct {
 		name string
 		st   *state.State
 		want bool
 	}{
-		{"IPv4 lease, no IPv6 yet", with(false, "eth0", ll, lease), true},
+		{"IPv4 lease, no IPv6 yet", with(false, "eth0", ll, dhcp), true},
 		{"static IPv4", with(false, "eth0", static), true},
-		{"no uplink yet", with(false, "", lease), false},
-		{"public IPv6 already", with(true, "eth0", lease, slaac), false},
+		{"no uplink yet", with(false, "", dhcp), false},
+		{"public IPv6 already", with(true, "eth0", dhcp, slaac), false},
 		{"IPv6 only", with(false, "eth0", ll, slaac), false},
-		{"an IPv4 the kernel had", with(false, "eth0", state.Address{CIDR: "192.0.2.9/24", Source: state.SourceKernel}), false},
-		{"lease on another link", &state.State{Uplink: "eth1", Interfaces: []state.Interface{{Name: "eth0", Addresses: []state.Address{lease}}}}, false},
+		{"an IPv4 the kernel had", with(false, "eth0", state.Address{CIDR: "192.0.2.9/24", Source: lease.SourceKernel}), false},
+		{"lease on another link", &state.State{Uplink: "eth1", Interfaces: []state.Interface{{Name: "eth0", Addresses: []state.Address{dhcp}}}}, false},
 	} {
 		if got := hiddenOnIPv4(tc.st); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)

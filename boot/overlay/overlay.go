@@ -27,6 +27,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/identity"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
@@ -183,7 +184,7 @@ func uplinkKey(st *state.State) string {
 			continue
 		}
 		for _, a := range ifc.Addresses {
-			if a.Source != state.SourceLinkLocal {
+			if a.Source != lease.SourceLinkLocal {
 				addrs = append(addrs, a.CIDR)
 			}
 		}
@@ -228,7 +229,7 @@ func hiddenOnIPv4(st *state.State) bool {
 		}
 		for _, a := range ifc.Addresses {
 			p, err := netip.ParsePrefix(a.CIDR)
-			if err == nil && p.Addr().Is4() && (a.Source == state.SourceDHCP4 || a.Source == state.SourceStatic) {
+			if err == nil && p.Addr().Is4() && (a.Source == lease.SourceDHCP4 || a.Source == lease.SourceStatic) {
 				return true
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
@@ -57,8 +58,8 @@ func TestDecide(t *testing.T) {
 
 func TestUplinkKey(t *testing.T) {
 	st := &state.State{Uplink: "eth0", Interfaces: []state.Interface{
-		{Name: "eth0", Addresses: []state.Address{{CIDR: "192.0.2.5/24", Source: state.SourceDHCP4}, {CIDR: "fe80::1/64", Source: state.SourceLinkLocal}}},
-		{Name: "eth1", Addresses: []state.Address{{CIDR: "198.51.100.5/24", Source: state.SourceDHCP4}}},
+		{Name: "eth0", Addresses: []state.Address{{CIDR: "192.0.2.5/24", Source: lease.SourceDHCP4}, {CIDR: "fe80::1/64", Source: lease.SourceLinkLocal}}},
+		{Name: "eth1", Addresses: []state.Address{{CIDR: "198.51.100.5/24", Source: lease.SourceDHCP4}}},
 	}}
 	a := uplinkKey(st)
 	st.Interfaces[1].Addresses[0].CIDR = "198.51.100.6/24" // another link: no change

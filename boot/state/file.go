@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/threefoldtech/netinit/boot/atomicfile"
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 // Write stores s at path atomically: a temporary file in the same
@@ -25,55 +28,14 @@ func Write(path string, s *State) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := WriteAtomic(path, b, 0o644); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("state: write %s: %w", path, err)
 	}
 	envPath := strings.TrimSuffix(path, filepath.Ext(path)) + ".env"
-	if err := WriteAtomic(envPath, Env(s), 0o644); err != nil {
+	if err := atomicfile.Write(envPath, Env(s), 0o644); err != nil {
 		return fmt.Errorf("state: write %s: %w", envPath, err)
 	}
 	return nil
-}
-
-// WriteAtomic replaces path with data: a temporary file in the same
-// directory is written, fsynced and renamed over path, and the directory
-// is fsynced. A reader sees the old content or the new, never a mix.
-func WriteAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Read parses a state file and checks its schema version.
@@ -110,7 +72,7 @@ func Env(s *State) []byte {
 			continue
 		}
 		for _, a := range ifc.Addresses {
-			if a.Source == SourceLinkLocal {
+			if a.Source == lease.SourceLinkLocal {
 				continue
 			}
 			if strings.Contains(a.CIDR, ":") {

@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 func sample() *State {
 	return &State{
 		Phase: PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
 		Interfaces: []Interface{{Name: "eth0", MAC: "52:54:00:12:34:56", MTU: 1500, Carrier: true,
-			Addresses: []Address{{CIDR: "192.0.2.57/24", Source: SourceDHCP4}, {CIDR: "2001:db8::5/64", Source: SourceSLAAC, Public: true}}}},
+			Addresses: []Address{{CIDR: "192.0.2.57/24", Source: lease.SourceDHCP4}, {CIDR: "2001:db8::5/64", Source: lease.SourceSLAAC, Public: true}}}},
 		Routes: []Route{{Dst: "0.0.0.0/0", Via: "192.0.2.1", Dev: "eth0"}, {Dst: "::/0", Via: "fe80::1", Dev: "eth0"}},
 		DNS:    []string{"192.0.2.53"}, Search: []string{}, NTP: []string{}, Problems: []string{},
 		Hostname: "it's", TimingsMS: map[string]int64{"ready": 42}, UpdatedAt: time.Unix(1, 0).UTC(),
