@@ -320,7 +320,7 @@ func TestMerge(t *testing.T) {
 		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
 		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
 	v.links[2].carrierAt = time.Time{}
-	st := merge(v, kern, t0)
+	st := state.Assemble(merge(v, kern, t0), nil)
 
 	if st.Schema != state.Schema || st.Phase != state.PhaseReady || st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
 		t.Errorf("header %+v", st)
@@ -377,7 +377,7 @@ func TestMerge(t *testing.T) {
 
 func TestMergeMissingUplink(t *testing.T) {
 	v := &view{spec: spec(t, ""), uplink: "eth9", upReason: "cmdline", links: []linkFacts{facts(t, "eth0", "")}}
-	st := merge(v, nil, t0)
+	st := state.Assemble(merge(v, nil, t0), nil)
 	if len(st.Problems) != 1 || st.Problems[0] != "netinit.uplink=eth9: no such managed link" {
 		t.Errorf("problems %q", st.Problems)
 	}
@@ -404,7 +404,7 @@ func TestEngineFakeKernel(t *testing.T) {
 	if !e.ready() {
 		t.Fatal("not ready with the lease")
 	}
-	st := e.Snapshot()
+	st := state.Assemble(e.Status(), nil)
 	if st.Uplink != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Addresses[0].Source != lease.SourceDHCP4 {
 		t.Errorf("state %+v", st)
 	}
@@ -458,7 +458,7 @@ func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
 	ra1.PREF64 = pfx("2001:db8:64::/96")
 	v := &view{spec: spec(t, ""), uplink: "eth0", links: []linkFacts{
 		facts(t, "eth0", "", v6Only("eth0"), ra), facts(t, "eth1", "", ra1)}}
-	st := merge(v, nil, t0)
+	st := state.Assemble(merge(v, nil, t0), nil)
 	if st.NAT64Prefix != "64:ff9b::/96" {
 		t.Errorf("nat64_prefix %q, want the uplink's", st.NAT64Prefix)
 	}
@@ -488,7 +488,7 @@ func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 	if !e.ready() {
 		t.Fatal("not ready with IPv6 complete and option 108")
 	}
-	if st := e.Snapshot(); st.Interfaces[0].DHCP4 != "ipv6-only" || st.Interfaces[0].IPv6OnlyPreferredS != 1800 {
+	if st := state.Assemble(e.Status(), nil); st.Interfaces[0].DHCP4 != "ipv6-only" || st.Interfaces[0].IPv6OnlyPreferredS != 1800 {
 		t.Errorf("eth0 %+v", st.Interfaces[0])
 	}
 }
@@ -544,7 +544,7 @@ func TestWatchUplink(t *testing.T) {
 	if u, why := uplink(); u != "eth1" || why != reasonReelected {
 		t.Fatalf("uplink %s (%s) after the grace period, want eth1 (reelected)", u, why)
 	}
-	if st := e.Snapshot(); !slices.ContainsFunc(st.Problems, func(p string) bool {
+	if st := state.Assemble(e.Status(), nil); !slices.ContainsFunc(st.Problems, func(p string) bool {
 		return strings.Contains(p, "uplink moved from eth0 to eth1") && strings.Contains(p, "no carrier")
 	}) {
 		t.Errorf("problems %q do not say why the uplink moved", st.Problems)
@@ -570,7 +570,7 @@ func TestWatchUplink(t *testing.T) {
 	if f.uplink != "eth0" || f.upReason != reasonCmdline {
 		t.Errorf("fixed uplink changed: %s (%s)", f.uplink, f.upReason)
 	}
-	if st := e.Snapshot(); slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "internal error") }) {
+	if st := state.Assemble(e.Status(), nil); slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "internal error") }) {
 		t.Errorf("problems %q", st.Problems)
 	}
 }
@@ -593,7 +593,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	if e.electing {
 		t.Error("an election started although the uplink was kept")
 	}
-	st := e.Snapshot()
+	st := state.Assemble(e.Status(), nil)
 	if st.Uplink != "eth1" || st.UplinkReason != reasonReachable || len(st.Candidates) != 2 || !st.Candidates[1].Reachable {
 		t.Errorf("uplink %q (%s) candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
 	}
@@ -626,7 +626,7 @@ func TestManageLinkUp(t *testing.T) {
 			if got := k.done(); !slices.Equal(got, c.want) {
 				t.Errorf("kernel ops %q, want %q", got, c.want)
 			}
-			if _, ok := e.Snapshot().TimingsMS["carrier"]; !ok || l.carrierAt.IsZero() {
+			if _, ok := e.Status().Timings["carrier"]; !ok || l.carrierAt.IsZero() {
 				t.Error("carrier not recorded")
 			}
 		})

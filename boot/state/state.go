@@ -156,7 +156,7 @@ type Route struct {
 	Source string `json:"source,omitempty"`
 }
 
-// Yggdrasil is the overlay's state (filled by the overlay issue).
+// Yggdrasil is the Yggdrasil node's state (boot/overlay/ygg).
 type Yggdrasil struct {
 	Address   string          `json:"address"`
 	Subnet    string          `json:"subnet"`
@@ -175,7 +175,7 @@ type YggdrasilPeer struct {
 	LatencyMS float64 `json:"latency_ms"`
 }
 
-// WireGuard is the tunnel's state (filled by the overlay issue).
+// WireGuard is the tunnel's state (boot/overlay/wg).
 type WireGuard struct {
 	Interface string          `json:"interface"`
 	PublicKey string          `json:"public_key"`
