@@ -308,8 +308,15 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 			st.Hostname = l.ipc.Hostname
 		}
 	}
+	st.DNS, st.Search, st.NTP = firstOf(st.DNS), firstOf(st.Search), firstOf(st.NTP)
 	st.PublicIPv6, st.PublicIPv6Reason = netprobe.IPv6Verdict(v6, def6)
 	return st
+}
+
+// firstOf keeps the first of equal values, in order (in place).
+func firstOf[T comparable](in []T) []T {
+	seen := map[T]bool{}
+	return slices.DeleteFunc(in, func(v T) bool { dup := seen[v]; seen[v] = true; return dup })
 }
 
 // sourceOf labels an address on a link with the lease that configured it.

@@ -188,7 +188,7 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 		case <-e.changed:
 			if e.ready() {
 				st = e.verdict(true)
-			} else {
+			} else if e.subscribed() {
 				// The overlays may start before the verdict (a hidden
 				// node's Yggdrasil, once IPv4 is up).
 				e.offer(e.Status())

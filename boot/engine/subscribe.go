@@ -50,3 +50,10 @@ func (e *Engine) offer(st *state.NetworkStatus) {
 		s.offer(st)
 	}
 }
+
+// subscribed reports whether anyone follows the engine's statuses.
+func (e *Engine) subscribed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.subs) > 0
+}
