@@ -209,7 +209,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 		Phase:        v.phase,
 		Uplink:       v.uplink,
 		UplinkReason: v.upReason,
-		Candidates:   candidatesState(v.cands),
+		Candidates:   candidatesStatus(v.cands),
 		NTPNames:     slices.Clone(v.spec.NTP),
 		Problems:     slices.Clone(v.problems),
 		Timings:      maps.Clone(v.timings),

@@ -26,7 +26,6 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 		UplinkReason:     n.UplinkReason,
 		UplinkNIC:        n.UplinkNIC,
 		UplinkVLAN:       n.UplinkVLAN,
-		Candidates:       slices.Clone(n.Candidates),
 		PublicIPv6:       n.PublicIPv6,
 		PublicIPv6Reason: n.PublicIPv6Reason,
 		Interfaces:       []Interface{},
@@ -43,6 +42,14 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 	}
 	if n.NAT64.IsValid() {
 		st.NAT64Prefix = n.NAT64.String()
+	}
+	for _, c := range n.Candidates {
+		sc := Candidate{Name: c.Name, Gateways: addrStrings(c.Gateways), Probed: c.Probed, Reachable: c.Reachable,
+			Evidence: slices.Clone(c.Evidence)}
+		if c.Address.IsValid() {
+			sc.Address = c.Address.String()
+		}
+		st.Candidates = append(st.Candidates, sc)
 	}
 	for k, v := range n.Timings {
 		st.TimingsMS[k] = v

@@ -24,7 +24,11 @@ var (
 func dualStack() *NetworkStatus {
 	mac, _ := net.ParseMAC("52:54:00:12:34:56")
 	return &NetworkStatus{
-		Phase: PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
+		Phase: PhaseReady, Uplink: "eth0", UplinkReason: "reachable",
+		Candidates: []CandidateStatus{
+			{Name: "eth0", Address: ip("192.0.2.57"), Gateways: []netip.Addr{ip("192.0.2.1"), ip("fe80::1")}, Probed: true, Reachable: true, Evidence: []string{"connected"}},
+			{Name: "eth1", Probed: true},
+		},
 		Links: []LinkStatus{
 			{Name: "eth0", MAC: mac, MTU: 1500, Carrier: true, DHCP4: "bound", RA: "received", PREF64: pfx("64:ff9b::/96"),
 				Addrs: []AddrStatus{
@@ -80,7 +84,11 @@ func TestAssembleDualStack(t *testing.T) {
 	}
 	got := Assemble(dualStack(), ov)
 	want := &State{
-		Schema: Schema, Phase: PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
+		Schema: Schema, Phase: PhaseReady, Uplink: "eth0", UplinkReason: "reachable",
+		Candidates: []Candidate{
+			{Name: "eth0", Address: "192.0.2.57", Gateways: []string{"192.0.2.1", "fe80::1"}, Probed: true, Reachable: true, Evidence: []string{"connected"}},
+			{Name: "eth1", Gateways: []string{}, Probed: true},
+		},
 		PublicIPv6: true, PublicIPv6Reason: "global address 2001:db8::5",
 		Interfaces: []Interface{
 			{Name: "eth0", MAC: "52:54:00:12:34:56", MTU: 1500, Carrier: true, DHCP4: "bound", RA: "received", PREF64: "64:ff9b::/96",

@@ -21,10 +21,10 @@ type NetworkStatus struct {
 	Phase        Phase
 	Uplink       string
 	UplinkReason string
-	UplinkNIC    string // the bridge's NIC when the uplink is the management bridge
-	UplinkVLAN   int    // the management VLAN on UplinkNIC; 0 untagged
-	Candidates   []Candidate
-	Links        []LinkStatus // the uplink first
+	UplinkNIC    string            // the bridge's NIC when the uplink is the management bridge
+	UplinkVLAN   int               // the management VLAN on UplinkNIC; 0 untagged
+	Candidates   []CandidateStatus // absent when no election ran
+	Links        []LinkStatus      // the uplink first
 	Routes       []RouteStatus
 	// DNS, Search, NTP and Hostname are the uplink's (and the command
 	// line's): another link's never speak for the node.
@@ -43,6 +43,17 @@ type NetworkStatus struct {
 	Modules  *Modules
 	Updated  time.Time
 	PID      int
+}
+
+// CandidateStatus is one link the uplink was elected from, with the
+// evidence of the reachability probe through its own gateway.
+type CandidateStatus struct {
+	Name      string
+	Address   netip.Addr   // the IPv4 lease's, else its global IPv6 one
+	Gateways  []netip.Addr // its routers
+	Probed    bool
+	Reachable bool
+	Evidence  []string
 }
 
 // LinkStatus is one managed link.
