@@ -153,7 +153,7 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 	}
 	m.uplinkKey = key
 	if m.clock != nil {
-		m.clock.SetServers(m.cfg.Spec.NTP, ntpServers(st))
+		m.clock.SetServers(m.cfg.Spec.NTP, st.NTPServers())
 	}
 	if m.decided {
 		return
@@ -161,21 +161,6 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 	m.decided = true
 	m.startClock(st)
 	m.spawn("overlay start", func() { m.start(st) })
-}
-
-// ntpServers are the engine's NTP servers for the clock loop: the
-// uplink's, then netinit.ntp=.
-func ntpServers(st *state.NetworkStatus) []string {
-	var out []string
-	for _, a := range st.NTP {
-		out = append(out, a.String())
-	}
-	for _, n := range st.NTPNames {
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // startClock starts the loop that keeps the clock right from now on; its
@@ -188,7 +173,7 @@ func (m *Manager) startClock(st *state.NetworkStatus) {
 	}
 	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Fallback: runmode.For(mode).NTP,
 		Logf: m.cfg.Logf, Changed: m.publish})
-	m.clock.SetServers(spec.NTP, ntpServers(st))
+	m.clock.SetServers(spec.NTP, st.NTPServers())
 	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })
 }
 

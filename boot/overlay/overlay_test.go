@@ -211,3 +211,41 @@ func TestClockLoopWired(t *testing.T) {
 		t.Errorf("servers asked: %q", c.Servers)
 	}
 }
+
+// TestFollowPublishes: the manager takes the engine's statuses from a
+// subscription channel and publishes its own decision, outside its lock
+// (Publish reads the manager's status again without deadlock).
+func TestFollowPublishes(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg, spec.WG = "off", "off"
+	spec.NTP = []string{"127.0.0.1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	published := make(chan *state.OverlayStatus, 64)
+	var m *Manager
+	m = New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Clock: fakeClock(), Publish: func(o *state.OverlayStatus) {
+		_ = m.Status() // a publisher may ask again: the lock is not held
+		select {
+		case published <- o:
+		default:
+		}
+	}})
+	m.probeFn = func(*state.NetworkStatus) *state.Connectivity { return &state.Connectivity{} }
+	defer func() { cancel(); m.Close() }()
+	updates := make(chan *state.NetworkStatus, 1)
+	m.Follow(updates)
+	updates <- &state.NetworkStatus{Phase: state.PhaseReady, PublicIPv6: true, PublicIPv6Reason: "global address"}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case o := <-published:
+			if o.Decision != nil {
+				if o.Decision.Yggdrasil || o.Decision.YggdrasilReason != "netinit.ygg=off" || o.Connectivity == nil {
+					t.Errorf("published %+v %+v", o.Decision, o.Connectivity)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no decision published after a ready status")
+		}
+	}
+}

@@ -32,7 +32,7 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 		Routes:           []Route{},
 		DNS:              addrStrings(n.DNS),
 		Search:           dedupe(n.Search),
-		NTP:              ntpStrings(n),
+		NTP:              n.NTPServers(),
 		Hostname:         n.Hostname,
 		Problems:         append([]string{}, n.Problems...),
 		Modules:          n.Modules,
@@ -86,12 +86,6 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 	return st
 }
 
-// ntpStrings are the NTP servers in the document: the uplink's, then
-// netinit.ntp=.
-func ntpStrings(n *NetworkStatus) []string {
-	return dedupe(append(addrStrings(n.NTP), n.NTPNames...))
-}
-
 func addrStrings(as []netip.Addr) []string {
 	out := make([]string, 0, len(as))
 	for _, a := range as {
@@ -137,7 +131,7 @@ func Env(n *NetworkStatus, o *OverlayStatus) []byte {
 		"NETINIT_PUBLIC_IPV6": pub,
 		"NETINIT_DNS":         strings.Join(addrStrings(n.DNS), " "),
 		"NETINIT_SEARCH":      strings.Join(dedupe(n.Search), " "),
-		"NETINIT_NTP":         strings.Join(ntpStrings(n), " "),
+		"NETINIT_NTP":         strings.Join(n.NTPServers(), " "),
 		"NETINIT_HOSTNAME":    n.Hostname,
 	}
 	for _, r := range n.Routes {

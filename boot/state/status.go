@@ -112,6 +112,12 @@ func (n *NetworkStatus) UplinkAddrs() []AddrStatus {
 	return out
 }
 
+// NTPServers are the NTP servers in words: the uplink's, then
+// netinit.ntp=.
+func (n *NetworkStatus) NTPServers() []string {
+	return dedupe(append(addrStrings(n.NTP), n.NTPNames...))
+}
+
 // OverlayStatus is what the overlay manager decided and runs.
 type OverlayStatus struct {
 	Decision       *Overlays // nil until decided
