@@ -90,6 +90,9 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		}
 	}
 	st, err := e.Run(ctx)
+	if st == nil {
+		return nil, err
+	}
 	var ovs *state.OverlayStatus
 	if ov != nil {
 		ovs = ov.Status()
