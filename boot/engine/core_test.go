@@ -387,7 +387,7 @@ func TestMergeMissingUplink(t *testing.T) {
 }
 
 // TestEngineFakeKernel runs the engine's own bookkeeping (reports, uplink
-// choice, readiness, snapshot) against the fake kernel.
+// choice, readiness, status) against the fake kernel.
 func TestEngineFakeKernel(t *testing.T) {
 	k := newFakeKernel()
 	k.set("eth0", KernelLink{MTU: 1500, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}})
