@@ -261,9 +261,10 @@ func (p *Publisher) writeLocked() *State {
 	}
 	if err := Write(p.StatePath, st); err != nil {
 		p.logf("ERROR %v (previous state file left intact)", err)
+		return st // the env form is not written ahead of the document
 	}
 	if err := atomicfile.Write(EnvPath(p.StatePath), Env(p.net, p.ov), 0o644); err != nil {
-		p.logf("ERROR state: write %s: %v", EnvPath(p.StatePath), err)
+		p.logf("ERROR state: write %s: %v (previous file left intact)", EnvPath(p.StatePath), err)
 	}
 	return st
 }
