@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/qemu"
 )
@@ -226,7 +227,7 @@ func TestBoot(t *testing.T) {
 	var got4 bool
 	for _, a := range nic.Addresses {
 		p, err := netip.ParsePrefix(a.CIDR)
-		if err == nil && slirp.Contains(p.Addr()) && a.Source == state.SourceDHCP4 {
+		if err == nil && slirp.Contains(p.Addr()) && a.Source == lease.SourceDHCP4 {
 			got4 = true
 		}
 	}

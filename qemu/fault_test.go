@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/qemu"
 )
@@ -165,7 +166,7 @@ func TestBootTwoNICsBootIF(t *testing.T) {
 	leased := 0
 	for _, ifc := range st.Interfaces {
 		for _, a := range ifc.Addresses {
-			if a.Source == state.SourceDHCP4 {
+			if a.Source == lease.SourceDHCP4 {
 				leased++
 			}
 		}

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // requested is our parameter request list (option 55, RFC 2132 section
@@ -522,7 +521,7 @@ func (c *client) snapshot() lease.Lease {
 	now := time.Now()
 	l := lease.Lease{
 		Link:    c.o.Link,
-		Source:  state.SourceDHCP4,
+		Source:  lease.SourceDHCP4,
 		Status:  c.status,
 		Updated: now,
 	}

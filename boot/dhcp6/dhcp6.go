@@ -22,7 +22,6 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // Options configure Run.
@@ -258,7 +257,7 @@ func renewTimes(t1, t2, preferred, valid time.Duration) (time.Duration, time.Dur
 func (b Binding) Lease(link, status string, server netip.Addr, now time.Time) lease.Lease {
 	l := lease.Lease{
 		Link:    link,
-		Source:  state.SourceDHCP6,
+		Source:  lease.SourceDHCP6,
 		Status:  status,
 		DNS:     append([]netip.Addr(nil), b.DNS...),
 		Search:  append([]string(nil), b.Search...),

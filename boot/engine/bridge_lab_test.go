@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 
 	"github.com/threefoldtech/netinit/boot/control"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -139,10 +140,10 @@ func TestBridgeZOS(t *testing.T) {
 		if st.Uplink != "zos" || st.UplinkNIC != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Name != "zos" {
 			t.Fatalf("%s: uplink %q nic %q interfaces %+v", what, st.Uplink, st.UplinkNIC, st.Interfaces)
 		}
-		if a := addrsOf(st, "zos", state.SourceDHCP4); len(a) != 1 || a[0] != reserved+"/24" {
+		if a := addrsOf(st, "zos", lease.SourceDHCP4); len(a) != 1 || a[0] != reserved+"/24" {
 			t.Fatalf("%s: dhcp4 on zos %v", what, a)
 		}
-		if len(addrsOf(st, "zos", state.SourceSLAAC)) == 0 || !hasRoute(st, "0.0.0.0/0", "192.0.2.1", "zos") {
+		if len(addrsOf(st, "zos", lease.SourceSLAAC)) == 0 || !hasRoute(st, "0.0.0.0/0", "192.0.2.1", "zos") {
 			t.Fatalf("%s: no SLAAC address or IPv4 default route on zos: %+v %+v", what, st.Interfaces, st.Routes)
 		}
 		b, _ := os.ReadFile(statePath)
@@ -238,7 +239,7 @@ func TestBridgeElected(t *testing.T) {
 	if why := zosBridgeValid(t, c, h, "eth1", "198.51.100.", false); why != "" {
 		t.Fatalf("%s\n%s", why, out)
 	}
-	a4 := addrsOf(st, "zos", state.SourceDHCP4)
+	a4 := addrsOf(st, "zos", lease.SourceDHCP4)
 	if !hasRoute(st, "0.0.0.0/0", "198.51.100.1", "zos") || len(a4) != 1 {
 		t.Fatalf("routes %+v interfaces %+v", st.Routes, st.Interfaces)
 	}
@@ -347,7 +348,7 @@ func TestBridgeFallback(t *testing.T) {
 	if code != 0 || st == nil || st.Phase != state.PhaseReady || st.Uplink != "eth0" || st.UplinkNIC != "" {
 		t.Fatalf("exit %d, state %+v; want ready on eth0", code, st)
 	}
-	if len(addrsOf(st, "eth0", state.SourceDHCP4)) != 1 {
+	if len(addrsOf(st, "eth0", lease.SourceDHCP4)) != 1 {
 		t.Fatalf("no lease on eth0: %+v", st.Interfaces)
 	}
 	if !slices.ContainsFunc(st.Problems, func(p string) bool {

@@ -2,12 +2,7 @@ package engine
 
 import (
 	"runtime/debug"
-
-	"github.com/threefoldtech/netinit/boot/state"
 )
-
-// Status is the live state (the control socket's "status").
-func (e *Engine) Status() *state.State { return e.Snapshot() }
 
 // Renew asks every DHCP client to renew its lease now and every link to
 // solicit routers again (the control socket's "renew").
@@ -23,16 +18,6 @@ func (e *Engine) Renew() {
 			}
 		}
 	}
-}
-
-// Probe asks for the connectivity verdict to be re-evaluated now (the
-// control socket's "probe").
-func (e *Engine) Probe() {
-	e.logf("probe requested")
-	if e.cfg.Probe != nil {
-		e.cfg.Probe()
-	}
-	e.notify()
 }
 
 // spawn runs fn in a goroutine the engine waits for. A panic in it is

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -61,7 +62,7 @@ func (l *linkFacts) requires4() bool {
 func (l *linkFacts) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
 
 // lease returns the link's lease from src, if any.
-func (l *linkFacts) lease(src state.Source) (lease.Lease, bool) {
+func (l *linkFacts) lease(src lease.Source) (lease.Lease, bool) {
 	for _, ls := range l.leases {
 		if ls.Source == src {
 			return ls, true
@@ -117,20 +118,20 @@ func ready(v *view, now time.Time) bool {
 	}
 	v4 := true
 	if l.wants4() {
-		ls, ok := l.lease(state.SourceDHCP4)
+		ls, ok := l.lease(lease.SourceDHCP4)
 		v4 = ok && ls.Usable()
 	}
 	if l.static() {
-		_, ok := l.lease(state.SourceStatic)
+		_, ok := l.lease(lease.SourceStatic)
 		v4 = v4 && ok
 	}
 	v6 := true
 	if l.wantsRA() {
-		ra, got := l.lease(state.SourceSLAAC)
+		ra, got := l.lease(lease.SourceSLAAC)
 		switch {
 		case got:
 			if ra.Managed || l.wantsDHCP6() {
-				d6, ok := l.lease(state.SourceDHCP6)
+				d6, ok := l.lease(lease.SourceDHCP6)
 				v6 = (ok && d6.Usable()) || l.dhcp6Done
 			}
 		case l.wants4() || l.static():
@@ -150,7 +151,7 @@ func ready(v *view, now time.Time) bool {
 	if v4 || l.requires4() || l.full6At.IsZero() || !complete6(l, v.spec) {
 		return false
 	}
-	d4, _ := l.lease(state.SourceDHCP4)
+	d4, _ := l.lease(lease.SourceDHCP4)
 	return d4.V6OnlyWait > 0 || now.Sub(l.full6At) >= v.spec.DHCP4Timeout
 }
 
@@ -160,11 +161,11 @@ func ready(v *view, now time.Time) bool {
 // for it, until the client gives up), and a DNS server is known (from the
 // RA, DHCPv6 or the command line).
 func complete6(l *linkFacts, spec *cmdline.Spec) bool {
-	ra, got := l.lease(state.SourceSLAAC)
+	ra, got := l.lease(lease.SourceSLAAC)
 	if !got || !ra.HasDefault() {
 		return false
 	}
-	d6, ok := l.lease(state.SourceDHCP6)
+	d6, ok := l.lease(lease.SourceDHCP6)
 	if (ra.Managed || l.wantsDHCP6()) && !(ok && d6.Usable()) && !l.dhcp6Done {
 		return false
 	}
@@ -199,32 +200,21 @@ func settle(v *view, isReady bool) state.Phase {
 	}
 }
 
-// merge builds the state document: the kernel's view of every managed
+// merge builds the engine's status: the kernel's view of every managed
 // link (kern, by link name; a missing link is not in the kernel), labelled
 // with the source that configured each address, and what the clients
 // reported.
-func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
-	st := &state.State{
-		Schema:       state.Schema,
+func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkStatus {
+	st := &state.NetworkStatus{
 		Phase:        v.phase,
 		Uplink:       v.uplink,
 		UplinkReason: v.upReason,
-		Candidates:   candidatesState(v.cands),
-		Interfaces:   []state.Interface{},
-		Routes:       []state.Route{},
-		DNS:          []string{},
-		Search:       []string{},
-		NTP:          []string{},
+		Candidates:   candidatesStatus(v.cands),
+		NTPNames:     slices.Clone(v.spec.NTP),
 		Problems:     slices.Clone(v.problems),
-		TimingsMS:    map[string]int64{},
+		Timings:      maps.Clone(v.timings),
 		Modules:      v.modules,
-		UpdatedAt:    now.UTC().Truncate(time.Millisecond),
-	}
-	if st.Problems == nil {
-		st.Problems = []string{}
-	}
-	for k, t := range v.timings {
-		st.TimingsMS[k] = t
+		Updated:      now,
 	}
 	if up := v.link(v.uplink); up != nil && up.nic != "" {
 		st.UplinkNIC, st.UplinkVLAN = up.nic, v.spec.VLANPriv
@@ -234,10 +224,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 	}
 	var v6 []netip.Addr
 	def6 := false
-	var dns []netip.Addr
-	var search []string
-	var ntp []netip.Addr
-	dns = append(dns, v.spec.Nameservers...)
+	st.DNS = slices.Clone(v.spec.Nameservers)
 	// The uplink first.
 	links := slices.Clone(v.links)
 	slices.SortStableFunc(links, func(a, b linkFacts) int {
@@ -250,53 +237,50 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 		return 0
 	})
 	for _, l := range links {
-		ifc := state.Interface{Name: l.name, MAC: l.mac.String(), Carrier: !l.carrierAt.IsZero(), Addresses: []state.Address{}}
+		ls := state.LinkStatus{Name: l.name, MAC: l.mac, Carrier: !l.carrierAt.IsZero()}
 		if kl, ok := kern[l.name]; ok {
-			ifc.MTU = kl.MTU
-			ifc.Carrier = kl.Carrier
+			ls.MTU = kl.MTU
+			ls.Carrier = kl.Carrier
 			for _, ka := range kl.Addrs {
 				p := ka.Prefix.Addr()
-				sa := state.Address{CIDR: ka.Prefix.String(), Source: sourceOf(p, l.leases), Public: netprobe.Public(p)}
+				sa := state.AddrStatus{Prefix: ka.Prefix, Source: sourceOf(p, l.leases), Public: netprobe.Public(p)}
 				if ka.ValidLft > 0 && ka.ValidLft < 0xffffffff {
-					sa.ValidLifetimeS = int64(ka.ValidLft)
+					sa.Valid = time.Duration(ka.ValidLft) * time.Second
 				}
-				ifc.Addresses = append(ifc.Addresses, sa)
-				if p.Is6() && sa.Source != state.SourceKernel {
+				ls.Addrs = append(ls.Addrs, sa)
+				if p.Is6() && sa.Source != lease.SourceKernel {
 					v6 = append(v6, p)
 				}
 			}
 		}
-		ifc.DHCP4, ifc.RA = "off", "off"
-		ifc.DHCP4Renewals = l.renewals4
+		ls.DHCP4, ls.RA = "off", "off"
+		ls.DHCP4Renewals = l.renewals4
 		if l.wants4() {
-			ifc.DHCP4 = "selecting"
+			ls.DHCP4 = "selecting"
 		}
 		if l.wantsRA() {
-			ifc.RA = "soliciting"
+			ls.RA = "soliciting"
 			if l.raAt.IsZero() && !l.carrierAt.IsZero() && now.Sub(l.carrierAt) > v.spec.RATimeout {
-				ifc.RA = "none"
+				ls.RA = "none"
 			}
 		}
-		for _, ls := range l.leases {
-			switch ls.Source {
-			case state.SourceDHCP4:
-				ifc.DHCP4 = ls.Status
-				ifc.IPv6OnlyPreferredS = int64(ls.V6OnlyWait / time.Second)
-			case state.SourceSLAAC:
-				ifc.RA = "received"
-				if ls.PREF64.IsValid() {
-					ifc.PREF64 = ls.PREF64.String()
+		for _, le := range l.leases {
+			switch le.Source {
+			case lease.SourceDHCP4:
+				ls.DHCP4 = le.Status
+				ls.V6OnlyWait = le.V6OnlyWait
+			case lease.SourceSLAAC:
+				ls.RA = "received"
+				if le.PREF64.IsValid() {
+					ls.PREF64 = le.PREF64
 					if l.name == v.uplink {
-						st.NAT64Prefix = ifc.PREF64
+						st.NAT64 = le.PREF64
 					}
 				}
 			}
-			for _, r := range ls.Routes {
-				sr := state.Route{Dst: r.Dst.String(), Dev: l.name, Source: string(ls.Source)}
-				if r.Via.IsValid() {
-					sr.Via = r.Via.String()
-				}
-				if ls.Source == state.SourceSLAAC {
+			for _, r := range le.Routes {
+				sr := state.RouteStatus{Dst: r.Dst, Via: r.Via, Dev: l.name, Source: string(le.Source)}
+				if le.Source == lease.SourceSLAAC {
 					sr.Source = "ra"
 				}
 				st.Routes = append(st.Routes, sr)
@@ -310,29 +294,33 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 			if l.name != v.uplink {
 				continue
 			}
-			dns = append(dns, ls.DNS...)
-			search = append(search, ls.Search...)
-			ntp = append(ntp, ls.NTP...)
+			st.DNS = append(st.DNS, le.DNS...)
+			st.Search = append(st.Search, le.Search...)
+			st.NTP = append(st.NTP, le.NTP...)
 			if st.Hostname == "" {
-				st.Hostname = ls.Hostname
+				st.Hostname = le.Hostname
 			}
 		}
-		st.Interfaces = append(st.Interfaces, ifc)
+		st.Links = append(st.Links, ls)
 	}
 	if st.Hostname == "" {
 		if l := v.link(v.uplink); l != nil {
 			st.Hostname = l.ipc.Hostname
 		}
 	}
-	st.DNS = dedupe(addrStrings(dns))
-	st.Search = dedupe(search)
-	st.NTP = dedupe(append(addrStrings(ntp), v.spec.NTP...))
+	st.DNS, st.Search, st.NTP = firstOf(st.DNS), firstOf(st.Search), firstOf(st.NTP)
 	st.PublicIPv6, st.PublicIPv6Reason = netprobe.IPv6Verdict(v6, def6)
 	return st
 }
 
+// firstOf keeps the first of equal values, in order (in place).
+func firstOf[T comparable](in []T) []T {
+	seen := map[T]bool{}
+	return slices.DeleteFunc(in, func(v T) bool { dup := seen[v]; seen[v] = true; return dup })
+}
+
 // sourceOf labels an address on a link with the lease that configured it.
-func sourceOf(a netip.Addr, leases []lease.Lease) state.Source {
+func sourceOf(a netip.Addr, leases []lease.Lease) lease.Source {
 	for _, l := range leases {
 		for _, la := range l.Addresses {
 			if la.Prefix.Addr() == a {
@@ -341,29 +329,11 @@ func sourceOf(a netip.Addr, leases []lease.Lease) state.Source {
 		}
 	}
 	if a.IsLinkLocalUnicast() {
-		return state.SourceLinkLocal
+		return lease.SourceLinkLocal
 	}
-	return state.SourceKernel
-}
-
-func dedupe(in []string) []string {
-	out := []string{}
-	for _, s := range in {
-		if s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func addrStrings(as []netip.Addr) []string {
-	out := make([]string, 0, len(as))
-	for _, a := range as {
-		out = append(out, a.String())
-	}
-	return out
+	return lease.SourceKernel
 }
 
 // sourceOrder is the precedence when merging what several sources gave
 // (DNS, search, hostname): static config first, then IPv4, then IPv6.
-var sourceOrder = []state.Source{state.SourceStatic, state.SourceDHCP4, state.SourceSLAAC, state.SourceDHCP6}
+var sourceOrder = []lease.Source{lease.SourceStatic, lease.SourceDHCP4, lease.SourceSLAAC, lease.SourceDHCP6}

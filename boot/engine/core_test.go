@@ -44,7 +44,7 @@ func spec(t *testing.T, line string) *cmdline.Spec {
 
 // Leases as the clients report them.
 func dhcp4Lease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceDHCP4, Status: "bound",
+	return lease.Lease{Link: link, Source: lease.SourceDHCP4, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}},
 		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}},
 		Routers:   []netip.Addr{ip("192.0.2.1")},
@@ -66,7 +66,7 @@ func dhcp4NoRouter(link string) lease.Lease {
 }
 
 func raLease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceSLAAC, Status: "received",
+	return lease.Lease{Link: link, Source: lease.SourceSLAAC, Status: "received",
 		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::10/64")}},
 		Routes:    []lease.Route{{Dst: pfx("2001:db8:1::/64")}, {Dst: pfx("::/0"), Via: ip("fe80::1")}},
 		Routers:   []netip.Addr{ip("fe80::1")},
@@ -80,14 +80,14 @@ func raManaged(link string) lease.Lease {
 }
 
 func dhcp6Lease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceDHCP6, Status: "bound",
+	return lease.Lease{Link: link, Source: lease.SourceDHCP6, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::1:10/128")}},
 		DNS:       []netip.Addr{ip("2001:db8:1::35")}}
 }
 
 // v6Only is a DHCPv4 client honouring option 108 (RFC 8925).
 func v6Only(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
+	return lease.Lease{Link: link, Source: lease.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
 }
 
 func noDNS(l lease.Lease) lease.Lease { l.DNS = nil; return l }
@@ -98,7 +98,7 @@ func noDefault(l lease.Lease) lease.Lease {
 }
 
 func staticLease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: state.SourceStatic, Status: "bound",
+	return lease.Lease{Link: link, Source: lease.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.9/24")}},
 		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}}}
 }
@@ -320,7 +320,7 @@ func TestMerge(t *testing.T) {
 		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
 		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
 	v.links[2].carrierAt = time.Time{}
-	st := merge(v, kern, t0)
+	st := state.Assemble(merge(v, kern, t0), nil)
 
 	if st.Schema != state.Schema || st.Phase != state.PhaseReady || st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
 		t.Errorf("header %+v", st)
@@ -328,12 +328,12 @@ func TestMerge(t *testing.T) {
 	if len(st.Interfaces) != 3 || st.Interfaces[0].Name != "eth0" {
 		t.Fatalf("interfaces %+v, want the uplink first", st.Interfaces)
 	}
-	srcs := map[string]state.Source{}
+	srcs := map[string]lease.Source{}
 	for _, a := range st.Interfaces[0].Addresses {
 		srcs[a.CIDR] = a.Source
 	}
-	want := map[string]state.Source{"192.0.2.10/24": state.SourceDHCP4, "2001:db8:1::10/64": state.SourceSLAAC,
-		"fe80::1/64": state.SourceLinkLocal, "198.51.100.7/24": state.SourceKernel}
+	want := map[string]lease.Source{"192.0.2.10/24": lease.SourceDHCP4, "2001:db8:1::10/64": lease.SourceSLAAC,
+		"fe80::1/64": lease.SourceLinkLocal, "198.51.100.7/24": lease.SourceKernel}
 	for k, s := range want {
 		if srcs[k] != s {
 			t.Errorf("address %s source %q, want %q", k, srcs[k], s)
@@ -377,7 +377,7 @@ func TestMerge(t *testing.T) {
 
 func TestMergeMissingUplink(t *testing.T) {
 	v := &view{spec: spec(t, ""), uplink: "eth9", upReason: "cmdline", links: []linkFacts{facts(t, "eth0", "")}}
-	st := merge(v, nil, t0)
+	st := state.Assemble(merge(v, nil, t0), nil)
 	if len(st.Problems) != 1 || st.Problems[0] != "netinit.uplink=eth9: no such managed link" {
 		t.Errorf("problems %q", st.Problems)
 	}
@@ -387,7 +387,7 @@ func TestMergeMissingUplink(t *testing.T) {
 }
 
 // TestEngineFakeKernel runs the engine's own bookkeeping (reports, uplink
-// choice, readiness, snapshot) against the fake kernel.
+// choice, readiness, status) against the fake kernel.
 func TestEngineFakeKernel(t *testing.T) {
 	k := newFakeKernel()
 	k.set("eth0", KernelLink{MTU: 1500, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}})
@@ -404,15 +404,15 @@ func TestEngineFakeKernel(t *testing.T) {
 	if !e.ready() {
 		t.Fatal("not ready with the lease")
 	}
-	st := e.Snapshot()
-	if st.Uplink != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Addresses[0].Source != state.SourceDHCP4 {
+	st := state.Assemble(e.Status(), nil)
+	if st.Uplink != "eth0" || len(st.Interfaces) != 1 || st.Interfaces[0].Addresses[0].Source != lease.SourceDHCP4 {
 		t.Errorf("state %+v", st)
 	}
 	if _, ok := st.TimingsMS["lease4"]; !ok {
 		t.Errorf("no lease4 timing: %v", st.TimingsMS)
 	}
 	// A withdrawn lease removes it.
-	e.report(lease.Lease{Link: "eth0", Source: state.SourceDHCP4, Status: "expired"})
+	e.report(lease.Lease{Link: "eth0", Source: lease.SourceDHCP4, Status: "expired"})
 	if e.ready() {
 		t.Error("ready after the lease expired")
 	}
@@ -458,7 +458,7 @@ func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
 	ra1.PREF64 = pfx("2001:db8:64::/96")
 	v := &view{spec: spec(t, ""), uplink: "eth0", links: []linkFacts{
 		facts(t, "eth0", "", v6Only("eth0"), ra), facts(t, "eth1", "", ra1)}}
-	st := merge(v, nil, t0)
+	st := state.Assemble(merge(v, nil, t0), nil)
 	if st.NAT64Prefix != "64:ff9b::/96" {
 		t.Errorf("nat64_prefix %q, want the uplink's", st.NAT64Prefix)
 	}
@@ -488,7 +488,7 @@ func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 	if !e.ready() {
 		t.Fatal("not ready with IPv6 complete and option 108")
 	}
-	if st := e.Snapshot(); st.Interfaces[0].DHCP4 != "ipv6-only" || st.Interfaces[0].IPv6OnlyPreferredS != 1800 {
+	if st := state.Assemble(e.Status(), nil); st.Interfaces[0].DHCP4 != "ipv6-only" || st.Interfaces[0].IPv6OnlyPreferredS != 1800 {
 		t.Errorf("eth0 %+v", st.Interfaces[0])
 	}
 }
@@ -517,9 +517,9 @@ func TestWatchUplink(t *testing.T) {
 	e.report(dhcp4Lease("eth0"))
 	e.report(dhcp4NoRouter("eth1"))
 	e.mu.Lock()
-	l1 := e.leases[leaseKey{"eth1", state.SourceDHCP4}]
+	l1 := e.leases[leaseKey{"eth1", lease.SourceDHCP4}]
 	l1.Routers = []netip.Addr{ip("198.51.100.1")}
-	e.leases[leaseKey{"eth1", state.SourceDHCP4}] = l1
+	e.leases[leaseKey{"eth1", lease.SourceDHCP4}] = l1
 	e.mu.Unlock()
 	uplink := func() (string, string) {
 		e.mu.Lock()
@@ -544,7 +544,7 @@ func TestWatchUplink(t *testing.T) {
 	if u, why := uplink(); u != "eth1" || why != reasonReelected {
 		t.Fatalf("uplink %s (%s) after the grace period, want eth1 (reelected)", u, why)
 	}
-	if st := e.Snapshot(); !slices.ContainsFunc(st.Problems, func(p string) bool {
+	if st := state.Assemble(e.Status(), nil); !slices.ContainsFunc(st.Problems, func(p string) bool {
 		return strings.Contains(p, "uplink moved from eth0 to eth1") && strings.Contains(p, "no carrier")
 	}) {
 		t.Errorf("problems %q do not say why the uplink moved", st.Problems)
@@ -570,7 +570,7 @@ func TestWatchUplink(t *testing.T) {
 	if f.uplink != "eth0" || f.upReason != reasonCmdline {
 		t.Errorf("fixed uplink changed: %s (%s)", f.uplink, f.upReason)
 	}
-	if st := e.Snapshot(); slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "internal error") }) {
+	if st := state.Assemble(e.Status(), nil); slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "internal error") }) {
 		t.Errorf("problems %q", st.Problems)
 	}
 }
@@ -593,7 +593,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	if e.electing {
 		t.Error("an election started although the uplink was kept")
 	}
-	st := e.Snapshot()
+	st := state.Assemble(e.Status(), nil)
 	if st.Uplink != "eth1" || st.UplinkReason != reasonReachable || len(st.Candidates) != 2 || !st.Candidates[1].Reachable {
 		t.Errorf("uplink %q (%s) candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
 	}
@@ -626,7 +626,7 @@ func TestManageLinkUp(t *testing.T) {
 			if got := k.done(); !slices.Equal(got, c.want) {
 				t.Errorf("kernel ops %q, want %q", got, c.want)
 			}
-			if _, ok := e.Snapshot().TimingsMS["carrier"]; !ok || l.carrierAt.IsZero() {
+			if _, ok := e.Status().Timings["carrier"]; !ok || l.carrierAt.IsZero() {
 				t.Error("carrier not recorded")
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/control"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -54,7 +55,7 @@ func TestDaemonStatus(t *testing.T) {
 	addr := ""
 	for _, ifc := range st.Interfaces {
 		for _, a := range ifc.Addresses {
-			if a.Source == state.SourceDHCP4 {
+			if a.Source == lease.SourceDHCP4 {
 				addr = a.CIDR
 			}
 		}

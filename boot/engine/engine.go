@@ -2,7 +2,9 @@
 // boot and by `netinit up` in any network namespace. It finds the links,
 // brings them up in parallel, runs the protocol clients on each (dhcp4, ra
 // and dhcp6, or a static ip=), chooses the uplink, decides readiness, and
-// keeps the node's state (/run/netinit/state.json) current.
+// publishes what it knows as a typed state.NetworkStatus: to Config.Publish
+// (the state.Publisher that writes the files) from the verdict on, and to
+// every Subscription (the overlays) after every change.
 //
 // The protocol clients act on the kernel and report what they applied as a
 // lease.Lease; the engine never configures addresses itself (except a
@@ -13,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"path"
 	"slices"
@@ -34,10 +37,6 @@ type Config struct {
 	// link (not loopback, not virtual, not matched by netinit.ignore=),
 	// including those that appear while the engine runs.
 	Links []string
-	// StatePath is where the state is written ("" = not written).
-	StatePath string
-	// ResolvConf is where DNS goes ("" = nowhere).
-	ResolvConf string
 	// SetHostname makes the engine set the kernel hostname from DHCP (PID 1
 	// only).
 	SetHostname bool
@@ -54,17 +53,11 @@ type Config struct {
 	Modules *state.Modules
 	// Logf prints one event line.
 	Logf func(format string, args ...any)
-	// Observe, if set, is called with every state written from the
-	// verdict on (the overlays decide and follow the uplink there), and
-	// before the verdict with the state (phase "starting") after every
-	// change (a hidden node's Yggdrasil starts as soon as IPv4 is up).
-	Observe func(*state.State)
-	// Probe, if set, re-runs the connectivity probe (control "probe").
-	Probe func()
-	// Decorate, if set, adds to every state built what the engine does
-	// not own (the overlays). It may be called from any goroutine, never
-	// with the engine's lock held.
-	Decorate func(*state.State)
+	// Publish, if set, is given the status at the verdict and after every
+	// change from then on (at most every 100 ms), before Run goes on:
+	// the state.Publisher writes the files there. It is never called with
+	// the engine's lock held.
+	Publish func(*state.NetworkStatus)
 	// Kernel is where the engine reads links and addresses (nil: netlink).
 	Kernel Kernel
 	// Previous is the state an earlier process wrote (the daemon gets
@@ -107,16 +100,16 @@ type Engine struct {
 	problems    []string
 	phase       state.Phase
 	hostname    string
-	resolv      string // last resolv.conf content written
 
 	changed chan struct{}
+	subs    []*Subscription // guarded by mu
 	runCtx  context.Context // set once by Run before any goroutine starts
 	wg      sync.WaitGroup  // every goroutine the engine starts
 }
 
 type leaseKey struct {
 	link   string
-	source state.Source
+	source lease.Source
 }
 
 // New prepares an engine.
@@ -163,13 +156,13 @@ func New(cfg Config) *Engine {
 	return e
 }
 
-// Run brings the network up and returns the state at the verdict (ready,
+// Run brings the network up and returns the status at the verdict (ready,
 // degraded or offline). With Oneshot it returns right after the verdict
-// has been written; otherwise it keeps following leases and RAs, and
-// rewriting the state on every change, until ctx ends. The protocol
+// has been published; otherwise it keeps following leases and RAs, and
+// publishing the status on every change, until ctx ends. The protocol
 // clients leave their configuration in place when they stop, so the
 // network survives the process.
-func (e *Engine) Run(ctx context.Context) (*state.State, error) {
+func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
@@ -185,7 +178,7 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 	// Wait for the verdict: ready, or the deadline.
 	tick := time.NewTicker(50 * time.Millisecond) // RA-wait bounds are timed, not event-driven
 	defer tick.Stop()
-	var st *state.State
+	var st *state.NetworkStatus
 	for st == nil {
 		select {
 		case <-ctx.Done():
@@ -195,10 +188,10 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 		case <-e.changed:
 			if e.ready() {
 				st = e.verdict(true)
-			} else if e.cfg.Observe != nil {
+			} else if e.subscribed() {
 				// The overlays may start before the verdict (a hidden
 				// node's Yggdrasil, once IPv4 is up).
-				e.cfg.Observe(e.Snapshot())
+				e.offer(e.Status())
 			}
 		case <-tick.C:
 			if e.ready() {
@@ -209,16 +202,19 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 	if e.cfg.Oneshot || ctx.Err() != nil {
 		return st, nil
 	}
-	// Keep the network: rewrite the state after every change, at most
-	// every 100 ms, and watch the uplink (re-election).
+	// Keep the network: publish the status after every change, at most
+	// every 100 ms, and every watchEvery (what the kernel shows changes
+	// without a report: carrier, lifetimes); watch the uplink
+	// (re-election).
 	watch := time.NewTicker(watchEvery)
 	defer watch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return e.Snapshot(), nil
+			return e.Status(), nil
 		case <-watch.C:
 			e.spawn(func() { e.watchUplink(ctx, time.Now()) })
+			e.notify()
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
 			e.handOverOthers()
@@ -228,27 +224,23 @@ func (e *Engine) Run(ctx context.Context) (*state.State, error) {
 				e.logf("phase %s -> %s", was, e.phase)
 			}
 			e.mu.Unlock()
-			e.write()
+			e.publish()
 		}
 	}
 }
 
-// verdict fixes the phase, writes the state and says so on the console.
-func (e *Engine) verdict(ready bool) *state.State {
+// verdict fixes the phase, publishes the status and says so on the
+// console.
+func (e *Engine) verdict(ready bool) *state.NetworkStatus {
 	e.handOverOthers()
 	e.mu.Lock()
 	e.settleLocked(ready)
 	e.mu.Unlock()
-	st := e.write()
-	var addrs []string
-	for _, ifc := range st.Interfaces {
-		if ifc.Name != st.Uplink {
-			continue
-		}
-		for _, a := range ifc.Addresses {
-			if a.Source != state.SourceLinkLocal && a.Source != state.SourceKernel {
-				addrs = append(addrs, a.CIDR)
-			}
+	st := e.publish()
+	var addrs []netip.Prefix
+	for _, a := range st.UplinkAddrs() {
+		if a.Source != lease.SourceKernel {
+			addrs = append(addrs, a.Prefix)
 		}
 	}
 	pub := "no"
@@ -276,16 +268,10 @@ func orNone(s string) string {
 	return s
 }
 
-// write builds the state, writes it (and resolv.conf, hostname) and
-// returns it. Errors are reported, never fatal: the previous state file
-// stays intact.
-func (e *Engine) write() *state.State {
-	st := e.Snapshot()
-	if e.cfg.ResolvConf != "" {
-		if err := e.writeResolv(st); err != nil {
-			e.logf("dns: %v", err)
-		}
-	}
+// publish builds the status, sets the hostname from it (PID 1), and
+// hands it to Config.Publish and to the subscribers.
+func (e *Engine) publish() *state.NetworkStatus {
+	st := e.Status()
 	if e.cfg.SetHostname && st.Hostname != "" && st.Hostname != e.hostname {
 		if err := setHostname(st.Hostname); err != nil {
 			e.logf("hostname %q: %v", st.Hostname, err)
@@ -294,20 +280,12 @@ func (e *Engine) write() *state.State {
 			e.logf("hostname set to %s", st.Hostname)
 		}
 	}
-	if e.cfg.StatePath != "" {
-		if err := state.Write(e.cfg.StatePath, st); err != nil {
-			e.logf("ERROR %v (previous state file left intact)", err)
-		}
+	if e.cfg.Publish != nil {
+		e.cfg.Publish(st)
 	}
-	if e.cfg.Observe != nil {
-		e.cfg.Observe(st)
-	}
+	e.offer(st)
 	return st
 }
-
-// Refresh has the state rebuilt and rewritten (after the verdict), for
-// changes the engine does not see itself (overlay peers).
-func (e *Engine) Refresh() { e.notify() }
 
 // notify tells the Run loop that something changed.
 func (e *Engine) notify() {
@@ -339,7 +317,7 @@ func (e *Engine) mark(name string) {
 func (e *Engine) report(l lease.Lease) {
 	e.mu.Lock()
 	k := leaseKey{l.Link, l.Source}
-	if lk := e.links[l.Link]; lk != nil && l.Source == state.SourceDHCP4 {
+	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 {
 		if old, ok := e.leases[k]; ok && l.Status == "bound" && (old.Status == "renewing" || old.Status == "rebinding") {
 			lk.renewals4++
 		}
@@ -351,13 +329,13 @@ func (e *Engine) report(l lease.Lease) {
 	}
 	if l.Usable() {
 		switch l.Source {
-		case state.SourceDHCP4:
+		case lease.SourceDHCP4:
 			e.mark("lease4")
-		case state.SourceSLAAC, state.SourceDHCP6:
+		case lease.SourceSLAAC, lease.SourceDHCP6:
 			e.mark("address6")
 		}
 	}
-	if l.Source == state.SourceSLAAC {
+	if l.Source == lease.SourceSLAAC {
 		e.mark("ra")
 		if lk := e.links[l.Link]; lk != nil && lk.raAt.IsZero() {
 			lk.raAt = time.Now()
@@ -372,7 +350,7 @@ func (e *Engine) report(l lease.Lease) {
 	if port != "" && l.MTU > 0 {
 		e.portMTU(port, l.MTU)
 	}
-	if l.Source == state.SourceSLAAC && (l.Managed || l.Other) {
+	if l.Source == lease.SourceSLAAC && (l.Managed || l.Other) {
 		e.startDHCP6(l.Link, l.Managed, l.Other)
 	}
 	e.notify()
@@ -515,9 +493,9 @@ func skipReason(l netlink.Link, ignore []string, vlans []string) string {
 	return ""
 }
 
-// Snapshot builds the current state document from the leases and the
+// Status builds the engine's current status from the leases and the
 // kernel. The kernel is read without the engine's lock held.
-func (e *Engine) Snapshot() *state.State {
+func (e *Engine) Status() *state.NetworkStatus {
 	e.mu.Lock()
 	v := e.viewLocked()
 	e.mu.Unlock()
@@ -529,9 +507,6 @@ func (e *Engine) Snapshot() *state.State {
 	}
 	st := merge(v, kern, time.Now())
 	st.PID = os.Getpid()
-	if e.cfg.Decorate != nil {
-		e.cfg.Decorate(st)
-	}
 	return st
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -111,7 +112,7 @@ func (p *pair) up(t *testing.T, args ...string) (int, *state.State, string) {
 	return code, st, string(out)
 }
 
-func addrsOf(st *state.State, link string, src state.Source) []string {
+func addrsOf(st *state.State, link string, src lease.Source) []string {
 	var out []string
 	for _, ifc := range st.Interfaces {
 		if ifc.Name != link {
@@ -177,7 +178,7 @@ func TestUpIPv4(t *testing.T) {
 	if st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
 		t.Errorf("uplink %q (%s), want eth0 (first-default-route)", st.Uplink, st.UplinkReason)
 	}
-	v4 := addrsOf(st, "eth0", state.SourceDHCP4)
+	v4 := addrsOf(st, "eth0", lease.SourceDHCP4)
 	if len(v4) != 1 || !strings.HasPrefix(v4[0], "192.0.2.") || !strings.HasSuffix(v4[0], "/24") {
 		t.Errorf("dhcp4 addresses %v", v4)
 	}
@@ -226,7 +227,7 @@ func TestUpDualStack(t *testing.T) {
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready", code, st)
 	}
-	if v4 := addrsOf(st, "eth0", state.SourceDHCP4); len(v4) != 1 {
+	if v4 := addrsOf(st, "eth0", lease.SourceDHCP4); len(v4) != 1 {
 		t.Errorf("dhcp4 addresses %v", v4)
 	}
 	// EUI-64 from the client's MAC in 2001:db8:1::/64.
@@ -234,7 +235,7 @@ func TestUpDualStack(t *testing.T) {
 	l, _ := h.LinkByName("eth0")
 	mac := l.Attrs().HardwareAddr
 	want := eui64("2001:db8:1::", mac) + "/64"
-	if got := addrsOf(st, "eth0", state.SourceSLAAC); !slices.Contains(got, want) {
+	if got := addrsOf(st, "eth0", lease.SourceSLAAC); !slices.Contains(got, want) {
 		t.Errorf("slaac addresses %v, want %s", got, want)
 	}
 	if !st.PublicIPv6 {
@@ -351,7 +352,7 @@ func TestUpRouterLifetimeZero(t *testing.T) {
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready", code, st)
 	}
-	if len(addrsOf(st, "eth0", state.SourceSLAAC)) == 0 {
+	if len(addrsOf(st, "eth0", lease.SourceSLAAC)) == 0 {
 		t.Errorf("no SLAAC address")
 	}
 	if st.PublicIPv6 || hasRoute(st, "::/0", "", "eth0") {
@@ -387,7 +388,7 @@ func TestUpStatic(t *testing.T) {
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready", code, st)
 	}
-	if got := addrsOf(st, "eth0", state.SourceStatic); !slices.Equal(got, []string{"192.0.2.9/24"}) {
+	if got := addrsOf(st, "eth0", lease.SourceStatic); !slices.Equal(got, []string{"192.0.2.9/24"}) {
 		t.Errorf("static addresses %v", got)
 	}
 	if got := kernelDefault(t, p.cli.Handle(), netlink.FAMILY_V4); got != "192.0.2.1" {

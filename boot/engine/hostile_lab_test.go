@@ -13,6 +13,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -130,7 +131,7 @@ func TestUpManagedLater(t *testing.T) {
 	if st == nil {
 		t.Fatal("no state")
 	}
-	if got := addrsOf(st, "eth0", state.SourceDHCP6); len(got) != 1 || !strings.HasPrefix(got[0], "2001:db8:1::1") {
+	if got := addrsOf(st, "eth0", lease.SourceDHCP6); len(got) != 1 || !strings.HasPrefix(got[0], "2001:db8:1::1") {
 		t.Errorf("dhcp6 addresses %v, want one from dnsmasq's range", got)
 	}
 	if !strings.Contains(out, "M flag is now true: restarting the client") {

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -36,7 +37,7 @@ func TestUpIPv6OnlyNoDHCPv4(t *testing.T) {
 	h := p.cli.Handle()
 	l, _ := h.LinkByName("eth0")
 	want := eui64("2001:db8:1::", l.Attrs().HardwareAddr) + "/64"
-	if got := addrsOf(st, "eth0", state.SourceSLAAC); !slices.Contains(got, want) {
+	if got := addrsOf(st, "eth0", lease.SourceSLAAC); !slices.Contains(got, want) {
 		t.Errorf("slaac addresses %v, want %s", got, want)
 	}
 	if got := kernelDefault(t, h, netlink.FAMILY_V6); !strings.HasPrefix(got, "fe80::") {
@@ -81,11 +82,11 @@ func TestUpDHCPv6Only(t *testing.T) {
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready on DHCPv6", code, st)
 	}
-	d6 := addrsOf(st, "eth0", state.SourceDHCP6)
+	d6 := addrsOf(st, "eth0", lease.SourceDHCP6)
 	if len(d6) != 1 || !strings.HasPrefix(d6[0], "2001:db8:1::1") {
 		t.Fatalf("dhcp6 addresses %v", d6)
 	}
-	if s := addrsOf(st, "eth0", state.SourceSLAAC); len(s) != 0 {
+	if s := addrsOf(st, "eth0", lease.SourceSLAAC); len(s) != 0 {
 		t.Errorf("slaac addresses %v from a prefix without the A flag", s)
 	}
 	h := p.cli.Handle()

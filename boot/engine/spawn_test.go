@@ -12,7 +12,7 @@ func TestSpawnContainsPanic(t *testing.T) {
 	e := New(Config{Logf: func(f string, a ...any) { logged = append(logged, f) }})
 	e.spawn(func() { panic("client exploded") })
 	e.wg.Wait()
-	st := e.Snapshot()
+	st := e.Status()
 	if len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "internal error (contained): client exploded") {
 		t.Fatalf("problems %q", st.Problems)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // applyStatic configures the address and gateway of a static ip= on its
@@ -30,7 +29,7 @@ func (e *Engine) applyStatic(l *link) error {
 		return fmt.Errorf("address %s: %w", p, err)
 	}
 	ls := lease.Lease{
-		Link: l.name, Source: state.SourceStatic, Status: "bound",
+		Link: l.name, Source: lease.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: p}},
 		DNS:       l.ipc.DNS, Hostname: l.ipc.Hostname, MTU: l.ipc.MTU,
 		Updated: time.Now(),

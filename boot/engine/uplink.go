@@ -259,21 +259,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// candidatesState is the state's view of the election.
-func candidatesState(cs []candidate) []state.Candidate {
-	var out []state.Candidate
+// candidatesStatus is the status's view of the election.
+func candidatesStatus(cs []candidate) []state.CandidateStatus {
+	var out []state.CandidateStatus
 	for _, c := range cs {
-		sc := state.Candidate{Name: c.name, Probed: c.probed, Reachable: c.reach, Evidence: slices.Clone(c.evidence)}
-		if c.addr.IsValid() {
-			sc.Address = c.addr.String()
-		}
-		sc.Gateways = validAddrs(c.gw4, c.gw6)
-		out = append(out, sc)
+		out = append(out, state.CandidateStatus{Name: c.name, Address: c.addr, Gateways: validAddrs(c.gw4, c.gw6),
+			Probed: c.probed, Reachable: c.reach, Evidence: slices.Clone(c.evidence)})
 	}
 	return out
 }
 
-// candidatesFromState is the inverse of candidatesState, for
+// candidatesFromState reads the election back from a document, for
 // Config.Previous (addresses and gateways are read from the leases again).
 func candidatesFromState(cs []state.Candidate) []candidate {
 	var out []candidate
@@ -283,15 +279,9 @@ func candidatesFromState(cs []state.Candidate) []candidate {
 	return out
 }
 
-// validAddrs lists the valid addresses among as, in words.
-func validAddrs(as ...netip.Addr) []string {
-	var out []string
-	for _, a := range as {
-		if a.IsValid() {
-			out = append(out, a.String())
-		}
-	}
-	return out
+// validAddrs lists the valid addresses among as.
+func validAddrs(as ...netip.Addr) []netip.Addr {
+	return slices.DeleteFunc(slices.Clone(as), func(a netip.Addr) bool { return !a.IsValid() })
 }
 
 // targets are the probe targets: netinit.probe.targets=, else the grid's.

@@ -9,8 +9,21 @@ package lease
 import (
 	"net/netip"
 	"time"
+)
 
-	"github.com/threefoldtech/netinit/boot/state"
+// Source says where an address came from: the client that configured
+// it, or, in the state, what else put it there.
+type Source string
+
+const (
+	SourceDHCP4     Source = "dhcp4"
+	SourceSLAAC     Source = "slaac"
+	SourceDHCP6     Source = "dhcp6"
+	SourceStatic    Source = "static"
+	SourceLinkLocal Source = "link-local"
+	SourceYggdrasil Source = "yggdrasil"
+	SourceWireGuard Source = "wireguard"
+	SourceKernel    Source = "kernel" // present on the link, not configured by netinit
 )
 
 // Lease is the configuration one source has applied on one link. A zero
@@ -18,7 +31,7 @@ import (
 // has withdrawn everything it had configured.
 type Lease struct {
 	Link   string
-	Source state.Source // dhcp4, slaac (for RA), dhcp6, static
+	Source Source // dhcp4, slaac (for RA), dhcp6, static
 	// Status is the client's state in words: "selecting", "bound",
 	// "renewing", "rebinding", "expired", "nak", "failed", "received"...
 	Status string

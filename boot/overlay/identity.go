@@ -157,14 +157,14 @@ func (m *Manager) useIdentity(id *identity.Identity) error {
 	m.yggIdentity = describeIdentity(id, "", "")
 	m.mu.Unlock()
 	m.cfg.Logf("yggdrasil: now the 0-OS node identity from %s: address %s -> %s", id.Path, before, n.Address())
-	m.cfg.Refresh()
+	m.publish()
 	return nil
 }
 
 // yggListen is what Yggdrasil listens on: netinit.ygg.listen= when given,
 // else DefaultListen on a node with public IPv6 (a grid citizen: hidden
 // nodes peer with it), else nothing.
-func yggListen(listen []string, st *state.State) []string {
+func yggListen(listen []string, st *state.NetworkStatus) []string {
 	if listen != nil {
 		return listen
 	}
@@ -211,16 +211,11 @@ next:
 }
 
 // ownPrefixes are the global IPv6 prefixes on the uplink.
-func ownPrefixes(st *state.State) []netip.Prefix {
+func ownPrefixes(st *state.NetworkStatus) []netip.Prefix {
 	var own []netip.Prefix
-	for _, ifc := range st.Interfaces {
-		if ifc.Name != st.Uplink {
-			continue
-		}
-		for _, a := range ifc.Addresses {
-			if p, err := netip.ParsePrefix(a.CIDR); err == nil && p.Addr().Is6() && a.Public {
-				own = append(own, p.Masked())
-			}
+	for _, a := range st.UplinkAddrs() {
+		if a.Prefix.Addr().Is6() && a.Public {
+			own = append(own, a.Prefix.Masked())
 		}
 	}
 	return own

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -43,13 +44,13 @@ func TestPeersOutsideOwn(t *testing.T) {
 }
 
 func TestYggListen(t *testing.T) {
-	pub := &state.State{PublicIPv6: true}
-	hidden := &state.State{}
+	pub := &state.NetworkStatus{PublicIPv6: true}
+	hidden := &state.NetworkStatus{}
 	given := []string{"tcp://[::1]:0"}
 	for _, tc := range []struct {
 		name   string
 		listen []string
-		st     *state.State
+		st     *state.NetworkStatus
 		want   []string
 	}{
 		{"public node: 0-OS's listeners", nil, pub, DefaultListen},
@@ -64,13 +65,13 @@ func TestYggListen(t *testing.T) {
 }
 
 func TestOwnPrefixes(t *testing.T) {
-	st := &state.State{Uplink: "eth0", Interfaces: []state.Interface{
-		{Name: "eth0", Addresses: []state.Address{
-			{CIDR: "2001:db8:5::10/64", Source: state.SourceSLAAC, Public: true},
-			{CIDR: "fe80::1/64", Source: state.SourceLinkLocal},
-			{CIDR: "198.51.100.10/24", Source: state.SourceDHCP4, Public: true},
+	st := &state.NetworkStatus{Uplink: "eth0", Links: []state.LinkStatus{
+		{Name: "eth0", Addrs: []state.AddrStatus{
+			{Prefix: netip.MustParsePrefix("2001:db8:5::10/64"), Source: lease.SourceSLAAC, Public: true},
+			{Prefix: netip.MustParsePrefix("fe80::1/64"), Source: lease.SourceLinkLocal},
+			{Prefix: netip.MustParsePrefix("198.51.100.10/24"), Source: lease.SourceDHCP4, Public: true},
 		}},
-		{Name: "eth1", Addresses: []state.Address{{CIDR: "2001:db8:9::10/64", Public: true}}},
+		{Name: "eth1", Addrs: []state.AddrStatus{{Prefix: netip.MustParsePrefix("2001:db8:9::10/64"), Public: true}}},
 	}}
 	if got := ownPrefixes(st); !slices.Equal(got, []netip.Prefix{netip.MustParsePrefix("2001:db8:5::/64")}) {
 		t.Fatalf("own prefixes %v", got)
@@ -78,25 +79,25 @@ func TestOwnPrefixes(t *testing.T) {
 }
 
 func TestHiddenOnIPv4(t *testing.T) {
-	with := func(pub bool, uplink string, addrs ...state.Address) *state.State {
-		return &state.State{Uplink: uplink, PublicIPv6: pub, Interfaces: []state.Interface{{Name: "eth0", Addresses: addrs}}}
+	with := func(pub bool, uplink string, addrs ...state.AddrStatus) *state.NetworkStatus {
+		return &state.NetworkStatus{Uplink: uplink, PublicIPv6: pub, Links: []state.LinkStatus{{Name: "eth0", Addrs: addrs}}}
 	}
-	lease := state.Address{CIDR: "192.0.2.10/24", Source: state.SourceDHCP4}
-	static := state.Address{CIDR: "198.51.100.7/24", Source: state.SourceStatic}
-	ll := state.Address{CIDR: "fe80::1/64", Source: state.SourceLinkLocal}
-	slaac := state.Address{CIDR: "2001:db8::5/64", Source: state.SourceSLAAC, Public: true}
+	dhcp := state.AddrStatus{Prefix: netip.MustParsePrefix("192.0.2.10/24"), Source: lease.SourceDHCP4}
+	static := state.AddrStatus{Prefix: netip.MustParsePrefix("198.51.100.7/24"), Source: lease.SourceStatic}
+	ll := state.AddrStatus{Prefix: netip.MustParsePrefix("fe80::1/64"), Source: lease.SourceLinkLocal}
+	slaac := state.AddrStatus{Prefix: netip.MustParsePrefix("2001:db8::5/64"), Source: lease.SourceSLAAC, Public: true}
 	for _, tc := range []struct {
 		name string
-		st   *state.State
+		st   *state.NetworkStatus
 		want bool
 	}{
-		{"IPv4 lease, no IPv6 yet", with(false, "eth0", ll, lease), true},
+		{"IPv4 lease, no IPv6 yet", with(false, "eth0", ll, dhcp), true},
 		{"static IPv4", with(false, "eth0", static), true},
-		{"no uplink yet", with(false, "", lease), false},
-		{"public IPv6 already", with(true, "eth0", lease, slaac), false},
+		{"no uplink yet", with(false, "", dhcp), false},
+		{"public IPv6 already", with(true, "eth0", dhcp, slaac), false},
 		{"IPv6 only", with(false, "eth0", ll, slaac), false},
-		{"an IPv4 the kernel had", with(false, "eth0", state.Address{CIDR: "192.0.2.9/24", Source: state.SourceKernel}), false},
-		{"lease on another link", &state.State{Uplink: "eth1", Interfaces: []state.Interface{{Name: "eth0", Addresses: []state.Address{lease}}}}, false},
+		{"an IPv4 the kernel had", with(false, "eth0", state.AddrStatus{Prefix: netip.MustParsePrefix("192.0.2.9/24"), Source: lease.SourceKernel}), false},
+		{"lease on another link", &state.NetworkStatus{Uplink: "eth1", Links: []state.LinkStatus{{Name: "eth0", Addrs: []state.AddrStatus{dhcp}}}}, false},
 	} {
 		if got := hiddenOnIPv4(tc.st); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)

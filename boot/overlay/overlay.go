@@ -4,8 +4,10 @@
 // (IPv6 egress and private overlays through a public node), behind the
 // default-deny overlay firewall.
 //
-// The decision is taken once, when the bring-up reaches its verdict, from
-// the state at that moment plus a bounded connectivity probe (netprobe):
+// The manager follows the engine's typed status (Follow) and publishes its
+// own (Config.Publish); it never reads the state document. The decision is
+// taken once, when the bring-up reaches its verdict, from the engine's
+// status at that moment plus a bounded connectivity probe (netprobe):
 // netinit.ygg= / netinit.wg= "on" and "off" are obeyed; "auto" starts an
 // overlay when the node has no public IPv6; Yggdrasil's "auto-inbound"
 // starts it unless a reflector proved IPv6 inbound reachability. An RA that
@@ -17,6 +19,7 @@ package overlay
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"runtime/debug"
 	"slices"
@@ -27,6 +30,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/identity"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
@@ -44,8 +48,10 @@ type Config struct {
 	Spec   *cmdline.Spec
 	KeyDir string // DefaultKeyDir when empty (or Spec.KeyDir)
 	Logf   func(format string, args ...any)
-	// Refresh asks the engine to rewrite the state (peers changed).
-	Refresh func()
+	// Publish is given the manager's status after every change (peers,
+	// the probe, the clock): the state.Publisher writes the files there.
+	// It is never called with the manager's lock held.
+	Publish func(*state.OverlayStatus)
 	// Start is when netinit started: the overlay milestones (firewall,
 	// ygg_up, ygg_first_peer) go into the state's timings relative to it.
 	// Zero: no milestones.
@@ -81,16 +87,16 @@ type Manager struct {
 	startMu     sync.Mutex       // the early start and the verdict's start, one at a time
 	problems    []string
 	uplinkKey   string
-	last        *state.State // the latest state observed
+	last        *state.NetworkStatus // the latest engine status, from the verdict on
 
 	wgr sync.WaitGroup // goroutines owned by the manager
 
-	probing bool // a Reprobe is running
+	probing bool // a Probe is running
 
-	// applyFirewall is firewall.Apply, probeFn m.probe (tests replace
-	// them).
+	// applyFirewall is firewall.Apply, probeFn m.connectivity (tests
+	// replace them).
 	applyFirewall func(firewall.Rules) error
-	probeFn       func(*state.State) *state.Connectivity
+	probeFn       func(*state.NetworkStatus) *state.Connectivity
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -104,28 +110,42 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	if cfg.Refresh == nil {
-		cfg.Refresh = func() {}
+	if cfg.Publish == nil {
+		cfg.Publish = func(*state.OverlayStatus) {}
 	}
 	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply}
-	m.probeFn = m.probe
+	m.probeFn = m.connectivity
 	return m
 }
 
-// Observe is called with every state the engine writes. At the first
-// verdict it decides and starts the overlays (in the background: the boot
-// is never held up by them); later it retries Yggdrasil's peers at once
-// when the uplink or its addresses change (yggdrasil-go by itself can sit
-// in a long backoff after an outage).
-func (m *Manager) Observe(st *state.State) {
+// Follow has the manager follow the engine's statuses (an
+// engine.Subscription's Updates) until its context ends.
+func (m *Manager) Follow(updates <-chan *state.NetworkStatus) {
+	m.spawn("engine status follower", func() {
+		for {
+			select {
+			case <-m.ctx.Done():
+				return
+			case st := <-updates:
+				m.Update(st)
+			}
+		}
+	})
+}
+
+// Update takes a status of the engine (the statuses must not be changed
+// after). At the first verdict it decides and starts the overlays (in the
+// background: the boot is never held up by them); later it retries
+// Yggdrasil's peers at once when the uplink or its addresses change
+// (yggdrasil-go by itself can sit in a long backoff after an outage).
+func (m *Manager) Update(st *state.NetworkStatus) {
 	if st.Phase == state.PhaseStarting {
-		m.observeEarly(st)
+		m.updateEarly(st)
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	snapshot := *st
-	m.last = &snapshot
+	m.last = st
 	key := uplinkKey(st)
 	if m.ygg != nil && key != m.uplinkKey {
 		m.cfg.Logf("yggdrasil: uplink changed (%s), retrying peers now", key)
@@ -133,28 +153,27 @@ func (m *Manager) Observe(st *state.State) {
 	}
 	m.uplinkKey = key
 	if m.clock != nil {
-		m.clock.SetServers(m.cfg.Spec.NTP, st.NTP)
+		m.clock.SetServers(m.cfg.Spec.NTP, st.NTPServers())
 	}
 	if m.decided {
 		return
 	}
 	m.decided = true
-	snap := *st
 	m.startClock(st)
-	m.spawn("overlay start", func() { m.start(&snap) })
+	m.spawn("overlay start", func() { m.start(st) })
 }
 
 // startClock starts the loop that keeps the clock right from now on; its
 // first round is the one WireGuard waits for.
-func (m *Manager) startClock(st *state.State) {
+func (m *Manager) startClock(st *state.NetworkStatus) {
 	spec := m.cfg.Spec
 	mode := spec.RunMode
 	if mode == "" {
 		mode = runmode.Prod // the same public pool in every mode
 	}
 	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Fallback: runmode.For(mode).NTP,
-		Logf: m.cfg.Logf, Changed: m.cfg.Refresh})
-	m.clock.SetServers(spec.NTP, st.NTP)
+		Logf: m.cfg.Logf, Changed: m.publish})
+	m.clock.SetServers(spec.NTP, st.NTPServers())
 	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })
 }
 
@@ -168,7 +187,7 @@ func (m *Manager) spawn(what string, fn func()) {
 			if r := recover(); r != nil {
 				m.problem("internal error in %s (contained): %v", what, r)
 				m.cfg.Logf("%s", debug.Stack())
-				m.cfg.Refresh()
+				m.publish()
 			}
 		}()
 		fn()
@@ -176,23 +195,16 @@ func (m *Manager) spawn(what string, fn func()) {
 }
 
 // uplinkKey identifies the uplink and its addresses.
-func uplinkKey(st *state.State) string {
+func uplinkKey(st *state.NetworkStatus) string {
 	var addrs []string
-	for _, ifc := range st.Interfaces {
-		if ifc.Name != st.Uplink {
-			continue
-		}
-		for _, a := range ifc.Addresses {
-			if a.Source != state.SourceLinkLocal {
-				addrs = append(addrs, a.CIDR)
-			}
-		}
+	for _, a := range st.UplinkAddrs() {
+		addrs = append(addrs, a.Prefix.String())
 	}
 	slices.Sort(addrs)
 	return st.Uplink + " " + strings.Join(addrs, ",")
 }
 
-// observeEarly starts Yggdrasil before the verdict when it can already
+// updateEarly starts Yggdrasil before the verdict when it can already
 // help: with netinit.ygg=auto, as soon as the uplink has IPv4 and the node
 // no public IPv6 (issue 16). A hidden node is reachable only through the
 // overlay, and the verdict may still be seconds away (the RA wait,
@@ -201,7 +213,7 @@ func uplinkKey(st *state.State) string {
 // RA that brings public IPv6 later does not stop Yggdrasil (see the
 // package comment). auto-inbound needs the probe, so it waits for the
 // verdict.
-func (m *Manager) observeEarly(st *state.State) {
+func (m *Manager) updateEarly(st *state.NetworkStatus) {
 	if m.cfg.Spec.Ygg != "auto" || !hiddenOnIPv4(st) {
 		return
 	}
@@ -212,32 +224,22 @@ func (m *Manager) observeEarly(st *state.State) {
 	}
 	m.early = true
 	m.mu.Unlock()
-	snap := *st
-	m.spawn("early yggdrasil start", func() { m.startEarly(&snap) })
+	m.spawn("early yggdrasil start", func() { m.startEarly(st) })
 }
 
 // hiddenOnIPv4 reports whether the uplink has an IPv4 address and the node
 // no public IPv6 (yet).
-func hiddenOnIPv4(st *state.State) bool {
+func hiddenOnIPv4(st *state.NetworkStatus) bool {
 	if st.Uplink == "" || st.PublicIPv6 {
 		return false
 	}
-	for _, ifc := range st.Interfaces {
-		if ifc.Name != st.Uplink {
-			continue
-		}
-		for _, a := range ifc.Addresses {
-			p, err := netip.ParsePrefix(a.CIDR)
-			if err == nil && p.Addr().Is4() && (a.Source == state.SourceDHCP4 || a.Source == state.SourceStatic) {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(st.UplinkAddrs(), func(a state.AddrStatus) bool {
+		return a.Prefix.Addr().Is4() && (a.Source == lease.SourceDHCP4 || a.Source == lease.SourceStatic)
+	})
 }
 
 // startEarly brings up the firewall, then Yggdrasil, before the verdict.
-func (m *Manager) startEarly(st *state.State) {
+func (m *Manager) startEarly(st *state.NetworkStatus) {
 	m.startMu.Lock()
 	defer m.startMu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil starts now (netinit.ygg=auto: the uplink has IPv4 and the node no public IPv6); the verdict decides the rest")
@@ -248,7 +250,7 @@ func (m *Manager) startEarly(st *state.State) {
 	if err := m.startYggdrasil(st); err != nil {
 		m.problem("yggdrasil: %v", err)
 	}
-	m.cfg.Refresh()
+	m.publish()
 }
 
 // firewallUp applies the overlay firewall and records it. The table goes
@@ -283,7 +285,7 @@ func (m *Manager) firewallUp(rules firewall.Rules, onFail string) error {
 	m.mu.Unlock()
 	if err != nil {
 		m.problem("overlay firewall: %v: %s", err, onFail)
-		m.cfg.Refresh()
+		m.publish()
 		return err
 	}
 	m.cfg.Logf("overlay firewall: inbound on %v dropped except established, ICMPv6 and %v; overlay addresses reachable only through them", rules.Interfaces, spec.Allow)
@@ -305,7 +307,7 @@ func (m *Manager) markLocked(name string) {
 
 // start, at the verdict, probes, decides, and starts what was decided
 // and is not running yet.
-func (m *Manager) start(st *state.State) {
+func (m *Manager) start(st *state.NetworkStatus) {
 	m.startMu.Lock()
 	defer m.startMu.Unlock()
 	spec := m.cfg.Spec
@@ -326,7 +328,7 @@ func (m *Manager) start(st *state.State) {
 	m.conn, m.decision = conn, d
 	m.mu.Unlock()
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
-	m.spawn("reprobe loop", m.reprobeLoop)
+	m.spawn("probe loop", m.probeLoop)
 	rules := overlayRules(spec, d)
 	// Applied again when Yggdrasil runs already: the table is replaced in
 	// one batch, and WireGuard's rules join it before wg0 exists. If that
@@ -349,9 +351,9 @@ func (m *Manager) start(st *state.State) {
 		}
 	}
 	if len(rules.Interfaces) > 0 {
-		m.spawn("state refresh loop", m.refreshLoop)
+		m.spawn("peer status loop", m.peerLoop)
 	}
-	m.cfg.Refresh()
+	m.publish()
 }
 
 // overlayRules is the firewall for the overlays d starts: their inbound
@@ -377,14 +379,12 @@ func overlayRules(spec *cmdline.Spec, d state.Overlays) firewall.Rules {
 // (300::/8).
 var YggdrasilPrefix = netip.MustParsePrefix("200::/7")
 
-// probe runs netprobe, bounded, from the managed links' addresses.
-func (m *Manager) probe(st *state.State) *state.Connectivity {
+// connectivity runs netprobe, bounded, from the managed links' addresses.
+func (m *Manager) connectivity(st *state.NetworkStatus) *state.Connectivity {
 	var addrs []netip.Addr
-	for _, ifc := range st.Interfaces {
-		for _, a := range ifc.Addresses {
-			if p, err := netip.ParsePrefix(a.CIDR); err == nil {
-				addrs = append(addrs, p.Addr())
-			}
+	for _, l := range st.Links {
+		for _, a := range l.Addrs {
+			addrs = append(addrs, a.Prefix.Addr())
 		}
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
@@ -397,9 +397,9 @@ func (m *Manager) probe(st *state.State) *state.Connectivity {
 	return &state.Connectivity{IPv4: fam(r.IPv4), IPv6: fam(r.IPv6), Hidden: r.Hidden, Probed: r.Probed, TookMS: r.TookMS}
 }
 
-// Decide is the overlay decision, from the cmdline/config modes, the state
-// at the verdict and the probe.
-func Decide(spec *cmdline.Spec, st *state.State, conn *state.Connectivity) state.Overlays {
+// Decide is the overlay decision, from the cmdline/config modes, the
+// engine's status at the verdict and the probe.
+func Decide(spec *cmdline.Spec, st *state.NetworkStatus, conn *state.Connectivity) state.Overlays {
 	var d state.Overlays
 	switch spec.Ygg {
 	case "on":
@@ -440,7 +440,7 @@ func Decide(spec *cmdline.Spec, st *state.State, conn *state.Connectivity) state
 // netinit version (it would tell an attacker which nodes run a vulnerable
 // one). A node is known on the network by its public key; whoever needs
 // more asks the grid, not the node.
-func (m *Manager) yggOptions(st *state.State) (ygg.Options, *identity.Identity) {
+func (m *Manager) yggOptions(st *state.NetworkStatus) (ygg.Options, *identity.Identity) {
 	spec := m.cfg.Spec
 	id := m.nodeIdentity()
 	peers := spec.YggPeers
@@ -471,7 +471,7 @@ func (m *Manager) yggOptions(st *state.State) (ygg.Options, *identity.Identity) 
 	return opts, id
 }
 
-func (m *Manager) startYggdrasil(st *state.State) error {
+func (m *Manager) startYggdrasil(st *state.NetworkStatus) error {
 	spec := m.cfg.Spec
 	opts, id := m.yggOptions(st)
 	m.yggMu.Lock()
@@ -494,7 +494,7 @@ func (m *Manager) startYggdrasil(st *state.State) error {
 	return nil
 }
 
-func (m *Manager) startWireGuard(st *state.State) error {
+func (m *Manager) startWireGuard(st *state.NetworkStatus) error {
 	spec := m.cfg.Spec
 	// Set the clock first: a WireGuard peer drops handshake initiations
 	// whose timestamp is not newer than the last it saw for this key, so a
@@ -522,12 +522,12 @@ func (m *Manager) startWireGuard(st *state.State) error {
 	return nil
 }
 
-// Reprobe runs netprobe again now (the control socket's "probe"), in the
-// background; the state is rewritten when it is done. Requests that come
+// Probe runs netprobe again now (the control socket's "probe"), in the
+// background; the status is published when it is done. Requests that come
 // while a probe runs are coalesced into it: each probe makes connections
 // to the reflectors and targets, and the control socket must not be a
 // way to multiply them.
-func (m *Manager) Reprobe() {
+func (m *Manager) Probe() {
 	m.mu.Lock()
 	st := m.last
 	if st == nil || m.probing {
@@ -547,14 +547,14 @@ func (m *Manager) Reprobe() {
 		m.conn = conn
 		m.mu.Unlock()
 		m.cfg.Logf("probe: IPv4 %s, IPv6 %s, hidden %v", conn.IPv4.Verdict, conn.IPv6.Verdict, conn.Hidden)
-		m.cfg.Refresh()
+		m.publish()
 	})
 }
 
-// reprobeLoop probes again every ReprobeEvery: reachability changes
+// probeLoop probes again every ProbeEvery: reachability changes
 // (a router's firewall, a new prefix) without any event the node sees.
-func (m *Manager) reprobeLoop() {
-	m.every(ReprobeEvery, func() bool { m.Reprobe(); return true })
+func (m *Manager) probeLoop() {
+	m.every(ProbeEvery, func() bool { m.Probe(); return true })
 }
 
 // every calls fn every d until ctx ends or fn returns false.
@@ -573,35 +573,37 @@ func (m *Manager) every(d time.Duration, fn func() bool) {
 	}
 }
 
-// ReprobeEvery is how often the daemon probes connectivity again.
-const ReprobeEvery = 15 * time.Minute
+// ProbeEvery is how often the daemon probes connectivity again.
+const ProbeEvery = 15 * time.Minute
 
 // wgMTU fits the tunnel inside the uplink: WireGuard adds 80 bytes with
 // an IPv6 outer header (60 with IPv4; 80 covers both). The usual 1420
 // assumes a 1500-byte uplink; on a smaller one (DHCP option 26, PPPoE)
 // the encrypted packets would not fit and the tunnel would crawl.
-func wgMTU(st *state.State) int {
-	for _, ifc := range st.Interfaces {
-		if ifc.Name == st.Uplink && ifc.MTU > 0 && ifc.MTU-80 < wg.DefaultMTU {
-			return max(ifc.MTU-80, 1280) // IPv6's minimum
-		}
+func wgMTU(st *state.NetworkStatus) int {
+	if l := st.Link(st.Uplink); l != nil && l.MTU > 0 && l.MTU-80 < wg.DefaultMTU {
+		return max(l.MTU-80, 1280) // IPv6's minimum
 	}
 	return 0 // wg.DefaultMTU
 }
 
-// refreshLoop has the state rewritten every 10 s while overlays run, so
-// peers coming and going show in the state file.
-func (m *Manager) refreshLoop() {
-	m.every(10*time.Second, func() bool { m.cfg.Refresh(); return true })
+// peerLoop publishes the status every 10 s while overlays run, so peers
+// coming and going show in the state file.
+func (m *Manager) peerLoop() {
+	m.every(10*time.Second, func() bool { m.publish(); return true })
 }
 
-// Decorate fills the overlay parts of a state the engine is building.
-func (m *Manager) Decorate(st *state.State) {
+// publish hands the manager's status to Config.Publish.
+func (m *Manager) publish() { m.cfg.Publish(m.Status()) }
+
+// Status is what the manager decided and runs, now.
+func (m *Manager) Status() *state.OverlayStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	st := &state.OverlayStatus{}
 	if m.decided && m.decision != (state.Overlays{}) {
 		d := m.decision
-		st.Overlays = &d
+		st.Decision = &d
 	}
 	st.Connectivity = m.conn
 	if m.clock != nil {
@@ -622,17 +624,13 @@ func (m *Manager) Decorate(st *state.State) {
 		st.Problems = append(st.Problems, m.wg.Problems()...)
 	}
 	st.Problems = append(st.Problems, m.problems...)
-	if len(m.marks) > 0 && st.TimingsMS == nil {
-		st.TimingsMS = map[string]int64{}
-	}
-	for k, v := range m.marks {
-		st.TimingsMS[k] = v
-	}
+	st.Timings = maps.Clone(m.marks)
+	return st
 }
 
 // watchFirstPeer records when Yggdrasil has its first peer up (the
 // ygg_first_peer milestone: from then on the node can be reached), bounded
-// by a minute; the state is rewritten at once.
+// by a minute; the status is published at once.
 func (m *Manager) watchFirstPeer() {
 	end := time.Now().Add(time.Minute)
 	m.every(50*time.Millisecond, func() bool {
@@ -643,7 +641,7 @@ func (m *Manager) watchFirstPeer() {
 		}
 		m.mu.Unlock()
 		if up {
-			m.cfg.Refresh()
+			m.publish()
 		}
 		return !up && time.Now().Before(end)
 	})

@@ -13,14 +13,15 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestDecide(t *testing.T) {
-	pub := &state.State{PublicIPv6: true, PublicIPv6Reason: "global address 2001:db8::5"}
-	hidden := &state.State{PublicIPv6Reason: "no global IPv6 address"}
+	pub := &state.NetworkStatus{PublicIPv6: true, PublicIPv6Reason: "global address 2001:db8::5"}
+	hidden := &state.NetworkStatus{PublicIPv6Reason: "no global IPv6 address"}
 	inbound := &state.Connectivity{IPv6: state.Family{Verdict: "public-inbound"}}
 	outbound := &state.Connectivity{IPv6: state.Family{Verdict: "public-outbound"}}
 	peer := []cmdline.WGPeer{{PublicKey: "k", Endpoint: "gw:51820"}}
@@ -28,7 +29,7 @@ func TestDecide(t *testing.T) {
 		name    string
 		ygg, wg string
 		peers   []cmdline.WGPeer
-		st      *state.State
+		st      *state.NetworkStatus
 		conn    *state.Connectivity
 		wantYgg bool
 		wantWG  bool
@@ -56,16 +57,16 @@ func TestDecide(t *testing.T) {
 }
 
 func TestUplinkKey(t *testing.T) {
-	st := &state.State{Uplink: "eth0", Interfaces: []state.Interface{
-		{Name: "eth0", Addresses: []state.Address{{CIDR: "192.0.2.5/24", Source: state.SourceDHCP4}, {CIDR: "fe80::1/64", Source: state.SourceLinkLocal}}},
-		{Name: "eth1", Addresses: []state.Address{{CIDR: "198.51.100.5/24", Source: state.SourceDHCP4}}},
+	st := &state.NetworkStatus{Uplink: "eth0", Links: []state.LinkStatus{
+		{Name: "eth0", Addrs: []state.AddrStatus{{Prefix: netip.MustParsePrefix("192.0.2.5/24"), Source: lease.SourceDHCP4}, {Prefix: netip.MustParsePrefix("fe80::1/64"), Source: lease.SourceLinkLocal}}},
+		{Name: "eth1", Addrs: []state.AddrStatus{{Prefix: netip.MustParsePrefix("198.51.100.5/24"), Source: lease.SourceDHCP4}}},
 	}}
 	a := uplinkKey(st)
-	st.Interfaces[1].Addresses[0].CIDR = "198.51.100.6/24" // another link: no change
+	st.Links[1].Addrs[0].Prefix = netip.MustParsePrefix("198.51.100.6/24") // another link: no change
 	if uplinkKey(st) != a {
 		t.Errorf("a change on another link changed the uplink key")
 	}
-	st.Interfaces[0].Addresses[0].CIDR = "192.0.2.6/24"
+	st.Links[0].Addrs[0].Prefix = netip.MustParsePrefix("192.0.2.6/24")
 	if uplinkKey(st) == a {
 		t.Errorf("a new uplink address did not change the key")
 	}
@@ -86,7 +87,7 @@ func TestFirewallFailClosed(t *testing.T) {
 		got = r
 		return errors.New("nf_tables: operation not supported")
 	}
-	m.start(&state.State{Phase: state.PhaseReady})
+	m.start(&state.NetworkStatus{Phase: state.PhaseReady})
 	cancel()
 	m.Close()
 	wantOwned := []firewall.Owned{
@@ -97,8 +98,7 @@ func TestFirewallFailClosed(t *testing.T) {
 	if !slices.Equal(got.Interfaces, []string{"ygg0", "wg0"}) || !slices.Equal(got.Owned, wantOwned) {
 		t.Errorf("rules asked for: %+v", got)
 	}
-	var st state.State
-	m.Decorate(&st)
+	st := m.Status()
 	if st.Yggdrasil != nil || st.WireGuard != nil || m.ygg != nil || m.wg != nil {
 		t.Errorf("an overlay was started without its firewall: ygg %+v wg %+v", st.Yggdrasil, st.WireGuard)
 	}
@@ -118,13 +118,12 @@ func TestPanicContained(t *testing.T) {
 	spec.NTP = []string{"127.0.0.1"} // nothing answers on Port 1: no pool queried
 	ctx, cancel := context.WithCancel(context.Background())
 	var refreshed atomic.Int32
-	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Refresh: func() { refreshed.Add(1) }, Clock: fakeClock()})
+	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Publish: func(*state.OverlayStatus) { refreshed.Add(1) }, Clock: fakeClock()})
 	m.applyFirewall = func(firewall.Rules) error { panic("injected") }
-	m.Observe(&state.State{Phase: state.PhaseReady})
+	m.Update(&state.NetworkStatus{Phase: state.PhaseReady})
 	cancel()
 	m.Close()
-	var st state.State
-	m.Decorate(&st)
+	st := m.Status()
 	if !slices.ContainsFunc(st.Problems, func(p string) bool {
 		return strings.Contains(p, "internal error in overlay start") && strings.Contains(p, "injected")
 	}) || refreshed.Load() == 0 {
@@ -132,15 +131,15 @@ func TestPanicContained(t *testing.T) {
 	}
 }
 
-// TestReprobeCoalesced: many probe requests while one runs make one run.
-func TestReprobeCoalesced(t *testing.T) {
+// TestProbeCoalesced: many probe requests while one runs make one run.
+func TestProbeCoalesced(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m := New(ctx, Config{Spec: cmdline.Defaults()})
-	m.decided, m.last = true, &state.State{Phase: state.PhaseReady}
+	m.decided, m.last = true, &state.NetworkStatus{Phase: state.PhaseReady}
 	var runs atomic.Int32
 	release := make(chan struct{})
-	m.probeFn = func(*state.State) *state.Connectivity {
+	m.probeFn = func(*state.NetworkStatus) *state.Connectivity {
 		runs.Add(1)
 		<-release
 		return &state.Connectivity{}
@@ -148,7 +147,7 @@ func TestReprobeCoalesced(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Add(1)
-		go func() { defer wg.Done(); m.Reprobe() }()
+		go func() { defer wg.Done(); m.Probe() }()
 	}
 	wg.Wait()
 	close(release)
@@ -156,7 +155,7 @@ func TestReprobeCoalesced(t *testing.T) {
 	if n := runs.Load(); n != 1 {
 		t.Fatalf("50 concurrent probe requests made %d probe runs, want 1", n)
 	}
-	m.Reprobe() // a request after the run: a new run
+	m.Probe() // a request after the run: a new run
 	m.wgr.Wait()
 	if n := runs.Load(); n != 2 {
 		t.Fatalf("a later request made %d runs in all, want 2", n)
@@ -167,7 +166,7 @@ func TestReprobeCoalesced(t *testing.T) {
 // whole network, carries neither the DHCP hostname nor the version.
 func TestNodeInfoPublishesNothing(t *testing.T) {
 	m := New(context.Background(), Config{Spec: cmdline.Defaults()})
-	opts, _ := m.yggOptions(&state.State{Hostname: "farm-of-alice-7", Uplink: "eth0"})
+	opts, _ := m.yggOptions(&state.NetworkStatus{Hostname: "farm-of-alice-7", Uplink: "eth0"})
 	if len(opts.NodeInfo) != 0 {
 		t.Errorf("NodeInfo published: %v", opts.NodeInfo)
 	}
@@ -192,25 +191,61 @@ func TestClockLoopWired(t *testing.T) {
 	spec.NTP = []string{"127.0.0.1"}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Clock: fakeClock()})
-	m.probeFn = func(*state.State) *state.Connectivity { return &state.Connectivity{} }
+	m.probeFn = func(*state.NetworkStatus) *state.Connectivity { return &state.Connectivity{} }
 	defer func() { cancel(); m.Close() }()
 	clockState := func() *state.Clock {
-		var st state.State
-		m.Decorate(&st)
-		return st.Clock
+		return m.Status().Clock
 	}
-	m.Observe(&state.State{Phase: state.PhaseReady, NTP: []string{"127.0.0.1"}})
+	m.Update(&state.NetworkStatus{Phase: state.PhaseReady, NTP: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
 	if !lab.Eventually(5*time.Second, func() bool { c := clockState(); return c != nil && c.Rounds == 1 }) {
 		t.Fatalf("no clock round after the verdict: %+v", clockState())
 	}
 	if c := clockState(); c.Set || c.Error == "" || !slices.Equal(c.Servers, []string{"127.0.0.1"}) {
 		t.Errorf("clock state: %+v", c)
 	}
-	m.Observe(&state.State{Phase: state.PhaseReady, NTP: []string{"127.0.0.1", "127.0.0.2"}})
+	m.Update(&state.NetworkStatus{Phase: state.PhaseReady, NTP: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")}})
 	if !lab.Eventually(5*time.Second, func() bool { c := clockState(); return c.Rounds == 2 }) {
 		t.Fatalf("no round after DHCP named a new server: %+v", clockState())
 	}
 	if c := clockState(); !slices.Equal(c.Servers, []string{"127.0.0.1", "127.0.0.2"}) {
 		t.Errorf("servers asked: %q", c.Servers)
+	}
+}
+
+// TestFollowPublishes: the manager takes the engine's statuses from a
+// subscription channel and publishes its own decision, outside its lock
+// (Publish reads the manager's status again without deadlock).
+func TestFollowPublishes(t *testing.T) {
+	spec := cmdline.Defaults()
+	spec.Ygg, spec.WG = "off", "off"
+	spec.NTP = []string{"127.0.0.1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	published := make(chan *state.OverlayStatus, 64)
+	var m *Manager
+	m = New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Clock: fakeClock(), Publish: func(o *state.OverlayStatus) {
+		_ = m.Status() // a publisher may ask again: the lock is not held
+		select {
+		case published <- o:
+		default:
+		}
+	}})
+	m.probeFn = func(*state.NetworkStatus) *state.Connectivity { return &state.Connectivity{} }
+	defer func() { cancel(); m.Close() }()
+	updates := make(chan *state.NetworkStatus, 1)
+	m.Follow(updates)
+	updates <- &state.NetworkStatus{Phase: state.PhaseReady, PublicIPv6: true, PublicIPv6Reason: "global address"}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case o := <-published:
+			if o.Decision != nil {
+				if o.Decision.Yggdrasil || o.Decision.YggdrasilReason != "netinit.ygg=off" || o.Connectivity == nil {
+					t.Errorf("published %+v %+v", o.Decision, o.Connectivity)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no decision published after a ready status")
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // Options configure Run.
@@ -68,7 +67,7 @@ const (
 func (v View) Lease(link string, applied []Route, now time.Time) lease.Lease {
 	l := lease.Lease{
 		Link:    link,
-		Source:  state.SourceSLAAC,
+		Source:  lease.SourceSLAAC,
 		Status:  "received",
 		MTU:     v.MTU,
 		Managed: v.Managed,

@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
-	"strings"
+
+	"github.com/threefoldtech/netinit/boot/atomicfile"
 )
 
-// Write stores s at path atomically: a temporary file in the same
-// directory is written, fsynced, renamed over path, and the directory is
-// fsynced, so a reader (or a reboot) sees the old file or the new one,
-// never a partial one. The shell-sourceable env file is written the same
-// way beside it (path with .json replaced by .env).
+// Write stores s at path atomically (atomicfile.Write): a reader, or a
+// reboot, sees the old document or the new one, never a partial one.
 func Write(path string, s *State) error {
 	s.Schema = Schema
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -22,58 +18,10 @@ func Write(path string, s *State) error {
 		return fmt.Errorf("state: encode: %w", err)
 	}
 	b = append(b, '\n')
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	if err := WriteAtomic(path, b, 0o644); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("state: write %s: %w", path, err)
 	}
-	envPath := strings.TrimSuffix(path, filepath.Ext(path)) + ".env"
-	if err := WriteAtomic(envPath, Env(s), 0o644); err != nil {
-		return fmt.Errorf("state: write %s: %w", envPath, err)
-	}
 	return nil
-}
-
-// WriteAtomic replaces path with data: a temporary file in the same
-// directory is written, fsynced and renamed over path, and the directory
-// is fsynced. A reader sees the old content or the new, never a mix.
-func WriteAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Read parses a state file and checks its schema version.
@@ -99,79 +47,4 @@ func Decode(b []byte) (*State, error) {
 		return nil, fmt.Errorf("state: schema %d, this netinit reads schema %d", s.Schema, Schema)
 	}
 	return &s, nil
-}
-
-// Env renders the shell-sourceable form of s, as klibc's
-// /run/net-IFACE.conf is used by scripts. Values are single-quoted.
-func Env(s *State) []byte {
-	var v4, v6 []string
-	for _, ifc := range s.Interfaces {
-		if ifc.Name != s.Uplink {
-			continue
-		}
-		for _, a := range ifc.Addresses {
-			if a.Source == SourceLinkLocal {
-				continue
-			}
-			if strings.Contains(a.CIDR, ":") {
-				v6 = append(v6, a.CIDR)
-			} else {
-				v4 = append(v4, a.CIDR)
-			}
-		}
-	}
-	pub := "0"
-	if s.PublicIPv6 {
-		pub = "1"
-	}
-	kv := map[string]string{
-		"NETINIT_SCHEMA":      fmt.Sprint(Schema),
-		"NETINIT_PHASE":       string(s.Phase),
-		"NETINIT_UPLINK":      s.Uplink,
-		"NETINIT_UPLINK_NIC":  s.UplinkNIC,
-		"NETINIT_UPLINK_VLAN": vlanEnv(s.UplinkVLAN),
-		"NETINIT_IPV4":        strings.Join(v4, " "),
-		"NETINIT_IPV6":        strings.Join(v6, " "),
-		"NETINIT_PUBLIC_IPV6": pub,
-		"NETINIT_DNS":         strings.Join(s.DNS, " "),
-		"NETINIT_SEARCH":      strings.Join(s.Search, " "),
-		"NETINIT_NTP":         strings.Join(s.NTP, " "),
-		"NETINIT_HOSTNAME":    s.Hostname,
-	}
-	for _, r := range s.Routes {
-		if r.Dev != s.Uplink || (r.Dst != "0.0.0.0/0" && r.Dst != "::/0") {
-			continue
-		}
-		if strings.Contains(r.Dst, ":") {
-			kv["NETINIT_GATEWAY6"] = r.Via
-		} else {
-			kv["NETINIT_GATEWAY4"] = r.Via
-		}
-	}
-	if s.Yggdrasil != nil {
-		kv["NETINIT_YGGDRASIL"] = s.Yggdrasil.Address
-	}
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b bytes.Buffer
-	b.WriteString("# netinit state, schema 1; see /run/netinit/state.json\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, shellQuote(kv[k]))
-	}
-	return b.Bytes()
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// vlanEnv is a VLAN ID for state.env, "" when untagged.
-func vlanEnv(id int) string {
-	if id == 0 {
-		return ""
-	}
-	return fmt.Sprint(id)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -20,8 +21,8 @@ func full() *state.State {
 		Schema: state.Schema, Phase: state.PhaseReady, Uplink: "eth0", UplinkReason: "bootif",
 		PublicIPv6: false, PublicIPv6Reason: "no global IPv6 address and no IPv6 default route",
 		Interfaces: []state.Interface{{Name: "eth0", MAC: "52:54:00:12:34:56", MTU: 1500, Carrier: true,
-			Addresses: []state.Address{{CIDR: "192.0.2.57/24", Source: state.SourceDHCP4, ValidLifetimeS: 3600},
-				{CIDR: "fe80::5054:ff:fe12:3456/64", Source: state.SourceLinkLocal}},
+			Addresses: []state.Address{{CIDR: "192.0.2.57/24", Source: lease.SourceDHCP4, ValidLifetimeS: 3600},
+				{CIDR: "fe80::5054:ff:fe12:3456/64", Source: lease.SourceLinkLocal}},
 			DHCP4: "bound", DHCP4Renewals: 2, RA: "none"}},
 		Routes: []state.Route{{Dst: "0.0.0.0/0", Via: "192.0.2.1", Dev: "eth0", Source: "dhcp4"}},
 		DNS:    []string{"192.0.2.53"}, Search: []string{"lab.example"}, NTP: []string{"192.0.2.123"},

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 // Schema is the version of the state file format written by this package.
@@ -33,20 +35,6 @@ const (
 	PhaseDegraded Phase = "degraded"
 	// PhaseOffline: the deadline passed and nothing usable is configured.
 	PhaseOffline Phase = "offline"
-)
-
-// Source says where an address came from.
-type Source string
-
-const (
-	SourceDHCP4     Source = "dhcp4"
-	SourceSLAAC     Source = "slaac"
-	SourceDHCP6     Source = "dhcp6"
-	SourceStatic    Source = "static"
-	SourceLinkLocal Source = "link-local"
-	SourceYggdrasil Source = "yggdrasil"
-	SourceWireGuard Source = "wireguard"
-	SourceKernel    Source = "kernel" // present on the link, not configured by netinit
 )
 
 // State is the whole document.
@@ -151,9 +139,9 @@ type Interface struct {
 
 // Address is one address on a link.
 type Address struct {
-	CIDR   string `json:"cidr"`
-	Source Source `json:"source"`
-	Public bool   `json:"public"`
+	CIDR   string       `json:"cidr"`
+	Source lease.Source `json:"source"`
+	Public bool         `json:"public"`
 	// ValidLifetimeS is the remaining valid lifetime in seconds at
 	// UpdatedAt; 0 means infinite/static.
 	ValidLifetimeS int64 `json:"valid_lifetime_s,omitempty"`
@@ -168,7 +156,7 @@ type Route struct {
 	Source string `json:"source,omitempty"`
 }
 
-// Yggdrasil is the overlay's state (filled by the overlay issue).
+// Yggdrasil is the Yggdrasil node's state (boot/overlay/ygg).
 type Yggdrasil struct {
 	Address   string          `json:"address"`
 	Subnet    string          `json:"subnet"`
@@ -187,7 +175,7 @@ type YggdrasilPeer struct {
 	LatencyMS float64 `json:"latency_ms"`
 }
 
-// WireGuard is the tunnel's state (filled by the overlay issue).
+// WireGuard is the tunnel's state (boot/overlay/wg).
 type WireGuard struct {
 	Interface string          `json:"interface"`
 	PublicKey string          `json:"public_key"`

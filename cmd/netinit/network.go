@@ -18,7 +18,10 @@ import (
 )
 
 // network is what `netinit up` and `netinit daemon` run: the bring-up
-// engine and, when it keeps the network, the control socket.
+// engine and, when it keeps the network, the overlays and the control
+// socket. The statuses flow one way: the engine's to the overlays and to
+// the publisher, the overlays' to the publisher, which alone writes the
+// files.
 type network struct {
 	spec        *cmdline.Spec
 	links       []string
@@ -41,12 +44,12 @@ type network struct {
 func (n *network) run(ctx context.Context) (*state.State, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pub := &state.Publisher{StatePath: n.statePath, ResolvConf: n.resolvConf, Logf: n.log.Logf}
 	var ov *overlay.Manager
-	var e *engine.Engine
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
 		oc := overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
-			Refresh: func() { e.Refresh() }, Start: n.start}
+			Publish: pub.Overlay, Start: n.start}
 		if !n.setHostname { // not the boot daemon
 			// `netinit up` runs in some namespace of a host whose clock
 			// is the host's own (namespaces share it): it measures and
@@ -59,8 +62,6 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	cfg := engine.Config{
 		Spec:        n.spec,
 		Links:       n.links,
-		StatePath:   n.statePath,
-		ResolvConf:  n.resolvConf,
 		SetHostname: n.setHostname,
 		Oneshot:     n.oneshot,
 		Problems:    n.problems,
@@ -70,19 +71,16 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 		Logf:        n.log.Logf,
 		Previous:    n.previous,
 		Bridge:      n.bridge,
+		Publish:     func(st *state.NetworkStatus) { pub.Network(st) },
 	}
+	e := engine.New(cfg)
 	if ov != nil {
-		cfg.Observe, cfg.Decorate, cfg.Probe = ov.Observe, ov.Decorate, ov.Reprobe
+		ov.Follow(e.Subscribe().Updates())
 	}
-	e = engine.New(cfg)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	if !n.oneshot && n.socket != "" {
-		var h control.Handler = e
-		if ov != nil {
-			h = daemonHandler{e, ov}
-		}
-		srv, err := control.Listen(n.socket, h)
+	if ov != nil && n.socket != "" {
+		srv, err := control.Listen(n.socket, daemonHandler{e, ov})
 		if err != nil {
 			n.log.Logf("%v (netinit status will read the state file)", err)
 		} else {
@@ -91,7 +89,15 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 			go func() { defer wg.Done(); srv.Serve(ctx) }()
 		}
 	}
-	return e.Run(ctx)
+	st, err := e.Run(ctx)
+	if st == nil {
+		return nil, err
+	}
+	var ovs *state.OverlayStatus
+	if ov != nil {
+		ovs = ov.Status()
+	}
+	return state.Assemble(st, ovs), err
 }
 
 // errHostClock is why `netinit up` leaves the clock alone.
@@ -115,12 +121,16 @@ func wantsBridge(s *cmdline.Spec) bool {
 }
 
 // daemonHandler is what the daemon serves on its control socket: the
-// engine's commands, and the overlays' "identity".
+// document assembled from both statuses now, the engine's "renew", the
+// overlays' "probe" and "identity".
 type daemonHandler struct {
-	*engine.Engine
+	e  *engine.Engine
 	ov *overlay.Manager
 }
 
+func (h daemonHandler) Status() *state.State          { return state.Assemble(h.e.Status(), h.ov.Status()) }
+func (h daemonHandler) Renew()                        { h.e.Renew() }
+func (h daemonHandler) Probe()                        { h.ov.Probe() }
 func (h daemonHandler) SetIdentity(path string) error { return h.ov.SetIdentity(path) }
 
 // daemonMemoryLimit is the Go runtime's soft memory limit in the daemon.

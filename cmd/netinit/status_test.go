@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -18,7 +19,7 @@ func sampleState(now time.Time) *state.State {
 		Schema: 1, Phase: state.PhaseReady, Uplink: "eth0", UplinkReason: "first-default-route",
 		PublicIPv6Reason: "no global IPv6 address",
 		Interfaces: []state.Interface{{Name: "eth0", MTU: 1500, Carrier: true,
-			Addresses: []state.Address{{CIDR: "192.0.2.57/24", Source: state.SourceDHCP4}}}},
+			Addresses: []state.Address{{CIDR: "192.0.2.57/24", Source: lease.SourceDHCP4}}}},
 		DNS: []string{"192.0.2.53"},
 		Overlays: &state.Overlays{Yggdrasil: true, YggdrasilReason: "no public IPv6",
 			WireGuard: true, WireGuardReason: "a peer is configured and no public IPv6"},

@@ -56,6 +56,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/atomicfile"
 )
 
 // Event describes what Load had to do besides reading a key.
@@ -226,7 +228,7 @@ func load(dir, name string, kd kind) (any, Event, error) {
 		if err := rename(path, aside); err == nil {
 			ev.MovedAside = aside
 			ev.Problem = addTo(ev.Problem, fmt.Sprintf("%s key %s is unusable (%v): moved to %s, a new key was made", kd.name, path, bad, aside))
-			syncDir(dir)
+			atomicfile.SyncDir(dir)
 		} else {
 			// It can't be moved: leave it exactly as it is and keep
 			// the key in a second file.
@@ -401,53 +403,12 @@ func write(path string, kd kind, k any) error {
 	}
 	data := []byte("# netinit " + kd.name + " private key (do not share)\n")
 	data = append(data, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return errors.New(errText(err))
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return errors.New(errText(err))
-	}
-	if _, err := f.Write(data); err != nil {
-		return errors.New(errText(err))
-	}
-	if err := f.Sync(); err != nil {
-		return errors.New(errText(err))
-	}
-	if err := f.Close(); err != nil {
-		return errors.New(errText(err))
-	}
 	// Never replace something that appeared meanwhile (another process
-	// made a key, or a human put one back): link fails if path exists.
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return errors.New(errText(err))
-		}
-		// A file system without hard links: plain rename.
-		if err := os.Rename(tmp, path); err != nil {
-			return errors.New(errText(err))
-		}
+	// made a key, or a human put one back).
+	if err := atomicfile.Create(path, data, 0o600); err != nil {
+		return errors.New(errText(err))
 	}
-	ok = true
-	os.Remove(tmp)
-	syncDir(dir)
 	return nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }
 
 // rename is os.Rename and openFile os.Open; tests replace them to
