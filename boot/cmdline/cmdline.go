@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -45,7 +44,7 @@ type Spec struct {
 	DHCP4Timeout    time.Duration    // netinit.dhcp4_timeout=DUR (default 3s)
 	MTU             int              // netinit.mtu=N (68..65535); 0 = not set
 	IP              []IPConfig       // every ip=
-	Nameservers     []netip.Addr     // nameserver= then the DNS of every ip=, deduplicated
+	Nameserver      []netip.Addr     // every nameserver= (Nameservers adds the DNS of the ip=)
 	VLANs           []VLAN           // vlan=NAME:PARENT
 	KeyDir          string           // netinit.keydir=PATH ("" = overlay default)
 	Ygg             string           // netinit.ygg=auto|on|off|auto-inbound
@@ -68,11 +67,9 @@ type Spec struct {
 	NTP             []string         // netinit.ntp=host,host
 	Bridge          string           // netinit.bridge=NAME|off: the management bridge ("" = not given)
 
-	// nameservers holds the nameserver= values alone; Nameservers is
-	// derived from it and the ip= DNS after every source.
-	nameservers []netip.Addr
-	// set is the canonical names of the keys given by some source.
-	set map[string]bool
+	// Given is the canonical names of the keys some source gave, sorted
+	// (they keep their value when a later source is applied).
+	Given []string
 }
 
 // IPConfig is one ip= token.
@@ -185,7 +182,6 @@ func Defaults() *Spec {
 		YggMulticast: true,
 		YggLANPeers:  DefaultLANPeers,
 		WG:           "auto",
-		set:          map[string]bool{},
 	}
 }
 
@@ -262,8 +258,7 @@ func (s *Spec) Clone() *Spec {
 	if s.IP == nil {
 		c.IP = nil
 	}
-	c.Nameservers = slices.Clone(s.Nameservers)
-	c.nameservers = slices.Clone(s.nameservers)
+	c.Nameserver = slices.Clone(s.Nameserver)
 	c.VLANs = slices.Clone(s.VLANs)
 	c.YggPeers = slices.Clone(s.YggPeers)
 	c.YggListen = slices.Clone(s.YggListen)
@@ -274,31 +269,49 @@ func (s *Spec) Clone() *Spec {
 	c.ProbeTargets = slices.Clone(s.ProbeTargets)
 	c.ProbeReflectors = slices.Clone(s.ProbeReflectors)
 	c.NTP = slices.Clone(s.NTP)
-	c.set = make(map[string]bool, len(s.set))
-	for k := range s.set {
-		c.set[k] = true
-	}
+	c.Given = slices.Clone(s.Given)
 	return &c
 }
 
 // Keys returns the keys that some source set, sorted, with their full
 // command-line names ("netinit.timeout", "ip", "BOOTIF").
-func (s *Spec) Keys() []string {
-	keys := make([]string, 0, len(s.set))
-	for k := range s.set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func (s *Spec) Keys() []string { return slices.Clone(s.Given) }
 
 // IsSet reports whether a key (full name, as Keys returns it) was given.
-func (s *Spec) IsSet(key string) bool { return s.set[key] }
+func (s *Spec) IsSet(key string) bool {
+	_, found := slices.BinarySearch(s.Given, key)
+	return found
+}
+
+// give records that a source gave key.
+func (s *Spec) give(key string) {
+	if i, found := slices.BinarySearch(s.Given, key); !found {
+		s.Given = slices.Insert(s.Given, i, key)
+	}
+}
+
+// Nameservers are the nameserver= addresses, then the DNS of every ip=,
+// without duplicates.
+func (s *Spec) Nameservers() []netip.Addr {
+	var ns []netip.Addr
+	add := func(as []netip.Addr) {
+		for _, a := range as {
+			if !slices.Contains(ns, a) {
+				ns = append(ns, a)
+			}
+		}
+	}
+	add(s.Nameserver)
+	for _, ip := range s.IP {
+		add(ip.DNS)
+	}
+	return ns
+}
 
 // finish derives the fields that depend on several keys. It runs after
 // every source so that Merge on a finished Spec stays correct.
 func (s *Spec) finish() {
-	if !s.set["netinit.ra_timeout"] {
+	if !s.IsSet("netinit.ra_timeout") {
 		s.RATimeout = DefaultRATimeout
 		if ipv4Only(s.IP) {
 			// ip=dhcp asks for IPv4 only: waiting for an RA would only
@@ -309,28 +322,13 @@ func (s *Spec) finish() {
 	if s.RunMode != "" {
 		// runmode= selects the grid's defaults for what no source set.
 		d := runmode.For(s.RunMode)
-		if !s.set["netinit.ygg.peers"] {
+		if !s.IsSet("netinit.ygg.peers") {
 			s.YggPeers = d.YggPeers
 		}
-		if !s.set["netinit.probe.targets"] {
+		if !s.IsSet("netinit.probe.targets") {
 			s.ProbeTargets = d.ProbeTargets
 		}
 	}
-	var ns []netip.Addr
-	add := func(a netip.Addr) {
-		if !slices.Contains(ns, a) {
-			ns = append(ns, a)
-		}
-	}
-	for _, a := range s.nameservers {
-		add(a)
-	}
-	for _, ip := range s.IP {
-		for _, a := range ip.DNS {
-			add(a)
-		}
-	}
-	s.Nameservers = ns
 }
 
 // ipv4Only: there is some ip= and none of them asks for IPv6

@@ -110,9 +110,9 @@ func TestKeys(t *testing.T) {
 		{"netinit.mtu=67", func(s *Spec) any { return s.MTU }, 0, "68..65535"},
 		{"netinit.mtu=65536", func(s *Spec) any { return s.MTU }, 0, "68..65535"},
 		{"netinit.mtu=+1500", func(s *Spec) any { return s.MTU }, 0, "68..65535"},
-		{"nameserver=192.0.2.53 nameserver=[2001:db8::53] nameserver=2001:db8::54", func(s *Spec) any { return s.Nameservers }, addrs("192.0.2.53", "2001:db8::53", "2001:db8::54"), ""},
-		{"nameserver=192.0.2.53 nameserver=192.0.2.300", func(s *Spec) any { return s.Nameservers }, addrs("192.0.2.53"), "not an IP address"},
-		{"nameserver=0.0.0.0", func(s *Spec) any { return s.Nameservers }, []netip.Addr(nil), "not a unicast"},
+		{"nameserver=192.0.2.53 nameserver=[2001:db8::53] nameserver=2001:db8::54", func(s *Spec) any { return s.Nameservers() }, addrs("192.0.2.53", "2001:db8::53", "2001:db8::54"), ""},
+		{"nameserver=192.0.2.53 nameserver=192.0.2.300", func(s *Spec) any { return s.Nameservers() }, addrs("192.0.2.53"), "not an IP address"},
+		{"nameserver=0.0.0.0", func(s *Spec) any { return s.Nameservers() }, []netip.Addr(nil), "not a unicast"},
 		{"vlan=vlan0005:eth0 vlan=vlan7:eth0 vlan=eth1.0100:eth1 vlan=eth1.4094:eth1", func(s *Spec) any { return s.VLANs },
 			[]VLAN{{"vlan0005", "eth0", 5}, {"vlan7", "eth0", 7}, {"eth1.0100", "eth1", 100}, {"eth1.4094", "eth1", 4094}}, ""},
 		{"vlan=eth0.4095:eth0", func(s *Spec) any { return s.VLANs }, []VLAN(nil), "out of 1..4094"},
@@ -283,8 +283,8 @@ func TestNameserversFromIP(t *testing.T) {
 		t.Fatal(problemStrings(ps))
 	}
 	want := addrs("192.0.2.53", "2001:db8::53", "192.0.2.54")
-	if !reflect.DeepEqual(s.Nameservers, want) {
-		t.Errorf("Nameservers = %v, want %v", s.Nameservers, want)
+	if !reflect.DeepEqual(s.Nameservers(), want) {
+		t.Errorf("Nameservers = %v, want %v", s.Nameservers(), want)
 	}
 }
 
@@ -313,8 +313,8 @@ func TestCloneIsDeep(t *testing.T) {
 	c.IP[0].DNS[0] = netip.MustParseAddr("192.0.2.99")
 	c.Ignore[0] = "z"
 	c.BootIF[0] = 0
-	c.set["x"] = true
-	if s.IP[0].DNS[0].String() != "192.0.2.53" || s.Ignore[0] != "a*" || s.BootIF[0] != 0x52 || s.set["x"] {
+	c.Given[0] = "x"
+	if s.IP[0].DNS[0].String() != "192.0.2.53" || s.Ignore[0] != "a*" || s.BootIF[0] != 0x52 || s.Given[0] == "x" {
 		t.Error("Clone shares memory")
 	}
 	if (*Spec)(nil).Clone().Timeout != DefaultTimeout {

@@ -1,6 +1,7 @@
 package cmdline
 
 import (
+	"encoding/json"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -70,6 +71,18 @@ func checkSpec(t *testing.T, input string, s *Spec, ps []Problem) {
 	}
 	if !reflect.DeepEqual(s.Clone(), s) {
 		t.Errorf("Clone differs")
+	}
+	// PID 1 hands the spec to the daemon as JSON: it must come back whole.
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatalf("encoding the spec: %v", err)
+	}
+	var back Spec
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("decoding the spec: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(&back, s) {
+		t.Errorf("spec changed through JSON:\n%+v\n%+v", s, &back)
 	}
 }
 

@@ -75,7 +75,7 @@ func init() {
 	}
 	kernelKeys = map[string]key{
 		"ip":         {list: true, parse: single(parseIP, func(s *Spec) *[]IPConfig { return &s.IP })},
-		"nameserver": {list: true, parse: single(parseNameserver, func(s *Spec) *[]netip.Addr { return &s.nameservers })},
+		"nameserver": {list: true, parse: single(parseNameserver, func(s *Spec) *[]netip.Addr { return &s.Nameserver })},
 		"vlan":       {list: true, parse: single(parseVLAN, func(s *Spec) *[]VLAN { return &s.VLANs })},
 		"BOOTIF":     {parse: scalar(parseBootIF, func(s *Spec, v net.HardwareAddr) { s.BootIF = v })},
 		// 0-OS's own keys (zosbase pkg/environment). Its other keys
@@ -96,9 +96,6 @@ type applier struct {
 }
 
 func newApplier(s *Spec, config bool) *applier {
-	if s.set == nil {
-		s.set = map[string]bool{}
-	}
 	return &applier{s: s, config: config, fresh: map[string]bool{}}
 }
 
@@ -136,7 +133,7 @@ func (a *applier) token(source, tok string) {
 	fresh := def.list && !a.fresh[name]
 	a.fresh[name] = true
 	apply(a.s, fresh)
-	a.s.set[name] = true
+	a.s.give(name)
 }
 
 // lookup finds the key definition. name is the canonical full name; it is

@@ -171,7 +171,7 @@ func complete6(l *linkFacts, spec *cmdline.Spec) bool {
 	if !ra.Usable() && !(ok && d6.Usable()) {
 		return false
 	}
-	return len(ra.DNS) > 0 || (ok && len(d6.DNS) > 0) || len(spec.Nameservers) > 0
+	return len(ra.DNS) > 0 || (ok && len(d6.DNS) > 0) || len(spec.Nameservers()) > 0
 }
 
 // usable reports whether any link has an address from any source.
@@ -237,7 +237,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 	var dns []netip.Addr
 	var search []string
 	var ntp []netip.Addr
-	dns = append(dns, v.spec.Nameservers...)
+	dns = append(dns, v.spec.Nameservers()...)
 	// The uplink first.
 	links := slices.Clone(v.links)
 	slices.SortStableFunc(links, func(a, b linkFacts) int {

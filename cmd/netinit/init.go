@@ -126,10 +126,10 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 	if s.Test == "panic" {
 		panic("netinit.test=panic: a deliberate crash of the bring-up")
 	}
-	info := bootInfo{Start: start, Modules: mods, Timings: timings, Problems: problems}
+	info := bootInfo{Start: start, Spec: s, Modules: mods, Timings: timings, Problems: problems}
 	exe, err := os.Executable()
 	if err == nil {
-		err = writeJSON(bootInfoPath, info)
+		err = writeBootInfo(bootInfoPath, info)
 	}
 	var daemon *pid1.Supervisor
 	if err == nil {
@@ -202,17 +202,6 @@ func waitVerdict(ctx context.Context, log *console.Log, start time.Time, d *pid1
 		case <-t.C:
 		}
 	}
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
 }
 
 func uptime() string {

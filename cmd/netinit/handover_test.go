@@ -1,0 +1,97 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/state"
+)
+
+// pid1Line has one token PID 1 rejects.
+const pid1Line = "ip=eth0:dhcp netinit.timeout=soon netinit.ygg=off nameserver=192.0.2.53"
+
+// TestBootInfoHandover: the daemon runs the spec PID 1 parsed, and PID 1's
+// problems come with it; the daemon does not parse again.
+func TestBootInfoHandover(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "boot.json")
+	spec, probs := cmdline.Load("", pid1Line)
+	if len(probs) != 1 {
+		t.Fatalf("problems %q, want the one of netinit.timeout=", probs)
+	}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	mods := &state.Modules{Loaded: []string{"e1000"}}
+	err := writeBootInfo(path, bootInfo{Start: start, Spec: spec, Modules: mods,
+		Timings: map[string]int64{"modules": 12}, Problems: []string{probs[0].Error()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bi, own := readBootInfo(path, func() (*cmdline.Spec, []cmdline.Problem) {
+		t.Error("the daemon parsed the command line although PID 1 handed its spec over")
+		return cmdline.Defaults(), nil
+	})
+	if len(own) != 0 {
+		t.Errorf("own problems %q", own)
+	}
+	if !reflect.DeepEqual(bi.Spec, spec) {
+		t.Errorf("spec\n%+v\nwant\n%+v", bi.Spec, spec)
+	}
+	want := []string{`cmdline: netinit.timeout="soon": not a duration (want e.g. 60s)`}
+	if !reflect.DeepEqual(bi.Problems, want) {
+		t.Errorf("problems %q, want %q", bi.Problems, want)
+	}
+	if !bi.Start.Equal(start) || !reflect.DeepEqual(bi.Modules, mods) || bi.Timings["modules"] != 12 {
+		t.Errorf("start %v, modules %+v, timings %v", bi.Start, bi.Modules, bi.Timings)
+	}
+}
+
+// TestBootInfoFallback: a hand-over the daemon cannot use is said, and the
+// daemon parses the command line itself, reporting that parse's problems
+// (and keeping what it could read of PID 1's).
+func TestBootInfoFallback(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, content string // content "" = no file
+		why           string
+		keep          []string // PID 1's problems still reported
+	}{
+		{"missing", "", "no such file", nil},
+		{"corrupt", `{"version":1,"spec":{`, "unexpected end of JSON input", nil},
+		{"old", `{"problems":["p1"]}`, "version 0, want 1 or later", []string{"p1"}},
+		{"no spec", `{"version":1,"problems":["p1"]}`, "no spec in it", []string{"p1"}},
+		{"bad spec", `{"version":1,"spec":{"Timeout":"x"},"problems":["p1"]}`, "spec: json: cannot unmarshal", []string{"p1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+			if tc.content != "" {
+				if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			parsed := 0
+			bi, own := readBootInfo(path, func() (*cmdline.Spec, []cmdline.Problem) {
+				parsed++
+				return cmdline.Load("", pid1Line)
+			})
+			if parsed != 1 {
+				t.Fatalf("parsed %d times, want once", parsed)
+			}
+			if len(own) != 2 || !strings.Contains(own[0], tc.why) || !strings.Contains(own[0], "the daemon parsed the command line itself") ||
+				!strings.Contains(own[1], `netinit.timeout="soon"`) {
+				t.Errorf("own problems %q, want why (%q) and the parse's problem", own, tc.why)
+			}
+			if want := append(slices.Clone(tc.keep), own...); !reflect.DeepEqual(bi.Problems, want) {
+				t.Errorf("problems %q, want %q", bi.Problems, want)
+			}
+			if bi.Spec == nil || bi.Spec.Ygg != "off" || bi.Start.IsZero() {
+				t.Errorf("spec %+v, start %v", bi.Spec, bi.Start)
+			}
+		})
+	}
+}
