@@ -11,9 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/console"
-	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/pid1"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // cmdDaemon is `netinit daemon`: the network daemon PID 1 starts at boot.
@@ -77,23 +75,7 @@ func cmdDaemon(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
-	n := &network{
-		spec:        spec,
-		statePath:   state.DefaultPath,
-		resolvConf:  "/etc/resolv.conf",
-		socket:      control.DefaultPath,
-		setHostname: true,
-		start:       bi.Start,
-		problems:    bi.Problems,
-		timings:     bi.Timings,
-		modules:     bi.Modules,
-		log:         log,
-		bridge:      bootBridge(spec),
-	}
-	// PID 1's elected uplink stays the uplink (engine.Config.Previous).
-	if st, err := state.Read(state.DefaultPath); err == nil {
-		n.previous = st
-	}
+	n := newBringUp(atBoot, bi, bootFiles, log)
 	n.runKept(ctx)
 	log.Logf("network daemon stopping (leases and addresses stay in place)")
 	return 0

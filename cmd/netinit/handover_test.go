@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -93,5 +96,47 @@ func TestBootInfoFallback(t *testing.T) {
 				t.Errorf("spec %+v, start %v", bi.Spec, bi.Start)
 			}
 		})
+	}
+}
+
+// TestDaemonStateHasPID1Problems: a token PID 1 rejected is in the state
+// the daemon writes from PID 1's hand-over (the engine runs for real,
+// oneshot, on a link that does not exist: offline at the 1 s deadline).
+func TestDaemonStateHasPID1Problems(t *testing.T) {
+	dir := t.TempDir()
+	info := filepath.Join(dir, "boot.json")
+	spec, probs := cmdline.Load("", "netinit.timeout=1s netinit.mtu=12 ip=nosuch0:dhcp")
+	if len(probs) != 1 {
+		t.Fatalf("problems %q, want the one of netinit.mtu=", probs)
+	}
+	if err := writeBootInfo(info, bootInfo{Start: time.Now(), Spec: spec, Problems: []string{probs[0].Error()}}); err != nil {
+		t.Fatal(err)
+	}
+	bi, own := readBootInfo(info, func() (*cmdline.Spec, []cmdline.Problem) {
+		t.Error("parsed again")
+		return cmdline.Defaults(), nil
+	})
+	if len(own) != 0 {
+		t.Errorf("own problems %q", own)
+	}
+	f := files{state: filepath.Join(dir, "state.json"), resolvConf: filepath.Join(dir, "resolv.conf")}
+	n := newBringUp(atBoot, bi, f, console.New(bi.Start, io.Discard))
+	n.setHostname = false // the test machine's
+	n.links, n.oneshot = []string{"nosuch0"}, true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := n.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Read(f.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `cmdline: netinit.mtu="12": not an MTU (want 68..65535)`
+	if !slices.Contains(st.Problems, want) {
+		t.Errorf("state problems %q do not have PID 1's %q", st.Problems, want)
+	}
+	if st.Phase != state.PhaseOffline {
+		t.Errorf("phase %q, want offline", st.Phase)
 	}
 }

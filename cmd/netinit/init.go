@@ -139,9 +139,8 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 		// No daemon: bring the network up in this process, once. The
 		// leases stay in the kernel until they expire.
 		log.Logf("ERROR network daemon: %v; bringing the network up without it", err)
-		n := &network{spec: s, statePath: state.DefaultPath, resolvConf: "/etc/resolv.conf",
-			setHostname: true, oneshot: true, start: start, problems: problems,
-			timings: timings, modules: mods, log: log, bridge: bootBridge(s)}
+		n := newBringUp(atBoot, info, bootFiles, log)
+		n.oneshot = true
 		st, _ := n.run(ctx)
 		return st, nil
 	}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,16 +19,16 @@ import (
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
-// network is what `netinit up` and `netinit daemon` run: the bring-up
-// engine and, when it keeps the network, the control socket.
-type network struct {
+// bringUp is one run of the network: the engine and, in the process that
+// keeps the network, the overlays and the control socket. PID 1 (when its
+// daemon cannot start), the daemon and `netinit up` each build it with
+// newBringUp.
+type bringUp struct {
 	spec        *cmdline.Spec
-	links       []string
-	statePath   string
-	resolvConf  string
-	socket      string // "" = no control socket
-	setHostname bool   // the boot daemon (or PID 1): it owns the hostname and the clock
-	oneshot     bool
+	links       []string // the links to manage (none: every physical one)
+	files       files
+	setHostname bool // at boot: the node's hostname and clock are netinit's
+	oneshot     bool // return at the verdict instead of keeping the network
 	start       time.Time
 	problems    []string
 	timings     map[string]int64
@@ -37,8 +39,69 @@ type network struct {
 	log         *console.Log
 }
 
+// files are where a bring-up writes.
+type files struct {
+	state      string
+	resolvConf string
+	socket     string // the control socket, when the network is kept ("" = none)
+}
+
+// bootFiles are the node's own, at boot.
+var bootFiles = files{state: state.DefaultPath, resolvConf: "/etc/resolv.conf", socket: control.DefaultPath}
+
+// upFiles are `netinit up`'s: beside its state file unless named, never
+// the host's /etc/resolv.conf or the boot daemon's socket.
+func upFiles(statePath, resolvConf, socket string) files {
+	dir := filepath.Dir(statePath)
+	if resolvConf == "" {
+		resolvConf = filepath.Join(dir, "resolv.conf")
+	}
+	if socket == "" {
+		socket = filepath.Join(dir, "ctl.sock")
+	}
+	return files{state: statePath, resolvConf: resolvConf, socket: socket}
+}
+
+// bringUpMode says who runs a bring-up.
+type bringUpMode int
+
+const (
+	// atBoot: PID 1 or its daemon. The node's hostname and clock are
+	// set, a 0-OS boot gets its management bridge, and the daemon keeps
+	// the uplink PID 1 elected.
+	atBoot bringUpMode = iota
+	// byUp: `netinit up`, in some namespace of a host that owns its
+	// hostname and clock. Its overlay keys live beside its state file
+	// unless netinit.keydir= names them.
+	byUp
+)
+
+// newBringUp builds a bring-up of bi.Spec: bi is what happened before the
+// network (PID 1's hand-over at boot; only the start and the spec for
+// `netinit up`).
+func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bringUp {
+	b := &bringUp{spec: bi.Spec, files: f, start: bi.Start, problems: slices.Clone(bi.Problems),
+		timings: bi.Timings, modules: bi.Modules, keyDir: bi.Spec.KeyDir, log: log}
+	switch mode {
+	case atBoot:
+		b.setHostname = true
+		b.bridge = bootBridge(bi.Spec)
+		// The uplink an earlier process elected stays the uplink
+		// (engine.Config.Previous).
+		if st, err := state.Read(f.state); err == nil {
+			b.previous = st
+		}
+	case byUp:
+		if b.keyDir == "" {
+			// Not the boot-time key dir of the node this may run on.
+			b.keyDir = filepath.Join(filepath.Dir(f.state), "keys")
+		}
+	}
+	return b
+}
+
 // run brings the network up and, unless oneshot, keeps it until ctx ends.
-func (n *network) run(ctx context.Context) (*state.State, error) {
+func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var ov *overlay.Manager
@@ -59,8 +122,8 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	cfg := engine.Config{
 		Spec:        n.spec,
 		Links:       n.links,
-		StatePath:   n.statePath,
-		ResolvConf:  n.resolvConf,
+		StatePath:   n.files.state,
+		ResolvConf:  n.files.resolvConf,
 		SetHostname: n.setHostname,
 		Oneshot:     n.oneshot,
 		Problems:    n.problems,
@@ -77,12 +140,12 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	e = engine.New(cfg)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	if !n.oneshot && n.socket != "" {
+	if !n.oneshot && n.files.socket != "" {
 		var h control.Handler = e
 		if ov != nil {
 			h = daemonHandler{e, ov}
 		}
-		srv, err := control.Listen(n.socket, h)
+		srv, err := control.Listen(n.files.socket, h)
 		if err != nil {
 			n.log.Logf("%v (netinit status will read the state file)", err)
 		} else {
@@ -127,15 +190,15 @@ func (h daemonHandler) SetIdentity(path string) error { return h.ov.SetIdentity(
 const daemonMemoryLimit = 96 << 20
 
 // runKept runs the network until ctx ends and never dies of a panic: a
-// crash is reported on the console and the engine is started again with
-// backoff (after the handoff nobody else would restart it).
-func (n *network) runKept(ctx context.Context) {
+// crash is reported on the console and the engine is started again after
+// pid1.RestartDelay, the Supervisor's backoff (`netinit up`, and a daemon
+// whose supervisor could not start, have nobody else to restart them).
+func (n *bringUp) runKept(ctx context.Context) {
 	// A long-lived daemon on nodes whose memory belongs to workloads: a
 	// soft limit makes the GC return what a burst of overlay traffic
 	// (wireguard-go's 1024-deep queues of 64 KiB buffers) took.
 	debug.SetMemoryLimit(daemonMemoryLimit)
-	backoff := time.Second
-	for ctx.Err() == nil {
+	for restarts := 1; ctx.Err() == nil; restarts++ {
 		err := pid1.Guard(func() error {
 			_, err := n.run(ctx)
 			return err
@@ -146,12 +209,12 @@ func (n *network) runKept(ctx context.Context) {
 		if err == nil {
 			return
 		}
-		n.log.Logf("ERROR network daemon crashed: %s; restarting in %s", firstLine(err.Error()), backoff)
+		wait := pid1.RestartDelay(restarts)
+		n.log.Logf("ERROR network daemon crashed: %s; restarting in %s", firstLine(err.Error()), wait)
 		n.problems = append(n.problems, "network daemon restarted after: "+firstLine(err.Error()))
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,33 +48,14 @@ func cmdUp(args []string) int {
 	if *timeout > 0 {
 		spec.Timeout = *timeout
 	}
-	if *resolv == "" {
-		*resolv = filepath.Join(filepath.Dir(*statePath), "resolv.conf")
-	}
-	if *socket == "" {
-		*socket = filepath.Join(filepath.Dir(*statePath), "ctl.sock")
-	}
-	if spec.KeyDir == "" {
-		// Not the boot-time key dir of the node this may run on.
-		spec.KeyDir = filepath.Join(filepath.Dir(*statePath), "keys")
-	}
 	log := console.New(start, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	if len(fs.Args()) == 0 && !surveyLinks(ctx, spec, log) {
 		return 3
 	}
-	n := &network{
-		spec:       spec,
-		links:      fs.Args(),
-		statePath:  *statePath,
-		resolvConf: *resolv,
-		socket:     *socket,
-		keyDir:     spec.KeyDir,
-		oneshot:    *oneshot,
-		start:      start,
-		log:        log,
-	}
+	n := newBringUp(byUp, bootInfo{Start: start, Spec: spec}, upFiles(*statePath, *resolv, *socket), log)
+	n.links, n.oneshot = fs.Args(), *oneshot
 	if !*oneshot {
 		n.runKept(ctx)
 		st, err := state.Read(*statePath)
