@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 const testConfig = `# netinit config
@@ -112,7 +114,7 @@ wg.peer=`+testKey+`@203.0.113.9:51820
 	if len(s.IP) != 1 || s.IP[0].Device != "eth3" {
 		t.Errorf("IP %+v", s.IP)
 	}
-	if s.RATimeout != DefaultRATimeout {
+	if s.RATimeout != spec.DefaultRATimeout {
 		t.Errorf("RATimeout %v after auto6 on the cmdline", s.RATimeout)
 	}
 	// Untouched lists are inherited.

@@ -1,5 +1,5 @@
 // Package cmdline turns the kernel command line and the netinit config file
-// into a typed Spec.
+// into a typed spec.Spec (boot/spec).
 //
 // Parsing never fails as a whole: every malformed or unknown netinit token
 // becomes a Problem that names the offending token, the token is dropped
@@ -8,9 +8,9 @@
 //
 // # Sources and precedence
 //
-// Defaults < config file < kernel command line. Parse applies a command
-// line on top of Defaults, ParseConfig applies a config file on top of
-// Defaults, and Merge applies a command line on top of an existing Spec (in
+// spec.Defaults < config file < kernel command line. Parse applies a
+// command line on top of spec.Defaults, ParseConfig applies a config file on
+// top of them, and Merge applies a command line on top of an existing Spec (in
 // practice the config file's). Load does all three.
 //
 // Scalar keys: the last valid occurrence wins. List keys (ip=, nameserver=,

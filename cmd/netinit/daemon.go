@@ -12,6 +12,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/pid1"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // cmdDaemon is `netinit daemon`: the network daemon PID 1 starts at boot.
@@ -58,8 +59,7 @@ func cmdDaemon(args []string) int {
 	for _, p := range own { // PID 1 printed its own
 		log.Logf("%s", p)
 	}
-	spec := bi.Spec
-	if spec.Test == "daemon-crash" {
+	if bi.Spec.Test == spec.TestDaemonCrash {
 		// Fault test: the first start dies, PID 1 must restart it.
 		marker := filepath.Join(filepath.Dir(*info), "daemon-crashed")
 		if _, err := os.Stat(marker); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -26,7 +27,7 @@ const bootInfoVersion = 1
 type bootInfo struct {
 	Version  int              `json:"version"`
 	Start    time.Time        `json:"start"`
-	Spec     *cmdline.Spec    `json:"spec"`
+	Spec     *spec.Spec       `json:"spec"`
 	Modules  *state.Modules   `json:"modules"`
 	Timings  map[string]int64 `json:"timings_ms"`
 	Problems []string         `json:"problems"`
@@ -54,7 +55,7 @@ func writeBootInfo(path string, bi bootInfo) error {
 // it counts from now. own is what the daemon found itself (why the spec
 // was not used, the problems of its own parse), for the console; it is in
 // bi.Problems too, after PID 1's.
-func readBootInfo(path string, parse func() (*cmdline.Spec, []cmdline.Problem)) (bi bootInfo, own []string) {
+func readBootInfo(path string, parse func() (*spec.Spec, []cmdline.Problem)) (bi bootInfo, own []string) {
 	var why string
 	var raw struct {
 		bootInfo
@@ -98,7 +99,7 @@ func readBootInfo(path string, parse func() (*cmdline.Spec, []cmdline.Problem)) 
 
 // parseKernel reads the kernel command line and the config file, as PID 1
 // does.
-func parseKernel() (*cmdline.Spec, []cmdline.Problem) {
+func parseKernel() (*spec.Spec, []cmdline.Problem) {
 	line, err := cmdline.ReadKernel()
 	s, probs := cmdline.Load(cmdline.DefaultConfigPath, line)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -23,26 +24,26 @@ const pid1Line = "ip=eth0:dhcp netinit.timeout=soon netinit.ygg=off nameserver=1
 // problems come with it; the daemon does not parse again.
 func TestBootInfoHandover(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "boot.json")
-	spec, probs := cmdline.Load("", pid1Line)
+	parsed, probs := cmdline.Load("", pid1Line)
 	if len(probs) != 1 {
 		t.Fatalf("problems %q, want the one of netinit.timeout=", probs)
 	}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	mods := &state.Modules{Loaded: []string{"e1000"}}
-	err := writeBootInfo(path, bootInfo{Start: start, Spec: spec, Modules: mods,
+	err := writeBootInfo(path, bootInfo{Start: start, Spec: parsed, Modules: mods,
 		Timings: map[string]int64{"modules": 12}, Problems: []string{probs[0].Error()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bi, own := readBootInfo(path, func() (*cmdline.Spec, []cmdline.Problem) {
+	bi, own := readBootInfo(path, func() (*spec.Spec, []cmdline.Problem) {
 		t.Error("the daemon parsed the command line although PID 1 handed its spec over")
-		return cmdline.Defaults(), nil
+		return spec.Defaults(), nil
 	})
 	if len(own) != 0 {
 		t.Errorf("own problems %q", own)
 	}
-	if !reflect.DeepEqual(bi.Spec, spec) {
-		t.Errorf("spec\n%+v\nwant\n%+v", bi.Spec, spec)
+	if !reflect.DeepEqual(bi.Spec, parsed) {
+		t.Errorf("spec\n%+v\nwant\n%+v", bi.Spec, parsed)
 	}
 	want := []string{`cmdline: netinit.timeout="soon": not a duration (want e.g. 60s)`}
 	if !reflect.DeepEqual(bi.Problems, want) {
@@ -67,7 +68,7 @@ func TestBootInfoFallback(t *testing.T) {
 		{"corrupt", `{"version":1,"spec":{`, "unexpected end of JSON input", nil},
 		{"old", `{"problems":["p1"]}`, "version 0, want 1 or later", []string{"p1"}},
 		{"no spec", `{"version":1,"problems":["p1"]}`, "no spec in it", []string{"p1"}},
-		{"bad spec", `{"version":1,"spec":{"Timeout":"x"},"problems":["p1"]}`, "spec: json: cannot unmarshal", []string{"p1"}},
+		{"bad spec", `{"version":1,"spec":{"overlay":{"ygg":"sometimes"}},"problems":["p1"]}`, `spec: "sometimes": want one of auto, on, off, auto-inbound`, []string{"p1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,7 +79,7 @@ func TestBootInfoFallback(t *testing.T) {
 				}
 			}
 			parsed := 0
-			bi, own := readBootInfo(path, func() (*cmdline.Spec, []cmdline.Problem) {
+			bi, own := readBootInfo(path, func() (*spec.Spec, []cmdline.Problem) {
 				parsed++
 				return cmdline.Load("", pid1Line)
 			})
@@ -92,7 +93,7 @@ func TestBootInfoFallback(t *testing.T) {
 			if want := append(slices.Clone(tc.keep), own...); !reflect.DeepEqual(bi.Problems, want) {
 				t.Errorf("problems %q, want %q", bi.Problems, want)
 			}
-			if bi.Spec == nil || bi.Spec.Ygg != "off" || bi.Start.IsZero() {
+			if bi.Spec == nil || bi.Spec.Ygg != spec.YggOff || bi.Start.IsZero() {
 				t.Errorf("spec %+v, start %v", bi.Spec, bi.Start)
 			}
 		})
@@ -105,16 +106,16 @@ func TestBootInfoFallback(t *testing.T) {
 func TestDaemonStateHasPID1Problems(t *testing.T) {
 	dir := t.TempDir()
 	info := filepath.Join(dir, "boot.json")
-	spec, probs := cmdline.Load("", "netinit.timeout=1s netinit.mtu=12 ip=nosuch0:dhcp")
+	parsed, probs := cmdline.Load("", "netinit.timeout=1s netinit.mtu=12 ip=nosuch0:dhcp")
 	if len(probs) != 1 {
 		t.Fatalf("problems %q, want the one of netinit.mtu=", probs)
 	}
-	if err := writeBootInfo(info, bootInfo{Start: time.Now(), Spec: spec, Problems: []string{probs[0].Error()}}); err != nil {
+	if err := writeBootInfo(info, bootInfo{Start: time.Now(), Spec: parsed, Problems: []string{probs[0].Error()}}); err != nil {
 		t.Fatal(err)
 	}
-	bi, own := readBootInfo(info, func() (*cmdline.Spec, []cmdline.Problem) {
+	bi, own := readBootInfo(info, func() (*spec.Spec, []cmdline.Problem) {
 		t.Error("parsed again")
-		return cmdline.Defaults(), nil
+		return spec.Defaults(), nil
 	})
 	if len(own) != 0 {
 		t.Errorf("own problems %q", own)

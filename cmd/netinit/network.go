@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/clock"
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/overlay"
 	"github.com/threefoldtech/netinit/boot/pid1"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -24,7 +24,7 @@ import (
 // daemon cannot start), the daemon and `netinit up` each build it with
 // newBringUp.
 type bringUp struct {
-	spec        *cmdline.Spec
+	spec        *spec.Spec
 	links       []string // the links to manage (none: every physical one)
 	files       files
 	setHostname bool // at boot: the node's hostname and clock are netinit's
@@ -108,7 +108,8 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	var e *engine.Engine
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
-		oc := overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
+		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
+			KeyDir: n.keyDir, Logf: n.log.Logf,
 			Refresh: func() { e.Refresh() }, Start: n.start}
 		if !n.setHostname { // not the boot daemon
 			// `netinit up` runs in some namespace of a host whose clock
@@ -164,7 +165,7 @@ var errHostClock = errors.New("not set: netinit up leaves the host's clock to th
 // netinit.bridge= is not given: 0-OS's zos when the command line is a
 // 0-OS one (runmode= given), none otherwise. `netinit up` builds one only
 // when netinit.bridge= asks.
-func bootBridge(s *cmdline.Spec) string {
+func bootBridge(s *spec.Spec) string {
 	if s.RunMode != "" {
 		return engine.DefaultBridge
 	}
@@ -173,8 +174,8 @@ func bootBridge(s *cmdline.Spec) string {
 
 // wantsBridge reports whether the boot may build a management bridge (the
 // bridge driver is loaded for it).
-func wantsBridge(s *cmdline.Spec) bool {
-	return s.Bridge != "off" && (s.Bridge != "" || bootBridge(s) != "")
+func wantsBridge(s *spec.Spec) bool {
+	return s.Bridge != spec.NoBridge && (s.Bridge != "" || bootBridge(s) != "")
 }
 
 // daemonHandler is what the daemon serves on its control socket: the

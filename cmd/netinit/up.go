@@ -13,6 +13,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/engine"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -85,7 +86,7 @@ const upLinkGrace = 2 * time.Second
 
 // surveyLinks says which links `netinit up` skips and why, waiting up to
 // upLinkGrace for one it would manage; false when there is none.
-func surveyLinks(ctx context.Context, spec *cmdline.Spec, log *console.Log) bool {
+func surveyLinks(ctx context.Context, spec *spec.Spec, log *console.Log) bool {
 	end := time.Now().Add(upLinkGrace)
 	for {
 		manage, skipped, err := engine.Survey(spec)
