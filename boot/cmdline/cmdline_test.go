@@ -168,6 +168,7 @@ func TestKeys(t *testing.T) {
 			[]string{"pool.ntp.org", "192.0.2.123", "2001:db8::123", "2001:db8::124"}, ""},
 		{"netinit.ntp=-bad-", func(s *spec.Spec) any { return s.NTP }, []string(nil), "RFC 1123"},
 		{"netinit.nosuchkey=1", func(s *spec.Spec) any { return len(s.Given) }, 0, `netinit.nosuchkey="1": unknown netinit key`},
+		{"ip=\xe8:dhcp", func(s *spec.Spec) any { return len(s.Given) }, 0, `ip="\xe8:dhcp": not valid UTF-8`},
 		{"netinit.", func(s *spec.Spec) any { return len(s.Given) }, 0, "unknown netinit key"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/threefoldtech/netinit/boot/runmode"
 	"github.com/threefoldtech/netinit/boot/spec"
@@ -102,6 +103,9 @@ func newApplier(s *spec.Spec, config bool) *applier {
 var (
 	errUnknown = errors.New("unknown netinit key")
 	errNoValue = errors.New("needs a value (key=value)")
+	// Every value is text, and goes into JSON (the hand-over to the
+	// daemon, the state), which cannot carry other bytes.
+	errNotUTF8 = errors.New("not valid UTF-8")
 )
 
 // token applies one raw token from source (a command line token, or a
@@ -123,6 +127,10 @@ func (a *applier) token(source, tok string) {
 	}
 	if !hasVal && !def.flag {
 		a.problems = append(a.problems, Problem{source, tok, errNoValue, k, v, hasVal})
+		return
+	}
+	if !utf8.ValidString(v) {
+		a.problems = append(a.problems, Problem{source, tok, errNotUTF8, k, v, hasVal})
 		return
 	}
 	apply, err := def.parse(v, hasVal)
