@@ -38,7 +38,12 @@ var kernelKeys map[string]key
 
 func init() {
 	netinitKeys = map[string]key{
-		"next": {parse: scalar(parseNext, func(s *spec.Spec, v []string) { s.Next, s.NextArgs = v[0], v[1:] })},
+		"next": {parse: scalar(parseNext, func(s *spec.Spec, v []string) {
+			s.Next, s.NextArgs = v[0], nil // nil, not empty: the same after the hand-over's JSON
+			if len(v) > 1 {
+				s.NextArgs = v[1:]
+			}
+		})},
 		"root": {parse: scalar(parseRoot, func(s *spec.Spec, v root) { s.Root, s.RootSize = v.kind, v.size })},
 		"test": {parse: scalar(spec.ParseTest, func(s *spec.Spec, v spec.Test) { s.Test = v })},
 		"uplink": {parse: scalar(func(v string) (string, error) {
