@@ -6,9 +6,65 @@ import (
 	"strings"
 )
 
+// Enum is one of a few named values, W's words by value. String gives the
+// word; MarshalText and UnmarshalText carry it through JSON (the hand-over
+// to the daemon), where an unknown word or value is an error, never a
+// silent default.
+type Enum[W words] uint8
+
+// words is an Enum's list of words, by value.
+type words interface{ words() []string }
+
+func (e Enum[W]) String() string {
+	if ws := wordsOf[W](); int(e) < len(ws) {
+		return ws[e]
+	}
+	return "invalid(" + strconv.Itoa(int(e)) + ")"
+}
+
+func (e Enum[W]) MarshalText() ([]byte, error) {
+	ws := wordsOf[W]()
+	if int(e) >= len(ws) {
+		return nil, fmt.Errorf("invalid value %d (want 0..%d)", e, len(ws)-1)
+	}
+	return []byte(ws[e]), nil
+}
+
+func (e *Enum[W]) UnmarshalText(b []byte) error {
+	v, err := parseEnum[W](string(b))
+	if err != nil {
+		return fmt.Errorf("%q: %w", b, err)
+	}
+	*e = v
+	return nil
+}
+
+func wordsOf[W words]() []string {
+	var w W
+	return w.words()
+}
+
+// parseEnum takes an Enum's word, exactly.
+func parseEnum[W words](s string) (Enum[W], error) {
+	ws := wordsOf[W]()
+	for i, w := range ws {
+		if s == w {
+			return Enum[W](i), nil
+		}
+	}
+	var want []string
+	for _, w := range ws {
+		if w != "" {
+			want = append(want, w)
+		}
+	}
+	return 0, fmt.Errorf("want one of %s", strings.Join(want, ", "))
+}
+
 // Method is how an ip= configures its links (dracut.cmdline(7) autoconf,
-// the kernel's nfsroot ip=). The zero value is MethodOn.
-type Method uint8
+// the kernel's nfsroot ip=; boot/cmdline maps dracut's words to these).
+// The zero value is MethodOn.
+type Method = Enum[methodWords]
 
 const (
 	MethodOn      Method = iota // DHCPv4 and SLAAC (with DHCPv6 as the RA says): dracut's "any available source"
@@ -20,14 +76,14 @@ const (
 	MethodOff                   // nothing (autoconf none/off without an address)
 )
 
-var methodNames = names{"on", "dhcp", "dhcp6", "auto6", "either6", "static", "off"}
+type methodWords struct{}
 
-func (m Method) String() string                { return methodNames.of(uint8(m)) }
-func (m Method) MarshalText() ([]byte, error)  { return methodNames.marshal(uint8(m)) }
-func (m *Method) UnmarshalText(b []byte) error { return methodNames.unmarshal((*uint8)(m), b) }
+func (methodWords) words() []string {
+	return []string{"on", "dhcp", "dhcp6", "auto6", "either6", "static", "off"}
+}
 
 // YggMode is netinit.ygg=. The zero value is YggAuto.
-type YggMode uint8
+type YggMode = Enum[yggWords]
 
 const (
 	YggAuto        YggMode = iota // when the node has no public IPv6
@@ -36,20 +92,15 @@ const (
 	YggAutoInbound                // unless a reflector proved IPv6 inbound reachability
 )
 
-var yggNames = names{"auto", "on", "off", "auto-inbound"}
+type yggWords struct{}
 
-func (m YggMode) String() string                { return yggNames.of(uint8(m)) }
-func (m YggMode) MarshalText() ([]byte, error)  { return yggNames.marshal(uint8(m)) }
-func (m *YggMode) UnmarshalText(b []byte) error { return yggNames.unmarshal((*uint8)(m), b) }
+func (yggWords) words() []string { return []string{"auto", "on", "off", "auto-inbound"} }
 
 // ParseYggMode parses netinit.ygg='s value.
-func ParseYggMode(s string) (YggMode, error) {
-	v, err := yggNames.parse(s)
-	return YggMode(v), err
-}
+var ParseYggMode = parseEnum[yggWords]
 
 // WGMode is netinit.wg=. The zero value is WGAuto.
-type WGMode uint8
+type WGMode = Enum[wgWords]
 
 const (
 	WGAuto WGMode = iota // when peers are given and the node has no public IPv6
@@ -57,20 +108,15 @@ const (
 	WGOff                // never
 )
 
-var wgNames = names{"auto", "on", "off"}
+type wgWords struct{}
 
-func (m WGMode) String() string                { return wgNames.of(uint8(m)) }
-func (m WGMode) MarshalText() ([]byte, error)  { return wgNames.marshal(uint8(m)) }
-func (m *WGMode) UnmarshalText(b []byte) error { return wgNames.unmarshal((*uint8)(m), b) }
+func (wgWords) words() []string { return []string{"auto", "on", "off"} }
 
 // ParseWGMode parses netinit.wg='s value.
-func ParseWGMode(s string) (WGMode, error) {
-	v, err := wgNames.parse(s)
-	return WGMode(v), err
-}
+var ParseWGMode = parseEnum[wgWords]
 
 // Root is netinit.root='s kind. The zero value is RootAuto.
-type Root uint8
+type Root = Enum[rootWords]
 
 const (
 	RootAuto  Root = iota // not given: a tmpfs root when the next stage is zinit
@@ -78,15 +124,13 @@ const (
 	RootOff               // stay on the initramfs
 )
 
-var rootNames = names{"auto", "tmpfs", "off"}
+type rootWords struct{}
 
-func (r Root) String() string                { return rootNames.of(uint8(r)) }
-func (r Root) MarshalText() ([]byte, error)  { return rootNames.marshal(uint8(r)) }
-func (r *Root) UnmarshalText(b []byte) error { return rootNames.unmarshal((*uint8)(r), b) }
+func (rootWords) words() []string { return []string{"auto", "tmpfs", "off"} }
 
 // Test is netinit.test=: a test mode prints the state between markers and
 // powers off instead of handing off. The zero value is TestNone.
-type Test uint8
+type Test = Enum[testWords]
 
 const (
 	TestNone        Test = iota // not a test: hand off
@@ -95,75 +139,24 @@ const (
 	TestDaemonCrash             // also kill the daemon's first start (PID 1 must restart it)
 )
 
-var testNames = names{"", "poweroff", "panic", "daemon-crash"}
+type testWords struct{}
 
-func (t Test) String() string                { return testNames.of(uint8(t)) }
-func (t Test) MarshalText() ([]byte, error)  { return testNames.marshal(uint8(t)) }
-func (t *Test) UnmarshalText(b []byte) error { return testNames.unmarshal((*uint8)(t), b) }
+func (testWords) words() []string { return []string{"", "poweroff", "panic", "daemon-crash"} }
 
 // ParseTest parses netinit.test='s value ("" is TestNone).
-func ParseTest(s string) (Test, error) {
-	v, err := testNames.parse(s)
-	return Test(v), err
-}
+var ParseTest = parseEnum[testWords]
 
 // Proto is the transport of a netinit.allow= port. The zero value is TCP.
-type Proto uint8
+type Proto = Enum[protoWords]
 
 const (
 	TCP Proto = iota
 	UDP
 )
 
-var protoNames = names{"tcp", "udp"}
+type protoWords struct{}
 
-func (p Proto) String() string                { return protoNames.of(uint8(p)) }
-func (p Proto) MarshalText() ([]byte, error)  { return protoNames.marshal(uint8(p)) }
-func (p *Proto) UnmarshalText(b []byte) error { return protoNames.unmarshal((*uint8)(p), b) }
+func (protoWords) words() []string { return []string{"tcp", "udp"} }
 
 // ParseProto parses "tcp" or "udp", in any case.
-func ParseProto(s string) (Proto, error) {
-	v, err := protoNames.parse(strings.ToLower(s))
-	return Proto(v), err
-}
-
-// names are the text forms of an enum's values, by value.
-type names []string
-
-func (n names) of(v uint8) string {
-	if int(v) < len(n) {
-		return n[v]
-	}
-	return "invalid(" + strconv.Itoa(int(v)) + ")"
-}
-
-func (n names) parse(s string) (uint8, error) {
-	for i, name := range n {
-		if s == name {
-			return uint8(i), nil
-		}
-	}
-	var want []string
-	for _, name := range n {
-		if name != "" {
-			want = append(want, name)
-		}
-	}
-	return 0, fmt.Errorf("want one of %s", strings.Join(want, ", "))
-}
-
-func (n names) marshal(v uint8) ([]byte, error) {
-	if int(v) >= len(n) {
-		return nil, fmt.Errorf("invalid value %d (want 0..%d)", v, len(n)-1)
-	}
-	return []byte(n[v]), nil
-}
-
-func (n names) unmarshal(v *uint8, b []byte) error {
-	x, err := n.parse(string(b))
-	if err != nil {
-		return fmt.Errorf("%q: %w", b, err)
-	}
-	*v = x
-	return nil
-}
+func ParseProto(s string) (Proto, error) { return parseEnum[protoWords](strings.ToLower(s)) }

@@ -27,44 +27,40 @@ func TestIPHelpers(t *testing.T) {
 // back (the hand-over to the daemon is JSON); an unknown word or value is
 // an error, never a silent default.
 func TestEnumText(t *testing.T) {
-	type textEnum interface {
-		MarshalText() ([]byte, error)
-		String() string
-	}
-	check := func(n int, get func(i int) textEnum, set func(b []byte) (textEnum, error)) {
-		t.Helper()
-		for i := 0; i < n; i++ {
-			v := get(i)
-			b, err := v.MarshalText()
-			if err != nil || string(b) != v.String() {
-				t.Errorf("%T(%d): %q, %v", v, i, b, err)
-				continue
-			}
-			back, err := set(b)
-			if err != nil || back != v {
-				t.Errorf("%T %q: back %v, %v", v, b, back, err)
-			}
-		}
-		if _, err := get(n).MarshalText(); err == nil {
-			t.Errorf("%T(%d) marshals", get(n), n)
-		}
-		if _, err := set([]byte("bogus")); err == nil {
-			t.Errorf("%T: \"bogus\" unmarshals", get(0))
-		}
-	}
-	check(len(methodNames), func(i int) textEnum { return Method(i) },
-		func(b []byte) (textEnum, error) { var v Method; err := v.UnmarshalText(b); return v, err })
-	check(len(yggNames), func(i int) textEnum { return YggMode(i) },
-		func(b []byte) (textEnum, error) { var v YggMode; err := v.UnmarshalText(b); return v, err })
-	check(len(wgNames), func(i int) textEnum { return WGMode(i) },
-		func(b []byte) (textEnum, error) { var v WGMode; err := v.UnmarshalText(b); return v, err })
-	check(len(rootNames), func(i int) textEnum { return Root(i) },
-		func(b []byte) (textEnum, error) { var v Root; err := v.UnmarshalText(b); return v, err })
-	check(len(testNames), func(i int) textEnum { return Test(i) },
-		func(b []byte) (textEnum, error) { var v Test; err := v.UnmarshalText(b); return v, err })
-	check(len(protoNames), func(i int) textEnum { return Proto(i) },
-		func(b []byte) (textEnum, error) { var v Proto; err := v.UnmarshalText(b); return v, err })
+	checkEnum[methodWords](t)
+	checkEnum[yggWords](t)
+	checkEnum[wgWords](t)
+	checkEnum[rootWords](t)
+	checkEnum[testWords](t)
+	checkEnum[protoWords](t)
 	if p := (Port{Port: 53, Proto: UDP}); p.String() != "53/udp" {
 		t.Errorf("Port.String() = %q", p.String())
+	}
+	if m := Method(200); m.String() != "invalid(200)" {
+		t.Errorf("Method(200).String() = %q", m.String())
+	}
+}
+
+func checkEnum[W words](t *testing.T) {
+	t.Helper()
+	n := len(wordsOf[W]())
+	for i := 0; i < n; i++ {
+		v := Enum[W](i)
+		b, err := v.MarshalText()
+		if err != nil || string(b) != v.String() {
+			t.Errorf("%T(%d): %q, %v", v, i, b, err)
+			continue
+		}
+		var back Enum[W]
+		if err := back.UnmarshalText(b); err != nil || back != v {
+			t.Errorf("%T %q: back %v, %v", v, b, back, err)
+		}
+	}
+	if _, err := Enum[W](n).MarshalText(); err == nil {
+		t.Errorf("%T(%d) marshals", Enum[W](n), n)
+	}
+	var e Enum[W]
+	if err := e.UnmarshalText([]byte("bogus")); err == nil || e != 0 {
+		t.Errorf("%T: \"bogus\" unmarshals (%v)", e, e)
 	}
 }

@@ -30,18 +30,8 @@ func TestBootInfoHandover(t *testing.T) {
 	}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	mods := &state.Modules{Loaded: []string{"e1000"}}
-	err := writeBootInfo(path, bootInfo{Start: start, Spec: parsed, Modules: mods,
+	bi := handOver(t, path, bootInfo{Start: start, Spec: parsed, Modules: mods,
 		Timings: map[string]int64{"modules": 12}, Problems: []string{probs[0].Error()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bi, own := readBootInfo(path, func() (*spec.Spec, []cmdline.Problem) {
-		t.Error("the daemon parsed the command line although PID 1 handed its spec over")
-		return spec.Defaults(), nil
-	})
-	if len(own) != 0 {
-		t.Errorf("own problems %q", own)
-	}
 	if !reflect.DeepEqual(bi.Spec, parsed) {
 		t.Errorf("spec\n%+v\nwant\n%+v", bi.Spec, parsed)
 	}
@@ -52,6 +42,23 @@ func TestBootInfoHandover(t *testing.T) {
 	if !bi.Start.Equal(start) || !reflect.DeepEqual(bi.Modules, mods) || bi.Timings["modules"] != 12 {
 		t.Errorf("start %v, modules %+v, timings %v", bi.Start, bi.Modules, bi.Timings)
 	}
+}
+
+// handOver writes bi as PID 1 does and reads it back as the daemon does,
+// which must take it whole: no parse of its own, no problem of its own.
+func handOver(t *testing.T, path string, bi bootInfo) bootInfo {
+	t.Helper()
+	if err := writeBootInfo(path, bi); err != nil {
+		t.Fatal(err)
+	}
+	back, own := readBootInfo(path, func() (*spec.Spec, []cmdline.Problem) {
+		t.Error("the daemon parsed the command line although PID 1 handed its spec over")
+		return spec.Defaults(), nil
+	})
+	if len(own) != 0 {
+		t.Errorf("own problems %q", own)
+	}
+	return back
 }
 
 // TestBootInfoFallback: a hand-over the daemon cannot use is said, and the
@@ -110,16 +117,7 @@ func TestDaemonStateHasPID1Problems(t *testing.T) {
 	if len(probs) != 1 {
 		t.Fatalf("problems %q, want the one of netinit.mtu=", probs)
 	}
-	if err := writeBootInfo(info, bootInfo{Start: time.Now(), Spec: parsed, Problems: []string{probs[0].Error()}}); err != nil {
-		t.Fatal(err)
-	}
-	bi, own := readBootInfo(info, func() (*spec.Spec, []cmdline.Problem) {
-		t.Error("parsed again")
-		return spec.Defaults(), nil
-	})
-	if len(own) != 0 {
-		t.Errorf("own problems %q", own)
-	}
+	bi := handOver(t, info, bootInfo{Start: time.Now(), Spec: parsed, Problems: []string{probs[0].Error()}})
 	f := files{state: filepath.Join(dir, "state.json"), resolvConf: filepath.Join(dir, "resolv.conf")}
 	n := newBringUp(atBoot, bi, f, console.New(bi.Start, io.Discard))
 	n.setHostname = false // the test machine's
