@@ -86,10 +86,10 @@ const upLinkGrace = 2 * time.Second
 
 // surveyLinks says which links `netinit up` skips and why, waiting up to
 // upLinkGrace for one it would manage; false when there is none.
-func surveyLinks(ctx context.Context, spec *spec.Spec, log *console.Log) bool {
+func surveyLinks(ctx context.Context, s *spec.Spec, log *console.Log) bool {
 	end := time.Now().Add(upLinkGrace)
 	for {
-		manage, skipped, err := engine.Survey(spec)
+		manage, skipped, err := engine.Survey(s)
 		if err != nil {
 			log.Logf("%v", err)
 			return true // the engine tries again
