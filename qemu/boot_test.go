@@ -249,12 +249,15 @@ func TestBoot(t *testing.T) {
 }
 
 // TestBootBadCmdline: bad netinit.* tokens are reported by name on the
-// console and the boot still finishes with a result.
+// console and in the state, and the boot still finishes with a result.
 func TestBootBadCmdline(t *testing.T) {
 	e := requireEnv(t)
 	img := image(t, e)
 	t.Parallel()
 	res := boot(t, e, img, "netinit.next= netinit.bogus=1")
+	if strings.Contains(res.Console, "the daemon parsed the command line itself") {
+		t.Errorf("the daemon did not take PID 1's hand-over:\n%s", res.Console)
+	}
 	for _, tok := range []string{"netinit.next", "netinit.bogus"} {
 		found := false
 		for _, l := range strings.Split(res.Console, "\n") {
@@ -266,6 +269,11 @@ func TestBootBadCmdline(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("no init line on the console names %s", tok)
+		}
+		// PID 1 parsed the command line; the daemon, which wrote the
+		// state, got the problems in PID 1's hand-over.
+		if !slices.ContainsFunc(res.State.Problems, func(p string) bool { return strings.Contains(p, tok) }) {
+			t.Errorf("the state's problems %q do not name %s", res.State.Problems, tok)
 		}
 	}
 	if res.State.Phase == "" {

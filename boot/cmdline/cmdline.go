@@ -5,121 +5,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/netip"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
-	"time"
 
 	"github.com/threefoldtech/netinit/boot/runmode"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // DefaultConfigPath is the config file in the image.
 const DefaultConfigPath = "/etc/netinit/netinit.conf"
-
-// Defaults of the keys that have one.
-const (
-	DefaultTimeout   = 60 * time.Second
-	DefaultRATimeout = 3 * time.Second
-	// DefaultDHCP4Timeout is how long an uplink with complete IPv6 waits
-	// for a DHCPv4 lease before it is ready without one.
-	DefaultDHCP4Timeout = 3 * time.Second
-	// DefaultLANPeers is netinit.ygg.lan_peers's default (ygg.DefaultLANPeers).
-	DefaultLANPeers = 8
-)
-
-// Spec is what the command line and the config file ask for.
-type Spec struct {
-	Next            string           // netinit.next="PATH [ARG...]": the path (absolute)
-	NextArgs        []string         // ... and its arguments
-	Root            string           // netinit.root=: "tmpfs", "off", or "" (tmpfs when the next stage is zinit)
-	RootSize        string           // netinit.root=tmpfs:SIZE ("" = 0-OS's 1536M)
-	Test            string           // netinit.test=poweroff|panic|daemon-crash (test modes)
-	Uplink          string           // netinit.uplink=IFNAME
-	BootIF          net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff or a plain MAC
-	Ignore          []string         // netinit.ignore=glob,glob
-	Timeout         time.Duration    // netinit.timeout=DUR (default 60s)
-	RATimeout       time.Duration    // netinit.ra_timeout=DUR (default 3s, 0 for IPv4-only ip=)
-	DHCP4Timeout    time.Duration    // netinit.dhcp4_timeout=DUR (default 3s)
-	MTU             int              // netinit.mtu=N (68..65535); 0 = not set
-	IP              []IPConfig       // every ip=
-	Nameservers     []netip.Addr     // nameserver= then the DNS of every ip=, deduplicated
-	VLANs           []VLAN           // vlan=NAME:PARENT
-	KeyDir          string           // netinit.keydir=PATH ("" = overlay default)
-	Ygg             string           // netinit.ygg=auto|on|off|auto-inbound
-	YggPeers        []string         // netinit.ygg.peers=uri,uri
-	YggMulticast    bool             // netinit.ygg.multicast=on|off (default on)
-	YggSeed         string           // netinit.ygg.seed=PATH
-	YggListen       []string         // netinit.ygg.listen=uri,uri ("" = the default when the node has public IPv6)
-	Identity        string           // netinit.identity=PATH: the 0-OS node identity seed file
-	RunMode         runmode.Mode     // runmode= (0-OS): "" when not given
-	VLANPriv        int              // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
-	VLANPub         int              // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (recorded for later stages)
-	YggLANPeers     int              // netinit.ygg.lan_peers=N (default 8; 0 = no bound)
-	WG              string           // netinit.wg=auto|on|off
-	WGPeers         []WGPeer         // netinit.wg.peer=KEY@HOST:PORT
-	WGAddress       []netip.Prefix   // netinit.wg.address=cidr,cidr
-	WGAllowed       []netip.Prefix   // netinit.wg.allowed=cidr,cidr (masked)
-	Allow           []Port           // netinit.allow=9900/tcp,53/udp
-	ProbeTargets    []string         // netinit.probe.targets=host:port,...
-	ProbeReflectors []string         // netinit.probe.reflectors=host:port,...
-	NTP             []string         // netinit.ntp=host,host
-	Bridge          string           // netinit.bridge=NAME|off: the management bridge ("" = not given)
-
-	// nameservers holds the nameserver= values alone; Nameservers is
-	// derived from it and the ip= DNS after every source.
-	nameservers []netip.Addr
-	// set is the canonical names of the keys given by some source.
-	set map[string]bool
-}
-
-// IPConfig is one ip= token.
-type IPConfig struct {
-	Device   string // "" = any/all links
-	Method   string // dhcp, dhcp6, auto6, either6, on, static, off (see the package doc)
-	Address  netip.Prefix
-	Peer     netip.Addr
-	Gateway  netip.Addr
-	Hostname string // with DHCP: the name to send (RFC 2132 option 12)
-	DNS      []netip.Addr
-	MTU      int
-	MAC      net.HardwareAddr
-}
-
-// WantsDHCP4 reports whether the method runs a DHCPv4 client.
-func (c IPConfig) WantsDHCP4() bool { return c.Method == "dhcp" || c.Method == "on" }
-
-// WantsRA reports whether the method waits for Router Advertisements
-// (SLAAC, and DHCPv6 when the RA's M/O flags say so).
-func (c IPConfig) WantsRA() bool {
-	return c.Method == "auto6" || c.Method == "either6" || c.Method == "on"
-}
-
-// WantsDHCP6 reports whether the method runs a DHCPv6 client regardless of
-// the RA flags (either6 does it only when auto6 yields nothing).
-func (c IPConfig) WantsDHCP6() bool { return c.Method == "dhcp6" || c.Method == "either6" }
-
-// VLAN is one vlan= token.
-type VLAN struct {
-	Name, Parent string
-	ID           int
-}
-
-// WGPeer is one netinit.wg.peer= token.
-type WGPeer struct {
-	PublicKey string // base64, 32 bytes
-	Endpoint  string // host:port, IPv6 in brackets
-}
-
-// Port is one element of netinit.allow=.
-type Port struct {
-	Port  uint16
-	Proto string // tcp or udp
-}
-
-func (p Port) String() string { return strconv.Itoa(int(p.Port)) + "/" + p.Proto }
 
 // Problem is a token that was not applied, or a source that could not be
 // read.
@@ -175,57 +70,43 @@ func needsQuote(s string) bool {
 	return false
 }
 
-// Defaults returns the Spec used when nothing is given.
-func Defaults() *Spec {
-	return &Spec{
-		Timeout:      DefaultTimeout,
-		RATimeout:    DefaultRATimeout,
-		DHCP4Timeout: DefaultDHCP4Timeout,
-		Ygg:          "auto",
-		YggMulticast: true,
-		YggLANPeers:  DefaultLANPeers,
-		WG:           "auto",
-		set:          map[string]bool{},
-	}
-}
-
-// Parse applies a kernel command line on top of Defaults.
-func Parse(line string) (*Spec, []Problem) {
-	return Merge(Defaults(), line)
+// Parse applies a kernel command line on top of spec.Defaults.
+func Parse(line string) (*spec.Spec, []Problem) {
+	return Merge(spec.Defaults(), line)
 }
 
 // Merge returns a copy of base with the command line applied on top of it
-// (base is not modified). A nil base means Defaults.
-func Merge(base *Spec, line string) (*Spec, []Problem) {
+// (base is not modified). A nil base means spec.Defaults.
+func Merge(base *spec.Spec, line string) (*spec.Spec, []Problem) {
 	s := base.Clone()
 	a := newApplier(s, false)
 	for _, t := range lexCmdline(line) {
 		a.token("cmdline", t)
 	}
-	s.finish()
+	finish(s)
 	return s, a.problems
 }
 
-// ParseConfig applies a config file on top of Defaults. name is used in the
+// ParseConfig applies a config file on top of spec.Defaults. name is used in the
 // problems ("netinit.conf:7: ...").
-func ParseConfig(r io.Reader, name string) (*Spec, []Problem) {
-	s := Defaults()
-	probs := s.applyConfig(r, name)
+func ParseConfig(r io.Reader, name string) (*spec.Spec, []Problem) {
+	s := spec.Defaults()
+	probs := applyConfig(s, r, name)
 	return s, probs
 }
 
 // MergeConfig returns a copy of base with a config file applied on top.
-func MergeConfig(base *Spec, r io.Reader, name string) (*Spec, []Problem) {
+func MergeConfig(base *spec.Spec, r io.Reader, name string) (*spec.Spec, []Problem) {
 	s := base.Clone()
-	probs := s.applyConfig(r, name)
+	probs := applyConfig(s, r, name)
 	return s, probs
 }
 
 // Load reads the config file at path (none when path is ""), then applies
 // the command line on top. A missing file is a problem unless path is
 // DefaultConfigPath, which images need not ship.
-func Load(path, line string) (*Spec, []Problem) {
-	s := Defaults()
+func Load(path, line string) (*spec.Spec, []Problem) {
+	s := spec.Defaults()
 	var probs []Problem
 	if path != "" {
 		f, err := os.Open(path)
@@ -244,62 +125,18 @@ func Load(path, line string) (*Spec, []Problem) {
 	return s, append(probs, p...)
 }
 
-// Clone returns a deep copy. A nil Spec clones to Defaults.
-func (s *Spec) Clone() *Spec {
-	if s == nil {
-		return Defaults()
+// give records that a source gave key (canonical name).
+func give(s *spec.Spec, key string) {
+	if i, found := slices.BinarySearch(s.Given, key); !found {
+		s.Given = slices.Insert(s.Given, i, key)
 	}
-	c := *s
-	c.BootIF = slices.Clone(s.BootIF)
-	c.NextArgs = slices.Clone(s.NextArgs)
-	c.Ignore = slices.Clone(s.Ignore)
-	c.IP = make([]IPConfig, len(s.IP))
-	for i, ip := range s.IP {
-		ip.DNS = slices.Clone(ip.DNS)
-		ip.MAC = slices.Clone(ip.MAC)
-		c.IP[i] = ip
-	}
-	if s.IP == nil {
-		c.IP = nil
-	}
-	c.Nameservers = slices.Clone(s.Nameservers)
-	c.nameservers = slices.Clone(s.nameservers)
-	c.VLANs = slices.Clone(s.VLANs)
-	c.YggPeers = slices.Clone(s.YggPeers)
-	c.YggListen = slices.Clone(s.YggListen)
-	c.WGPeers = slices.Clone(s.WGPeers)
-	c.WGAddress = slices.Clone(s.WGAddress)
-	c.WGAllowed = slices.Clone(s.WGAllowed)
-	c.Allow = slices.Clone(s.Allow)
-	c.ProbeTargets = slices.Clone(s.ProbeTargets)
-	c.ProbeReflectors = slices.Clone(s.ProbeReflectors)
-	c.NTP = slices.Clone(s.NTP)
-	c.set = make(map[string]bool, len(s.set))
-	for k := range s.set {
-		c.set[k] = true
-	}
-	return &c
 }
-
-// Keys returns the keys that some source set, sorted, with their full
-// command-line names ("netinit.timeout", "ip", "BOOTIF").
-func (s *Spec) Keys() []string {
-	keys := make([]string, 0, len(s.set))
-	for k := range s.set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// IsSet reports whether a key (full name, as Keys returns it) was given.
-func (s *Spec) IsSet(key string) bool { return s.set[key] }
 
 // finish derives the fields that depend on several keys. It runs after
 // every source so that Merge on a finished Spec stays correct.
-func (s *Spec) finish() {
-	if !s.set["netinit.ra_timeout"] {
-		s.RATimeout = DefaultRATimeout
+func finish(s *spec.Spec) {
+	if !s.IsSet("netinit.ra_timeout") {
+		s.RATimeout = spec.DefaultRATimeout
 		if ipv4Only(s.IP) {
 			// ip=dhcp asks for IPv4 only: waiting for an RA would only
 			// delay the boot.
@@ -309,33 +146,18 @@ func (s *Spec) finish() {
 	if s.RunMode != "" {
 		// runmode= selects the grid's defaults for what no source set.
 		d := runmode.For(s.RunMode)
-		if !s.set["netinit.ygg.peers"] {
+		if !s.IsSet("netinit.ygg.peers") {
 			s.YggPeers = d.YggPeers
 		}
-		if !s.set["netinit.probe.targets"] {
+		if !s.IsSet("netinit.probe.targets") {
 			s.ProbeTargets = d.ProbeTargets
 		}
 	}
-	var ns []netip.Addr
-	add := func(a netip.Addr) {
-		if !slices.Contains(ns, a) {
-			ns = append(ns, a)
-		}
-	}
-	for _, a := range s.nameservers {
-		add(a)
-	}
-	for _, ip := range s.IP {
-		for _, a := range ip.DNS {
-			add(a)
-		}
-	}
-	s.Nameservers = ns
 }
 
 // ipv4Only: there is some ip= and none of them asks for IPv6
 // autoconfiguration.
-func ipv4Only(ips []IPConfig) bool {
+func ipv4Only(ips []spec.IPConfig) bool {
 	if len(ips) == 0 {
 		return false
 	}

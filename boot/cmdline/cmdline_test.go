@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" // bytes 0..31
@@ -45,17 +47,17 @@ func problemStrings(ps []Problem) []string {
 }
 
 func TestDefaults(t *testing.T) {
-	for name, s := range map[string]*Spec{"Defaults": Defaults(), "Parse empty": must(Parse("")), "kernel noise": must(Parse("BOOT_IMAGE=/boot/vmlinuz console=ttyS0,115200 root=/dev/sda1 quiet ro"))} {
-		if s.Timeout != 60*time.Second || s.RATimeout != 3*time.Second || s.Ygg != "auto" || !s.YggMulticast || s.WG != "auto" {
+	for name, s := range map[string]*spec.Spec{"Defaults": spec.Defaults(), "Parse empty": must(Parse("")), "kernel noise": must(Parse("BOOT_IMAGE=/boot/vmlinuz console=ttyS0,115200 root=/dev/sda1 quiet ro"))} {
+		if s.Timeout != 60*time.Second || s.RATimeout != 3*time.Second || s.Ygg != spec.YggAuto || !s.YggMulticast || s.WG != spec.WGAuto {
 			t.Errorf("%s: %+v", name, s)
 		}
-		if len(s.Keys()) != 0 || len(s.IP) != 0 || s.Next != "" || s.MTU != 0 {
-			t.Errorf("%s: keys %v, %+v", name, s.Keys(), s)
+		if len(s.Given) != 0 || len(s.IP) != 0 || s.Next != "" || s.MTU != 0 {
+			t.Errorf("%s: keys %v, %+v", name, s.Given, s)
 		}
 	}
 }
 
-func must(s *Spec, ps []Problem) *Spec {
+func must(s *spec.Spec, ps []Problem) *spec.Spec {
 	if len(ps) > 0 {
 		panic(problemStrings(ps))
 	}
@@ -64,109 +66,110 @@ func must(s *Spec, ps []Problem) *Spec {
 
 // TestKeys covers every key: valid values and a malformed one each.
 func TestKeys(t *testing.T) {
-	d := Defaults()
+	d := spec.Defaults()
 	tests := []struct {
 		line string
-		get  func(*Spec) any
+		get  func(*spec.Spec) any
 		want any
 		// problem is a substring of the only expected problem; "" none.
 		problem string
 	}{
-		{"netinit.next=/sbin/zinit", func(s *Spec) any { return s.Next }, "/sbin/zinit", ""},
-		{"netinit.next=", func(s *Spec) any { return s.Next }, "", `cmdline: netinit.next="": empty path`},
-		{"netinit.next=sbin/init", func(s *Spec) any { return s.Next }, "", "not an absolute path"},
-		{"netinit.next", func(s *Spec) any { return s.Next }, "", "needs a value"},
-		{"netinit.test=poweroff", func(s *Spec) any { return s.Test }, "poweroff", ""},
-		{"netinit.test=reboot", func(s *Spec) any { return s.Test }, "", `want "poweroff"`},
-		{"netinit.uplink=enp1s0", func(s *Spec) any { return s.Uplink }, "enp1s0", ""},
-		{"netinit.uplink=averyveryverylongname", func(s *Spec) any { return s.Uplink }, "", "longer than 15"},
-		{"netinit.uplink=a/b", func(s *Spec) any { return s.Uplink }, "", `contains '/'`},
-		{`netinit.uplink="a b"`, func(s *Spec) any { return s.Uplink }, "", `netinit.uplink="a b": interface name contains ' '`},
-		{"BOOTIF=01-52-54-00-12-34-56", func(s *Spec) any { return s.BootIF }, mustMAC("52:54:00:12:34:56"), ""},
-		{"BOOTIF=01-52-54-00-AB-CD-EF", func(s *Spec) any { return s.BootIF }, mustMAC("52:54:00:ab:cd:ef"), ""},
-		{"BOOTIF=52:54:00:12:34:56", func(s *Spec) any { return s.BootIF }, mustMAC("52:54:00:12:34:56"), ""},
-		{"BOOTIF=52-54-00-12-34-56", func(s *Spec) any { return s.BootIF }, mustMAC("52:54:00:12:34:56"), ""},
-		{"BOOTIF=06-52-54-00-12-34-56", func(s *Spec) any { return s.BootIF }, net.HardwareAddr(nil), `hardware type "06"`},
-		{"BOOTIF=01-53-54-00-12-34-56", func(s *Spec) any { return s.BootIF }, net.HardwareAddr(nil), "not a unicast MAC"},
-		{"BOOTIF=01-52-54-00-12-34", func(s *Spec) any { return s.BootIF }, net.HardwareAddr(nil), "not a MAC address"},
-		{"BOOTIF=01-00-00-00-00-00-00", func(s *Spec) any { return s.BootIF }, net.HardwareAddr(nil), "all-zero"},
-		{"netinit.ignore=veth*,docker?,br-[a-f]*", func(s *Spec) any { return s.Ignore }, []string{"veth*", "docker?", "br-[a-f]*"}, ""},
-		{"netinit.ignore=veth*,br[", func(s *Spec) any { return s.Ignore }, []string(nil), `element 2 "br[": not a valid glob`},
-		{"netinit.ignore=veth*,,x", func(s *Spec) any { return s.Ignore }, []string(nil), "element 2 is empty"},
-		{"netinit.timeout=90s", func(s *Spec) any { return s.Timeout }, 90 * time.Second, ""},
-		{"netinit.timeout=2m", func(s *Spec) any { return s.Timeout }, 2 * time.Minute, ""},
-		{"netinit.timeout=45", func(s *Spec) any { return s.Timeout }, 45 * time.Second, ""},
-		{"netinit.timeout=abc", func(s *Spec) any { return s.Timeout }, d.Timeout, `cmdline: netinit.timeout="abc": not a duration (want e.g. 60s)`},
-		{"netinit.timeout=0", func(s *Spec) any { return s.Timeout }, d.Timeout, "more than 0"},
-		{"netinit.timeout=-5s", func(s *Spec) any { return s.Timeout }, d.Timeout, "negative"},
-		{"netinit.timeout=48h", func(s *Spec) any { return s.Timeout }, d.Timeout, "more than 24h"},
-		{"netinit.ra_timeout=0", func(s *Spec) any { return s.RATimeout }, time.Duration(0), ""},
-		{"netinit.ra-timeout=500ms", func(s *Spec) any { return s.RATimeout }, 500 * time.Millisecond, ""},
-		{"netinit.ra_timeout=x", func(s *Spec) any { return s.RATimeout }, d.RATimeout, "not a duration"},
-		{"netinit.dhcp4_timeout=0", func(s *Spec) any { return s.DHCP4Timeout }, time.Duration(0), ""},
-		{"netinit.dhcp4-timeout=10s", func(s *Spec) any { return s.DHCP4Timeout }, 10 * time.Second, ""},
-		{"netinit.dhcp4_timeout=x", func(s *Spec) any { return s.DHCP4Timeout }, d.DHCP4Timeout, "not a duration"},
-		{"netinit.mtu=9000", func(s *Spec) any { return s.MTU }, 9000, ""},
-		{"netinit.mtu=67", func(s *Spec) any { return s.MTU }, 0, "68..65535"},
-		{"netinit.mtu=65536", func(s *Spec) any { return s.MTU }, 0, "68..65535"},
-		{"netinit.mtu=+1500", func(s *Spec) any { return s.MTU }, 0, "68..65535"},
-		{"nameserver=192.0.2.53 nameserver=[2001:db8::53] nameserver=2001:db8::54", func(s *Spec) any { return s.Nameservers }, addrs("192.0.2.53", "2001:db8::53", "2001:db8::54"), ""},
-		{"nameserver=192.0.2.53 nameserver=192.0.2.300", func(s *Spec) any { return s.Nameservers }, addrs("192.0.2.53"), "not an IP address"},
-		{"nameserver=0.0.0.0", func(s *Spec) any { return s.Nameservers }, []netip.Addr(nil), "not a unicast"},
-		{"vlan=vlan0005:eth0 vlan=vlan7:eth0 vlan=eth1.0100:eth1 vlan=eth1.4094:eth1", func(s *Spec) any { return s.VLANs },
-			[]VLAN{{"vlan0005", "eth0", 5}, {"vlan7", "eth0", 7}, {"eth1.0100", "eth1", 100}, {"eth1.4094", "eth1", 4094}}, ""},
-		{"vlan=eth0.4095:eth0", func(s *Spec) any { return s.VLANs }, []VLAN(nil), "out of 1..4094"},
-		{"vlan=eth0.0:eth0", func(s *Spec) any { return s.VLANs }, []VLAN(nil), "out of 1..4094"},
-		{"vlan=mgmt:eth0", func(s *Spec) any { return s.VLANs }, []VLAN(nil), "no VLAN ID"},
-		{"vlan=vlan5", func(s *Spec) any { return s.VLANs }, []VLAN(nil), "want NAME:PARENT"},
-		{"vlan=vlan5:", func(s *Spec) any { return s.VLANs }, []VLAN(nil), "parent"},
-		{"netinit.keydir=/var/cache/netinit", func(s *Spec) any { return s.KeyDir }, "/var/cache/netinit", ""},
-		{"netinit.keydir=cache", func(s *Spec) any { return s.KeyDir }, "", "absolute"},
-		{"netinit.ygg=off", func(s *Spec) any { return s.Ygg }, "off", ""},
-		{"netinit.ygg=Auto-Inbound", func(s *Spec) any { return s.Ygg }, "auto-inbound", ""},
-		{"netinit.ygg=maybe", func(s *Spec) any { return s.Ygg }, "auto", "want one of auto, on, off, auto-inbound"},
+		{"netinit.next=/sbin/zinit", func(s *spec.Spec) any { return s.Next }, "/sbin/zinit", ""},
+		{"netinit.next=", func(s *spec.Spec) any { return s.Next }, "", `cmdline: netinit.next="": empty path`},
+		{"netinit.next=sbin/init", func(s *spec.Spec) any { return s.Next }, "", "not an absolute path"},
+		{"netinit.next", func(s *spec.Spec) any { return s.Next }, "", "needs a value"},
+		{"netinit.test=poweroff", func(s *spec.Spec) any { return s.Test.String() }, "poweroff", ""},
+		{"netinit.test=reboot", func(s *spec.Spec) any { return s.Test.String() }, "", "want one of poweroff, panic, daemon-crash"},
+		{"netinit.uplink=enp1s0", func(s *spec.Spec) any { return s.Uplink }, "enp1s0", ""},
+		{"netinit.uplink=averyveryverylongname", func(s *spec.Spec) any { return s.Uplink }, "", "longer than 15"},
+		{"netinit.uplink=a/b", func(s *spec.Spec) any { return s.Uplink }, "", `contains '/'`},
+		{`netinit.uplink="a b"`, func(s *spec.Spec) any { return s.Uplink }, "", `netinit.uplink="a b": interface name contains ' '`},
+		{"BOOTIF=01-52-54-00-12-34-56", func(s *spec.Spec) any { return s.BootIF }, mustMAC("52:54:00:12:34:56"), ""},
+		{"BOOTIF=01-52-54-00-AB-CD-EF", func(s *spec.Spec) any { return s.BootIF }, mustMAC("52:54:00:ab:cd:ef"), ""},
+		{"BOOTIF=52:54:00:12:34:56", func(s *spec.Spec) any { return s.BootIF }, mustMAC("52:54:00:12:34:56"), ""},
+		{"BOOTIF=52-54-00-12-34-56", func(s *spec.Spec) any { return s.BootIF }, mustMAC("52:54:00:12:34:56"), ""},
+		{"BOOTIF=06-52-54-00-12-34-56", func(s *spec.Spec) any { return s.BootIF }, net.HardwareAddr(nil), `hardware type "06"`},
+		{"BOOTIF=01-53-54-00-12-34-56", func(s *spec.Spec) any { return s.BootIF }, net.HardwareAddr(nil), "not a unicast MAC"},
+		{"BOOTIF=01-52-54-00-12-34", func(s *spec.Spec) any { return s.BootIF }, net.HardwareAddr(nil), "not a MAC address"},
+		{"BOOTIF=01-00-00-00-00-00-00", func(s *spec.Spec) any { return s.BootIF }, net.HardwareAddr(nil), "all-zero"},
+		{"netinit.ignore=veth*,docker?,br-[a-f]*", func(s *spec.Spec) any { return s.Ignore }, []string{"veth*", "docker?", "br-[a-f]*"}, ""},
+		{"netinit.ignore=veth*,br[", func(s *spec.Spec) any { return s.Ignore }, []string(nil), `element 2 "br[": not a valid glob`},
+		{"netinit.ignore=veth*,,x", func(s *spec.Spec) any { return s.Ignore }, []string(nil), "element 2 is empty"},
+		{"netinit.timeout=90s", func(s *spec.Spec) any { return s.Timeout }, 90 * time.Second, ""},
+		{"netinit.timeout=2m", func(s *spec.Spec) any { return s.Timeout }, 2 * time.Minute, ""},
+		{"netinit.timeout=45", func(s *spec.Spec) any { return s.Timeout }, 45 * time.Second, ""},
+		{"netinit.timeout=abc", func(s *spec.Spec) any { return s.Timeout }, d.Timeout, `cmdline: netinit.timeout="abc": not a duration (want e.g. 60s)`},
+		{"netinit.timeout=0", func(s *spec.Spec) any { return s.Timeout }, d.Timeout, "more than 0"},
+		{"netinit.timeout=-5s", func(s *spec.Spec) any { return s.Timeout }, d.Timeout, "negative"},
+		{"netinit.timeout=48h", func(s *spec.Spec) any { return s.Timeout }, d.Timeout, "more than 24h"},
+		{"netinit.ra_timeout=0", func(s *spec.Spec) any { return s.RATimeout }, time.Duration(0), ""},
+		{"netinit.ra-timeout=500ms", func(s *spec.Spec) any { return s.RATimeout }, 500 * time.Millisecond, ""},
+		{"netinit.ra_timeout=x", func(s *spec.Spec) any { return s.RATimeout }, d.RATimeout, "not a duration"},
+		{"netinit.dhcp4_timeout=0", func(s *spec.Spec) any { return s.DHCP4Timeout }, time.Duration(0), ""},
+		{"netinit.dhcp4-timeout=10s", func(s *spec.Spec) any { return s.DHCP4Timeout }, 10 * time.Second, ""},
+		{"netinit.dhcp4_timeout=x", func(s *spec.Spec) any { return s.DHCP4Timeout }, d.DHCP4Timeout, "not a duration"},
+		{"netinit.mtu=9000", func(s *spec.Spec) any { return s.MTU }, 9000, ""},
+		{"netinit.mtu=67", func(s *spec.Spec) any { return s.MTU }, 0, "68..65535"},
+		{"netinit.mtu=65536", func(s *spec.Spec) any { return s.MTU }, 0, "68..65535"},
+		{"netinit.mtu=+1500", func(s *spec.Spec) any { return s.MTU }, 0, "68..65535"},
+		{"nameserver=192.0.2.53 nameserver=[2001:db8::53] nameserver=2001:db8::54", func(s *spec.Spec) any { return s.Nameservers() }, addrs("192.0.2.53", "2001:db8::53", "2001:db8::54"), ""},
+		{"nameserver=192.0.2.53 nameserver=192.0.2.300", func(s *spec.Spec) any { return s.Nameservers() }, addrs("192.0.2.53"), "not an IP address"},
+		{"nameserver=0.0.0.0", func(s *spec.Spec) any { return s.Nameservers() }, []netip.Addr(nil), "not a unicast"},
+		{"vlan=vlan0005:eth0 vlan=vlan7:eth0 vlan=eth1.0100:eth1 vlan=eth1.4094:eth1", func(s *spec.Spec) any { return s.VLANs },
+			[]spec.VLAN{{Name: "vlan0005", Parent: "eth0", ID: 5}, {Name: "vlan7", Parent: "eth0", ID: 7}, {Name: "eth1.0100", Parent: "eth1", ID: 100}, {Name: "eth1.4094", Parent: "eth1", ID: 4094}}, ""},
+		{"vlan=eth0.4095:eth0", func(s *spec.Spec) any { return s.VLANs }, []spec.VLAN(nil), "out of 1..4094"},
+		{"vlan=eth0.0:eth0", func(s *spec.Spec) any { return s.VLANs }, []spec.VLAN(nil), "out of 1..4094"},
+		{"vlan=mgmt:eth0", func(s *spec.Spec) any { return s.VLANs }, []spec.VLAN(nil), "no VLAN ID"},
+		{"vlan=vlan5", func(s *spec.Spec) any { return s.VLANs }, []spec.VLAN(nil), "want NAME:PARENT"},
+		{"vlan=vlan5:", func(s *spec.Spec) any { return s.VLANs }, []spec.VLAN(nil), "parent"},
+		{"netinit.keydir=/var/cache/netinit", func(s *spec.Spec) any { return s.KeyDir }, "/var/cache/netinit", ""},
+		{"netinit.keydir=cache", func(s *spec.Spec) any { return s.KeyDir }, "", "absolute"},
+		{"netinit.ygg=off", func(s *spec.Spec) any { return s.Ygg.String() }, "off", ""},
+		{"netinit.ygg=Auto-Inbound", func(s *spec.Spec) any { return s.Ygg.String() }, "auto-inbound", ""},
+		{"netinit.ygg=maybe", func(s *spec.Spec) any { return s.Ygg.String() }, "auto", "want one of auto, on, off, auto-inbound"},
 		{"netinit.ygg.peers=tls://198.51.100.7:443,tcp://[2001:db8::7]:9651,quic://peer.example.org:443?key=abc",
-			func(s *Spec) any { return s.YggPeers },
+			func(s *spec.Spec) any { return s.YggPeers },
 			[]string{"tls://198.51.100.7:443", "tcp://[2001:db8::7]:9651", "quic://peer.example.org:443?key=abc"}, ""},
-		{"netinit.ygg.peers=http://198.51.100.7:80", func(s *Spec) any { return s.YggPeers }, []string(nil), `scheme "http"`},
-		{"netinit.ygg.peers=tls://198.51.100.7", func(s *Spec) any { return s.YggPeers }, []string(nil), "not HOST:PORT"},
-		{"netinit.ygg.peers=tls://198.51.100.7:0", func(s *Spec) any { return s.YggPeers }, []string(nil), "1..65535"},
-		{"netinit.ygg.peers=tls:198.51.100.7:443", func(s *Spec) any { return s.YggPeers }, []string(nil), "no host:port"},
-		{"netinit.ygg.peers=tcp://bad_host:1", func(s *Spec) any { return s.YggPeers }, []string(nil), "RFC 1123"},
-		{"netinit.ygg.multicast=off", func(s *Spec) any { return s.YggMulticast }, false, ""},
-		{"netinit.ygg.multicast=off netinit.ygg.multicast", func(s *Spec) any { return s.YggMulticast }, true, ""},
-		{"netinit.ygg.multicast=perhaps", func(s *Spec) any { return s.YggMulticast }, true, "not a boolean"},
-		{"netinit.ygg.seed=/var/cache/ygg.seed", func(s *Spec) any { return s.YggSeed }, "/var/cache/ygg.seed", ""},
-		{"", func(s *Spec) any { return s.YggLANPeers }, 8, ""},
-		{"netinit.ygg.lan_peers=12", func(s *Spec) any { return s.YggLANPeers }, 12, ""},
-		{"netinit.ygg.lan-peers=0", func(s *Spec) any { return s.YggLANPeers }, 0, ""},
-		{"netinit.ygg.lan_peers=1", func(s *Spec) any { return s.YggLANPeers }, 8, "not a LAN peer count"},
-		{"netinit.ygg.lan_peers=-3", func(s *Spec) any { return s.YggLANPeers }, 8, "not a LAN peer count"},
-		{"netinit.ygg.lan_peers=5000", func(s *Spec) any { return s.YggLANPeers }, 8, "not a LAN peer count"},
-		{"netinit.wg=on", func(s *Spec) any { return s.WG }, "on", ""},
-		{"netinit.wg=auto-inbound", func(s *Spec) any { return s.WG }, "auto", "want one of auto, on, off"},
+		{"netinit.ygg.peers=http://198.51.100.7:80", func(s *spec.Spec) any { return s.YggPeers }, []string(nil), `scheme "http"`},
+		{"netinit.ygg.peers=tls://198.51.100.7", func(s *spec.Spec) any { return s.YggPeers }, []string(nil), "not HOST:PORT"},
+		{"netinit.ygg.peers=tls://198.51.100.7:0", func(s *spec.Spec) any { return s.YggPeers }, []string(nil), "1..65535"},
+		{"netinit.ygg.peers=tls:198.51.100.7:443", func(s *spec.Spec) any { return s.YggPeers }, []string(nil), "no host:port"},
+		{"netinit.ygg.peers=tcp://bad_host:1", func(s *spec.Spec) any { return s.YggPeers }, []string(nil), "RFC 1123"},
+		{"netinit.ygg.multicast=off", func(s *spec.Spec) any { return s.YggMulticast }, false, ""},
+		{"netinit.ygg.multicast=off netinit.ygg.multicast", func(s *spec.Spec) any { return s.YggMulticast }, true, ""},
+		{"netinit.ygg.multicast=perhaps", func(s *spec.Spec) any { return s.YggMulticast }, true, "not a boolean"},
+		{"netinit.ygg.seed=/var/cache/ygg.seed", func(s *spec.Spec) any { return s.YggSeed }, "/var/cache/ygg.seed", ""},
+		{"", func(s *spec.Spec) any { return s.YggLANPeers }, 8, ""},
+		{"netinit.ygg.lan_peers=12", func(s *spec.Spec) any { return s.YggLANPeers }, 12, ""},
+		{"netinit.ygg.lan-peers=0", func(s *spec.Spec) any { return s.YggLANPeers }, 0, ""},
+		{"netinit.ygg.lan_peers=1", func(s *spec.Spec) any { return s.YggLANPeers }, 8, "not a LAN peer count"},
+		{"netinit.ygg.lan_peers=-3", func(s *spec.Spec) any { return s.YggLANPeers }, 8, "not a LAN peer count"},
+		{"netinit.ygg.lan_peers=5000", func(s *spec.Spec) any { return s.YggLANPeers }, 8, "not a LAN peer count"},
+		{"netinit.wg=on", func(s *spec.Spec) any { return s.WG.String() }, "on", ""},
+		{"netinit.wg=auto-inbound", func(s *spec.Spec) any { return s.WG.String() }, "auto", "want one of auto, on, off"},
 		{"netinit.wg.peer=" + testKey + "@203.0.113.9:51820 netinit.wg.peer=" + testKey + "@[2001:db8::9]:51820 netinit.wg.peer=" + testKey + "@wg.example.net:1",
-			func(s *Spec) any { return s.WGPeers },
-			[]WGPeer{{testKey, "203.0.113.9:51820"}, {testKey, "[2001:db8::9]:51820"}, {testKey, "wg.example.net:1"}}, ""},
-		{"netinit.wg.peer=" + testKey, func(s *Spec) any { return s.WGPeers }, []WGPeer(nil), "want PUBKEY@HOST:PORT"},
-		{"netinit.wg.peer=AAAA@203.0.113.9:51820", func(s *Spec) any { return s.WGPeers }, []WGPeer(nil), "not base64 of 32 bytes"},
-		{"netinit.wg.peer=" + testKey + "@2001:db8::9:51820", func(s *Spec) any { return s.WGPeers }, []WGPeer(nil), "not HOST:PORT"},
-		{"netinit.wg.address=10.10.0.2/24,fd00::2/64", func(s *Spec) any { return s.WGAddress }, prefixes("10.10.0.2/24", "fd00::2/64"), ""},
-		{"netinit.wg.address=10.10.0.2", func(s *Spec) any { return s.WGAddress }, []netip.Prefix(nil), "not an address/prefix"},
-		{"netinit.wg.allowed=10.10.0.9/16,::/0", func(s *Spec) any { return s.WGAllowed }, prefixes("10.10.0.0/16", "::/0"), ""},
-		{"netinit.allow=9900/tcp,53/UDP,9900/tcp", func(s *Spec) any { return s.Allow }, []Port{{9900, "tcp"}, {53, "udp"}}, ""},
-		{"netinit.allow=9900", func(s *Spec) any { return s.Allow }, []Port(nil), "want PORT/tcp"},
-		{"netinit.allow=9900/sctp", func(s *Spec) any { return s.Allow }, []Port(nil), `protocol "sctp"`},
-		{"netinit.allow=70000/tcp", func(s *Spec) any { return s.Allow }, []Port(nil), "1..65535"},
-		{"netinit.probe.targets=198.51.100.1:443,[2001:db8::1]:443,example.org:80", func(s *Spec) any { return s.ProbeTargets },
+			func(s *spec.Spec) any { return s.WGPeers },
+			[]spec.WGPeer{{PublicKey: testKey, Endpoint: "203.0.113.9:51820"}, {PublicKey: testKey, Endpoint: "[2001:db8::9]:51820"}, {PublicKey: testKey, Endpoint: "wg.example.net:1"}}, ""},
+		{"netinit.wg.peer=" + testKey, func(s *spec.Spec) any { return s.WGPeers }, []spec.WGPeer(nil), "want PUBKEY@HOST:PORT"},
+		{"netinit.wg.peer=AAAA@203.0.113.9:51820", func(s *spec.Spec) any { return s.WGPeers }, []spec.WGPeer(nil), "not base64 of 32 bytes"},
+		{"netinit.wg.peer=" + testKey + "@2001:db8::9:51820", func(s *spec.Spec) any { return s.WGPeers }, []spec.WGPeer(nil), "not HOST:PORT"},
+		{"netinit.wg.address=10.10.0.2/24,fd00::2/64", func(s *spec.Spec) any { return s.WGAddress }, prefixes("10.10.0.2/24", "fd00::2/64"), ""},
+		{"netinit.wg.address=10.10.0.2", func(s *spec.Spec) any { return s.WGAddress }, []netip.Prefix(nil), "not an address/prefix"},
+		{"netinit.wg.allowed=10.10.0.9/16,::/0", func(s *spec.Spec) any { return s.WGAllowed }, prefixes("10.10.0.0/16", "::/0"), ""},
+		{"netinit.allow=9900/tcp,53/UDP,9900/tcp", func(s *spec.Spec) any { return s.Allow }, []spec.Port{{Port: 9900, Proto: spec.TCP}, {Port: 53, Proto: spec.UDP}}, ""},
+		{"netinit.allow=9900", func(s *spec.Spec) any { return s.Allow }, []spec.Port(nil), "want PORT/tcp"},
+		{"netinit.allow=9900/sctp", func(s *spec.Spec) any { return s.Allow }, []spec.Port(nil), `protocol "sctp"`},
+		{"netinit.allow=70000/tcp", func(s *spec.Spec) any { return s.Allow }, []spec.Port(nil), "1..65535"},
+		{"netinit.probe.targets=198.51.100.1:443,[2001:db8::1]:443,example.org:80", func(s *spec.Spec) any { return s.ProbeTargets },
 			[]string{"198.51.100.1:443", "[2001:db8::1]:443", "example.org:80"}, ""},
-		{"netinit.probe.reflectors=203.0.113.1:7", func(s *Spec) any { return s.ProbeReflectors }, []string{"203.0.113.1:7"}, ""},
-		{"netinit.probe.reflectors=203.0.113.1", func(s *Spec) any { return s.ProbeReflectors }, []string(nil), "not HOST:PORT"},
-		{"netinit.ntp=pool.ntp.org,192.0.2.123,[2001:db8::123],2001:db8::124", func(s *Spec) any { return s.NTP },
+		{"netinit.probe.reflectors=203.0.113.1:7", func(s *spec.Spec) any { return s.ProbeReflectors }, []string{"203.0.113.1:7"}, ""},
+		{"netinit.probe.reflectors=203.0.113.1", func(s *spec.Spec) any { return s.ProbeReflectors }, []string(nil), "not HOST:PORT"},
+		{"netinit.ntp=pool.ntp.org,192.0.2.123,[2001:db8::123],2001:db8::124", func(s *spec.Spec) any { return s.NTP },
 			[]string{"pool.ntp.org", "192.0.2.123", "2001:db8::123", "2001:db8::124"}, ""},
-		{"netinit.ntp=-bad-", func(s *Spec) any { return s.NTP }, []string(nil), "RFC 1123"},
-		{"netinit.nosuchkey=1", func(s *Spec) any { return len(s.Keys()) }, 0, `netinit.nosuchkey="1": unknown netinit key`},
-		{"netinit.", func(s *Spec) any { return len(s.Keys()) }, 0, "unknown netinit key"},
+		{"netinit.ntp=-bad-", func(s *spec.Spec) any { return s.NTP }, []string(nil), "RFC 1123"},
+		{"netinit.nosuchkey=1", func(s *spec.Spec) any { return len(s.Given) }, 0, `netinit.nosuchkey="1": unknown netinit key`},
+		{"ip=\xe8:dhcp", func(s *spec.Spec) any { return len(s.Given) }, 0, `ip="\xe8:dhcp": not valid UTF-8`},
+		{"netinit.", func(s *spec.Spec) any { return len(s.Given) }, 0, "unknown netinit key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
@@ -243,7 +246,7 @@ func TestInitArgsNotParsed(t *testing.T) {
 func TestKeysSet(t *testing.T) {
 	s, _ := Parse("ip=dhcp netinit.ra-timeout=1 BOOTIF=52:54:00:12:34:56 netinit.timeout=bad console=ttyS0")
 	want := []string{"BOOTIF", "ip", "netinit.ra_timeout"}
-	if got := s.Keys(); !reflect.DeepEqual(got, want) {
+	if got := s.Given; !reflect.DeepEqual(got, want) {
 		t.Errorf("Keys() = %q, want %q", got, want)
 	}
 	if !s.IsSet("ip") || s.IsSet("netinit.timeout") {
@@ -283,8 +286,8 @@ func TestNameserversFromIP(t *testing.T) {
 		t.Fatal(problemStrings(ps))
 	}
 	want := addrs("192.0.2.53", "2001:db8::53", "192.0.2.54")
-	if !reflect.DeepEqual(s.Nameservers, want) {
-		t.Errorf("Nameservers = %v, want %v", s.Nameservers, want)
+	if !reflect.DeepEqual(s.Nameservers(), want) {
+		t.Errorf("Nameservers = %v, want %v", s.Nameservers(), want)
 	}
 }
 
@@ -313,11 +316,11 @@ func TestCloneIsDeep(t *testing.T) {
 	c.IP[0].DNS[0] = netip.MustParseAddr("192.0.2.99")
 	c.Ignore[0] = "z"
 	c.BootIF[0] = 0
-	c.set["x"] = true
-	if s.IP[0].DNS[0].String() != "192.0.2.53" || s.Ignore[0] != "a*" || s.BootIF[0] != 0x52 || s.set["x"] {
+	c.Given[0] = "x"
+	if s.IP[0].DNS[0].String() != "192.0.2.53" || s.Ignore[0] != "a*" || s.BootIF[0] != 0x52 || s.Given[0] == "x" {
 		t.Error("Clone shares memory")
 	}
-	if (*Spec)(nil).Clone().Timeout != DefaultTimeout {
+	if (*spec.Spec)(nil).Clone().Timeout != spec.DefaultTimeout {
 		t.Error("nil Clone")
 	}
 }

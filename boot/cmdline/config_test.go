@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 const testConfig = `# netinit config
@@ -40,7 +42,7 @@ func TestParseConfig(t *testing.T) {
 	if !reflect.DeepEqual(s.Ignore, []string{"veth*", "docker*"}) || !reflect.DeepEqual(s.YggPeers, []string{"tls://198.51.100.7:443"}) {
 		t.Errorf("lists %q %q", s.Ignore, s.YggPeers)
 	}
-	if !reflect.DeepEqual(s.Nameservers, addrs("192.0.2.53")) || s.BootIF.String() != "52:54:00:12:34:56" || !s.YggMulticast {
+	if !reflect.DeepEqual(s.Nameservers(), addrs("192.0.2.53")) || s.BootIF.String() != "52:54:00:12:34:56" || !s.YggMulticast {
 		t.Errorf("%+v", s)
 	}
 	want := []string{
@@ -112,12 +114,12 @@ wg.peer=`+testKey+`@203.0.113.9:51820
 	if len(s.IP) != 1 || s.IP[0].Device != "eth3" {
 		t.Errorf("IP %+v", s.IP)
 	}
-	if s.RATimeout != DefaultRATimeout {
+	if s.RATimeout != spec.DefaultRATimeout {
 		t.Errorf("RATimeout %v after auto6 on the cmdline", s.RATimeout)
 	}
 	// Untouched lists are inherited.
-	if !reflect.DeepEqual(s.NTP, []string{"ntp1.example.org"}) || len(s.WGPeers) != 1 || !reflect.DeepEqual(s.Nameservers, addrs("192.0.2.53")) {
-		t.Errorf("inherited lists %q %v %v", s.NTP, s.WGPeers, s.Nameservers)
+	if !reflect.DeepEqual(s.NTP, []string{"ntp1.example.org"}) || len(s.WGPeers) != 1 || !reflect.DeepEqual(s.Nameservers(), addrs("192.0.2.53")) {
+		t.Errorf("inherited lists %q %v %v", s.NTP, s.WGPeers, s.Nameservers())
 	}
 	// The base is not modified.
 	if conf.Uplink != "eth0" || len(conf.IP) != 2 || conf.Ignore[0] != "veth*" {
@@ -132,8 +134,8 @@ wg.peer=`+testKey+`@203.0.113.9:51820
 	// Nameservers from a config ip= go with the config's ip= list.
 	conf3, _ := ParseConfig(strings.NewReader("ip=192.0.2.5::192.0.2.1:24::eth0:none:192.0.2.54\n"), "c")
 	s3, _ := Merge(conf3, "ip=eth0:dhcp")
-	if len(s3.Nameservers) != 0 {
-		t.Errorf("Nameservers %v", s3.Nameservers)
+	if len(s3.Nameservers()) != 0 {
+		t.Errorf("Nameservers %v", s3.Nameservers())
 	}
 }
 

@@ -1,16 +1,18 @@
 // Package cmdline turns the kernel command line and the netinit config file
-// into a typed Spec.
+// into a typed spec.Spec (boot/spec).
 //
 // Parsing never fails as a whole: every malformed or unknown netinit token
 // becomes a Problem that names the offending token, the token is dropped
 // (the key keeps its previous value: the config file's or the default) and
-// everything else is still applied.
+// everything else is still applied. A value that is not valid UTF-8 is a
+// problem too: every value is text, and goes into JSON (the hand-over to
+// the daemon, the state).
 //
 // # Sources and precedence
 //
-// Defaults < config file < kernel command line. Parse applies a command
-// line on top of Defaults, ParseConfig applies a config file on top of
-// Defaults, and Merge applies a command line on top of an existing Spec (in
+// spec.Defaults < config file < kernel command line. Parse applies a
+// command line on top of spec.Defaults, ParseConfig applies a config file on
+// top of them, and Merge applies a command line on top of an existing Spec (in
 // practice the config file's). Load does all three.
 //
 // Scalar keys: the last valid occurrence wins. List keys (ip=, nameserver=,
@@ -138,16 +140,19 @@
 // DEV empty means every link. HOSTNAME follows RFC 1123, DEV the kernel's
 // interface name rules (at most 15 bytes, no '/', ':' or whitespace).
 //
-// METHOD is stored canonically in IPConfig.Method:
+// METHOD is stored as a spec.Method in IPConfig.Method:
 //
 //	dhcp           DHCPv4 only (no IPv6 autoconfiguration)
 //	dhcp6          DHCPv6 only
 //	auto6          IPv6 stateless autoconfiguration (RA; DHCPv6 if the RA's
 //	               M/O flags ask for it, RFC 4861 4.2)
-//	either6        auto6, falling back to dhcp6 (dracut)
-//	on, any        -> "on": DHCPv4 and auto6 (dracut: "any available source")
-//	none, off      -> "static" when CLIENT is given, else "off" (nothing is
-//	               configured on DEV)
+//	either6        auto6 and a DHCPv6 client, both started at once and both
+//	               kept (dracut runs dhcp6 only when auto6 fails; netinit
+//	               does not wait for that)
+//	on, any        -> MethodOn: DHCPv4 and auto6 (dracut: "any available
+//	               source")
+//	none, off      -> MethodStatic when CLIENT is given, else MethodOff
+//	               (nothing is configured on DEV)
 //
 // A CLIENT address given with an autoconf METHOD (dhcp, ...) is kept in
 // IPConfig.Address with that Method; only "static" asks for it to be

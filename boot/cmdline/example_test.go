@@ -14,7 +14,7 @@ func Example() {
 	problems = append(problems, p...)
 
 	fmt.Println(s.Timeout, s.RATimeout, s.Ignore, s.IP[0].Device, s.IP[0].Method)
-	fmt.Println(s.Keys())
+	fmt.Println(s.Given)
 	for _, p := range problems {
 		fmt.Println(p)
 	}

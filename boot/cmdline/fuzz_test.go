@@ -1,10 +1,13 @@
 package cmdline
 
 import (
+	"encoding/json"
 	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 var fuzzSeeds = []string{
@@ -31,7 +34,7 @@ var fuzzSeeds = []string{
 }
 
 // checkSpec asserts the invariants every parse result must hold.
-func checkSpec(t *testing.T, input string, s *Spec, ps []Problem) {
+func checkSpec(t *testing.T, input string, s *spec.Spec, ps []Problem) {
 	t.Helper()
 	for _, p := range ps {
 		if !strings.Contains(input, p.Token) {
@@ -42,17 +45,15 @@ func checkSpec(t *testing.T, input string, s *Spec, ps []Problem) {
 		}
 	}
 	for _, c := range s.IP {
-		switch c.Method {
-		case "dhcp", "dhcp6", "auto6", "either6", "on", "off", "static":
-		default:
-			t.Errorf("ip= method %q", c.Method)
+		if _, err := c.Method.MarshalText(); err != nil {
+			t.Errorf("ip= method: %v", err)
 		}
 		if c.Address != (netip.Prefix{}) {
 			if !c.Address.IsValid() || c.Address.Bits() < 1 || !isUnicast(c.Address.Addr()) || c.Address.Addr().Zone() != "" {
 				t.Errorf("ip= with an invalid address %v", c.Address)
 			}
 		}
-		if c.Method == "static" && !c.Address.IsValid() {
+		if c.Method == spec.MethodStatic && !c.Address.IsValid() {
 			t.Errorf("static ip= without an address: %+v", c)
 		}
 		if c.Device != "" && validIfname(c.Device) != nil {
@@ -70,6 +71,18 @@ func checkSpec(t *testing.T, input string, s *Spec, ps []Problem) {
 	}
 	if !reflect.DeepEqual(s.Clone(), s) {
 		t.Errorf("Clone differs")
+	}
+	// PID 1 hands the spec to the daemon as JSON: it must come back whole.
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatalf("encoding the spec: %v", err)
+	}
+	var back spec.Spec
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("decoding the spec: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(&back, s) {
+		t.Errorf("spec changed through JSON:\n%+v\n%+v", s, &back)
 	}
 }
 

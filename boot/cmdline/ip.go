@@ -9,19 +9,20 @@ import (
 	"strings"
 
 	"github.com/threefoldtech/netinit/boot/dnsname"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // ipMethods maps the autoconf words of dracut.cmdline(7) and the kernel's
-// nfsroot ip= to IPConfig.Method.
-var ipMethods = map[string]string{
-	"dhcp":    "dhcp",
-	"dhcp6":   "dhcp6",
-	"auto6":   "auto6",
-	"either6": "either6",
-	"on":      "on", // dracut: "any available source": DHCPv4 + auto6
-	"any":     "on",
-	"none":    "off", // "static" once a client address is given
-	"off":     "off",
+// nfsroot ip= to spec.IPConfig.Method.
+var ipMethods = map[string]spec.Method{
+	"dhcp":    spec.MethodDHCP,
+	"dhcp6":   spec.MethodDHCP6,
+	"auto6":   spec.MethodAuto6,
+	"either6": spec.MethodEither6,
+	"on":      spec.MethodOn, // dracut: "any available source": DHCPv4 + auto6
+	"any":     spec.MethodOn,
+	"none":    spec.MethodOff, // MethodStatic once a client address is given
+	"off":     spec.MethodOff,
 }
 
 // unsupportedMethods are valid dracut/kernel words netinit does not do.
@@ -81,53 +82,53 @@ func splitIPFields(v string) ([]string, error) {
 	return append(fields, v[start:]), nil
 }
 
-func parseMethod(n int, v string) (string, error) {
+func parseMethod(n int, v string) (spec.Method, error) {
 	if m, ok := ipMethods[v]; ok {
 		return m, nil
 	}
 	if unsupportedMethods[v] {
-		return "", ferr(n, "autoconf", v, errors.New("not supported by netinit"))
+		return 0, ferr(n, "autoconf", v, errors.New("not supported by netinit"))
 	}
 	if v == "" {
-		return "", ferr(n, "autoconf", v, errors.New("empty"))
+		return 0, ferr(n, "autoconf", v, errors.New("empty"))
 	}
-	return "", ferr(n, "autoconf", v, errors.New("want dhcp, dhcp6, auto6, either6, on, any, none or off"))
+	return 0, ferr(n, "autoconf", v, errors.New("want dhcp, dhcp6, auto6, either6, on, any, none or off"))
 }
 
 // parseIP parses the value of one ip= token. Any error drops the token.
-func parseIP(v string) (IPConfig, error) {
+func parseIP(v string) (spec.IPConfig, error) {
 	if v == "" {
-		return IPConfig{}, errors.New("empty")
+		return spec.IPConfig{}, errors.New("empty")
 	}
 	f, err := splitIPFields(v)
 	if err != nil {
-		return IPConfig{}, err
+		return spec.IPConfig{}, err
 	}
-	var c IPConfig
+	var c spec.IPConfig
 	switch {
 	case len(f) == 1:
 		// ip=METHOD
 		if c.Method, err = parseMethod(1, f[0]); err != nil {
-			return IPConfig{}, err
+			return spec.IPConfig{}, err
 		}
 		return c, nil
 	case len(f) < 7 || isMethodWord(f[1]):
 		// ip=DEV:METHOD[:[MTU][:MAC]]
 		if _, err := parseAddr(f[0]); err == nil || strings.HasPrefix(f[0], "[") {
-			return IPConfig{}, ferr(1, "client", f[0], fmt.Errorf(
+			return spec.IPConfig{}, ferr(1, "client", f[0], fmt.Errorf(
 				"an address needs the long form CLIENT:[PEER]:[GATEWAY]:[NETMASK]:[HOSTNAME]:[DEV]:METHOD (7 fields, got %d)", len(f)))
 		}
 		if f[0] != "" {
 			if err := validIfname(f[0]); err != nil {
-				return IPConfig{}, ferr(1, "interface", f[0], err)
+				return spec.IPConfig{}, ferr(1, "interface", f[0], err)
 			}
 		}
 		c.Device = f[0]
 		if c.Method, err = parseMethod(2, f[1]); err != nil {
-			return IPConfig{}, err
+			return spec.IPConfig{}, err
 		}
-		if err := c.parseMTUMAC(3, f[2:]); err != nil {
-			return IPConfig{}, err
+		if err := parseMTUMAC(&c, 3, f[2:]); err != nil {
+			return spec.IPConfig{}, err
 		}
 		return c, nil
 	}
@@ -136,7 +137,7 @@ func parseIP(v string) (IPConfig, error) {
 
 // parseMTUMAC parses "[MTU][:MAC]" starting at field n. The MAC may have
 // been split at its colons: six fields are joined back, as dracut does.
-func (c *IPConfig) parseMTUMAC(n int, f []string) error {
+func parseMTUMAC(c *spec.IPConfig, n int, f []string) error {
 	if len(f) == 0 {
 		return nil
 	}
@@ -172,15 +173,15 @@ func (c *IPConfig) parseMTUMAC(n int, f []string) error {
 // parseIPLong parses
 // CLIENT:[PEER]:[GATEWAY]:[NETMASK]:[HOSTNAME]:[DEV]:METHOD[:[MTU][:MAC]] and
 // CLIENT:[PEER]:[GATEWAY]:[NETMASK]:[HOSTNAME]:[DEV]:METHOD[:[DNS1][:DNS2]].
-func parseIPLong(f []string) (IPConfig, error) {
-	var c IPConfig
+func parseIPLong(f []string) (spec.IPConfig, error) {
+	var c spec.IPConfig
 	// Field 1: client address, maybe with its prefix.
 	var client netip.Addr
 	clientBits := -1
 	if f[0] != "" {
 		a, bits, err := parseClient(f[0])
 		if err != nil {
-			return IPConfig{}, ferr(1, "client", f[0], err)
+			return spec.IPConfig{}, ferr(1, "client", f[0], err)
 		}
 		client, clientBits = a, bits
 	}
@@ -195,7 +196,7 @@ func parseIPLong(f []string) (IPConfig, error) {
 			err = fmt.Errorf("prefix disagrees with the client's /%d", clientBits)
 		}
 		if err != nil {
-			return IPConfig{}, ferr(2, "peer", f[1], err)
+			return spec.IPConfig{}, ferr(2, "peer", f[1], err)
 		}
 		c.Peer = a
 		if bits >= 0 {
@@ -212,7 +213,7 @@ func parseIPLong(f []string) (IPConfig, error) {
 			err = errors.New("address family differs from the client's")
 		}
 		if err != nil {
-			return IPConfig{}, ferr(3, "gateway", f[2], err)
+			return spec.IPConfig{}, ferr(3, "gateway", f[2], err)
 		}
 		if !a.IsUnspecified() {
 			c.Gateway = a
@@ -226,37 +227,37 @@ func parseIPLong(f []string) (IPConfig, error) {
 			err = fmt.Errorf("disagrees with the /%d given before", clientBits)
 		}
 		if err != nil {
-			return IPConfig{}, ferr(4, "netmask", f[3], err)
+			return spec.IPConfig{}, ferr(4, "netmask", f[3], err)
 		}
 		clientBits = bits
 	}
 	// Field 5: client host name.
 	if f[4] != "" {
 		if err := dnsname.CheckHost(f[4]); err != nil {
-			return IPConfig{}, ferr(5, "hostname", f[4], err)
+			return spec.IPConfig{}, ferr(5, "hostname", f[4], err)
 		}
 		c.Hostname = f[4]
 	}
 	// Field 6: interface.
 	if f[5] != "" {
 		if err := validIfname(f[5]); err != nil {
-			return IPConfig{}, ferr(6, "interface", f[5], err)
+			return spec.IPConfig{}, ferr(6, "interface", f[5], err)
 		}
 		c.Device = f[5]
 	}
 	// Field 7: autoconf.
 	m, err := parseMethod(7, f[6])
 	if err != nil {
-		return IPConfig{}, err
+		return spec.IPConfig{}, err
 	}
 	c.Method = m
 	if client.IsValid() {
 		if clientBits < 0 {
-			return IPConfig{}, ferr(4, "netmask", f[3], errors.New("required with a client address"))
+			return spec.IPConfig{}, ferr(4, "netmask", f[3], errors.New("required with a client address"))
 		}
 		c.Address = netip.PrefixFrom(client, clientBits)
-		if m == "off" {
-			c.Method = "static"
+		if m == spec.MethodOff {
+			c.Method = spec.MethodStatic
 		}
 	}
 	// Fields 8, 9: DNS servers, or MTU and MAC. An address (dotted or in
@@ -264,7 +265,7 @@ func parseIPLong(f []string) (IPConfig, error) {
 	tail := f[7:]
 	if len(tail) > 0 && (looksLikeIP(tail[0]) || tail[0] == "" && len(tail) == 2 && looksLikeIP(tail[1])) {
 		if len(tail) > 2 {
-			return IPConfig{}, fmt.Errorf("%d fields: want at most 9 with dns1:dns2", len(f))
+			return spec.IPConfig{}, fmt.Errorf("%d fields: want at most 9 with dns1:dns2", len(f))
 		}
 		for i, d := range tail {
 			if d == "" {
@@ -272,14 +273,14 @@ func parseIPLong(f []string) (IPConfig, error) {
 			}
 			a, err := parseNameserver(d)
 			if err != nil {
-				return IPConfig{}, ferr(8+i, "dns"+strconv.Itoa(i+1), d, err)
+				return spec.IPConfig{}, ferr(8+i, "dns"+strconv.Itoa(i+1), d, err)
 			}
 			c.DNS = append(c.DNS, a)
 		}
 		return c, nil
 	}
-	if err := c.parseMTUMAC(8, tail); err != nil {
-		return IPConfig{}, err
+	if err := parseMTUMAC(&c, 8, tail); err != nil {
+		return spec.IPConfig{}, err
 	}
 	return c, nil
 }

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 func TestIPForms(t *testing.T) {
@@ -12,61 +14,61 @@ func TestIPForms(t *testing.T) {
 	a := netip.MustParseAddr
 	tests := []struct {
 		val  string
-		want IPConfig
+		want spec.IPConfig
 	}{
-		{"dhcp", IPConfig{Method: "dhcp"}},
-		{"dhcp6", IPConfig{Method: "dhcp6"}},
-		{"auto6", IPConfig{Method: "auto6"}},
-		{"either6", IPConfig{Method: "either6"}},
-		{"on", IPConfig{Method: "on"}},
-		{"any", IPConfig{Method: "on"}},
-		{"off", IPConfig{Method: "off"}},
-		{"none", IPConfig{Method: "off"}},
-		{"eth0:dhcp", IPConfig{Device: "eth0", Method: "dhcp"}},
-		{"eth0:off", IPConfig{Device: "eth0", Method: "off"}},
-		{"eth0:auto6:9000", IPConfig{Device: "eth0", Method: "auto6", MTU: 9000}},
-		{"eth0:dhcp::52-54-00-12-34-56", IPConfig{Device: "eth0", Method: "dhcp", MAC: mustMAC("52:54:00:12:34:56")}},
-		{"eth0:dhcp:1500:52:54:00:12:34:56", IPConfig{Device: "eth0", Method: "dhcp", MTU: 1500, MAC: mustMAC("52:54:00:12:34:56")}},
-		{":dhcp", IPConfig{Method: "dhcp"}},
+		{"dhcp", spec.IPConfig{Method: spec.MethodDHCP}},
+		{"dhcp6", spec.IPConfig{Method: spec.MethodDHCP6}},
+		{"auto6", spec.IPConfig{Method: spec.MethodAuto6}},
+		{"either6", spec.IPConfig{Method: spec.MethodEither6}},
+		{"on", spec.IPConfig{Method: spec.MethodOn}},
+		{"any", spec.IPConfig{Method: spec.MethodOn}},
+		{"off", spec.IPConfig{Method: spec.MethodOff}},
+		{"none", spec.IPConfig{Method: spec.MethodOff}},
+		{"eth0:dhcp", spec.IPConfig{Device: "eth0", Method: spec.MethodDHCP}},
+		{"eth0:off", spec.IPConfig{Device: "eth0", Method: spec.MethodOff}},
+		{"eth0:auto6:9000", spec.IPConfig{Device: "eth0", Method: spec.MethodAuto6, MTU: 9000}},
+		{"eth0:dhcp::52-54-00-12-34-56", spec.IPConfig{Device: "eth0", Method: spec.MethodDHCP, MAC: mustMAC("52:54:00:12:34:56")}},
+		{"eth0:dhcp:1500:52:54:00:12:34:56", spec.IPConfig{Device: "eth0", Method: spec.MethodDHCP, MTU: 1500, MAC: mustMAC("52:54:00:12:34:56")}},
+		{":dhcp", spec.IPConfig{Method: spec.MethodDHCP}},
 		// The long form, IPv4 with a dotted mask and a prefix length.
-		{"192.0.2.5::192.0.2.1:255.255.255.0:node1:eth0:none", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"), Hostname: "node1"}},
-		{"192.0.2.5::192.0.2.1:24::eth0:off", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1")}},
-		{"192.0.2.5/28::192.0.2.1:::eth0:none", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/28"), Gateway: a("192.0.2.1")}},
-		{"192.0.2.5/28::192.0.2.1:255.255.255.240::eth0:none", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/28"), Gateway: a("192.0.2.1")}},
-		{"192.0.2.5:192.0.2.6:0.0.0.0:32::ppp0:none", IPConfig{
-			Device: "ppp0", Method: "static", Address: p("192.0.2.5/32"), Peer: a("192.0.2.6")}},
-		{"192.0.2.5:192.0.2.6/30::::ppp0:none", IPConfig{
-			Device: "ppp0", Method: "static", Address: p("192.0.2.5/30"), Peer: a("192.0.2.6")}},
+		{"192.0.2.5::192.0.2.1:255.255.255.0:node1:eth0:none", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"), Hostname: "node1"}},
+		{"192.0.2.5::192.0.2.1:24::eth0:off", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1")}},
+		{"192.0.2.5/28::192.0.2.1:::eth0:none", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/28"), Gateway: a("192.0.2.1")}},
+		{"192.0.2.5/28::192.0.2.1:255.255.255.240::eth0:none", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/28"), Gateway: a("192.0.2.1")}},
+		{"192.0.2.5:192.0.2.6:0.0.0.0:32::ppp0:none", spec.IPConfig{
+			Device: "ppp0", Method: spec.MethodStatic, Address: p("192.0.2.5/32"), Peer: a("192.0.2.6")}},
+		{"192.0.2.5:192.0.2.6/30::::ppp0:none", spec.IPConfig{
+			Device: "ppp0", Method: spec.MethodStatic, Address: p("192.0.2.5/30"), Peer: a("192.0.2.6")}},
 		// Everything empty but the device: a DHCP client with a hostname.
-		{"::::node1.example.org:eth0:dhcp", IPConfig{Device: "eth0", Method: "dhcp", Hostname: "node1.example.org"}},
-		{":::::eth0:any", IPConfig{Device: "eth0", Method: "on"}},
+		{"::::node1.example.org:eth0:dhcp", spec.IPConfig{Device: "eth0", Method: spec.MethodDHCP, Hostname: "node1.example.org"}},
+		{":::::eth0:any", spec.IPConfig{Device: "eth0", Method: spec.MethodOn}},
 		// IPv6 in brackets, with DNS.
-		{"[2001:db8::2]::[2001:db8::1]:64:node1:eth0:none:[2001:db8::53]", IPConfig{
-			Device: "eth0", Method: "static", Address: p("2001:db8::2/64"), Gateway: a("2001:db8::1"),
+		{"[2001:db8::2]::[2001:db8::1]:64:node1:eth0:none:[2001:db8::53]", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("2001:db8::2/64"), Gateway: a("2001:db8::1"),
 			Hostname: "node1", DNS: addrs("2001:db8::53")}},
-		{"[2001:db8::2/64]::[fe80::1]:::eth0:none", IPConfig{
-			Device: "eth0", Method: "static", Address: p("2001:db8::2/64"), Gateway: a("fe80::1")}},
-		{"192.0.2.5::192.0.2.1:24::eth0:none:192.0.2.53:[2001:db8::53]", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
+		{"[2001:db8::2/64]::[fe80::1]:::eth0:none", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("2001:db8::2/64"), Gateway: a("fe80::1")}},
+		{"192.0.2.5::192.0.2.1:24::eth0:none:192.0.2.53:[2001:db8::53]", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
 			DNS: addrs("192.0.2.53", "2001:db8::53")}},
-		{"192.0.2.5::192.0.2.1:24::eth0:none::192.0.2.54", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
+		{"192.0.2.5::192.0.2.1:24::eth0:none::192.0.2.54", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
 			DNS: addrs("192.0.2.54")}},
 		// MTU and MAC after the long form, the MAC with colons or dashes.
-		{"192.0.2.5::192.0.2.1:24::eth0:none:9000:52:54:00:12:34:56", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
+		{"192.0.2.5::192.0.2.1:24::eth0:none:9000:52:54:00:12:34:56", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
 			MTU: 9000, MAC: mustMAC("52:54:00:12:34:56")}},
-		{"192.0.2.5::192.0.2.1:24::eth0:none::52-54-00-12-34-56", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
+		{"192.0.2.5::192.0.2.1:24::eth0:none::52-54-00-12-34-56", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"),
 			MAC: mustMAC("52:54:00:12:34:56")}},
-		{"192.0.2.5::192.0.2.1:24::eth0:none:1400", IPConfig{
-			Device: "eth0", Method: "static", Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"), MTU: 1400}},
+		{"192.0.2.5::192.0.2.1:24::eth0:none:1400", spec.IPConfig{
+			Device: "eth0", Method: spec.MethodStatic, Address: p("192.0.2.5/24"), Gateway: a("192.0.2.1"), MTU: 1400}},
 		// A client address with an autoconf method is kept as given.
-		{"192.0.2.5:::24::eth0:dhcp", IPConfig{Device: "eth0", Method: "dhcp", Address: p("192.0.2.5/24")}},
+		{"192.0.2.5:::24::eth0:dhcp", spec.IPConfig{Device: "eth0", Method: spec.MethodDHCP, Address: p("192.0.2.5/24")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.val, func(t *testing.T) {
@@ -167,26 +169,5 @@ func TestIPExample(t *testing.T) {
 	want := `cmdline: ip="192.0.2.5::192.0.2.1:255.0.255.0::eth0:none": field 4 (netmask) "255.0.255.0": not a contiguous mask`
 	if len(ps) != 1 || ps[0].Error() != want {
 		t.Errorf("got %q\nwant %q", problemStrings(ps), want)
-	}
-}
-
-func TestIPHelpers(t *testing.T) {
-	tests := []struct {
-		method           string
-		dhcp4, ra, dhcp6 bool
-	}{
-		{"dhcp", true, false, false},
-		{"on", true, true, false},
-		{"auto6", false, true, false},
-		{"either6", false, true, true},
-		{"dhcp6", false, false, true},
-		{"static", false, false, false},
-		{"off", false, false, false},
-	}
-	for _, tt := range tests {
-		c := IPConfig{Method: tt.method}
-		if c.WantsDHCP4() != tt.dhcp4 || c.WantsRA() != tt.ra || c.WantsDHCP6() != tt.dhcp6 {
-			t.Errorf("%s: %v %v %v", tt.method, c.WantsDHCP4(), c.WantsRA(), c.WantsDHCP6())
-		}
 	}
 }

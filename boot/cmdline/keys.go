@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/threefoldtech/netinit/boot/runmode"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // A key applies one value to a Spec. parse must not touch the Spec: it
@@ -24,7 +26,7 @@ type key struct {
 	list bool
 	// flag: the key may be given without a value (booleans).
 	flag  bool
-	parse func(val string, hasVal bool) (apply func(s *Spec, fresh bool), err error)
+	parse func(val string, hasVal bool) (apply func(s *spec.Spec, fresh bool), err error)
 }
 
 // netinitKeys are the keys under the "netinit." prefix, by canonical name
@@ -36,75 +38,79 @@ var kernelKeys map[string]key
 
 func init() {
 	netinitKeys = map[string]key{
-		"next": {parse: scalar(parseNext, func(s *Spec, v []string) { s.Next, s.NextArgs = v[0], v[1:] })},
-		"root": {parse: scalar(parseRoot, func(s *Spec, v [2]string) { s.Root, s.RootSize = v[0], v[1] })},
-		"test": {parse: scalar(parseTest, func(s *Spec, v string) { s.Test = v })},
+		"next": {parse: scalar(parseNext, func(s *spec.Spec, v []string) {
+			s.Next, s.NextArgs = v[0], nil // nil, not empty: the same after the hand-over's JSON
+			if len(v) > 1 {
+				s.NextArgs = v[1:]
+			}
+		})},
+		"root": {parse: scalar(parseRoot, func(s *spec.Spec, v root) { s.Root, s.RootSize = v.kind, v.size })},
+		"test": {parse: scalar(spec.ParseTest, func(s *spec.Spec, v spec.Test) { s.Test = v })},
 		"uplink": {parse: scalar(func(v string) (string, error) {
 			return v, validIfname(v)
-		}, func(s *Spec, v string) { s.Uplink = v })},
-		"ignore":        {list: true, parse: commaList(parseGlob, func(s *Spec) *[]string { return &s.Ignore })},
-		"timeout":       {parse: scalar(parseTimeout(false), func(s *Spec, v time.Duration) { s.Timeout = v })},
-		"ra_timeout":    {parse: scalar(parseTimeout(true), func(s *Spec, v time.Duration) { s.RATimeout = v })},
-		"dhcp4_timeout": {parse: scalar(parseTimeout(true), func(s *Spec, v time.Duration) { s.DHCP4Timeout = v })},
-		"mtu":           {parse: scalar(parseMTU, func(s *Spec, v int) { s.MTU = v })},
-		"keydir":        {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.KeyDir = v })},
-		"ygg": {parse: scalar(oneOf("auto", "on", "off", "auto-inbound"),
-			func(s *Spec, v string) { s.Ygg = v })},
-		"ygg.peers":     {list: true, parse: commaList(parseYggPeer, func(s *Spec) *[]string { return &s.YggPeers })},
-		"ygg.multicast": {flag: true, parse: boolean(func(s *Spec, v bool) { s.YggMulticast = v })},
-		"ygg.seed":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.YggSeed = v })},
-		"ygg.listen":    {list: true, parse: commaList(parseYggListen, func(s *Spec) *[]string { return &s.YggListen })},
-		"identity":      {parse: scalar(parseAbsPath, func(s *Spec, v string) { s.Identity = v })},
-		"ygg.lan_peers": {parse: scalar(parseLANPeers, func(s *Spec, v int) { s.YggLANPeers = v })},
-		"wg":            {parse: scalar(oneOf("auto", "on", "off"), func(s *Spec, v string) { s.WG = v })},
-		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *Spec) *[]WGPeer { return &s.WGPeers })},
+		}, func(s *spec.Spec, v string) { s.Uplink = v })},
+		"ignore":        {list: true, parse: commaList(parseGlob, func(s *spec.Spec) *[]string { return &s.Ignore })},
+		"timeout":       {parse: scalar(parseTimeout(false), func(s *spec.Spec, v time.Duration) { s.Timeout = v })},
+		"ra_timeout":    {parse: scalar(parseTimeout(true), func(s *spec.Spec, v time.Duration) { s.RATimeout = v })},
+		"dhcp4_timeout": {parse: scalar(parseTimeout(true), func(s *spec.Spec, v time.Duration) { s.DHCP4Timeout = v })},
+		"mtu":           {parse: scalar(parseMTU, func(s *spec.Spec, v int) { s.MTU = v })},
+		"keydir":        {parse: scalar(parseAbsPath, func(s *spec.Spec, v string) { s.KeyDir = v })},
+		"ygg":           {parse: scalar(lower(spec.ParseYggMode), func(s *spec.Spec, v spec.YggMode) { s.Ygg = v })},
+		"ygg.peers":     {list: true, parse: commaList(parseYggPeer, func(s *spec.Spec) *[]string { return &s.YggPeers })},
+		"ygg.multicast": {flag: true, parse: boolean(func(s *spec.Spec, v bool) { s.YggMulticast = v })},
+		"ygg.seed":      {parse: scalar(parseAbsPath, func(s *spec.Spec, v string) { s.YggSeed = v })},
+		"ygg.listen":    {list: true, parse: commaList(parseYggListen, func(s *spec.Spec) *[]string { return &s.YggListen })},
+		"identity":      {parse: scalar(parseAbsPath, func(s *spec.Spec, v string) { s.Identity = v })},
+		"ygg.lan_peers": {parse: scalar(parseLANPeers, func(s *spec.Spec, v int) { s.YggLANPeers = v })},
+		"wg":            {parse: scalar(lower(spec.ParseWGMode), func(s *spec.Spec, v spec.WGMode) { s.WG = v })},
+		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *spec.Spec) *[]spec.WGPeer { return &s.WGPeers })},
 		"wg.address": {list: true, parse: commaList(parseIfacePrefix,
-			func(s *Spec) *[]netip.Prefix { return &s.WGAddress })},
+			func(s *spec.Spec) *[]netip.Prefix { return &s.WGAddress })},
 		"wg.allowed": {list: true, parse: commaList(parseAllowed,
-			func(s *Spec) *[]netip.Prefix { return &s.WGAllowed })},
-		"allow":            {list: true, parse: commaList(parsePort, func(s *Spec) *[]Port { return &s.Allow })},
-		"probe.targets":    {list: true, parse: commaList(parseHostPort, func(s *Spec) *[]string { return &s.ProbeTargets })},
-		"probe.reflectors": {list: true, parse: commaList(parseHostPort, func(s *Spec) *[]string { return &s.ProbeReflectors })},
-		"ntp":              {list: true, parse: commaList(parseHost, func(s *Spec) *[]string { return &s.NTP })},
+			func(s *spec.Spec) *[]netip.Prefix { return &s.WGAllowed })},
+		"allow":            {list: true, parse: commaList(parsePort, func(s *spec.Spec) *[]spec.Port { return &s.Allow })},
+		"probe.targets":    {list: true, parse: commaList(parseHostPort, func(s *spec.Spec) *[]string { return &s.ProbeTargets })},
+		"probe.reflectors": {list: true, parse: commaList(parseHostPort, func(s *spec.Spec) *[]string { return &s.ProbeReflectors })},
+		"ntp":              {list: true, parse: commaList(parseHost, func(s *spec.Spec) *[]string { return &s.NTP })},
 		"bridge": {parse: scalar(func(v string) (string, error) {
-			if v == "off" {
+			if v == spec.NoBridge {
 				return v, nil
 			}
 			return v, validIfname(v)
-		}, func(s *Spec, v string) { s.Bridge = v })},
+		}, func(s *spec.Spec, v string) { s.Bridge = v })},
 	}
 	kernelKeys = map[string]key{
-		"ip":         {list: true, parse: single(parseIP, func(s *Spec) *[]IPConfig { return &s.IP })},
-		"nameserver": {list: true, parse: single(parseNameserver, func(s *Spec) *[]netip.Addr { return &s.nameservers })},
-		"vlan":       {list: true, parse: single(parseVLAN, func(s *Spec) *[]VLAN { return &s.VLANs })},
-		"BOOTIF":     {parse: scalar(parseBootIF, func(s *Spec, v net.HardwareAddr) { s.BootIF = v })},
+		"ip":         {list: true, parse: single(parseIP, func(s *spec.Spec) *[]spec.IPConfig { return &s.IP })},
+		"nameserver": {list: true, parse: single(parseNameserver, func(s *spec.Spec) *[]netip.Addr { return &s.Nameserver })},
+		"vlan":       {list: true, parse: single(parseVLAN, func(s *spec.Spec) *[]spec.VLAN { return &s.VLANs })},
+		"BOOTIF":     {parse: scalar(parseBootIF, func(s *spec.Spec, v net.HardwareAddr) { s.BootIF = v })},
 		// 0-OS's own keys (zosbase pkg/environment). Its other keys
 		// (farmer_id, secret, zos-debug, ...) are not netinit's and are
 		// ignored without a word, like any unprefixed key.
-		"runmode":   {parse: scalar(runmode.Parse, func(s *Spec, v runmode.Mode) { s.RunMode = v })},
-		"vlan:priv": {parse: scalar(parseZOSVLAN, func(s *Spec, v int) { s.VLANPriv = v })},
-		"vlan:pub":  {parse: scalar(parseZOSVLAN, func(s *Spec, v int) { s.VLANPub = v })},
+		"runmode":   {parse: scalar(runmode.Parse, func(s *spec.Spec, v runmode.Mode) { s.RunMode = v })},
+		"vlan:priv": {parse: scalar(parseZOSVLAN, func(s *spec.Spec, v int) { s.VLANPriv = v })},
+		"vlan:pub":  {parse: scalar(parseZOSVLAN, func(s *spec.Spec, v int) { s.VLANPub = v })},
 	}
 }
 
 // applier applies the tokens of one source.
 type applier struct {
-	s        *Spec
+	s        *spec.Spec
 	config   bool            // tokens come from the config file
 	fresh    map[string]bool // list keys already replaced in this source
 	problems []Problem
 }
 
-func newApplier(s *Spec, config bool) *applier {
-	if s.set == nil {
-		s.set = map[string]bool{}
-	}
+func newApplier(s *spec.Spec, config bool) *applier {
 	return &applier{s: s, config: config, fresh: map[string]bool{}}
 }
 
 var (
 	errUnknown = errors.New("unknown netinit key")
 	errNoValue = errors.New("needs a value (key=value)")
+	// Every value is text, and goes into JSON (the hand-over to the
+	// daemon, the state), which cannot carry other bytes.
+	errNotUTF8 = errors.New("not valid UTF-8")
 )
 
 // token applies one raw token from source (a command line token, or a
@@ -128,6 +134,10 @@ func (a *applier) token(source, tok string) {
 		a.problems = append(a.problems, Problem{source, tok, errNoValue, k, v, hasVal})
 		return
 	}
+	if !utf8.ValidString(v) {
+		a.problems = append(a.problems, Problem{source, tok, errNotUTF8, k, v, hasVal})
+		return
+	}
 	apply, err := def.parse(v, hasVal)
 	if err != nil {
 		a.problems = append(a.problems, Problem{source, tok, err, k, v, hasVal})
@@ -136,7 +146,7 @@ func (a *applier) token(source, tok string) {
 	fresh := def.list && !a.fresh[name]
 	a.fresh[name] = true
 	apply(a.s, fresh)
-	a.s.set[name] = true
+	give(a.s, name)
 }
 
 // lookup finds the key definition. name is the canonical full name; it is
@@ -165,24 +175,24 @@ func (a *applier) lookup(k string) (name string, def key, ok bool) {
 }
 
 // scalar builds a key whose value replaces the previous one.
-func scalar[T any](parse func(string) (T, error), set func(*Spec, T)) func(string, bool) (func(*Spec, bool), error) {
-	return func(val string, _ bool) (func(*Spec, bool), error) {
+func scalar[T any](parse func(string) (T, error), set func(*spec.Spec, T)) func(string, bool) (func(*spec.Spec, bool), error) {
+	return func(val string, _ bool) (func(*spec.Spec, bool), error) {
 		v, err := parse(val)
 		if err != nil {
 			return nil, err
 		}
-		return func(s *Spec, _ bool) { set(s, v) }, nil
+		return func(s *spec.Spec, _ bool) { set(s, v) }, nil
 	}
 }
 
 // single builds a repeatable key with one element per occurrence.
-func single[T any](parse func(string) (T, error), field func(*Spec) *[]T) func(string, bool) (func(*Spec, bool), error) {
-	return func(val string, _ bool) (func(*Spec, bool), error) {
+func single[T any](parse func(string) (T, error), field func(*spec.Spec) *[]T) func(string, bool) (func(*spec.Spec, bool), error) {
+	return func(val string, _ bool) (func(*spec.Spec, bool), error) {
 		v, err := parse(val)
 		if err != nil {
 			return nil, err
 		}
-		return func(s *Spec, fresh bool) {
+		return func(s *spec.Spec, fresh bool) {
 			l := field(s)
 			if fresh {
 				*l = nil
@@ -194,8 +204,8 @@ func single[T any](parse func(string) (T, error), field func(*Spec) *[]T) func(s
 
 // commaList builds a key whose value is a comma-separated list; one bad
 // element drops the whole token. Duplicates are kept once.
-func commaList[T comparable](parse func(string) (T, error), field func(*Spec) *[]T) func(string, bool) (func(*Spec, bool), error) {
-	return func(val string, _ bool) (func(*Spec, bool), error) {
+func commaList[T comparable](parse func(string) (T, error), field func(*spec.Spec) *[]T) func(string, bool) (func(*spec.Spec, bool), error) {
+	return func(val string, _ bool) (func(*spec.Spec, bool), error) {
 		var vs []T
 		for i, e := range strings.Split(val, ",") {
 			if e == "" {
@@ -209,7 +219,7 @@ func commaList[T comparable](parse func(string) (T, error), field func(*Spec) *[
 				vs = append(vs, v)
 			}
 		}
-		return func(s *Spec, fresh bool) {
+		return func(s *spec.Spec, fresh bool) {
 			l := field(s)
 			if fresh {
 				*l = nil
@@ -223,8 +233,8 @@ func commaList[T comparable](parse func(string) (T, error), field func(*Spec) *[
 	}
 }
 
-func boolean(set func(*Spec, bool)) func(string, bool) (func(*Spec, bool), error) {
-	return func(val string, hasVal bool) (func(*Spec, bool), error) {
+func boolean(set func(*spec.Spec, bool)) func(string, bool) (func(*spec.Spec, bool), error) {
+	return func(val string, hasVal bool) (func(*spec.Spec, bool), error) {
 		v := true
 		if hasVal {
 			switch strings.ToLower(val) {
@@ -235,30 +245,13 @@ func boolean(set func(*Spec, bool)) func(string, bool) (func(*Spec, bool), error
 				return nil, errors.New("not a boolean (want on or off)")
 			}
 		}
-		return func(s *Spec, _ bool) { set(s, v) }, nil
+		return func(s *spec.Spec, _ bool) { set(s, v) }, nil
 	}
 }
 
-func oneOf(choices ...string) func(string) (string, error) {
-	return func(v string) (string, error) {
-		l := strings.ToLower(v)
-		if slices.Contains(choices, l) {
-			return l, nil
-		}
-		return "", fmt.Errorf("want one of %s", strings.Join(choices, ", "))
-	}
-}
-
-// parseTest: "poweroff" prints the result and powers off (QEMU tests);
-// "panic" also makes PID 1's bring-up panic on purpose, and
-// "daemon-crash" makes the network daemon die once, to prove both are
-// survived (fault tests).
-func parseTest(v string) (string, error) {
-	switch v {
-	case "", "poweroff", "panic", "daemon-crash":
-		return v, nil
-	}
-	return "", errors.New(`want "poweroff", "panic" or "daemon-crash"`)
+// lower makes an enum's parser take its words in any case.
+func lower[T any](parse func(string) (T, error)) func(string) (T, error) {
+	return func(v string) (T, error) { return parse(strings.ToLower(v)) }
 }
 
 // parseNext takes the next stage and its arguments, separated by
@@ -275,26 +268,31 @@ func parseNext(v string) ([]string, error) {
 	return f, nil
 }
 
-// parseRoot takes netinit.root=tmpfs[:SIZE] or off. SIZE is tmpfs'
+// root is netinit.root='s value: tmpfs[:SIZE] or off. SIZE is tmpfs'
 // size= (bytes with an optional k, m or g suffix, or a percentage of RAM).
-func parseRoot(v string) ([2]string, error) {
+type root struct {
+	kind spec.Root
+	size string
+}
+
+func parseRoot(v string) (root, error) {
 	kind, size, sized := strings.Cut(v, ":")
 	switch {
 	case kind == "off" && !sized:
-		return [2]string{"off", ""}, nil
+		return root{kind: spec.RootOff}, nil
 	case kind != "tmpfs":
-		return [2]string{}, errors.New("want tmpfs, tmpfs:SIZE or off")
+		return root{}, errors.New("want tmpfs, tmpfs:SIZE or off")
 	case !sized:
-		return [2]string{"tmpfs", ""}, nil
+		return root{kind: spec.RootTmpfs}, nil
 	}
 	num := strings.TrimRight(strings.ToLower(size), "kmg%")
 	if len(size)-len(num) > 1 || num == "" || strings.Trim(num, "0123456789") != "" || len(num) > 12 {
-		return [2]string{}, fmt.Errorf("size %q: want a number with an optional k, m, g or %% (tmpfs size=)", size)
+		return root{}, fmt.Errorf("size %q: want a number with an optional k, m, g or %% (tmpfs size=)", size)
 	}
 	if n, _ := strconv.ParseUint(num, 10, 64); n == 0 {
-		return [2]string{}, fmt.Errorf("size %q: must be more than 0", size)
+		return root{}, fmt.Errorf("size %q: must be more than 0", size)
 	}
-	return [2]string{"tmpfs", size}, nil
+	return root{kind: spec.RootTmpfs, size: size}, nil
 }
 
 func parseAbsPath(v string) (string, error) {
@@ -422,19 +420,19 @@ func parseZOSVLAN(v string) (int, error) {
 	return int(n), nil
 }
 
-func parseWGPeer(v string) (WGPeer, error) {
+func parseWGPeer(v string) (spec.WGPeer, error) {
 	k, ep, ok := strings.Cut(v, "@")
 	if !ok {
-		return WGPeer{}, errors.New("want PUBKEY@HOST:PORT")
+		return spec.WGPeer{}, errors.New("want PUBKEY@HOST:PORT")
 	}
 	if b, err := base64.StdEncoding.Strict().DecodeString(k); err != nil || len(b) != 32 {
-		return WGPeer{}, fmt.Errorf("public key %q: not base64 of 32 bytes", k)
+		return spec.WGPeer{}, fmt.Errorf("public key %q: not base64 of 32 bytes", k)
 	}
 	hp, err := parseHostPort(ep)
 	if err != nil {
-		return WGPeer{}, fmt.Errorf("endpoint %q: %w", ep, err)
+		return spec.WGPeer{}, fmt.Errorf("endpoint %q: %w", ep, err)
 	}
-	return WGPeer{PublicKey: k, Endpoint: hp}, nil
+	return spec.WGPeer{PublicKey: k, Endpoint: hp}, nil
 }
 
 // parseIfacePrefix: an interface address with its prefix (198.51.100.1/24).
@@ -458,20 +456,20 @@ func parseAllowed(v string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func parsePort(v string) (Port, error) {
+func parsePort(v string) (spec.Port, error) {
 	ps, proto, ok := strings.Cut(v, "/")
 	if !ok {
-		return Port{}, errors.New("want PORT/tcp or PORT/udp")
+		return spec.Port{}, errors.New("want PORT/tcp or PORT/udp")
 	}
-	proto = strings.ToLower(proto)
-	if proto != "tcp" && proto != "udp" {
-		return Port{}, fmt.Errorf("protocol %q: want tcp or udp", proto)
+	pr, err := spec.ParseProto(proto)
+	if err != nil {
+		return spec.Port{}, fmt.Errorf("protocol %q: want tcp or udp", strings.ToLower(proto))
 	}
 	n, err := parsePortNumber(ps)
 	if err != nil {
-		return Port{}, err
+		return spec.Port{}, err
 	}
-	return Port{Port: n, Proto: proto}, nil
+	return spec.Port{Port: n, Proto: pr}, nil
 }
 
 func parseNameserver(v string) (netip.Addr, error) {
@@ -485,16 +483,16 @@ func parseNameserver(v string) (netip.Addr, error) {
 	return a, nil
 }
 
-func parseVLAN(v string) (VLAN, error) {
+func parseVLAN(v string) (spec.VLAN, error) {
 	name, parent, ok := strings.Cut(v, ":")
 	if !ok {
-		return VLAN{}, errors.New("want NAME:PARENT")
+		return spec.VLAN{}, errors.New("want NAME:PARENT")
 	}
 	if err := validIfname(name); err != nil {
-		return VLAN{}, fmt.Errorf("name %q: %w", name, err)
+		return spec.VLAN{}, fmt.Errorf("name %q: %w", name, err)
 	}
 	if err := validIfname(parent); err != nil {
-		return VLAN{}, fmt.Errorf("parent %q: %w", parent, err)
+		return spec.VLAN{}, fmt.Errorf("parent %q: %w", parent, err)
 	}
 	// dracut's four naming schemes: vlan0005, vlan5, eth0.0005, eth0.5.
 	var digits string
@@ -505,14 +503,14 @@ func parseVLAN(v string) (VLAN, error) {
 	}
 	id, err := strconv.ParseUint(digits, 10, 16)
 	if digits == "" || err != nil {
-		return VLAN{}, fmt.Errorf("name %q: no VLAN ID in it (want vlanN or PARENT.N)", name)
+		return spec.VLAN{}, fmt.Errorf("name %q: no VLAN ID in it (want vlanN or PARENT.N)", name)
 	}
 	// IEEE 802.1Q: 0 means priority-tagged only, 4095 is reserved.
 	if id < 1 || id > 4094 {
-		return VLAN{}, fmt.Errorf("name %q: VLAN ID %d out of 1..4094", name, id)
+		return spec.VLAN{}, fmt.Errorf("name %q: VLAN ID %d out of 1..4094", name, id)
 	}
 	if name == parent {
-		return VLAN{}, errors.New("name equals parent")
+		return spec.VLAN{}, errors.New("name equals parent")
 	}
-	return VLAN{Name: name, Parent: parent, ID: int(id)}, nil
+	return spec.VLAN{Name: name, Parent: parent, ID: int(id)}, nil
 }

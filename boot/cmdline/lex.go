@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // isSpace is the kernel's isspace() on the command line (lib/ctype.c):
@@ -77,7 +79,7 @@ func splitKV(tok string) (key, val string, hasVal bool) {
 const maxConfigLine = 64 << 10
 
 // applyConfig applies a config file (see the package doc for its grammar).
-func (s *Spec) applyConfig(r io.Reader, name string) []Problem {
+func applyConfig(s *spec.Spec, r io.Reader, name string) []Problem {
 	a := newApplier(s, true)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxConfigLine)
@@ -96,7 +98,7 @@ func (s *Spec) applyConfig(r io.Reader, name string) []Problem {
 			Err:    fmt.Errorf("reading config: %w", err),
 		})
 	}
-	s.finish()
+	finish(s)
 	return a.problems
 }
 

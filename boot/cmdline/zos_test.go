@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/threefoldtech/netinit/boot/runmode"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // A real 0-OS command line: netinit understands runmode= and vlan:*=,
@@ -24,7 +25,7 @@ func TestZOSKeys(t *testing.T) {
 	}
 	for _, k := range []string{"runmode", "vlan:priv", "vlan:pub"} {
 		if !s.IsSet(k) {
-			t.Errorf("%s not recorded as set (keys %v)", k, s.Keys())
+			t.Errorf("%s not recorded as set (keys %v)", k, s.Given)
 		}
 	}
 }
@@ -95,18 +96,18 @@ func TestImageConfig(t *testing.T) {
 
 func TestNextAndRoot(t *testing.T) {
 	s := must(Parse(`netinit.next="/sbin/zinit init" netinit.root=tmpfs:2g`))
-	if s.Next != "/sbin/zinit" || !slices.Equal(s.NextArgs, []string{"init"}) || s.Root != "tmpfs" || s.RootSize != "2g" {
+	if s.Next != "/sbin/zinit" || !slices.Equal(s.NextArgs, []string{"init"}) || s.Root != spec.RootTmpfs || s.RootSize != "2g" {
 		t.Fatalf("next %q %q root %q %q", s.Next, s.NextArgs, s.Root, s.RootSize)
 	}
-	if s := must(Parse("netinit.root=off netinit.next=/init")); s.Root != "off" || s.Next != "/init" || len(s.NextArgs) != 0 {
+	if s := must(Parse("netinit.root=off netinit.next=/init")); s.Root != spec.RootOff || s.Next != "/init" || len(s.NextArgs) != 0 {
 		t.Fatalf("%+v", s)
 	}
-	if s := must(Parse("netinit.root=tmpfs")); s.Root != "tmpfs" || s.RootSize != "" {
+	if s := must(Parse("netinit.root=tmpfs")); s.Root != spec.RootTmpfs || s.RootSize != "" {
 		t.Fatalf("%+v", s)
 	}
 	for _, bad := range []string{"netinit.root=ramfs", "netinit.root=tmpfs:", "netinit.root=tmpfs:0", "netinit.root=tmpfs:1.5g",
 		"netinit.root=tmpfs:12mg", "netinit.root=off:1g", `netinit.next=" "`, `netinit.next="zinit init"`} {
-		if s, ps := Parse(bad); len(ps) != 1 || s.Root != "" || s.Next != "" {
+		if s, ps := Parse(bad); len(ps) != 1 || s.Root != spec.RootAuto || s.Next != "" {
 			t.Errorf("%s: problems %v, spec root %q next %q", bad, problemStrings(ps), s.Root, s.Next)
 		}
 	}

@@ -68,8 +68,9 @@ type Server struct {
 	ln   *net.UnixListener
 	path string
 	h    Handler
-	// Uid is the only peer uid allowed (0 = root). Tests may change it.
-	Uid uint32
+	// AllowUID is the only peer uid answered (SO_PEERCRED): 0, root, in
+	// the daemon; tests set their own.
+	AllowUID uint32
 	// Logf, if set, logs contained panics.
 	Logf func(format string, args ...any)
 	wg   sync.WaitGroup
@@ -159,7 +160,7 @@ func (s *Server) checkPeer(c *net.UnixConn) error {
 	if cerr != nil {
 		return fmt.Errorf("peer credentials: %w", cerr)
 	}
-	if cred.Uid != s.Uid {
+	if cred.Uid != s.AllowUID {
 		return fmt.Errorf("permission denied: uid %d may not use the netinit control socket", cred.Uid)
 	}
 	return nil

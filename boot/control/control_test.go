@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -25,15 +26,26 @@ func (f *fakeDaemon) Status() *state.State {
 func (f *fakeDaemon) Renew() { f.renews.Add(1) }
 func (f *fakeDaemon) Probe() { f.probes.Add(1) }
 
+// self is the uid the tests run as: their servers answer it (the daemon's
+// answers root only), so that they run as any user.
+var self = uint32(os.Geteuid())
+
+// listen is Listen answering only uid.
+func listen(t *testing.T, path string, h Handler, uid uint32) *Server {
+	t.Helper()
+	srv, err := Listen(path, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.AllowUID = uid
+	return srv
+}
+
 func serve(t *testing.T, uid uint32) (string, *fakeDaemon) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ctl.sock")
 	f := &fakeDaemon{}
-	srv, err := Listen(path, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Uid = uid
+	srv := listen(t, path, f, uid)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); close(done) }()
@@ -55,10 +67,7 @@ func call(t *testing.T, path, cmd string) (*Reply, error) {
 }
 
 func TestCommands(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the server only answers root; run as root")
-	}
-	path, f := serve(t, 0)
+	path, f := serve(t, self)
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v (%v), want 0600", fi.Mode().Perm(), err)
@@ -81,10 +90,7 @@ func TestCommands(t *testing.T) {
 // TestMalformed: garbage gets an error reply per line, the connection and
 // the server stay usable.
 func TestMalformed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("run as root")
-	}
-	path, _ := serve(t, 0)
+	path, _ := serve(t, self)
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -121,13 +127,10 @@ func TestMalformed(t *testing.T) {
 // TestRefusesOtherUIDs: a peer whose uid is not the allowed one gets an
 // error and nothing is done (SO_PEERCRED).
 func TestRefusesOtherUIDs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("run as root")
-	}
-	path, f := serve(t, 4242) // only uid 4242 may talk: root is refused
+	path, f := serve(t, self+1) // only another uid may talk: this one is refused
 	_, err := call(t, path, "renew")
-	if err == nil || !strings.Contains(err.Error(), "permission denied: uid 0") {
-		t.Fatalf("root peer with Uid=4242: %v", err)
+	if want := fmt.Sprintf("permission denied: uid %d may not use", self); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("peer uid %d with AllowUID=%d: %v, want %q", self, self+1, err, want)
 	}
 	if f.renews.Load() != 0 {
 		t.Fatal("a refused peer's renew was carried out")
@@ -211,14 +214,8 @@ func (p *panicky) Renew() { panic("injected") }
 // TestHandlerPanicContained: a panicking handler gets the peer an error;
 // the server answers the next request.
 func TestHandlerPanicContained(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the server only answers root; run as root")
-	}
 	path := filepath.Join(t.TempDir(), "ctl.sock")
-	srv, err := Listen(path, &panicky{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := listen(t, path, &panicky{}, self)
 	var logged atomic.Int32
 	srv.Logf = func(string, ...any) { logged.Add(1) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -239,14 +236,8 @@ func TestHandlerPanicContained(t *testing.T) {
 // TestShutdownNotDelayed: an open, idle connection does not hold Serve
 // after its context ends (it used to wait for the 30 s deadline).
 func TestShutdownNotDelayed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the server only answers root; run as root")
-	}
 	path := filepath.Join(t.TempDir(), "ctl.sock")
-	srv, err := Listen(path, &fakeDaemon{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := listen(t, path, &fakeDaemon{}, self)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); close(done) }()

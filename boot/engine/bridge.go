@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -34,7 +35,7 @@ const DefaultBridge = "zos"
 // Config.Bridge (the boot's default), "" for none.
 func (e *Engine) bridgeName() string {
 	switch b := e.spec.Bridge; b {
-	case "off":
+	case spec.NoBridge:
 		return ""
 	case "":
 		return e.cfg.Bridge

@@ -35,14 +35,14 @@ func TestBridgeFor(t *testing.T) {
 		{"a NIC named like the bridge", "netinit.bridge=eth0", "", nil, "eth0", mac, true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := New(Config{Spec: spec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: newFakeKernel()})
+			e := New(Config{Spec: parseSpec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: newFakeKernel()})
 			if got := e.bridgeFor(c.nic, c.mac, c.only); got != c.want {
 				t.Fatalf("bridgeFor(%s) = %q, want %q", c.nic, got, c.want)
 			}
 		})
 	}
 	// One management bridge: a second NIC never gets one.
-	e := New(Config{Spec: spec(t, "netinit.bridge=zos"), Kernel: newFakeKernel()})
+	e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos"), Kernel: newFakeKernel()})
 	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
 	if got := e.bridgeFor("eth1", other, true); got != "" {
 		t.Fatalf("second bridge %q", got)
@@ -54,17 +54,17 @@ func TestBridgeFor(t *testing.T) {
 // alone; the bridge's port and the links it still managed are not.
 func TestHandedOverBefore(t *testing.T) {
 	prev := &state.State{Uplink: "zos", UplinkNIC: "eth1", Interfaces: []state.Interface{{Name: "zos"}, {Name: "eth2"}}}
-	e := New(Config{Spec: spec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	e := New(Config{Spec: parseSpec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
 	for name, want := range map[string]bool{"eth0": true, "eth1": false, "eth2": false} {
 		if got := e.handedOverBeforeLocked(name); got != want {
 			t.Errorf("%s: handed over before %v, want %v", name, got, want)
 		}
 	}
-	e = New(Config{Spec: spec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	e = New(Config{Spec: parseSpec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("netinit.bridge=off: eth0 left alone")
 	}
-	e = New(Config{Spec: spec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: newFakeKernel()})
+	e = New(Config{Spec: parseSpec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: newFakeKernel()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("no bridge before: eth0 left alone")
 	}
@@ -76,7 +76,7 @@ func TestPortMTU(t *testing.T) {
 	k := newFakeKernel()
 	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
 	k.set("zos", KernelLink{MTU: 1500, Carrier: true})
-	e := New(Config{Spec: spec(t, "netinit.bridge=zos"), Kernel: k})
+	e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos"), Kernel: k})
 	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
 	e.report(lease.Lease{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 1450,
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})

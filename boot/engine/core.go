@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/netprobe"
 )
@@ -28,8 +28,8 @@ type linkFacts struct {
 	// nic is the NIC enslaved to the management bridge when this link is
 	// that bridge (name is then the bridge's), "" otherwise.
 	nic  string
-	ipc  cmdline.IPConfig   // the first ip= for this link (static address, hostname, MTU)
-	ipcs []cmdline.IPConfig // all of them: several ip= for one link add up
+	ipc  spec.IPConfig   // the first ip= for this link (static address, hostname, MTU)
+	ipcs []spec.IPConfig // all of them: several ip= for one link add up
 
 	carrierAt time.Time // zero until carrier
 	raAt      time.Time // first RA
@@ -40,26 +40,28 @@ type linkFacts struct {
 	leases []lease.Lease // the link's current leases, in sourceOrder
 }
 
-func (l *linkFacts) any(f func(cmdline.IPConfig) bool) bool {
+func (l *linkFacts) any(f func(spec.IPConfig) bool) bool {
 	return slices.ContainsFunc(l.ipcs, f)
 }
 
-func (l *linkFacts) wants4() bool { return l.any(cmdline.IPConfig.WantsDHCP4) }
+func (l *linkFacts) wants4() bool { return l.any(spec.IPConfig.WantsDHCP4) }
 
 func (l *linkFacts) wantsRA() bool {
-	return l.any(cmdline.IPConfig.WantsRA) || l.any(cmdline.IPConfig.WantsDHCP6)
+	return l.any(spec.IPConfig.WantsRA) || l.any(spec.IPConfig.WantsDHCP6)
 }
 
-func (l *linkFacts) wantsDHCP6() bool { return l.any(cmdline.IPConfig.WantsDHCP6) }
+func (l *linkFacts) wantsDHCP6() bool { return l.any(spec.IPConfig.WantsDHCP6) }
 
 // requires4 reports whether the link may not be ready without IPv4:
 // ip=dhcp asks for IPv4 alone, a static ip= gives it.
 func (l *linkFacts) requires4() bool {
-	return l.static() || l.any(func(c cmdline.IPConfig) bool { return c.Method == "dhcp" })
+	return l.static() || l.any(func(c spec.IPConfig) bool { return c.Method == spec.MethodDHCP })
 }
 
 // static reports whether an ip= gives the link a static address.
-func (l *linkFacts) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
+func (l *linkFacts) static() bool {
+	return l.ipc.Method == spec.MethodStatic && l.ipc.Address.IsValid()
+}
 
 // lease returns the link's lease from src, if any.
 func (l *linkFacts) lease(src lease.Source) (lease.Lease, bool) {
@@ -73,7 +75,7 @@ func (l *linkFacts) lease(src lease.Source) (lease.Lease, bool) {
 
 // view is everything the engine decides on, copied at one instant.
 type view struct {
-	spec     *cmdline.Spec
+	spec     *spec.Spec
 	links    []linkFacts // sorted by name
 	uplink   string
 	upReason string
@@ -160,7 +162,7 @@ func ready(v *view, now time.Time) bool {
 // or DHCPv6 (the DHCPv6 one awaited when the RA's M flag or ip=dhcp6 asks
 // for it, until the client gives up), and a DNS server is known (from the
 // RA, DHCPv6 or the command line).
-func complete6(l *linkFacts, spec *cmdline.Spec) bool {
+func complete6(l *linkFacts, spec *spec.Spec) bool {
 	ra, got := l.lease(lease.SourceSLAAC)
 	if !got || !ra.HasDefault() {
 		return false
@@ -172,7 +174,7 @@ func complete6(l *linkFacts, spec *cmdline.Spec) bool {
 	if !ra.Usable() && !(ok && d6.Usable()) {
 		return false
 	}
-	return len(ra.DNS) > 0 || (ok && len(d6.DNS) > 0) || len(spec.Nameservers) > 0
+	return len(ra.DNS) > 0 || (ok && len(d6.DNS) > 0) || len(spec.Nameservers()) > 0
 }
 
 // usable reports whether any link has an address from any source.
@@ -224,7 +226,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 	}
 	var v6 []netip.Addr
 	def6 := false
-	st.DNS = slices.Clone(v.spec.Nameservers)
+	st.DNS = slices.Clone(v.spec.Nameservers())
 	// The uplink first.
 	links := slices.Clone(v.links)
 	slices.SortStableFunc(links, func(a, b linkFacts) int {

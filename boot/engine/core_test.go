@@ -11,6 +11,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -21,10 +22,10 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
-func ipcs(t *testing.T, line string) []cmdline.IPConfig {
+func ipcs(t *testing.T, line string) []spec.IPConfig {
 	t.Helper()
 	if line == "" {
-		return []cmdline.IPConfig{{Method: "on"}}
+		return []spec.IPConfig{{Method: spec.MethodOn}}
 	}
 	s, probs := cmdline.Parse(line)
 	if len(probs) > 0 {
@@ -33,7 +34,7 @@ func ipcs(t *testing.T, line string) []cmdline.IPConfig {
 	return s.IP
 }
 
-func spec(t *testing.T, line string) *cmdline.Spec {
+func parseSpec(t *testing.T, line string) *spec.Spec {
 	t.Helper()
 	s, probs := cmdline.Parse(line)
 	if len(probs) > 0 {
@@ -165,14 +166,14 @@ func TestReady(t *testing.T) {
 			if c.full6 {
 				l.full6At = t0
 			}
-			v := &view{spec: spec(t, c.line), links: []linkFacts{l}, uplink: "eth0", upFixed: c.fixed}
+			v := &view{spec: parseSpec(t, c.line), links: []linkFacts{l}, uplink: "eth0", upFixed: c.fixed}
 			if got := ready(v, t0.Add(c.after)); got != c.want {
 				t.Errorf("ready = %v, want %v", got, c.want)
 			}
 		})
 	}
 	t.Run("no uplink", func(t *testing.T) {
-		v := &view{spec: spec(t, ""), links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0"))}}
+		v := &view{spec: parseSpec(t, ""), links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0"))}}
 		if ready(v, t0) {
 			t.Error("ready without an uplink")
 		}
@@ -192,7 +193,7 @@ func TestSettle(t *testing.T) {
 		{"RA without address", false, []lease.Lease{raManaged("eth0")}, state.PhaseOffline},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			v := &view{spec: spec(t, ""), links: []linkFacts{facts(t, "eth0", "", c.l...)}}
+			v := &view{spec: parseSpec(t, ""), links: []linkFacts{facts(t, "eth0", "", c.l...)}}
 			if got := settle(v, c.ready); got != c.want {
 				t.Errorf("settle = %s, want %s", got, c.want)
 			}
@@ -316,7 +317,7 @@ func TestMerge(t *testing.T) {
 	eth1 := facts(t, "eth1", "", dhcp4Lease("eth1"))
 	eth1.leases[0].DNS = []netip.Addr{ip("198.51.100.53")}
 	eth1.leases[0].Hostname = "other"
-	v := &view{spec: spec(t, "nameserver=192.0.2.250 netinit.ntp=pool.example"), uplink: "eth0", upReason: "first-default-route",
+	v := &view{spec: parseSpec(t, "nameserver=192.0.2.250 netinit.ntp=pool.example"), uplink: "eth0", upReason: "first-default-route",
 		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
 		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
 	v.links[2].carrierAt = time.Time{}
@@ -376,7 +377,7 @@ func TestMerge(t *testing.T) {
 }
 
 func TestMergeMissingUplink(t *testing.T) {
-	v := &view{spec: spec(t, ""), uplink: "eth9", upReason: "cmdline", links: []linkFacts{facts(t, "eth0", "")}}
+	v := &view{spec: parseSpec(t, ""), uplink: "eth9", upReason: "cmdline", links: []linkFacts{facts(t, "eth0", "")}}
 	st := state.Assemble(merge(v, nil, t0), nil)
 	if len(st.Problems) != 1 || st.Problems[0] != "netinit.uplink=eth9: no such managed link" {
 		t.Errorf("problems %q", st.Problems)
@@ -391,7 +392,7 @@ func TestMergeMissingUplink(t *testing.T) {
 func TestEngineFakeKernel(t *testing.T) {
 	k := newFakeKernel()
 	k.set("eth0", KernelLink{MTU: 1500, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}})
-	e := New(Config{Spec: spec(t, "ip=dhcp"), Kernel: k})
+	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k})
 	l := &link{linkFacts: facts(t, "eth0", "ip=dhcp"), renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
 	e.links["eth0"] = l
 	if e.ready() {
@@ -419,7 +420,7 @@ func TestEngineFakeKernel(t *testing.T) {
 }
 
 func TestComplete6(t *testing.T) {
-	sp := spec(t, "")
+	sp := parseSpec(t, "")
 	for _, c := range []struct {
 		name string
 		l    linkFacts
@@ -456,7 +457,7 @@ func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
 	ra.PREF64 = pfx("64:ff9b::/96")
 	ra1 := raLease("eth1")
 	ra1.PREF64 = pfx("2001:db8:64::/96")
-	v := &view{spec: spec(t, ""), uplink: "eth0", links: []linkFacts{
+	v := &view{spec: parseSpec(t, ""), uplink: "eth0", links: []linkFacts{
 		facts(t, "eth0", "", v6Only("eth0"), ra), facts(t, "eth1", "", ra1)}}
 	st := state.Assemble(merge(v, nil, t0), nil)
 	if st.NAT64Prefix != "64:ff9b::/96" {
@@ -477,7 +478,7 @@ func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
 func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 	k := newFakeKernel()
 	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
-	e := New(Config{Spec: spec(t, ""), Kernel: k})
+	e := New(Config{Spec: parseSpec(t, ""), Kernel: k})
 	e.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
 	e.mayDefault("eth0")
 	e.report(raLease("eth0"))
@@ -501,7 +502,7 @@ func TestWatchUplink(t *testing.T) {
 	k := newFakeKernel()
 	k.set("eth0", KernelLink{Carrier: true})
 	k.set("eth1", KernelLink{Carrier: true})
-	e := New(Config{Spec: spec(t, "ip=dhcp"), Kernel: k})
+	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k})
 	reachable := map[string]bool{"eth0": true, "eth1": true}
 	var probes []string
 	e.probe = func(_ context.Context, c candidate, _ []string) (bool, []string) {
@@ -563,7 +564,7 @@ func TestWatchUplink(t *testing.T) {
 		t.Fatalf("uplink %s, want back on eth0 a minute after the move", u)
 	}
 	// A fixed uplink never moves.
-	f := New(Config{Spec: spec(t, "netinit.uplink=eth0"), Kernel: k})
+	f := New(Config{Spec: parseSpec(t, "netinit.uplink=eth0"), Kernel: k})
 	f.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
 	f.probe = e.probe
 	f.watchUplink(ctx, t0.Add(time.Hour))
@@ -583,7 +584,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	prev := &state.State{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []state.Candidate{
 		{Name: "eth0", Probed: true, Evidence: []string{"tcp x: i/o timeout"}},
 		{Name: "eth1", Probed: true, Reachable: true, Evidence: []string{"tcp x: connected"}}}}
-	e := New(Config{Spec: spec(t, "ip=dhcp"), Kernel: k, Previous: prev})
+	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k, Previous: prev})
 	for _, n := range []string{"eth0", "eth1"} {
 		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
 	}
@@ -597,7 +598,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	if st.Uplink != "eth1" || st.UplinkReason != reasonReachable || len(st.Candidates) != 2 || !st.Candidates[1].Reachable {
 		t.Errorf("uplink %q (%s) candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
 	}
-	f := New(Config{Spec: spec(t, ""), Kernel: k, Previous: &state.State{Uplink: "eth0", UplinkReason: reasonCmdline}})
+	f := New(Config{Spec: parseSpec(t, ""), Kernel: k, Previous: &state.State{Uplink: "eth0", UplinkReason: reasonCmdline}})
 	if f.uplink != "" {
 		t.Errorf("a cmdline uplink carried over without the cmdline: %q", f.uplink)
 	}
@@ -618,7 +619,7 @@ func TestManageLinkUp(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			k := newFakeKernel()
 			k.set("eth0", KernelLink{MTU: 1500, Up: c.up, Carrier: true})
-			e := New(Config{Spec: spec(t, "ip=eth0:off netinit.mtu=9000"), Kernel: k})
+			e := New(Config{Spec: parseSpec(t, "ip=eth0:off netinit.mtu=9000"), Kernel: k})
 			l := &link{linkFacts: facts(t, "eth0", "ip=eth0:off")}
 			l.carrierAt = time.Time{}
 			e.links["eth0"] = l

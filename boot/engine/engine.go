@@ -25,14 +25,14 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // Config is what the engine is asked to do.
 type Config struct {
-	Spec *cmdline.Spec
+	Spec *spec.Spec
 	// Links names the links to manage. Empty means every physical Ethernet
 	// link (not loopback, not virtual, not matched by netinit.ignore=),
 	// including those that appear while the engine runs.
@@ -74,7 +74,7 @@ type Config struct {
 // Engine runs one bring-up. Create it with New, run it once with Run.
 type Engine struct {
 	cfg  Config
-	spec *cmdline.Spec
+	spec *spec.Spec
 
 	kernel Kernel
 	// probe checks a candidate's reachability (probeVia; tests fake it).
@@ -115,7 +115,7 @@ type leaseKey struct {
 // New prepares an engine.
 func New(cfg Config) *Engine {
 	if cfg.Spec == nil {
-		cfg.Spec = cmdline.Defaults()
+		cfg.Spec = spec.Defaults()
 	}
 	if cfg.Start.IsZero() {
 		cfg.Start = time.Now()

@@ -11,10 +11,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/dhcp4"
 	"github.com/threefoldtech/netinit/boot/dhcp6"
 	"github.com/threefoldtech/netinit/boot/ra"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // link is one managed link and what runs on it. Its plain values
@@ -74,9 +74,9 @@ func (e *Engine) spawnClient(l *link, fn func()) {
 // those naming no device, else the default (DHCPv4 + RA, DHCPv6 when the
 // RA asks for it). A client address given with a DHCP method (dracut
 // accepts it) is not applied: the method wins.
-func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
-	var mine, all []cmdline.IPConfig
-	for _, c := range spec.IP {
+func ipConfigFor(s *spec.Spec, name string) []spec.IPConfig {
+	var mine, all []spec.IPConfig
+	for _, c := range s.IP {
 		switch c.Device {
 		case name:
 			mine = append(mine, c)
@@ -90,7 +90,7 @@ func ipConfigFor(spec *cmdline.Spec, name string) []cmdline.IPConfig {
 	if len(all) > 0 {
 		return all
 	}
-	return []cmdline.IPConfig{{Method: "on"}}
+	return []spec.IPConfig{{Method: spec.MethodOn}}
 }
 
 // adopt starts managing a link.

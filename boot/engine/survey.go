@@ -6,7 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // Skipped is a link that discovery leaves alone when no links are named.
@@ -20,7 +20,7 @@ type Skipped struct {
 // Config.Links is empty: the names it would manage, and the others
 // (loopback aside) with why. vlan= links count as managed once the spec
 // asks for them, whether or not they exist yet.
-func Survey(spec *cmdline.Spec) (manage []string, skipped []Skipped, err error) {
+func Survey(spec *spec.Spec) (manage []string, skipped []Skipped, err error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing links: %w", err)

@@ -28,13 +28,13 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/clock"
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/identity"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
 	"github.com/threefoldtech/netinit/boot/runmode"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/netprobe"
 )
@@ -45,9 +45,12 @@ const DefaultKeyDir = "/var/cache/netinit/keys"
 
 // Config is what the manager needs.
 type Config struct {
-	Spec   *cmdline.Spec
-	KeyDir string // DefaultKeyDir when empty (or Spec.KeyDir)
-	Logf   func(format string, args ...any)
+	Spec    spec.Overlay // the overlays' keys (netinit.ygg=, netinit.wg=, ...)
+	Probe   spec.Probe   // where the connectivity probe looks
+	NTP     []string     // netinit.ntp=: preferred to the servers DHCP gives
+	RunMode runmode.Mode // whose public NTP pool is the fallback ("" = prod's)
+	KeyDir  string       // DefaultKeyDir when empty (or Spec.KeyDir)
+	Logf    func(format string, args ...any)
 	// Publish is given the manager's status after every change (peers,
 	// the probe, the clock): the state.Publisher writes the files there.
 	// It is never called with the manager's lock held.
@@ -153,7 +156,7 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 	}
 	m.uplinkKey = key
 	if m.clock != nil {
-		m.clock.SetServers(m.cfg.Spec.NTP, st.NTPServers())
+		m.clock.SetServers(m.cfg.NTP, st.NTPServers())
 	}
 	if m.decided {
 		return
@@ -166,14 +169,13 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 // startClock starts the loop that keeps the clock right from now on; its
 // first round is the one WireGuard waits for.
 func (m *Manager) startClock(st *state.NetworkStatus) {
-	spec := m.cfg.Spec
-	mode := spec.RunMode
+	mode := m.cfg.RunMode
 	if mode == "" {
 		mode = runmode.Prod // the same public pool in every mode
 	}
 	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Fallback: runmode.For(mode).NTP,
 		Logf: m.cfg.Logf, Changed: m.publish})
-	m.clock.SetServers(spec.NTP, st.NTPServers())
+	m.clock.SetServers(m.cfg.NTP, st.NTPServers())
 	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })
 }
 
@@ -214,7 +216,7 @@ func uplinkKey(st *state.NetworkStatus) string {
 // package comment). auto-inbound needs the probe, so it waits for the
 // verdict.
 func (m *Manager) updateEarly(st *state.NetworkStatus) {
-	if m.cfg.Spec.Ygg != "auto" || !hiddenOnIPv4(st) {
+	if m.cfg.Spec.Ygg != spec.YggAuto || !hiddenOnIPv4(st) {
 		return
 	}
 	m.mu.Lock()
@@ -360,15 +362,15 @@ func (m *Manager) start(st *state.NetworkStatus) {
 // rules, and their addresses (Yggdrasil's whole 200::/7, which holds the
 // node's address and its 300::/8 subnet, and each WireGuard address)
 // reachable only through them.
-func overlayRules(spec *cmdline.Spec, d state.Overlays) firewall.Rules {
-	r := firewall.Rules{Allow: spec.Allow}
+func overlayRules(o spec.Overlay, d state.Overlays) firewall.Rules {
+	r := firewall.Rules{Allow: o.Allow}
 	if d.Yggdrasil {
 		r.Interfaces = append(r.Interfaces, ygg.DefaultIfName)
 		r.Owned = append(r.Owned, firewall.Owned{Interface: ygg.DefaultIfName, Prefix: YggdrasilPrefix})
 	}
 	if d.WireGuard {
 		r.Interfaces = append(r.Interfaces, wg.DefaultIfName)
-		for _, a := range spec.WGAddress {
+		for _, a := range o.WGAddress {
 			r.Owned = append(r.Owned, firewall.Owned{Interface: wg.DefaultIfName, Prefix: netip.PrefixFrom(a.Addr(), a.Addr().BitLen())})
 		}
 	}
@@ -389,8 +391,7 @@ func (m *Manager) connectivity(st *state.NetworkStatus) *state.Connectivity {
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	spec := m.cfg.Spec
-	r := netprobe.Probe(ctx, addrs, netprobe.Config{Targets: spec.ProbeTargets, Reflectors: spec.ProbeReflectors})
+	r := netprobe.Probe(ctx, addrs, netprobe.Config{Targets: m.cfg.Probe.ProbeTargets, Reflectors: m.cfg.Probe.ProbeReflectors})
 	fam := func(f netprobe.Family) state.Family {
 		return state.Family{Verdict: string(f.Verdict), Evidence: f.Evidence}
 	}
@@ -399,14 +400,14 @@ func (m *Manager) connectivity(st *state.NetworkStatus) *state.Connectivity {
 
 // Decide is the overlay decision, from the cmdline/config modes, the
 // engine's status at the verdict and the probe.
-func Decide(spec *cmdline.Spec, st *state.NetworkStatus, conn *state.Connectivity) state.Overlays {
+func Decide(o spec.Overlay, st *state.NetworkStatus, conn *state.Connectivity) state.Overlays {
 	var d state.Overlays
-	switch spec.Ygg {
-	case "on":
+	switch o.Ygg {
+	case spec.YggOn:
 		d.Yggdrasil, d.YggdrasilReason = true, "netinit.ygg=on"
-	case "off":
+	case spec.YggOff:
 		d.YggdrasilReason = "netinit.ygg=off"
-	case "auto-inbound":
+	case spec.YggAutoInbound:
 		if conn != nil && conn.IPv6.Verdict == string(netprobe.VerdictPublicInbound) {
 			d.YggdrasilReason = "a reflector proved inbound IPv6 (netinit.ygg=auto-inbound)"
 		} else {
@@ -420,11 +421,11 @@ func Decide(spec *cmdline.Spec, st *state.NetworkStatus, conn *state.Connectivit
 		}
 	}
 	switch {
-	case spec.WG == "off":
+	case o.WG == spec.WGOff:
 		d.WireGuardReason = "netinit.wg=off"
-	case len(spec.WGPeers) == 0:
+	case len(o.WGPeers) == 0:
 		d.WireGuardReason = "no netinit.wg.peer= configured"
-	case spec.WG == "on":
+	case o.WG == spec.WGOn:
 		d.WireGuard, d.WireGuardReason = true, "netinit.wg=on"
 	case st.PublicIPv6:
 		d.WireGuardReason = "public IPv6: not needed for egress"

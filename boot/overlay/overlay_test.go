@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/clock"
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -24,11 +24,11 @@ func TestDecide(t *testing.T) {
 	hidden := &state.NetworkStatus{PublicIPv6Reason: "no global IPv6 address"}
 	inbound := &state.Connectivity{IPv6: state.Family{Verdict: "public-inbound"}}
 	outbound := &state.Connectivity{IPv6: state.Family{Verdict: "public-outbound"}}
-	peer := []cmdline.WGPeer{{PublicKey: "k", Endpoint: "gw:51820"}}
+	peer := []spec.WGPeer{{PublicKey: "k", Endpoint: "gw:51820"}}
 	for _, tc := range []struct {
 		name    string
 		ygg, wg string
-		peers   []cmdline.WGPeer
+		peers   []spec.WGPeer
 		st      *state.NetworkStatus
 		conn    *state.Connectivity
 		wantYgg bool
@@ -46,9 +46,15 @@ func TestDecide(t *testing.T) {
 		{"auto-inbound proven", "auto-inbound", "auto", nil, pub, inbound, false, false, "proved", ""},
 		{"auto-inbound unprobed", "auto-inbound", "auto", nil, pub, nil, true, false, "not proven", ""},
 	} {
-		spec := cmdline.Defaults()
-		spec.Ygg, spec.WG, spec.WGPeers = tc.ygg, tc.wg, tc.peers
-		d := Decide(spec, tc.st, tc.conn)
+		o := spec.Defaults().Overlay
+		var yggErr, wgErr error
+		o.Ygg, yggErr = spec.ParseYggMode(tc.ygg)
+		o.WG, wgErr = spec.ParseWGMode(tc.wg)
+		if err := errors.Join(yggErr, wgErr); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		o.WGPeers = tc.peers
+		d := Decide(o, tc.st, tc.conn)
 		if d.Yggdrasil != tc.wantYgg || d.WireGuard != tc.wantWG ||
 			!strings.Contains(d.YggdrasilReason, tc.yggWhy) || !strings.Contains(d.WireGuardReason, tc.wgWhy) {
 			t.Errorf("%s: got %+v", tc.name, d)
@@ -76,12 +82,12 @@ func TestUplinkKey(t *testing.T) {
 // overlay interface is created and the state says so; the rules asked for
 // guard the overlay addresses on every interface.
 func TestFirewallFailClosed(t *testing.T) {
-	spec := cmdline.Defaults()
-	spec.Ygg, spec.WG = "on", "on"
-	spec.WGPeers = []cmdline.WGPeer{{PublicKey: "k", Endpoint: "192.0.2.1:51820"}}
-	spec.WGAddress = []netip.Prefix{netip.MustParsePrefix("2001:db8:77::5/64"), netip.MustParsePrefix("198.51.100.7/24")}
+	o := spec.Defaults().Overlay
+	o.Ygg, o.WG = spec.YggOn, spec.WGOn
+	o.WGPeers = []spec.WGPeer{{PublicKey: "k", Endpoint: "192.0.2.1:51820"}}
+	o.WGAddress = []netip.Prefix{netip.MustParsePrefix("2001:db8:77::5/64"), netip.MustParsePrefix("198.51.100.7/24")}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir()})
+	m := New(ctx, Config{Spec: o, KeyDir: t.TempDir()})
 	var got firewall.Rules
 	m.applyFirewall = func(r firewall.Rules) error {
 		got = r
@@ -113,12 +119,12 @@ func TestFirewallFailClosed(t *testing.T) {
 // TestPanicContained: a panic in the overlay start goroutine is reported
 // as a problem; the process goes on.
 func TestPanicContained(t *testing.T) {
-	spec := cmdline.Defaults()
-	spec.Ygg = "on"
-	spec.NTP = []string{"127.0.0.1"} // nothing answers on Port 1: no pool queried
+	o := spec.Defaults().Overlay
+	o.Ygg = spec.YggOn
+	ntp := []string{"127.0.0.1"} // nothing answers on Port 1: no pool queried
 	ctx, cancel := context.WithCancel(context.Background())
 	var refreshed atomic.Int32
-	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Publish: func(*state.OverlayStatus) { refreshed.Add(1) }, Clock: fakeClock()})
+	m := New(ctx, Config{Spec: o, NTP: ntp, KeyDir: t.TempDir(), Publish: func(*state.OverlayStatus) { refreshed.Add(1) }, Clock: fakeClock()})
 	m.applyFirewall = func(firewall.Rules) error { panic("injected") }
 	m.Update(&state.NetworkStatus{Phase: state.PhaseReady})
 	cancel()
@@ -135,7 +141,7 @@ func TestPanicContained(t *testing.T) {
 func TestProbeCoalesced(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := New(ctx, Config{Spec: cmdline.Defaults()})
+	m := New(ctx, Config{Spec: spec.Defaults().Overlay})
 	m.decided, m.last = true, &state.NetworkStatus{Phase: state.PhaseReady}
 	var runs atomic.Int32
 	release := make(chan struct{})
@@ -165,7 +171,7 @@ func TestProbeCoalesced(t *testing.T) {
 // TestNodeInfoPublishesNothing: the Yggdrasil NodeInfo, answered to the
 // whole network, carries neither the DHCP hostname nor the version.
 func TestNodeInfoPublishesNothing(t *testing.T) {
-	m := New(context.Background(), Config{Spec: cmdline.Defaults()})
+	m := New(context.Background(), Config{Spec: spec.Defaults().Overlay})
 	opts, _ := m.yggOptions(&state.NetworkStatus{Hostname: "farm-of-alice-7", Uplink: "eth0"})
 	if len(opts.NodeInfo) != 0 {
 		t.Errorf("NodeInfo published: %v", opts.NodeInfo)
@@ -186,11 +192,10 @@ func fakeClock() *clock.Syncer {
 // overlays, its rounds show in the state, and NTP servers a later state
 // names start a round at once.
 func TestClockLoopWired(t *testing.T) {
-	spec := cmdline.Defaults()
-	spec.Ygg, spec.WG = "off", "off"
-	spec.NTP = []string{"127.0.0.1"}
+	o := spec.Defaults().Overlay
+	o.Ygg, o.WG = spec.YggOff, spec.WGOff
 	ctx, cancel := context.WithCancel(context.Background())
-	m := New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Clock: fakeClock()})
+	m := New(ctx, Config{Spec: o, NTP: []string{"127.0.0.1"}, KeyDir: t.TempDir(), Clock: fakeClock()})
 	m.probeFn = func(*state.NetworkStatus) *state.Connectivity { return &state.Connectivity{} }
 	defer func() { cancel(); m.Close() }()
 	clockState := func() *state.Clock {
@@ -216,13 +221,12 @@ func TestClockLoopWired(t *testing.T) {
 // subscription channel and publishes its own decision, outside its lock
 // (Publish reads the manager's status again without deadlock).
 func TestFollowPublishes(t *testing.T) {
-	spec := cmdline.Defaults()
-	spec.Ygg, spec.WG = "off", "off"
-	spec.NTP = []string{"127.0.0.1"}
+	o := spec.Defaults().Overlay
+	o.Ygg, o.WG = spec.YggOff, spec.WGOff
 	ctx, cancel := context.WithCancel(context.Background())
 	published := make(chan *state.OverlayStatus, 64)
 	var m *Manager
-	m = New(ctx, Config{Spec: spec, KeyDir: t.TempDir(), Clock: fakeClock(), Publish: func(o *state.OverlayStatus) {
+	m = New(ctx, Config{Spec: o, NTP: []string{"127.0.0.1"}, KeyDir: t.TempDir(), Clock: fakeClock(), Publish: func(o *state.OverlayStatus) {
 		_ = m.Status() // a publisher may ask again: the lock is not held
 		select {
 		case published <- o:

@@ -75,7 +75,7 @@ func (s *Supervisor) Starts() int {
 }
 
 // exited is told of every pid Reap collects: when the child dies it is
-// restarted after a backoff (1 s, 2 s, 4 s ... 30 s), said on the console.
+// restarted after RestartDelay, said on the console.
 func (s *Supervisor) exited(pid int, ws unix.WaitStatus) {
 	s.mu.Lock()
 	if pid != s.pid || s.stopped {
@@ -84,10 +84,7 @@ func (s *Supervisor) exited(pid int, ws unix.WaitStatus) {
 	}
 	n := s.starts
 	s.mu.Unlock()
-	wait := time.Second << min(n-1, 5)
-	if wait > 30*time.Second {
-		wait = 30 * time.Second
-	}
+	wait := RestartDelay(n)
 	s.log.Logf("network daemon (pid %d) %s; restarting in %s (start %d)", pid, describe(ws), wait, n+1)
 	go func() {
 		time.Sleep(wait)

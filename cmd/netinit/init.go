@@ -13,6 +13,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/coldplug"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/pid1"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -31,11 +32,11 @@ func runInit() {
 	pid1.Reap()
 	log.Logf("netinit %s starting as PID 1 (kernel up %s)", version, uptime())
 
-	spec := cmdline.Defaults()
+	s := spec.Defaults()
 	var st *state.State
 	var daemon *pid1.Supervisor
 	err := pid1.Guard(func() error {
-		st, daemon = boot(log, start, &spec)
+		st, daemon = boot(log, start, &s)
 		return nil
 	})
 	if err != nil {
@@ -46,7 +47,7 @@ func runInit() {
 			st = old // the daemon's view is better than nothing
 		}
 	}
-	if spec.Test != "" { // poweroff, panic, daemon-crash: print and power off
+	if s.Test != spec.TestNone { // poweroff, panic, daemon-crash: print and power off
 		b, _ := json.Marshal(st)
 		log.Raw(resultBegin + "\n" + string(b) + "\n" + resultEnd + "\n")
 		log.Logf("test mode: powering off")
@@ -54,7 +55,7 @@ func runInit() {
 			pid1.Emergency(log, err.Error())
 		}
 	}
-	next, args, err := pid1.FindNext(spec.Next, spec.NextArgs)
+	next, args, err := pid1.FindNext(s.Next, s.NextArgs)
 	if err != nil {
 		pid1.Emergency(log, err.Error())
 	}
@@ -72,16 +73,16 @@ func runInit() {
 }
 
 // boot reads the cmdline and config, loads the NIC drivers, starts the
-// network daemon and waits for its verdict. *spec is set as soon as it is
+// network daemon and waits for its verdict. *parsed is set as soon as it is
 // parsed so that the caller knows the test mode and the next stage even if
 // the rest panics.
-func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State, *pid1.Supervisor) {
+func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, *pid1.Supervisor) {
 	line, err := cmdline.ReadKernel()
 	if err != nil {
 		log.Logf("reading the kernel command line: %v (using defaults)", err)
 	}
 	s, probs := cmdline.Load(cmdline.DefaultConfigPath, line)
-	*spec = s
+	*parsed = s
 	var problems []string
 	for _, p := range probs {
 		log.Logf("%v", p)
@@ -123,13 +124,13 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 		log.Logf("drivers: %d loaded in %dms %v", len(mods.Loaded), mods.TookMS, mods.Loaded)
 	}
 
-	if s.Test == "panic" {
+	if s.Test == spec.TestPanic {
 		panic("netinit.test=panic: a deliberate crash of the bring-up")
 	}
-	info := bootInfo{Start: start, Modules: mods, Timings: timings, Problems: problems}
+	info := bootInfo{Start: start, Spec: s, Modules: mods, Timings: timings, Problems: problems}
 	exe, err := os.Executable()
 	if err == nil {
-		err = writeJSON(bootInfoPath, info)
+		err = writeBootInfo(bootInfoPath, info)
 	}
 	var daemon *pid1.Supervisor
 	if err == nil {
@@ -139,9 +140,8 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 		// No daemon: bring the network up in this process, once. The
 		// leases stay in the kernel until they expire.
 		log.Logf("ERROR network daemon: %v; bringing the network up without it", err)
-		n := &network{spec: s, statePath: state.DefaultPath, resolvConf: "/etc/resolv.conf",
-			setHostname: true, oneshot: true, start: start, problems: problems,
-			timings: timings, modules: mods, log: log, bridge: bootBridge(s)}
+		n := newBringUp(atBoot, info, bootFiles, log)
+		n.oneshot = true
 		st, _ := n.run(ctx)
 		return st, nil
 	}
@@ -155,12 +155,12 @@ func boot(log *console.Log, start time.Time, spec **cmdline.Spec) (*state.State,
 // process is replaced by the same init in the new root, which finds it is
 // no longer on the initramfs and goes on. It returns only when no switch
 // happened: nil when none was wanted.
-func switchRoot(log *console.Log, s *cmdline.Spec) error {
-	if s.Root == "off" {
+func switchRoot(log *console.Log, s *spec.Spec) error {
+	if s.Root == spec.RootOff {
 		return nil
 	}
 	next, _, err := pid1.FindNext(s.Next, s.NextArgs)
-	if s.Root == "" && (err != nil || filepath.Base(next) != "zinit") {
+	if s.Root == spec.RootAuto && (err != nil || filepath.Base(next) != "zinit") {
 		return nil
 	}
 	on, err := pid1.OnInitramfs()
@@ -202,17 +202,6 @@ func waitVerdict(ctx context.Context, log *console.Log, start time.Time, d *pid1
 		case <-t.C:
 		}
 	}
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
 }
 
 func uptime() string {

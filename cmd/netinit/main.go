@@ -1,9 +1,16 @@
 // Command netinit is 0-OS's boot-time network init. Run as PID 1 it is the
-// init of the initramfs (see boot/pid1 and init.go); otherwise it is a CLI:
+// init of the initramfs (see boot/pid1 and init.go); run as modprobe (the
+// kernel's request_module, through the /run/netinit/modprobe symlink) it
+// loads a module; otherwise it is a CLI (usage below, `netinit help`):
 //
-//	netinit up [flags] [IFACE...]   bring the network up (see `netinit help up`)
-//	netinit status [flags]          show the state
+//	netinit up [flags] [IFACE...]   bring the network up in this namespace
+//	netinit status [flags]          show the state (live, or the state file)
+//	netinit daemon                  the network daemon PID 1 starts at boot
+//	netinit probe [flags]           connectivity verdicts per family
+//	netinit probe-server [flags]    the reflector for inbound proofs
+//	netinit modprobe [-q] NAME      load a module with its dependencies
 //	netinit version                 print the version
+//	netinit help                    print the usage
 package main
 
 import (

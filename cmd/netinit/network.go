@@ -3,33 +3,34 @@ package main
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/clock"
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/overlay"
 	"github.com/threefoldtech/netinit/boot/pid1"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
-// network is what `netinit up` and `netinit daemon` run: the bring-up
-// engine and, when it keeps the network, the overlays and the control
-// socket. The statuses flow one way: the engine's to the overlays and to
-// the publisher, the overlays' to the publisher, which alone writes the
+// bringUp is one run of the network: the engine and, in the process that
+// keeps the network, the overlays and the control socket. PID 1 (when its
+// daemon cannot start), the daemon and `netinit up` each build it with
+// newBringUp. The statuses flow one way: the engine's to the overlays and
+// to the publisher, the overlays' to the publisher, which alone writes the
 // files.
-type network struct {
-	spec        *cmdline.Spec
-	links       []string
-	statePath   string
-	resolvConf  string
-	socket      string // "" = no control socket
-	setHostname bool   // the boot daemon (or PID 1): it owns the hostname and the clock
-	oneshot     bool
+type bringUp struct {
+	spec        *spec.Spec
+	links       []string // the links to manage (none: every physical one)
+	files       files
+	setHostname bool // at boot: the node's hostname and clock are netinit's
+	oneshot     bool // return at the verdict instead of keeping the network
 	start       time.Time
 	problems    []string
 	timings     map[string]int64
@@ -40,16 +41,77 @@ type network struct {
 	log         *console.Log
 }
 
+// files are where a bring-up writes.
+type files struct {
+	state      string
+	resolvConf string
+	socket     string // the control socket, when the network is kept ("" = none)
+}
+
+// bootFiles are the node's own, at boot.
+var bootFiles = files{state: state.DefaultPath, resolvConf: "/etc/resolv.conf", socket: control.DefaultPath}
+
+// upFiles are `netinit up`'s: beside its state file unless named, never
+// the host's /etc/resolv.conf or the boot daemon's socket.
+func upFiles(statePath, resolvConf, socket string) files {
+	dir := filepath.Dir(statePath)
+	if resolvConf == "" {
+		resolvConf = filepath.Join(dir, "resolv.conf")
+	}
+	if socket == "" {
+		socket = filepath.Join(dir, "ctl.sock")
+	}
+	return files{state: statePath, resolvConf: resolvConf, socket: socket}
+}
+
+// bringUpMode says who runs a bring-up.
+type bringUpMode int
+
+const (
+	// atBoot: PID 1 or its daemon. The node's hostname and clock are
+	// set, a 0-OS boot gets its management bridge, and the daemon keeps
+	// the uplink PID 1 elected.
+	atBoot bringUpMode = iota
+	// byUp: `netinit up`, in some namespace of a host that owns its
+	// hostname and clock. Its overlay keys live beside its state file
+	// unless netinit.keydir= names them.
+	byUp
+)
+
+// newBringUp builds a bring-up of bi.Spec: bi is what happened before the
+// network (PID 1's hand-over at boot; only the start and the spec for
+// `netinit up`).
+func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bringUp {
+	b := &bringUp{spec: bi.Spec, files: f, start: bi.Start, problems: slices.Clone(bi.Problems),
+		timings: bi.Timings, modules: bi.Modules, keyDir: bi.Spec.KeyDir, log: log}
+	switch mode {
+	case atBoot:
+		b.setHostname = true
+		b.bridge = bootBridge(bi.Spec)
+		// The uplink an earlier process elected stays the uplink
+		// (engine.Config.Previous).
+		if st, err := state.Read(f.state); err == nil {
+			b.previous = st
+		}
+	case byUp:
+		if b.keyDir == "" {
+			// Not the boot-time key dir of the node this may run on.
+			b.keyDir = filepath.Join(filepath.Dir(f.state), "keys")
+		}
+	}
+	return b
+}
+
 // run brings the network up and, unless oneshot, keeps it until ctx ends.
-func (n *network) run(ctx context.Context) (*state.State, error) {
+func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pub := &state.Publisher{StatePath: n.statePath, ResolvConf: n.resolvConf, Logf: n.log.Logf}
+	pub := &state.Publisher{StatePath: n.files.state, ResolvConf: n.files.resolvConf, Logf: n.log.Logf}
 	var ov *overlay.Manager
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
-		oc := overlay.Config{Spec: n.spec, KeyDir: n.keyDir, Logf: n.log.Logf,
-			Publish: pub.Overlay, Start: n.start}
+		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
+			KeyDir: n.keyDir, Logf: n.log.Logf, Publish: pub.Overlay, Start: n.start}
 		if !n.setHostname { // not the boot daemon
 			// `netinit up` runs in some namespace of a host whose clock
 			// is the host's own (namespaces share it): it measures and
@@ -79,8 +141,8 @@ func (n *network) run(ctx context.Context) (*state.State, error) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	if ov != nil && n.socket != "" {
-		srv, err := control.Listen(n.socket, daemonHandler{e, ov})
+	if ov != nil && n.files.socket != "" {
+		srv, err := control.Listen(n.files.socket, daemonHandler{e, ov})
 		if err != nil {
 			n.log.Logf("%v (netinit status will read the state file)", err)
 		} else {
@@ -107,7 +169,7 @@ var errHostClock = errors.New("not set: netinit up leaves the host's clock to th
 // netinit.bridge= is not given: 0-OS's zos when the command line is a
 // 0-OS one (runmode= given), none otherwise. `netinit up` builds one only
 // when netinit.bridge= asks.
-func bootBridge(s *cmdline.Spec) string {
+func bootBridge(s *spec.Spec) string {
 	if s.RunMode != "" {
 		return engine.DefaultBridge
 	}
@@ -116,8 +178,8 @@ func bootBridge(s *cmdline.Spec) string {
 
 // wantsBridge reports whether the boot may build a management bridge (the
 // bridge driver is loaded for it).
-func wantsBridge(s *cmdline.Spec) bool {
-	return s.Bridge != "off" && (s.Bridge != "" || bootBridge(s) != "")
+func wantsBridge(s *spec.Spec) bool {
+	return s.Bridge != spec.NoBridge && (s.Bridge != "" || bootBridge(s) != "")
 }
 
 // daemonHandler is what the daemon serves on its control socket: the
@@ -137,15 +199,15 @@ func (h daemonHandler) SetIdentity(path string) error { return h.ov.SetIdentity(
 const daemonMemoryLimit = 96 << 20
 
 // runKept runs the network until ctx ends and never dies of a panic: a
-// crash is reported on the console and the engine is started again with
-// backoff (after the handoff nobody else would restart it).
-func (n *network) runKept(ctx context.Context) {
+// crash is reported on the console and the engine is started again after
+// pid1.RestartDelay, the Supervisor's backoff (`netinit up`, and a daemon
+// whose supervisor could not start, have nobody else to restart them).
+func (n *bringUp) runKept(ctx context.Context) {
 	// A long-lived daemon on nodes whose memory belongs to workloads: a
 	// soft limit makes the GC return what a burst of overlay traffic
 	// (wireguard-go's 1024-deep queues of 64 KiB buffers) took.
 	debug.SetMemoryLimit(daemonMemoryLimit)
-	backoff := time.Second
-	for ctx.Err() == nil {
+	for restarts := 1; ctx.Err() == nil; restarts++ {
 		err := pid1.Guard(func() error {
 			_, err := n.run(ctx)
 			return err
@@ -156,12 +218,12 @@ func (n *network) runKept(ctx context.Context) {
 		if err == nil {
 			return
 		}
-		n.log.Logf("ERROR network daemon crashed: %s; restarting in %s", firstLine(err.Error()), backoff)
+		wait := pid1.RestartDelay(restarts)
+		n.log.Logf("ERROR network daemon crashed: %s; restarting in %s", firstLine(err.Error()), wait)
 		n.problems = append(n.problems, "network daemon restarted after: "+firstLine(err.Error()))
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }

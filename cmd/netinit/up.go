@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,6 +13,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/engine"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -49,33 +49,14 @@ func cmdUp(args []string) int {
 	if *timeout > 0 {
 		spec.Timeout = *timeout
 	}
-	if *resolv == "" {
-		*resolv = filepath.Join(filepath.Dir(*statePath), "resolv.conf")
-	}
-	if *socket == "" {
-		*socket = filepath.Join(filepath.Dir(*statePath), "ctl.sock")
-	}
-	if spec.KeyDir == "" {
-		// Not the boot-time key dir of the node this may run on.
-		spec.KeyDir = filepath.Join(filepath.Dir(*statePath), "keys")
-	}
 	log := console.New(start, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	if len(fs.Args()) == 0 && !surveyLinks(ctx, spec, log) {
 		return 3
 	}
-	n := &network{
-		spec:       spec,
-		links:      fs.Args(),
-		statePath:  *statePath,
-		resolvConf: *resolv,
-		socket:     *socket,
-		keyDir:     spec.KeyDir,
-		oneshot:    *oneshot,
-		start:      start,
-		log:        log,
-	}
+	n := newBringUp(byUp, bootInfo{Start: start, Spec: spec}, upFiles(*statePath, *resolv, *socket), log)
+	n.links, n.oneshot = fs.Args(), *oneshot
 	if !*oneshot {
 		n.runKept(ctx)
 		st, err := state.Read(*statePath)
@@ -105,10 +86,10 @@ const upLinkGrace = 2 * time.Second
 
 // surveyLinks says which links `netinit up` skips and why, waiting up to
 // upLinkGrace for one it would manage; false when there is none.
-func surveyLinks(ctx context.Context, spec *cmdline.Spec, log *console.Log) bool {
+func surveyLinks(ctx context.Context, s *spec.Spec, log *console.Log) bool {
 	end := time.Now().Add(upLinkGrace)
 	for {
-		manage, skipped, err := engine.Survey(spec)
+		manage, skipped, err := engine.Survey(s)
 		if err != nil {
 			log.Logf("%v", err)
 			return true // the engine tries again

@@ -41,7 +41,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // Table and Chain name what Apply creates.
@@ -52,8 +52,8 @@ const (
 
 // Rules is what may come in on the overlay interfaces.
 type Rules struct {
-	Interfaces []string       // e.g. ygg0, wg0
-	Allow      []cmdline.Port // new connections allowed in
+	Interfaces []string    // e.g. ygg0, wg0
+	Allow      []spec.Port // new connections allowed in
 	// Owned are the overlay destinations: a packet to one of them is
 	// dropped unless it arrives on Interface (or lo).
 	Owned []Owned
@@ -100,17 +100,17 @@ func (r Rules) check() error {
 		}
 	}
 	for _, p := range r.Allow {
-		if p.Port == 0 || (p.Proto != "tcp" && p.Proto != "udp") {
-			return fmt.Errorf("bad port %d/%s", p.Port, p.Proto)
+		if p.Port == 0 || (p.Proto != spec.TCP && p.Proto != spec.UDP) {
+			return fmt.Errorf("bad port %v", p)
 		}
 	}
 	return nil
 }
 
 // allow is r.Allow without duplicates, in order.
-func (r Rules) allow() []cmdline.Port {
-	var out []cmdline.Port
-	seen := map[cmdline.Port]bool{}
+func (r Rules) allow() []spec.Port {
+	var out []spec.Port
+	seen := map[spec.Port]bool{}
 	for _, p := range r.Allow {
 		if !seen[p] {
 			seen[p] = true
@@ -217,7 +217,7 @@ func rules(r Rules) [][]expr.Any {
 		}
 		for _, p := range r.allow() {
 			proto := byte(unix.IPPROTO_TCP)
-			if p.Proto == "udp" {
+			if p.Proto == spec.UDP {
 				proto = unix.IPPROTO_UDP
 			}
 			port := make([]byte, 2)

@@ -12,12 +12,12 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestDescribe(t *testing.T) {
-	got := Describe(Rules{Interfaces: []string{"ygg0"}, Allow: []cmdline.Port{{Port: 9900, Proto: "tcp"}, {Port: 53, Proto: "udp"}, {Port: 9900, Proto: "tcp"}}})
+	got := Describe(Rules{Interfaces: []string{"ygg0"}, Allow: []spec.Port{{Port: 9900, Proto: spec.TCP}, {Port: 53, Proto: spec.UDP}, {Port: 9900, Proto: spec.TCP}}})
 	want := []string{
 		"ygg0: accept established,related",
 		"ygg0: accept icmpv6 destination-unreachable,packet-too-big,time-exceeded,parameter-problem,echo-request",
@@ -39,8 +39,8 @@ func TestCheck(t *testing.T) {
 		{Rules{}, false},
 		{Rules{Interfaces: []string{""}}, false},
 		{Rules{Interfaces: []string{"sixteen-chars-xx"}}, false},
-		{Rules{Interfaces: []string{"ygg0"}, Allow: []cmdline.Port{{Port: 0, Proto: "tcp"}}}, false},
-		{Rules{Interfaces: []string{"ygg0"}, Allow: []cmdline.Port{{Port: 1, Proto: "sctp"}}}, false},
+		{Rules{Interfaces: []string{"ygg0"}, Allow: []spec.Port{{Port: 0, Proto: spec.TCP}}}, false},
+		{Rules{Interfaces: []string{"ygg0"}, Allow: []spec.Port{{Port: 1, Proto: spec.UDP + 1}}}, false},
 	} {
 		if err := c.r.check(); (err == nil) != c.ok {
 			t.Errorf("%+v: %v", c.r, err)
@@ -101,7 +101,7 @@ func TestApplyLab(t *testing.T) {
 	pinOverlayNeighbors(t, host, peer)
 	c := conn(t, host)
 
-	r := Rules{Interfaces: []string{"ovl0", "wg0"}, Allow: []cmdline.Port{{Port: 9900, Proto: "tcp"}}}
+	r := Rules{Interfaces: []string{"ovl0", "wg0"}, Allow: []spec.Port{{Port: 9900, Proto: spec.TCP}}}
 	if err := apply(c, r); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestApplyLab(t *testing.T) {
 	}
 
 	// Replace: 9901 instead of 9900, in one batch; still one table.
-	r.Allow = []cmdline.Port{{Port: 9901, Proto: "tcp"}}
+	r.Allow = []spec.Port{{Port: 9901, Proto: spec.TCP}}
 	if err := apply(c, r); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestOwnedLab(t *testing.T) {
 	c := conn(t, host)
 	r := Rules{
 		Interfaces: []string{"ovl0", "wgx0"},
-		Allow:      []cmdline.Port{{Port: 9900, Proto: "tcp"}},
+		Allow:      []spec.Port{{Port: 9900, Proto: spec.TCP}},
 		Owned: []Owned{
 			{Interface: "ovl0", Prefix: netip.MustParsePrefix("200::/7")},
 			{Interface: "wgx0", Prefix: netip.MustParsePrefix("198.51.100.7/32")},

@@ -15,8 +15,9 @@
 // It is the format `openssl genpkey -algorithm ed25519|x25519` writes and
 // yggdrasil-go's PrivateKeyPath reads, so a key can be made or inspected
 // with standard tools. Files are mode 0600 in a 0700 directory and are
-// written atomically (temporary file, fsync, rename, fsync of the
-// directory).
+// written atomically (temporary file, fsync, hard link to the name, which
+// never replaces a file that appeared meanwhile — rename only on a file
+// system without hard links — fsync of the directory).
 //
 // # Corrupt files
 //

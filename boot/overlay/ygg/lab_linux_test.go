@@ -20,8 +20,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -91,14 +91,18 @@ func helperNode(t *testing.T) {
 	}
 	defer n.Close()
 	if a := os.Getenv(envAllow); a != "" {
-		var allow []cmdline.Port
+		var allow []spec.Port
 		for _, p := range split(a) {
 			var port uint16
 			var proto string
 			if _, err := fmt.Sscanf(strings.Replace(p, "/", " ", 1), "%d %s", &port, &proto); err != nil {
 				t.Fatal(err)
 			}
-			allow = append(allow, cmdline.Port{Port: port, Proto: proto})
+			pr, err := spec.ParseProto(proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			allow = append(allow, spec.Port{Port: port, Proto: pr})
 		}
 		r := firewall.Rules{Interfaces: []string{DefaultIfName}, Allow: allow}
 		if err := firewall.Apply(r); err != nil {
