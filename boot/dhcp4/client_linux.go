@@ -517,10 +517,10 @@ func (c *client) withdraw(s string) {
 	c.setStatus(s)
 }
 
-// snapshot is the lease.Lease for what is applied now.
-func (c *client) snapshot() lease.Lease {
+// snapshot is the lease.Report for what is applied now.
+func (c *client) snapshot() lease.Report {
 	now := time.Now()
-	l := lease.Lease{
+	l := lease.Report{
 		Link:    c.o.Link,
 		Source:  state.SourceDHCP4,
 		Status:  c.status,

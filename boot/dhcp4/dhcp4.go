@@ -1,6 +1,6 @@
 // Package dhcp4 is netinit's DHCPv4 client (RFC 2131): it acquires a lease
 // on one link, applies it to the kernel (address with the lease's lifetime,
-// routes, MTU), reports it to the engine as a lease.Lease, and keeps it:
+// routes, MTU), reports it to the engine as a lease.Report, and keeps it:
 // renewing at T1, rebinding at T2, withdrawing at expiry or on a NAK and
 // starting over. Each link runs its own Run; a link without a server never
 // holds up another.
@@ -104,7 +104,7 @@ func (o *Options) defaults() {
 		o.DefaultRoute = func() bool { return true }
 	}
 	if o.Report == nil {
-		o.Report = func(lease.Lease) {}
+		o.Report = func(lease.Report) {}
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

@@ -29,7 +29,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Logf = func(string, ...any) {}
 	}
 	if o.Report == nil {
-		o.Report = func(lease.Lease) {}
+		o.Report = func(lease.Report) {}
 	}
 	ifi, err := net.InterfaceByName(o.Link)
 	if err != nil {
@@ -331,7 +331,7 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		}
 		c.o.Logf("%s: dhcp6: %s expired", c.o.Link, c.addr)
 		c.unbind()
-		c.o.Report(Binding{}.Lease(c.o.Link, "expired", netip.Addr{}, time.Now()))
+		c.o.Report(Binding{}.Report(c.o.Link, "expired", netip.Addr{}, time.Now()))
 		return nil
 	}
 }
@@ -358,7 +358,7 @@ func (c *client) information(ctx context.Context) error {
 		}
 		c.logDropped(b, server)
 		c.o.Logf("%s: dhcp6: information from %s: dns %v, search %v, refresh %s", c.o.Link, server, b.DNS, b.Search, b.Refresh)
-		c.o.Report(b.Lease(c.o.Link, "received", server, time.Now()))
+		c.o.Report(b.Report(c.o.Link, "received", server, time.Now()))
 		if c.o.Oneshot {
 			return nil
 		}
@@ -376,7 +376,7 @@ func (c *client) logDropped(b Binding, server netip.Addr) {
 }
 
 func (c *client) report(b Binding, server netip.Addr, status string) {
-	c.o.Report(b.Lease(c.o.Link, status, server, time.Now()))
+	c.o.Report(b.Report(c.o.Link, status, server, time.Now()))
 }
 
 // bind applies the binding's address (a /128: DHCPv6 says nothing of
@@ -387,7 +387,7 @@ func (c *client) bind(b Binding, server netip.Addr, status string) {
 	}
 	if err := c.addrReplace(b); err != nil {
 		c.o.Logf("%s: dhcp6: address %s: %v", c.o.Link, b.Addr, err)
-		c.o.Report(b.Lease(c.o.Link, "failed", server, time.Now()))
+		c.o.Report(b.Report(c.o.Link, "failed", server, time.Now()))
 		return
 	}
 	c.addr = b.Addr

@@ -111,7 +111,7 @@ func TestParseReply(t *testing.T) {
 		b.T1 != time.Minute || b.T2 != 2*time.Minute || len(b.DNS) != 1 || len(b.Search) != 1 || b.ServerID == nil {
 		t.Fatalf("%+v", b)
 	}
-	l := b.Lease("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Now())
+	l := b.Report("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Now())
 	if l.Source != "dhcp6" || l.Addresses[0].Prefix.String() != "2001:db8::100/128" {
 		t.Fatalf("%+v", l)
 	}

@@ -43,7 +43,7 @@ func FuzzReplyLease(f *testing.F) {
 					t.Fatalf("log line %q", d)
 				}
 			}
-			l := r.Lease("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Unix(0, 0))
+			l := r.Report("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Unix(0, 0))
 			for _, s := range l.DNS {
 				if dnsname.CheckServer6(s) != nil {
 					t.Fatalf("name server %s in the lease", s)

@@ -20,8 +20,8 @@ import (
 
 type childOut struct {
 	Err      string
-	RA       lease.Lease
-	Leases   []lease.Lease
+	RA       lease.Report
+	Leases   []lease.Report
 	Log      []string
 	TookMS   int64
 	Deadline bool
@@ -50,7 +50,7 @@ func runClient(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	err = ra.Run(ctx, ra.Options{Link: "c0", Oneshot: true, Logf: logf, Report: func(l lease.Lease) { out.RA = l }})
+	err = ra.Run(ctx, ra.Options{Link: "c0", Oneshot: true, Logf: logf, Report: func(l lease.Report) { out.RA = l }})
 	if err != nil {
 		out.Err = err.Error()
 		lab.ChildResult(t, out)
@@ -58,7 +58,7 @@ func runClient(t *testing.T) {
 	}
 	start := time.Now()
 	err = Run(ctx, Options{Link: "c0", Managed: out.RA.Managed, Other: out.RA.Other, Oneshot: true, Logf: logf,
-		Report: func(l lease.Lease) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
+		Report: func(l lease.Report) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
 	out.TookMS = time.Since(start).Milliseconds()
 	if err != nil {
 		out.Err = err.Error()

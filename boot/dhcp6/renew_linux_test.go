@@ -156,7 +156,7 @@ func runShortClient(t *testing.T, d time.Duration) {
 			out.Log = append(out.Log, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(f, a...))
 			mu.Unlock()
 		},
-		Report: func(l lease.Lease) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
+		Report: func(l lease.Report) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
 	if err != nil {
 		out.Err = err.Error()
 	}

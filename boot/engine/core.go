@@ -36,7 +36,7 @@ type linkFacts struct {
 	dhcp6Done bool      // DHCPv6 gave up or finished without an address
 	renewals4 int       // DHCPv4 leases renewed or rebound
 
-	leases []lease.Lease // the link's current leases, in sourceOrder
+	leases []lease.Report // the link's current leases, in sourceOrder
 }
 
 func (l *linkFacts) any(f func(cmdline.IPConfig) bool) bool {
@@ -61,13 +61,13 @@ func (l *linkFacts) requires4() bool {
 func (l *linkFacts) static() bool { return l.ipc.Method == "static" && l.ipc.Address.IsValid() }
 
 // lease returns the link's lease from src, if any.
-func (l *linkFacts) lease(src state.Source) (lease.Lease, bool) {
+func (l *linkFacts) lease(src state.Source) (lease.Report, bool) {
 	for _, ls := range l.leases {
 		if ls.Source == src {
 			return ls, true
 		}
 	}
-	return lease.Lease{}, false
+	return lease.Report{}, false
 }
 
 // view is everything the engine decides on, copied at one instant.
@@ -332,7 +332,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.State {
 }
 
 // sourceOf labels an address on a link with the lease that configured it.
-func sourceOf(a netip.Addr, leases []lease.Lease) state.Source {
+func sourceOf(a netip.Addr, leases []lease.Report) state.Source {
 	for _, l := range leases {
 		for _, la := range l.Addresses {
 			if la.Prefix.Addr() == a {

@@ -29,7 +29,7 @@ func (e *Engine) applyStatic(l *link) error {
 	if err := netlink.AddrReplace(nl, addr); err != nil {
 		return fmt.Errorf("address %s: %w", p, err)
 	}
-	ls := lease.Lease{
+	ls := lease.Report{
 		Link: l.name, Source: state.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: p}},
 		DNS:       l.ipc.DNS, Hostname: l.ipc.Hostname, MTU: l.ipc.MTU,

@@ -23,7 +23,7 @@ import (
 // childOut is what the in-namespace half of a lab test hands back.
 type childOut struct {
 	Err    string
-	Leases []lease.Lease
+	Leases []lease.Report
 	Log    []string
 }
 
@@ -36,7 +36,7 @@ func runClient(t *testing.T, o Options, d time.Duration) {
 		out childOut
 	)
 	o.Link = "c0"
-	o.Report = func(l lease.Lease) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }
+	o.Report = func(l lease.Report) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }
 	o.Logf = func(f string, a ...any) {
 		mu.Lock()
 		out.Log = append(out.Log, fmt.Sprintf(f, a...))

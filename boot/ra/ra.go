@@ -2,7 +2,7 @@
 // autoconfiguration (RFC 4862) for one link, done in user space: the
 // kernel's own RA processing is switched off (accept_ra=0) on links that
 // netinit manages, so that what is configured, and when, is decided here
-// and reported to the engine as a lease.Lease (source "slaac").
+// and reported to the engine as a lease.Report (source "slaac").
 //
 // The work is split in two: Table (pure logic, no kernel calls: validation,
 // lifetimes, caps) decides; the Linux side sends Router Solicitations,
@@ -62,11 +62,11 @@ const (
 	rtrSolicitationInterval = 4 * time.Second
 )
 
-// Lease converts a View into the engine's lease. Lifetimes follow the lease
+// Report converts a View into the report to the engine. Lifetimes follow the lease
 // convention (0 = infinite); a deprecated address (preferred lifetime 0 in
 // RFC 4862 terms) is reported with Preferred = -1ns.
-func (v View) Lease(link string, applied []Route, now time.Time) lease.Lease {
-	l := lease.Lease{
+func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
+	l := lease.Report{
 		Link:    link,
 		Source:  state.SourceSLAAC,
 		Status:  "received",

@@ -65,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	report := o.Report
 	if report == nil {
-		report = func(lease.Lease) {}
+		report = func(lease.Report) {}
 	}
 	ifi, err := net.InterfaceByName(o.Link)
 	if err != nil {
@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			logf("%s: ra: %v", o.Link, err)
 		}
-		report(v.Lease(o.Link, applied, now))
+		report(v.Report(o.Link, applied, now))
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -151,7 +151,7 @@ func Run(ctx context.Context, o Options) error {
 			if sent == maxRtrSolicitations {
 				exhausted = true
 				logf("%s: ra: no router advertisement after %d solicitations", o.Link, sent)
-				l := t.View(now).Lease(o.Link, nil, now)
+				l := t.View(now).Report(o.Link, nil, now)
 				l.Status = "none"
 				report(l)
 				if o.Oneshot {

@@ -178,7 +178,7 @@ func TestTableInfinite(t *testing.T) {
 	if v.Addrs[0].Valid != Infinite || v.Addrs[0].Preferred != Infinite || v.OnLink[0].Lifetime != Infinite {
 		t.Fatalf("%+v", v)
 	}
-	l := v.Lease("eth0", v.OnLink, t0)
+	l := v.Report("eth0", v.OnLink, t0)
 	if l.Addresses[0].Valid != 0 || l.Routes[0].Lifetime != 0 {
 		t.Fatalf("infinite is not 0 in the lease: %+v", l)
 	}
@@ -268,7 +268,7 @@ func FuzzRA(f *testing.F) {
 					t.Fatalf("bad address %+v", a)
 				}
 			}
-			_ = v.Lease("eth0", v.routes(true, true), now)
+			_ = v.Report("eth0", v.routes(true, true), now)
 		}
 	})
 }
@@ -358,7 +358,7 @@ func TestPREF64(t *testing.T) {
 		}
 		tb.Update(now, src, ra)
 	}
-	got := func() netip.Prefix { return tb.View(now).Lease("eth0", nil, now).PREF64 }
+	got := func() netip.Prefix { return tb.View(now).Report("eth0", nil, now).PREF64 }
 
 	send("64:ff9b::/96", 1800*time.Second)
 	if got() != netip.MustParsePrefix("64:ff9b::/96") {
