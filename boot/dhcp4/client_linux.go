@@ -580,7 +580,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// waitRenew sleeps until t, or until Options.Renew asks for a renewal
+// waitRenew sleeps until t, or until Options.Kick asks for a renewal
 // now. It returns false when ctx ended.
 func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
 	tm := time.NewTimer(time.Until(t))
@@ -591,7 +591,7 @@ func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
 			return false
 		case <-tm.C:
 			return true
-		case <-c.o.Renew:
+		case <-c.o.Kick:
 			return true
 		case <-c.o.Reapply:
 			if c.cur == nil {

@@ -33,6 +33,13 @@ type Options struct {
 	Managed, Other bool
 	Report         lease.Reporter
 	Logf           func(format string, args ...any)
+	// Kick, when it receives, makes the client act now instead of at its
+	// next timer (the control socket's "renew"): a bound stateful client
+	// sends its Renew (RFC 8415 section 18.2.4) before T1, a stateless
+	// one its Information-request before the refresh time (section
+	// 18.2.6). Same name and meaning in dhcp4 and ra. DHCPv6 installs no
+	// routes, so there is no DefaultRoute or Reapply.
+	Kick <-chan struct{}
 	// Oneshot returns after the first address (M) or configuration (O)
 	// has been applied and reported, or when ctx ends.
 	Oneshot bool

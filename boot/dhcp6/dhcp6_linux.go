@@ -281,10 +281,9 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		got := time.Now()
 		t1, t2, end := got.Add(b.T1), got.Add(b.T2), got.Add(b.Valid)
 		if b.T1 >= infinity {
-			<-ctx.Done()
-			return ctx.Err()
+			t1 = got.Add(100 * 365 * 24 * time.Hour) // renewed only when kicked
 		}
-		if err := sleepUntil(ctx, t1); err != nil {
+		if err := c.waitKick(ctx, t1); err != nil {
 			return err
 		}
 		// Renew (section 18.2.4) to the server that gave the binding,
@@ -362,7 +361,7 @@ func (c *client) information(ctx context.Context) error {
 		if c.o.Oneshot {
 			return nil
 		}
-		if err := sleep(ctx, b.Refresh); err != nil {
+		if err := c.waitKick(ctx, time.Now().Add(b.Refresh)); err != nil {
 			return err
 		}
 	}
@@ -449,6 +448,21 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// waitKick sleeps until at, or until Options.Kick asks to act now. It
+// returns an error only when ctx ended.
+func (c *client) waitKick(ctx context.Context, at time.Time) error {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-c.o.Kick:
+		c.o.Logf("%s: dhcp6: asked to renew now", c.o.Link)
+	}
+	return nil
 }
 
 func sleepUntil(ctx context.Context, at time.Time) error {

@@ -16,7 +16,7 @@ func (e *Engine) Renew() {
 	defer e.mu.Unlock()
 	e.logf("renew requested")
 	for _, l := range e.links {
-		for _, ch := range []chan struct{}{l.renew4, l.renew6} {
+		for _, ch := range []chan struct{}{l.renew4, l.renew6, l.renewDHCP6} {
 			select {
 			case ch <- struct{}{}:
 			default:

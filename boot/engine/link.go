@@ -30,9 +30,9 @@ type link struct {
 	dhcp6Gen     int
 	dhcp6At      time.Time // when it was started
 
-	// renew4 and renew6 poke the link's DHCPv4 client and router
-	// solicitation (control socket "renew").
-	renew4, renew6 chan struct{}
+	// renew4, renew6 and renewDHCP6 kick the link's DHCPv4 client, router
+	// solicitation and DHCPv6 client (control socket "renew").
+	renew4, renew6, renewDHCP6 chan struct{}
 	// reapply4 and reapply6 have the clients apply their configuration
 	// again (the uplink changed).
 	reapply4, reapply6 chan struct{}
@@ -55,7 +55,7 @@ func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.Hardware
 		ipcs = ipConfigFor(e.spec, name)
 	}
 	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
-		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1), renewDHCP6: make(chan struct{}, 1),
 		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
 	l.ctx, l.stop = context.WithCancel(ctx)
 	return l
@@ -171,7 +171,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
 				IPv6:         l.wantsRA() || l.wantsDHCP6(),
-				Renew:        l.renew4,
+				Kick:         l.renew4,
 				Reapply:      l.reapply4,
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
@@ -196,7 +196,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				Protected:    e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
 				MTU:          mtu,
-				Solicit:      l.renew6,
+				Kick:         l.renew6,
 				Reapply:      l.reapply6,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
@@ -279,7 +279,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	e.spawnClient(l, func() {
 		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
-			Link: name, Managed: managed, Other: other,
+			Link: name, Managed: managed, Other: other, Kick: l.renewDHCP6,
 			Report: e.report, Logf: e.cfg.Logf,
 		})
 		e.mu.Lock()

@@ -24,8 +24,8 @@ type Options struct {
 	Link string
 	// DefaultRoute says whether to install the IPv6 default route(s) via
 	// the advertising routers, and on-link or RFC 4191 routes less
-	// specific than /8 (::/0 on-link, ::/1): only the uplink does. Nil
-	// means no.
+	// specific than /8 (::/0 on-link, ::/1): only the uplink does. nil
+	// means no, as in dhcp4.
 	DefaultRoute func() bool
 	// RouteInfo says whether RFC 4191 routes (Route Information options)
 	// are installed on this link. Only the uplink should speak for the
@@ -41,9 +41,10 @@ type Options struct {
 	Report lease.Reporter
 	// Logf gets one readable event per line.
 	Logf func(format string, args ...any)
-	// Solicit, when it receives, sends a Router Solicitation now (the
-	// control socket's "renew"); the answer refreshes the lifetimes.
-	Solicit <-chan struct{}
+	// Kick, when it receives, makes the client act now (the control
+	// socket's "renew"): it sends a Router Solicitation, and the answer
+	// refreshes the lifetimes. Same name and meaning in dhcp4 and dhcp6.
+	Kick <-chan struct{}
 	// Reapply, when it receives, applies the current view again (asking
 	// DefaultRoute again): the engine's uplink changed.
 	Reapply <-chan struct{}

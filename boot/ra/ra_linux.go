@@ -173,7 +173,7 @@ func Run(ctx context.Context, o Options) error {
 		select {
 		case <-o.Reapply: // the uplink changed: install or withdraw the defaults
 			apply(now)
-		case <-o.Solicit: // the control socket's "renew": ask the routers now
+		case <-o.Kick: // the control socket's "renew": ask the routers now
 			if err := solicit(conn, ifi.HardwareAddr, false); err != nil {
 				logf("%s: ra: router solicitation: %v", o.Link, err)
 			} else {
