@@ -11,9 +11,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // bindWait bounds the wait for a link-local address to bind port 546 to.
@@ -50,7 +49,8 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("dhcp6 on %s: %w", o.Link, err)
 	}
 	defer nc.Close()
-	c := &client{o: o, index: ifi.Index, mac: ifi.HardwareAddr, duid: DUID(ifi.HardwareAddr), iaid: IAID(ifi.HardwareAddr), nc: nc, pc: pc}
+	c := &client{o: o, index: ifi.Index, mac: ifi.HardwareAddr, duid: DUID(ifi.HardwareAddr), iaid: IAID(ifi.HardwareAddr), nc: nc, pc: pc,
+		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: o.Logf}}
 	o.Logf("%s: dhcp6: client %s, iaid %x, %s", o.Link, c.duid, c.iaid, map[bool]string{true: "stateful (M)", false: "information only (O)"}[o.Managed])
 	if o.Managed {
 		err = c.managed(ctx)
@@ -127,8 +127,8 @@ type client struct {
 	nc    *nclient6.Client
 	pc    *peerConn
 
-	addr       netip.Addr // applied IA_NA address
-	noOptimist bool
+	addr netip.Addr // applied IA_NA address
+	al   *addr.Link
 }
 
 var errNoReply = errors.New("no reply")
@@ -384,8 +384,11 @@ func (c *client) bind(b Binding, server netip.Addr, status string) {
 	if c.addr.IsValid() && c.addr != b.Addr {
 		c.unbind()
 	}
-	if err := c.addrReplace(b); err != nil {
-		c.o.Logf("%s: dhcp6: address %s: %v", c.o.Link, b.Addr, err)
+	// A /128, optimistic (RFC 4429; DAD runs, the address is usable
+	// meanwhile), without a prefix route: on-link prefixes are the RA's.
+	err := c.al.Replace(addr.Addr{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: b.Valid, Preferred: b.Preferred, NoPrefixRoute: true})
+	if err != nil {
+		c.o.Logf("%s: dhcp6: %v", c.o.Link, err)
 		c.o.Report(b.Report(c.o.Link, "failed", server, time.Now()))
 		return
 	}
@@ -396,47 +399,14 @@ func (c *client) bind(b Binding, server netip.Addr, status string) {
 	c.report(b, server, status)
 }
 
-// addrReplace adds the address optimistic (RFC 4429; DAD runs, the address
-// is usable meanwhile), falling back to NODAD where the kernel refuses.
-func (c *client) addrReplace(b Binding) error {
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: c.index, Name: c.o.Link}}
-	na := &netlink.Addr{
-		IPNet:       &net.IPNet{IP: b.Addr.AsSlice(), Mask: net.CIDRMask(128, 128)},
-		Flags:       unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_OPTIMISTIC,
-		ValidLft:    kernelLifetime(b.Valid, 1),
-		PreferedLft: kernelLifetime(b.Preferred, 0),
-	}
-	if c.noOptimist {
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-	}
-	err := netlink.AddrReplace(link, na)
-	if err != nil && !c.noOptimist && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP)) {
-		c.noOptimist = true
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-		err = netlink.AddrReplace(link, na)
-	}
-	return err
-}
-
 func (c *client) unbind() {
 	if !c.addr.IsValid() {
 		return
 	}
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: c.index, Name: c.o.Link}}
-	err := netlink.AddrDel(link, &netlink.Addr{IPNet: &net.IPNet{IP: c.addr.AsSlice(), Mask: net.CIDRMask(128, 128)}})
-	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-		c.o.Logf("%s: dhcp6: remove %s: %v", c.o.Link, c.addr, err)
+	if err := c.al.Remove(netip.PrefixFrom(c.addr, 128)); err != nil {
+		c.o.Logf("%s: dhcp6: %v", c.o.Link, err)
 	}
 	c.addr = netip.Addr{}
-}
-
-// kernelLifetime converts a lifetime to the kernel's seconds (all ones for
-// infinity), rounded up and at least floor.
-func kernelLifetime(d time.Duration, floor int) int {
-	if d >= infinity {
-		return int(^uint32(0))
-	}
-	return max(int((d+time.Second-1)/time.Second), floor)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -2,12 +2,12 @@ package engine
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -22,12 +22,10 @@ func (e *Engine) applyStatic(l *link) error {
 		return err
 	}
 	p := l.ipc.Address
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-	if p.Addr().Is6() {
-		addr.Flags = 0x02 // IFA_F_NODAD: a configured address is usable at once
-	}
-	if err := netlink.AddrReplace(nl, addr); err != nil {
-		return fmt.Errorf("address %s: %w", p, err)
+	// Permanent, and without DAD: a configured address is usable at once.
+	al := addr.Link{Index: nl.Attrs().Index, Name: l.name}
+	if err := al.Replace(addr.Addr{Prefix: p, Valid: addr.Forever, Preferred: addr.Forever, NoDAD: true}); err != nil {
+		return err
 	}
 	ls := lease.Report{
 		Link: l.name, Source: state.SourceStatic, Status: "bound",
@@ -39,7 +37,7 @@ func (e *Engine) applyStatic(l *link) error {
 		if !p.Contains(gw) {
 			// A gateway outside the subnet needs an on-link host route first.
 			host := netip.PrefixFrom(gw, gw.BitLen())
-			r := &netlink.Route{LinkIndex: nl.Attrs().Index, Dst: ipnet(host), Scope: netlink.SCOPE_LINK}
+			r := &netlink.Route{LinkIndex: nl.Attrs().Index, Dst: addr.Net(host), Scope: netlink.SCOPE_LINK}
 			if err := netlink.RouteReplace(r); err != nil {
 				return fmt.Errorf("on-link route to gateway %s: %w", gw, err)
 			}
@@ -49,7 +47,7 @@ func (e *Engine) applyStatic(l *link) error {
 		if gw.Is6() {
 			def = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 		}
-		r := &netlink.Route{LinkIndex: nl.Attrs().Index, Dst: ipnet(def), Gw: gw.AsSlice()}
+		r := &netlink.Route{LinkIndex: nl.Attrs().Index, Dst: addr.Net(def), Gw: gw.AsSlice()}
 		if err := netlink.RouteReplace(r); err != nil {
 			return fmt.Errorf("default route via %s: %w", gw, err)
 		}
@@ -59,8 +57,4 @@ func (e *Engine) applyStatic(l *link) error {
 	e.logf("%s: static %s gateway %s", l.name, p, l.ipc.Gateway)
 	e.report(ls)
 	return nil
-}
-
-func ipnet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

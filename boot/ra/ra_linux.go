@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -370,17 +371,8 @@ func addLinkLocal(index int, id [8]byte) error {
 	var b [16]byte
 	b[0], b[1] = 0xfe, 0x80
 	copy(b[8:], id[:])
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
-	a := &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(netip.AddrFrom16(b), 64)), Flags: unix.IFA_F_OPTIMISTIC}
-	err := netlink.AddrAdd(link, a)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-		a.Flags = unix.IFA_F_NODAD
-		err = netlink.AddrAdd(link, a)
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return nil
-	}
-	return err
+	l := &addr.Link{Index: index}
+	return l.Add(addr.Addr{Prefix: netip.PrefixFrom(netip.AddrFrom16(b), 64), Valid: addr.Forever, Preferred: addr.Forever})
 }
 
 func stillOptimistic(index int, ll netip.Addr) bool {
@@ -405,19 +397,25 @@ type kernel struct {
 	addrs       map[netip.Prefix]bool
 	routes      map[routeKey]bool
 	mtu         int
-	noOptimist  bool // the kernel refused IFA_F_OPTIMISTIC: use NODAD
+	al          *addr.Link
 	logf        func(string, ...any)
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
 func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	var errs []error
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: k.index, Name: k.link}}
+	if k.al == nil {
+		k.al = &addr.Link{Index: k.index, Name: k.link, Logf: k.logf}
+	}
 	want := map[netip.Prefix]bool{}
 	for _, a := range v.Addrs {
 		want[a.Prefix] = true
-		if err := k.addrReplace(link, a); err != nil {
-			errs = append(errs, fmt.Errorf("address %s: %w", a.Prefix, err))
+		// Optimistic (RFC 4429) and without a prefix route: on-link-ness
+		// comes from the L flag alone (RFC 4861 section 6.3.4 / RFC
+		// 5942), not from the A flag.
+		err := k.al.Replace(addr.Addr{Prefix: a.Prefix, Valid: a.Valid, Preferred: a.Preferred, NoPrefixRoute: true})
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if !k.addrs[a.Prefix] {
@@ -429,9 +427,8 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		if want[p] {
 			continue
 		}
-		err := netlink.AddrDel(link, &netlink.Addr{IPNet: prefixNet(p)})
-		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove address %s: %w", p, err))
+		if err := k.al.Remove(p); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		k.logf("%s: ra: address %s removed", k.link, p)
@@ -478,45 +475,6 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	return applied, errors.Join(errs...)
 }
 
-// addrReplace adds or refreshes a SLAAC address. It is added optimistic
-// (RFC 4429; the kernel runs DAD but the address is usable meanwhile) and
-// without a prefix route: on-link-ness comes from the L flag alone
-// (RFC 4861 section 6.3.4 / RFC 5942), not from the A flag. Kernels that
-// refuse IFA_F_OPTIMISTIC from user space get IFA_F_NODAD instead.
-func (k *kernel) addrReplace(link netlink.Link, a Addr) error {
-	na := &netlink.Addr{
-		IPNet:       prefixNet(a.Prefix),
-		Flags:       unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_OPTIMISTIC,
-		ValidLft:    kernelLifetime(a.Valid, 1),
-		PreferedLft: kernelLifetime(a.Preferred, 0),
-	}
-	if k.noOptimist {
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-	}
-	err := netlink.AddrReplace(link, na)
-	if err != nil && !k.noOptimist && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP)) {
-		k.noOptimist = true
-		k.logf("%s: ra: kernel refused an optimistic address (%v), using nodad", k.link, err)
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-		err = netlink.AddrReplace(link, na)
-	}
-	return err
-}
-
-// kernelLifetime converts a lifetime to the kernel's seconds (all ones for
-// infinity), rounded up and at least floor.
-func kernelLifetime(d time.Duration, floor int) int {
-	if d >= Infinite {
-		return int(^uint32(0))
-	}
-	s := int((d + time.Second - 1) / time.Second)
-	return max(s, floor)
-}
-
-func prefixNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}
-}
-
 // routeReplace installs r (protocol "ra") with the kernel expiring it at
 // the end of its lifetime (RTA_EXPIRES), so that a route is not left
 // behind when netinit stops listening.
@@ -526,7 +484,7 @@ func routeReplace(index int, r Route) error {
 	msg.Protocol = unix.RTPROT_RA
 	routeMsg(req, msg, index, r)
 	if r.Lifetime < Infinite {
-		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(kernelLifetime(r.Lifetime, 1)))))
+		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(addr.Seconds(r.Lifetime, 1)))))
 	}
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
