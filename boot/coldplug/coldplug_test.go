@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/kmod"
 )
 
 // Real lines from a Debian 6.1 kernel's modules.alias / modules.dep, plus a
@@ -114,7 +116,7 @@ func (tr tree) addDev(t *testing.T, bus, name, modalias, driver string) {
 // is loaded before the module, and no module is loaded twice.
 type fakeLoader struct {
 	t    *testing.T
-	deps map[string]Dep
+	deps map[string]kmod.Dep
 
 	mu       sync.Mutex
 	order    []string
@@ -126,7 +128,7 @@ type fakeLoader struct {
 }
 
 func newFakeLoader(t *testing.T, tr tree) *fakeLoader {
-	db, err := LoadDB(tr.mods)
+	db, err := kmod.LoadDB(tr.mods)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,22 +60,6 @@ func softTree(t *testing.T) tree {
 	return tr
 }
 
-func TestParseSoftdeps(t *testing.T) {
-	got, err := ParseSoftdeps(strings.NewReader("softdep a pre: b c post: d\nsoftdep a post: e\nsoftdep x-y pre: z\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]Softdep{"a": {Pre: []string{"b", "c"}, Post: []string{"d", "e"}}, "x_y": {Pre: []string{"z"}}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v, want %+v", got, want)
-	}
-	for _, bad := range []string{"softdep a\n", "softdep a b pre: c\n", "alias x y\n"} {
-		if _, err := ParseSoftdeps(strings.NewReader(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 // TestSoftdepPre: loading nft_ct loads libcrc32c's "pre: crc32c" (both
 // providers of the alias) before libcrc32c, and nfnetlink before nf_tables.
 func TestSoftdepPre(t *testing.T) {

@@ -1,4 +1,4 @@
-package coldplug
+package kmod
 
 import (
 	"bufio"
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// DB is what coldplug knows about the modules of one kernel: the files of
+// DB is what is known about the modules of one kernel: the files of
 // /lib/modules/<release> that depmod wrote.
 type DB struct {
 	Dir     string
@@ -69,9 +69,7 @@ func LoadDB(dir string) (*DB, error) {
 
 	db.Builtin = map[string]bool{}
 	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
-		for _, l := range strings.Fields(string(b)) {
-			db.Builtin[NormalizeName(l)] = true
-		}
+		db.Builtin = ParseBuiltin(b)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("module database: %w", err)
 	}
@@ -92,6 +90,16 @@ func LoadDB(dir string) (*DB, error) {
 	return db, nil
 }
 
+// ParseBuiltin reads modules.builtin: the paths of the modules compiled
+// into the kernel, one a line. It returns their names.
+func ParseBuiltin(b []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range strings.Fields(string(b)) {
+		out[NormalizeName(l)] = true
+	}
+	return out
+}
+
 // ParseSoftdeps reads modules.softdep: lines "softdep MODULE pre: A B
 // post: C" (either part may be missing). A module may have several lines;
 // their lists are joined.
@@ -100,19 +108,8 @@ func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
 	err := eachDirective(r, "modules.softdep", "softdep", "softdep <module> pre: ... post: ...", func(line int, f []string) error {
 		n := NormalizeName(f[1])
 		sd := out[n]
-		var cur *[]string
-		for _, w := range f[2:] {
-			switch w {
-			case "pre:":
-				cur = &sd.Pre
-			case "post:":
-				cur = &sd.Post
-			default:
-				if cur == nil {
-					return fmt.Errorf("modules.softdep line %d: %q before \"pre:\" or \"post:\"", line, w)
-				}
-				*cur = append(*cur, w)
-			}
+		if err := sd.add(f[2:]); err != nil {
+			return fmt.Errorf("modules.softdep line %d: %w", line, err)
 		}
 		out[n] = sd
 		return nil
@@ -121,6 +118,33 @@ func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// ParseSoftdep reads the value of one soft dependency, "pre: A B post: C"
+// (a module's softdep= in .modinfo, the tail of a modules.softdep line).
+func ParseSoftdep(v string) (Softdep, error) {
+	var sd Softdep
+	err := sd.add(strings.Fields(v))
+	return sd, err
+}
+
+// add appends the words of a soft dependency to sd's lists.
+func (sd *Softdep) add(words []string) error {
+	var cur *[]string
+	for _, w := range words {
+		switch w {
+		case "pre:":
+			cur = &sd.Pre
+		case "post:":
+			cur = &sd.Post
+		default:
+			if cur == nil {
+				return fmt.Errorf("%q before \"pre:\" or \"post:\"", w)
+			}
+			*cur = append(*cur, w)
+		}
+	}
+	return nil
 }
 
 // eachDirective reads an index file of directives (modules.alias,
