@@ -409,14 +409,8 @@ func (s *ModuleSet) ModulesDep() []byte {
 //
 // Lines are sorted by module path, then in .modinfo order.
 func (s *ModuleSet) ModulesAlias() []byte {
-	var b bytes.Buffer
-	b.WriteString("# Aliases extracted from modules themselves.\n")
-	for _, m := range s.Modules {
-		for _, a := range m.Info.Aliases {
-			fmt.Fprintf(&b, "alias %s %s\n", a, m.Name)
-		}
-	}
-	return b.Bytes()
+	return s.directives("# Aliases extracted from modules themselves.\n", func(m Module) []string { return m.Info.Aliases },
+		func(m Module, a string) string { return "alias " + a + " " + m.Name })
 }
 
 // ModulesSoftdep renders modules.softdep in kmod's format:
@@ -425,11 +419,19 @@ func (s *ModuleSet) ModulesAlias() []byte {
 //
 // The soft dependencies themselves are only listed, not added to the set.
 func (s *ModuleSet) ModulesSoftdep() []byte {
+	return s.directives("# Soft dependencies extracted from modules themselves.\n", func(m Module) []string { return m.Info.SoftDeps },
+		func(m Module, sd string) string { return "softdep " + m.Name + " " + sd })
+}
+
+// directives renders an index file of directives, as kmod.ParseAliases
+// and kmod.ParseSoftdeps read them: head, then one line per value of each
+// module, in module path order.
+func (s *ModuleSet) directives(head string, values func(Module) []string, line func(Module, string) string) []byte {
 	var b bytes.Buffer
-	b.WriteString("# Soft dependencies extracted from modules themselves.\n")
+	b.WriteString(head)
 	for _, m := range s.Modules {
-		for _, sd := range m.Info.SoftDeps {
-			fmt.Fprintf(&b, "softdep %s %s\n", m.Name, sd)
+		for _, v := range values(m) {
+			b.WriteString(line(m, v) + "\n")
 		}
 	}
 	return b.Bytes()

@@ -61,14 +61,20 @@ type tree struct {
 }
 
 func newTree(t *testing.T) tree {
-	t.Helper()
-	d := t.TempDir()
-	tr := tree{mods: filepath.Join(d, "lib/modules/test"), sys: filepath.Join(d, "sys")}
-	for name, body := range map[string]string{
+	return writeTree(t, map[string]string{
 		"modules.alias":   testAlias,
 		"modules.dep":     testDep,
 		"modules.builtin": testBuiltin,
-	} {
+	})
+}
+
+// writeTree makes a modules directory with the given index files, and an
+// empty sysfs.
+func writeTree(t *testing.T, index map[string]string) tree {
+	t.Helper()
+	d := t.TempDir()
+	tr := tree{mods: filepath.Join(d, "lib/modules/test"), sys: filepath.Join(d, "sys")}
+	for name, body := range index {
 		writeFile(t, filepath.Join(tr.mods, name), body)
 	}
 	if err := os.MkdirAll(filepath.Join(tr.sys, "bus"), 0o755); err != nil {

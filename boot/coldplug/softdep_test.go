@@ -2,7 +2,6 @@ package coldplug
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -46,18 +45,11 @@ softdep loop_b pre: loop_a
 )
 
 func softTree(t *testing.T) tree {
-	t.Helper()
-	d := t.TempDir()
-	tr := tree{mods: filepath.Join(d, "lib/modules/test"), sys: filepath.Join(d, "sys")}
-	for name, body := range map[string]string{
+	return writeTree(t, map[string]string{
 		"modules.alias":   softAlias,
 		"modules.dep":     softDep,
 		"modules.softdep": softSoftdep,
-	} {
-		writeFile(t, filepath.Join(tr.mods, name), body)
-	}
-	writeFile(t, filepath.Join(tr.sys, "bus/.keep"), "")
-	return tr
+	})
 }
 
 // TestSoftdepPre: loading nft_ct loads libcrc32c's "pre: crc32c" (both

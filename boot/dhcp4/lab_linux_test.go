@@ -133,6 +133,19 @@ type rig struct {
 	h        *netlink.Handle // bound to the client namespace
 }
 
+// rowRig starts one row of a table test: in the child (the client's
+// half, in its namespace) it runs the client and returns nil; in the
+// parent it returns a rig of the row's own, in parallel with the others.
+func rowRig(t *testing.T, name string) *rig {
+	t.Helper()
+	if lab.Child() {
+		child(t)
+		return nil
+	}
+	t.Parallel()
+	return newRig(t, name[:3])
+}
+
 func newRig(t *testing.T, tag string) *rig {
 	t.Helper()
 	lab.GuardResolvConf(t)
@@ -416,12 +429,10 @@ func TestDnsmasq(t *testing.T) {
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if lab.Child() {
-				child(t)
+			r := rowRig(t, tc.name)
+			if r == nil {
 				return
 			}
-			t.Parallel()
-			r := newRig(t, tc.name[:3])
 			args := dnsmasqArgs(t, append(slices.Clone(dhcpOpts), tc.extra...)...)
 			if tc.late {
 				args = append([]string{"sh", "-c", `sleep 4; exec "$@"`, "sh"}, args...)
@@ -713,12 +724,10 @@ func TestGoServer(t *testing.T) {
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if lab.Child() {
-				child(t)
+			r := rowRig(t, tc.name)
+			if r == nil {
 				return
 			}
-			t.Parallel()
-			r := newRig(t, tc.name[:3])
 			g := startGoServer(t, r.srv, tc.reply)
 			out := r.runChild(t, tc.conf)
 			if out.Err != "" {

@@ -161,27 +161,6 @@ func TestParseReplyHostile(t *testing.T) {
 	}
 }
 
-// FuzzParseReply: arbitrary server bytes never panic the client's parsing.
-func FuzzParseReply(f *testing.F) {
-	id := [4]byte{1, 2, 3, 4}
-	f.Add(reply(id, iana.StatusSuccess, &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::100"), PreferredLifetime: time.Hour, ValidLifetime: 2 * time.Hour}).ToBytes())
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := dhcpv6.MessageFromBytes(b)
-		if err != nil {
-			return
-		}
-		for _, managed := range []bool{true, false} {
-			r, err := ParseReply(m, id, managed)
-			if err != nil {
-				continue
-			}
-			if len(r.DNS) > maxDNS || len(r.Search) > maxSearch || len(r.NTP) > maxNTP || (managed && r.Preferred > r.Valid) {
-				t.Fatalf("%+v", r)
-			}
-		}
-	})
-}
-
 // mac is a helper for tests.
 func mac(s string) net.HardwareAddr {
 	m, err := net.ParseMAC(s)

@@ -14,7 +14,9 @@ import (
 
 // FuzzReplyLease is the DHCPv6 reply path end to end: server bytes
 // through ParseReply to the timers the client sleeps on and the lease the
-// engine gets. Whatever the bytes: the renewal never comes back to back
+// engine gets. Whatever the bytes: parsing never panics, the caps on DNS
+// servers, search domains and NTP servers hold, an address is never
+// preferred longer than valid, the renewal never comes back to back
 // (T1 at least a second, T2 not before T1), every server and name can go
 // into resolv.conf, and what the log says of the dropped parts is one
 // line each.
@@ -34,6 +36,9 @@ func FuzzReplyLease(f *testing.F) {
 			r, err := ParseReply(m, id, managed)
 			if err != nil {
 				continue
+			}
+			if len(r.DNS) > maxDNS || len(r.Search) > maxSearch || len(r.NTP) > maxNTP || (managed && r.Preferred > r.Valid) {
+				t.Fatalf("caps or lifetimes broken: %+v", r)
 			}
 			if managed && (r.T1 < time.Second || r.T2 < r.T1) {
 				t.Fatalf("T1 %s T2 %s for preferred %s valid %s", r.T1, r.T2, r.Preferred, r.Valid)

@@ -16,7 +16,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6/server6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -144,22 +143,10 @@ func runShortClient(t *testing.T, d time.Duration, kick bool) {
 		out childOut
 	)
 	kicks := make(chan struct{}, 1)
-	l, err := netlink.LinkByName("c0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetDown(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := ra.Prepare("c0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		t.Fatal(err)
-	}
+	prepareLink(t, "c0")
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	err = Run(ctx, Options{Link: "c0", Managed: true, Kick: kicks,
+	err := Run(ctx, Options{Link: "c0", Managed: true, Kick: kicks,
 		Logf: func(f string, a ...any) {
 			mu.Lock()
 			out.Log = append(out.Log, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(f, a...))
@@ -262,15 +249,7 @@ func TestRenewRebindExpire(t *testing.T) {
 				}
 			}
 			// The kernel: the address is there, or gone after expiry.
-			h := c.Handle()
-			link, err := h.LinkByName("c0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addrs, err := h.AddrList(link, netlink.FAMILY_V6)
-			if err != nil {
-				t.Fatal(err)
-			}
+			addrs := lab.Addrs(t, c.Handle(), "c0", netlink.FAMILY_V6)
 			found := false
 			for _, a := range addrs {
 				if ip, _ := netip.AddrFromSlice(a.IP); ip == shortAddr {

@@ -96,15 +96,7 @@ func linkLocal(t *testing.T, ns *lab.NS, link string) netip.Addr {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for ctx.Err() == nil {
-		l, err := h.LinkByName(link)
-		if err != nil {
-			t.Fatal(err)
-		}
-		as, err := h.AddrList(l, netlink.FAMILY_V6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range as {
+		for _, a := range lab.Addrs(t, h, link, netlink.FAMILY_V6) {
 			if ip, _ := netip.AddrFromSlice(a.IP); ip.IsLinkLocalUnicast() {
 				return ip
 			}
@@ -127,17 +119,8 @@ func macOf(t *testing.T, ns *lab.NS, link string) net.HardwareAddr {
 // kernelAddrs returns the global IPv6 addresses on link with their flags.
 func kernelAddrs(t *testing.T, ns *lab.NS, link string) map[netip.Prefix]netlink.Addr {
 	t.Helper()
-	h := ns.Handle()
-	l, err := h.LinkByName(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	as, err := h.AddrList(l, netlink.FAMILY_V6)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := map[netip.Prefix]netlink.Addr{}
-	for _, a := range as {
+	for _, a := range lab.Addrs(t, ns.Handle(), link, netlink.FAMILY_V6) {
 		ip, _ := netip.AddrFromSlice(a.IP)
 		if ip.IsGlobalUnicast() {
 			ones, _ := a.Mask.Size()
