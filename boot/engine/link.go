@@ -15,6 +15,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/dhcp4"
 	"github.com/threefoldtech/netinit/boot/dhcp6"
 	"github.com/threefoldtech/netinit/boot/ra"
+	"github.com/threefoldtech/netinit/boot/static"
 )
 
 // link is one managed link and what runs on it. Its plain values
@@ -33,9 +34,9 @@ type link struct {
 	// renew4, renew6 and renewDHCP6 kick the link's DHCPv4 client, router
 	// solicitation and DHCPv6 client (control socket "renew").
 	renew4, renew6, renewDHCP6 chan struct{}
-	// reapply4 and reapply6 have the clients apply their configuration
-	// again (the uplink changed).
-	reapply4, reapply6 chan struct{}
+	// reapply4, reapply6 and reapplyStatic have the clients apply their
+	// configuration again (the uplink changed).
+	reapply4, reapply6, reapplyStatic chan struct{}
 
 	// ctx ends the link's clients (stop); clients counts them, so that
 	// moving an elected uplink onto the bridge waits for them to end.
@@ -56,7 +57,7 @@ func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.Hardware
 	}
 	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
 		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1), renewDHCP6: make(chan struct{}, 1),
-		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1)}
 	l.ctx, l.stop = context.WithCancel(ctx)
 	return l
 }
@@ -159,9 +160,20 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		return
 	}
 	if l.static() {
-		if err := e.applyStatic(l); err != nil {
-			e.problem("%s: static ip=: %v", name, err)
-		}
+		ipc := l.ipc
+		e.spawnClient(l, func() {
+			err := static.Run(ctx, static.Options{
+				Link: name, Address: ipc.Address, Gateway: ipc.Gateway,
+				DNS: ipc.DNS, Hostname: ipc.Hostname, MTU: ipc.MTU,
+				DefaultRoute: func() bool { return e.mayDefault(name) },
+				Reapply:      l.reapplyStatic,
+				Report:       e.report,
+				Logf:         e.cfg.Logf,
+			})
+			if err != nil && ctx.Err() == nil {
+				e.problem("%s: static ip=: %v", name, err)
+			}
+		})
 	}
 	mtu := e.mtuFor(l)
 	if l.wants4() {

@@ -240,7 +240,7 @@ func (e *Engine) reapply(name string) {
 	if l == nil {
 		return
 	}
-	for _, ch := range []chan struct{}{l.reapply4, l.reapply6} {
+	for _, ch := range []chan struct{}{l.reapply4, l.reapply6, l.reapplyStatic} {
 		select {
 		case ch <- struct{}{}:
 		default:
