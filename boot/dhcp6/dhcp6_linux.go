@@ -49,7 +49,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("dhcp6 on %s: %w", o.Link, err)
 	}
 	defer nc.Close()
-	c := &client{o: o, index: ifi.Index, mac: ifi.HardwareAddr, duid: DUID(ifi.HardwareAddr), iaid: IAID(ifi.HardwareAddr), nc: nc, pc: pc,
+	c := &client{o: o, duid: DUID(ifi.HardwareAddr), iaid: IAID(ifi.HardwareAddr), nc: nc, pc: pc,
 		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: o.Logf}}
 	o.Logf("%s: dhcp6: client %s, iaid %x, %s", o.Link, c.duid, c.iaid, map[bool]string{true: "stateful (M)", false: "information only (O)"}[o.Managed])
 	if o.Managed {
@@ -119,16 +119,14 @@ func (p *peerConn) peer(xid dhcpv6.TransactionID) netip.Addr {
 }
 
 type client struct {
-	o     Options
-	index int
-	mac   net.HardwareAddr
-	duid  dhcpv6.DUID
-	iaid  [4]byte
-	nc    *nclient6.Client
-	pc    *peerConn
+	o    Options
+	duid dhcpv6.DUID
+	iaid [4]byte
+	nc   *nclient6.Client
+	pc   *peerConn
 
 	addr netip.Addr // applied IA_NA address
-	al   *addr.Link
+	al   *addr.Link // installs and removes it
 }
 
 var errNoReply = errors.New("no reply")

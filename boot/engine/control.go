@@ -9,8 +9,8 @@ import (
 // Status is the live state (the control socket's "status").
 func (e *Engine) Status() *state.State { return e.Snapshot() }
 
-// Renew asks every DHCP client to renew its lease now and every link to
-// solicit routers again (the control socket's "renew").
+// Renew kicks every link's clients (the control socket's "renew"): the
+// DHCPv4 and DHCPv6 clients renew now, router discovery solicits again.
 func (e *Engine) Renew() {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -171,7 +171,8 @@ func open(ctx context.Context, o Options) (*client, error) {
 		return nil, fmt.Errorf("hop limit control message: %w", err)
 	}
 	r.conn = conn
-	r.k = &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf}
+	r.k = &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf,
+		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}}
 	r.t = NewTable(id, ifi.MTU)
 	r.t.Protect(o.Protected...)
 	r.nextRS = time.Now() // RFC 4861 section 6.3.7, see sendRS
@@ -397,16 +398,13 @@ type kernel struct {
 	addrs       map[netip.Prefix]bool
 	routes      map[routeKey]bool
 	mtu         int
-	al          *addr.Link
+	al          *addr.Link // installs and removes the SLAAC addresses
 	logf        func(string, ...any)
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
 func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	var errs []error
-	if k.al == nil {
-		k.al = &addr.Link{Index: k.index, Name: k.link, Logf: k.logf}
-	}
 	want := map[netip.Prefix]bool{}
 	for _, a := range v.Addrs {
 		want[a.Prefix] = true
