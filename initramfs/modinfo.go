@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/threefoldtech/netinit/boot/kmod"
 	"github.com/ulikunitz/xz"
 )
 
@@ -55,15 +56,10 @@ func ModuleName(file string) (name string, ok bool) {
 	base := filepath.Base(file)
 	for _, s := range ModuleSuffixes {
 		if strings.HasSuffix(base, s) {
-			return NormalizeName(strings.TrimSuffix(base, s)), true
+			return kmod.NormalizeName(strings.TrimSuffix(base, s)), true
 		}
 	}
 	return "", false
-}
-
-// NormalizeName maps a user-given module name to its canonical form.
-func NormalizeName(name string) string {
-	return strings.ReplaceAll(strings.TrimSpace(name), "-", "_")
 }
 
 // ReadModule returns the uncompressed ELF bytes of the module file at path.
@@ -153,7 +149,7 @@ func parseModinfoSection(data []byte) Modinfo {
 		case "depends":
 			for _, d := range strings.Split(v, ",") {
 				if d = strings.TrimSpace(d); d != "" {
-					mi.Depends = append(mi.Depends, NormalizeName(d))
+					mi.Depends = append(mi.Depends, kmod.NormalizeName(d))
 				}
 			}
 		case "alias":

@@ -1,7 +1,6 @@
 package initramfs
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/threefoldtech/netinit/boot/kmod"
 )
 
 // DefaultModules are the drivers netinit's image carries unless told
@@ -47,12 +48,12 @@ type ModuleTree struct {
 	// builtinAliases are the alias patterns of built-in modules (from
 	// modules.builtin.modinfo), so a soft dependency on an alias such as
 	// "crc32c" is known to be satisfied by the kernel itself.
-	builtinAliases []string
+	builtinAliases *kmod.Aliases
 	// builtinRaw is modules.builtin as shipped, if present.
 	builtinRaw []byte
-	// aliases maps module name to its alias patterns for every module in
-	// the tree; built on first need (it reads every module).
-	aliases map[string][]string
+	// aliases are the alias patterns of every module in the tree; built
+	// on first need (it reads every module).
+	aliases *kmod.Aliases
 }
 
 // OpenModuleTree indexes the modules below dir. release defaults to the
@@ -98,12 +99,7 @@ func OpenModuleTree(dir, release string) (*ModuleTree, error) {
 	switch {
 	case err == nil:
 		t.builtinRaw = b
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if n, ok := ModuleName(strings.TrimSpace(sc.Text())); ok {
-				t.builtin[n] = true
-			}
-		}
+		t.builtin = kmod.ParseBuiltin(b)
 	case os.IsNotExist(err):
 	default:
 		return nil, fmt.Errorf("read modules.builtin: %w", err)
@@ -111,13 +107,7 @@ func OpenModuleTree(dir, release string) (*ModuleTree, error) {
 	b, err = os.ReadFile(filepath.Join(dir, "modules.builtin.modinfo"))
 	switch {
 	case err == nil:
-		// Same NUL-separated format as .modinfo, keys prefixed "module.".
-		for _, ent := range bytes.Split(b, []byte{0}) {
-			k, v, ok := strings.Cut(string(ent), "=")
-			if ok && strings.HasSuffix(k, ".alias") {
-				t.builtinAliases = append(t.builtinAliases, v)
-			}
-		}
+		t.builtinAliases = kmod.ParseBuiltinModinfo(b)
 	case os.IsNotExist(err):
 	default:
 		return nil, fmt.Errorf("read modules.builtin.modinfo: %w", err)
@@ -158,76 +148,39 @@ func (t *ModuleTree) detectRelease() error {
 // loadable modules that provide it. It returns nothing when the kernel has
 // it built in or nothing provides it.
 func (t *ModuleTree) resolveSoft(name string) ([]string, error) {
-	n := NormalizeName(name)
+	n := kmod.NormalizeName(name)
 	if t.paths[n] != "" {
 		return []string{n}, nil
 	}
-	if t.builtin[n] {
+	if t.softBuiltin(name) {
 		return nil, nil
 	}
-	for _, pat := range t.builtinAliases {
-		if aliasMatch(pat, name) {
-			return nil, nil
-		}
-	}
 	if t.aliases == nil {
-		t.aliases = map[string][]string{}
+		t.aliases = &kmod.Aliases{}
 		for mod, rel := range t.paths {
 			mi, err := ReadModinfo(filepath.Join(t.Dir, filepath.FromSlash(rel)))
 			if err != nil {
 				return nil, err
 			}
-			t.aliases[mod] = mi.Aliases
-		}
-	}
-	var out []string
-	for mod, pats := range t.aliases {
-		for _, pat := range pats {
-			if aliasMatch(pat, name) {
-				out = append(out, mod)
-				break
+			for _, pat := range mi.Aliases {
+				t.aliases.Add(pat, mod)
 			}
 		}
 	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// aliasMatch matches a modalias pattern against a name the way kmod does
-// (fnmatch(3) without flags).
-func aliasMatch(pattern, name string) bool {
-	ok, err := path.Match(pattern, name)
-	return err == nil && ok
-}
-
-// parseSoftdep splits a softdep= value ("pre: a b post: c") into its
-// pre and post module lists (modprobe.d(5), "softdep").
-func parseSoftdep(v string) (pre, post []string) {
-	var cur *[]string
-	for _, f := range strings.Fields(v) {
-		switch f {
-		case "pre:":
-			cur = &pre
-		case "post:":
-			cur = &post
-		default:
-			if cur != nil {
-				*cur = append(*cur, f)
-			}
-		}
-	}
-	return pre, post
+	// The same matcher as the booted node's coldplug (kmod.Match, kmod's
+	// fnmatch rules): the image carries what the node will look for.
+	return t.aliases.Match(name), nil
 }
 
 // Path returns the path of module name relative to the tree, if it exists
 // as a loadable module.
 func (t *ModuleTree) Path(name string) (string, bool) {
-	p, ok := t.paths[NormalizeName(name)]
+	p, ok := t.paths[kmod.NormalizeName(name)]
 	return p, ok
 }
 
 // Builtin reports whether module name is compiled into the kernel.
-func (t *ModuleTree) Builtin(name string) bool { return t.builtin[NormalizeName(name)] }
+func (t *ModuleTree) Builtin(name string) bool { return t.builtin[kmod.NormalizeName(name)] }
 
 // Len returns the number of loadable modules in the tree.
 func (t *ModuleTree) Len() int { return len(t.paths) }
@@ -299,7 +252,7 @@ func (t *ModuleTree) Closure(names []string) (*ModuleSet, error) {
 	var queue []string
 	seen := map[string]bool{}
 	for _, n := range t.expand(names) {
-		n = NormalizeName(n)
+		n = kmod.NormalizeName(n)
 		if n == "" || seen[n] {
 			continue
 		}
@@ -323,9 +276,12 @@ func (t *ModuleTree) Closure(names []string) (*ModuleSet, error) {
 		}
 		m := &Module{Name: n, Path: uncompressedPath(t.paths[n]), Src: src, Info: mi}
 		s.byName[n] = m
-		for _, sd := range mi.SoftDeps {
-			pre, post := parseSoftdep(sd)
-			for _, name := range append(pre, post...) {
+		for _, v := range mi.SoftDeps {
+			sd, err := kmod.ParseSoftdep(v)
+			if err != nil {
+				return nil, fmt.Errorf("module %s: softdep %q: %w", n, v, err)
+			}
+			for _, name := range append(sd.Pre, sd.Post...) {
 				mods, err := t.resolveSoft(name)
 				if err != nil {
 					return nil, err
@@ -368,16 +324,10 @@ func (t *ModuleTree) Closure(names []string) (*ModuleSet, error) {
 	return s, nil
 }
 
+// softBuiltin reports whether the kernel has name (a module name or an
+// alias) built in.
 func (t *ModuleTree) softBuiltin(name string) bool {
-	if t.builtin[NormalizeName(name)] {
-		return true
-	}
-	for _, pat := range t.builtinAliases {
-		if aliasMatch(pat, name) {
-			return true
-		}
-	}
-	return false
+	return t.builtin[kmod.NormalizeName(name)] || len(t.builtinAliases.Match(name)) > 0
 }
 
 func uncompressedPath(p string) string {
@@ -390,11 +340,11 @@ func uncompressedPath(p string) string {
 }
 
 // Has reports whether module name is in the set.
-func (s *ModuleSet) Has(name string) bool { return s.byName[NormalizeName(name)] != nil }
+func (s *ModuleSet) Has(name string) bool { return s.byName[kmod.NormalizeName(name)] != nil }
 
 // Get returns module name from the set.
 func (s *ModuleSet) Get(name string) (Module, bool) {
-	m := s.byName[NormalizeName(name)]
+	m := s.byName[kmod.NormalizeName(name)]
 	if m == nil {
 		return Module{}, false
 	}
@@ -424,7 +374,7 @@ func (s *ModuleSet) Deps(name string) []string {
 		state[n] = 2
 		order = append(order, n)
 	}
-	visit(NormalizeName(name))
+	visit(kmod.NormalizeName(name))
 	order = order[:len(order)-1] // drop the module itself
 	out := make([]string, len(order))
 	for i, n := range order {
@@ -459,14 +409,8 @@ func (s *ModuleSet) ModulesDep() []byte {
 //
 // Lines are sorted by module path, then in .modinfo order.
 func (s *ModuleSet) ModulesAlias() []byte {
-	var b bytes.Buffer
-	b.WriteString("# Aliases extracted from modules themselves.\n")
-	for _, m := range s.Modules {
-		for _, a := range m.Info.Aliases {
-			fmt.Fprintf(&b, "alias %s %s\n", a, m.Name)
-		}
-	}
-	return b.Bytes()
+	return s.directives("# Aliases extracted from modules themselves.\n", func(m Module) []string { return m.Info.Aliases },
+		func(m Module, a string) string { return "alias " + a + " " + m.Name })
 }
 
 // ModulesSoftdep renders modules.softdep in kmod's format:
@@ -475,11 +419,19 @@ func (s *ModuleSet) ModulesAlias() []byte {
 //
 // The soft dependencies themselves are only listed, not added to the set.
 func (s *ModuleSet) ModulesSoftdep() []byte {
+	return s.directives("# Soft dependencies extracted from modules themselves.\n", func(m Module) []string { return m.Info.SoftDeps },
+		func(m Module, sd string) string { return "softdep " + m.Name + " " + sd })
+}
+
+// directives renders an index file of directives, as kmod.ParseAliases
+// and kmod.ParseSoftdeps read them: head, then one line per value of each
+// module, in module path order.
+func (s *ModuleSet) directives(head string, values func(Module) []string, line func(Module, string) string) []byte {
 	var b bytes.Buffer
-	b.WriteString("# Soft dependencies extracted from modules themselves.\n")
+	b.WriteString(head)
 	for _, m := range s.Modules {
-		for _, sd := range m.Info.SoftDeps {
-			fmt.Fprintf(&b, "softdep %s %s\n", m.Name, sd)
+		for _, v := range values(m) {
+			b.WriteString(line(m, v) + "\n")
 		}
 	}
 	return b.Bytes()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -21,12 +22,7 @@ import (
 func requireKernel(t *testing.T) Kernel {
 	t.Helper()
 	k, err := FindKernel("")
-	if err != nil {
-		if os.Getenv("NETINIT_LAB") == "1" {
-			t.Fatalf("NETINIT_LAB=1 but %v", err)
-		}
-		t.Skip(err)
-	}
+	lab.Need(t, err)
 	return k
 }
 

@@ -43,24 +43,6 @@ func TestParseModinfoSection(t *testing.T) {
 	}
 }
 
-func TestParseSoftdep(t *testing.T) {
-	for _, tc := range []struct {
-		in        string
-		pre, post []string
-	}{
-		{"pre: crc32c", []string{"crc32c"}, nil},
-		{"pre: a b post: c", []string{"a", "b"}, []string{"c"}},
-		{"post: x", nil, []string{"x"}},
-		{"stray pre: a", []string{"a"}, nil},
-		{"", nil, nil},
-	} {
-		pre, post := parseSoftdep(tc.in)
-		if !reflect.DeepEqual(pre, tc.pre) || !reflect.DeepEqual(post, tc.post) {
-			t.Errorf("parseSoftdep(%q) = %q, %q; want %q, %q", tc.in, pre, post, tc.pre, tc.post)
-		}
-	}
-}
-
 func TestModuleName(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
@@ -77,23 +59,6 @@ func TestModuleName(t *testing.T) {
 		got, ok := ModuleName(tc.in)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("ModuleName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestAliasMatch(t *testing.T) {
-	for _, tc := range []struct {
-		pat, name string
-		want      bool
-	}{
-		{"crc32c", "crc32c", true},
-		{"crypto-crc32c", "crc32c", false},
-		{"virtio:d00000001v*", "virtio:d00000001v00001AF4", true},
-		{"pci:v00008086d0000100Esv*sd*bc*sc*i*", "pci:v00008086d0000100Esv00008086sd0000001Ebc02sc00i00", true},
-		{"[", "[", false}, // bad pattern never matches
-	} {
-		if got := aliasMatch(tc.pat, tc.name); got != tc.want {
-			t.Errorf("aliasMatch(%q, %q) = %v", tc.pat, tc.name, got)
 		}
 	}
 }

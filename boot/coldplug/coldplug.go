@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kmod"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -208,7 +209,7 @@ func newRun(opts *Options) (*run, error) {
 	}
 	r.opts = *opts
 	r.sem = make(chan struct{}, opts.Parallel)
-	db, err := LoadDB(opts.ModulesDir)
+	db, err := kmod.LoadDB(opts.ModulesDir)
 	if err != nil {
 		r.finish()
 		return r, fmt.Errorf("coldplug: %w", err)
@@ -236,7 +237,7 @@ func (r *run) loadNames(ctx context.Context, names []string) {
 // run is one Run's loading state. Its goroutines all end within loadAll.
 type run struct {
 	start time.Time
-	db    *DB
+	db    *kmod.DB
 	opts  Options
 	sem   chan struct{}
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/kmod"
 )
 
 // Real lines from a Debian 6.1 kernel's modules.alias / modules.dep, plus a
@@ -59,14 +61,20 @@ type tree struct {
 }
 
 func newTree(t *testing.T) tree {
-	t.Helper()
-	d := t.TempDir()
-	tr := tree{mods: filepath.Join(d, "lib/modules/test"), sys: filepath.Join(d, "sys")}
-	for name, body := range map[string]string{
+	return writeTree(t, map[string]string{
 		"modules.alias":   testAlias,
 		"modules.dep":     testDep,
 		"modules.builtin": testBuiltin,
-	} {
+	})
+}
+
+// writeTree makes a modules directory with the given index files, and an
+// empty sysfs.
+func writeTree(t *testing.T, index map[string]string) tree {
+	t.Helper()
+	d := t.TempDir()
+	tr := tree{mods: filepath.Join(d, "lib/modules/test"), sys: filepath.Join(d, "sys")}
+	for name, body := range index {
 		writeFile(t, filepath.Join(tr.mods, name), body)
 	}
 	if err := os.MkdirAll(filepath.Join(tr.sys, "bus"), 0o755); err != nil {
@@ -114,7 +122,7 @@ func (tr tree) addDev(t *testing.T, bus, name, modalias, driver string) {
 // is loaded before the module, and no module is loaded twice.
 type fakeLoader struct {
 	t    *testing.T
-	deps map[string]Dep
+	deps map[string]kmod.Dep
 
 	mu       sync.Mutex
 	order    []string
@@ -126,7 +134,7 @@ type fakeLoader struct {
 }
 
 func newFakeLoader(t *testing.T, tr tree) *fakeLoader {
-	db, err := LoadDB(tr.mods)
+	db, err := kmod.LoadDB(tr.mods)
 	if err != nil {
 		t.Fatal(err)
 	}

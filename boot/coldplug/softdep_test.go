@@ -2,7 +2,6 @@ package coldplug
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -46,34 +45,11 @@ softdep loop_b pre: loop_a
 )
 
 func softTree(t *testing.T) tree {
-	t.Helper()
-	d := t.TempDir()
-	tr := tree{mods: filepath.Join(d, "lib/modules/test"), sys: filepath.Join(d, "sys")}
-	for name, body := range map[string]string{
+	return writeTree(t, map[string]string{
 		"modules.alias":   softAlias,
 		"modules.dep":     softDep,
 		"modules.softdep": softSoftdep,
-	} {
-		writeFile(t, filepath.Join(tr.mods, name), body)
-	}
-	writeFile(t, filepath.Join(tr.sys, "bus/.keep"), "")
-	return tr
-}
-
-func TestParseSoftdeps(t *testing.T) {
-	got, err := ParseSoftdeps(strings.NewReader("softdep a pre: b c post: d\nsoftdep a post: e\nsoftdep x-y pre: z\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]Softdep{"a": {Pre: []string{"b", "c"}, Post: []string{"d", "e"}}, "x_y": {Pre: []string{"z"}}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v, want %+v", got, want)
-	}
-	for _, bad := range []string{"softdep a\n", "softdep a b pre: c\n", "alias x y\n"} {
-		if _, err := ParseSoftdeps(strings.NewReader(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
+	})
 }
 
 // TestSoftdepPre: loading nft_ct loads libcrc32c's "pre: crc32c" (both

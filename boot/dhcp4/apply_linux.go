@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -39,24 +40,17 @@ func (c *client) apply(b *binding, t0 time.Time) error {
 		c.unapply()
 	}
 
-	lft := uint32(infinite)
+	lft := addr.Forever
 	if b.Lease > 0 {
-		left := time.Until(t0.Add(b.Lease)) / time.Second
+		left := time.Until(t0.Add(b.Lease)) / time.Second * time.Second
 		if left <= 0 {
 			return errors.New("lease already expired")
 		}
-		lft = uint32(min(left, infinite-1))
+		lft = min(left, addr.Forever-time.Second)
 	}
-	a := &netlink.Addr{
-		IPNet:       prefixNet(b.Addr),
-		ValidLft:    int(lft),
-		PreferedLft: int(lft),
-	}
-	if b.Broadcast.IsValid() {
-		a.Broadcast = b.Broadcast.AsSlice()
-	}
-	if err := netlink.AddrReplace(link, a); err != nil {
-		return fmt.Errorf("adding address %s: %w", b.Addr, err)
+	al := addr.Link{Index: c.idx, Name: c.o.Link}
+	if err := al.Replace(addr.Addr{Prefix: b.Addr, Valid: lft, Preferred: lft, Broadcast: b.Broadcast}); err != nil {
+		return err
 	}
 	c.inst.addr = b.Addr
 
@@ -141,7 +135,7 @@ func (c *client) nlRoute(r route, src netip.Addr) *netlink.Route {
 		Scope:     netlink.SCOPE_UNIVERSE,
 	}
 	if r.Dst.Bits() > 0 {
-		nr.Dst = prefixNet(r.Dst)
+		nr.Dst = addr.Net(r.Dst)
 	} else {
 		nr.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 	}
@@ -194,16 +188,11 @@ func (c *client) unapply() {
 	}
 	c.inst.routes = nil
 	if c.inst.addr.IsValid() {
-		a := &netlink.Addr{IPNet: prefixNet(c.inst.addr), LinkIndex: c.idx}
-		if err := netlink.AddrDel(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: c.idx}}, a); err != nil &&
-			!errors.Is(err, unix.EADDRNOTAVAIL) {
-			c.logf("removing address %s: %v", c.inst.addr, err)
+		al := addr.Link{Index: c.idx, Name: c.o.Link}
+		if err := al.Remove(c.inst.addr); err != nil {
+			c.logf("%v", err)
 		}
 	}
 	c.restoreMTU()
 	c.inst = installed{}
-}
-
-func prefixNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

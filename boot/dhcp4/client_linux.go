@@ -516,10 +516,10 @@ func (c *client) withdraw(s string) {
 	c.setStatus(s)
 }
 
-// snapshot is the lease.Lease for what is applied now.
-func (c *client) snapshot() lease.Lease {
+// snapshot is the lease.Report for what is applied now.
+func (c *client) snapshot() lease.Report {
 	now := time.Now()
-	l := lease.Lease{
+	l := lease.Report{
 		Link:    c.o.Link,
 		Source:  lease.SourceDHCP4,
 		Status:  c.status,
@@ -579,7 +579,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// waitRenew sleeps until t, or until Options.Renew asks for a renewal
+// waitRenew sleeps until t, or until Options.Kick asks for a renewal
 // now. It returns false when ctx ended.
 func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
 	tm := time.NewTimer(time.Until(t))
@@ -590,7 +590,7 @@ func (c *client) waitRenew(ctx context.Context, t time.Time) bool {
 			return false
 		case <-tm.C:
 			return true
-		case <-c.o.Renew:
+		case <-c.o.Kick:
 			return true
 		case <-c.o.Reapply:
 			if c.cur == nil {

@@ -1,6 +1,6 @@
 // Package dhcp4 is netinit's DHCPv4 client (RFC 2131): it acquires a lease
 // on one link, applies it to the kernel (address with the lease's lifetime,
-// routes, MTU), reports it to the engine as a lease.Lease, and keeps it:
+// routes, MTU), reports it to the engine as a lease.Report, and keeps it:
 // renewing at T1, rebinding at T2, withdrawing at expiry or on a NAK and
 // starting over. Each link runs its own Run; a link without a server never
 // holds up another.
@@ -26,7 +26,8 @@ type Options struct {
 	// routes less specific than /8 (0.0.0.0/1 + 128.0.0.0/1 is a default
 	// route too), only if it returns true. Only the uplink installs them —
 	// a second NIC that also gets a lease must not win the default route
-	// at random. nil means true.
+	// at random. nil means no, as in ra: a client installs a default
+	// route only when told to.
 	DefaultRoute func() bool
 
 	// MTU overrides DHCP option 26 when non-zero (cmdline/config >
@@ -46,9 +47,11 @@ type Options struct {
 	// link name.
 	Logf func(format string, args ...any)
 
-	// Renew, when it receives, makes a bound client renew its lease now
-	// instead of waiting for T1 (the control socket's "renew").
-	Renew <-chan struct{}
+	// Kick, when it receives, makes the client act now instead of at its
+	// next timer (the control socket's "renew"): a bound client renews its
+	// lease now instead of waiting for T1. Same name and meaning in ra and
+	// dhcp6.
+	Kick <-chan struct{}
 
 	// Reapply, when it receives, applies the bound lease again (asking
 	// DefaultRoute again): the engine's uplink changed.
@@ -101,10 +104,10 @@ func (o *Options) defaults() {
 		o.Requests = 4
 	}
 	if o.DefaultRoute == nil {
-		o.DefaultRoute = func() bool { return true }
+		o.DefaultRoute = func() bool { return false }
 	}
 	if o.Report == nil {
-		o.Report = func(lease.Lease) {}
+		o.Report = func(lease.Report) {}
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

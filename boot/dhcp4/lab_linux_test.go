@@ -51,7 +51,7 @@ type childConf struct {
 type childOut struct {
 	Err     string
 	Took    time.Duration
-	Reports []lease.Lease
+	Reports []lease.Report
 	Logs    []string
 }
 
@@ -63,7 +63,7 @@ func (o childOut) statuses() []string {
 	return s
 }
 
-func (o childOut) last(status string) *lease.Lease {
+func (o childOut) last(status string) *lease.Report {
 	for i := len(o.Reports) - 1; i >= 0; i-- {
 		if o.Reports[i].Status == status {
 			return &o.Reports[i]
@@ -101,7 +101,7 @@ func child(t *testing.T) {
 		Oneshot:    conf.Oneshot,
 		Retransmit: conf.Retransmit,
 		RenewMin:   conf.RenewMin,
-		Report: func(l lease.Lease) {
+		Report: func(l lease.Report) {
 			mu.Lock()
 			defer mu.Unlock()
 			out.Reports = append(out.Reports, l)
@@ -131,6 +131,19 @@ func child(t *testing.T) {
 type rig struct {
 	srv, cli *lab.NS
 	h        *netlink.Handle // bound to the client namespace
+}
+
+// rowRig starts one row of a table test: in the child (the client's
+// half, in its namespace) it runs the client and returns nil; in the
+// parent it returns a rig of the row's own, in parallel with the others.
+func rowRig(t *testing.T, name string) *rig {
+	t.Helper()
+	if lab.Child() {
+		child(t)
+		return nil
+	}
+	t.Parallel()
+	return newRig(t, name[:3])
 }
 
 func newRig(t *testing.T, tag string) *rig {
@@ -229,7 +242,7 @@ func requireLab(t *testing.T, tools ...string) {
 
 // bound returns the leased prefix of the last "bound" report, failing
 // the test if there is none.
-func bound(t *testing.T, out childOut) (*lease.Lease, netip.Prefix) {
+func bound(t *testing.T, out childOut) (*lease.Report, netip.Prefix) {
 	t.Helper()
 	l := out.last("bound")
 	if l == nil || len(l.Addresses) != 1 {
@@ -407,7 +420,7 @@ func TestDnsmasq(t *testing.T) {
 			}
 			// DefaultRoute said no at the renewals: the default route
 			// of the first binding was withdrawn, the rest stays.
-			if i := slices.IndexFunc(out.Reports, func(l lease.Lease) bool { return l.Status == "bound" }); i < 0 || !out.Reports[i].HasDefault() {
+			if i := slices.IndexFunc(out.Reports, func(l lease.Report) bool { return l.Status == "bound" }); i < 0 || !out.Reports[i].HasDefault() {
 				t.Errorf("first binding had no default route: %+v", out.Reports)
 			}
 			if l := out.last("bound"); l.HasDefault() || hasRoute(r.routes(t), "0.0.0.0/0") {
@@ -416,12 +429,10 @@ func TestDnsmasq(t *testing.T) {
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if lab.Child() {
-				child(t)
+			r := rowRig(t, tc.name)
+			if r == nil {
 				return
 			}
-			t.Parallel()
-			r := newRig(t, tc.name[:3])
 			args := dnsmasqArgs(t, append(slices.Clone(dhcpOpts), tc.extra...)...)
 			if tc.late {
 				args = append([]string{"sh", "-c", `sleep 4; exec "$@"`, "sh"}, args...)
@@ -713,12 +724,10 @@ func TestGoServer(t *testing.T) {
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if lab.Child() {
-				child(t)
+			r := rowRig(t, tc.name)
+			if r == nil {
 				return
 			}
-			t.Parallel()
-			r := newRig(t, tc.name[:3])
 			g := startGoServer(t, r.srv, tc.reply)
 			out := r.runChild(t, tc.conf)
 			if out.Err != "" {

@@ -245,7 +245,10 @@ func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf func(string, ...any)) error {
 		logf("ignoring T1/T2: %v", errors.Join(err1, err2))
 		ok1, ok2 = false, false
 	}
-	b.T1, b.T2 = b.Lease/2, b.Lease*7/8
+	// T2 as lease - lease/8: lease*7 overflows a Duration for leases
+	// above about 42 years (the fuzzer sent one of 46 years).
+	defaults := func() { b.T1, b.T2 = b.Lease/2, b.Lease-b.Lease/8 }
+	defaults()
 	if ok2 {
 		b.T2 = time.Duration(t2) * time.Second
 	}
@@ -256,10 +259,10 @@ func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf func(string, ...any)) error {
 		if ok1 || ok2 {
 			logf("ignoring T1 %v / T2 %v for a lease of %v", b.T1, b.T2, b.Lease)
 		}
-		b.T1, b.T2 = b.Lease/2, b.Lease*7/8
+		defaults()
 	}
 	if b.T1 <= 0 { // a 1 s lease
-		b.T1, b.T2 = b.Lease/2, b.Lease*7/8
+		defaults()
 	}
 	return nil
 }

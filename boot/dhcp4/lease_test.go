@@ -157,6 +157,8 @@ func TestParseTimes(t *testing.T) {
 		{"t1 garbage", []byte{0, 0, 0, 80}, []byte{1}, nil, [3]time.Duration{80 * time.Second, 40 * time.Second, 70 * time.Second}},
 		{"infinite", []byte{0xff, 0xff, 0xff, 0xff}, []byte{0, 0, 0, 5}, nil, [3]time.Duration{}},
 		{"one second", []byte{0, 0, 0, 1}, nil, nil, [3]time.Duration{time.Second, 500 * time.Millisecond, 875 * time.Millisecond}},
+		// 0xfffffffe s (136 years): lease*7/8 overflowed, T2 came out negative.
+		{"decades", []byte{0xff, 0xff, 0xff, 0xfe}, nil, nil, [3]time.Duration{0xfffffffe * time.Second, 0x7fffffff * time.Second, 0xfffffffe * time.Second / 8 * 7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mods := []dhcpv4.Modifier{raw(dhcpv4.OptionIPAddressLeaseTime, tc.lease...)}

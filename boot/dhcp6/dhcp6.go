@@ -2,7 +2,7 @@
 // link when a Router Advertisement sets the M flag (stateful: an IA_NA
 // address, Solicit/Advertise/Request/Reply, then Renew at T1 and Rebind at
 // T2) or only the O flag (stateless: Information-request for DNS servers
-// and search domains). It reports a lease.Lease with source "dhcp6".
+// and search domains). It reports a lease.Report with source "dhcp6".
 //
 // Messages are built with github.com/insomniacslk/dhcp/dhcpv6 and sent with
 // its nclient6 transport; the retransmission timing of RFC 8415 section 15
@@ -32,6 +32,13 @@ type Options struct {
 	Managed, Other bool
 	Report         lease.Reporter
 	Logf           func(format string, args ...any)
+	// Kick, when it receives, makes the client act now instead of at its
+	// next timer (the control socket's "renew"): a bound stateful client
+	// sends its Renew (RFC 8415 section 18.2.4) before T1, a stateless
+	// one its Information-request before the refresh time (section
+	// 18.2.6). Same name and meaning in dhcp4 and ra. DHCPv6 installs no
+	// routes, so there is no DefaultRoute or Reapply.
+	Kick <-chan struct{}
 	// Oneshot returns after the first address (M) or configuration (O)
 	// has been applied and reported, or when ctx ends.
 	Oneshot bool
@@ -253,9 +260,9 @@ func renewTimes(t1, t2, preferred, valid time.Duration) (time.Duration, time.Dur
 	return t1, t2
 }
 
-// Lease turns a binding into the engine's lease.
-func (b Binding) Lease(link, status string, server netip.Addr, now time.Time) lease.Lease {
-	l := lease.Lease{
+// Report turns a binding into the report to the engine.
+func (b Binding) Report(link, status string, server netip.Addr, now time.Time) lease.Report {
+	l := lease.Report{
 		Link:    link,
 		Source:  lease.SourceDHCP6,
 		Status:  status,

@@ -11,9 +11,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // bindWait bounds the wait for a link-local address to bind port 546 to.
@@ -29,7 +28,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Logf = func(string, ...any) {}
 	}
 	if o.Report == nil {
-		o.Report = func(lease.Lease) {}
+		o.Report = func(lease.Report) {}
 	}
 	ifi, err := net.InterfaceByName(o.Link)
 	if err != nil {
@@ -50,7 +49,8 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("dhcp6 on %s: %w", o.Link, err)
 	}
 	defer nc.Close()
-	c := &client{o: o, index: ifi.Index, mac: ifi.HardwareAddr, duid: DUID(ifi.HardwareAddr), iaid: IAID(ifi.HardwareAddr), nc: nc, pc: pc}
+	c := &client{o: o, duid: DUID(ifi.HardwareAddr), iaid: IAID(ifi.HardwareAddr), nc: nc, pc: pc,
+		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: o.Logf}}
 	o.Logf("%s: dhcp6: client %s, iaid %x, %s", o.Link, c.duid, c.iaid, map[bool]string{true: "stateful (M)", false: "information only (O)"}[o.Managed])
 	if o.Managed {
 		err = c.managed(ctx)
@@ -119,16 +119,14 @@ func (p *peerConn) peer(xid dhcpv6.TransactionID) netip.Addr {
 }
 
 type client struct {
-	o     Options
-	index int
-	mac   net.HardwareAddr
-	duid  dhcpv6.DUID
-	iaid  [4]byte
-	nc    *nclient6.Client
-	pc    *peerConn
+	o    Options
+	duid dhcpv6.DUID
+	iaid [4]byte
+	nc   *nclient6.Client
+	pc   *peerConn
 
-	addr       netip.Addr // applied IA_NA address
-	noOptimist bool
+	addr netip.Addr // applied IA_NA address
+	al   *addr.Link // installs and removes it
 }
 
 var errNoReply = errors.New("no reply")
@@ -281,10 +279,9 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		got := time.Now()
 		t1, t2, end := got.Add(b.T1), got.Add(b.T2), got.Add(b.Valid)
 		if b.T1 >= infinity {
-			<-ctx.Done()
-			return ctx.Err()
+			t1 = got.Add(100 * 365 * 24 * time.Hour) // renewed only when kicked
 		}
-		if err := sleepUntil(ctx, t1); err != nil {
+		if err := c.waitKick(ctx, t1); err != nil {
 			return err
 		}
 		// Renew (section 18.2.4) to the server that gave the binding,
@@ -331,7 +328,7 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		}
 		c.o.Logf("%s: dhcp6: %s expired", c.o.Link, c.addr)
 		c.unbind()
-		c.o.Report(Binding{}.Lease(c.o.Link, "expired", netip.Addr{}, time.Now()))
+		c.o.Report(Binding{}.Report(c.o.Link, "expired", netip.Addr{}, time.Now()))
 		return nil
 	}
 }
@@ -358,11 +355,11 @@ func (c *client) information(ctx context.Context) error {
 		}
 		c.logDropped(b, server)
 		c.o.Logf("%s: dhcp6: information from %s: dns %v, search %v, refresh %s", c.o.Link, server, b.DNS, b.Search, b.Refresh)
-		c.o.Report(b.Lease(c.o.Link, "received", server, time.Now()))
+		c.o.Report(b.Report(c.o.Link, "received", server, time.Now()))
 		if c.o.Oneshot {
 			return nil
 		}
-		if err := sleep(ctx, b.Refresh); err != nil {
+		if err := c.waitKick(ctx, time.Now().Add(b.Refresh)); err != nil {
 			return err
 		}
 	}
@@ -376,7 +373,7 @@ func (c *client) logDropped(b Binding, server netip.Addr) {
 }
 
 func (c *client) report(b Binding, server netip.Addr, status string) {
-	c.o.Report(b.Lease(c.o.Link, status, server, time.Now()))
+	c.o.Report(b.Report(c.o.Link, status, server, time.Now()))
 }
 
 // bind applies the binding's address (a /128: DHCPv6 says nothing of
@@ -385,9 +382,12 @@ func (c *client) bind(b Binding, server netip.Addr, status string) {
 	if c.addr.IsValid() && c.addr != b.Addr {
 		c.unbind()
 	}
-	if err := c.addrReplace(b); err != nil {
-		c.o.Logf("%s: dhcp6: address %s: %v", c.o.Link, b.Addr, err)
-		c.o.Report(b.Lease(c.o.Link, "failed", server, time.Now()))
+	// A /128, optimistic (RFC 4429; DAD runs, the address is usable
+	// meanwhile), without a prefix route: on-link prefixes are the RA's.
+	err := c.al.Replace(addr.Addr{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: b.Valid, Preferred: b.Preferred, NoPrefixRoute: true})
+	if err != nil {
+		c.o.Logf("%s: dhcp6: %v", c.o.Link, err)
+		c.o.Report(b.Report(c.o.Link, "failed", server, time.Now()))
 		return
 	}
 	c.addr = b.Addr
@@ -397,47 +397,14 @@ func (c *client) bind(b Binding, server netip.Addr, status string) {
 	c.report(b, server, status)
 }
 
-// addrReplace adds the address optimistic (RFC 4429; DAD runs, the address
-// is usable meanwhile), falling back to NODAD where the kernel refuses.
-func (c *client) addrReplace(b Binding) error {
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: c.index, Name: c.o.Link}}
-	na := &netlink.Addr{
-		IPNet:       &net.IPNet{IP: b.Addr.AsSlice(), Mask: net.CIDRMask(128, 128)},
-		Flags:       unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_OPTIMISTIC,
-		ValidLft:    kernelLifetime(b.Valid, 1),
-		PreferedLft: kernelLifetime(b.Preferred, 0),
-	}
-	if c.noOptimist {
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-	}
-	err := netlink.AddrReplace(link, na)
-	if err != nil && !c.noOptimist && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP)) {
-		c.noOptimist = true
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-		err = netlink.AddrReplace(link, na)
-	}
-	return err
-}
-
 func (c *client) unbind() {
 	if !c.addr.IsValid() {
 		return
 	}
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: c.index, Name: c.o.Link}}
-	err := netlink.AddrDel(link, &netlink.Addr{IPNet: &net.IPNet{IP: c.addr.AsSlice(), Mask: net.CIDRMask(128, 128)}})
-	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-		c.o.Logf("%s: dhcp6: remove %s: %v", c.o.Link, c.addr, err)
+	if err := c.al.Remove(netip.PrefixFrom(c.addr, 128)); err != nil {
+		c.o.Logf("%s: dhcp6: %v", c.o.Link, err)
 	}
 	c.addr = netip.Addr{}
-}
-
-// kernelLifetime converts a lifetime to the kernel's seconds (all ones for
-// infinity), rounded up and at least floor.
-func kernelLifetime(d time.Duration, floor int) int {
-	if d >= infinity {
-		return int(^uint32(0))
-	}
-	return max(int((d+time.Second-1)/time.Second), floor)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -449,6 +416,21 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// waitKick sleeps until at, or until Options.Kick asks to act now. It
+// returns an error only when ctx ended.
+func (c *client) waitKick(ctx context.Context, at time.Time) error {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-c.o.Kick:
+		c.o.Logf("%s: dhcp6: asked to renew now", c.o.Link)
+	}
+	return nil
 }
 
 func sleepUntil(ctx context.Context, at time.Time) error {

@@ -14,7 +14,9 @@ import (
 
 // FuzzReplyLease is the DHCPv6 reply path end to end: server bytes
 // through ParseReply to the timers the client sleeps on and the lease the
-// engine gets. Whatever the bytes: the renewal never comes back to back
+// engine gets. Whatever the bytes: parsing never panics, the caps on DNS
+// servers, search domains and NTP servers hold, an address is never
+// preferred longer than valid, the renewal never comes back to back
 // (T1 at least a second, T2 not before T1), every server and name can go
 // into resolv.conf, and what the log says of the dropped parts is one
 // line each.
@@ -35,6 +37,9 @@ func FuzzReplyLease(f *testing.F) {
 			if err != nil {
 				continue
 			}
+			if len(r.DNS) > maxDNS || len(r.Search) > maxSearch || len(r.NTP) > maxNTP || (managed && r.Preferred > r.Valid) {
+				t.Fatalf("caps or lifetimes broken: %+v", r)
+			}
 			if managed && (r.T1 < time.Second || r.T2 < r.T1) {
 				t.Fatalf("T1 %s T2 %s for preferred %s valid %s", r.T1, r.T2, r.Preferred, r.Valid)
 			}
@@ -43,7 +48,7 @@ func FuzzReplyLease(f *testing.F) {
 					t.Fatalf("log line %q", d)
 				}
 			}
-			l := r.Lease("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Unix(0, 0))
+			l := r.Report("eth0", "bound", netip.MustParseAddr("fe80::1"), time.Unix(0, 0))
 			for _, s := range l.DNS {
 				if dnsname.CheckServer6(s) != nil {
 					t.Fatalf("name server %s in the lease", s)

@@ -20,11 +20,30 @@ import (
 
 type childOut struct {
 	Err      string
-	RA       lease.Lease
-	Leases   []lease.Lease
+	RA       lease.Report
+	Leases   []lease.Report
 	Log      []string
 	TookMS   int64
 	Deadline bool
+}
+
+// prepareLink readies the client's link as the engine does: down, IPv6
+// prepared (ra.Prepare: optimistic DAD, no kernel RA processing), up.
+func prepareLink(t *testing.T, name string) {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.Prepare(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // runClient is the in-namespace half, as the engine does it: Prepare, link
@@ -35,22 +54,10 @@ func runClient(t *testing.T) {
 		out childOut
 	)
 	logf := func(f string, a ...any) { mu.Lock(); out.Log = append(out.Log, fmt.Sprintf(f, a...)); mu.Unlock() }
-	l, err := netlink.LinkByName("c0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetDown(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := ra.Prepare("c0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		t.Fatal(err)
-	}
+	prepareLink(t, "c0")
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	err = ra.Run(ctx, ra.Options{Link: "c0", Oneshot: true, Logf: logf, Report: func(l lease.Lease) { out.RA = l }})
+	err := ra.Run(ctx, ra.Options{Link: "c0", Oneshot: true, Logf: logf, Report: func(l lease.Report) { out.RA = l }})
 	if err != nil {
 		out.Err = err.Error()
 		lab.ChildResult(t, out)
@@ -58,7 +65,7 @@ func runClient(t *testing.T) {
 	}
 	start := time.Now()
 	err = Run(ctx, Options{Link: "c0", Managed: out.RA.Managed, Other: out.RA.Other, Oneshot: true, Logf: logf,
-		Report: func(l lease.Lease) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
+		Report: func(l lease.Report) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
 	out.TookMS = time.Since(start).Milliseconds()
 	if err != nil {
 		out.Err = err.Error()
@@ -142,15 +149,7 @@ func TestDHCPv6(t *testing.T) {
 			if !l.Server.IsLinkLocalUnicast() {
 				t.Fatalf("server %s is not the router's link-local address", l.Server)
 			}
-			h := c.Handle()
-			link, err := h.LinkByName("c0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addrs, err := h.AddrList(link, netlink.FAMILY_V6)
-			if err != nil {
-				t.Fatal(err)
-			}
+			addrs := lab.Addrs(t, c.Handle(), "c0", netlink.FAMILY_V6)
 			var got []netlink.Addr
 			for _, a := range addrs {
 				// The DHCPv6 address is the only /128 (SLAAC makes /64s).
@@ -183,6 +182,10 @@ func TestDHCPv6(t *testing.T) {
 			}
 			// dnsmasq's lease file names the client by its DUID: DUID-LL
 			// (type 3, hardware type 1) of the client's MAC.
+			link, err := c.Handle().LinkByName("c0")
+			if err != nil {
+				t.Fatal(err)
+			}
 			mac := link.Attrs().HardwareAddr
 			want := "00:03:00:01:" + mac.String()
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {

@@ -16,7 +16,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6/server6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -33,9 +32,10 @@ var (
 	serverDUID            = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x47}}
 )
 
-// runShortServer answers Solicit/Request, Renew only in mode "renew",
-// Rebind in modes "renew" and "rebind"; mode "silent" answers nothing
-// after the first Request. It prints one line per message received.
+// runShortServer answers Solicit/Request, Renew only in modes "renew" and
+// "kick", Rebind in modes "renew" and "rebind"; mode "silent" answers
+// nothing after the first Request; mode "kick" gives T1 100 s, so that
+// only Options.Kick makes the client renew. It prints one line per message received.
 func runShortServer(t *testing.T, mode string) {
 	var (
 		mu    sync.Mutex
@@ -69,6 +69,11 @@ func runShortServer(t *testing.T, mode string) {
 				dhcpv6.WithDNS(net.ParseIP("::1"), net.ParseIP("::ffff:192.0.2.53"), net.ParseIP("2001:db8:1::53")),
 				dhcpv6.WithDomainSearchList("x\nnameserver\t6.6.6.6", "lab.example")}
 		}
+		if mode == "kick" {
+			reply = &dhcpv6.OptIANA{IaId: ia.IaId, T1: 100 * time.Second, T2: 200 * time.Second}
+			reply.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: shortAddr.AsSlice(), PreferredLifetime: 300 * time.Second, ValidLifetime: 600 * time.Second})
+			mods = []dhcpv6.Modifier{dhcpv6.WithServerID(serverDUID), dhcpv6.WithOption(reply)}
+		}
 		var resp *dhcpv6.Message
 		var err error
 		if bound && mode == "silent" {
@@ -81,7 +86,7 @@ func runShortServer(t *testing.T, mode string) {
 			resp, err = dhcpv6.NewReplyFromMessage(m, mods...)
 			bound = true
 		case dhcpv6.MessageTypeRenew:
-			if mode != "renew" {
+			if mode != "renew" && mode != "kick" {
 				return
 			}
 			resp, err = dhcpv6.NewReplyFromMessage(m, mods...)
@@ -130,33 +135,31 @@ func runShortServer(t *testing.T, mode string) {
 	lab.ChildResult(t, "done")
 }
 
-func runShortClient(t *testing.T, d time.Duration) {
+// runShortClient runs the client for d; with kick, it kicks the client
+// once, at its first binding.
+func runShortClient(t *testing.T, d time.Duration, kick bool) {
 	var (
 		mu  sync.Mutex
 		out childOut
 	)
-	l, err := netlink.LinkByName("c0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetDown(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := ra.Prepare("c0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		t.Fatal(err)
-	}
+	kicks := make(chan struct{}, 1)
+	prepareLink(t, "c0")
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	err = Run(ctx, Options{Link: "c0", Managed: true,
+	err := Run(ctx, Options{Link: "c0", Managed: true, Kick: kicks,
 		Logf: func(f string, a ...any) {
 			mu.Lock()
 			out.Log = append(out.Log, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(f, a...))
 			mu.Unlock()
 		},
-		Report: func(l lease.Lease) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
+		Report: func(l lease.Report) {
+			mu.Lock()
+			defer mu.Unlock()
+			if kick && len(out.Leases) == 0 && l.Status == "bound" {
+				kicks <- struct{}{}
+			}
+			out.Leases = append(out.Leases, l)
+		}})
 	if err != nil {
 		out.Err = err.Error()
 	}
@@ -166,7 +169,8 @@ func runShortClient(t *testing.T, d time.Duration) {
 // TestRenewRebindExpire: with T1 1 s and T2 2 s, the client renews with
 // the server's id (mode renew), rebinds without it when Renew goes
 // unanswered (mode rebind), and removes the address when nothing answers
-// until the valid lifetime ends (mode silent).
+// until the valid lifetime ends (mode silent), and renews long before T1
+// when kicked (mode kick: Options.Kick, the control socket's "renew").
 func TestRenewRebindExpire(t *testing.T) {
 	for _, tc := range []struct {
 		mode     string
@@ -177,6 +181,7 @@ func TestRenewRebindExpire(t *testing.T) {
 		{"rebind", "bound renewing rebinding bound", 3500 * time.Millisecond},
 		{"silent", "bound renewing rebinding expired", 6 * time.Second},
 		{"deprecated", "bound", 4 * time.Second},
+		{"kick", "bound renewing bound", 2 * time.Second},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			if m := os.Getenv("DHCP6_SERVER"); m != "" {
@@ -184,7 +189,7 @@ func TestRenewRebindExpire(t *testing.T) {
 				return
 			}
 			if lab.Child() {
-				runShortClient(t, tc.run)
+				runShortClient(t, tc.run, tc.mode == "kick")
 				return
 			}
 			t.Parallel()
@@ -220,7 +225,7 @@ func TestRenewRebindExpire(t *testing.T) {
 			so := srv.Output()
 			cid := "client=DUID-LL{HWType=Ethernet HWAddr="
 			switch tc.mode {
-			case "renew":
+			case "renew", "kick":
 				if !strings.Contains(so, "GOT RENEW "+cid) || !strings.Contains(so, "server-id=yes") {
 					t.Fatalf("server saw no Renew with client and server id:\n%s", so)
 				}
@@ -244,20 +249,16 @@ func TestRenewRebindExpire(t *testing.T) {
 				}
 			}
 			// The kernel: the address is there, or gone after expiry.
-			h := c.Handle()
-			link, err := h.LinkByName("c0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addrs, err := h.AddrList(link, netlink.FAMILY_V6)
-			if err != nil {
-				t.Fatal(err)
-			}
+			addrs := lab.Addrs(t, c.Handle(), "c0", netlink.FAMILY_V6)
 			found := false
 			for _, a := range addrs {
 				if ip, _ := netip.AddrFromSlice(a.IP); ip == shortAddr {
 					found = true
-					if a.ValidLft > int(shortValid/time.Second) {
+					valid := shortValid
+					if tc.mode == "kick" {
+						valid = 600 * time.Second
+					}
+					if a.ValidLft > int(valid/time.Second) {
 						t.Fatalf("valid lifetime %d", a.ValidLft)
 					}
 				}

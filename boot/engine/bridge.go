@@ -4,16 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -373,9 +372,9 @@ func (netlinkKernel) HandOver(name string, addrs []netip.Prefix) error {
 		return err
 	}
 	for _, p := range addrs {
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-		if err := netlink.AddrDel(nl, a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-			return fmt.Errorf("removing %s: %w", p, err)
+		al := addr.Link{Index: nl.Attrs().Index, Name: name}
+		if err := al.Remove(p); err != nil {
+			return err
 		}
 	}
 	for _, key := range []string{"accept_ra", "autoconf"} {

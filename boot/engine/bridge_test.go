@@ -78,9 +78,9 @@ func TestPortMTU(t *testing.T) {
 	k.set("zos", KernelLink{MTU: 1500, Carrier: true})
 	e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos"), Kernel: k})
 	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
-	e.report(lease.Lease{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 1450,
+	e.report(lease.Report{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 1450,
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
-	e.report(lease.Lease{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 9000,
+	e.report(lease.Report{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 9000,
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
 	if ops := k.done(); !slices.Equal(ops, []string{"mtu eth0 9000"}) {
 		t.Fatalf("kernel ops %q, want only the port raised to 9000", ops)

@@ -4,14 +4,14 @@ import (
 	"runtime/debug"
 )
 
-// Renew asks every DHCP client to renew its lease now and every link to
-// solicit routers again (the control socket's "renew").
+// Renew kicks every link's clients (the control socket's "renew"): the
+// DHCPv4 and DHCPv6 clients renew now, router discovery solicits again.
 func (e *Engine) Renew() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.logf("renew requested")
 	for _, l := range e.links {
-		for _, ch := range []chan struct{}{l.renew4, l.renew6} {
+		for _, ch := range []chan struct{}{l.renew4, l.renew6, l.renewDHCP6} {
 			select {
 			case ch <- struct{}{}:
 			default:

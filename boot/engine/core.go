@@ -37,7 +37,7 @@ type linkFacts struct {
 	dhcp6Done bool      // DHCPv6 gave up or finished without an address
 	renewals4 int       // DHCPv4 leases renewed or rebound
 
-	leases []lease.Lease // the link's current leases, in sourceOrder
+	leases []lease.Report // the link's current leases, in sourceOrder
 }
 
 func (l *linkFacts) any(f func(spec.IPConfig) bool) bool {
@@ -64,13 +64,13 @@ func (l *linkFacts) static() bool {
 }
 
 // lease returns the link's lease from src, if any.
-func (l *linkFacts) lease(src lease.Source) (lease.Lease, bool) {
+func (l *linkFacts) lease(src lease.Source) (lease.Report, bool) {
 	for _, ls := range l.leases {
 		if ls.Source == src {
 			return ls, true
 		}
 	}
-	return lease.Lease{}, false
+	return lease.Report{}, false
 }
 
 // view is everything the engine decides on, copied at one instant.
@@ -322,7 +322,7 @@ func firstOf[T comparable](in []T) []T {
 }
 
 // sourceOf labels an address on a link with the lease that configured it.
-func sourceOf(a netip.Addr, leases []lease.Lease) lease.Source {
+func sourceOf(a netip.Addr, leases []lease.Report) lease.Source {
 	for _, l := range leases {
 		for _, la := range l.Addresses {
 			if la.Prefix.Addr() == a {

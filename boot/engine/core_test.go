@@ -44,8 +44,8 @@ func parseSpec(t *testing.T, line string) *spec.Spec {
 }
 
 // Leases as the clients report them.
-func dhcp4Lease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: lease.SourceDHCP4, Status: "bound",
+func dhcp4Lease(link string) lease.Report {
+	return lease.Report{Link: link, Source: lease.SourceDHCP4, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}},
 		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}},
 		Routers:   []netip.Addr{ip("192.0.2.1")},
@@ -54,58 +54,58 @@ func dhcp4Lease(link string) lease.Lease {
 }
 
 // halves is a lease whose option 121 gave 0.0.0.0/1 + 128.0.0.0/1.
-func halves(link string) lease.Lease {
+func halves(link string) lease.Report {
 	l := dhcp4Lease(link)
 	l.Routes = []lease.Route{{Dst: pfx("0.0.0.0/1"), Via: ip("192.0.2.1")}, {Dst: pfx("128.0.0.0/1"), Via: ip("192.0.2.1")}}
 	return l
 }
 
-func dhcp4NoRouter(link string) lease.Lease {
+func dhcp4NoRouter(link string) lease.Report {
 	l := dhcp4Lease(link)
 	l.Routes, l.Routers = nil, nil
 	return l
 }
 
-func raLease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: lease.SourceSLAAC, Status: "received",
+func raLease(link string) lease.Report {
+	return lease.Report{Link: link, Source: lease.SourceSLAAC, Status: "received",
 		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::10/64")}},
 		Routes:    []lease.Route{{Dst: pfx("2001:db8:1::/64")}, {Dst: pfx("::/0"), Via: ip("fe80::1")}},
 		Routers:   []netip.Addr{ip("fe80::1")},
 		DNS:       []netip.Addr{ip("2001:db8:1::53")}, Search: []string{"lab.example"}}
 }
 
-func raManaged(link string) lease.Lease {
+func raManaged(link string) lease.Report {
 	l := raLease(link)
 	l.Addresses, l.Managed = nil, true
 	return l
 }
 
-func dhcp6Lease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: lease.SourceDHCP6, Status: "bound",
+func dhcp6Lease(link string) lease.Report {
+	return lease.Report{Link: link, Source: lease.SourceDHCP6, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("2001:db8:1::1:10/128")}},
 		DNS:       []netip.Addr{ip("2001:db8:1::35")}}
 }
 
 // v6Only is a DHCPv4 client honouring option 108 (RFC 8925).
-func v6Only(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: lease.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
+func v6Only(link string) lease.Report {
+	return lease.Report{Link: link, Source: lease.SourceDHCP4, Status: "ipv6-only", V6OnlyWait: 1800 * time.Second}
 }
 
-func noDNS(l lease.Lease) lease.Lease { l.DNS = nil; return l }
+func noDNS(l lease.Report) lease.Report { l.DNS = nil; return l }
 
-func noDefault(l lease.Lease) lease.Lease {
+func noDefault(l lease.Report) lease.Report {
 	l.Routes = slices.DeleteFunc(slices.Clone(l.Routes), func(r lease.Route) bool { return r.Dst.Bits() == 0 })
 	return l
 }
 
-func staticLease(link string) lease.Lease {
-	return lease.Lease{Link: link, Source: lease.SourceStatic, Status: "bound",
+func staticLease(link string) lease.Report {
+	return lease.Report{Link: link, Source: lease.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.9/24")}},
 		Routes:    []lease.Route{{Dst: pfx("0.0.0.0/0"), Via: ip("192.0.2.1")}}}
 }
 
 // facts is a link that got carrier at t0 with the given ip= and leases.
-func facts(t *testing.T, name, ipLine string, leases ...lease.Lease) linkFacts {
+func facts(t *testing.T, name, ipLine string, leases ...lease.Report) linkFacts {
 	c := ipcs(t, ipLine)
 	return linkFacts{name: name, mac: net.HardwareAddr{2, 0, 0, 0, 0, byte(len(name))}, ipc: c[0], ipcs: c,
 		carrierAt: t0, leases: leases}
@@ -184,13 +184,13 @@ func TestSettle(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		ready bool
-		l     []lease.Lease
+		l     []lease.Report
 		want  state.Phase
 	}{
-		{"ready", true, []lease.Lease{dhcp4Lease("eth0")}, state.PhaseReady},
-		{"usable", false, []lease.Lease{dhcp4NoRouter("eth0")}, state.PhaseDegraded},
+		{"ready", true, []lease.Report{dhcp4Lease("eth0")}, state.PhaseReady},
+		{"usable", false, []lease.Report{dhcp4NoRouter("eth0")}, state.PhaseDegraded},
 		{"nothing", false, nil, state.PhaseOffline},
-		{"RA without address", false, []lease.Lease{raManaged("eth0")}, state.PhaseOffline},
+		{"RA without address", false, []lease.Report{raManaged("eth0")}, state.PhaseOffline},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			v := &view{spec: parseSpec(t, ""), links: []linkFacts{facts(t, "eth0", "", c.l...)}}
@@ -413,7 +413,7 @@ func TestEngineFakeKernel(t *testing.T) {
 		t.Errorf("no lease4 timing: %v", st.TimingsMS)
 	}
 	// A withdrawn lease removes it.
-	e.report(lease.Lease{Link: "eth0", Source: lease.SourceDHCP4, Status: "expired"})
+	e.report(lease.Report{Link: "eth0", Source: lease.SourceDHCP4, Status: "expired"})
 	if e.ready() {
 		t.Error("ready after the lease expired")
 	}

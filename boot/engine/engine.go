@@ -7,7 +7,7 @@
 // every Subscription (the overlays) after every change.
 //
 // The protocol clients act on the kernel and report what they applied as a
-// lease.Lease; the engine never configures addresses itself (except a
+// lease.Report; the engine never configures addresses itself (except a
 // static ip=). It observes the reports and the kernel, and decides.
 package engine
 
@@ -82,7 +82,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	links    map[string]*link
-	leases   map[leaseKey]lease.Lease
+	leases   map[leaseKey]lease.Report
 	ballot   election
 	electing bool      // the election goroutine runs
 	watching bool      // watchUplink runs
@@ -131,7 +131,7 @@ func New(cfg Config) *Engine {
 		kernel:     cfg.Kernel,
 		spec:       cfg.Spec,
 		links:      map[string]*link{},
-		leases:     map[leaseKey]lease.Lease{},
+		leases:     map[leaseKey]lease.Report{},
 		handedOver: map[string]bool{},
 		timings:    map[string]int64{},
 		problems:   slices.Clone(cfg.Problems),
@@ -314,7 +314,7 @@ func (e *Engine) mark(name string) {
 }
 
 // report is the lease.Reporter handed to every client.
-func (e *Engine) report(l lease.Lease) {
+func (e *Engine) report(l lease.Report) {
 	e.mu.Lock()
 	k := leaseKey{l.Link, l.Source}
 	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 {
@@ -528,8 +528,8 @@ func (e *Engine) viewLocked() *view {
 }
 
 // leasesOf lists a link's leases in sourceOrder.
-func (e *Engine) leasesOf(link string) []lease.Lease {
-	var out []lease.Lease
+func (e *Engine) leasesOf(link string) []lease.Report {
+	var out []lease.Report
 	for _, src := range sourceOrder {
 		if l, ok := e.leases[leaseKey{link, src}]; ok {
 			out = append(out, l)

@@ -152,16 +152,8 @@ func kernelDefault(t *testing.T, h *netlink.Handle, family int) string {
 }
 
 func kernelAddrs(t *testing.T, h *netlink.Handle, link string, family int) []string {
-	l, err := h.LinkByName(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	as, err := h.AddrList(l, family)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, a := range as {
+	for _, a := range lab.Addrs(t, h, link, family) {
 		out = append(out, a.IPNet.String())
 	}
 	return out

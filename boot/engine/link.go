@@ -15,6 +15,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/dhcp6"
 	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/boot/spec"
+	"github.com/threefoldtech/netinit/boot/static"
 )
 
 // link is one managed link and what runs on it. Its plain values
@@ -30,12 +31,12 @@ type link struct {
 	dhcp6Gen     int
 	dhcp6At      time.Time // when it was started
 
-	// renew4 and renew6 poke the link's DHCPv4 client and router
-	// solicitation (control socket "renew").
-	renew4, renew6 chan struct{}
-	// reapply4 and reapply6 have the clients apply their configuration
-	// again (the uplink changed).
-	reapply4, reapply6 chan struct{}
+	// renew4, renew6 and renewDHCP6 kick the link's DHCPv4 client, router
+	// solicitation and DHCPv6 client (control socket "renew").
+	renew4, renew6, renewDHCP6 chan struct{}
+	// reapply4, reapply6 and reapplyStatic have the clients apply their
+	// configuration again (the uplink changed).
+	reapply4, reapply6, reapplyStatic chan struct{}
 
 	// ctx ends the link's clients (stop); clients counts them, so that
 	// moving an elected uplink onto the bridge waits for them to end.
@@ -55,8 +56,8 @@ func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.Hardware
 		ipcs = ipConfigFor(e.spec, name)
 	}
 	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
-		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1),
-		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1)}
+		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1), renewDHCP6: make(chan struct{}, 1),
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1)}
 	l.ctx, l.stop = context.WithCancel(ctx)
 	return l
 }
@@ -159,9 +160,20 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		return
 	}
 	if l.static() {
-		if err := e.applyStatic(l); err != nil {
-			e.problem("%s: static ip=: %v", name, err)
-		}
+		ipc := l.ipc
+		e.spawnClient(l, func() {
+			err := static.Run(ctx, static.Options{
+				Link: name, Address: ipc.Address, Gateway: ipc.Gateway,
+				DNS: ipc.DNS, Hostname: ipc.Hostname, MTU: ipc.MTU,
+				DefaultRoute: func() bool { return e.mayDefault(name) },
+				Reapply:      l.reapplyStatic,
+				Report:       e.report,
+				Logf:         e.cfg.Logf,
+			})
+			if err != nil && ctx.Err() == nil {
+				e.problem("%s: static ip=: %v", name, err)
+			}
+		})
 	}
 	mtu := e.mtuFor(l)
 	if l.wants4() {
@@ -171,7 +183,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				MTU:          mtu,
 				IPv6:         l.wantsRA() || l.wantsDHCP6(),
-				Renew:        l.renew4,
+				Kick:         l.renew4,
 				Reapply:      l.reapply4,
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
@@ -196,7 +208,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				DefaultRoute: func() bool { return e.mayDefault(name) },
 				Protected:    e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
 				MTU:          mtu,
-				Solicit:      l.renew6,
+				Kick:         l.renew6,
 				Reapply:      l.reapply6,
 				Report:       e.report,
 				Logf:         e.cfg.Logf,
@@ -279,7 +291,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	e.spawnClient(l, func() {
 		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
-			Link: name, Managed: managed, Other: other,
+			Link: name, Managed: managed, Other: other, Kick: l.renewDHCP6,
 			Report: e.report, Logf: e.cfg.Logf,
 		})
 		e.mu.Lock()

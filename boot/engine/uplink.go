@@ -211,7 +211,7 @@ func (e *Engine) candidatesLocked() []candidate {
 
 // fillCandidate reads a candidate's address, gateways and DNS servers from
 // its leases (in sourceOrder).
-func fillCandidate(leases []lease.Lease) (addr, gw4, gw6 netip.Addr, dns []netip.Addr) {
+func fillCandidate(leases []lease.Report) (addr, gw4, gw6 netip.Addr, dns []netip.Addr) {
 	for _, ls := range leases {
 		for _, r := range ls.Routers {
 			if r.Is4() && !gw4.IsValid() {
@@ -240,7 +240,7 @@ func (e *Engine) reapply(name string) {
 	if l == nil {
 		return
 	}
-	for _, ch := range []chan struct{}{l.reapply4, l.reapply6} {
+	for _, ch := range []chan struct{}{l.reapply4, l.reapply6, l.reapplyStatic} {
 		select {
 		case ch <- struct{}{}:
 		default:

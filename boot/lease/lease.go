@@ -26,10 +26,11 @@ const (
 	SourceKernel    Source = "kernel" // present on the link, not configured by netinit
 )
 
-// Lease is the configuration one source has applied on one link. A zero
+// Report is the configuration one source has applied on one link (a DHCP
+// lease, what an RA gave, a static ip=): what the client reports. A zero
 // Addresses/Routes list with Status "lost" or "failed" means the source
 // has withdrawn everything it had configured.
-type Lease struct {
+type Report struct {
 	Link   string
 	Source Source // dhcp4, slaac (for RA), dhcp6, static
 	// Status is the client's state in words: "selecting", "bound",
@@ -81,13 +82,13 @@ type Route struct {
 	Lifetime time.Duration // 0 = no expiry
 }
 
-// Usable reports whether the lease gives the link at least one address.
-func (l *Lease) Usable() bool { return l != nil && len(l.Addresses) > 0 }
+// Usable reports whether the report gives the link at least one address.
+func (l *Report) Usable() bool { return l != nil && len(l.Addresses) > 0 }
 
-// HasDefault reports whether the lease installed a default route, or
+// HasDefault reports whether the source installed a default route, or
 // both halves of one (0.0.0.0/1 + 128.0.0.0/1, ::/1 + 8000::/1: DHCP
 // option 121 and VPNs give it so, to win over a plain default route).
-func (l *Lease) HasDefault() bool {
+func (l *Report) HasDefault() bool {
 	if l == nil {
 		return false
 	}
@@ -104,6 +105,6 @@ func (l *Lease) HasDefault() bool {
 		halves[netip.MustParsePrefix("::/1")] && halves[netip.MustParsePrefix("8000::/1")]
 }
 
-// Reporter receives a client's lease after every change. It must not
+// Reporter receives a client's report after every change. It must not
 // block for long; the engine copies what it needs.
-type Reporter func(Lease)
+type Reporter func(Report)

@@ -6,15 +6,15 @@ import (
 )
 
 func TestHasDefault(t *testing.T) {
-	routes := func(ps ...string) *Lease {
-		l := &Lease{}
+	routes := func(ps ...string) *Report {
+		l := &Report{}
 		for _, p := range ps {
 			l.Routes = append(l.Routes, Route{Dst: netip.MustParsePrefix(p)})
 		}
 		return l
 	}
 	for _, c := range []struct {
-		l    *Lease
+		l    *Report
 		want bool
 	}{
 		{nil, false},

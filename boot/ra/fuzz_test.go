@@ -66,7 +66,7 @@ func FuzzRAPlan(f *testing.F) {
 				t.Fatalf("address %+v planned", a)
 			}
 		}
-		l := v.Lease("eth0", routes, t0)
+		l := v.Report("eth0", routes, t0)
 		for _, d := range l.Search {
 			if dnsname.Check(d) != nil {
 				t.Fatalf("search domain %q in the lease", d)

@@ -2,7 +2,7 @@
 // autoconfiguration (RFC 4862) for one link, done in user space: the
 // kernel's own RA processing is switched off (accept_ra=0) on links that
 // netinit manages, so that what is configured, and when, is decided here
-// and reported to the engine as a lease.Lease (source "slaac").
+// and reported to the engine as a lease.Report (source "slaac").
 //
 // The work is split in two: Table (pure logic, no kernel calls: validation,
 // lifetimes, caps) decides; the Linux side sends Router Solicitations,
@@ -23,8 +23,8 @@ type Options struct {
 	Link string
 	// DefaultRoute says whether to install the IPv6 default route(s) via
 	// the advertising routers, and on-link or RFC 4191 routes less
-	// specific than /8 (::/0 on-link, ::/1): only the uplink does. Nil
-	// means no.
+	// specific than /8 (::/0 on-link, ::/1): only the uplink does. nil
+	// means no, as in dhcp4.
 	DefaultRoute func() bool
 	// RouteInfo says whether RFC 4191 routes (Route Information options)
 	// are installed on this link. Only the uplink should speak for the
@@ -40,9 +40,10 @@ type Options struct {
 	Report lease.Reporter
 	// Logf gets one readable event per line.
 	Logf func(format string, args ...any)
-	// Solicit, when it receives, sends a Router Solicitation now (the
-	// control socket's "renew"); the answer refreshes the lifetimes.
-	Solicit <-chan struct{}
+	// Kick, when it receives, makes the client act now (the control
+	// socket's "renew"): it sends a Router Solicitation, and the answer
+	// refreshes the lifetimes. Same name and meaning in dhcp4 and dhcp6.
+	Kick <-chan struct{}
 	// Reapply, when it receives, applies the current view again (asking
 	// DefaultRoute again): the engine's uplink changed.
 	Reapply <-chan struct{}
@@ -61,11 +62,11 @@ const (
 	rtrSolicitationInterval = 4 * time.Second
 )
 
-// Lease converts a View into the engine's lease. Lifetimes follow the lease
+// Report converts a View into the report to the engine. Lifetimes follow the lease
 // convention (0 = infinite); a deprecated address (preferred lifetime 0 in
 // RFC 4862 terms) is reported with Preferred = -1ns.
-func (v View) Lease(link string, applied []Route, now time.Time) lease.Lease {
-	l := lease.Lease{
+func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
+	l := lease.Report{
 		Link:    link,
 		Source:  lease.SourceSLAAC,
 		Status:  "received",

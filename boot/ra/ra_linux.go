@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -58,189 +59,261 @@ const linkLocalWait = 3 * time.Second
 // Run does router discovery and SLAAC on o.Link until ctx ends (or, with
 // o.Oneshot, until the first RA is applied or the solicitations are
 // exhausted). Whatever is configured is left in place when it returns.
+//
+// Each turn of the loop is four steps: solicit (RFC 4861 section 6.3.7),
+// act on the engine's asks (Reapply, Kick), expire lifetimes (RFC 4862
+// section 5.5.4), and receive one RA (validate, update the Table, apply).
 func Run(ctx context.Context, o Options) error {
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	r, err := open(ctx, o)
+	if err != nil {
+		return fmt.Errorf("ra on %s: %w", o.Link, err)
 	}
-	report := o.Report
-	if report == nil {
-		report = func(lease.Lease) {}
+	defer r.conn.Close()
+	// End a blocked read as soon as ctx ends (the loop's read deadline is
+	// otherwise up to 200 ms away): a oneshot run exits right after its
+	// verdict.
+	stop := context.AfterFunc(ctx, func() { _ = r.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			if o.Oneshot && !r.t.seenRA {
+				return fmt.Errorf("ra on %s: %w", o.Link, err)
+			}
+			return nil
+		}
+		now := time.Now()
+		if err := r.solicit(now); err != nil {
+			return fmt.Errorf("ra on %s: %w", o.Link, err)
+		}
+		r.asked(now)
+		r.expire(now)
+		got, err := r.receive(ctx, now)
+		if err != nil {
+			return fmt.Errorf("ra on %s: %w", o.Link, err)
+		}
+		if got && o.Oneshot {
+			return nil
+		}
+	}
+}
+
+// client is one Run's state: the link, its ICMPv6 socket, the Table that
+// decides and the kernel side that applies.
+type client struct {
+	o          Options
+	logf       func(string, ...any)
+	report     lease.Reporter
+	ifi        *net.Interface
+	ll         netip.Addr // the link-local source of the solicitations
+	optimistic bool       // ll is still an Optimistic Address (RFC 4429)
+	conn       *ndp.Conn
+	k          *kernel
+	t          *Table
+
+	sent      int       // Router Solicitations sent
+	nextRS    time.Time // when the next one is due
+	exhausted bool      // all sent, none answered
+	buf       []byte
+	lim       limiter
+}
+
+// open waits for a usable link-local address and opens the ICMPv6 socket
+// on it, filtered to Router Advertisements.
+func open(ctx context.Context, o Options) (*client, error) {
+	r := &client{o: o, logf: o.Logf, report: o.Report, buf: make([]byte, 1<<16)}
+	if r.logf == nil {
+		r.logf = func(string, ...any) {}
+	}
+	if r.report == nil {
+		r.report = func(lease.Report) {}
 	}
 	ifi, err := net.InterfaceByName(o.Link)
 	if err != nil {
-		return fmt.Errorf("ra on %s: %w", o.Link, err)
+		return nil, err
 	}
+	r.ifi = ifi
 	id, err := InterfaceID(ifi.HardwareAddr)
 	if err != nil {
-		return fmt.Errorf("ra on %s: %w", o.Link, err)
+		return nil, err
 	}
 	t0 := time.Now()
-	ll, optimistic, err := waitLinkLocal(ctx, ifi.Index, 50*time.Millisecond)
+	r.ll, r.optimistic, err = waitLinkLocal(ctx, ifi.Index, 50*time.Millisecond)
 	if err != nil {
 		// The kernel makes the link-local address only once the link's
 		// operational state is UP, which linkwatch may report up to a
 		// second after carrier (seen with virtio-net): add the same
 		// EUI-64 address ourselves, optimistic, and go on at once.
 		if aerr := addLinkLocal(ifi.Index, id); aerr != nil {
-			logf("%s: ra: adding the link-local address: %v", o.Link, aerr)
+			r.logf("%s: ra: adding the link-local address: %v", o.Link, aerr)
 		}
-		ll, optimistic, err = waitLinkLocal(ctx, ifi.Index, linkLocalWait)
+		r.ll, r.optimistic, err = waitLinkLocal(ctx, ifi.Index, linkLocalWait)
 	}
 	if err != nil {
-		return fmt.Errorf("ra on %s: %w", o.Link, err)
+		return nil, err
 	}
 	if waited := time.Since(t0); waited > 100*time.Millisecond {
-		logf("%s: ra: waited %dms for a usable link-local address (optimistic DAD %v)", o.Link, waited.Milliseconds(), optimistic)
+		r.logf("%s: ra: waited %dms for a usable link-local address (optimistic DAD %v)", o.Link, waited.Milliseconds(), r.optimistic)
 	}
-	conn, _, err := ndp.Listen(ifi, ndp.Addr(ll.String()))
+	conn, _, err := ndp.Listen(ifi, ndp.Addr(r.ll.String()))
 	if err != nil {
-		return fmt.Errorf("ra on %s: listen on %s: %w", o.Link, ll, err)
+		return nil, fmt.Errorf("listen on %s: %w", r.ll, err)
 	}
-	defer conn.Close()
-	// End a blocked read as soon as ctx ends (the loop's read deadline is
-	// otherwise up to 200 ms away): a oneshot run exits right after its
-	// verdict.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
-	defer stop()
 	var filter ipv6.ICMPFilter
 	filter.SetAll(true)
 	filter.Accept(ipv6.ICMPTypeRouterAdvertisement)
 	if err := conn.SetICMPFilter(&filter); err != nil {
-		return fmt.Errorf("ra on %s: icmp filter: %w", o.Link, err)
+		conn.Close()
+		return nil, fmt.Errorf("icmp filter: %w", err)
 	}
 	// The hop limit of each received packet, for RFC 4861 section 6.1.2.
 	if err := conn.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
-		return fmt.Errorf("ra on %s: hop limit control message: %w", o.Link, err)
+		conn.Close()
+		return nil, fmt.Errorf("hop limit control message: %w", err)
 	}
+	r.conn = conn
+	r.k = &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf,
+		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}}
+	r.t = NewTable(id, ifi.MTU)
+	r.t.Protect(o.Protected...)
+	r.nextRS = time.Now() // RFC 4861 section 6.3.7, see sendRS
+	return r, nil
+}
 
-	k := &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: logf}
-	t := NewTable(id, ifi.MTU)
-	t.Protect(o.Protected...)
-	var (
-		sent      int
-		nextRS    = time.Now() // RFC 4861 section 6.3.7, see solicit
-		exhausted bool
-		buf       = make([]byte, 1<<16)
-		lim       limiter
-	)
-	apply := func(now time.Time) {
-		v := t.View(now)
-		// Only ask when there is a default route to install: the engine makes
-		// the first link that asks its uplink.
-		withDefault := v.wantsDefault() && o.DefaultRoute != nil && o.DefaultRoute()
-		withRIO := withDefault
-		if o.RouteInfo != nil {
-			withRIO = len(v.Routes) > 0 && o.RouteInfo()
-		}
-		applied, err := k.sync(v, withDefault, withRIO)
-		if err != nil {
-			logf("%s: ra: %v", o.Link, err)
-		}
-		report(v.Lease(o.Link, applied, now))
+// solicit sends the next Router Solicitation when one is due and no RA has
+// come yet (at most maxRtrSolicitations, rtrSolicitationInterval apart).
+// When they are exhausted it reports status "none"; in Oneshot mode that
+// ends Run with ErrNoRouter.
+func (r *client) solicit(now time.Time) error {
+	if r.t.seenRA || r.exhausted || now.Before(r.nextRS) {
+		return nil
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			if o.Oneshot && !t.seenRA {
-				return fmt.Errorf("ra on %s: %w", o.Link, err)
-			}
-			return nil
+	if r.sent == maxRtrSolicitations {
+		r.exhausted = true
+		r.logf("%s: ra: no router advertisement after %d solicitations", r.o.Link, r.sent)
+		l := r.t.View(now).Report(r.o.Link, nil, now)
+		l.Status = "none"
+		r.report(l)
+		if r.o.Oneshot {
+			return ErrNoRouter
 		}
-		now := time.Now()
-		if !t.seenRA && !exhausted && !now.Before(nextRS) {
-			if sent == maxRtrSolicitations {
-				exhausted = true
-				logf("%s: ra: no router advertisement after %d solicitations", o.Link, sent)
-				l := t.View(now).Lease(o.Link, nil, now)
-				l.Status = "none"
-				report(l)
-				if o.Oneshot {
-					return fmt.Errorf("ra on %s: %w", o.Link, ErrNoRouter)
-				}
-			} else {
-				if optimistic {
-					optimistic = stillOptimistic(ifi.Index, ll)
-				}
-				if err := solicit(conn, ifi.HardwareAddr, optimistic); err != nil {
-					logf("%s: ra: router solicitation: %v", o.Link, err)
-				} else {
-					logf("%s: ra: router solicitation %d/%d from %s", o.Link, sent+1, maxRtrSolicitations, ll)
-				}
-				sent++
-				nextRS = now.Add(rtrSolicitationInterval)
-			}
-		}
-		select {
-		case <-o.Reapply: // the uplink changed: install or withdraw the defaults
-			apply(now)
-		case <-o.Solicit: // the control socket's "renew": ask the routers now
-			if err := solicit(conn, ifi.HardwareAddr, false); err != nil {
-				logf("%s: ra: router solicitation: %v", o.Link, err)
-			} else {
-				logf("%s: ra: router solicitation from %s, as asked", o.Link, ll)
-			}
-		default:
-		}
-		if t.Expire(now) {
-			logf("%s: ra: lifetimes expired", o.Link)
-			apply(now)
-		}
+		return nil
+	}
+	if r.optimistic {
+		r.optimistic = stillOptimistic(r.ifi.Index, r.ll)
+	}
+	if err := sendRS(r.conn, r.ifi.HardwareAddr, r.optimistic); err != nil {
+		r.logf("%s: ra: router solicitation: %v", r.o.Link, err)
+	} else {
+		r.logf("%s: ra: router solicitation %d/%d from %s", r.o.Link, r.sent+1, maxRtrSolicitations, r.ll)
+	}
+	r.sent++
+	r.nextRS = now.Add(rtrSolicitationInterval)
+	return nil
+}
 
-		// Wait for an RA, at most until the next timer (or a short poll of
-		// ctx, so that Run ends promptly without a goroutine of its own).
-		wait := now.Add(200 * time.Millisecond)
-		if next := t.Next(now); !next.IsZero() && next.Before(wait) {
-			wait = next
+// asked acts on what the engine asked, without waiting: Reapply (the
+// uplink changed: install or withdraw the defaults) or Kick (the control
+// socket's "renew": ask the routers now).
+func (r *client) asked(now time.Time) {
+	select {
+	case <-r.o.Reapply:
+		r.apply(now)
+	case <-r.o.Kick:
+		if err := sendRS(r.conn, r.ifi.HardwareAddr, false); err != nil {
+			r.logf("%s: ra: router solicitation: %v", r.o.Link, err)
+		} else {
+			r.logf("%s: ra: router solicitation from %s, as asked", r.o.Link, r.ll)
 		}
-		if !t.seenRA && !exhausted && nextRS.Before(wait) {
-			wait = nextRS
-		}
-		if ctx.Err() != nil {
-			continue // the loop's top returns
-		}
-		if err := conn.SetReadDeadline(wait); err != nil {
-			return fmt.Errorf("ra on %s: %w", o.Link, err)
-		}
-		n, cm, src, err := conn.ReadRaw(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("ra on %s: read: %w", o.Link, err)
-		}
-		hop := -1
-		if cm != nil {
-			hop = cm.HopLimit
-		}
-		now = time.Now()
-		ra, err := Validate(buf[:n], src, hop)
-		if err != nil {
-			if ok, dropped := lim.allow(now); ok {
-				if dropped > 0 {
-					logf("%s: ra: %d log lines about RAs suppressed", o.Link, dropped)
-				}
-				logf("%s: ra: ignored: %v", o.Link, err)
-			}
-			continue
-		}
-		changed, summary := t.Update(now, src, ra)
-		if ok, dropped := lim.allow(now); ok {
-			if dropped > 0 {
-				logf("%s: ra: %d log lines about RAs suppressed", o.Link, dropped)
-			}
-			logf("%s: %s", o.Link, summary)
-		}
-		if changed {
-			apply(now)
-		}
-		if o.Oneshot {
-			return nil
-		}
+	default:
 	}
 }
 
-// solicit sends one Router Solicitation to all-routers (ff02::2).
+// expire drops what has outlived its lifetime and applies the rest.
+func (r *client) expire(now time.Time) {
+	if r.t.Expire(now) {
+		r.logf("%s: ra: lifetimes expired", r.o.Link)
+		r.apply(now)
+	}
+}
+
+// receive waits for one RA, at most until the next timer (or a short poll
+// of ctx, so that Run ends promptly without a goroutine of its own),
+// validates it (RFC 4861 section 6.1.2), updates the Table and applies a
+// change. It reports whether a valid RA came in; an error is a broken
+// socket.
+func (r *client) receive(ctx context.Context, now time.Time) (bool, error) {
+	wait := now.Add(200 * time.Millisecond)
+	if next := r.t.Next(now); !next.IsZero() && next.Before(wait) {
+		wait = next
+	}
+	if !r.t.seenRA && !r.exhausted && r.nextRS.Before(wait) {
+		wait = r.nextRS
+	}
+	if ctx.Err() != nil {
+		return false, nil // Run's loop returns
+	}
+	if err := r.conn.SetReadDeadline(wait); err != nil {
+		return false, err
+	}
+	n, cm, src, err := r.conn.ReadRaw(r.buf)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return false, nil
+		}
+		return false, fmt.Errorf("read: %w", err)
+	}
+	hop := -1
+	if cm != nil {
+		hop = cm.HopLimit
+	}
+	now = time.Now()
+	ra, err := Validate(r.buf[:n], src, hop)
+	if err != nil {
+		r.logLimited(now, "%s: ra: ignored: %v", r.o.Link, err)
+		return false, nil
+	}
+	changed, summary := r.t.Update(now, src, ra)
+	r.logLimited(now, "%s: %s", r.o.Link, summary)
+	if changed {
+		r.apply(now)
+	}
+	return true, nil
+}
+
+// logLimited logs a line about a received RA through the limiter: a flood
+// of RAs must not flood the console.
+func (r *client) logLimited(now time.Time, format string, args ...any) {
+	ok, dropped := r.lim.allow(now)
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		r.logf("%s: ra: %d log lines about RAs suppressed", r.o.Link, dropped)
+	}
+	r.logf(format, args...)
+}
+
+// apply installs the Table's current view in the kernel and reports it.
+// Default routes (and RFC 4191 routes, unless Options.RouteInfo says
+// otherwise) are installed only when Options.DefaultRoute says so, and it
+// is asked only when there is one to install: the engine makes the first
+// link that asks its uplink.
+func (r *client) apply(now time.Time) {
+	v := r.t.View(now)
+	withDefault := v.wantsDefault() && r.o.DefaultRoute != nil && r.o.DefaultRoute()
+	withRIO := withDefault
+	if r.o.RouteInfo != nil {
+		withRIO = len(v.Routes) > 0 && r.o.RouteInfo()
+	}
+	applied, err := r.k.sync(v, withDefault, withRIO)
+	if err != nil {
+		r.logf("%s: ra: %v", r.o.Link, err)
+	}
+	r.report(v.Report(r.o.Link, applied, now))
+}
+
+// sendRS sends one Router Solicitation to all-routers (ff02::2).
 //
 // The first goes out at once: RFC 4861 section 6.3.7 asks for a random
 // delay of up to MAX_RTR_SOLICITATION_DELAY (1 s) only as a SHOULD, to
@@ -251,7 +324,7 @@ func Run(ctx context.Context, o Options) error {
 // While the source is still an Optimistic Address, the Source Link-Layer
 // Address option is left out: RFC 4429 section 3.2 forbids it, since a
 // router would otherwise overwrite a possibly valid neighbour cache entry.
-func solicit(conn *ndp.Conn, mac net.HardwareAddr, optimistic bool) error {
+func sendRS(conn *ndp.Conn, mac net.HardwareAddr, optimistic bool) error {
 	rs := &ndp.RouterSolicitation{}
 	if !optimistic {
 		rs.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac}}
@@ -299,17 +372,8 @@ func addLinkLocal(index int, id [8]byte) error {
 	var b [16]byte
 	b[0], b[1] = 0xfe, 0x80
 	copy(b[8:], id[:])
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
-	a := &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(netip.AddrFrom16(b), 64)), Flags: unix.IFA_F_OPTIMISTIC}
-	err := netlink.AddrAdd(link, a)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-		a.Flags = unix.IFA_F_NODAD
-		err = netlink.AddrAdd(link, a)
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return nil
-	}
-	return err
+	l := &addr.Link{Index: index}
+	return l.Add(addr.Addr{Prefix: netip.PrefixFrom(netip.AddrFrom16(b), 64), Valid: addr.Forever, Preferred: addr.Forever})
 }
 
 func stillOptimistic(index int, ll netip.Addr) bool {
@@ -334,19 +398,22 @@ type kernel struct {
 	addrs       map[netip.Prefix]bool
 	routes      map[routeKey]bool
 	mtu         int
-	noOptimist  bool // the kernel refused IFA_F_OPTIMISTIC: use NODAD
+	al          *addr.Link // installs and removes the SLAAC addresses
 	logf        func(string, ...any)
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
 func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	var errs []error
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: k.index, Name: k.link}}
 	want := map[netip.Prefix]bool{}
 	for _, a := range v.Addrs {
 		want[a.Prefix] = true
-		if err := k.addrReplace(link, a); err != nil {
-			errs = append(errs, fmt.Errorf("address %s: %w", a.Prefix, err))
+		// Optimistic (RFC 4429) and without a prefix route: on-link-ness
+		// comes from the L flag alone (RFC 4861 section 6.3.4 / RFC
+		// 5942), not from the A flag.
+		err := k.al.Replace(addr.Addr{Prefix: a.Prefix, Valid: a.Valid, Preferred: a.Preferred, NoPrefixRoute: true})
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if !k.addrs[a.Prefix] {
@@ -358,9 +425,8 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		if want[p] {
 			continue
 		}
-		err := netlink.AddrDel(link, &netlink.Addr{IPNet: prefixNet(p)})
-		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove address %s: %w", p, err))
+		if err := k.al.Remove(p); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		k.logf("%s: ra: address %s removed", k.link, p)
@@ -407,45 +473,6 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	return applied, errors.Join(errs...)
 }
 
-// addrReplace adds or refreshes a SLAAC address. It is added optimistic
-// (RFC 4429; the kernel runs DAD but the address is usable meanwhile) and
-// without a prefix route: on-link-ness comes from the L flag alone
-// (RFC 4861 section 6.3.4 / RFC 5942), not from the A flag. Kernels that
-// refuse IFA_F_OPTIMISTIC from user space get IFA_F_NODAD instead.
-func (k *kernel) addrReplace(link netlink.Link, a Addr) error {
-	na := &netlink.Addr{
-		IPNet:       prefixNet(a.Prefix),
-		Flags:       unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_OPTIMISTIC,
-		ValidLft:    kernelLifetime(a.Valid, 1),
-		PreferedLft: kernelLifetime(a.Preferred, 0),
-	}
-	if k.noOptimist {
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-	}
-	err := netlink.AddrReplace(link, na)
-	if err != nil && !k.noOptimist && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP)) {
-		k.noOptimist = true
-		k.logf("%s: ra: kernel refused an optimistic address (%v), using nodad", k.link, err)
-		na.Flags = unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD
-		err = netlink.AddrReplace(link, na)
-	}
-	return err
-}
-
-// kernelLifetime converts a lifetime to the kernel's seconds (all ones for
-// infinity), rounded up and at least floor.
-func kernelLifetime(d time.Duration, floor int) int {
-	if d >= Infinite {
-		return int(^uint32(0))
-	}
-	s := int((d + time.Second - 1) / time.Second)
-	return max(s, floor)
-}
-
-func prefixNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}
-}
-
 // routeReplace installs r (protocol "ra") with the kernel expiring it at
 // the end of its lifetime (RTA_EXPIRES), so that a route is not left
 // behind when netinit stops listening.
@@ -455,7 +482,7 @@ func routeReplace(index int, r Route) error {
 	msg.Protocol = unix.RTPROT_RA
 	routeMsg(req, msg, index, r)
 	if r.Lifetime < Infinite {
-		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(kernelLifetime(r.Lifetime, 1)))))
+		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(addr.Seconds(r.Lifetime, 1)))))
 	}
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err

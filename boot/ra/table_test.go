@@ -178,7 +178,7 @@ func TestTableInfinite(t *testing.T) {
 	if v.Addrs[0].Valid != Infinite || v.Addrs[0].Preferred != Infinite || v.OnLink[0].Lifetime != Infinite {
 		t.Fatalf("%+v", v)
 	}
-	l := v.Lease("eth0", v.OnLink, t0)
+	l := v.Report("eth0", v.OnLink, t0)
 	if l.Addresses[0].Valid != 0 || l.Routes[0].Lifetime != 0 {
 		t.Fatalf("infinite is not 0 in the lease: %+v", l)
 	}
@@ -268,7 +268,7 @@ func FuzzRA(f *testing.F) {
 					t.Fatalf("bad address %+v", a)
 				}
 			}
-			_ = v.Lease("eth0", v.routes(true, true), now)
+			_ = v.Report("eth0", v.routes(true, true), now)
 		}
 	})
 }
@@ -276,14 +276,7 @@ func FuzzRA(f *testing.F) {
 // TestTableHostile feeds the client's parser the hostile RA: nothing it
 // tries is taken, the good options are, and the log line is one line.
 func TestTableHostile(t *testing.T) {
-	b, err := ndp.MarshalMessage(lab.HostileRA())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra, err := Validate(b, r1, 255)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ra := wire(t, r1, lab.HostileRA())
 	tb := NewTable(testID, 1500)
 	tb.Protect(lab.HostileWGSubnet)
 	_, sum := tb.Update(t0, r1, ra)
@@ -315,22 +308,30 @@ func TestTableHostile(t *testing.T) {
 	}
 }
 
+// wire is ra as the client receives it from src: marshalled, then
+// validated (RFC 4861 section 6.1.2).
+func wire(t *testing.T, src netip.Addr, ra *ndp.RouterAdvertisement) *ndp.RouterAdvertisement {
+	t.Helper()
+	b, err := ndp.MarshalMessage(ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Validate(b, src, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // TestFixRouteInfo: prefix lengths that are not a multiple of 8 keep
 // their bits (ndp v1.1.0 alone turns 8000::/1 into ::/1).
 func TestFixRouteInfo(t *testing.T) {
 	for _, p := range []string{"8000::/1", "2001:db8:f000::/36", "2001:db8:1:f000::/52", "2001:db8::1:0:0:8000/113", "2001:db8:9::/48", "ff00::/8"} {
 		pp := netip.MustParsePrefix(p)
-		b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{Options: []ndp.Option{
+		ra := wire(t, r1, &ndp.RouterAdvertisement{Options: []ndp.Option{
 			ndp.NewMTU(1400),
 			&ndp.RouteInformation{PrefixLength: uint8(pp.Bits()), RouteLifetime: time.Hour, Prefix: pp.Addr()},
 		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ra, err := Validate(b, r1, 255)
-		if err != nil {
-			t.Fatal(err)
-		}
 		ri := ra.Options[1].(*ndp.RouteInformation)
 		if got := netip.PrefixFrom(ri.Prefix, int(ri.PrefixLength)); got != pp {
 			t.Errorf("RIO %s parsed as %s", pp, got)
@@ -347,18 +348,11 @@ func TestPREF64(t *testing.T) {
 	tb := NewTable([8]byte{1}, 1500)
 	send := func(p string, lt time.Duration) {
 		t.Helper()
-		b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{
+		ra := wire(t, src, &ndp.RouterAdvertisement{
 			Options: []ndp.Option{&ndp.PREF64{Prefix: netip.MustParsePrefix(p), Lifetime: lt}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ra, err := Validate(b, src, 255)
-		if err != nil {
-			t.Fatal(err)
-		}
 		tb.Update(now, src, ra)
 	}
-	got := func() netip.Prefix { return tb.View(now).Lease("eth0", nil, now).PREF64 }
+	got := func() netip.Prefix { return tb.View(now).Report("eth0", nil, now).PREF64 }
 
 	send("64:ff9b::/96", 1800*time.Second)
 	if got() != netip.MustParsePrefix("64:ff9b::/96") {
@@ -395,18 +389,11 @@ func TestWideRoutesOnlyOnUplink(t *testing.T) {
 	src := netip.MustParseAddr("fe80::1")
 	now := time.Unix(1000, 0)
 	tb := NewTable([8]byte{1}, 1500)
-	b, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: []ndp.Option{
+	ra := wire(t, src, &ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: []ndp.Option{
 		&ndp.PrefixInformation{PrefixLength: 0, OnLink: true, ValidLifetime: time.Hour, Prefix: netip.IPv6Unspecified()},
 		&ndp.RouteInformation{PrefixLength: 8, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("::")},
 		&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:5::")},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra, err := Validate(b, src, 255)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tb.Update(now, src, ra)
 	// ::/1 in RIO form: ndp v1.1.0 drops bits of prefixes that are not a
 	// multiple of 8, so the /1 is added to the view here directly.

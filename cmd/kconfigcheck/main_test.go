@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/threefoldtech/netinit/initramfs"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestRun(t *testing.T) {
@@ -44,12 +45,7 @@ func TestRun(t *testing.T) {
 // the Makefile runs it.
 func TestRunDebian(t *testing.T) {
 	k, err := initramfs.FindKernel("")
-	if err != nil {
-		if os.Getenv("NETINIT_LAB") == "1" {
-			t.Fatalf("NETINIT_LAB=1 but %v", err)
-		}
-		t.Skip(err)
-	}
+	lab.Need(t, err)
 	frag := "../../kernel-config/netinit.config"
 	var out, errb bytes.Buffer
 	if code := run([]string{"-config", k.Config, "-fragment", frag, "-skip-class", "hw"}, &out, &errb); code != 0 {

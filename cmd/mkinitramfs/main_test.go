@@ -8,17 +8,13 @@ import (
 	"testing"
 
 	"github.com/threefoldtech/netinit/initramfs"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
 func TestRun(t *testing.T) {
 	k, err := initramfs.FindKernel("")
-	if err != nil {
-		if os.Getenv("NETINIT_LAB") == "1" {
-			t.Fatalf("NETINIT_LAB=1 but %v", err)
-		}
-		t.Skip(err)
-	}
+	lab.Need(t, err)
 	dir := t.TempDir()
 	init := filepath.Join(dir, "netinit")
 	conf := filepath.Join(dir, "conf")
@@ -46,14 +42,7 @@ func TestRun(t *testing.T) {
 	if strings.Contains(k.Version, "cloud") && !strings.Contains(stderr.String(), "has no module e1000e") {
 		t.Errorf("no note about e1000e missing from the cloud kernel:\n%s", stderr.String())
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, _, err := initramfs.ReadImage(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := readImage(t, out)
 	if r := recs["etc/netinit.conf"]; r.Mode != cpio.S_IFREG|0o600 || r.FileSize != 4 || r.MTime != 1234567890 {
 		t.Errorf("etc/netinit.conf: %v", r.Info)
 	}
@@ -93,14 +82,7 @@ func TestRunDebug(t *testing.T) {
 	if err := run([]string{"-init", init, "-debug", "-o", out}, &stdout, &stderr); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, _, err := initramfs.ReadImage(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := readImage(t, out)
 	for _, c := range initramfs.DebugCommands {
 		r, ok := recs["bin/"+c]
 		if !ok || r.Mode != cpio.S_IFREG|0o755 || r.FileSize < 100000 {
@@ -110,4 +92,18 @@ func TestRunDebug(t *testing.T) {
 	if r := recs["bin/sh"]; r.Mode&cpio.S_IFMT != cpio.S_IFLNK {
 		t.Errorf("bin/sh: %v", r.Info)
 	}
+}
+
+// readImage reads the image at p into its records by name.
+func readImage(t *testing.T, p string) map[string]cpio.Record {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := initramfs.ReadImage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }

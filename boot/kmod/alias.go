@@ -1,4 +1,11 @@
-package coldplug
+// Package kmod reads what depmod writes into /lib/modules/<release>
+// (modules.dep, modules.alias, modules.softdep, modules.builtin,
+// modules.builtin.modinfo) and matches device IDs against alias patterns
+// the way kmod does. It is used both at run time (boot/coldplug loads the
+// drivers for the devices present) and at build time (initramfs picks the
+// modules for the image and writes those files), so that the image is
+// built with the same rules it is booted with.
+package kmod
 
 import (
 	"io"
@@ -77,7 +84,7 @@ func (a *Aliases) Match(modalias string) []string {
 	seen := map[string]bool{}
 	try := func(list []alias) {
 		for _, al := range list {
-			if !seen[al.module] && fnmatch(al.pattern, modalias) {
+			if !seen[al.module] && Match(al.pattern, modalias) {
 				seen[al.module] = true
 			}
 		}
@@ -98,9 +105,10 @@ func (a *Aliases) Match(modalias string) []string {
 }
 
 // NormalizeName turns a module name or file name into the name the kernel
-// uses: the ".ko[.xz|.zst|.gz]" suffix and directories are dropped and
-// dashes become underscores (kmod's modname_normalize).
+// uses: surrounding space, the ".ko[.xz|.zst|.gz]" suffix and directories
+// are dropped and dashes become underscores (kmod's modname_normalize).
 func NormalizeName(s string) string {
+	s = strings.TrimSpace(s)
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
 		s = s[i+1:]
 	}
@@ -110,12 +118,14 @@ func NormalizeName(s string) string {
 	return strings.ReplaceAll(s, "-", "_")
 }
 
-// fnmatch reports whether name matches the shell pattern, with the
-// semantics of fnmatch(3) with flags 0: '*' matches any string (including
-// '/'), '?' any one byte, "[...]" a class with ranges and '!' or '^'
-// negation, and '\' quotes the next byte. A malformed class ("[" without
-// "]") matches a literal '['.
-func fnmatch(pattern, name string) bool {
+// Match reports whether name matches the alias pattern as kmod matches it
+// (libkmod's fnmatch(3) with flags 0): '*' matches any string, '/'
+// included, '?' any one byte, '/' included, "[...]" a class with ranges
+// and '!' or '^' negation, and '\' quotes the next byte. A malformed
+// class ("[" without "]") matches a literal '['. Go's path.Match differs:
+// its '*' and '?' stop at '/', '!' in a class is a literal, and a
+// malformed pattern matches nothing.
+func Match(pattern, name string) bool {
 	// Iterative matching with backtracking to the last '*' only: linear
 	// enough for device IDs and never exponential.
 	px, nx := 0, 0

@@ -1,4 +1,4 @@
-package coldplug
+package kmod
 
 import (
 	"reflect"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestFnmatch(t *testing.T) {
+func TestMatch(t *testing.T) {
 	for _, tc := range []struct {
 		pattern, name string
 		want          bool
@@ -36,8 +36,8 @@ func TestFnmatch(t *testing.T) {
 		{"a*b*c", "aXbYbZc", true},
 		{"a*b*c", "aXbYbZ", false},
 	} {
-		if got := fnmatch(tc.pattern, tc.name); got != tc.want {
-			t.Errorf("fnmatch(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
+		if got := Match(tc.pattern, tc.name); got != tc.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
 		}
 	}
 }
@@ -126,5 +126,34 @@ func TestParseBuiltinModinfo(t *testing.T) {
 	}
 	if a.Len() != 1 {
 		t.Errorf("Len = %d, want 1", a.Len())
+	}
+}
+
+func TestParseSoftdeps(t *testing.T) {
+	got, err := ParseSoftdeps(strings.NewReader("softdep a pre: b c post: d\nsoftdep a post: e\nsoftdep x-y pre: z\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Softdep{"a": {Pre: []string{"b", "c"}, Post: []string{"d", "e"}}, "x_y": {Pre: []string{"z"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"softdep a\n", "softdep a b pre: c\n", "alias x y\n"} {
+		if _, err := ParseSoftdeps(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if sd, err := ParseSoftdep("pre: crc32c post: a b"); err != nil || !reflect.DeepEqual(sd, Softdep{Pre: []string{"crc32c"}, Post: []string{"a", "b"}}) {
+		t.Errorf("ParseSoftdep = %+v, %v", sd, err)
+	}
+	if _, err := ParseSoftdep("crc32c pre: x"); err == nil || !strings.Contains(err.Error(), `"crc32c" before`) {
+		t.Errorf("ParseSoftdep without pre:/post: gave %v", err)
+	}
+}
+
+func TestParseBuiltin(t *testing.T) {
+	got := ParseBuiltin([]byte("kernel/drivers/net/virtio-net.ko\nkernel/net/bridge/bridge.ko\n"))
+	if want := map[string]bool{"virtio_net": true, "bridge": true}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseBuiltin = %v, want %v", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package coldplug
+package kmod
 
 import (
 	"bufio"
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// DB is what coldplug knows about the modules of one kernel: the files of
+// DB is what is known about the modules of one kernel: the files of
 // /lib/modules/<release> that depmod wrote.
 type DB struct {
 	Dir     string
@@ -43,53 +43,43 @@ type Dep struct {
 	Deps []string
 }
 
-// LoadDB reads modules.dep, modules.alias, modules.builtin and (when
-// present) modules.builtin.modinfo from dir.
+// LoadDB reads modules.dep, modules.alias and, when present,
+// modules.builtin, modules.builtin.modinfo and modules.softdep from dir.
 func LoadDB(dir string) (*DB, error) {
-	db := &DB{Dir: dir}
-	f, err := os.Open(filepath.Join(dir, "modules.dep"))
-	if err != nil {
-		return nil, fmt.Errorf("module database: %w", err)
-	}
-	db.Deps, err = ParseDeps(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("module database %s: %w", dir, err)
-	}
-
-	f, err = os.Open(filepath.Join(dir, "modules.alias"))
-	if err != nil {
-		return nil, fmt.Errorf("module database: %w", err)
-	}
-	db.Aliases, err = ParseAliases(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("module database %s: %w", dir, err)
-	}
-
-	db.Builtin = map[string]bool{}
-	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
-		for _, l := range strings.Fields(string(b)) {
-			db.Builtin[NormalizeName(l)] = true
+	db := &DB{Dir: dir, Builtin: map[string]bool{}}
+	for _, f := range []struct {
+		name     string
+		required bool
+		parse    func([]byte) error
+	}{
+		{"modules.dep", true, func(b []byte) (err error) { db.Deps, err = ParseDeps(bytes.NewReader(b)); return err }},
+		{"modules.alias", true, func(b []byte) (err error) { db.Aliases, err = ParseAliases(bytes.NewReader(b)); return err }},
+		{"modules.builtin", false, func(b []byte) error { db.Builtin = ParseBuiltin(b); return nil }},
+		{"modules.builtin.modinfo", false, func(b []byte) error { db.BuiltinAliases = ParseBuiltinModinfo(b); return nil }},
+		{"modules.softdep", false, func(b []byte) (err error) { db.Softdeps, err = ParseSoftdeps(bytes.NewReader(b)); return err }},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		if errors.Is(err, fs.ErrNotExist) && !f.required {
+			continue
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("module database: %w", err)
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin.modinfo")); err == nil {
-		db.BuiltinAliases = ParseBuiltinModinfo(b)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("module database: %w", err)
-	}
-	if f, err := os.Open(filepath.Join(dir, "modules.softdep")); err == nil {
-		db.Softdeps, err = ParseSoftdeps(f)
-		f.Close()
 		if err != nil {
+			return nil, fmt.Errorf("module database: %w", err)
+		}
+		if err := f.parse(b); err != nil {
 			return nil, fmt.Errorf("module database %s: %w", dir, err)
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("module database: %w", err)
 	}
 	return db, nil
+}
+
+// ParseBuiltin reads modules.builtin: the paths of the modules compiled
+// into the kernel, one a line. It returns their names.
+func ParseBuiltin(b []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range strings.Fields(string(b)) {
+		out[NormalizeName(l)] = true
+	}
+	return out
 }
 
 // ParseSoftdeps reads modules.softdep: lines "softdep MODULE pre: A B
@@ -100,19 +90,8 @@ func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
 	err := eachDirective(r, "modules.softdep", "softdep", "softdep <module> pre: ... post: ...", func(line int, f []string) error {
 		n := NormalizeName(f[1])
 		sd := out[n]
-		var cur *[]string
-		for _, w := range f[2:] {
-			switch w {
-			case "pre:":
-				cur = &sd.Pre
-			case "post:":
-				cur = &sd.Post
-			default:
-				if cur == nil {
-					return fmt.Errorf("modules.softdep line %d: %q before \"pre:\" or \"post:\"", line, w)
-				}
-				*cur = append(*cur, w)
-			}
+		if err := sd.add(f[2:]); err != nil {
+			return fmt.Errorf("modules.softdep line %d: %w", line, err)
 		}
 		out[n] = sd
 		return nil
@@ -123,25 +102,60 @@ func ParseSoftdeps(r io.Reader) (map[string]Softdep, error) {
 	return out, nil
 }
 
+// ParseSoftdep reads the value of one soft dependency, "pre: A B post: C"
+// (a module's softdep= in .modinfo, the tail of a modules.softdep line).
+func ParseSoftdep(v string) (Softdep, error) {
+	var sd Softdep
+	err := sd.add(strings.Fields(v))
+	return sd, err
+}
+
+// add appends the words of a soft dependency to sd's lists.
+func (sd *Softdep) add(words []string) error {
+	var cur *[]string
+	for _, w := range words {
+		switch w {
+		case "pre:":
+			cur = &sd.Pre
+		case "post:":
+			cur = &sd.Post
+		default:
+			if cur == nil {
+				return fmt.Errorf("%q before \"pre:\" or \"post:\"", w)
+			}
+			*cur = append(*cur, w)
+		}
+	}
+	return nil
+}
+
 // eachDirective reads an index file of directives (modules.alias,
-// modules.softdep): lines "<keyword> <arg> <arg>...", '#' comments and
-// blank lines skipped. fn gets the fields of each directive (at least
-// three) and its line number; a line of another shape is an error that
-// shows the wanted form.
+// modules.softdep): lines "<keyword> <arg> <arg>...". fn gets the fields
+// of each directive (at least three) and its line number; a line of
+// another shape is an error that shows the wanted form.
 func eachDirective(r io.Reader, file, keyword, form string, fn func(line int, f []string) error) error {
+	return eachLine(r, file, func(line int, text string) error {
+		f := strings.Fields(text)
+		if f[0] != keyword || len(f) < 3 {
+			return fmt.Errorf("%s line %d: want %q, got %q", file, line, form, text)
+		}
+		return fn(line, f)
+	})
+}
+
+// eachLine calls fn with each line of an index file that is neither blank
+// nor a '#' comment, trimmed, and its line number.
+func eachLine(r io.Reader, file string, fn func(line int, text string) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	line := 0
 	for sc.Scan() {
 		line++
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
-		if f[0] != keyword || len(f) < 3 {
-			return fmt.Errorf("%s line %d: want %q, got %q", file, line, form, sc.Text())
-		}
-		if err := fn(line, f); err != nil {
+		if err := fn(line, t); err != nil {
 			return err
 		}
 	}
@@ -159,27 +173,20 @@ func eachDirective(r io.Reader, file, keyword, form string, fn func(line int, f 
 // which gives a correct order whichever way the list is sorted.
 func ParseDeps(r io.Reader) (map[string]Dep, error) {
 	deps := map[string]Dep{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
-			continue
-		}
+	err := eachLine(r, "modules.dep", func(line int, t string) error {
 		p, rest, ok := strings.Cut(t, ":")
 		if !ok {
-			return nil, fmt.Errorf("modules.dep line %d: no ':' in %q", line, t)
+			return fmt.Errorf("modules.dep line %d: no ':' in %q", line, t)
 		}
 		d := Dep{Path: strings.TrimSpace(p)}
 		for _, f := range strings.Fields(rest) {
 			d.Deps = append(d.Deps, NormalizeName(f))
 		}
 		deps[NormalizeName(d.Path)] = d
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading modules.dep: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return deps, nil
 }
