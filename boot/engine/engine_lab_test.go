@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -86,29 +87,59 @@ func newPair(t *testing.T, tag string) *pair {
 // exit code, the parsed state and the console output.
 func (p *pair) up(t *testing.T, args ...string) (int, *state.State, string) {
 	t.Helper()
-	statePath := filepath.Join(p.dir, "state.json")
-	full := append([]string{netinitBin(t), "up", "--oneshot", "--state", statePath}, args...)
+	return p.start(t, args...).wait(t)
+}
+
+// upRun is a `netinit up --oneshot` started by pair.start: the test
+// goroutine changes the lab while it runs, then waits for it.
+type upRun struct {
+	p      *pair
+	args   []string
+	state  string
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	cancel context.CancelFunc
+}
+
+func (p *pair) start(t *testing.T, args ...string) *upRun {
+	t.Helper()
+	r := &upRun{p: p, args: args, state: filepath.Join(p.dir, "state.json")}
+	full := append([]string{netinitBin(t), "up", "--oneshot", "--state", r.state}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.cli.Name}, full...)...)
-	out, err := cmd.CombinedOutput()
+	r.cancel = cancel
+	r.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.cli.Name}, full...)...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("netinit up: %v", err)
+	}
+	t.Cleanup(func() { cancel(); _ = r.cmd.Wait() }) // a test that failed before wait
+	return r
+}
+
+// wait returns the exit code, the parsed state and the console output.
+func (r *upRun) wait(t *testing.T) (int, *state.State, string) {
+	t.Helper()
+	err := r.cmd.Wait()
+	r.cancel()
+	out := r.out.String()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("netinit up: %v\n%s", err, out)
 	}
-	t.Logf("netinit up %v → exit %d\n%s", args, code, out)
-	b, err := os.ReadFile(statePath)
+	t.Logf("netinit up %v → exit %d\n%s", r.args, code, out)
+	b, err := os.ReadFile(r.state)
 	if err != nil {
-		return code, nil, string(out)
+		return code, nil, out
 	}
 	lab.ValidateState(t, b)
 	st, err := state.Decode(b)
 	if err != nil {
 		t.Fatalf("state: %v", err)
 	}
-	return code, st, string(out)
+	return code, st, out
 }
 
 func addrsOf(st *state.State, link string, src state.Source) []string {
@@ -312,11 +343,10 @@ func TestUpTwoLinks(t *testing.T) {
 func TestUpLateServer(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "late")
-	go func() {
-		time.Sleep(5 * time.Second)
-		lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
-	}()
-	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "40s", "eth0")
+	run := p.start(t, "--cmdline", "ip=dhcp", "--timeout", "40s", "eth0")
+	time.Sleep(5 * time.Second)
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	code, st, _ := run.wait(t)
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready", code, st)
 	}
@@ -432,15 +462,13 @@ func TestFaultNoCarrier(t *testing.T) {
 func TestFaultCarrierFlap(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "flap")
-	netinitBin(t) // built before the clock below starts
-	go func() {
-		time.Sleep(1500 * time.Millisecond)
-		p.srv.MustExec("ip", "link", "set", "s0", "down")
-		time.Sleep(1500 * time.Millisecond)
-		p.srv.MustExec("ip", "link", "set", "s0", "up")
-		lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
-	}()
-	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
+	run := p.start(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
+	time.Sleep(1500 * time.Millisecond)
+	p.srv.MustExec("ip", "link", "set", "s0", "down")
+	time.Sleep(1500 * time.Millisecond)
+	p.srv.MustExec("ip", "link", "set", "s0", "up")
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	code, st, _ := run.wait(t)
 	if code != 0 || st == nil || st.Phase != state.PhaseReady {
 		t.Fatalf("exit %d, state %+v; want ready after the flap", code, st)
 	}
