@@ -28,8 +28,8 @@ import (
 //	internet  wan0  198.51.100.2/24 2001:db8:ff::2/64  reflector :7007, target :8080
 //	                198.51.100.77 (a third party, listener :9999)
 //
-// The node's IPv6 is public (2001:db8::/32 counts as public, see
-// PublicIPv6); its IPv4 is RFC 1918 behind NAT. The reflector and the
+// The node's IPv6 is public (2001:db8::/32 counts as public here, see
+// TestMain); its IPv4 is RFC 1918 behind NAT. The reflector and the
 // target run in the internet namespace as this test binary re-executed
 // (TestLabReflectorHelper); the node side runs Probe as a re-executed
 // child (lab.RunChild), on the addresses of its own links.
