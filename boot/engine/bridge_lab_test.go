@@ -225,9 +225,7 @@ func TestBridgeElected(t *testing.T) {
 	c, dead := newElectionLab(t, "ez")
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.bridge=zos netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if st.Uplink != "zos" || st.UplinkNIC != "eth1" || st.UplinkReason != "reachable" {
 		t.Fatalf("uplink %q nic %q (%s), want zos on eth1 (reachable); candidates %+v", st.Uplink, st.UplinkNIC, st.UplinkReason, st.Candidates)
 	}
@@ -310,9 +308,7 @@ func TestBridgeZOSVLAN(t *testing.T) {
 	lab.Dnsmasq(t, srv, "sb", lab.DHCPArgs...)
 	lab.Radvd(t, srv, strings.ReplaceAll(radvdConf, "interface s0", "interface sb"))
 	code, st, out := p.up(t, "--cmdline", "netinit.bridge=zos vlan:priv=100", "--timeout", "20s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if st.Uplink != "zos" || st.UplinkNIC != "eth0" || st.UplinkVLAN != vid {
 		t.Fatalf("uplink %q nic %q vlan %d", st.Uplink, st.UplinkNIC, st.UplinkVLAN)
 	}

@@ -147,6 +147,22 @@ func (r *upRun) wait(t *testing.T) (int, *state.State, string) {
 	return code, st, out
 }
 
+// requireReady fails the test unless `netinit up` exited 0, ready.
+func requireReady(t *testing.T, code int, st *state.State) {
+	t.Helper()
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+}
+
+// requireUplink fails the test unless link is the uplink, for reason.
+func requireUplink(t *testing.T, st *state.State, link, reason string) {
+	t.Helper()
+	if st.Uplink != link || st.UplinkReason != reason {
+		t.Fatalf("uplink %q (%s), want %s (%s); candidates %+v", st.Uplink, st.UplinkReason, link, reason, st.Candidates)
+	}
+}
+
 func addrsOf(st *state.State, link string, src state.Source) []string {
 	var out []string
 	for _, ifc := range st.Interfaces {
@@ -207,9 +223,7 @@ func TestUpIPv4(t *testing.T) {
 	p := newPair(t, "v4")
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
 		t.Errorf("uplink %q (%s), want eth0 (first-default-route)", st.Uplink, st.UplinkReason)
 	}
@@ -259,9 +273,7 @@ func TestUpDualStack(t *testing.T) {
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	lab.Radvd(t, p.srv, radvdConf)
 	code, st, _ := p.up(t, "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if v4 := addrsOf(st, "eth0", state.SourceDHCP4); len(v4) != 1 {
 		t.Errorf("dhcp4 addresses %v", v4)
 	}
@@ -296,9 +308,7 @@ func TestUpIPv6Only(t *testing.T) {
 	p := newPair(t, "v6")
 	lab.Radvd(t, p.srv, radvdConf)
 	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6", "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if !slices.Equal(st.DNS, []string{"2001:db8:1::53"}) {
 		t.Errorf("dns %v, want the RDNSS", st.DNS)
 	}
@@ -352,9 +362,7 @@ func TestUpLateServer(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	code, st, _ := run.wait(t)
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if ms := st.TimingsMS["lease4"]; ms < 5000 {
 		t.Errorf("lease after %d ms, before the server started", ms)
 	}
@@ -383,9 +391,7 @@ func TestUpRouterLifetimeZero(t *testing.T) {
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	lab.Radvd(t, p.srv, strings.Replace(radvdConf, "AdvLinkMTU 1420;", "AdvLinkMTU 1420;\n\tAdvDefaultLifetime 0;", 1))
 	code, st, _ := p.up(t, "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if len(addrsOf(st, "eth0", state.SourceSLAAC)) == 0 {
 		t.Errorf("no SLAAC address")
 	}
@@ -419,9 +425,7 @@ func TestUpStatic(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "st")
 	code, st, _ := p.up(t, "--cmdline", "ip=192.0.2.9::192.0.2.1:255.255.255.0:node1:eth0:none:192.0.2.53", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if got := addrsOf(st, "eth0", state.SourceStatic); !slices.Equal(got, []string{"192.0.2.9/24"}) {
 		t.Errorf("static addresses %v", got)
 	}
@@ -474,8 +478,6 @@ func TestFaultCarrierFlap(t *testing.T) {
 	p.srv.MustExec("ip", "link", "set", "s0", "up")
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	code, st, _ := run.wait(t)
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready after the flap", code, st)
-	}
+	requireReady(t, code, st)
 	t.Logf("carrier flap: ready after %d ms", st.TimingsMS["ready"])
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -29,12 +28,8 @@ func TestUplinkElection(t *testing.T) {
 	c, _ := newElectionLab(t, "el")
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
-	if st.Uplink != "eth1" || st.UplinkReason != "reachable" {
-		t.Fatalf("uplink %q (%s), want eth1 (reachable); candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
-	}
+	requireReady(t, code, st)
+	requireUplink(t, st, "eth1", "reachable")
 	if len(st.Candidates) != 2 {
 		t.Fatalf("candidates %+v, want eth0 and eth1", st.Candidates)
 	}
@@ -151,12 +146,8 @@ func TestUplinkElectionIPv6(t *testing.T) {
 	lab.Radvd(t, b, conf("b0", "2001:db8:b::/64"))
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6 ip=eth1:auto6 netinit.probe.targets=[2001:db8:c::2]:80", "--timeout", "30s", "eth0", "eth1")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
-	if st.Uplink != "eth1" || st.UplinkReason != "reachable" {
-		t.Fatalf("uplink %q (%s), want eth1 (reachable); candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
-	}
+	requireReady(t, code, st)
+	requireUplink(t, st, "eth1", "reachable")
 	routes, err := c.Handle().RouteList(nil, netlink.FAMILY_V6)
 	if err != nil {
 		t.Fatal(err)
