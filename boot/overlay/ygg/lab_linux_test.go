@@ -200,6 +200,19 @@ func helperDial(t *testing.T) {
 	}
 }
 
+// labTest skips in a helper process (the lab tests re-execute this
+// binary) and checks what a lab with Yggdrasil nodes needs: root, env(1),
+// tools, /dev/net/tun; the host's resolv.conf is guarded.
+func labTest(t *testing.T, tools ...string) {
+	t.Helper()
+	if os.Getenv(envRole) != "" {
+		t.Skip("helper")
+	}
+	lab.Require(t, append([]string{"env"}, tools...)...)
+	lab.RequireTUN(t)
+	lab.GuardResolvConf(t)
+}
+
 // node is a running helper node process.
 type node struct {
 	p  *lab.Proc
@@ -275,12 +288,7 @@ func dial(t *testing.T, ns *lab.NS, addr, port string, retryFor time.Duration) s
 // peers out to a public node and becomes reachable on its Yggdrasil
 // address, guarded by the firewall; its address survives a restart.
 func TestHiddenNode(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("helper")
-	}
-	lab.Require(t, "nft", "env")
-	lab.RequireTUN(t)
-	lab.GuardResolvConf(t)
+	labTest(t, "nft")
 
 	// hidden (192.0.2.2, private side) -- nat (masquerade) -- pub (198.51.100.1)
 	hidden := lab.NewNS(t, "hidden")
@@ -392,12 +400,7 @@ func TestHiddenNode(t *testing.T) {
 // counter shows each attempt: after the third, the library waits 8 s;
 // the rule is lifted, and only the Kick may connect before that.
 func TestKick(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("helper")
-	}
-	lab.Require(t, "env", "nft")
-	lab.RequireTUN(t)
-	lab.GuardResolvConf(t)
+	labTest(t, "nft")
 	hidden := lab.NewNS(t, "kickh")
 	pub := lab.NewNS(t, "kickp")
 	lab.Veth(t, hidden, "eth0", pub, "eth0")
@@ -468,12 +471,7 @@ func (n *node) lanPeers() []string {
 // lanNeighbours chooses, re-choose when a node comes, drop the pairing
 // the newcomer replaced, and reach each other over several hops.
 func TestLANPeering(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("helper")
-	}
-	lab.Require(t, "env")
-	lab.RequireTUN(t)
-	lab.GuardResolvConf(t)
+	labTest(t)
 	const k, count = 2, 6
 	hub := lab.NewNS(t, "lanhub")
 	hub.MustExec("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
