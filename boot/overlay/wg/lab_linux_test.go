@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,24 +75,6 @@ type nodeResult struct {
 	StateAfterHS *state.WireGuard
 	// StartProblems are the problems right after Start.
 	StartProblems []string
-}
-
-// logRecorder collects Logf lines from any goroutine.
-type logRecorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logRecorder) logf(f string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(f, a...))
-}
-
-func (l *logRecorder) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
 }
 
 // leaks returns where any spelling of the private key in dir shows up.
@@ -304,10 +287,10 @@ func TestTunnelThroughNAT(t *testing.T) {
 	if res.StateAfterHS == nil || res.StateAfterHS.Peers[0].RxBytes <= 0 || p.RxBytes <= res.StateAfterHS.Peers[0].RxBytes {
 		t.Errorf("rx bytes did not grow with the echo: %+v then %+v", res.StateAfterHS, p)
 	}
-	if !contains(res.KernelAddrs, "2001:db8:1::2/128") {
+	if !slices.Contains(res.KernelAddrs, "2001:db8:1::2/128") {
 		t.Errorf("wg0 addresses in the kernel = %v", res.KernelAddrs)
 	}
-	if !contains(res.Routes, fmt.Sprintf("::/0 dev wg0 metric %d", DefaultRouteMetric)) {
+	if !slices.Contains(res.Routes, fmt.Sprintf("::/0 dev wg0 metric %d", DefaultRouteMetric)) {
 		t.Errorf("routes = %v, want ::/0 via wg0 with metric %d", res.Routes, DefaultRouteMetric)
 	}
 	if res.V4Default != "192.0.2.1" {
@@ -329,15 +312,6 @@ func TestTunnelThroughNAT(t *testing.T) {
 	if f := strings.Fields(hs); len(f) != 2 || f[1] == "0" {
 		t.Fatalf("gateway latest-handshakes: %q", hs)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestEndpointReResolve: the gateway's name first points to an address
@@ -407,7 +381,7 @@ func childNode(t *testing.T, quickStale bool) {
 	defer func() { lab.ChildResult(t, res) }()
 	dir := t.TempDir()
 	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
-	rec := &logRecorder{}
+	rec := &lab.Logs{}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -420,7 +394,7 @@ func childNode(t *testing.T, quickStale bool) {
 			Endpoint:   "gw.lab.test:51820",
 			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("::/0")},
 		}},
-		Logf: rec.logf,
+		Logf: rec.Logf,
 	})
 	res.StartTook = time.Since(start)
 	if err != nil {
@@ -461,7 +435,7 @@ func childNode(t *testing.T, quickStale bool) {
 	res.State = tun.State()
 	b, _ := json.Marshal(res.State)
 	res.StateJSON = string(b)
-	res.Logs = rec.all()
+	res.Logs = rec.Lines()
 	res.Problems = tun.Problems()
 	if l, err := netlink.LinkByName("wg0"); err == nil {
 		addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
@@ -550,7 +524,7 @@ func childNoPeers(t *testing.T) {
 	defer func() { lab.ChildResult(t, res) }()
 	dir := t.TempDir()
 	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
-	rec := &logRecorder{}
+	rec := &lab.Logs{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	k1 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 32)))
@@ -563,7 +537,7 @@ func childNoPeers(t *testing.T) {
 			{PublicKey: k1, Endpoint: "gw.invalid:51820", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8:2::/48")}},
 			{PublicKey: k2, Endpoint: "198.51.100.9:51820", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("::/0")}},
 		},
-		Logf: rec.logf,
+		Logf: rec.Logf,
 	})
 	res.StartTook = time.Since(start)
 	if err != nil {
@@ -589,7 +563,7 @@ func childNoPeers(t *testing.T) {
 	res.StateAfterHS = res.State
 	b, _ := json.Marshal(res.State)
 	res.StateJSON = string(b)
-	res.Logs = rec.all()
+	res.Logs = rec.Lines()
 	res.Problems = tun.Problems()
 	res.Leaks = leaks(t, dir, map[string]string{
 		"state":    res.StateJSON,
