@@ -362,22 +362,8 @@ func TestLabReflectorHelper(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	acceptAll := func(ln net.Listener, onConn func(net.Conn)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				onConn(c)
-				c.Close()
-			}
-		}()
-	}
-	acceptAll(listen(fmt.Sprintf("[::]:%d", targetPort)), func(net.Conn) {})
-	acceptAll(listen(fmt.Sprintf("198.51.100.77:%d", thirdPort)), func(c net.Conn) {
+	acceptEach(&wg, listen(fmt.Sprintf("[::]:%d", targetPort)), func(net.Conn) {})
+	acceptEach(&wg, listen(fmt.Sprintf("198.51.100.77:%d", thirdPort)), func(c net.Conn) {
 		fmt.Printf("THIRD-CONN from %s\n", c.RemoteAddr())
 	})
 	refl := listen(fmt.Sprintf("[::]:%d", reflPort))
