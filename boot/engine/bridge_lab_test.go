@@ -107,14 +107,8 @@ func TestBridgeZOS(t *testing.T) {
 	d := start()
 	yggAddress := func(what string, d *lab.Proc) {
 		t.Helper()
-		var st *state.State
-		if !lab.Eventually(30*time.Second, func() bool {
-			s, err := state.Read(statePath)
-			st = s
-			return err == nil && s.Yggdrasil != nil && s.Yggdrasil.Address == zosAddress(seed)
-		}) {
-			t.Fatalf("%s: Yggdrasil not at 0-OS's address %s: %+v\n%s", what, zosAddress(seed), st, d.Output())
-		}
+		waitState(t, statePath, 30*time.Second, what+": Yggdrasil not at 0-OS's address "+zosAddress(seed), d.Output,
+			func(s *state.State) bool { return s.Yggdrasil != nil && s.Yggdrasil.Address == zosAddress(seed) })
 	}
 
 	check := func(what string, d *lab.Proc) *state.State {
@@ -174,12 +168,8 @@ func TestBridgeZOS(t *testing.T) {
 
 	// The port loses carrier (the switch side goes down) and gets it back.
 	srv.MustExec("ip", "link", "set", "s0", "down")
-	if !lab.Eventually(10*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		return err == nil && len(s.Interfaces) == 1 && !s.Interfaces[0].Carrier
-	}) {
-		t.Fatalf("the bridge's lost carrier is not in the state\n%s", d.Output())
-	}
+	waitState(t, statePath, 10*time.Second, "the bridge's lost carrier is not in the state", d.Output,
+		func(s *state.State) bool { return len(s.Interfaces) == 1 && !s.Interfaces[0].Carrier })
 	srv.MustExec("ip", "link", "set", "s0", "up")
 	srv.MustExec("ip", "-6", "addr", "replace", "2001:db8:1::1/64", "dev", "s0", "nodad")
 	check("carrier back", d)

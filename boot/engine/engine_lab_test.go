@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -145,6 +146,26 @@ func (r *upRun) wait(t *testing.T) (int, *state.State, string) {
 		t.Fatalf("state: %v", err)
 	}
 	return code, st, out
+}
+
+// waitState waits (timeout at most) until the state file at path
+// satisfies cond and returns it; else it fails the test, saying what was
+// awaited, with the last state and the daemon's output.
+func waitState(t *testing.T, path string, timeout time.Duration, what string, out func() string, cond func(*state.State) bool) *state.State {
+	t.Helper()
+	var st *state.State
+	if !lab.Eventually(timeout, func() bool {
+		s, err := state.Read(path)
+		if err != nil {
+			return false
+		}
+		st = s
+		return cond(s)
+	}) {
+		last, _ := json.Marshal(st)
+		t.Fatalf("%s within %v; last state %s\n%s", what, timeout, last, out())
+	}
+	return st
 }
 
 // requireReady fails the test unless `netinit up` exited 0, ready.
