@@ -166,7 +166,7 @@ type Proc struct {
 	cmd    *exec.Cmd
 	cancel context.CancelFunc
 	done   chan struct{}
-	out    syncBuffer
+	out    Buffer
 }
 
 // Stop kills the process and waits (bounded) for it.
@@ -323,19 +323,20 @@ func regexpQuote(s string) string {
 	return b.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer process and a reader test.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for a writer process and a reader test
+// (a command's Stdout and Stderr).
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,7 +173,7 @@ func (l *gwLab) dnsCmd(t *testing.T, extra ...string) *exec.Cmd {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.WaitDelay = 5 * time.Second
-	var out syncBuf
+	var out lab.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t.Cleanup(func() {
 		cancel()
@@ -184,24 +183,6 @@ func (l *gwLab) dnsCmd(t *testing.T, extra ...string) *exec.Cmd {
 		t.Logf("dnsmasq:\n%s", out.String())
 	})
 	return cmd
-}
-
-// syncBuf is a bytes.Buffer safe for a process and a test.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // addPeerWhenKnown waits (bounded) for the child to write its public key
@@ -371,17 +352,33 @@ func TestEndpointReResolve(t *testing.T) {
 	}
 }
 
+// childSetup begins a child half: its result, written for the test when
+// the child ends, a key dir as private as netinit's, and a log recorder.
+func childSetup(t *testing.T) (*nodeResult, string, *lab.Logs) {
+	res := &nodeResult{}
+	t.Cleanup(func() { lab.ChildResult(t, res) })
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
+	return res, dir, &lab.Logs{}
+}
+
+// snapshot records what the tunnel says now: its state (also as JSON),
+// the log so far and its problems.
+func (r *nodeResult) snapshot(tun *Tunnel, logs *lab.Logs) {
+	r.State = tun.State()
+	b, _ := json.Marshal(r.State)
+	r.StateJSON = string(b)
+	r.Logs = logs.Lines()
+	r.Problems = tun.Problems()
+}
+
 // childNode is the node's half of TestTunnelThroughNAT and
 // TestEndpointReResolve (quickStale: a peer is stale after 3 s).
 func childNode(t *testing.T, quickStale bool) {
 	if quickStale {
 		staleAfter = 3 * time.Second
 	}
-	var res nodeResult
-	defer func() { lab.ChildResult(t, res) }()
-	dir := t.TempDir()
-	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
-	rec := &lab.Logs{}
+	res, dir, rec := childSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -432,11 +429,7 @@ func childNode(t *testing.T, quickStale bool) {
 			res.EchoErr = err.Error()
 		}
 	}
-	res.State = tun.State()
-	b, _ := json.Marshal(res.State)
-	res.StateJSON = string(b)
-	res.Logs = rec.Lines()
-	res.Problems = tun.Problems()
+	res.snapshot(tun, rec)
 	if l, err := netlink.LinkByName("wg0"); err == nil {
 		addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
 		for _, a := range addrs {
@@ -520,11 +513,7 @@ func TestStartDoesNotWait(t *testing.T) {
 }
 
 func childNoPeers(t *testing.T) {
-	var res nodeResult
-	defer func() { lab.ChildResult(t, res) }()
-	dir := t.TempDir()
-	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
-	rec := &lab.Logs{}
+	res, dir, rec := childSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	k1 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 32)))
@@ -559,12 +548,8 @@ func childNoPeers(t *testing.T) {
 		}
 		return false
 	})
-	res.State = tun.State()
+	res.snapshot(tun, rec)
 	res.StateAfterHS = res.State
-	b, _ := json.Marshal(res.State)
-	res.StateJSON = string(b)
-	res.Logs = rec.Lines()
-	res.Problems = tun.Problems()
 	res.Leaks = leaks(t, dir, map[string]string{
 		"state":    res.StateJSON,
 		"logs":     strings.Join(res.Logs, "\n"),
