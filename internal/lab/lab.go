@@ -222,6 +222,27 @@ func Veth(t testing.TB, a *NS, an string, b *NS, bn string) {
 	b.MustExec("ip", "link", "set", bn, "up")
 }
 
+// Link joins a and b as Veth does and gives each end its addresses
+// (CIDRs); IPv6 ones skip duplicate address detection (nodad), as a
+// lab's fixed addresses are unique.
+func Link(t testing.TB, a *NS, an string, aAddrs []string, b *NS, bn string, bAddrs []string) {
+	t.Helper()
+	Veth(t, a, an, b, bn)
+	for _, end := range []struct {
+		ns    *NS
+		name  string
+		addrs []string
+	}{{a, an, aAddrs}, {b, bn, bAddrs}} {
+		for _, addr := range end.addrs {
+			args := []string{"ip", "addr", "add", addr, "dev", end.name}
+			if strings.Contains(addr, ":") {
+				args = append(args, "nodad")
+			}
+			end.ns.MustExec(args...)
+		}
+	}
+}
+
 // Handle returns a netlink handle bound to the namespace, for asserting on
 // what the kernel holds there. It is closed at cleanup.
 func (ns *NS) Handle() *netlink.Handle {

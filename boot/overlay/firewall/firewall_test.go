@@ -93,12 +93,8 @@ func newLab(t *testing.T, tag string) (host, peer *lab.NS) {
 	lab.Require(t, "nft", "bash", "timeout")
 	lab.GuardResolvConf(t)
 	host, peer = lab.NewNS(t, tag+"h"), lab.NewNS(t, tag+"p")
-	lab.Veth(t, host, "ovl0", peer, "p0")
-	lab.Veth(t, host, "oth0", peer, "p1")
-	host.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", "ovl0", "nodad")
-	peer.MustExec("ip", "addr", "add", "2001:db8:1::2/64", "dev", "p0", "nodad")
-	host.MustExec("ip", "addr", "add", "2001:db8:2::1/64", "dev", "oth0", "nodad")
-	peer.MustExec("ip", "addr", "add", "2001:db8:2::2/64", "dev", "p1", "nodad")
+	lab.Link(t, host, "ovl0", []string{"2001:db8:1::1/64"}, peer, "p0", []string{"2001:db8:1::2/64"})
+	lab.Link(t, host, "oth0", []string{"2001:db8:2::1/64"}, peer, "p1", []string{"2001:db8:2::2/64"})
 	return host, peer
 }
 

@@ -470,9 +470,7 @@ func TestStartDoesNotWait(t *testing.T) {
 	lab.Require(t, "ip")
 	lab.GuardResolvConf(t)
 	node, void := lab.NewNS(t, "wgnd"), lab.NewNS(t, "wgvoid")
-	lab.Veth(t, node, "eth0", void, "eth0")
-	node.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "eth0")
-	void.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+	lab.Link(t, node, "eth0", []string{"192.0.2.2/24"}, void, "eth0", []string{"192.0.2.1/24"})
 	// 198.51.100.9 is routed to a namespace that does not forward: the
 	// handshake initiations vanish.
 	node.MustExec("ip", "route", "add", "default", "via", "192.0.2.1")
