@@ -212,10 +212,7 @@ func TestBridgeZOS(t *testing.T) {
 // of netinit's, the kernel's own accept_ra.
 func TestBridgeElected(t *testing.T) {
 	t.Parallel()
-	c, dead := newElectionLab(t, "ez")
-	p := &pair{cli: c, dir: t.TempDir()}
-	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.bridge=zos netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
-	requireReady(t, code, st)
+	c, dead, st, out := electionUp(t, "ez", "netinit.bridge=zos")
 	if st.Uplink != "zos" || st.UplinkNIC != "eth1" || st.UplinkReason != "reachable" {
 		t.Fatalf("uplink %q nic %q (%s), want zos on eth1 (reachable); candidates %+v", st.Uplink, st.UplinkNIC, st.UplinkReason, st.Candidates)
 	}

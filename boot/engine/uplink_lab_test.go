@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -25,10 +26,7 @@ import (
 //	c:eth1 ── b0 (198.51.100.1/25) router b1 (198.51.100.129/25) ── t0 (198.51.100.130, :80)
 func TestUplinkElection(t *testing.T) {
 	t.Parallel()
-	c, _ := newElectionLab(t, "el")
-	p := &pair{cli: c, dir: t.TempDir()}
-	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
-	requireReady(t, code, st)
+	c, _, st, out := electionUp(t, "el", "")
 	requireUplink(t, st, "eth1", "reachable")
 	if len(st.Candidates) != 2 {
 		t.Fatalf("candidates %+v, want eth0 and eth1", st.Candidates)
@@ -73,6 +71,19 @@ func TestUplinkElection(t *testing.T) {
 	if o, err := c.Exec(ctx, "iperf3", "-c", "198.51.100.130", "-p", "80", "-t", "1"); err != nil {
 		t.Errorf("target not reachable after the election: %v\n%s", err, o)
 	}
+}
+
+// electionUp runs `netinit up` with ip=dhcp, the probe target and extra
+// on the command line in TestUplinkElection's lab, ready; it returns the
+// client namespace, eth0's dead-end DHCP server, the state and the output.
+func electionUp(t *testing.T, tag, extra string) (*lab.NS, *lab.Proc, *state.State, string) {
+	t.Helper()
+	c, dead := newElectionLab(t, tag)
+	p := &pair{cli: c, dir: t.TempDir()}
+	code, st, out := p.up(t, "--cmdline", strings.TrimSpace("ip=dhcp netinit.probe.targets=198.51.100.130:80 "+extra),
+		"--timeout", "30s", "eth0", "eth1")
+	requireReady(t, code, st)
+	return c, dead, st, out
 }
 
 // newElectionLab builds TestUplinkElection's lab (the namespaces are
