@@ -99,7 +99,6 @@ func (p *pair) up(t *testing.T, args ...string) (int, *state.State, string) {
 // upRun is a `netinit up --oneshot` started by pair.start: the test
 // goroutine changes the lab while it runs, then waits for it.
 type upRun struct {
-	p      *pair
 	args   []string
 	state  string
 	cmd    *exec.Cmd
@@ -109,7 +108,7 @@ type upRun struct {
 
 func (p *pair) start(t *testing.T, args ...string) *upRun {
 	t.Helper()
-	r := &upRun{p: p, args: args, state: filepath.Join(p.dir, "state.json")}
+	r := &upRun{args: args, state: filepath.Join(p.dir, "state.json")}
 	full := append([]string{netinitBin(t), "up", "--oneshot", "--state", r.state}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	r.cancel = cancel
