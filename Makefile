@@ -176,6 +176,17 @@ bench: bench-deps kernel
 	  $(GO) test -count=1 -timeout 20m -run '^TestBenchQEMU$$' ./qemu/ -v 2>&1 | \
 	  awk '/^    [a-z_]*test\.go:[0-9]+: go /{skip=1; next} skip && /^        /{next} {skip=0} !/^(=== |--- |PASS|ok )/'
 
+## bench-smoke: make bench with one run per row (log in $(BUILD)/bench-smoke.log):
+##   a run that yields no number, or a bench test that skips, fails (CI runs
+##   it so that the bench code cannot rot)
+.PHONY: bench-smoke
+bench-smoke: bench-deps kernel
+	@mkdir -p $(BUILD)
+	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_BENCH_SMOKE=1 NETINIT_KERNEL=$(abspath $(KERNEL)) \
+	  NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) $(GO) test -count=1 -timeout 5m -run '^TestBench' -v \
+	  ./boot/engine/ ./qemu/ 2>&1 | tee $(BUILD)/bench-smoke.log | grep -E '^(--- |ok |FAIL)'
+	@! grep -E -- '^\s*--- SKIP: TestBench' $(BUILD)/bench-smoke.log
+
 ## farm: N netinit daemons on one LAN (namespaces, dnsmasq, Yggdrasil LAN
 ##   peering): time to all-addressed, reachability, RSS and CPU per node
 ##   (N=10,25,50 for several sizes; K=lan_peers, default the daemon's;

@@ -7,23 +7,54 @@ package netprobe
 import (
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 )
 
 var (
-	ula            = netip.MustParsePrefix("fc00::/7")      // RFC 4193
-	yggdrasil      = netip.MustParsePrefix("200::/7")       // Yggdrasil overlay
-	siteLocal      = netip.MustParsePrefix("fec0::/10")     // RFC 3879, deprecated
-	documentation6 = netip.MustParsePrefix("2001:db8::/32") // RFC 3849
-	cgnat          = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598
-	global6        = netip.MustParsePrefix("2000::/3")
+	ula       = netip.MustParsePrefix("fc00::/7")      // RFC 4193
+	yggdrasil = netip.MustParsePrefix("200::/7")       // Yggdrasil overlay
+	siteLocal = netip.MustParsePrefix("fec0::/10")     // RFC 3879, deprecated
+	cgnat     = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598
+	global6   = netip.MustParsePrefix("2000::/3")
 )
 
+// documentation holds the ranges reserved for examples, never routed on
+// the internet: not public.
+var documentation = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),    // RFC 5737 TEST-NET-1
+	netip.MustParsePrefix("198.51.100.0/24"), // RFC 5737 TEST-NET-2
+	netip.MustParsePrefix("203.0.113.0/24"),  // RFC 5737 TEST-NET-3
+	netip.MustParsePrefix("2001:db8::/32"),   // RFC 3849
+	netip.MustParsePrefix("3fff::/20"),       // RFC 9637
+}
+
+// documentationPublic is set by CountDocumentationAsPublic.
+var documentationPublic atomic.Bool
+
+// CountDocumentationAsPublic makes the documentation ranges count as
+// public for the rest of the process. The labs number their networks from
+// these ranges and stand them for the internet: their tests call it, and
+// the netinit binary they build (tag netinit_lab, lab.go) calls it at
+// start. A production binary never does.
+func CountDocumentationAsPublic() { documentationPublic.Store(true) }
+
+func isDocumentation(a netip.Addr) bool {
+	for _, p := range documentation {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // PublicIPv6 reports whether addr is a global-scope unicast IPv6 address
-// that can be public: not ULA (fc00::/7), not link-local, not Yggdrasil
-// (200::/7), not site-local (fec0::/10), not loopback or multicast.
-// Documentation addresses (2001:db8::/32) count as public so that labs
-// built on them behave like the internet.
-func PublicIPv6(a netip.Addr) bool {
+// (2000::/3) that can be public: not ULA (fc00::/7), not link-local, not
+// Yggdrasil (200::/7), not site-local (fec0::/10), not loopback or
+// multicast, not documentation (2001:db8::/32, 3fff::/20) unless
+// CountDocumentationAsPublic was called.
+func PublicIPv6(a netip.Addr) bool { return publicIPv6(a, documentationPublic.Load()) }
+
+func publicIPv6(a netip.Addr, docPublic bool) bool {
 	a = a.Unmap()
 	if !a.Is6() || a.Is4In6() {
 		return false
@@ -31,14 +62,18 @@ func PublicIPv6(a netip.Addr) bool {
 	if !a.IsGlobalUnicast() || ula.Contains(a) || yggdrasil.Contains(a) || siteLocal.Contains(a) {
 		return false
 	}
-	return global6.Contains(a) || documentation6.Contains(a)
+	return global6.Contains(a) && (docPublic || !isDocumentation(a))
 }
 
 // PublicIPv4 reports whether a is a public IPv4 address: not RFC 1918, not
-// CGNAT 100.64.0.0/10, not loopback, link-local or multicast.
-func PublicIPv4(a netip.Addr) bool {
+// CGNAT 100.64.0.0/10, not loopback, link-local or multicast, not
+// documentation (RFC 5737) unless CountDocumentationAsPublic was called.
+func PublicIPv4(a netip.Addr) bool { return publicIPv4(a, documentationPublic.Load()) }
+
+func publicIPv4(a netip.Addr, docPublic bool) bool {
 	a = a.Unmap()
-	return a.Is4() && a.IsGlobalUnicast() && !a.IsPrivate() && !cgnat.Contains(a)
+	return a.Is4() && a.IsGlobalUnicast() && !a.IsPrivate() && !cgnat.Contains(a) &&
+		(docPublic || !isDocumentation(a))
 }
 
 // Public reports whether a is public in its family.

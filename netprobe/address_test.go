@@ -2,49 +2,63 @@ package netprobe
 
 import (
 	"net/netip"
+	"os"
 	"testing"
 )
 
-func TestPublicIPv6(t *testing.T) {
-	for _, tc := range []struct {
-		addr string
-		want bool
-	}{
-		{"2001:db8:1::5", true},
-		{"2a01:4f8::1", true},
-		{"fd00::1", false},        // ULA
-		{"fe80::1", false},        // link-local
-		{"200:1234::1", false},    // Yggdrasil
-		{"300:1234::1", false},    // Yggdrasil subnet
-		{"fec0::1", false},        // site-local
-		{"::1", false},            // loopback
-		{"ff02::1", false},        // multicast
-		{"::ffff:8.8.8.8", false}, // v4-mapped
-		{"8.8.8.8", false},
-	} {
-		if got := PublicIPv6(netip.MustParseAddr(tc.addr)); got != tc.want {
-			t.Errorf("PublicIPv6(%s) = %v, want %v", tc.addr, got, tc.want)
-		}
-	}
+// TestMain: the tests number their networks from the documentation
+// ranges, which stand for the internet in them (as in every lab).
+func TestMain(m *testing.M) {
+	CountDocumentationAsPublic()
+	os.Exit(m.Run())
 }
 
-func TestPublicIPv4(t *testing.T) {
+// TestPublic: the rules of each family, the same with or without the
+// labs' rule; the documentation ranges are public only under it (as in
+// this test binary: TestMain).
+func TestPublic(t *testing.T) {
 	for _, tc := range []struct {
-		addr string
-		want bool
+		addr         string
+		want6, want4 bool
 	}{
-		{"8.8.8.8", true},
-		{"192.0.2.5", true}, // TEST-NET counts as public in labs
-		{"10.0.2.15", false},
-		{"172.16.0.1", false},
-		{"192.168.1.1", false},
-		{"100.64.1.1", false}, // CGNAT
-		{"127.0.0.1", false},
-		{"169.254.1.1", false},
-		{"224.0.0.1", false},
+		{"2a01:4f8::1", true, false},
+		{"fd00::1", false, false},       // ULA
+		{"fe80::1", false, false},       // link-local
+		{"200:1234::1", false, false},   // Yggdrasil
+		{"300:1234::1", false, false},   // Yggdrasil subnet
+		{"fec0::1", false, false},       // site-local
+		{"::1", false, false},           // loopback
+		{"ff02::1", false, false},       // multicast
+		{"::ffff:8.8.8.8", false, true}, // v4-mapped: an IPv4 address
+		{"8.8.8.8", false, true},
+		{"10.0.2.15", false, false},
+		{"172.16.0.1", false, false},
+		{"192.168.1.1", false, false},
+		{"100.64.1.1", false, false}, // CGNAT
+		{"127.0.0.1", false, false},
+		{"169.254.1.1", false, false},
+		{"224.0.0.1", false, false},
 	} {
-		if got := PublicIPv4(netip.MustParseAddr(tc.addr)); got != tc.want {
-			t.Errorf("PublicIPv4(%s) = %v, want %v", tc.addr, got, tc.want)
+		a := netip.MustParseAddr(tc.addr)
+		for _, f := range []struct {
+			name   string
+			public func(netip.Addr, bool) bool
+			want   bool
+		}{{"IPv6", publicIPv6, tc.want6}, {"IPv4", publicIPv4, tc.want4}} {
+			if got, lab := f.public(a, false), f.public(a, true); got != f.want || lab != f.want {
+				t.Errorf("public %s %s = %v (%v in a lab), want %v", f.name, a, got, lab, f.want)
+			}
+		}
+	}
+	for _, s := range []string{"2001:db8:1::5", "3fff:1::5", "192.0.2.5", "198.51.100.5", "203.0.113.5"} {
+		a := netip.MustParseAddr(s)
+		public, exported := publicIPv6, PublicIPv6
+		if a.Is4() {
+			public, exported = publicIPv4, PublicIPv4
+		}
+		if public(a, false) || !public(a, true) || !exported(a) {
+			t.Errorf("documentation %s: public %v, in a lab %v, in this test %v; want false, true, true",
+				a, public(a, false), public(a, true), exported(a))
 		}
 	}
 }

@@ -28,8 +28,8 @@ import (
 //	internet  wan0  198.51.100.2/24 2001:db8:ff::2/64  reflector :7007, target :8080
 //	                198.51.100.77 (a third party, listener :9999)
 //
-// The node's IPv6 is public (2001:db8::/32 counts as public, see
-// PublicIPv6); its IPv4 is RFC 1918 behind NAT. The reflector and the
+// The node's IPv6 is public (2001:db8::/32 counts as public here, see
+// TestMain); its IPv4 is RFC 1918 behind NAT. The reflector and the
 // target run in the internet namespace as this test binary re-executed
 // (TestLabReflectorHelper); the node side runs Probe as a re-executed
 // child (lab.RunChild), on the addresses of its own links.
@@ -62,36 +62,17 @@ func newLab(t *testing.T, tag, firewall string, perMinute int) *labRig {
 	for _, ns := range []*lab.NS{r.node, r.router, r.inet} {
 		ns.MustExec("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 	}
-	lab.Veth(t, r.node, "eth0", r.router, "lan0")
-	lab.Veth(t, r.router, "wan0", r.inet, "wan0")
-	for _, c := range [][]string{
-		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
-		{"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
-		{"ip", "addr", "add", "192.168.1.1/24", "dev", "lan0"},
-		{"ip", "addr", "add", "2001:db8:1::1/64", "dev", "lan0", "nodad"},
-		{"ip", "addr", "add", "198.51.100.1/24", "dev", "wan0"},
-		{"ip", "addr", "add", "2001:db8:ff::1/64", "dev", "wan0", "nodad"},
-	} {
-		r.router.MustExec(c...)
-	}
-	for _, c := range [][]string{
-		{"ip", "addr", "add", "192.168.1.2/24", "dev", "eth0"},
-		{"ip", "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"},
-		{"ip", "route", "add", "default", "via", "192.168.1.1"},
-		{"ip", "-6", "route", "add", "default", "via", "2001:db8:1::1"},
-	} {
-		r.node.MustExec(c...)
-	}
+	lab.Link(t, r.node, "eth0", []string{"192.168.1.2/24", "2001:db8:1::2/64"},
+		r.router, "lan0", []string{"192.168.1.1/24", "2001:db8:1::1/64"})
+	lab.Link(t, r.router, "wan0", []string{"198.51.100.1/24", "2001:db8:ff::1/64"},
+		r.inet, "wan0", []string{"198.51.100.2/24", "198.51.100.77/24", "2001:db8:ff::2/64"})
+	r.router.MustExec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	r.router.MustExec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	r.node.MustExec("ip", "route", "add", "default", "via", "192.168.1.1")
+	r.node.MustExec("ip", "-6", "route", "add", "default", "via", "2001:db8:1::1")
 	// The internet knows no route to 192.168.1.0/24: IPv4 only works
 	// through the router's NAT.
-	for _, c := range [][]string{
-		{"ip", "addr", "add", "198.51.100.2/24", "dev", "wan0"},
-		{"ip", "addr", "add", "198.51.100.77/24", "dev", "wan0"},
-		{"ip", "addr", "add", "2001:db8:ff::2/64", "dev", "wan0", "nodad"},
-		{"ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:ff::1"},
-	} {
-		r.inet.MustExec(c...)
-	}
+	r.inet.MustExec("ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:ff::1")
 	rules := `table ip nat {
 	chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" masquerade; }
 }
@@ -362,22 +343,8 @@ func TestLabReflectorHelper(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	acceptAll := func(ln net.Listener, onConn func(net.Conn)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				onConn(c)
-				c.Close()
-			}
-		}()
-	}
-	acceptAll(listen(fmt.Sprintf("[::]:%d", targetPort)), func(net.Conn) {})
-	acceptAll(listen(fmt.Sprintf("198.51.100.77:%d", thirdPort)), func(c net.Conn) {
+	acceptEach(&wg, listen(fmt.Sprintf("[::]:%d", targetPort)), func(net.Conn) {})
+	acceptEach(&wg, listen(fmt.Sprintf("198.51.100.77:%d", thirdPort)), func(c net.Conn) {
 		fmt.Printf("THIRD-CONN from %s\n", c.RemoteAddr())
 	})
 	refl := listen(fmt.Sprintf("[::]:%d", reflPort))

@@ -212,6 +212,8 @@ func privateKind(a netip.Addr) string {
 		return "Yggdrasil overlay"
 	case siteLocal.Contains(a):
 		return "site-local, RFC 3879"
+	case isDocumentation(a):
+		return "documentation, RFC 5737/3849/9637"
 	}
 	return "not public"
 }

@@ -29,21 +29,49 @@ func startServer(t *testing.T, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serve(t, s, ln)
+	return ln.Addr().String()
+}
+
+// serve runs s.Serve on ln until stop, or the end of the test; stop
+// waits (5 s at most) for Serve to return and reports its error.
+func serve(t *testing.T, s *Server, ln net.Listener) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("Serve did not return within 5 s of its context ending")
 			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("Serve did not return within 5 s of its context ending")
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// acceptEach hands every connection on ln to onConn and closes it, until
+// ln is closed; wg counts the goroutine.
+func acceptEach(wg *sync.WaitGroup, ln net.Listener, onConn func(net.Conn)) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			onConn(c)
+			c.Close()
 		}
-	})
-	return ln.Addr().String()
+	}()
 }
 
 // exchange sends raw to the reflector and returns everything it answers
@@ -73,19 +101,7 @@ func countingListener(t *testing.T, addr string, reply string) (*atomic.Int32, u
 	}
 	var n atomic.Int32
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			_, _ = io.WriteString(c, reply)
-			c.Close()
-		}
-	}()
+	acceptEach(&wg, ln, func(c net.Conn) { n.Add(1); _, _ = io.WriteString(c, reply) })
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return &n, ln.Addr().(*net.TCPAddr).AddrPort().Port()
 }
@@ -219,27 +235,15 @@ func TestReflectorAcceptEMFILE(t *testing.T) {
 	}
 	el := &emfileListener{Listener: ln}
 	el.n.Store(5)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var logs atomic.Int32
-	go func() {
-		done <- (&Server{Logf: func(string, ...any) { logs.Add(1) }}).Serve(ctx, el)
-	}()
+	stop := serve(t, &Server{Logf: func(string, ...any) { logs.Add(1) }}, el)
 	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer acancel()
 	ans, err := AskReflector(actx, "tcp4", loop4, ln.Addr().String())
 	if err != nil || ans.Kind != "OK" {
 		t.Errorf("after EMFILE: %+v, %v", ans, err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return")
-	}
+	stop()
 	if el.n.Load() >= 0 || logs.Load() < 5 {
 		t.Errorf("EMFILE not seen or not logged: %d left, %d log lines", el.n.Load(), logs.Load())
 	}

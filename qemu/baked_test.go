@@ -25,13 +25,8 @@ func TestBootBaked(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
-	} {
-		if err := goCmd(t, args...); err != nil {
-			t.Fatal(err)
-		}
+	if err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/nextstage")); err != nil {
+		t.Fatal(err)
 	}
 	zinit, err := os.ReadFile(next)
 	if err != nil {

@@ -45,13 +45,9 @@ import (
 // QEMU's clock by the first console line's arrival. It reports; it
 // asserts nothing about speed. It only runs with NETINIT_BENCH=1.
 func TestBenchQEMU(t *testing.T) {
-	if os.Getenv("NETINIT_BENCH") != "1" {
-		t.Skip("make bench sets NETINIT_BENCH=1")
-	}
+	runs := lab.Bench(t, "NETINIT_BENCH_QEMU_RUNS", 3)
 	e := requireEnv(t)
 	lab.Require(t, "ip")
-	runs := 3
-	fmt.Sscan(os.Getenv("NETINIT_BENCH_QEMU_RUNS"), &runs)
 
 	dir := t.TempDir()
 	seed := filepath.Join(dir, "seed")
@@ -80,13 +76,13 @@ func TestBenchQEMU(t *testing.T) {
 	plainImg := image(t, e)
 	for i := 0; i < runs; i++ {
 		if b, err := benchHidden(t, e, img, peer, seedPath, addr); err != nil {
-			t.Logf("hidden node run %d: %v", i, err)
+			lab.BenchMiss(t, "hidden node run %d: %v", i, err)
 		} else {
 			t.Logf("hidden node run %d: %s", i, b)
 			hidden = append(hidden, b)
 		}
 		if b, err := benchPlain(e, plainImg); err != nil {
-			t.Logf("plain run %d: %v", i, err)
+			lab.BenchMiss(t, "plain run %d: %v", i, err)
 		} else {
 			t.Logf("plain run %d: %s", i, b)
 			plain = append(plain, b)

@@ -57,48 +57,71 @@ func requireEnv(t *testing.T) env {
 	return e
 }
 
-// The image is built once per test binary and shared by the boots.
-var (
-	imageOnce sync.Once
-	imagePath string
-	imageErr  error
-	imageDir  string
-)
+// cleanups run after all tests (TestMain).
+var cleanups []func()
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	for _, f := range cleanups {
 		f()
 	}
-	if imageDir != "" {
-		os.RemoveAll(imageDir)
-	}
 	os.Exit(code)
 }
 
-func image(t *testing.T, e env) string {
+// built is an artifact built once per test binary and shared by the
+// tests, in a directory removed when they end.
+type built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// get runs build in a new directory on the first call (it returns the
+// artifact's path) and returns that path; it fails the test when the
+// build failed.
+func (b *built) get(t *testing.T, what string, build func(dir string) (string, error)) string {
 	t.Helper()
-	imageOnce.Do(func() {
-		imageDir, imageErr = os.MkdirTemp("", "netinit-qemu-")
-		if imageErr != nil {
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "netinit-qemu-")
+		if err != nil {
+			b.err = err
 			return
 		}
-		bin := filepath.Join(imageDir, "netinit")
-		imagePath = filepath.Join(imageDir, "initramfs.cpio.gz")
-		for _, args := range [][]string{
-			{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
-			{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-o", imagePath},
-		} {
-			imageErr = goCmd(t, args...)
-			if imageErr != nil {
-				return
-			}
-		}
+		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+		b.path, b.err = build(dir)
 	})
-	if imageErr != nil {
-		t.Fatalf("building the image: %v", imageErr)
+	if b.err != nil {
+		t.Fatalf("building %s: %v", what, b.err)
 	}
-	return imagePath
+	return b.path
+}
+
+var plainImage built
+
+// image is netinit's image with every module of e, built once.
+func image(t *testing.T, e env) string {
+	t.Helper()
+	return plainImage.get(t, "the image", func(dir string) (string, error) {
+		bin, img := filepath.Join(dir, "netinit"), filepath.Join(dir, "initramfs.cpio.gz")
+		return img, goCmds(t, goBuild(bin, "./cmd/netinit"),
+			[]string{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-o", img})
+	})
+}
+
+// goBuild is the go command that builds pkg to out as the images hold
+// programs: static and stripped.
+func goBuild(out, pkg string) []string {
+	return []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg}
+}
+
+// goCmds runs the go commands in order, up to the first that fails.
+func goCmds(t *testing.T, cmds ...[]string) error {
+	for _, args := range cmds {
+		if err := goCmd(t, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func goCmd(t *testing.T, args ...string) error {
@@ -119,22 +142,36 @@ func goCmd(t *testing.T, args ...string) error {
 // netinit.test=poweroff) and fails the test when no result arrives.
 func boot(t *testing.T, e env, img, appendArgs string) *qemu.Result {
 	t.Helper()
+	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img,
+		Append: strings.TrimSpace(appendArgs + " netinit.test=poweroff")})
+	if res.InitAt == 0 {
+		t.Errorf("the init printed no %q line", qemu.InitPrefix)
+	}
+	if !res.PoweredOff {
+		t.Errorf("the VM did not power off by itself after the result")
+	}
+	return res
+}
+
+// bootWith boots opts (the timeout bootTimeout unless set, the console
+// log in $NETINIT_QEMU_LOGDIR or the test's directory), logs how it went,
+// shows the console's end if the test fails, and fails the test when no
+// result arrives.
+func bootWith(t *testing.T, opts qemu.Options) *qemu.Result {
+	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = bootTimeout
+	}
 	logDir := os.Getenv("NETINIT_QEMU_LOGDIR")
 	if logDir == "" {
 		logDir = t.TempDir()
 	}
-	logFile := filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+".console.log")
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
+	opts.LogFile = filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+".console.log")
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout+10*time.Second)
 	defer cancel()
-	res, err := qemu.Boot(ctx, qemu.Options{
-		Kernel:    e.kernel,
-		Initramfs: img,
-		Append:    strings.TrimSpace(appendArgs + " netinit.test=poweroff"),
-		Timeout:   bootTimeout,
-		LogFile:   logFile,
-	})
+	res, err := qemu.Boot(ctx, opts)
 	if res != nil {
-		t.Logf("qemu %s (accelerator %s); console log %s", strings.Join(res.Args[1:], " "), res.AccelWhy, logFile)
+		t.Logf("qemu %s (accelerator %s); console log %s", strings.Join(res.Args[1:], " "), res.AccelWhy, opts.LogFile)
 		t.Logf("power-on -> first init line %v, init -> result %v, power-on -> exit %v",
 			res.InitAt.Round(time.Millisecond), res.InitToResult.Round(time.Millisecond), res.Exited.Round(time.Millisecond))
 		if res.KernelInit >= 0 {
@@ -149,13 +186,29 @@ func boot(t *testing.T, e env, img, appendArgs string) *qemu.Result {
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
-	if res.InitAt == 0 {
-		t.Errorf("the init printed no %q line", qemu.InitPrefix)
-	}
-	if !res.PoweredOff {
-		t.Errorf("the VM did not power off by itself after the result")
-	}
 	return res
+}
+
+// requireUplink fails the test unless the node is ready with the NIC of
+// the MAC as its uplink, elected for reason; it returns the NIC's name.
+func requireUplink(t *testing.T, st *state.State, mac, reason string) string {
+	t.Helper()
+	nic := ifaceByMAC(st, mac)
+	if nic == nil || st.Uplink != nic.Name || st.UplinkReason != reason || st.Phase != state.PhaseReady {
+		t.Fatalf("uplink %q (%s) phase %s, want the NIC with MAC %s (%s); interfaces %+v candidates %+v",
+			st.Uplink, st.UplinkReason, st.Phase, mac, reason, st.Interfaces, st.Candidates)
+	}
+	return nic.Name
+}
+
+// ifaceByMAC is the state's interface with the MAC, or nil.
+func ifaceByMAC(st *state.State, mac string) *state.Interface {
+	for i := range st.Interfaces {
+		if strings.EqualFold(st.Interfaces[i].MAC, mac) {
+			return &st.Interfaces[i]
+		}
+	}
+	return nil
 }
 
 func tail(s string, n int) string {
@@ -203,20 +256,21 @@ func TestBoot(t *testing.T) {
 			t.Errorf("virtio_pci not loaded before virtio_net: %v", m.Loaded)
 		}
 	}
-	var nic *state.Interface
-	for i := range st.Interfaces {
-		if strings.EqualFold(st.Interfaces[i].MAC, mac) {
-			nic = &st.Interfaces[i]
-		}
-	}
+	readyOnSlirp(t, st)
+}
+
+// readyOnSlirp asserts the bring-up on QEMU's user-mode network: the NIC
+// with the test MAC is the uplink, ready, with a DHCPv4 address in
+// 10.0.2.0/24, the default route via 10.0.2.2 and DNS 10.0.2.3.
+func readyOnSlirp(t *testing.T, st *state.State) {
+	t.Helper()
+	nic := ifaceByMAC(st, mac)
 	if nic == nil {
 		t.Fatalf("no interface with MAC %s in %+v", mac, st.Interfaces)
 	}
 	t.Logf("phase %q uplink %q interfaces %+v routes %+v dns %v timings %v problems %q",
 		st.Phase, st.Uplink, st.Interfaces, st.Routes, st.DNS, st.TimingsMS, st.Problems)
 
-	// The bring-up: QEMU's user-mode network serves DHCPv4 on 10.0.2.0/24
-	// with the gateway 10.0.2.2 and DNS 10.0.2.3.
 	if st.Phase != state.PhaseReady {
 		t.Errorf("phase %q, want ready", st.Phase)
 	}
@@ -249,7 +303,8 @@ func TestBoot(t *testing.T) {
 }
 
 // TestBootBadCmdline: bad netinit.* tokens are reported by name on the
-// console and in the state, and the boot still finishes with a result.
+// console, named in the state's problems, and the boot is otherwise as
+// usual: ready on the user-mode network.
 func TestBootBadCmdline(t *testing.T) {
 	e := requireEnv(t)
 	img := image(t, e)
@@ -276,8 +331,6 @@ func TestBootBadCmdline(t *testing.T) {
 			t.Errorf("the state's problems %q do not name %s", res.State.Problems, tok)
 		}
 	}
-	if res.State.Phase == "" {
-		t.Errorf("result has no phase")
-	}
-	t.Logf("problems: %q", res.State.Problems)
+	// The bad tokens are dropped and the rest of the boot is as usual.
+	readyOnSlirp(t, res.State)
 }

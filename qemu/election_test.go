@@ -1,12 +1,8 @@
 package qemu_test
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/threefoldtech/netinit/qemu"
 )
@@ -23,7 +19,6 @@ func TestBootTwoNICsElection(t *testing.T) {
 	lab.Require(t, "ip")
 	t.Parallel()
 	img := imageWithNextStage(t, e)
-	dir := t.TempDir()
 	// The probe target: a TCP listener on the host side of the second
 	// NIC's slirp (the guest's 10.0.3.2:9943 is this namespace's
 	// 127.0.0.1:9943). A Yggdrasil listener is as good as any.
@@ -31,34 +26,15 @@ func TestBootTwoNICsElection(t *testing.T) {
 	if _, err := startYggPeer(t, ns, buildYggPeer(t)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
-	defer cancel()
-	res, err := qemu.Boot(ctx, qemu.Options{
+	res := bootWith(t, qemu.Options{
 		Kernel: e.kernel, Initramfs: img, NetNS: ns.Name,
 		NetDev: "user,id=n0,ipv4=on,ipv6=off,net=10.0.2.0/24",
 		ExtraArgs: []string{"-netdev", "user,id=n1,ipv4=on,ipv6=off,net=10.0.3.0/24",
 			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"},
-		Append:  "ip=dhcp netinit.probe.targets=10.0.3.2:9943 netinit.ygg=off netinit.test=poweroff",
-		Timeout: bootTimeout,
-		LogFile: filepath.Join(dir, "console.log"),
+		Append: "ip=dhcp netinit.probe.targets=10.0.3.2:9943 netinit.ygg=off netinit.test=poweroff",
 	})
-	if err != nil {
-		if res != nil {
-			t.Logf("console:\n%s", tail(res.Console, 60))
-		}
-		t.Fatalf("boot: %v", err)
-	}
 	st := res.State
-	var second string
-	for _, ifc := range st.Interfaces {
-		if ifc.MAC == "52:54:00:12:34:57" {
-			second = ifc.Name
-		}
-	}
-	if second == "" || st.Uplink != second || st.UplinkReason != "reachable" || st.Phase != state.PhaseReady {
-		t.Logf("console:\n%s", tail(res.Console, 60))
-		t.Fatalf("uplink %q (%s) phase %s, want the reachable NIC %q; candidates %+v", st.Uplink, st.UplinkReason, st.Phase, second, st.Candidates)
-	}
+	second := requireUplink(t, st, "52:54:00:12:34:57", "reachable")
 	defaults := 0
 	for _, r := range st.Routes {
 		if r.Dst == "0.0.0.0/0" {

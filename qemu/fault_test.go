@@ -1,9 +1,7 @@
 package qemu_test
 
 import (
-	"context"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,25 +19,7 @@ import (
 func faultBoot(t *testing.T, netdev, appendArgs string) *qemu.Result {
 	t.Helper()
 	e := requireEnv(t)
-	img := image(t, e)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
-	defer cancel()
-	res, err := qemu.Boot(ctx, qemu.Options{
-		Kernel: e.kernel, Initramfs: img, NetDev: netdev,
-		Append:  appendArgs,
-		Timeout: bootTimeout,
-		LogFile: filepath.Join(t.TempDir(), "console.log"),
-	})
-	if res != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", tail(res.Console, 60))
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("boot: %v", err)
-	}
+	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: image(t, e), NetDev: netdev, Append: appendArgs})
 	t.Logf("fault %q %q: init -> result (handoff point) %v", netdev, appendArgs, res.InitToResult.Round(time.Millisecond))
 	return res
 }
@@ -123,37 +103,19 @@ func TestBootTwoNICsBootIF(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
 	img := imageWithNextStage(t, e)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
-	defer cancel()
-	res, err := qemu.Boot(ctx, qemu.Options{
+	res := bootWith(t, qemu.Options{
 		Kernel: e.kernel, Initramfs: img,
 		ExtraArgs: []string{"-netdev", "user,id=n1,ipv4=on,ipv6=off,net=10.0.3.0/24",
 			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"},
 		// The next stage reads the live state once both NICs hold a
 		// lease: the one that is not the uplink converges after the verdict.
-		Append:  "BOOTIF=01-52-54-00-12-34-57 ip=dhcp netinit.next=/sbin/nextstage nextstage.leases=2",
-		Timeout: bootTimeout,
-		LogFile: filepath.Join(t.TempDir(), "console.log"),
+		Append: "BOOTIF=01-52-54-00-12-34-57 ip=dhcp netinit.next=/sbin/nextstage nextstage.leases=2",
 	})
-	if err != nil {
-		if res != nil {
-			t.Logf("console:\n%s", tail(res.Console, 60))
-		}
-		t.Fatalf("boot: %v", err)
-	}
 	if os.Getenv("NETINIT_QEMU_SHOW") != "" {
 		t.Logf("console:\n%s", res.Console)
 	}
 	st := res.State
-	var up string
-	for _, ifc := range st.Interfaces {
-		if ifc.MAC == "52:54:00:12:34:57" {
-			up = ifc.Name
-		}
-	}
-	if up == "" || st.Uplink != up || st.UplinkReason != "bootif" || st.Phase != state.PhaseReady {
-		t.Fatalf("uplink %q (%s) phase %s, want the BOOTIF NIC %q; interfaces %+v", st.Uplink, st.UplinkReason, st.Phase, up, st.Interfaces)
-	}
+	up := requireUplink(t, st, "52:54:00:12:34:57", "bootif")
 	for _, r := range st.Routes {
 		if r.Dst == "0.0.0.0/0" && r.Dev != up {
 			t.Errorf("default route on %s, only the uplink %s may have one", r.Dev, up)

@@ -1,12 +1,10 @@
 package qemu_test
 
 import (
-	"context"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/qemu"
@@ -37,25 +35,7 @@ func TestBootHandoff(t *testing.T) {
 func bootHandoff(t *testing.T, img, appendArgs string, want ...string) *qemu.Result {
 	t.Helper()
 	e := requireEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
-	defer cancel()
-	res, err := qemu.Boot(ctx, qemu.Options{
-		Kernel:    e.kernel,
-		Initramfs: img,
-		Append:    appendArgs,
-		Timeout:   bootTimeout,
-		LogFile:   filepath.Join(t.TempDir(), "console.log"),
-	})
-	if res != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", tail(res.Console, 80))
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("boot: %v", err)
-	}
+	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, Append: appendArgs})
 	for _, w := range want {
 		if !strings.Contains(res.Console, w) {
 			t.Errorf("console lacks %q", w)
@@ -83,14 +63,8 @@ func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) str
 	for _, f := range files {
 		mk = append(mk, "-file", f)
 	}
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/nextstage"},
-		mk,
-	} {
-		if err := goCmd(t, args...); err != nil {
-			t.Fatal(err)
-		}
+	if err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/nextstage"), mk); err != nil {
+		t.Fatal(err)
 	}
 	return img
 }

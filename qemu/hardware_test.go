@@ -1,14 +1,11 @@
 package qemu_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/qemu"
@@ -35,49 +32,26 @@ func requireHW(t *testing.T) env {
 	return e
 }
 
-var (
-	hwOnce sync.Once
-	hwImg  string
-	hwErr  error
-)
+var hwImage built
 
-// hwImage is netinit's image for the hardware flavour with the e1000e
-// driver and qemu/testdata/kmodreq as /sbin/kmodreq, built once.
-func hwImage(t *testing.T, e env) string {
+// hardwareImage is netinit's image for the hardware flavour with the
+// e1000e driver and qemu/testdata/kmodreq as /sbin/kmodreq, built once.
+func hardwareImage(t *testing.T, e env) string {
 	t.Helper()
-	hwOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "netinit-hw-")
-		if err != nil {
-			hwErr = err
-			return
-		}
-		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	return hwImage.get(t, "the hardware image", func(dir string) (string, error) {
 		bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "kmodreq")
-		hwImg = filepath.Join(dir, "initramfs.cpio.gz")
-		for _, args := range [][]string{
-			{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
-			{"build", "-trimpath", "-ldflags=-s -w", "-o", next, "./qemu/testdata/kmodreq"},
+		img := filepath.Join(dir, "initramfs.cpio.gz")
+		err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/kmodreq"),
 			// Only what the test needs: quick to build and to unpack.
-			{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules,
+			[]string{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules,
 				"-modules", "e1000e,tun,nf_tables,nft_ct,8021q",
-				"-file", next + ":/sbin/kmodreq:0755", "-o", hwImg},
-		} {
-			if hwErr = goCmd(t, args...); hwErr != nil {
-				return
-			}
-		}
-		if st, err := os.Stat(hwImg); err == nil {
+				"-file", next + ":/sbin/kmodreq:0755", "-o", img})
+		if st, serr := os.Stat(img); err == nil && serr == nil {
 			t.Logf("hardware image: %d bytes (%.1f MiB)", st.Size(), float64(st.Size())/(1<<20))
 		}
+		return img, err
 	})
-	if hwErr != nil {
-		t.Fatalf("building the hardware image: %v", hwErr)
-	}
-	return hwImg
 }
-
-// cleanups run after all tests (TestMain).
-var cleanups []func()
 
 // TestBootHardwareNIC boots the release's kernel and image (the hardware
 // flavour with every Ethernet driver) with emulated hardware NICs instead
@@ -136,7 +110,7 @@ func TestBootHardwareNIC(t *testing.T) {
 // exists.
 func TestBootModprobeHelper(t *testing.T) {
 	e := requireHW(t)
-	img := hwImage(t, e)
+	img := hardwareImage(t, e)
 	t.Parallel()
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, Append: "netinit.next=/sbin/kmodreq",
 		Firmware: qemu.Firmware{NIC: "e1000e"}})
@@ -146,29 +120,4 @@ func TestBootModprobeHelper(t *testing.T) {
 			t.Errorf("console lacks %q", want)
 		}
 	}
-}
-
-// bootWith boots opts (timeout and console log filled in) and fails the
-// test when no result arrives.
-func bootWith(t *testing.T, opts qemu.Options) *qemu.Result {
-	t.Helper()
-	opts.Timeout = bootTimeout
-	opts.LogFile = filepath.Join(t.TempDir(), "console.log")
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+10*time.Second)
-	defer cancel()
-	res, err := qemu.Boot(ctx, opts)
-	if res != nil {
-		t.Logf("qemu %s (%s)", strings.Join(res.Args[1:], " "), res.Accel)
-		t.Logf("power-on -> first init line %v, init -> result %v, power-on -> exit %v",
-			res.InitAt.Round(time.Millisecond), res.InitToResult.Round(time.Millisecond), res.Exited.Round(time.Millisecond))
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", tail(res.Console, 80))
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("boot: %v", err)
-	}
-	return res
 }

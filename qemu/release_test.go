@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +18,13 @@ import (
 // mode on), and QEMU boots them through real firmware — SeaBIOS with the
 // NIC's iPXE option ROM over slirp's TFTP, and OVMF from the USB image.
 
-var (
-	relOnce sync.Once
-	relDir  string
-	relErr  error
-)
+var releaseDir built
 
 // release runs `make release` once into a temporary build directory.
 func release(t *testing.T) string {
 	t.Helper()
 	requireHW(t)
-	relOnce.Do(func() {
-		build, err := os.MkdirTemp("", "netinit-release-")
-		if err != nil {
-			relErr = err
-			return
-		}
-		cleanups = append(cleanups, func() { os.RemoveAll(build) })
+	return releaseDir.get(t, "the release (make release)", func(build string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "release", "BUILD="+build,
@@ -45,16 +34,8 @@ func release(t *testing.T) string {
 		cmd.Dir = ".."
 		out, err := cmd.CombinedOutput()
 		t.Logf("make release:\n%s", out)
-		if err != nil {
-			relErr = err
-			return
-		}
-		relDir = filepath.Join(build, "release")
+		return filepath.Join(build, "release"), err
 	})
-	if relErr != nil {
-		t.Fatalf("make release: %v", relErr)
-	}
-	return relDir
 }
 
 // TestReleasePXE: SeaBIOS runs the NIC's iPXE ROM, which takes

@@ -138,10 +138,7 @@ func chronyLab(t *testing.T) *lab.NS {
 	lab.Require(t, "ip", "chronyd")
 	lab.GuardResolvConf(t)
 	srv, cli := lab.NewNS(t, "ntps"), lab.NewNS(t, "ntpc")
-	lab.Veth(t, srv, "s0", cli, "c0")
-	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
-	srv.MustExec("ip", "addr", "add", "192.0.2.3/24", "dev", "s0")
-	cli.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "c0")
+	lab.Link(t, srv, "s0", []string{"192.0.2.1/24", "192.0.2.3/24"}, cli, "c0", []string{"192.0.2.2/24"})
 	// A black hole: 198.51.100.7 is routed to the server namespace, which
 	// does not forward, so that query can only time out.
 	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")

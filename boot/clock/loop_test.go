@@ -3,10 +3,8 @@ package clock
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,12 +179,12 @@ func TestSlewOrStep(t *testing.T) {
 // state records the rounds. The Syncer's clock is a fake (no server
 // answers on the port used), so nothing real is touched.
 func TestLoopServersChange(t *testing.T) {
-	var logs logBuf
+	var logs lab.Logs
 	l := NewLoop(LoopConfig{
 		Syncer:   &Syncer{Port: 1, Timeout: 200 * time.Millisecond, Set: func(time.Time) error { return errors.New("fake") }, Adjust: func(time.Duration) error { return errors.New("fake") }},
 		Interval: time.Hour,
 		Retry:    time.Hour,
-		Logf:     logs.logf,
+		Logf:     logs.Logf,
 	})
 	if l.State() != nil {
 		t.Fatal("a state before the first round")
@@ -217,21 +215,4 @@ func TestLoopServersChange(t *testing.T) {
 	if !strings.Contains(logs.String(), "NTP servers changed") {
 		t.Errorf("the change is not logged: %s", logs.String())
 	}
-}
-
-type logBuf struct {
-	mu  sync.Mutex
-	buf []string
-}
-
-func (b *logBuf) logf(f string, a ...any) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, fmt.Sprintf(f, a...))
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Join(b.buf, "\n")
 }

@@ -21,15 +21,12 @@ import (
 // `netinit up --oneshot` against u-root's dhclient and dhcpcd, in the same
 // namespace lab, median of NETINIT_BENCH_RUNS (default 5) runs each. It
 // reports; it asserts nothing about speed (a timed assertion would be a
-// flaky test). It only runs with NETINIT_BENCH=1.
+// flaky test). It only runs with NETINIT_BENCH=1; under `make bench-smoke`
+// a run that fails fails the test.
 func TestBench(t *testing.T) {
-	if os.Getenv("NETINIT_BENCH") != "1" {
-		t.Skip("make bench sets NETINIT_BENCH=1")
-	}
+	runs := lab.Bench(t, "NETINIT_BENCH_RUNS", 5)
 	lab.Require(t, "ip", "dnsmasq", "radvd", "dhcpcd")
 	lab.GuardResolvConf(t)
-	runs := 5
-	fmt.Sscan(os.Getenv("NETINIT_BENCH_RUNS"), &runs)
 	bin := netinitBin(t)
 	dhclient := buildDhclient(t)
 
@@ -90,7 +87,7 @@ func TestBench(t *testing.T) {
 				d := time.Since(start)
 				cancel()
 				if err != nil {
-					t.Logf("%s %s run %d: %v\n%s", scenario, tl.name, i, err, out)
+					lab.BenchMiss(t, "%s %s run %d: %v\n%s", scenario, tl.name, i, err, out)
 					continue
 				}
 				ds = append(ds, d)
@@ -134,9 +131,7 @@ func buildDhclient(t *testing.T) string {
 // netinit's ygg package), the time from the bring-up verdict to the first
 // TCP connection over Yggdrasil, and the daemon's RSS with Yggdrasil up.
 func TestBenchOverlay(t *testing.T) {
-	if os.Getenv("NETINIT_BENCH") != "1" {
-		t.Skip("make bench sets NETINIT_BENCH=1")
-	}
+	lab.Bench(t, "NETINIT_BENCH_RUNS", 1)
 	lab.Require(t, "ip", "dnsmasq", "iperf3", "wg")
 	lab.GuardResolvConf(t)
 	bin := netinitBin(t)
@@ -184,6 +179,8 @@ func TestBenchOverlay(t *testing.T) {
 	}) {
 		// From the verdict (timings_ms.ready, since the process started).
 		reachable = time.Since(startAt) - time.Duration(readState(statePath).TimingsMS["ready"])*time.Millisecond
+	} else {
+		lab.BenchMiss(t, "%s not reachable over Yggdrasil", addr)
 	}
 	ip4 := ""
 	for _, ifc := range st.Interfaces {
@@ -197,6 +194,11 @@ func TestBenchOverlay(t *testing.T) {
 	overlay := iperf(t, srv, addr)
 	var wgRate float64
 	lab.Eventually(20*time.Second, func() bool { wgRate = iperf(t, cli, "2001:db8:77::1"); return wgRate > 0 })
+	for what, rate := range map[string]float64{"direct": direct, "ygg0": overlay, "wg0": wgRate} {
+		if rate == 0 {
+			lab.BenchMiss(t, "no TCP throughput %s", what)
+		}
+	}
 
 	rssLoaded := rss(st.PID)
 	time.Sleep(5 * time.Second)

@@ -108,14 +108,8 @@ func TestBridgeZOS(t *testing.T) {
 	d := start()
 	yggAddress := func(what string, d *lab.Proc) {
 		t.Helper()
-		var st *state.State
-		if !lab.Eventually(30*time.Second, func() bool {
-			s, err := state.Read(statePath)
-			st = s
-			return err == nil && s.Yggdrasil != nil && s.Yggdrasil.Address == zosAddress(seed)
-		}) {
-			t.Fatalf("%s: Yggdrasil not at 0-OS's address %s: %+v\n%s", what, zosAddress(seed), st, d.Output())
-		}
+		waitState(t, statePath, 30*time.Second, what+": Yggdrasil not at 0-OS's address "+zosAddress(seed), d.Output,
+			func(s *state.State) bool { return s.Yggdrasil != nil && s.Yggdrasil.Address == zosAddress(seed) })
 	}
 
 	check := func(what string, d *lab.Proc) *state.State {
@@ -175,12 +169,8 @@ func TestBridgeZOS(t *testing.T) {
 
 	// The port loses carrier (the switch side goes down) and gets it back.
 	srv.MustExec("ip", "link", "set", "s0", "down")
-	if !lab.Eventually(10*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		return err == nil && len(s.Interfaces) == 1 && !s.Interfaces[0].Carrier
-	}) {
-		t.Fatalf("the bridge's lost carrier is not in the state\n%s", d.Output())
-	}
+	waitState(t, statePath, 10*time.Second, "the bridge's lost carrier is not in the state", d.Output,
+		func(s *state.State) bool { return len(s.Interfaces) == 1 && !s.Interfaces[0].Carrier })
 	srv.MustExec("ip", "link", "set", "s0", "up")
 	srv.MustExec("ip", "-6", "addr", "replace", "2001:db8:1::1/64", "dev", "s0", "nodad")
 	check("carrier back", d)
@@ -223,12 +213,7 @@ func TestBridgeZOS(t *testing.T) {
 // of netinit's, the kernel's own accept_ra.
 func TestBridgeElected(t *testing.T) {
 	t.Parallel()
-	c, dead := newElectionLab(t, "ez")
-	p := &pair{cli: c, dir: t.TempDir()}
-	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.bridge=zos netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	c, dead, st, out := electionUp(t, "ez", "netinit.bridge=zos")
 	if st.Uplink != "zos" || st.UplinkNIC != "eth1" || st.UplinkReason != "reachable" {
 		t.Fatalf("uplink %q nic %q (%s), want zos on eth1 (reachable); candidates %+v", st.Uplink, st.UplinkNIC, st.UplinkReason, st.Candidates)
 	}
@@ -311,9 +296,7 @@ func TestBridgeZOSVLAN(t *testing.T) {
 	lab.Dnsmasq(t, srv, "sb", lab.DHCPArgs...)
 	lab.Radvd(t, srv, strings.ReplaceAll(radvdConf, "interface s0", "interface sb"))
 	code, st, out := p.up(t, "--cmdline", "netinit.bridge=zos vlan:priv=100", "--timeout", "20s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if st.Uplink != "zos" || st.UplinkNIC != "eth0" || st.UplinkVLAN != vid {
 		t.Fatalf("uplink %q nic %q vlan %d", st.Uplink, st.UplinkNIC, st.UplinkVLAN)
 	}

@@ -34,14 +34,8 @@ func TestDaemonStatus(t *testing.T) {
 	sock := filepath.Join(dir, "ctl.sock")
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "ip=dhcp", "eth0")
 
-	var st *state.State
-	if !lab.Eventually(20*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		st = s
-		return err == nil && s.Phase == state.PhaseReady
-	}) {
-		t.Fatalf("no ready state; daemon output:\n%s", d.Output())
-	}
+	st := waitState(t, statePath, 20*time.Second, "no ready state", d.Output,
+		func(s *state.State) bool { return s.Phase == state.PhaseReady })
 	status := func(args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -75,14 +69,8 @@ func TestDaemonStatus(t *testing.T) {
 	// The daemon decided the overlays after the verdict: no public IPv6
 	// here, so Yggdrasil runs (auto), behind the firewall, and the state
 	// says so (and still matches the schema).
-	var ov *state.State
-	if !lab.Eventually(20*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		ov = s
-		return err == nil && s.Overlays != nil && s.Yggdrasil != nil
-	}) {
-		t.Fatalf("no overlay decision in the state: %+v\n%s", ov, d.Output())
-	}
+	ov := waitState(t, statePath, 20*time.Second, "no overlay decision in the state", d.Output,
+		func(s *state.State) bool { return s.Overlays != nil && s.Yggdrasil != nil })
 	b, _ := os.ReadFile(statePath)
 	lab.ValidateState(t, b)
 	if !ov.Overlays.Yggdrasil || !strings.HasPrefix(ov.Yggdrasil.Address, "2") || len(ov.Firewall) == 0 || ov.Connectivity == nil {
@@ -148,14 +136,8 @@ func TestDaemonWireGuard(t *testing.T) {
 	statePath := filepath.Join(dir, "state.json")
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline",
 		"ip=dhcp netinit.ygg=off netinit.wg.peer="+gw.Public+"@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64 netinit.wg.allowed=2001:db8:77::/64", "eth0")
-	var st *state.State
-	if !lab.Eventually(30*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		st = s
-		return err == nil && s.WireGuard != nil && s.WireGuard.PublicKey != ""
-	}) {
-		t.Fatalf("no WireGuard in the state: %+v\n%s", st, d.Output())
-	}
+	st := waitState(t, statePath, 30*time.Second, "no WireGuard in the state", d.Output,
+		func(s *state.State) bool { return s.WireGuard != nil && s.WireGuard.PublicKey != "" })
 	if !st.Overlays.WireGuard || st.Overlays.Yggdrasil || st.Clock == nil {
 		t.Errorf("overlays %+v clock %+v", st.Overlays, st.Clock)
 	}
@@ -172,13 +154,9 @@ func TestDaemonWireGuard(t *testing.T) {
 	}) {
 		t.Fatalf("no TCP through wg0: %s\n%s", out, d.Output())
 	}
-	if !lab.Eventually(15*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		st = s
-		return err == nil && len(s.WireGuard.Peers) == 1 && s.WireGuard.Peers[0].LastHandshake != nil && s.WireGuard.Peers[0].TxBytes > 1000
-	}) {
-		t.Fatalf("no handshake/bytes in the state: %+v", st.WireGuard)
-	}
+	st = waitState(t, statePath, 15*time.Second, "no handshake/bytes in the state", d.Output, func(s *state.State) bool {
+		return s.WireGuard != nil && len(s.WireGuard.Peers) == 1 && s.WireGuard.Peers[0].LastHandshake != nil && s.WireGuard.Peers[0].TxBytes > 1000
+	})
 	b, _ := os.ReadFile(statePath)
 	lab.ValidateState(t, b)
 	t.Logf("wireguard %+v; clock %+v", st.WireGuard.Peers[0], st.Clock)

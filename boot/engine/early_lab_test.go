@@ -24,14 +24,8 @@ func TestDaemonEarlyYggdrasil(t *testing.T) {
 	statePath := filepath.Join(t.TempDir(), "state.json")
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline",
 		"netinit.ra_timeout=3s netinit.ygg.multicast=off", "eth0")
-	var st *state.State
-	if !lab.Eventually(30*time.Second, func() bool {
-		s, err := state.Read(statePath)
-		st = s
-		return err == nil && s.Overlays != nil && s.Yggdrasil != nil
-	}) {
-		t.Fatalf("no Yggdrasil in the state: %+v\n%s", st, d.Output())
-	}
+	st := waitState(t, statePath, 30*time.Second, "no Yggdrasil in the state", d.Output,
+		func(s *state.State) bool { return s.Overlays != nil && s.Yggdrasil != nil })
 	tm := st.TimingsMS
 	for _, k := range []string{"lease4", "firewall", "ygg_up", "ready"} {
 		if _, ok := tm[k]; !ok {

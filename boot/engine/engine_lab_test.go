@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // These tests run the real `netinit up` binary in a client namespace
@@ -29,7 +32,11 @@ var (
 	binDir    string
 )
 
+// TestMain: every test of the package (the pure ones of package engine
+// too) numbers its networks from the documentation ranges, which stand
+// for the internet in them, as in the lab binary (netinit_lab).
 func TestMain(m *testing.M) {
+	netprobe.CountDocumentationAsPublic()
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -87,29 +94,94 @@ func newPair(t *testing.T, tag string) *pair {
 // exit code, the parsed state and the console output.
 func (p *pair) up(t *testing.T, args ...string) (int, *state.State, string) {
 	t.Helper()
-	statePath := filepath.Join(p.dir, "state.json")
-	full := append([]string{netinitBin(t), "up", "--oneshot", "--state", statePath}, args...)
+	return p.start(t, args...).wait(t)
+}
+
+// upRun is a `netinit up --oneshot` started by pair.start: the test
+// goroutine changes the lab while it runs, then waits for it.
+type upRun struct {
+	args   []string
+	state  string
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	cancel context.CancelFunc
+}
+
+func (p *pair) start(t *testing.T, args ...string) *upRun {
+	t.Helper()
+	r := &upRun{args: args, state: filepath.Join(p.dir, "state.json")}
+	full := append([]string{netinitBin(t), "up", "--oneshot", "--state", r.state}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.cli.Name}, full...)...)
-	out, err := cmd.CombinedOutput()
+	r.cancel = cancel
+	r.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.cli.Name}, full...)...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("netinit up: %v", err)
+	}
+	t.Cleanup(func() { cancel(); _ = r.cmd.Wait() }) // a test that failed before wait
+	return r
+}
+
+// wait returns the exit code, the parsed state and the console output.
+func (r *upRun) wait(t *testing.T) (int, *state.State, string) {
+	t.Helper()
+	err := r.cmd.Wait()
+	r.cancel()
+	out := r.out.String()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("netinit up: %v\n%s", err, out)
 	}
-	t.Logf("netinit up %v → exit %d\n%s", args, code, out)
-	b, err := os.ReadFile(statePath)
+	t.Logf("netinit up %v → exit %d\n%s", r.args, code, out)
+	b, err := os.ReadFile(r.state)
 	if err != nil {
-		return code, nil, string(out)
+		return code, nil, out
 	}
 	lab.ValidateState(t, b)
 	st, err := state.Decode(b)
 	if err != nil {
 		t.Fatalf("state: %v", err)
 	}
-	return code, st, string(out)
+	return code, st, out
+}
+
+// waitState waits (timeout at most) until the state file at path
+// satisfies cond and returns it; else it fails the test, saying what was
+// awaited, with the last state and the daemon's output.
+func waitState(t *testing.T, path string, timeout time.Duration, what string, out func() string, cond func(*state.State) bool) *state.State {
+	t.Helper()
+	var st *state.State
+	if !lab.Eventually(timeout, func() bool {
+		s, err := state.Read(path)
+		if err != nil {
+			return false
+		}
+		st = s
+		return cond(s)
+	}) {
+		last, _ := json.Marshal(st)
+		t.Fatalf("%s within %v; last state %s\n%s", what, timeout, last, out())
+	}
+	return st
+}
+
+// requireReady fails the test unless `netinit up` exited 0, ready.
+func requireReady(t *testing.T, code int, st *state.State) {
+	t.Helper()
+	if code != 0 || st == nil || st.Phase != state.PhaseReady {
+		t.Fatalf("exit %d, state %+v; want ready", code, st)
+	}
+}
+
+// requireUplink fails the test unless link is the uplink, for reason.
+func requireUplink(t *testing.T, st *state.State, link, reason string) {
+	t.Helper()
+	if st.Uplink != link || st.UplinkReason != reason {
+		t.Fatalf("uplink %q (%s), want %s (%s); candidates %+v", st.Uplink, st.UplinkReason, link, reason, st.Candidates)
+	}
 }
 
 func addrsOf(st *state.State, link string, src lease.Source) []string {
@@ -164,9 +236,7 @@ func TestUpIPv4(t *testing.T) {
 	p := newPair(t, "v4")
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
 		t.Errorf("uplink %q (%s), want eth0 (first-default-route)", st.Uplink, st.UplinkReason)
 	}
@@ -216,9 +286,7 @@ func TestUpDualStack(t *testing.T) {
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	lab.Radvd(t, p.srv, radvdConf)
 	code, st, _ := p.up(t, "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if v4 := addrsOf(st, "eth0", lease.SourceDHCP4); len(v4) != 1 {
 		t.Errorf("dhcp4 addresses %v", v4)
 	}
@@ -253,9 +321,7 @@ func TestUpIPv6Only(t *testing.T) {
 	p := newPair(t, "v6")
 	lab.Radvd(t, p.srv, radvdConf)
 	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6", "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if !slices.Equal(st.DNS, []string{"2001:db8:1::53"}) {
 		t.Errorf("dns %v, want the RDNSS", st.DNS)
 	}
@@ -305,14 +371,11 @@ func TestUpTwoLinks(t *testing.T) {
 func TestUpLateServer(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "late")
-	go func() {
-		time.Sleep(5 * time.Second)
-		lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
-	}()
-	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "40s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	run := p.start(t, "--cmdline", "ip=dhcp", "--timeout", "40s", "eth0")
+	time.Sleep(5 * time.Second)
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	code, st, _ := run.wait(t)
+	requireReady(t, code, st)
 	if ms := st.TimingsMS["lease4"]; ms < 5000 {
 		t.Errorf("lease after %d ms, before the server started", ms)
 	}
@@ -341,9 +404,7 @@ func TestUpRouterLifetimeZero(t *testing.T) {
 	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
 	lab.Radvd(t, p.srv, strings.Replace(radvdConf, "AdvLinkMTU 1420;", "AdvLinkMTU 1420;\n\tAdvDefaultLifetime 0;", 1))
 	code, st, _ := p.up(t, "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if len(addrsOf(st, "eth0", lease.SourceSLAAC)) == 0 {
 		t.Errorf("no SLAAC address")
 	}
@@ -377,9 +438,7 @@ func TestUpStatic(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "st")
 	code, st, _ := p.up(t, "--cmdline", "ip=192.0.2.9::192.0.2.1:255.255.255.0:node1:eth0:none:192.0.2.53", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if got := addrsOf(st, "eth0", lease.SourceStatic); !slices.Equal(got, []string{"192.0.2.9/24"}) {
 		t.Errorf("static addresses %v", got)
 	}
@@ -425,17 +484,13 @@ func TestFaultNoCarrier(t *testing.T) {
 func TestFaultCarrierFlap(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "flap")
-	netinitBin(t) // built before the clock below starts
-	go func() {
-		time.Sleep(1500 * time.Millisecond)
-		p.srv.MustExec("ip", "link", "set", "s0", "down")
-		time.Sleep(1500 * time.Millisecond)
-		p.srv.MustExec("ip", "link", "set", "s0", "up")
-		lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
-	}()
-	code, st, _ := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready after the flap", code, st)
-	}
+	run := p.start(t, "--cmdline", "ip=dhcp", "--timeout", "30s", "eth0")
+	time.Sleep(1500 * time.Millisecond)
+	p.srv.MustExec("ip", "link", "set", "s0", "down")
+	time.Sleep(1500 * time.Millisecond)
+	p.srv.MustExec("ip", "link", "set", "s0", "up")
+	lab.Dnsmasq(t, p.srv, "s0", dhcpArgs...)
+	code, st, _ := run.wait(t)
+	requireReady(t, code, st)
 	t.Logf("carrier flap: ready after %d ms", st.TimingsMS["ready"])
 }

@@ -31,9 +31,7 @@ func TestUpIPv6OnlyNoDHCPv4(t *testing.T) {
 	p := newPair(t, "v6o")
 	lab.Radvd(t, p.srv, radvdConf)
 	code, st, _ := p.up(t, "--timeout", "40s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready without IPv4", code, st)
-	}
+	requireReady(t, code, st)
 	h := p.cli.Handle()
 	l, _ := h.LinkByName("eth0")
 	want := eui64("2001:db8:1::", l.Attrs().HardwareAddr) + "/64"
@@ -79,9 +77,7 @@ func TestUpDHCPv6Only(t *testing.T) {
 	lab.Dnsmasq(t, p.srv, "s0", "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h",
 		"--dhcp-option=option6:dns-server,[2001:db8:1::35]")
 	code, st, _ := p.up(t, "--timeout", "40s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready on DHCPv6", code, st)
-	}
+	requireReady(t, code, st)
 	d6 := addrsOf(st, "eth0", lease.SourceDHCP6)
 	if len(d6) != 1 || !strings.HasPrefix(d6[0], "2001:db8:1::1") {
 		t.Fatalf("dhcp6 addresses %v", d6)
@@ -111,9 +107,7 @@ func TestUpIPv6OnlyPreferred(t *testing.T) {
 	lab.Dnsmasq(t, p.srv, "s0", append(slices.Clone(dhcpArgs), "--dhcp-option=108,00:00:07:08")...)
 	// A long grace: ready before it proves the option was honoured.
 	code, st, out := p.up(t, "--cmdline", "netinit.dhcp4_timeout=30s", "--timeout", "40s", "eth0")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
+	requireReady(t, code, st)
 	if ms := st.TimingsMS["ready"]; ms >= 30000 {
 		t.Errorf("ready after %d ms: option 108 was not honoured", ms)
 	}

@@ -26,15 +26,8 @@ import (
 //	c:eth1 ── b0 (198.51.100.1/25) router b1 (198.51.100.129/25) ── t0 (198.51.100.130, :80)
 func TestUplinkElection(t *testing.T) {
 	t.Parallel()
-	c, _ := newElectionLab(t, "el")
-	p := &pair{cli: c, dir: t.TempDir()}
-	code, st, out := p.up(t, "--cmdline", "ip=dhcp netinit.probe.targets=198.51.100.130:80", "--timeout", "30s", "eth0", "eth1")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
-	if st.Uplink != "eth1" || st.UplinkReason != "reachable" {
-		t.Fatalf("uplink %q (%s), want eth1 (reachable); candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
-	}
+	c, _, st, out := electionUp(t, "el", "")
+	requireUplink(t, st, "eth1", "reachable")
 	if len(st.Candidates) != 2 {
 		t.Fatalf("candidates %+v, want eth0 and eth1", st.Candidates)
 	}
@@ -78,6 +71,19 @@ func TestUplinkElection(t *testing.T) {
 	if o, err := c.Exec(ctx, "iperf3", "-c", "198.51.100.130", "-p", "80", "-t", "1"); err != nil {
 		t.Errorf("target not reachable after the election: %v\n%s", err, o)
 	}
+}
+
+// electionUp runs `netinit up` with ip=dhcp, the probe target and extra
+// on the command line in TestUplinkElection's lab, ready; it returns the
+// client namespace, eth0's dead-end DHCP server, the state and the output.
+func electionUp(t *testing.T, tag, extra string) (*lab.NS, *lab.Proc, *state.State, string) {
+	t.Helper()
+	c, dead := newElectionLab(t, tag)
+	p := &pair{cli: c, dir: t.TempDir()}
+	code, st, out := p.up(t, "--cmdline", strings.TrimSpace("ip=dhcp netinit.probe.targets=198.51.100.130:80 "+extra),
+		"--timeout", "30s", "eth0", "eth1")
+	requireReady(t, code, st)
+	return c, dead, st, out
 }
 
 // newElectionLab builds TestUplinkElection's lab (the namespaces are
@@ -151,12 +157,8 @@ func TestUplinkElectionIPv6(t *testing.T) {
 	lab.Radvd(t, b, conf("b0", "2001:db8:b::/64"))
 	p := &pair{cli: c, dir: t.TempDir()}
 	code, st, _ := p.up(t, "--cmdline", "ip=eth0:auto6 ip=eth1:auto6 netinit.probe.targets=[2001:db8:c::2]:80", "--timeout", "30s", "eth0", "eth1")
-	if code != 0 || st == nil || st.Phase != state.PhaseReady {
-		t.Fatalf("exit %d, state %+v; want ready", code, st)
-	}
-	if st.Uplink != "eth1" || st.UplinkReason != "reachable" {
-		t.Fatalf("uplink %q (%s), want eth1 (reachable); candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
-	}
+	requireReady(t, code, st)
+	requireUplink(t, st, "eth1", "reachable")
 	routes, err := c.Handle().RouteList(nil, netlink.FAMILY_V6)
 	if err != nil {
 		t.Fatal(err)

@@ -69,18 +69,8 @@ func TestDaemonZOSIdentity(t *testing.T) {
 	}
 	waitAddr := func(t *testing.T, statePath, want, what string, out func() string) *state.State {
 		t.Helper()
-		var st *state.State
-		if !lab.Eventually(30*time.Second, func() bool {
-			s, err := state.Read(statePath)
-			st = s
-			return err == nil && s.Yggdrasil != nil && s.Yggdrasil.Address == want
-		}) {
-			y := "(no yggdrasil)"
-			if st != nil && st.Yggdrasil != nil {
-				y = st.Yggdrasil.Address + " " + st.Yggdrasil.Identity
-			}
-			t.Fatalf("%s: yggdrasil %s, want %s\n%s", what, y, want, out())
-		}
+		st := waitState(t, statePath, 30*time.Second, what+": yggdrasil not at "+want, out,
+			func(s *state.State) bool { return s.Yggdrasil != nil && s.Yggdrasil.Address == want })
 		b, _ := os.ReadFile(statePath)
 		lab.ValidateState(t, b)
 		return st

@@ -42,10 +42,13 @@ func TestDecide(t *testing.T) {
 		{"on public", "on", "on", peer, pub, nil, true, true, "=on", "=on"},
 		{"off hidden", "off", "off", peer, hidden, nil, false, false, "=off", "=off"},
 		{"on without peer", "auto", "on", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer"},
-		{"auto-inbound firewalled", "auto-inbound", "auto", nil, pub, outbound, true, false, "not proven", ""},
-		{"auto-inbound proven", "auto-inbound", "auto", nil, pub, inbound, false, false, "proved", ""},
-		{"auto-inbound unprobed", "auto-inbound", "auto", nil, pub, nil, true, false, "not proven", ""},
+		{"auto-inbound firewalled", "auto-inbound", "auto", nil, pub, outbound, true, false, "not proven", "no netinit.wg.peer"},
+		{"auto-inbound proven", "auto-inbound", "auto", nil, pub, inbound, false, false, "proved", "no netinit.wg.peer"},
+		{"auto-inbound unprobed", "auto-inbound", "auto", nil, pub, nil, true, false, "not proven", "no netinit.wg.peer"},
 	} {
+		if tc.yggWhy == "" || tc.wgWhy == "" {
+			t.Fatalf("%s: an empty reason matches any reason", tc.name)
+		}
 		o := spec.Defaults().Overlay
 		var yggErr, wgErr error
 		o.Ygg, yggErr = spec.ParseYggMode(tc.ygg)

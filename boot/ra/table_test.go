@@ -190,7 +190,7 @@ func TestTableInfinite(t *testing.T) {
 }
 
 // TestTableCaps: many RAs with many prefixes, routers and DNS servers
-// never grow the table past the caps.
+// fill the table up to each cap and never past it.
 func TestTableCaps(t *testing.T) {
 	tb := NewTable(testID, 1500)
 	for i := range 200 {
@@ -204,7 +204,22 @@ func TestTableCaps(t *testing.T) {
 		src := netip.MustParseAddr(fmt.Sprintf("fe80::%x", i+1))
 		tb.Update(t0, src, &ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: opts})
 	}
-	checkCaps(t, tb.View(t0))
+	v := tb.View(t0)
+	checkCaps(t, v)
+	// Every kind was offered far more often than its cap: a table that
+	// dropped everything would pass checkCaps, not this.
+	for _, c := range []struct {
+		what     string
+		got, cap int
+	}{
+		{"addresses", len(v.Addrs), maxAddrs}, {"on-link prefixes", len(v.OnLink), maxOnLink},
+		{"routers", len(v.Defaults), maxRouters}, {"routes", len(v.Routes), maxRoutes},
+		{"DNS servers", len(v.DNS), maxDNS}, {"search domains", len(v.Search), maxSearch},
+	} {
+		if c.got != c.cap {
+			t.Errorf("%d %s, want the cap %d", c.got, c.what, c.cap)
+		}
+	}
 }
 
 func checkCaps(t *testing.T, v View) {

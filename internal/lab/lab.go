@@ -166,7 +166,7 @@ type Proc struct {
 	cmd    *exec.Cmd
 	cancel context.CancelFunc
 	done   chan struct{}
-	out    syncBuffer
+	out    Buffer
 }
 
 // Stop kills the process and waits (bounded) for it.
@@ -220,6 +220,27 @@ func Veth(t testing.TB, a *NS, an string, b *NS, bn string) {
 	b.MustExec("ip", "link", "set", tmp+"b", "name", bn)
 	a.MustExec("ip", "link", "set", an, "up")
 	b.MustExec("ip", "link", "set", bn, "up")
+}
+
+// Link joins a and b as Veth does and gives each end its addresses
+// (CIDRs); IPv6 ones skip duplicate address detection (nodad), as a
+// lab's fixed addresses are unique.
+func Link(t testing.TB, a *NS, an string, aAddrs []string, b *NS, bn string, bAddrs []string) {
+	t.Helper()
+	Veth(t, a, an, b, bn)
+	for _, end := range []struct {
+		ns    *NS
+		name  string
+		addrs []string
+	}{{a, an, aAddrs}, {b, bn, bAddrs}} {
+		for _, addr := range end.addrs {
+			args := []string{"ip", "addr", "add", addr, "dev", end.name}
+			if strings.Contains(addr, ":") {
+				args = append(args, "nodad")
+			}
+			end.ns.MustExec(args...)
+		}
+	}
 }
 
 // Handle returns a netlink handle bound to the namespace, for asserting on
@@ -323,19 +344,20 @@ func regexpQuote(s string) string {
 	return b.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer process and a reader test.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for a writer process and a reader test
+// (a command's Stdout and Stderr).
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -85,17 +85,43 @@ func dial(t *testing.T, ns *lab.NS, addr, port string) string {
 	return ""
 }
 
-func TestApplyLab(t *testing.T) {
+// newLab is a host with two links to a peer: ovl0 (2001:db8:1::1, the
+// overlay interface the rules guard) to p0 (2001:db8:1::2), and oth0
+// (2001:db8:2::1, another link) to p1 (2001:db8:2::2).
+func newLab(t *testing.T, tag string) (host, peer *lab.NS) {
+	t.Helper()
 	lab.Require(t, "nft", "bash", "timeout")
 	lab.GuardResolvConf(t)
-	host := lab.NewNS(t, "fwhost")
-	peer := lab.NewNS(t, "fwpeer")
-	lab.Veth(t, host, "ovl0", peer, "p0")
-	lab.Veth(t, host, "oth0", peer, "p1")
-	host.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", "ovl0", "nodad")
-	peer.MustExec("ip", "addr", "add", "2001:db8:1::2/64", "dev", "p0", "nodad")
-	host.MustExec("ip", "addr", "add", "2001:db8:2::1/64", "dev", "oth0", "nodad")
-	peer.MustExec("ip", "addr", "add", "2001:db8:2::2/64", "dev", "p1", "nodad")
+	host, peer = lab.NewNS(t, tag+"h"), lab.NewNS(t, tag+"p")
+	lab.Link(t, host, "ovl0", []string{"2001:db8:1::1/64"}, peer, "p0", []string{"2001:db8:1::2/64"})
+	lab.Link(t, host, "oth0", []string{"2001:db8:2::1/64"}, peer, "p1", []string{"2001:db8:2::2/64"})
+	return host, peer
+}
+
+// expectDial fails the test unless a TCP connection from ns to addr:port
+// ends as want (see dial); what says which path it is.
+func expectDial(t *testing.T, ns *lab.NS, addr, port, want, what string) {
+	t.Helper()
+	if got := dial(t, ns, addr, port); got != want {
+		t.Errorf("%s: %s, want %s", what, got, want)
+	}
+}
+
+// listRules is the host's netinit table, each of want in it.
+func listRules(t *testing.T, host *lab.NS, want ...string) string {
+	t.Helper()
+	listing := host.MustExec("nft", "list", "table", "inet", "netinit")
+	t.Logf("%s", listing)
+	for _, w := range want {
+		if !strings.Contains(listing, w) {
+			t.Errorf("rule set lacks %q", w)
+		}
+	}
+	return listing
+}
+
+func TestApplyLab(t *testing.T) {
+	host, peer := newLab(t, "fw")
 	// The rules don't let neighbor discovery in (the overlay interfaces
 	// are layer-3 TUNs without it), so pin the veth neighbors.
 	pinOverlayNeighbors(t, host, peer)
@@ -105,55 +131,36 @@ func TestApplyLab(t *testing.T) {
 	if err := apply(c, r); err != nil {
 		t.Fatal(err)
 	}
-	listing := host.MustExec("nft", "list", "table", "inet", "netinit")
-	t.Logf("%s", listing)
-	for _, want := range []string{
+	listRules(t, host,
 		"type filter hook input priority filter; policy accept;",
 		`iifname "ovl0" ct state established,related accept`,
 		`iifname "ovl0" icmpv6 type echo-request accept`,
 		`iifname "ovl0" icmpv6 type packet-too-big accept`,
 		`iifname "ovl0" tcp dport 9900 accept`,
 		`iifname "ovl0" drop`,
-		`iifname "wg0" drop`,
-	} {
-		if !strings.Contains(listing, want) {
-			t.Errorf("rule set lacks %q", want)
-		}
-	}
+		`iifname "wg0" drop`)
 
 	// Through the guarded interface: the allowed port reaches the
 	// kernel (refused: nothing listens), another port is dropped.
-	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "refused" {
-		t.Errorf("allowed port via ovl0: %s, want refused (reached the host)", got)
-	}
-	if got := dial(t, peer, "2001:db8:1::1", "9901"); got != "timeout" {
-		t.Errorf("other port via ovl0: %s, want timeout (dropped)", got)
-	}
+	expectDial(t, peer, "2001:db8:1::1", "9900", "refused", "allowed port via ovl0 (reaches the host)")
+	expectDial(t, peer, "2001:db8:1::1", "9901", "timeout", "other port via ovl0 (dropped)")
 	// Another interface is untouched.
-	if got := dial(t, peer, "2001:db8:2::1", "9901"); got != "refused" {
-		t.Errorf("other interface: %s, want refused (not filtered)", got)
-	}
+	expectDial(t, peer, "2001:db8:2::1", "9901", "refused", "other interface (not filtered)")
 	// Connections the host opens through the guarded interface work:
 	// output is untouched and the RST coming back is related/established.
-	if got := dial(t, host, "2001:db8:1::2", "9901"); got != "refused" {
-		t.Errorf("outbound via ovl0: %s, want refused (reply let in)", got)
-	}
+	expectDial(t, host, "2001:db8:1::2", "9901", "refused", "outbound via ovl0 (reply let in)")
 
 	// Replace: 9901 instead of 9900, in one batch; still one table.
 	r.Allow = []spec.Port{{Port: 9901, Proto: spec.TCP}}
 	if err := apply(c, r); err != nil {
 		t.Fatal(err)
 	}
-	listing = host.MustExec("nft", "list", "ruleset")
+	listing := host.MustExec("nft", "list", "ruleset")
 	if strings.Count(listing, "table inet netinit") != 1 || strings.Contains(listing, "9900") || !strings.Contains(listing, "dport 9901 accept") {
 		t.Errorf("after replace:\n%s", listing)
 	}
-	if got := dial(t, peer, "2001:db8:1::1", "9901"); got != "refused" {
-		t.Errorf("newly allowed port: %s", got)
-	}
-	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "timeout" {
-		t.Errorf("no longer allowed port: %s", got)
-	}
+	expectDial(t, peer, "2001:db8:1::1", "9901", "refused", "newly allowed port")
+	expectDial(t, peer, "2001:db8:1::1", "9900", "timeout", "no longer allowed port")
 
 	if err := remove(c); err != nil {
 		t.Fatal(err)
@@ -164,9 +171,7 @@ func TestApplyLab(t *testing.T) {
 	if out := host.MustExec("nft", "list", "ruleset"); strings.Contains(out, "netinit") {
 		t.Errorf("table left after Remove:\n%s", out)
 	}
-	if got := dial(t, peer, "2001:db8:1::1", "9900"); got != "refused" {
-		t.Errorf("after remove: %s", got)
-	}
+	expectDial(t, peer, "2001:db8:1::1", "9900", "refused", "after remove")
 }
 
 // TestOwnedLab sends real packets for the overlay addresses to the host
@@ -174,16 +179,7 @@ func TestApplyLab(t *testing.T) {
 // the node would: they are dropped, while the same address is reachable
 // through the overlay interface and from the host itself.
 func TestOwnedLab(t *testing.T) {
-	lab.Require(t, "nft", "bash", "timeout")
-	lab.GuardResolvConf(t)
-	host := lab.NewNS(t, "fwohost")
-	peer := lab.NewNS(t, "fwopeer")
-	lab.Veth(t, host, "ovl0", peer, "p0")
-	lab.Veth(t, host, "oth0", peer, "p1")
-	host.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", "ovl0", "nodad")
-	peer.MustExec("ip", "addr", "add", "2001:db8:1::2/64", "dev", "p0", "nodad")
-	host.MustExec("ip", "addr", "add", "2001:db8:2::1/64", "dev", "oth0", "nodad")
-	peer.MustExec("ip", "addr", "add", "2001:db8:2::2/64", "dev", "p1", "nodad")
+	host, peer := newLab(t, "fwo")
 	host.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "oth0")
 	peer.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "p1")
 	// The node's Yggdrasil address and its WireGuard address.
@@ -202,44 +198,23 @@ func TestOwnedLab(t *testing.T) {
 	if err := apply(c, r); err != nil {
 		t.Fatal(err)
 	}
-	listing := host.MustExec("nft", "list", "table", "inet", "netinit")
-	t.Logf("%s", listing)
-	for _, want := range []string{
+	listRules(t, host,
 		`iifname != "lo" iifname != "ovl0" ip6 daddr 200::/7 drop`,
-		`iifname != "lo" iifname != "wgx0" ip daddr 198.51.100.7 drop`,
-	} {
-		if !strings.Contains(listing, want) {
-			t.Errorf("rule set lacks %q", want)
-		}
-	}
+		`iifname != "lo" iifname != "wgx0" ip daddr 198.51.100.7 drop`)
 	// From the Ethernet side: the allowed port too is dropped.
 	peer.MustExec("ip", "route", "replace", "201:db8::1/128", "via", "2001:db8:2::1", "dev", "p1")
-	if got := dial(t, peer, "201:db8::1", "9900"); got != "timeout" {
-		t.Errorf("Yggdrasil address via the Ethernet: %s, want timeout (dropped)", got)
-	}
-	if got := dial(t, peer, "198.51.100.7", "9900"); got != "timeout" {
-		t.Errorf("WireGuard address via the Ethernet: %s, want timeout (dropped)", got)
-	}
+	expectDial(t, peer, "201:db8::1", "9900", "timeout", "Yggdrasil address via the Ethernet (dropped)")
+	expectDial(t, peer, "198.51.100.7", "9900", "timeout", "WireGuard address via the Ethernet (dropped)")
 	// The link's own address is not an overlay address: untouched.
-	if got := dial(t, peer, "2001:db8:2::1", "9901"); got != "refused" {
-		t.Errorf("Ethernet address: %s, want refused (not filtered)", got)
-	}
+	expectDial(t, peer, "2001:db8:2::1", "9901", "refused", "Ethernet address (not filtered)")
 	// The node itself (lo) reaches its overlay addresses.
-	if got := dial(t, host, "201:db8::1", "9901"); got != "refused" {
-		t.Errorf("own Yggdrasil address from the node: %s, want refused", got)
-	}
-	if got := dial(t, host, "198.51.100.7", "9901"); got != "refused" {
-		t.Errorf("own WireGuard address from the node: %s, want refused", got)
-	}
+	expectDial(t, host, "201:db8::1", "9901", "refused", "own Yggdrasil address from the node")
+	expectDial(t, host, "198.51.100.7", "9901", "refused", "own WireGuard address from the node")
 	// Through the overlay interface the usual rules apply.
 	peer.MustExec("ip", "route", "replace", "201:db8::1/128", "via", "2001:db8:1::1", "dev", "p0")
 	pinOverlayNeighbors(t, host, peer)
-	if got := dial(t, peer, "201:db8::1", "9900"); got != "refused" {
-		t.Errorf("allowed port via the overlay interface: %s, want refused (reached the host)", got)
-	}
-	if got := dial(t, peer, "201:db8::1", "9901"); got != "timeout" {
-		t.Errorf("other port via the overlay interface: %s, want timeout", got)
-	}
+	expectDial(t, peer, "201:db8::1", "9900", "refused", "allowed port via the overlay interface (reaches the host)")
+	expectDial(t, peer, "201:db8::1", "9901", "timeout", "other port via the overlay interface")
 }
 
 // pinOverlayNeighbors pins the neighbours across the ovl0-p0 veth: the

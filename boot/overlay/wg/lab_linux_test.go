@@ -11,8 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,24 +74,6 @@ type nodeResult struct {
 	StateAfterHS *state.WireGuard
 	// StartProblems are the problems right after Start.
 	StartProblems []string
-}
-
-// logRecorder collects Logf lines from any goroutine.
-type logRecorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logRecorder) logf(f string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(f, a...))
-}
-
-func (l *logRecorder) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
 }
 
 // leaks returns where any spelling of the private key in dir shows up.
@@ -191,7 +173,7 @@ func (l *gwLab) dnsCmd(t *testing.T, extra ...string) *exec.Cmd {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.WaitDelay = 5 * time.Second
-	var out syncBuf
+	var out lab.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t.Cleanup(func() {
 		cancel()
@@ -201,24 +183,6 @@ func (l *gwLab) dnsCmd(t *testing.T, extra ...string) *exec.Cmd {
 		t.Logf("dnsmasq:\n%s", out.String())
 	})
 	return cmd
-}
-
-// syncBuf is a bytes.Buffer safe for a process and a test.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // addPeerWhenKnown waits (bounded) for the child to write its public key
@@ -304,10 +268,10 @@ func TestTunnelThroughNAT(t *testing.T) {
 	if res.StateAfterHS == nil || res.StateAfterHS.Peers[0].RxBytes <= 0 || p.RxBytes <= res.StateAfterHS.Peers[0].RxBytes {
 		t.Errorf("rx bytes did not grow with the echo: %+v then %+v", res.StateAfterHS, p)
 	}
-	if !contains(res.KernelAddrs, "2001:db8:1::2/128") {
+	if !slices.Contains(res.KernelAddrs, "2001:db8:1::2/128") {
 		t.Errorf("wg0 addresses in the kernel = %v", res.KernelAddrs)
 	}
-	if !contains(res.Routes, fmt.Sprintf("::/0 dev wg0 metric %d", DefaultRouteMetric)) {
+	if !slices.Contains(res.Routes, fmt.Sprintf("::/0 dev wg0 metric %d", DefaultRouteMetric)) {
 		t.Errorf("routes = %v, want ::/0 via wg0 with metric %d", res.Routes, DefaultRouteMetric)
 	}
 	if res.V4Default != "192.0.2.1" {
@@ -329,15 +293,6 @@ func TestTunnelThroughNAT(t *testing.T) {
 	if f := strings.Fields(hs); len(f) != 2 || f[1] == "0" {
 		t.Fatalf("gateway latest-handshakes: %q", hs)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestEndpointReResolve: the gateway's name first points to an address
@@ -397,17 +352,33 @@ func TestEndpointReResolve(t *testing.T) {
 	}
 }
 
+// childSetup begins a child half: its result, written for the test when
+// the child ends, a key dir as private as netinit's, and a log recorder.
+func childSetup(t *testing.T) (*nodeResult, string, *lab.Logs) {
+	res := &nodeResult{}
+	t.Cleanup(func() { lab.ChildResult(t, res) })
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
+	return res, dir, &lab.Logs{}
+}
+
+// snapshot records what the tunnel says now: its state (also as JSON),
+// the log so far and its problems.
+func (r *nodeResult) snapshot(tun *Tunnel, logs *lab.Logs) {
+	r.State = tun.State()
+	b, _ := json.Marshal(r.State)
+	r.StateJSON = string(b)
+	r.Logs = logs.Lines()
+	r.Problems = tun.Problems()
+}
+
 // childNode is the node's half of TestTunnelThroughNAT and
 // TestEndpointReResolve (quickStale: a peer is stale after 3 s).
 func childNode(t *testing.T, quickStale bool) {
 	if quickStale {
 		staleAfter = 3 * time.Second
 	}
-	var res nodeResult
-	defer func() { lab.ChildResult(t, res) }()
-	dir := t.TempDir()
-	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
-	rec := &logRecorder{}
+	res, dir, rec := childSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -420,7 +391,7 @@ func childNode(t *testing.T, quickStale bool) {
 			Endpoint:   "gw.lab.test:51820",
 			AllowedIPs: []netip.Prefix{netip.MustParsePrefix("::/0")},
 		}},
-		Logf: rec.logf,
+		Logf: rec.Logf,
 	})
 	res.StartTook = time.Since(start)
 	if err != nil {
@@ -458,11 +429,7 @@ func childNode(t *testing.T, quickStale bool) {
 			res.EchoErr = err.Error()
 		}
 	}
-	res.State = tun.State()
-	b, _ := json.Marshal(res.State)
-	res.StateJSON = string(b)
-	res.Logs = rec.all()
-	res.Problems = tun.Problems()
+	res.snapshot(tun, rec)
 	if l, err := netlink.LinkByName("wg0"); err == nil {
 		addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
 		for _, a := range addrs {
@@ -503,9 +470,7 @@ func TestStartDoesNotWait(t *testing.T) {
 	lab.Require(t, "ip")
 	lab.GuardResolvConf(t)
 	node, void := lab.NewNS(t, "wgnd"), lab.NewNS(t, "wgvoid")
-	lab.Veth(t, node, "eth0", void, "eth0")
-	node.MustExec("ip", "addr", "add", "192.0.2.2/24", "dev", "eth0")
-	void.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+	lab.Link(t, node, "eth0", []string{"192.0.2.2/24"}, void, "eth0", []string{"192.0.2.1/24"})
 	// 198.51.100.9 is routed to a namespace that does not forward: the
 	// handshake initiations vanish.
 	node.MustExec("ip", "route", "add", "default", "via", "192.0.2.1")
@@ -546,11 +511,7 @@ func TestStartDoesNotWait(t *testing.T) {
 }
 
 func childNoPeers(t *testing.T) {
-	var res nodeResult
-	defer func() { lab.ChildResult(t, res) }()
-	dir := t.TempDir()
-	_ = os.Chmod(dir, 0o700) // a key dir open to others is reported
-	rec := &logRecorder{}
+	res, dir, rec := childSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	k1 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 32)))
@@ -563,7 +524,7 @@ func childNoPeers(t *testing.T) {
 			{PublicKey: k1, Endpoint: "gw.invalid:51820", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8:2::/48")}},
 			{PublicKey: k2, Endpoint: "198.51.100.9:51820", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("::/0")}},
 		},
-		Logf: rec.logf,
+		Logf: rec.Logf,
 	})
 	res.StartTook = time.Since(start)
 	if err != nil {
@@ -585,12 +546,8 @@ func childNoPeers(t *testing.T) {
 		}
 		return false
 	})
-	res.State = tun.State()
+	res.snapshot(tun, rec)
 	res.StateAfterHS = res.State
-	b, _ := json.Marshal(res.State)
-	res.StateJSON = string(b)
-	res.Logs = rec.all()
-	res.Problems = tun.Problems()
 	res.Leaks = leaks(t, dir, map[string]string{
 		"state":    res.StateJSON,
 		"logs":     strings.Join(res.Logs, "\n"),
