@@ -83,10 +83,10 @@ func image(t *testing.T, e env) string {
 			return
 		}
 		bin := filepath.Join(imageDir, "netinit")
-		imagePath = filepath.Join(imageDir, "initramfs.cpio.gz")
+		imagePath = filepath.Join(imageDir, "initramfs.cpio.lz4")
 		for _, args := range [][]string{
 			{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/netinit"},
-			{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-o", imagePath},
+			{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-o", imagePath},
 		} {
 			imageErr = goCmd(t, args...)
 			if imageErr != nil {
