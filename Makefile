@@ -8,8 +8,8 @@ KERNEL_VERSION ?= 6.1.0-47-cloud-amd64
 KDIR := $(CACHE)/kernel/$(KERNEL_VERSION)
 KERNEL := $(KDIR)/vmlinuz
 MODULES_DIR := $(KDIR)/modules
-# lz4: the kernel unpacks it fastest (~0.3 s sooner to /init than gzip
-# under TCG; 8.6 MiB against 7.4; docs/bench.md). The release is zstd.
+# lz4: the kernel unpacks it fastest (~0.35 s sooner to /init than gzip
+# under TCG; 8.6 MiB against 7.4; docs/design.md). The release is zstd.
 IMAGE := $(BUILD)/initramfs.cpio.lz4
 export SOURCE_DATE_EPOCH ?= 0
 export CGO_ENABLED := 0

@@ -71,8 +71,8 @@ type Spec struct {
 // decoder (Documentation/staging/xz.rst). lz4 is the fastest to unpack
 // (CONFIG_RD_LZ4; the kernel reads only lz4's legacy format, -l): for the
 // cloud flavour (21 MB of cpio) gzip 7.4 MiB, lz4 -9 8.6 MiB, and under
-// TCG the kernel reaches /init ~0.3 s sooner than with gzip or zstd
-// (docs/bench.md); `make image` uses it.
+// TCG the kernel reaches /init ~0.35 s sooner than with gzip (see
+// docs/design.md, Release and boot paths); `make image` uses it.
 var Compressors = map[string][]string{
 	"zstd": {"zstd", "-19", "-T1", "-q", "-c"},
 	"xz":   {"xz", "--check=crc32", "--lzma2=preset=6,dict=8MiB", "-T1", "-c"},
