@@ -61,11 +61,11 @@ type Spec struct {
 }
 
 // Compressors are the image compressions besides gzip (done in Go): the
-// commands of Debian's zstd and xz-utils, whose output the kernel unpacks
-// with CONFIG_RD_ZSTD / CONFIG_RD_XZ. Single-threaded, so the output is
-// the same on every run. With every Ethernet driver of Debian's amd64
-// flavour (55 MB of cpio): gzip 16.1 MiB, zstd 12.1 MiB, xz 10.9 MiB; under
-// QEMU TCG the kernel unpacks zstd faster than gzip, xz ~10 s slower. A
+// commands of Debian's zstd, xz-utils and lz4, whose output the kernel
+// unpacks with CONFIG_RD_ZSTD / CONFIG_RD_XZ / CONFIG_RD_LZ4.
+// Single-threaded, so the output is the same on every run. With every
+// Ethernet driver of Debian's amd64 flavour (55 MB of cpio): gzip 16.1
+// MiB, zstd 12.1 MiB, xz 10.9 MiB; under QEMU TCG the kernel unpacks zstd faster than gzip, xz ~10 s slower. A
 // zstd window over the whole archive (--long=26) saves 75 KB but triples
 // the kernel's unpacking time. xz needs CRC32 checks for the kernel's
 // decoder (Documentation/staging/xz.rst). lz4 is the fastest to unpack

@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		modules    = flag.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma separated modules to include with their dependencies")
 		debug      = flag.Bool("debug", false, "add u-root core commands in /bin and /bin/sh (gosh)")
 		out        = flag.String("o", "", "output image path (required)")
-		base       = flag.String("base", "", "bake into this existing image (cpio, .gz, .xz or .zst): its files kept, its /init as /init.base")
+		base       = flag.String("base", "", "bake into this existing image (cpio, .gz, .xz, .zst or .lz4): its files kept, its /init as /init.base")
 		compress   = flag.String("compress", "gzip", "image compression: gzip, zstd (smallest that unpacks fast), xz (smallest), lz4 (fastest to unpack) or none")
 		files      fileFlags
 	)
