@@ -8,7 +8,9 @@ KERNEL_VERSION ?= 6.1.0-47-cloud-amd64
 KDIR := $(CACHE)/kernel/$(KERNEL_VERSION)
 KERNEL := $(KDIR)/vmlinuz
 MODULES_DIR := $(KDIR)/modules
-IMAGE := $(BUILD)/initramfs.cpio.gz
+# lz4: the kernel unpacks it fastest (~0.35 s sooner to /init than gzip
+# under TCG; 8.6 MiB against 7.4; docs/design.md). The release is zstd.
+IMAGE := $(BUILD)/initramfs.cpio.lz4
 export SOURCE_DATE_EPOCH ?= 0
 export CGO_ENABLED := 0
 GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
@@ -17,7 +19,7 @@ GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git des
 # a real NTP server for the clock tests (never started as a service here).
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
 	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony \
-	$(RELEASE_DEPS)
+	lz4:lz4 $(RELEASE_DEPS)
 # make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
 # OVMF): a path stands for a package without a command.
 RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
@@ -72,7 +74,7 @@ $(CACHE)/kernel/%/.stamp:
 
 ## image: the initramfs (reproducible)
 image: $(BUILD)/netinit kernel
-	$(GO) run ./cmd/mkinitramfs -init $(BUILD)/netinit -modules-dir $(MODULES_DIR) \
+	$(GO) run ./cmd/mkinitramfs -compress lz4 -init $(BUILD)/netinit -modules-dir $(MODULES_DIR) \
 	  -file initramfs/netinit.conf:/etc/netinit/netinit.conf:0644 \
 	  -kernel-release $(KERNEL_VERSION) -o $(IMAGE)
 

@@ -195,7 +195,7 @@ func TestSyntheticImage(t *testing.T) {
 func TestCompressions(t *testing.T) {
 	init := filepath.Join(t.TempDir(), "init")
 	must(t, os.WriteFile(init, []byte("#!/bin/true\n"), 0o755))
-	for _, c := range []string{"gzip", "none", "zstd", "xz"} {
+	for _, c := range []string{"gzip", "none", "zstd", "xz", "lz4"} {
 		t.Run(c, func(t *testing.T) {
 			if argv, ok := Compressors[c]; ok {
 				if _, err := exec.LookPath(argv[0]); err != nil {

@@ -102,9 +102,9 @@ var plainImage built
 func image(t *testing.T, e env) string {
 	t.Helper()
 	return plainImage.get(t, "the image", func(dir string) (string, error) {
-		bin, img := filepath.Join(dir, "netinit"), filepath.Join(dir, "initramfs.cpio.gz")
+		bin, img := filepath.Join(dir, "netinit"), filepath.Join(dir, "initramfs.cpio.lz4")
 		return img, goCmds(t, goBuild(bin, "./cmd/netinit"),
-			[]string{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-o", img})
+			[]string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-o", img})
 	})
 }
 

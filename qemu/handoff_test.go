@@ -58,8 +58,8 @@ func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) str
 	t.Helper()
 	dir := t.TempDir()
 	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
-	img := filepath.Join(dir, "initramfs.cpio.gz")
-	mk := []string{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img}
+	img := filepath.Join(dir, "initramfs.cpio.lz4")
+	mk := []string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img}
 	for _, f := range files {
 		mk = append(mk, "-file", f)
 	}

@@ -27,7 +27,7 @@ func TestArgs(t *testing.T) {
 			opts: Options{Kernel: "k", Initramfs: "i", Accel: "tcg", Append: "netinit.test=poweroff"},
 			has: [][]string{
 				{"-accel", "tcg"}, {"-cpu", "max"}, {"-kernel", "k"}, {"-initrd", "i"},
-				{"-append", "console=ttyS0 panic=-1 quiet netinit.test=poweroff"},
+				{"-append", "console=ttyS0 panic=-1 quiet " + BootParams + " netinit.test=poweroff"},
 				{"-netdev", "user,id=n0,ipv4=on,ipv6=on"},
 				{"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"},
 				{"-machine", "q35"}, {"-m", "512"},
@@ -36,7 +36,7 @@ func TestArgs(t *testing.T) {
 		{
 			name: "kvm, no nic, kernel log",
 			opts: Options{Kernel: "k", Accel: "kvm", NetDev: "none", KernelLog: true, MAC: "52:54:00:00:00:01", ExtraArgs: []string{"-smp", "2"}},
-			has:  [][]string{{"-accel", "kvm"}, {"-cpu", "host"}, {"-append", "console=ttyS0 panic=-1"}},
+			has:  [][]string{{"-accel", "kvm"}, {"-cpu", "host"}, {"-append", "console=ttyS0 panic=-1 " + BootParams}},
 			not:  []string{"-netdev", "-initrd"},
 		},
 	} {

@@ -10,8 +10,8 @@
 // existing image (0-OS's): its files are kept, its /init becomes
 // /init.base, netinit is /init, and the module indexes of a shared kernel
 // release are merged; a path both have with different content fails the
-// build, listing every conflict. -compress picks gzip (default), zstd, xz
-// or none.
+// build, listing every conflict. -compress picks gzip (default), zstd, xz,
+// lz4 or none.
 //
 // All mtimes are SOURCE_DATE_EPOCH (default 0).
 package main
@@ -59,8 +59,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		modules    = flag.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma separated modules to include with their dependencies")
 		debug      = flag.Bool("debug", false, "add u-root core commands in /bin and /bin/sh (gosh)")
 		out        = flag.String("o", "", "output image path (required)")
-		base       = flag.String("base", "", "bake into this existing image (cpio, .gz, .xz or .zst): its files kept, its /init as /init.base")
-		compress   = flag.String("compress", "gzip", "image compression: gzip, zstd (smallest that unpacks fast), xz (smallest) or none")
+		base       = flag.String("base", "", "bake into this existing image (cpio, .gz, .xz, .zst or .lz4): its files kept, its /init as /init.base")
+		compress   = flag.String("compress", "gzip", "image compression: gzip, zstd (smallest that unpacks fast), xz (smallest), lz4 (fastest to unpack) or none")
 		files      fileFlags
 	)
 	flag.Var(&files, "file", "extra file SRC:DST[:MODE] (repeatable, MODE octal)")
