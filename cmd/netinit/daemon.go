@@ -16,7 +16,7 @@ import (
 )
 
 // cmdDaemon is `netinit daemon`: the network daemon PID 1 starts at boot.
-// It keeps the network (leases, RAs, later the overlays) after PID 1 has
+// It keeps the network (leases, RAs, the overlays) after PID 1 has
 // handed off to the next stage, serves the control socket, and never
 // dies of its own errors.
 //
