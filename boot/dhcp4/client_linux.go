@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/pause"
 )
 
 // requested is our parameter request list (option 55, RFC 2132 section
@@ -155,7 +156,7 @@ func (c *client) run(ctx context.Context) {
 		if err := c.bind(b, t0, false); err != nil {
 			c.logf("applying lease %s: %v", b.Addr, err)
 			c.withdraw("failed")
-			sleep(ctx, c.o.Retransmit)
+			pause.For(ctx, c.o.Retransmit)
 			continue
 		}
 		if c.o.Oneshot {
@@ -188,7 +189,7 @@ func (c *client) acquire(ctx context.Context) (*binding, time.Time, error) {
 			c.logf("%s", s)
 		}
 		// Don't spin against a server that NAKs or sends garbage.
-		if !sleep(ctx, c.o.Retransmit) {
+		if pause.For(ctx, c.o.Retransmit) != nil {
 			return nil, time.Time{}, ctx.Err()
 		}
 		c.setStatus("selecting")
@@ -445,12 +446,12 @@ func (c *client) extend(ctx context.Context, rebinding bool, deadline time.Time)
 		b, err := parseLease(resp, c.logDrop)
 		if err != nil {
 			c.refuse("ACK", resp, err)
-			sleep(dctx, time.Until(sent.Add(wait)))
+			pause.For(dctx, time.Until(sent.Add(wait)))
 			continue
 		}
 		if err := c.bind(b, sent, true); err != nil {
 			c.logf("applying renewed lease %s: %v", b.Addr, err)
-			sleep(dctx, time.Until(sent.Add(wait)))
+			pause.For(dctx, time.Until(sent.Add(wait)))
 			continue
 		}
 		return extendDone
@@ -563,20 +564,6 @@ func listenUDP(ctx context.Context, link string) (net.PacketConn, error) {
 		return errors.Join(err, serr)
 	}}
 	return lc.ListenPacket(ctx, "udp4", netip.AddrPortFrom(netip.IPv4Unspecified(), nclient4.ClientPort).String())
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // waitRenew sleeps until t, or until Options.Kick asks for a renewal

@@ -13,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/pause"
 )
 
 // bindWait bounds the wait for a link-local address to bind port 546 to.
@@ -219,7 +220,7 @@ func (c *client) managed(ctx context.Context) error {
 				return err
 			}
 			c.o.Logf("%s: dhcp6: %v; soliciting again", c.o.Link, err)
-			if err := sleep(ctx, solicitParams.irt); err != nil {
+			if err := pause.For(ctx, solicitParams.irt); err != nil {
 				return err
 			}
 			continue
@@ -252,7 +253,7 @@ func (c *client) acquire(ctx context.Context) (Binding, netip.Addr, error) {
 		// Section 18.2.9: an Advertise without addresses is ignored.
 		if _, err := ParseReply(a, c.iaid, true); err != nil {
 			c.o.Logf("%s: dhcp6: advertise from %s ignored: %v", c.o.Link, server, err)
-			if err := sleep(ctx, solicitParams.irt); err != nil {
+			if err := pause.For(ctx, solicitParams.irt); err != nil {
 				return Binding{}, netip.Addr{}, err
 			}
 			continue
@@ -305,7 +306,7 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		}
 		// Rebind (section 18.2.5) to any server, until the valid lifetime
 		// ends.
-		if err := sleepUntil(ctx, t2); err != nil {
+		if err := pause.For(ctx, time.Until(t2)); err != nil {
 			return err
 		}
 		c.report(b, server, "rebinding")
@@ -323,7 +324,7 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		} else if ctx.Err() != nil {
 			return err
 		}
-		if err := sleepUntil(ctx, end); err != nil {
+		if err := pause.For(ctx, time.Until(end)); err != nil {
 			return err
 		}
 		c.o.Logf("%s: dhcp6: %s expired", c.o.Link, c.addr)
@@ -348,7 +349,7 @@ func (c *client) information(ctx context.Context) error {
 		b, err := ParseReply(reply, c.iaid, false)
 		if err != nil {
 			c.o.Logf("%s: dhcp6: information-request: %v", c.o.Link, err)
-			if err := sleep(ctx, infoParams.irt); err != nil {
+			if err := pause.For(ctx, infoParams.irt); err != nil {
 				return err
 			}
 			continue
@@ -407,17 +408,6 @@ func (c *client) unbind() {
 	c.addr = netip.Addr{}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // waitKick sleeps until at, or until Options.Kick asks to act now. It
 // returns an error only when ctx ended.
 func (c *client) waitKick(ctx context.Context, at time.Time) error {
@@ -431,8 +421,4 @@ func (c *client) waitKick(ctx context.Context, at time.Time) error {
 		c.o.Logf("%s: dhcp6: asked to renew now", c.o.Link)
 	}
 	return nil
-}
-
-func sleepUntil(ctx context.Context, at time.Time) error {
-	return sleep(ctx, time.Until(at))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -99,7 +100,7 @@ func (e *Engine) runElection(ctx context.Context) {
 		e.mu.Lock()
 		all := e.allAskedLocked()
 		e.mu.Unlock()
-		if all || !sleepCtx(ctx, 50*time.Millisecond) {
+		if all || pause.For(ctx, 50*time.Millisecond) != nil {
 			break
 		}
 	}
@@ -245,17 +246,6 @@ func (e *Engine) reapply(name string) {
 		case ch <- struct{}{}:
 		default:
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -1,0 +1,26 @@
+// Package pause is the one context-aware sleep of the protocol clients
+// and the engine: a retransmission back-off, a poll interval, a wait for
+// a lease timer, each cut short when the caller's context ends.
+package pause
+
+import (
+	"context"
+	"time"
+)
+
+// For waits d, or until ctx ends, and returns ctx's error in that case.
+// A d of zero or less returns at once (ctx's error if it has ended), so a
+// deadline already in the past does not race ctx in a select.
+func For(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
