@@ -36,30 +36,26 @@ func (k *fakeKernel) Carrier(name string) bool {
 	return err == nil && kl.Carrier
 }
 
-func (k *fakeKernel) SetUp(name string) error {
+// change applies f to link name and records op, as one operation.
+func (k *fakeKernel) change(name, op string, f func(*KernelLink)) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	kl, ok := k.links[name]
 	if !ok {
 		return fmt.Errorf("link %s not found", name)
 	}
-	kl.Up = true
+	f(&kl)
 	k.links[name] = kl
-	k.ops = append(k.ops, "up "+name)
+	k.ops = append(k.ops, op)
 	return nil
 }
 
+func (k *fakeKernel) SetUp(name string) error {
+	return k.change(name, "up "+name, func(kl *KernelLink) { kl.Up = true })
+}
+
 func (k *fakeKernel) SetMTU(name string, mtu int) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kl, ok := k.links[name]
-	if !ok {
-		return fmt.Errorf("link %s not found", name)
-	}
-	kl.MTU = mtu
-	k.links[name] = kl
-	k.ops = append(k.ops, fmt.Sprintf("mtu %s %d", name, mtu))
-	return nil
+	return k.change(name, fmt.Sprintf("mtu %s %d", name, mtu), func(kl *KernelLink) { kl.MTU = mtu })
 }
 
 func (k *fakeKernel) Bridge(b BridgeSpec) error {
