@@ -156,6 +156,16 @@ type Route struct {
 	Source string `json:"source,omitempty"`
 }
 
+// String is the route as `ip route` writes it, then its source:
+// "0.0.0.0/0 via 192.0.2.1 dev eth0 (dhcp4)".
+func (r Route) String() string {
+	via := ""
+	if r.Via != "" {
+		via = " via " + r.Via
+	}
+	return r.Dst + via + " dev " + r.Dev + " (" + r.Source + ")"
+}
+
 // Yggdrasil is the Yggdrasil node's state (boot/overlay/ygg).
 type Yggdrasil struct {
 	Address   string          `json:"address"`

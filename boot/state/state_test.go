@@ -202,3 +202,17 @@ func FuzzRedactURI(f *testing.F) {
 		}
 	})
 }
+
+func TestRouteString(t *testing.T) {
+	for _, tc := range []struct {
+		r    Route
+		want string
+	}{
+		{Route{Dst: "0.0.0.0/0", Via: "192.0.2.1", Dev: "eth0", Source: "dhcp4"}, "0.0.0.0/0 via 192.0.2.1 dev eth0 (dhcp4)"},
+		{Route{Dst: "2001:db8:1::/64", Dev: "br0", Source: "ra"}, "2001:db8:1::/64 dev br0 (ra)"},
+	} {
+		if got := tc.r.String(); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}

@@ -142,11 +142,7 @@ func render(w io.Writer, st *state.State, now time.Time) {
 	tw.Flush()
 	fmt.Fprintln(w, "\nroutes:")
 	for _, r := range st.Routes {
-		via := ""
-		if r.Via != "" {
-			via = " via " + r.Via
-		}
-		fmt.Fprintf(w, "  %s%s dev %s (%s)\n", r.Dst, via, r.Dev, r.Source)
+		fmt.Fprintf(w, "  %s\n", r)
 	}
 	fmt.Fprintf(w, "dns:         %s\n", strings.Join(st.DNS, " "))
 	if len(st.Search) > 0 {

@@ -147,11 +147,7 @@ func summary(w io.Writer, r *qemu.Result) {
 		fmt.Fprintf(w, "link:       %s %s mtu %d carrier %v: %s\n", i.Name, i.MAC, i.MTU, i.Carrier, strings.Join(addrs, " "))
 	}
 	for _, rt := range st.Routes {
-		via := ""
-		if rt.Via != "" {
-			via = " via " + rt.Via
-		}
-		fmt.Fprintf(w, "route:      %s%s dev %s (%s)\n", rt.Dst, via, rt.Dev, rt.Source)
+		fmt.Fprintf(w, "route:      %s\n", rt)
 	}
 	fmt.Fprintf(w, "dns:        %s\n", strings.Join(st.DNS, " "))
 	if m := st.Modules; m != nil {
