@@ -292,27 +292,19 @@ func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBo
 	}()
 	defer func() { cancel(); <-probeDone }()
 	var c consoleClock
-	type boot struct {
-		res *qemu.Result
-		err error
-	}
-	done := make(chan boot, 1)
 	bctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go func() {
-		res, err := qemu.Boot(bctx, qemu.Options{
-			Kernel:    e.kernel,
-			Initramfs: img,
-			NetNS:     ns.Name,
-			NetDev:    "user,id=n0,ipv4=on,ipv6=off",
-			Append: "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.seed=" + seedPath +
-				" netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
-			Timeout:     2 * bootTimeout,
-			Console:     &c,
-			AfterResult: 90 * time.Second,
-		})
-		done <- boot{res, err}
-	}()
+	done := bootAsync(bctx, qemu.Options{
+		Kernel:    e.kernel,
+		Initramfs: img,
+		NetNS:     ns.Name,
+		NetDev:    "user,id=n0,ipv4=on,ipv6=off",
+		Append: "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.seed=" + seedPath +
+			" netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
+		Timeout:     2 * bootTimeout,
+		Console:     &c,
+		AfterResult: 90 * time.Second,
+	}, nil)
 	var probe string
 	select {
 	case probe = <-probed:

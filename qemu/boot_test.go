@@ -189,6 +189,27 @@ func bootWith(t *testing.T, opts qemu.Options) *qemu.Result {
 	return res
 }
 
+// booted is how a boot started by bootAsync ended.
+type booted struct {
+	res *qemu.Result
+	err error
+}
+
+// bootAsync boots opts in a goroutine that ends with the boot: it calls
+// then (when not nil, e.g. to close the console's pipe) and delivers the
+// outcome on the returned channel, which never blocks it.
+func bootAsync(ctx context.Context, opts qemu.Options, then func()) <-chan booted {
+	done := make(chan booted, 1)
+	go func() {
+		res, err := qemu.Boot(ctx, opts)
+		if then != nil {
+			then()
+		}
+		done <- booted{res, err}
+	}()
+	return done
+}
+
 // requireUplink fails the test unless the node is ready with the NIC of
 // the MAC as its uplink, elected for reason; it returns the NIC's name.
 func requireUplink(t *testing.T, st *state.State, mac, reason string) string {

@@ -49,26 +49,17 @@ func TestBootHiddenNodeYggdrasil(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
 	defer cancel()
-	type boot struct {
-		res *qemu.Result
-		err error
-	}
-	done := make(chan boot, 1)
-	go func() {
-		res, err := qemu.Boot(ctx, qemu.Options{
-			Kernel:      e.kernel,
-			Initramfs:   img,
-			NetNS:       ns.Name,
-			NetDev:      "user,id=n0,ipv4=on,ipv6=off",
-			Append:      "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
-			Timeout:     2 * bootTimeout,
-			Console:     pw,
-			LogFile:     filepath.Join(dir, "console.log"),
-			AfterResult: 90 * time.Second,
-		})
-		pw.Close()
-		done <- boot{res, err}
-	}()
+	done := bootAsync(ctx, qemu.Options{
+		Kernel:      e.kernel,
+		Initramfs:   img,
+		NetNS:       ns.Name,
+		NetDev:      "user,id=n0,ipv4=on,ipv6=off",
+		Append:      "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
+		Timeout:     2 * bootTimeout,
+		Console:     pw,
+		LogFile:     filepath.Join(dir, "console.log"),
+		AfterResult: 90 * time.Second,
+	}, func() { pw.Close() })
 	var addr string
 	select {
 	case addr = <-addrc:
