@@ -294,17 +294,9 @@ func benchHidden(t *testing.T, e env, img, peer, seedPath, addr string) (benchBo
 	var c consoleClock
 	bctx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := bootAsync(bctx, qemu.Options{
-		Kernel:    e.kernel,
-		Initramfs: img,
-		NetNS:     ns.Name,
-		NetDev:    "user,id=n0,ipv4=on,ipv6=off",
-		Append: "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.seed=" + seedPath +
-			" netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
-		Timeout:     2 * bootTimeout,
-		Console:     &c,
-		AfterResult: 90 * time.Second,
-	}, nil)
+	opts := hiddenNode(e, img, ns.Name, " netinit.ygg.seed="+seedPath)
+	opts.Console = &c
+	done := bootAsync(bctx, opts, nil)
 	var probe string
 	select {
 	case probe = <-probed:

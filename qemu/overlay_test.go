@@ -49,17 +49,10 @@ func TestBootHiddenNodeYggdrasil(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
 	defer cancel()
-	done := bootAsync(ctx, qemu.Options{
-		Kernel:      e.kernel,
-		Initramfs:   img,
-		NetNS:       ns.Name,
-		NetDev:      "user,id=n0,ipv4=on,ipv6=off",
-		Append:      "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp",
-		Timeout:     2 * bootTimeout,
-		Console:     pw,
-		LogFile:     filepath.Join(dir, "console.log"),
-		AfterResult: 90 * time.Second,
-	}, func() { pw.Close() })
+	opts := hiddenNode(e, img, ns.Name, "")
+	opts.Console = pw
+	opts.LogFile = filepath.Join(dir, "console.log")
+	done := bootAsync(ctx, opts, func() { pw.Close() })
 	var addr string
 	select {
 	case addr = <-addrc:
@@ -109,6 +102,22 @@ func TestBootHiddenNodeYggdrasil(t *testing.T) {
 		t.Errorf("no firewall rules in the state")
 	}
 	t.Logf("overlays %+v; firewall %q", st.Overlays, st.Firewall)
+}
+
+// hiddenNode is the boot of the hidden node (this test's and the
+// bench's): nextstage reporting Yggdrasil, slirp's IPv4-only NAT, the
+// Yggdrasil peer of the host side at 10.0.2.2:9943, 9900/tcp open on the
+// overlay; extra is appended to the cmdline.
+func hiddenNode(e env, img, netns, extra string) qemu.Options {
+	return qemu.Options{
+		Kernel:      e.kernel,
+		Initramfs:   img,
+		NetNS:       netns,
+		NetDev:      "user,id=n0,ipv4=on,ipv6=off",
+		Append:      "netinit.next=/sbin/nextstage nextstage.ygg=1 netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off netinit.allow=9900/tcp" + extra,
+		Timeout:     2 * bootTimeout,
+		AfterResult: 90 * time.Second,
+	}
 }
 
 // buildYggPeer builds qemu/testdata/yggpeer, the host-side Yggdrasil node.
