@@ -77,10 +77,8 @@ func listen(ctx context.Context, link string) (net.PacketConn, error) {
 		if err == nil {
 			return conn, nil
 		}
-		select {
-		case <-ctx.Done():
+		if pause.For(ctx, 50*time.Millisecond) != nil {
 			return nil, fmt.Errorf("bind port 546: %w", err)
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/dhcp4"
 	"github.com/threefoldtech/netinit/boot/dhcp6"
+	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/static"
@@ -342,10 +343,8 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 		if time.Since(start) > time.Second {
 			wait = 200 * time.Millisecond
 		}
-		select {
-		case <-ctx.Done():
+		if pause.For(ctx, wait) != nil {
 			return false
-		case <-time.After(wait):
 		}
 	}
 }

@@ -1,6 +1,7 @@
-// Package pause is the one context-aware sleep of the protocol clients
-// and the engine: a retransmission back-off, a poll interval, a wait for
-// a lease timer, each cut short when the caller's context ends.
+// Package pause is netinit's one context-aware sleep: a retransmission
+// back-off, a poll interval, a wait for a lease timer or a restart delay,
+// each cut short when the caller's context ends. (netprobe keeps its own:
+// it depends on nothing under boot/.)
 package pause
 
 import (

@@ -14,6 +14,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/overlay"
+	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -221,9 +222,6 @@ func (n *bringUp) runKept(ctx context.Context) {
 		wait := pid1.RestartDelay(restarts)
 		n.log.Logf("ERROR network daemon crashed: %s; restarting in %s", firstLine(err.Error()), wait)
 		n.problems = append(n.problems, "network daemon restarted after: "+firstLine(err.Error()))
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
+		pause.For(ctx, wait)
 	}
 }

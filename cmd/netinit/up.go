@@ -13,6 +13,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/engine"
+	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -108,9 +109,6 @@ func surveyLinks(ctx context.Context, s *spec.Spec, log *console.Log) bool {
 			}
 			return false
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
+		pause.For(ctx, 100*time.Millisecond)
 	}
 }
