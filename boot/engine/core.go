@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -205,7 +204,8 @@ func settle(v *view, isReady bool) state.Phase {
 // merge builds the engine's status: the kernel's view of every managed
 // link (kern, by link name; a missing link is not in the kernel), labelled
 // with the source that configured each address, and what the clients
-// reported.
+// reported. v must be a fresh copy (viewLocked): the status keeps its
+// problems and timings.
 func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkStatus {
 	st := &state.NetworkStatus{
 		Phase:        v.phase,
@@ -213,8 +213,8 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 		UplinkReason: v.upReason,
 		Candidates:   candidatesStatus(v.cands),
 		NTPNames:     slices.Clone(v.spec.NTP),
-		Problems:     slices.Clone(v.problems),
-		Timings:      maps.Clone(v.timings),
+		Problems:     v.problems,
+		Timings:      v.timings,
 		Modules:      v.modules,
 		Updated:      now,
 	}

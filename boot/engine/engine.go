@@ -220,11 +220,12 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 			e.handOverOthers()
 			e.mu.Lock()
 			was := e.phase
-			if e.settleLocked(ready(e.viewLocked(), time.Now())) != was {
+			v := e.viewLocked()
+			if e.settleLocked(v, ready(v, time.Now())) != was {
 				e.logf("phase %s -> %s", was, e.phase)
 			}
 			e.mu.Unlock()
-			e.publish()
+			e.publish(e.statusOf(v))
 		}
 	}
 }
@@ -234,9 +235,11 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 func (e *Engine) verdict(ready bool) *state.NetworkStatus {
 	e.handOverOthers()
 	e.mu.Lock()
-	e.settleLocked(ready)
+	v := e.viewLocked()
+	e.settleLocked(v, ready)
 	e.mu.Unlock()
-	st := e.publish()
+	st := e.statusOf(v)
+	e.publish(st)
 	var addrs []netip.Prefix
 	for _, a := range st.UplinkAddrs() {
 		if a.Source != lease.SourceKernel {
@@ -254,10 +257,14 @@ func (e *Engine) verdict(ready bool) *state.NetworkStatus {
 
 // settleLocked sets the phase: ready when ready, else degraded when
 // something is usable, else offline; the first time a phase is reached is
-// recorded in the timings. The caller holds e.mu.
-func (e *Engine) settleLocked(isReady bool) state.Phase {
-	e.phase = settle(e.viewLocked(), isReady)
+// recorded in the timings. v is the view taken under the same hold of
+// e.mu, and is brought up to date with the phase and its timing so that
+// it can be published. The caller holds e.mu.
+func (e *Engine) settleLocked(v *view, isReady bool) state.Phase {
+	e.phase = settle(v, isReady)
 	e.mark(string(e.phase))
+	v.phase = e.phase
+	v.timings[string(e.phase)] = e.timings[string(e.phase)]
 	return e.phase
 }
 
@@ -268,10 +275,9 @@ func orNone(s string) string {
 	return s
 }
 
-// publish builds the status, sets the hostname from it (PID 1), and
-// hands it to Config.Publish and to the subscribers.
-func (e *Engine) publish() *state.NetworkStatus {
-	st := e.Status()
+// publish sets the hostname from the status (PID 1), and hands the
+// status to Config.Publish and to the subscribers.
+func (e *Engine) publish(st *state.NetworkStatus) {
 	if e.cfg.SetHostname && st.Hostname != "" && st.Hostname != e.hostname {
 		if err := setHostname(st.Hostname); err != nil {
 			e.logf("hostname %q: %v", st.Hostname, err)
@@ -284,7 +290,6 @@ func (e *Engine) publish() *state.NetworkStatus {
 		e.cfg.Publish(st)
 	}
 	e.offer(st)
-	return st
 }
 
 // notify tells the Run loop that something changed.
@@ -499,6 +504,12 @@ func (e *Engine) Status() *state.NetworkStatus {
 	e.mu.Lock()
 	v := e.viewLocked()
 	e.mu.Unlock()
+	return e.statusOf(v)
+}
+
+// statusOf builds the status of view v, a fresh copy nothing else holds,
+// with the kernel read without the engine's lock held.
+func (e *Engine) statusOf(v *view) *state.NetworkStatus {
 	kern := map[string]KernelLink{}
 	for _, l := range v.links {
 		if kl, err := e.kernel.Link(l.name); err == nil {

@@ -57,7 +57,7 @@ func TestSubscription(t *testing.T) {
 	}
 
 	// A status the engine publishes itself reaches a subscriber too.
-	e.publish()
+	e.publish(e.Status())
 	select {
 	case got := <-early.Updates():
 		if got.Phase != state.PhaseStarting || got.PID == 0 {
