@@ -52,10 +52,11 @@ type link struct {
 // newLink is a link to manage named name (nic: the bridge's port, or ""),
 // its clients bounded by ctx.
 func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.HardwareAddr) *link {
-	ipcs := ipConfigFor(e.spec, nic)
-	if nic == "" {
-		ipcs = ipConfigFor(e.spec, name)
+	dev := nic // the ip= of a bridge are its port's
+	if dev == "" {
+		dev = name
 	}
+	ipcs := ipConfigFor(e.spec, dev)
 	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
 		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1), renewDHCP6: make(chan struct{}, 1),
 		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1)}
@@ -107,10 +108,11 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 		e.logf("%s: handed over to the next stage before this restart: left alone", a.Name)
 		return
 	}
-	l := e.newLink(ctx, a.Name, "", a.HardwareAddr)
+	name, nic := a.Name, ""
 	if br := e.bridgeFor(a.Name, a.HardwareAddr, only); br != "" {
-		l = e.newLink(ctx, br, a.Name, a.HardwareAddr)
+		name, nic = br, a.Name
 	}
+	l := e.newLink(ctx, name, nic, a.HardwareAddr)
 	e.links[l.name] = l
 	if e.ballot.cmdline == a.Name {
 		e.ballot.cmdline = l.name
