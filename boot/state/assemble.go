@@ -223,14 +223,13 @@ type Publisher struct {
 }
 
 // Network publishes the engine's status: the files are written before it
-// returns (the boot hands off on the file's verdict). It returns the
-// document written.
-func (p *Publisher) Network(n *NetworkStatus) *State {
+// returns (the boot hands off on the file's verdict).
+func (p *Publisher) Network(n *NetworkStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.net = n
 	p.writeResolvLocked(n)
-	return p.writeLocked()
+	p.writeLocked()
 }
 
 // Overlay publishes the overlay manager's status. Before the engine's
@@ -250,23 +249,21 @@ func (p *Publisher) logf(format string, args ...any) {
 	}
 }
 
-func (p *Publisher) writeLocked() *State {
-	st := Assemble(p.net, p.ov)
+func (p *Publisher) writeLocked() {
 	if p.StatePath == "" {
-		return st
+		return
 	}
 	if err := os.MkdirAll(filepath.Dir(p.StatePath), 0o755); err != nil {
 		p.logf("ERROR state: %v (previous state file left intact)", err)
-		return st
+		return
 	}
-	if err := Write(p.StatePath, st); err != nil {
+	if err := Write(p.StatePath, Assemble(p.net, p.ov)); err != nil {
 		p.logf("ERROR %v (previous state file left intact)", err)
-		return st // the env form is not written ahead of the document
+		return // the env form is not written ahead of the document
 	}
 	if err := atomicfile.Write(EnvPath(p.StatePath), Env(p.net, p.ov), 0o644); err != nil {
 		p.logf("ERROR state: write %s: %v (previous file left intact)", EnvPath(p.StatePath), err)
 	}
-	return st
 }
 
 // writeResolvLocked rewrites resolv.conf when its content changes; an
