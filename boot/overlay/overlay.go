@@ -636,12 +636,13 @@ func (m *Manager) watchFirstPeer() {
 	end := time.Now().Add(time.Minute)
 	m.every(50*time.Millisecond, func() bool {
 		m.mu.Lock()
-		up := m.ygg != nil && slices.ContainsFunc(m.ygg.State().Peers, func(p state.YggdrasilPeer) bool { return p.Up })
-		if up {
-			m.markLocked("ygg_first_peer")
-		}
+		n := m.ygg
 		m.mu.Unlock()
+		up := n != nil && n.AnyPeerUp()
 		if up {
+			m.mu.Lock()
+			m.markLocked("ygg_first_peer")
+			m.mu.Unlock()
 			m.publish()
 		}
 		return !up && time.Now().Before(end)

@@ -337,6 +337,18 @@ func (n *Node) State() *state.Yggdrasil {
 	return s
 }
 
+// AnyPeerUp says whether a peer is up, as State's peers would, without
+// building it: State lists every peer GetPeers reports (a configured
+// peer's links as one, up when one of them is).
+func (n *Node) AnyPeerUp() bool {
+	for _, p := range n.core.GetPeers() {
+		if p.Up {
+			return true
+		}
+	}
+	return false
+}
+
 // Problems are the things a farmer should know about (e.g. a corrupt key
 // file that was moved aside), for the state's problems.
 func (n *Node) Problems() []string { return append([]string(nil), n.probs...) }
