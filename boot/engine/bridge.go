@@ -240,11 +240,7 @@ func (e *Engine) moveToBridge(old *link, br string) {
 	l := e.newLink(e.runCtx, br, nic, old.mac)
 	delete(e.links, nic)
 	e.links[br] = l
-	for k := range e.leases {
-		if k.link == nic {
-			delete(e.leases, k)
-		}
-	}
+	e.dropLeasesLocked(nic)
 	rename := func(s *string) {
 		if *s == nic {
 			*s = br
@@ -348,11 +344,7 @@ func (e *Engine) handOver(l *link) {
 		}
 	}
 	delete(e.links, l.name)
-	for k := range e.leases {
-		if k.link == l.name {
-			delete(e.leases, k)
-		}
-	}
+	e.dropLeasesLocked(l.name)
 	e.ballot.asked = slices.DeleteFunc(e.ballot.asked, func(n string) bool { return n == l.name })
 	e.handedOver[l.name] = true
 	e.mu.Unlock()
@@ -361,6 +353,16 @@ func (e *Engine) handOver(l *link) {
 		return
 	}
 	e.logf("%s: not the uplink: left to the next stage (no address of netinit's, the kernel's own IPv6 autoconfiguration)", l.name)
+}
+
+// dropLeasesLocked forgets every lease of the link named name. The caller
+// holds e.mu.
+func (e *Engine) dropLeasesLocked(name string) {
+	for k := range e.leases {
+		if k.link == name {
+			delete(e.leases, k)
+		}
+	}
 }
 
 // HandOver removes addrs from the link and sets its IPv6 router discovery
