@@ -118,14 +118,21 @@ const (
 	reelectGap   = time.Minute
 )
 
-// reelect returns the link the uplink should move to, or false to stay.
-// badSince is when the uplink was first seen unhealthy (zero: healthy),
-// lastMove when the uplink last changed (zero: never after the boot).
-func reelect(now time.Time, uplink string, badSince, lastMove time.Time, cands []candidate, asked []string) (string, bool) {
+// reelectDue says whether the uplink may move now: unhealthy for
+// reelectGrace, and not moved within reelectGap. badSince is when the
+// uplink was first seen unhealthy (zero: healthy), lastMove when the
+// uplink last changed (zero: never after the boot).
+func reelectDue(now, badSince, lastMove time.Time) bool {
 	if badSince.IsZero() || now.Sub(badSince) < reelectGrace {
-		return "", false
+		return false
 	}
-	if !lastMove.IsZero() && now.Sub(lastMove) < reelectGap {
+	return lastMove.IsZero() || now.Sub(lastMove) >= reelectGap
+}
+
+// reelect returns the link the uplink should move to, or false to stay
+// (reelectDue says when it may move).
+func reelect(now time.Time, uplink string, badSince, lastMove time.Time, cands []candidate, asked []string) (string, bool) {
+	if !reelectDue(now, badSince, lastMove) {
 		return "", false
 	}
 	return bestReachable(cands, asked, uplink)

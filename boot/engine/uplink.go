@@ -340,7 +340,7 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 	}
 	bad, last := e.badSince, e.lastMove
 	e.mu.Unlock()
-	if bad.IsZero() || now.Sub(bad) < reelectGrace || (!last.IsZero() && now.Sub(last) < reelectGap) {
+	if !reelectDue(now, bad, last) {
 		return
 	}
 	others := slices.DeleteFunc(slices.Clone(cands), func(c candidate) bool { return c.name == up })
