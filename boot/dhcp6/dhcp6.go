@@ -20,6 +20,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
@@ -126,7 +127,7 @@ const (
 )
 
 // infinity is the all-ones 32-bit lifetime (RFC 8415 section 7.7).
-const infinity = time.Duration(0xffffffff) * time.Second
+const infinity = addr.Forever
 
 var (
 	errNoAddrs = errors.New("no address offered")
@@ -273,17 +274,10 @@ func (b Binding) Report(link, status string, server netip.Addr, now time.Time) l
 		Updated: now,
 	}
 	if b.Addr.IsValid() {
-		l.Addresses = []lease.Addr{{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: finite(b.Valid), Preferred: finite(b.Preferred)}}
+		l.Addresses = []lease.Addr{{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: addr.Finite(b.Valid), Preferred: addr.Finite(b.Preferred)}}
 		if b.Preferred == 0 {
 			l.Addresses[0].Preferred = -1 // deprecated, as in boot/ra
 		}
 	}
 	return l
-}
-
-func finite(d time.Duration) time.Duration {
-	if d >= infinity {
-		return 0
-	}
-	return d
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
 
@@ -81,14 +82,14 @@ func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
 		l.Status = "soliciting"
 	}
 	for _, a := range v.Addrs {
-		la := lease.Addr{Prefix: a.Prefix, Valid: finite(a.Valid), Preferred: finite(a.Preferred)}
+		la := lease.Addr{Prefix: a.Prefix, Valid: addr.Finite(a.Valid), Preferred: addr.Finite(a.Preferred)}
 		if a.Preferred == 0 {
 			la.Preferred = -1
 		}
 		l.Addresses = append(l.Addresses, la)
 	}
 	for _, r := range applied {
-		l.Routes = append(l.Routes, lease.Route{Dst: r.Dst, Via: r.Via, Lifetime: finite(r.Lifetime)})
+		l.Routes = append(l.Routes, lease.Route{Dst: r.Dst, Via: r.Via, Lifetime: addr.Finite(r.Lifetime)})
 	}
 	for _, r := range v.Defaults {
 		l.Routers = append(l.Routers, r.Via)
@@ -96,13 +97,6 @@ func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
 	l.DNS = append(l.DNS, v.DNS...)
 	l.Search = append(l.Search, v.Search...)
 	return l
-}
-
-func finite(d time.Duration) time.Duration {
-	if d >= Infinite {
-		return 0
-	}
-	return d
 }
 
 // routes is every route of the view that should be in the kernel: RFC

@@ -3,7 +3,6 @@ package ra
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
@@ -52,8 +52,8 @@ const (
 var yggdrasil = []netip.Prefix{netip.MustParsePrefix("200::/7"), netip.MustParsePrefix("300::/8")}
 
 // Infinite is the "infinity" lifetime of RFC 4861 section 4.6.2 (all ones in
-// a 32-bit field), as ndp decodes it.
-const Infinite = time.Duration(math.MaxUint32) * time.Second
+// a 32-bit field), as ndp decodes it: addr.Forever.
+const Infinite = addr.Forever
 
 // twoHours is the floor of RFC 4862 section 5.5.3 (e).
 const twoHours = 2 * time.Hour
