@@ -118,10 +118,9 @@ func (v View) routes(withDefault, withRIO bool) []Route {
 	return rs
 }
 
-// wide reports whether a route is one only the uplink installs: a default
-// route, or any route less specific than /8 (issue 13 item 7: a
-// non-uplink's on-link ::/0 or RIO ::/1 must not override the uplink).
-func (r Route) wide() bool { return r.Dst.Bits() < 8 }
+// wide reports whether a route is one only the uplink installs
+// (lease.Wide).
+func (r Route) wide() bool { return lease.Wide(r.Dst) }
 
 // wantsDefault reports whether the view has a route only the uplink
 // installs (then the client asks Options.DefaultRoute).
