@@ -162,7 +162,7 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 	if !ok {
 		return nil, fmt.Errorf("%w: not a router advertisement", ErrInvalid)
 	}
-	fixRouteInfo(b[16:], ra)
+	fixRouteInfo(b[raHeaderLen:], ra)
 	return ra, nil
 }
 
@@ -174,16 +174,14 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 // the bits past the prefix length, reserved, are cleared.
 func fixRouteInfo(opts []byte, ra *ndp.RouterAdvertisement) {
 	var prefixes []netip.Addr
-	for len(opts) >= 2 && opts[1] != 0 && int(opts[1])*8 <= len(opts) {
-		o := opts[:int(opts[1])*8]
-		opts = opts[len(o):]
+	eachOption(opts, func(_ int, o []byte) {
 		if o[0] != 24 || len(o) < 8 { // 24: Route Information
-			continue
+			return
 		}
 		var a [16]byte
 		copy(a[:], o[8:])
 		prefixes = append(prefixes, netip.PrefixFrom(netip.AddrFrom16(a), min(int(o[2]), 128)).Masked().Addr())
-	}
+	})
 	for _, o := range ra.Options {
 		if ri, ok := o.(*ndp.RouteInformation); ok && len(prefixes) > 0 {
 			ri.Prefix, prefixes = prefixes[0], prefixes[1:]
