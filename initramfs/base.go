@@ -49,7 +49,7 @@ func readBase(p string) (map[string]cpio.Record, error) {
 // both, modules.dep by module), and identical entries are kept once. Any
 // other path both images have with different content is a conflict: they
 // are all returned as an error, nothing is overwritten.
-func mergeBase(base map[string]cpio.Record, ours []cpio.Record) (map[string]cpio.Record, error) {
+func mergeBase(base, ours map[string]cpio.Record) (map[string]cpio.Record, error) {
 	out := map[string]cpio.Record{}
 	for n, r := range base {
 		out[n] = r
@@ -68,9 +68,6 @@ func mergeBase(base map[string]cpio.Record, ours []cpio.Record) (map[string]cpio
 		if !ok {
 			out[r.Name] = r
 			continue
-		}
-		if r.Name == "init" {
-			continue // moved above; cannot happen
 		}
 		bt, ot := b.Mode&cpio.S_IFMT, r.Mode&cpio.S_IFMT
 		switch {

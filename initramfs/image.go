@@ -177,11 +177,7 @@ func Records(spec Spec) ([]cpio.Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		var ours []cpio.Record
-		for _, r := range recs {
-			ours = append(ours, r)
-		}
-		if recs, err = mergeBase(base, ours); err != nil {
+		if recs, err = mergeBase(base, recs); err != nil {
 			return nil, err
 		}
 	}

@@ -18,6 +18,15 @@ import (
 // expires.
 const Forever = time.Duration(math.MaxUint32) * time.Second
 
+// Finite is d, or 0 for Forever or more: a lease's lifetimes are 0 for
+// "never expires".
+func Finite(d time.Duration) time.Duration {
+	if d >= Forever {
+		return 0
+	}
+	return d
+}
+
 // Addr is one address to install on a link.
 type Addr struct {
 	Prefix netip.Prefix

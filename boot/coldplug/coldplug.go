@@ -118,7 +118,6 @@ func Run(ctx context.Context, opts Options) (*state.Modules, error) {
 		return r.res, err
 	}
 	defer r.finish()
-	opts = r.opts
 
 	seen := map[string]bool{}
 	for round := 0; round < opts.MaxRounds; round++ {

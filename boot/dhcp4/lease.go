@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/rfc1035label"
 	"github.com/threefoldtech/netinit/boot/dnsname"
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 // binding is a DHCPACK (or DHCPOFFER) that passed validation, converted to
@@ -319,7 +320,7 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 func hasDefault(b *binding) bool {
 	if b.Static != nil {
 		for _, r := range b.Static {
-			if wide(r.Dst) {
+			if lease.Wide(r.Dst) {
 				return true
 			}
 		}
@@ -327,11 +328,6 @@ func hasDefault(b *binding) bool {
 	}
 	return len(b.Routers) > 0
 }
-
-// wide reports whether a route is one only the uplink installs: a default
-// route or any route less specific than /8 (issue 13 item 7: a
-// non-uplink's 0.0.0.0/1 + 128.0.0.0/1 must not override the uplink).
-func wide(p netip.Prefix) bool { return p.Bits() < 8 }
 
 func plan(b *binding, allowDefault bool) []route {
 	var rs []route
@@ -350,7 +346,7 @@ func plan(b *binding, allowDefault bool) []route {
 		}
 	}
 	for _, r := range rs {
-		if wide(r.Dst) && !allowDefault {
+		if lease.Wide(r.Dst) && !allowDefault {
 			continue
 		}
 		if r.Dst == subnet && !r.Via.IsValid() {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
@@ -126,7 +127,7 @@ const (
 )
 
 // infinity is the all-ones 32-bit lifetime (RFC 8415 section 7.7).
-const infinity = time.Duration(0xffffffff) * time.Second
+const infinity = addr.Forever
 
 var (
 	errNoAddrs = errors.New("no address offered")
@@ -141,6 +142,25 @@ func statusErr(sc *dhcpv6.OptStatusCode) error {
 	return fmt.Errorf("%w %s: %q", errStatus, sc.StatusCode, sc.StatusMessage)
 }
 
+// servers is the server addresses of ips that dnsname.CheckServer6
+// accepts, without duplicates, at most limit; each refused one is noted in
+// b.Dropped as what.
+func (b *Binding) servers(what string, ips []net.IP, limit int) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range ips {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		if err := dnsname.CheckServer6(a); err != nil {
+			b.Dropped = append(b.Dropped, fmt.Sprintf("%s %s: %v", what, a, err))
+		} else if len(out) < limit && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // ParseReply extracts the binding for our IA_NA (iaid) from an Advertise
 // or Reply. With managed false only the configuration is taken.
 func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) {
@@ -151,17 +171,7 @@ func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) 
 	b.ServerID = m.Options.ServerID()
 	// DNS servers (option 23) and search list (option 24, RFC 3646) go
 	// to resolv.conf: global unicast servers and RFC 1123 names only.
-	for _, ip := range m.Options.DNS() {
-		a, ok := netip.AddrFromSlice(ip)
-		if !ok {
-			continue
-		}
-		if err := dnsname.CheckServer6(a); err != nil {
-			b.Dropped = append(b.Dropped, fmt.Sprintf("dns server %s: %v", a, err))
-		} else if len(b.DNS) < maxDNS && !slices.Contains(b.DNS, a) {
-			b.DNS = append(b.DNS, a)
-		}
-	}
+	b.DNS = b.servers("dns server", m.Options.DNS(), maxDNS)
 	if l := m.Options.DomainSearchList(); l != nil {
 		b.Search = dnsname.List(l.Labels, maxSearch, func(d string, err error) {
 			b.Dropped = append(b.Dropped, fmt.Sprintf("search domain %q: %v", d, err))
@@ -169,17 +179,7 @@ func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) 
 	}
 	// NTP servers (RFC 5908 §4, server address suboption) are held to
 	// the rule for name servers: the daemon's clock loop queries them.
-	for _, ip := range m.Options.NTPServers() {
-		a, ok := netip.AddrFromSlice(ip)
-		if !ok {
-			continue
-		}
-		if err := dnsname.CheckServer6(a); err != nil {
-			b.Dropped = append(b.Dropped, fmt.Sprintf("ntp server %s: %v", a, err))
-		} else if len(b.NTP) < maxNTP && !slices.Contains(b.NTP, a) {
-			b.NTP = append(b.NTP, a)
-		}
-	}
+	b.NTP = b.servers("ntp server", m.Options.NTPServers(), maxNTP)
 	if !managed {
 		b.Refresh = m.Options.InformationRefreshTime(irtDefault)
 		if b.Refresh < irtMinimum {
@@ -273,17 +273,10 @@ func (b Binding) Report(link, status string, server netip.Addr, now time.Time) l
 		Updated: now,
 	}
 	if b.Addr.IsValid() {
-		l.Addresses = []lease.Addr{{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: finite(b.Valid), Preferred: finite(b.Preferred)}}
+		l.Addresses = []lease.Addr{{Prefix: netip.PrefixFrom(b.Addr, 128), Valid: addr.Finite(b.Valid), Preferred: addr.Finite(b.Preferred)}}
 		if b.Preferred == 0 {
 			l.Addresses[0].Preferred = -1 // deprecated, as in boot/ra
 		}
 	}
 	return l
-}
-
-func finite(d time.Duration) time.Duration {
-	if d >= infinity {
-		return 0
-	}
-	return d
 }

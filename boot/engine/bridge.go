@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -124,7 +125,7 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 	for _, kv := range [][3]string{
 		{br, "disable_ipv6", "0"}, {br, "forwarding", "0"}, {nic, "disable_ipv6", "1"},
 	} {
-		if err := writeIPv6Conf(kv[0], kv[1], kv[2]); err != nil {
+		if err := ra.WriteConf(kv[0], kv[1], kv[2]); err != nil {
 			return fmt.Errorf("bridge %s: %w", br, err)
 		}
 	}
@@ -182,18 +183,6 @@ func bridgeVLANs(bl, port netlink.Link, b BridgeSpec) error {
 		if err := netlink.BridgeVlanAdd(port, uint16(v), false, false, false, false); err != nil {
 			return fmt.Errorf("VLAN %d on port %s: %w", v, b.NIC, err)
 		}
-	}
-	return nil
-}
-
-// writeIPv6Conf sets /proc/sys/net/ipv6/conf/LINK/KEY.
-func writeIPv6Conf(link, key, value string) error {
-	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
-	if cur, err := os.ReadFile(p); err == nil && slices.Equal(bytes.TrimSpace(cur), []byte(value)) {
-		return nil
-	}
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
 	}
 	return nil
 }
@@ -384,7 +373,7 @@ func (netlinkKernel) HandOver(name string, addrs []netip.Prefix) error {
 		if err != nil {
 			return err
 		}
-		if err := writeIPv6Conf(name, key, string(bytes.TrimSpace(def))); err != nil {
+		if err := ra.WriteConf(name, key, string(bytes.TrimSpace(def))); err != nil {
 			return err
 		}
 	}

@@ -92,18 +92,34 @@ func (l *Report) HasDefault() bool {
 	if l == nil {
 		return false
 	}
-	halves := map[netip.Prefix]bool{}
+	var halves [len(defaultHalves)]bool
 	for _, r := range l.Routes {
 		if r.Dst.Bits() == 0 {
 			return true
 		}
 		if r.Dst.Bits() == 1 {
-			halves[r.Dst.Masked()] = true
+			for i, h := range defaultHalves {
+				if r.Dst.Masked() == h {
+					halves[i] = true
+				}
+			}
 		}
 	}
-	return halves[netip.MustParsePrefix("0.0.0.0/1")] && halves[netip.MustParsePrefix("128.0.0.0/1")] ||
-		halves[netip.MustParsePrefix("::/1")] && halves[netip.MustParsePrefix("8000::/1")]
+	return halves[0] && halves[1] || halves[2] && halves[3]
 }
+
+// defaultHalves are the two halves of the IPv4 and of the IPv6 default
+// route, in pairs.
+var defaultHalves = [...]netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/1"), netip.MustParsePrefix("128.0.0.0/1"),
+	netip.MustParsePrefix("::/1"), netip.MustParsePrefix("8000::/1"),
+}
+
+// Wide reports whether a route is one only the uplink installs: a default
+// route or any route less specific than /8 (issue 13 item 7: a
+// non-uplink's 0.0.0.0/1 + 128.0.0.0/1, on-link ::/0 or RIO ::/1 must not
+// override the uplink).
+func Wide(p netip.Prefix) bool { return p.Bits() < 8 }
 
 // Reporter receives a client's report after every change. It must not
 // block for long; the engine copies what it needs.

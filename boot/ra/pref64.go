@@ -18,22 +18,33 @@ func dropBadPREF64(b []byte) []byte {
 		return b
 	}
 	var out []byte
-	for i := raHeaderLen; i < len(b); {
-		if len(b)-i < 2 || b[i+1] == 0 || int(b[i+1])*8 > len(b)-i {
-			return b // broken framing: ndp refuses the message
-		}
-		l := int(b[i+1]) * 8
-		if b[i] == optPREF64 && (l != 16 || b[i+3]&0x7 > 5) {
+	ok := eachOption(b[raHeaderLen:], func(off int, o []byte) {
+		if o[0] == optPREF64 && (len(o) != 16 || o[3]&0x7 > 5) {
 			if out == nil {
-				out = append(out, b[:i]...)
+				out = append(out, b[:raHeaderLen+off]...)
 			}
 		} else if out != nil {
-			out = append(out, b[i:i+l]...)
+			out = append(out, o...)
 		}
-		i += l
-	}
-	if out == nil {
-		return b
+	})
+	if !ok || out == nil {
+		return b // broken framing: ndp refuses the message
 	}
 	return out
+}
+
+// eachOption calls f with each option of opts (the options of an NDP
+// message, RFC 4861 section 4.6: type, length in units of 8 octets, never
+// 0) and its offset in opts, in order. It stops at the first option whose
+// length is 0 or runs past opts, and then reports false.
+func eachOption(opts []byte, f func(off int, o []byte)) bool {
+	for i := 0; i < len(opts); {
+		if len(opts)-i < 2 || opts[i+1] == 0 || int(opts[i+1])*8 > len(opts)-i {
+			return false
+		}
+		l := int(opts[i+1]) * 8
+		f(i, opts[i:i+l])
+		i += l
+	}
+	return true
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
 
@@ -81,14 +82,14 @@ func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
 		l.Status = "soliciting"
 	}
 	for _, a := range v.Addrs {
-		la := lease.Addr{Prefix: a.Prefix, Valid: finite(a.Valid), Preferred: finite(a.Preferred)}
+		la := lease.Addr{Prefix: a.Prefix, Valid: addr.Finite(a.Valid), Preferred: addr.Finite(a.Preferred)}
 		if a.Preferred == 0 {
 			la.Preferred = -1
 		}
 		l.Addresses = append(l.Addresses, la)
 	}
 	for _, r := range applied {
-		l.Routes = append(l.Routes, lease.Route{Dst: r.Dst, Via: r.Via, Lifetime: finite(r.Lifetime)})
+		l.Routes = append(l.Routes, lease.Route{Dst: r.Dst, Via: r.Via, Lifetime: addr.Finite(r.Lifetime)})
 	}
 	for _, r := range v.Defaults {
 		l.Routers = append(l.Routers, r.Via)
@@ -96,13 +97,6 @@ func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
 	l.DNS = append(l.DNS, v.DNS...)
 	l.Search = append(l.Search, v.Search...)
 	return l
-}
-
-func finite(d time.Duration) time.Duration {
-	if d >= Infinite {
-		return 0
-	}
-	return d
 }
 
 // routes is every route of the view that should be in the kernel: RFC
@@ -124,10 +118,9 @@ func (v View) routes(withDefault, withRIO bool) []Route {
 	return rs
 }
 
-// wide reports whether a route is one only the uplink installs: a default
-// route, or any route less specific than /8 (issue 13 item 7: a
-// non-uplink's on-link ::/0 or RIO ::/1 must not override the uplink).
-func (r Route) wide() bool { return r.Dst.Bits() < 8 }
+// wide reports whether a route is one only the uplink installs
+// (lease.Wide).
+func (r Route) wide() bool { return lease.Wide(r.Dst) }
 
 // wantsDefault reports whether the view has a route only the uplink
 // installs (then the client asks Options.DefaultRoute).

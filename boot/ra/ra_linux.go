@@ -1,6 +1,7 @@
 package ra
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,19 +39,24 @@ func Prepare(link string) error {
 		{"use_optimistic", "1"},
 		{"addr_gen_mode", "0"},
 	} {
-		if err := writeConf(link, kv[0], kv[1]); err != nil {
+		if err := WriteConf(link, kv[0], kv[1]); err != nil {
 			return fmt.Errorf("ra prepare %s: %w", link, err)
 		}
 	}
 	return nil
 }
 
-func writeConf(link, key, value string) error {
+// WriteConf sets /proc/sys/net/ipv6/conf/LINK/KEY to value, leaving it
+// alone when it already holds it.
+func WriteConf(link, key, value string) error {
 	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
-	if cur, err := os.ReadFile(p); err == nil && string(cur) == value+"\n" {
+	if cur, err := os.ReadFile(p); err == nil && slices.Equal(bytes.TrimSpace(cur), []byte(value)) {
 		return nil
 	}
-	return os.WriteFile(p, []byte(value), 0o644)
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
+	}
+	return nil
 }
 
 // linkLocalWait bounds the wait for the kernel's link-local address.
@@ -463,7 +469,7 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		mtu = k.mtuOverride
 	}
 	if mtu > 0 && mtu != k.mtu {
-		if err := writeConf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
+		if err := WriteConf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
 			errs = append(errs, fmt.Errorf("ipv6 mtu %d: %w", mtu, err))
 		} else {
 			k.mtu = mtu

@@ -3,7 +3,6 @@ package ra
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
@@ -52,8 +52,8 @@ const (
 var yggdrasil = []netip.Prefix{netip.MustParsePrefix("200::/7"), netip.MustParsePrefix("300::/8")}
 
 // Infinite is the "infinity" lifetime of RFC 4861 section 4.6.2 (all ones in
-// a 32-bit field), as ndp decodes it.
-const Infinite = time.Duration(math.MaxUint32) * time.Second
+// a 32-bit field), as ndp decodes it: addr.Forever.
+const Infinite = addr.Forever
 
 // twoHours is the floor of RFC 4862 section 5.5.3 (e).
 const twoHours = 2 * time.Hour
@@ -162,7 +162,7 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 	if !ok {
 		return nil, fmt.Errorf("%w: not a router advertisement", ErrInvalid)
 	}
-	fixRouteInfo(b[16:], ra)
+	fixRouteInfo(b[raHeaderLen:], ra)
 	return ra, nil
 }
 
@@ -174,16 +174,14 @@ func Validate(b []byte, src netip.Addr, hopLimit int) (*ndp.RouterAdvertisement,
 // the bits past the prefix length, reserved, are cleared.
 func fixRouteInfo(opts []byte, ra *ndp.RouterAdvertisement) {
 	var prefixes []netip.Addr
-	for len(opts) >= 2 && opts[1] != 0 && int(opts[1])*8 <= len(opts) {
-		o := opts[:int(opts[1])*8]
-		opts = opts[len(o):]
+	eachOption(opts, func(_ int, o []byte) {
 		if o[0] != 24 || len(o) < 8 { // 24: Route Information
-			continue
+			return
 		}
 		var a [16]byte
 		copy(a[:], o[8:])
 		prefixes = append(prefixes, netip.PrefixFrom(netip.AddrFrom16(a), min(int(o[2]), 128)).Masked().Addr())
-	}
+	})
 	for _, o := range ra.Options {
 		if ri, ok := o.(*ndp.RouteInformation); ok && len(prefixes) > 0 {
 			ri.Prefix, prefixes = prefixes[0], prefixes[1:]
