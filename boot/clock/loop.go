@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -27,11 +28,7 @@ func Backoff(failures int, retry, interval time.Duration) time.Duration {
 	if failures <= 0 {
 		return interval
 	}
-	d := retry
-	for i := 1; i < failures && d < interval; i++ {
-		d *= 2
-	}
-	return min(d, interval)
+	return pause.Backoff(failures, retry, interval)
 }
 
 // Servers is the set one round asks: configured (netinit.ntp=, preferred)

@@ -31,18 +31,22 @@ import (
 // DefaultBridge is 0-OS's management bridge.
 const DefaultBridge = "zos"
 
-// bridgeName is the management bridge to build: netinit.bridge=, else
-// Config.Bridge (the boot's default), "" for none.
-func (e *Engine) bridgeName() string {
-	switch b := e.spec.Bridge; b {
+// BridgeName is the management bridge a boot with spec s builds:
+// netinit.bridge=, else dflt (the boot's default), "" for none.
+func BridgeName(s *spec.Spec, dflt string) string {
+	switch b := s.Bridge; b {
 	case spec.NoBridge:
 		return ""
 	case "":
-		return e.cfg.Bridge
+		return dflt
 	default:
 		return b
 	}
 }
+
+// bridgeName is the management bridge to build: BridgeName with
+// Config.Bridge as the default.
+func (e *Engine) bridgeName() string { return BridgeName(e.spec, e.cfg.Bridge) }
 
 // bridgeFor is the bridge the NIC nic (with MAC mac) is enslaved to, or ""
 // when it is managed as itself. Only a NIC that is the uplink before any

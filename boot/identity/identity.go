@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,6 +213,3 @@ func Find() string {
 	}
 	return ""
 }
-
-// IsNotExist reports whether err says the file is not there (yet).
-func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,7 +140,7 @@ func TestReadPermissions(t *testing.T) {
 	if err != nil || !strings.Contains(id.Warning, "0644") {
 		t.Fatalf("0644 file: want a warning naming the mode, got %+v, %v", id, err)
 	}
-	if _, err := Read(filepath.Join(dir, "missing")); !IsNotExist(err) {
+	if _, err := Read(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
 	}
 	if err := os.WriteFile(p, bytes.Repeat([]byte{'"'}, maxSize+10), 0o400); err != nil {

@@ -2,7 +2,9 @@ package overlay
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -43,7 +45,7 @@ func (m *Manager) nodeIdentity() *identity.Identity {
 	}
 	id, err := identity.Read(path)
 	if err != nil {
-		if identity.IsNotExist(err) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		stamp := path

@@ -25,3 +25,18 @@ func For(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Backoff is the nth wait (n ≥ 1; less counts as 1) of a delay that
+// doubles from base with each attempt and stops at ceil: base, 2·base,
+// 4·base … ceil. The daemon restart delay and the clock's retry after
+// failed rounds use it.
+func Backoff(n int, base, ceil time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < ceil; i++ {
+		if d > ceil-d { // d·2 passes ceil (and might overflow)
+			return ceil
+		}
+		d *= 2
+	}
+	return min(d, ceil)
+}

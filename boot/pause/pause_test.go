@@ -29,3 +29,29 @@ func TestFor(t *testing.T) {
 		}
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		n          int
+		base, ceil time.Duration
+		want       time.Duration
+	}{
+		{-1, time.Second, 30 * time.Second, time.Second},
+		{0, time.Second, 30 * time.Second, time.Second},
+		{1, time.Second, 30 * time.Second, time.Second},
+		{2, time.Second, 30 * time.Second, 2 * time.Second},
+		{5, time.Second, 30 * time.Second, 16 * time.Second},
+		{6, time.Second, 30 * time.Second, 30 * time.Second},
+		{1 << 20, time.Second, 30 * time.Second, 30 * time.Second},
+		{4, time.Minute, 11 * time.Minute, 8 * time.Minute},
+		{5, time.Minute, 11 * time.Minute, 11 * time.Minute},
+		// A base past the ceiling is cut to it.
+		{1, time.Hour, time.Minute, time.Minute},
+		// Doubling never overflows into a short wait.
+		{100, time.Duration(1) << 61, time.Duration(1<<63 - 1), time.Duration(1<<63 - 1)},
+	} {
+		if got := Backoff(tc.n, tc.base, tc.ceil); got != tc.want {
+			t.Errorf("Backoff(%d, %v, %v) = %v, want %v", tc.n, tc.base, tc.ceil, got, tc.want)
+		}
+	}
+}

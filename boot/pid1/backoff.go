@@ -1,6 +1,10 @@
 package pid1
 
-import "time"
+import (
+	"time"
+
+	"github.com/threefoldtech/netinit/boot/pause"
+)
 
 // MaxRestartDelay bounds RestartDelay.
 const MaxRestartDelay = 30 * time.Second
@@ -11,8 +15,5 @@ const MaxRestartDelay = 30 * time.Second
 // engine again: a crash loop costs a node little, and a single crash is
 // over in a second.
 func RestartDelay(n int) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	return min(time.Second<<min(n-1, 5), MaxRestartDelay)
+	return pause.Backoff(n, time.Second, MaxRestartDelay)
 }

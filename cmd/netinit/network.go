@@ -180,7 +180,7 @@ func bootBridge(s *spec.Spec) string {
 // wantsBridge reports whether the boot may build a management bridge (the
 // bridge driver is loaded for it).
 func wantsBridge(s *spec.Spec) bool {
-	return s.Bridge != spec.NoBridge && (s.Bridge != "" || bootBridge(s) != "")
+	return engine.BridgeName(s, bootBridge(s)) != ""
 }
 
 // daemonHandler is what the daemon serves on its control socket: the

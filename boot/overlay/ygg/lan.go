@@ -108,7 +108,7 @@ type lan struct {
 	self   key
 	k      int
 	links  []*regexp.Regexp
-	static map[string]bool // configured peers, by core's link name
+	static map[string]string // configured peers, by core's link name (Node.orig, read only)
 	logf   func(string, ...any)
 	sock   *ipv6.PacketConn
 
@@ -119,7 +119,7 @@ type lan struct {
 
 // startLAN opens the beacon socket beside yggdrasil-go's (both bind the
 // port with SO_REUSEADDR, as multicast_unix.go does) and starts choosing.
-func startLAN(c *core.Core, k int, links []*regexp.Regexp, static map[string]bool, logf func(string, ...any)) (*lan, error) {
+func startLAN(c *core.Core, k int, links []*regexp.Regexp, static map[string]string, logf func(string, ...any)) (*lan, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
@@ -312,8 +312,8 @@ func (l *lan) lanPeers() []lanPeer {
 // lanLink reports whether uri, a link as core names it, is a LAN peering:
 // to or from an IPv6 link-local address, and not one of the configured
 // peers (static, by the same name), which are never counted or dropped.
-func lanLink(uri string, static map[string]bool) (u *url.URL, zone string, ok bool) {
-	if static[uri] {
+func lanLink(uri string, static map[string]string) (u *url.URL, zone string, ok bool) {
+	if _, ok := static[uri]; ok {
 		return nil, "", false
 	}
 	u, err := url.Parse(uri)

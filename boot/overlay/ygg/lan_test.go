@@ -67,7 +67,7 @@ func FuzzParseBeacon(f *testing.F) {
 }
 
 func TestLANLink(t *testing.T) {
-	static := map[string]bool{"tls://[fe80::9%25eth0]:443": true}
+	static := map[string]string{"tls://[fe80::9%25eth0]:443": "tls://[fe80::9%25eth0]:443?key=00"}
 	for _, c := range []struct {
 		uri, zone string
 	}{

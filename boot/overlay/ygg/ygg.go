@@ -216,11 +216,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		}
 		n.mc = m
 		if o.LANPeers > 0 {
-			static := map[string]bool{}
-			for k := range n.orig {
-				static[k] = true
-			}
-			l, err := startLAN(c, o.LANPeers, res, static, logf)
+			l, err := startLAN(c, o.LANPeers, res, n.orig, logf)
 			if err != nil {
 				n.shutdown()
 				return nil, fmt.Errorf("yggdrasil: %w", err)
