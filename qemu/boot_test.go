@@ -16,6 +16,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/threefoldtech/netinit/qemu"
 )
 
@@ -28,13 +29,7 @@ const bootTimeout = 90 * time.Second // one boot under TCG takes ~10 s
 
 var mac = qemu.DefaultMAC
 
-func need(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("NETINIT_LAB") == "1" {
-		t.Fatalf("NETINIT_LAB=1 but %s", what)
-	}
-	t.Skipf("skipping: %s", what)
-}
+func need(t *testing.T, what string) { t.Helper(); lab.Missing(t, "%s", what) }
 
 type env struct {
 	kernel, modules string
