@@ -184,6 +184,17 @@ func bootWith(t *testing.T, opts qemu.Options) *qemu.Result {
 	return res
 }
 
+// requireConsole marks the test failed for each line of want the console
+// of res lacks.
+func requireConsole(t *testing.T, res *qemu.Result, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(res.Console, w) {
+			t.Errorf("console lacks %q", w)
+		}
+	}
+}
+
 // booted is how a boot started by bootAsync ended.
 type booted struct {
 	res *qemu.Result

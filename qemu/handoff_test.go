@@ -3,7 +3,6 @@ package qemu_test
 import (
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/threefoldtech/netinit/boot/state"
@@ -36,11 +35,7 @@ func bootHandoff(t *testing.T, img, appendArgs string, want ...string) *qemu.Res
 	t.Helper()
 	e := requireEnv(t)
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, Append: appendArgs})
-	for _, w := range want {
-		if !strings.Contains(res.Console, w) {
-			t.Errorf("console lacks %q", w)
-		}
-	}
+	requireConsole(t, res, want...)
 	return res
 }
 

@@ -114,10 +114,6 @@ func TestBootModprobeHelper(t *testing.T) {
 	t.Parallel()
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, Append: "netinit.next=/sbin/kmodreq",
 		Firmware: qemu.Firmware{NIC: "e1000e"}})
-	for _, want := range []string{"KMODREQ helper=/run/netinit/modprobe", "KMODREQ 8021q-before=false",
-		"KMODREQ vlan-add-error=<nil>", "KMODREQ 8021q-after=true"} {
-		if !strings.Contains(res.Console, want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
+	requireConsole(t, res, "KMODREQ helper=/run/netinit/modprobe", "KMODREQ 8021q-before=false",
+		"KMODREQ vlan-add-error=<nil>", "KMODREQ 8021q-after=true")
 }
