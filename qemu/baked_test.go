@@ -23,10 +23,7 @@ func TestBootBaked(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
 	dir := t.TempDir()
-	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
-	if err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/nextstage")); err != nil {
-		t.Fatal(err)
-	}
+	bin, next := netinitBinary(t), nextStageBinary(t)
 	zinit, err := os.ReadFile(next)
 	if err != nil {
 		t.Fatal(err)

@@ -91,15 +91,36 @@ func (b *built) get(t *testing.T, what string, build func(dir string) (string, e
 	return b.path
 }
 
+var netinitBin, nextStageBin built
+
+// netinitBinary is cmd/netinit as the images hold it, built once.
+func netinitBinary(t *testing.T) string {
+	t.Helper()
+	return netinitBin.get(t, "netinit", func(dir string) (string, error) {
+		bin := filepath.Join(dir, "netinit")
+		return bin, goCmd(t, goBuild(bin, "./cmd/netinit")...)
+	})
+}
+
+// nextStageBinary is qemu/testdata/nextstage as the images hold it, built
+// once.
+func nextStageBinary(t *testing.T) string {
+	t.Helper()
+	return nextStageBin.get(t, "the next stage", func(dir string) (string, error) {
+		next := filepath.Join(dir, "nextstage")
+		return next, goCmd(t, goBuild(next, "./qemu/testdata/nextstage")...)
+	})
+}
+
 var plainImage built
 
 // image is netinit's image with every module of e, built once.
 func image(t *testing.T, e env) string {
 	t.Helper()
+	bin := netinitBinary(t)
 	return plainImage.get(t, "the image", func(dir string) (string, error) {
-		bin, img := filepath.Join(dir, "netinit"), filepath.Join(dir, "initramfs.cpio.lz4")
-		return img, goCmds(t, goBuild(bin, "./cmd/netinit"),
-			[]string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-o", img})
+		img := filepath.Join(dir, "initramfs.cpio.lz4")
+		return img, goCmd(t, "run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-o", img)
 	})
 }
 
