@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -24,10 +23,7 @@ func TestBootBaked(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
 	dir := t.TempDir()
-	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
-	if err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/nextstage")); err != nil {
-		t.Fatal(err)
-	}
+	bin, next := netinitBinary(t), nextStageBinary(t)
 	zinit, err := os.ReadFile(next)
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +56,8 @@ func TestBootBaked(t *testing.T) {
 	}
 
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img})
-	for _, want := range []string{"handing off to /sbin/zinit", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
-		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true"} {
-		if !strings.Contains(res.Console, want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
+	requireConsole(t, res, "handing off to /sbin/zinit", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
+		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true")
 	if st := res.State; st == nil || st.Phase != state.PhaseReady {
 		t.Errorf("live state after the handoff: %+v", st)
 	}

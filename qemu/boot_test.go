@@ -16,6 +16,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/threefoldtech/netinit/qemu"
 )
 
@@ -28,13 +29,7 @@ const bootTimeout = 90 * time.Second // one boot under TCG takes ~10 s
 
 var mac = qemu.DefaultMAC
 
-func need(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("NETINIT_LAB") == "1" {
-		t.Fatalf("NETINIT_LAB=1 but %s", what)
-	}
-	t.Skipf("skipping: %s", what)
-}
+func need(t *testing.T, what string) { t.Helper(); lab.Missing(t, "%s", what) }
 
 type env struct {
 	kernel, modules string
@@ -96,15 +91,36 @@ func (b *built) get(t *testing.T, what string, build func(dir string) (string, e
 	return b.path
 }
 
+var netinitBin, nextStageBin built
+
+// netinitBinary is cmd/netinit as the images hold it, built once.
+func netinitBinary(t *testing.T) string {
+	t.Helper()
+	return netinitBin.get(t, "netinit", func(dir string) (string, error) {
+		bin := filepath.Join(dir, "netinit")
+		return bin, goCmd(t, goBuild(bin, "./cmd/netinit")...)
+	})
+}
+
+// nextStageBinary is qemu/testdata/nextstage as the images hold it, built
+// once.
+func nextStageBinary(t *testing.T) string {
+	t.Helper()
+	return nextStageBin.get(t, "the next stage", func(dir string) (string, error) {
+		next := filepath.Join(dir, "nextstage")
+		return next, goCmd(t, goBuild(next, "./qemu/testdata/nextstage")...)
+	})
+}
+
 var plainImage built
 
 // image is netinit's image with every module of e, built once.
 func image(t *testing.T, e env) string {
 	t.Helper()
+	bin := netinitBinary(t)
 	return plainImage.get(t, "the image", func(dir string) (string, error) {
-		bin, img := filepath.Join(dir, "netinit"), filepath.Join(dir, "initramfs.cpio.lz4")
-		return img, goCmds(t, goBuild(bin, "./cmd/netinit"),
-			[]string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-o", img})
+		img := filepath.Join(dir, "initramfs.cpio.lz4")
+		return img, goCmd(t, "run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-o", img)
 	})
 }
 
@@ -187,6 +203,17 @@ func bootWith(t *testing.T, opts qemu.Options) *qemu.Result {
 		t.Fatalf("boot: %v", err)
 	}
 	return res
+}
+
+// requireConsole marks the test failed for each line of want the console
+// of res lacks.
+func requireConsole(t *testing.T, res *qemu.Result, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(res.Console, w) {
+			t.Errorf("console lacks %q", w)
+		}
+	}
 }
 
 // booted is how a boot started by bootAsync ended.

@@ -1,15 +1,42 @@
 package qemu
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+)
 
 // Firmware paths of Debian's packages.
 const (
 	// OVMFCode is UEFI firmware (Debian ovmf), read-only pflash.
 	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	// OVMFVars is the template of its variable store; each boot gets a
-	// copy (see Firmware.OVMFVars).
+	// copy (CopyOVMFVars) as Firmware.UEFIVars.
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
+
+// CopyOVMFVars copies OVMF's variable store template (OVMFVars) to a new
+// file in dir (the default temporary directory when dir is "") and returns
+// its path, for one VM's Firmware.UEFIVars. The caller removes it.
+func CopyOVMFVars(dir string) (string, error) {
+	b, err := os.ReadFile(OVMFVars)
+	if err != nil {
+		return "", fmt.Errorf("UEFI firmware (Debian ovmf): %w", err)
+	}
+	f, err := os.CreateTemp(dir, "ovmf-vars-")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
 
 // Firmware selects how the VM boots and which NIC it has. The zero value
 // is QEMU's direct kernel boot (-kernel/-initrd) with a virtio NIC.

@@ -3,7 +3,6 @@ package qemu_test
 import (
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/threefoldtech/netinit/boot/state"
@@ -36,37 +35,47 @@ func bootHandoff(t *testing.T, img, appendArgs string, want ...string) *qemu.Res
 	t.Helper()
 	e := requireEnv(t)
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, Append: appendArgs})
-	for _, w := range want {
-		if !strings.Contains(res.Console, w) {
-			t.Errorf("console lacks %q", w)
-		}
-	}
+	requireConsole(t, res, want...)
 	return res
 }
 
+var nextStageImage built
+
 // imageWithNextStage builds netinit's image with qemu/testdata/nextstage
 // as /sbin/nextstage, and the files given as mkinitramfs -file specs
-// (SRC:DST:MODE).
+// (SRC:DST:MODE). Without files, the image is built once.
 func imageWithNextStage(t *testing.T, e env, files ...string) string {
 	t.Helper()
-	return imageWithNextStageAt(t, e, "/sbin/nextstage", files...)
+	if len(files) > 0 {
+		return imageWithNextStageAt(t, e, "/sbin/nextstage", files...)
+	}
+	bin, next := netinitBinary(t), nextStageBinary(t)
+	return nextStageImage.get(t, "the image with the next stage", func(dir string) (string, error) {
+		return nextStageImageIn(t, e, bin, next, dir, "/sbin/nextstage")
+	})
 }
 
 // imageWithNextStageAt builds netinit's image with qemu/testdata/nextstage
 // at path in the image, and the files given as -file specs.
 func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "nextstage")
+	img, err := nextStageImageIn(t, e, netinitBinary(t), nextStageBinary(t), t.TempDir(), path, files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// nextStageImageIn builds in dir the image of netinit bin with the next
+// stage next at path, and the files given as -file specs.
+func nextStageImageIn(t *testing.T, e env, bin, next, dir, path string, files ...string) (string, error) {
+	t.Helper()
 	img := filepath.Join(dir, "initramfs.cpio.lz4")
 	mk := []string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img}
 	for _, f := range files {
 		mk = append(mk, "-file", f)
 	}
-	if err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/nextstage"), mk); err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return img, goCmd(t, mk...)
 }
 
 // TestBootHandoffBridge: a 0-OS command line (runmode=) makes netinit

@@ -38,10 +38,11 @@ var hwImage built
 // e1000e driver and qemu/testdata/kmodreq as /sbin/kmodreq, built once.
 func hardwareImage(t *testing.T, e env) string {
 	t.Helper()
+	bin := netinitBinary(t)
 	return hwImage.get(t, "the hardware image", func(dir string) (string, error) {
-		bin, next := filepath.Join(dir, "netinit"), filepath.Join(dir, "kmodreq")
+		next := filepath.Join(dir, "kmodreq")
 		img := filepath.Join(dir, "initramfs.cpio.gz")
-		err := goCmds(t, goBuild(bin, "./cmd/netinit"), goBuild(next, "./qemu/testdata/kmodreq"),
+		err := goCmds(t, goBuild(next, "./qemu/testdata/kmodreq"),
 			// Only what the test needs: quick to build and to unpack.
 			[]string{"run", "./cmd/mkinitramfs", "-init", bin, "-modules-dir", e.modules,
 				"-modules", "e1000e,tun,nf_tables,nft_ct,8021q",
@@ -114,10 +115,6 @@ func TestBootModprobeHelper(t *testing.T) {
 	t.Parallel()
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, Append: "netinit.next=/sbin/kmodreq",
 		Firmware: qemu.Firmware{NIC: "e1000e"}})
-	for _, want := range []string{"KMODREQ helper=/run/netinit/modprobe", "KMODREQ 8021q-before=false",
-		"KMODREQ vlan-add-error=<nil>", "KMODREQ 8021q-after=true"} {
-		if !strings.Contains(res.Console, want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
+	requireConsole(t, res, "KMODREQ helper=/run/netinit/modprobe", "KMODREQ 8021q-before=false",
+		"KMODREQ vlan-add-error=<nil>", "KMODREQ 8021q-after=true")
 }

@@ -120,14 +120,16 @@ func hiddenNode(e env, img, netns, extra string) qemu.Options {
 	}
 }
 
-// buildYggPeer builds qemu/testdata/yggpeer, the host-side Yggdrasil node.
+var yggPeerBin built
+
+// buildYggPeer builds qemu/testdata/yggpeer, the host-side Yggdrasil node,
+// once.
 func buildYggPeer(t *testing.T) string {
 	t.Helper()
-	peer := filepath.Join(t.TempDir(), "yggpeer")
-	if err := goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer"); err != nil {
-		t.Fatal(err)
-	}
-	return peer
+	return yggPeerBin.get(t, "the Yggdrasil peer", func(dir string) (string, error) {
+		peer := filepath.Join(dir, "yggpeer")
+		return peer, goCmd(t, "build", "-trimpath", "-o", peer, "./qemu/testdata/yggpeer")
+	})
 }
 
 // startYggPeer runs the host-side Yggdrasil node in ns, listening on

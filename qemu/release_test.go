@@ -2,6 +2,8 @@ package qemu_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,12 +76,11 @@ func TestReleasePXE(t *testing.T) {
 func TestReleaseUSB(t *testing.T) {
 	dir := release(t)
 	t.Parallel()
-	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
-	b, err := os.ReadFile(qemu.OVMFVars)
-	if err != nil {
+	vars, err := qemu.CopyOVMFVars(t.TempDir())
+	if errors.Is(err, fs.ErrNotExist) {
 		need(t, err.Error())
 	}
-	if err := os.WriteFile(vars, b, 0o644); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
 	res := bootWith(t, qemu.Options{

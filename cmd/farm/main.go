@@ -47,16 +47,17 @@ func main() {
 		}
 		return
 	}
-	var pub []string
+	cfg := farm.Config{LANPeers: *lan, Netinit: *bin, Sample: *sample, Settle: *settle, Keep: *keep, GOGC: *gogc, NeighbourTable: *neigh,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 	if *public {
 		self, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "farm: %v\n", err)
 			os.Exit(1)
 		}
-		pub = []string{self, publicPeerCmd}
+		cfg.PublicPeer = []string{self, publicPeerCmd}
 	}
-	if err := run(ctx, *sizes, *bin, *lan, *out, *sample, *settle, *keep, *gogc, *neigh, pub); err != nil {
+	if err := run(ctx, *sizes, *out, cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "farm: %v\n", err)
 		os.Exit(1)
 	}
@@ -76,7 +77,8 @@ func publicPeer(ctx context.Context, uri, keyDir string) error {
 	return n.Close()
 }
 
-func run(ctx context.Context, sizes, bin string, lan int, out string, sample int, settle time.Duration, keep bool, gogc string, neigh int, pub []string) error {
+// run runs a farm of each size in sizes, each with cfg but its N and Dir.
+func run(ctx context.Context, sizes, out string, cfg farm.Config) error {
 	var ns []int
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -103,12 +105,11 @@ func run(ctx context.Context, sizes, bin string, lan int, out string, sample int
 	fmt.Printf("netinit farm on %s, %d CPUs, %s\n\n%s\n|---|---|---|---|---|---|---|---|---|---|\n",
 		host, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), farm.Header)
 	for _, n := range ns {
-		dir := ""
-		if keep {
-			dir = fmt.Sprintf("build/farm-%d", n)
+		cfg.N, cfg.Dir = n, ""
+		if cfg.Keep {
+			cfg.Dir = fmt.Sprintf("build/farm-%d", n)
 		}
-		r, err := farm.Run(ctx, farm.Config{N: n, LANPeers: lan, Netinit: bin, Sample: sample, Settle: settle, Keep: keep, Dir: dir, GOGC: gogc, PublicPeer: pub, NeighbourTable: neigh,
-			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+		r, err := farm.Run(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("%d nodes: %w", n, err)
 		}

@@ -53,7 +53,7 @@ func main() {
 		*netdev += ",tftp=" + *pxe + ",bootfile=netinit.ipxe"
 		*kernel, *initramfs = "", ""
 	case *usb != "":
-		vars, err := ovmfVars()
+		vars, err := qemu.CopyOVMFVars("")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "vmrun:", err)
 			os.Exit(1)
@@ -98,24 +98,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
 		os.Exit(1)
 	}
-}
-
-// ovmfVars copies OVMF's variable store template for this VM.
-func ovmfVars() (string, error) {
-	b, err := os.ReadFile(qemu.OVMFVars)
-	if err != nil {
-		return "", fmt.Errorf("UEFI firmware (Debian ovmf): %w", err)
-	}
-	f, err := os.CreateTemp("", "vmrun-ovmf-vars-")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }
 
 func summary(w io.Writer, r *qemu.Result) {

@@ -246,7 +246,7 @@ func (f *farm) build(ctx context.Context) error {
 		"--dhcp-leasefile="+filepath.Join(f.cfg.Dir, "leases"), "--pid-file="+filepath.Join(f.cfg.Dir, "dnsmasq.pid"),
 		"--dhcp-range=192.0.2.10,192.0.2.250,255.255.255.0,1h", "--no-ping",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.1")
-	if err := f.spawn(dn, filepath.Join(f.cfg.Dir, "dnsmasq.log")); err != nil {
+	if _, err := f.spawn(dn, filepath.Join(f.cfg.Dir, "dnsmasq.log")); err != nil {
 		return err
 	}
 	if len(f.cfg.PublicPeer) > 0 {
@@ -288,26 +288,28 @@ func (f *farm) buildPublic(ctx context.Context) error {
 		return err
 	}
 	args := append([]string{"netns", "exec", pub}, f.cfg.PublicPeer...)
-	return f.spawn(exec.Command("ip", append(args, PublicPeerURI, dir)...), filepath.Join(dir, "log"))
+	_, err := f.spawn(exec.Command("ip", append(args, PublicPeerURI, dir)...), filepath.Join(dir, "log"))
+	return err
 }
 
-// spawn starts cmd with its output in logPath; teardown ends it.
-func (f *farm) spawn(cmd *exec.Cmd, logPath string) error {
+// spawn starts cmd with its output in logPath; teardown ends it. The
+// channel it returns is closed when cmd has exited.
+func (f *farm) spawn(cmd *exec.Cmd, logPath string) (chan struct{}, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return err
+		return nil, err
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
 	f.procs = append(f.procs, cmd)
 	f.waits = append(f.waits, done)
-	return nil
+	return done, nil
 }
 
 // start runs `netinit up` (kept running, as the boot daemon) in every
@@ -331,10 +333,11 @@ func (f *farm) start() error {
 		if f.cfg.GOGC != "" {
 			n.cmd.Env = append(n.cmd.Env, "GOGC="+f.cfg.GOGC)
 		}
-		if err := f.spawn(n.cmd, filepath.Join(n.dir, "log")); err != nil {
+		done, err := f.spawn(n.cmd, filepath.Join(n.dir, "log"))
+		if err != nil {
 			return err
 		}
-		n.done = f.waits[len(f.waits)-1]
+		n.done = done
 	}
 	return nil
 }
@@ -498,10 +501,9 @@ func (f *farm) sweep(ctx context.Context, res *Result) error {
 	var errs []error
 	sem := make(chan struct{}, 8)
 	for _, n := range f.nodes {
+		idx := targets(n.index, f.cfg.N, f.cfg.Sample)
 		var dst []netip.Addr
-		var idx []int
-		for _, j := range targets(n.index, f.cfg.N, f.cfg.Sample) {
-			idx = append(idx, j)
+		for _, j := range idx {
 			dst = append(dst, f.nodes[j].addr) // invalid if never addressed: counts as unreachable
 		}
 		wg.Add(1)

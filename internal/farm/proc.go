@@ -72,11 +72,7 @@ const neighboursPerNode = 6 // besides the LAN neighbours
 
 // neighbourBudget warns when the farm may not fit in the neighbour table.
 func neighbourBudget(n, lanPeers int) string {
-	b, err := os.ReadFile("/proc/sys/net/ipv6/neigh/default/gc_thresh3")
-	if err != nil {
-		return ""
-	}
-	limit, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	limit, err := readNeigh("gc_thresh3")
 	if err != nil {
 		return ""
 	}
@@ -104,6 +100,15 @@ func roundUp(n int) int { return (n + 1023) / 1024 * 1024 }
 // below gc_thresh1.
 const neighPath = "/proc/sys/net/ipv6/neigh/default/"
 
+// readNeigh reads the neighbour table setting name (gc_thresh3, ...).
+func readNeigh(name string) (int, error) {
+	b, err := os.ReadFile(neighPath + name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
 // growNeighbourTable raises the kernel's IPv6 neighbour table cap to
 // entries (gc_thresh3; gc_thresh2 to half of it) when it is lower, and
 // returns what puts the old values back. This is a host-wide setting —
@@ -111,18 +116,11 @@ const neighPath = "/proc/sys/net/ipv6/neigh/default/"
 // done when asked (-neigh-table), never lowered, and restored when the
 // run ends (success, failure, SIGINT/SIGTERM; not after SIGKILL).
 func growNeighbourTable(entries int, logf func(string, ...any)) (restore func(), err error) {
-	read := func(name string) (int, error) {
-		b, err := os.ReadFile(neighPath + name)
-		if err != nil {
-			return 0, err
-		}
-		return strconv.Atoi(strings.TrimSpace(string(b)))
-	}
-	old3, err := read("gc_thresh3")
+	old3, err := readNeigh("gc_thresh3")
 	if err != nil {
 		return nil, fmt.Errorf("reading the neighbour table cap: %w", err)
 	}
-	old2, err := read("gc_thresh2")
+	old2, err := readNeigh("gc_thresh2")
 	if err != nil {
 		return nil, fmt.Errorf("reading the neighbour table cap: %w", err)
 	}

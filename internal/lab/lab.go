@@ -40,20 +40,13 @@ func Strict() bool { return os.Getenv("NETINIT_LAB") == "1" }
 // root and every named tool is on PATH.
 func Require(t testing.TB, tools ...string) {
 	t.Helper()
-	miss := func(format string, args ...any) {
-		t.Helper()
-		if Strict() {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
 	if os.Geteuid() != 0 {
-		miss("lab: needs root for network namespaces")
+		Missing(t, "lab: needs root for network namespaces")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			if _, err2 := os.Stat(tool); err2 != nil {
-				miss("lab: needs %s on PATH (make test installs it)", tool)
+				Missing(t, "lab: needs %s on PATH (make test installs it)", tool)
 			}
 		}
 	}
@@ -368,9 +361,6 @@ func (b *Buffer) String() string {
 func RequireTUN(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if Strict() {
-			t.Fatalf("needs /dev/net/tun: %v", err)
-		}
-		t.Skipf("needs /dev/net/tun: %v", err)
+		Missing(t, "needs /dev/net/tun: %v", err)
 	}
 }
