@@ -170,7 +170,7 @@ vet:
 	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); test -z "$$bad" || { echo "gofmt needed: $$bad"; exit 1; }
 
 ## bench: bring-up time against u-root dhclient and dhcpcd (median of 5 runs, ratios)
-##   and QEMU boots: power-on -> ready / -> reachable over Yggdrasil (median of 3)
+##   and QEMU boots: power-on -> ready / -> reachable over Yggdrasil (median of 5)
 bench: bench-deps kernel
 	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
