@@ -32,8 +32,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/tyler-smith/go-bip39"
 )
 
 // Paths where 0-OS keeps the seed: identityd's primary file, on the cache
@@ -125,9 +123,9 @@ func Parse(b []byte) (ed25519.PrivateKey, Format, error) {
 			return nil, FormatV11, fmt.Errorf("%w: version 1.1.0 but not a JSON object with a mnemonic", ErrInvalid)
 		}
 		// Checks the words, the count and the BIP-39 checksum.
-		seed, err := bip39.EntropyFromMnemonic(strings.TrimSpace(v.Mnemonic))
+		seed, err := entropyFromMnemonic(v.Mnemonic)
 		if err != nil {
-			return nil, FormatV11, fmt.Errorf("%w: mnemonic: %s", ErrInvalid, mnemonicProblem(err))
+			return nil, FormatV11, fmt.Errorf("%w: mnemonic: %v", ErrInvalid, err)
 		}
 		k, err := fromSeed(seed)
 		return k, FormatV11, err
@@ -175,20 +173,6 @@ func fromSeed(seed []byte) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("%w: seed is %d bytes, want %d", ErrInvalid, len(seed), ed25519.SeedSize)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
-}
-
-// mnemonicProblem says what is wrong with a mnemonic without quoting it:
-// go-bip39's own messages name the unknown word, which is part of the
-// secret.
-func mnemonicProblem(err error) string {
-	switch {
-	case errors.Is(err, bip39.ErrChecksumIncorrect):
-		return "BIP-39 checksum incorrect"
-	case errors.Is(err, bip39.ErrInvalidMnemonic):
-		return "not a BIP-39 mnemonic (word count)"
-	default:
-		return "a word is not in the BIP-39 English list"
-	}
 }
 
 // printable keeps a version string from the file safe to log.

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // Mode is a 0-OS run mode, as `runmode=` spells it (zosbase
@@ -50,7 +51,10 @@ type Defaults struct {
 //go:embed defaults.json
 var defaultsJSON []byte
 
-var table = func() map[Mode]Defaults {
+// table is parsed on first use, not at package initialisation: every
+// process of the binary (PID 1, the daemon, `netinit modprobe`) would pay
+// for it, and most never ask.
+var table = sync.OnceValue(func() map[Mode]Defaults {
 	var f struct {
 		Modes map[Mode]Defaults `json:"modes"`
 	}
@@ -58,10 +62,10 @@ var table = func() map[Mode]Defaults {
 		panic("runmode: defaults.json: " + err.Error()) // caught by the package test
 	}
 	return f.Modes
-}()
+})
 
 // For returns the defaults of a mode (copies: callers may keep them).
 func For(m Mode) Defaults {
-	d := table[m]
+	d := table()[m]
 	return Defaults{YggPeers: slices.Clone(d.YggPeers), ProbeTargets: slices.Clone(d.ProbeTargets), NTP: slices.Clone(d.NTP)}
 }
