@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -103,7 +102,7 @@ type upRun struct {
 	args   []string
 	state  string
 	cmd    *exec.Cmd
-	out    bytes.Buffer
+	out    lab.Buffer // read by the test while it runs
 	cancel context.CancelFunc
 }
 
