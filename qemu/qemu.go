@@ -165,7 +165,7 @@ var ErrNoResult = errors.New("no NETINIT-RESULT on the console")
 func Args(opts Options) ([]string, string) {
 	accel := opts.Accel
 	if accel == "" {
-		accel = ChooseAccel(opts.QEMU, opts.Kernel, "").Name
+		accel = ChooseAccel(opts.QEMU, opts.probeKernel(), "").Name
 	}
 	cpu := "max"
 	if accel == "kvm" {
@@ -232,7 +232,7 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	if opts.KVMGuard <= 0 {
 		opts.KVMGuard = DefaultKVMGuard
 	}
-	a := ChooseAccel(opts.QEMU, opts.Kernel, opts.Accel)
+	a := ChooseAccel(opts.QEMU, opts.probeKernel(), opts.Accel)
 	if a.Name != "kvm" || a.Forced {
 		return boot(ctx, opts, a, 0)
 	}
@@ -241,7 +241,7 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	if !errors.Is(err, errKernelSilent) {
 		return res, err
 	}
-	a = demoteKVM(opts.QEMU, opts.Kernel, fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
+	a = demoteKVM(opts.QEMU, opts.probeKernel(), fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
 	a.Why += "; rebooted under TCG"
 	if opts.Console != nil {
 		fmt.Fprintf(opts.Console, "qemu: the KVM boot printed nothing from the kernel in %v: killed, booting again under TCG\n", opts.KVMGuard)

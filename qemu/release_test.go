@@ -52,7 +52,7 @@ func TestReleasePXE(t *testing.T) {
 		NetDev: qemu.DefaultNetDev + ",tftp=" + dir + ",bootfile=netinit.ipxe",
 		ExtraArgs: []string{"-netdev", "user,id=n1,ipv4=on,ipv6=off",
 			"-device", "virtio-net-pci,netdev=n1,romfile=,mac=" + second},
-		Firmware: qemu.Firmware{NIC: "e1000e", PXE: true},
+		Firmware: qemu.Firmware{NIC: "e1000e", PXE: true, Kernel: filepath.Join(dir, "vmlinuz")},
 	})
 	st := res.State
 	t.Logf("phase %q uplink %q problems %q timings %v", st.Phase, st.Uplink, st.Problems, st.TimingsMS)
@@ -84,7 +84,7 @@ func TestReleaseUSB(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := bootWith(t, qemu.Options{
-		Firmware: qemu.Firmware{UEFIVars: vars, USBDisk: filepath.Join(dir, "netinit-usb.img")},
+		Firmware: qemu.Firmware{UEFIVars: vars, USBDisk: filepath.Join(dir, "netinit-usb.img"), Kernel: filepath.Join(dir, "vmlinuz")},
 	})
 	st := res.State
 	t.Logf("phase %q uplink %q problems %q timings %v", st.Phase, st.Uplink, st.Problems, st.TimingsMS)
