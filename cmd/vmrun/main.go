@@ -121,6 +121,9 @@ func releaseKernel(dir string) string {
 func summary(w io.Writer, r *qemu.Result) {
 	fmt.Fprintf(w, "\n=== vmrun summary (%s) ===\n", r.Accel)
 	fmt.Fprintf(w, "accel:      %s\n", r.AccelWhy)
+	if r.Rebooted != "" {
+		fmt.Fprintf(w, "rebooted:   %s\n", r.Rebooted)
+	}
 	ms := func(d time.Duration) string {
 		if d == 0 {
 			return "-"
