@@ -94,7 +94,9 @@ type Options struct {
 	Accel string
 	// KVMGuard: a KVM boot that the accelerator was not forced for and
 	// that shows no line from the kernel or the init within this time is
-	// killed and booted again under TCG; default DefaultKVMGuard.
+	// killed and booted again under TCG; default DefaultKVMGuard, three
+	// times that for a firmware boot (the firmware loads the kernel and
+	// the image over TFTP or USB first).
 	KVMGuard time.Duration
 	Machine  string // default DefaultMachine
 	Memory   string // -m, default DefaultMemory
@@ -235,6 +237,9 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.KVMGuard <= 0 {
 		opts.KVMGuard = DefaultKVMGuard
+		if opts.firmwareBoot() {
+			opts.KVMGuard *= 3
+		}
 	}
 	deadline := time.Now().Add(opts.Timeout)
 	res, err := accelBoot(ctx, opts, deadline)
