@@ -89,10 +89,16 @@ func KVMWorks(qemuBin, kernel string) bool {
 	return probed(qemuBin, kernel).Name == "kvm"
 }
 
-// probed returns the cached or probed verdict.
+// probed returns the cached or probed verdict. Without a kernel there is
+// nothing to probe with (a firmware boot that did not name the kernel it
+// loads): TCG, and nothing is cached (a key made of "" would name the
+// working directory).
 func probed(qemuBin, kernel string) Accel {
 	if err := kvmCheck(); err != nil {
 		return Accel{Name: "tcg", Why: "tcg: " + err.Error()}
+	}
+	if kernel == "" {
+		return Accel{Name: "tcg", Why: "tcg: no kernel to probe KVM with (a firmware boot without Firmware.Kernel)"}
 	}
 	qemuBin = or(qemuBin, "qemu-system-x86_64")
 	key := accelKey(qemuBin, kernel)

@@ -3,8 +3,10 @@ package qemu
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,10 +39,11 @@ func forgetAccel() {
 
 // kvmQEMU is a fake QEMU: every run appends its arguments to runs. Under
 // -accel kvm it writes the firmware banner to the debug console file and
-// prints the setup code's line; then, when kernelRuns is set, a probe boot
-// (no -initrd) prints the kernel's banner, and a boot with -initrd prints
-// the fake result. Otherwise it hangs silently, as nested KVM does when
-// the kernel enters long mode. Under TCG it prints the fake result.
+// prints the setup code's line; then a probe boot (the one with the debug
+// console) prints the kernel's banner when probeOK is set, and any other
+// boot prints the fake result when bootOK is set. Otherwise it hangs
+// silently, as nested KVM does when the kernel enters long mode. Under TCG
+// it prints the fake result.
 func kvmQEMU(t *testing.T, probeOK, bootOK bool) (bin, runs string) {
 	t.Helper()
 	runs = filepath.Join(t.TempDir(), "runs")
@@ -55,9 +58,9 @@ for a; do case "$a" in file,id=fw,path=*) echo 'SeaBIOS (version fake)' > "${a#*
 case " $* " in *" -accel kvm "*)
 	echo 'Probing EDD (edd=off to disable)... ok'
 	case " $* " in
-	*" -initrd "*) [ -n "`+yes(bootOK)+`" ] || exec sleep 100;;
-	*) [ -n "`+yes(probeOK)+`" ] || exec sleep 100
+	*" isa-debugcon,"*) [ -n "`+yes(probeOK)+`" ] || exec sleep 100
 	   echo '[    0.000000] Linux version 6.1.0-fake'; exec sleep 100;;
+	*) [ -n "`+yes(bootOK)+`" ] || exec sleep 100;;
 	esac;;
 esac
 `+fakeResult)
@@ -196,6 +199,50 @@ func TestBootKVMGuard(t *testing.T) {
 	forgetAccel()
 	if a := ChooseAccel(q, k, ""); a.Name != "tcg" || a.Why != "tcg: a KVM boot printed nothing from the kernel in 500ms" {
 		t.Errorf("after the guard, ChooseAccel = %+v", a)
+	}
+}
+
+// TestAccelFirmwareBoot: a PXE or USB boot gives QEMU no kernel. The KVM
+// probe boots the kernel the firmware will load (Firmware.Kernel); without
+// one the boot runs under TCG, saying why, with no probe and no verdict
+// cached. (The probe used to boot an empty kernel path, which QEMU
+// refuses, and cache that refusal under a key naming the working
+// directory: firmware boots never got KVM.)
+func TestAccelFirmwareBoot(t *testing.T) {
+	fakeKVM(t)
+	q, runs := kvmQEMU(t, true, true)
+	opts := Options{QEMU: q, Timeout: 20 * time.Second, Firmware: Firmware{PXE: true}}
+	res, err := Boot(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	if res.Accel != "tcg" || !strings.Contains(res.AccelWhy, "no kernel to probe KVM with") || res.State == nil {
+		t.Errorf("Boot without Firmware.Kernel: accel %q (%q), state %+v", res.Accel, res.AccelWhy, res.State)
+	}
+	if n := countRuns(t, runs, " -accel kvm "); n != 0 {
+		t.Errorf("%d KVM runs without a kernel to probe, want none", n)
+	}
+	if _, err := os.Stat(accelCacheFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a verdict was cached without a kernel (%v)", err)
+	}
+
+	opts.Firmware.Kernel = kernelFile(t)
+	res, err = Boot(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	if res.Accel != "kvm" || res.AccelWhy != "kvm" || res.State == nil {
+		t.Errorf("Boot with Firmware.Kernel: accel %q (%q), state %+v", res.Accel, res.AccelWhy, res.State)
+	}
+	if n := countRuns(t, runs, " -kernel "+opts.Firmware.Kernel+" "); n != 1 {
+		t.Errorf("%d runs with the firmware's kernel, want the one probe", n)
+	}
+	if n := countRuns(t, runs, " -boot n "); n != 2 || slices.Contains(res.Args, "-kernel") {
+		t.Errorf("%d PXE boots, args %q: want 2, the firmware loading the kernel", n, res.Args)
+	}
+	forgetAccel()
+	if a := ChooseAccel(q, opts.Firmware.Kernel, ""); a.Name != "kvm" || countRuns(t, runs, " isa-debugcon,") != 1 {
+		t.Errorf("cached verdict %+v after %d probes, want kvm after 1", a, countRuns(t, runs, " isa-debugcon,"))
 	}
 }
 

@@ -188,6 +188,9 @@ func bootWith(t *testing.T, opts qemu.Options) *qemu.Result {
 	res, err := qemu.Boot(ctx, opts)
 	if res != nil {
 		t.Logf("qemu %s (accelerator %s); console log %s", strings.Join(res.Args[1:], " "), res.AccelWhy, opts.LogFile)
+		if res.Rebooted != "" {
+			t.Logf("qemu: booted twice: %s", res.Rebooted)
+		}
 		t.Logf("power-on -> first init line %v, init -> result %v, power-on -> exit %v",
 			res.InitAt.Round(time.Millisecond), res.InitToResult.Round(time.Millisecond), res.Exited.Round(time.Millisecond))
 		if res.KernelInit >= 0 {

@@ -54,6 +54,10 @@ type Firmware struct {
 	// USBDisk is a raw disk image attached as a USB stick (usb-storage on
 	// qemu-xhci), as the farmer's stick is.
 	USBDisk string
+	// Kernel is the kernel the firmware will load (the release's
+	// vmlinuz), for the KVM probe only (ChooseAccel): QEMU is not given
+	// it. A firmware boot without it runs under TCG.
+	Kernel string
 }
 
 // nicModel is the NIC's -device model. Booting from the USB disk, the
@@ -89,5 +93,14 @@ func (f Firmware) args() []string {
 
 // firmwareBoot reports whether the firmware, not QEMU, loads the kernel.
 func (f Firmware) firmwareBoot() bool { return f.PXE || f.USBDisk != "" }
+
+// probeKernel is the kernel the KVM probe boots: the one QEMU loads, or
+// for a firmware boot the one the firmware will ("" when not known).
+func (o Options) probeKernel() string {
+	if o.firmwareBoot() {
+		return o.Firmware.Kernel
+	}
+	return o.Kernel
+}
 
 var errNoKernel = errors.New("qemu: no kernel and no firmware boot (PXE or USB disk)")

@@ -94,7 +94,9 @@ type Options struct {
 	Accel string
 	// KVMGuard: a KVM boot that the accelerator was not forced for and
 	// that shows no line from the kernel or the init within this time is
-	// killed and booted again under TCG; default DefaultKVMGuard.
+	// killed and booted again under TCG; default DefaultKVMGuard, three
+	// times that for a firmware boot (the firmware loads the kernel and
+	// the image over TFTP or USB first).
 	KVMGuard time.Duration
 	Machine  string // default DefaultMachine
 	Memory   string // -m, default DefaultMemory
@@ -154,6 +156,10 @@ type Result struct {
 	// PoweredOff is true when QEMU exited by itself (the guest powered
 	// off or rebooted with -no-reboot) rather than being killed.
 	PoweredOff bool
+
+	// Rebooted says why this is a second boot ("" for the first): the
+	// first one's kernel panicked before /init (timerPanic).
+	Rebooted string
 }
 
 // ErrNoResult is returned (wrapped) when the console ended without a
@@ -165,7 +171,7 @@ var ErrNoResult = errors.New("no NETINIT-RESULT on the console")
 func Args(opts Options) ([]string, string) {
 	accel := opts.Accel
 	if accel == "" {
-		accel = ChooseAccel(opts.QEMU, opts.Kernel, "").Name
+		accel = ChooseAccel(opts.QEMU, opts.probeKernel(), "").Name
 	}
 	cpu := "max"
 	if accel == "kvm" {
@@ -231,17 +237,56 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.KVMGuard <= 0 {
 		opts.KVMGuard = DefaultKVMGuard
+		if opts.firmwareBoot() {
+			opts.KVMGuard *= 3
+		}
 	}
-	a := ChooseAccel(opts.QEMU, opts.Kernel, opts.Accel)
+	deadline := time.Now().Add(opts.Timeout)
+	res, err := accelBoot(ctx, opts, deadline)
+	if !timerCheckPanic(res, err) {
+		return res, err
+	}
+	if opts.Console != nil {
+		fmt.Fprintf(opts.Console, "qemu: the guest kernel panicked in its timer check before /init (%q): booting again, once\n", timerPanic)
+	}
+	if opts.Timeout = time.Until(deadline); opts.Timeout <= 0 {
+		return res, err
+	}
+	res, err = accelBoot(ctx, opts, deadline)
+	if res != nil {
+		res.Rebooted = "the first boot's kernel panicked in its timer check: " + timerPanic
+	}
+	return res, err
+}
+
+// timerPanic is the panic of the kernel's check_timer
+// (arch/x86/kernel/apic/io_apic.c) when its timer interrupt did not tick
+// during a short calibrated delay. Under TCG on a loaded host the vCPU
+// thread can be starved through that delay: an artefact of the
+// emulation, before /init, that a real machine does not have. Boot
+// starts such a boot again, once, rather than giving the kernel
+// no_timer_check, which would change the boots it measures.
+const timerPanic = "IO-APIC + timer doesn't work!"
+
+// timerCheckPanic reports whether a boot ended in timerPanic before the
+// init printed anything.
+func timerCheckPanic(res *Result, err error) bool {
+	return errors.Is(err, ErrNoResult) && res != nil && res.InitAt == 0 && strings.Contains(res.Console, timerPanic)
+}
+
+// accelBoot is one boot under the accelerator ChooseAccel picks: a KVM
+// boot that it did not force and that shows nothing from the kernel
+// within KVMGuard is booted again under TCG, by deadline.
+func accelBoot(ctx context.Context, opts Options, deadline time.Time) (*Result, error) {
+	a := ChooseAccel(opts.QEMU, opts.probeKernel(), opts.Accel)
 	if a.Name != "kvm" || a.Forced {
 		return boot(ctx, opts, a, 0)
 	}
-	deadline := time.Now().Add(opts.Timeout)
 	res, err := boot(ctx, opts, a, opts.KVMGuard)
 	if !errors.Is(err, errKernelSilent) {
 		return res, err
 	}
-	a = demoteKVM(opts.QEMU, opts.Kernel, fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
+	a = demoteKVM(opts.QEMU, opts.probeKernel(), fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
 	a.Why += "; rebooted under TCG"
 	if opts.Console != nil {
 		fmt.Fprintf(opts.Console, "qemu: the KVM boot printed nothing from the kernel in %v: killed, booting again under TCG\n", opts.KVMGuard)

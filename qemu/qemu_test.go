@@ -110,6 +110,44 @@ printf '{"schema":1,\r\n"phase":"ready","uplink":"eth0"}\r\n'
 echo 'NETINIT-RESULT-END'
 `
 
+// TestBootTimerPanic: a boot whose kernel panics in its timer check
+// before /init (TCG starved on a loaded host) is booted again once, and
+// says so; a panic again, or a panic after the init started, is the
+// boot's failure.
+func TestBootTimerPanic(t *testing.T) {
+	const panicLine = `echo "[    0.412000] Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug and send a report.  Then try booting with the 'noapic' option."; exit 0` + "\n"
+	// body's $runs is the file every boot adds a line to.
+	boot := func(t *testing.T, body string) (*Result, string, int, error) {
+		runs := filepath.Join(t.TempDir(), "runs")
+		q := fakeQEMU(t, "runs="+runs+"\necho run >> $runs\n"+body)
+		var console strings.Builder
+		res, err := Boot(context.Background(), Options{QEMU: q, Kernel: "k", Accel: "tcg", Timeout: 10 * time.Second, Console: &console})
+		b, _ := os.ReadFile(runs)
+		return res, console.String(), strings.Count(string(b), "run\n"), err
+	}
+	t.Run("once", func(t *testing.T) {
+		res, console, n, err := boot(t, `[ "$(wc -l < $runs)" -gt 1 ] || { `+strings.TrimSuffix(panicLine, "\n")+`; }`+"\n"+fakeResult+"exit 0\n")
+		if err != nil || res.State == nil || res.State.Phase != "ready" || n != 2 {
+			t.Fatalf("Boot: %v, state %+v after %d boots; want ready after 2", err, res.State, n)
+		}
+		if !strings.Contains(res.Rebooted, "timer check") || !strings.Contains(console, "panicked in its timer check before /init") {
+			t.Errorf("the second boot is not said: Rebooted %q, console:\n%s", res.Rebooted, console)
+		}
+	})
+	t.Run("twice", func(t *testing.T) {
+		res, _, n, err := boot(t, panicLine)
+		if !errors.Is(err, ErrNoResult) || n != 2 || res.Rebooted == "" {
+			t.Errorf("Boot: %v after %d boots (rebooted %q), want no result after 2", err, n, res.Rebooted)
+		}
+	})
+	t.Run("after init", func(t *testing.T) {
+		res, _, n, err := boot(t, "echo 'netinit: starting (fake)'\n"+panicLine)
+		if !errors.Is(err, ErrNoResult) || n != 1 || res.Rebooted != "" {
+			t.Errorf("Boot: %v after %d boots (rebooted %q), want no result after 1", err, n, res.Rebooted)
+		}
+	})
+}
+
 func TestBootFake(t *testing.T) {
 	var console strings.Builder
 	log := filepath.Join(t.TempDir(), "console.log")

@@ -15,12 +15,13 @@ import (
 )
 
 // TestUplinkElection (issue 11): two NICs both get a DHCP lease with a
-// router. eth0's server answers first, but its LAN is a dead end (and it
-// pushes option 121 0.0.0.0/1 + 128.0.0.0/1 and its own DNS); eth1's
-// router forwards to a target, a TCP listener in a namespace beyond it.
-// eth1 is elected by proven reachability; the only default route is
-// through its gateway, eth0's wide routes and DNS are not used, and the
-// target is reachable.
+// router. eth0's lease comes first (electionUp), but its LAN is a dead end
+// (and it pushes option 121 0.0.0.0/1 + 128.0.0.0/1 and its own DNS);
+// eth1's router forwards to a target, a TCP listener in a namespace beyond
+// it. eth1 is elected by proven reachability; the only default route is
+// through its gateway, eth0's wide routes and DNS are not used (so the
+// first link to ask was held back until the election), and the target is
+// reachable.
 //
 //	c:eth0 ── a0 (192.0.2.1, dead end)
 //	c:eth1 ── b0 (198.51.100.1/25) router b1 (198.51.100.129/25) ── t0 (198.51.100.130, :80)
@@ -78,18 +79,30 @@ func TestUplinkElection(t *testing.T) {
 // client namespace, eth0's dead-end DHCP server, the state and the output.
 func electionUp(t *testing.T, tag, extra string) (*lab.NS, *lab.Proc, *state.State, string) {
 	t.Helper()
-	c, dead := newElectionLab(t, tag)
+	c, b, dead := newElectionLab(t, tag)
 	p := &pair{cli: c, dir: t.TempDir()}
-	code, st, out := p.up(t, "--cmdline", strings.TrimSpace("ip=dhcp netinit.probe.targets=198.51.100.130:80 "+extra),
+	run := p.start(t, "--cmdline", strings.TrimSpace("ip=dhcp netinit.probe.targets=198.51.100.130:80 "+extra),
 		"--timeout", "30s", "eth0", "eth1")
+	// eth0's lease comes first by construction, whatever the load: eth1
+	// gets its carrier (b0 up, as a NIC whose autonegotiation ends late)
+	// only once eth0's client has logged its lease, which it does after
+	// asking for the default route (the election has begun). eth1's lease
+	// then needs only its DHCP exchange to land within the election
+	// window. (A reply delay on eth1's server raced eth0's client start.)
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(run.out.String(), "eth0: dhcp4 lease") }) {
+		t.Fatalf("no lease on eth0 within 20 s:\n%s", run.out.String())
+	}
+	b.MustExec("ip", "link", "set", "b0", "up")
+	code, st, out := run.wait(t)
 	requireReady(t, code, st)
 	return c, dead, st, out
 }
 
 // newElectionLab builds TestUplinkElection's lab (the namespaces are
-// named from tag) and returns the client namespace, eth0 and eth1 down,
-// and the dnsmasq of eth0's dead-end LAN.
-func newElectionLab(t *testing.T, tag string) (*lab.NS, *lab.Proc) {
+// named from tag) and returns the client namespace (eth0 and eth1 down),
+// eth1's router namespace (b0 down: no carrier on eth1 until it is set
+// up) and the dnsmasq of eth0's dead-end LAN.
+func newElectionLab(t *testing.T, tag string) (*lab.NS, *lab.NS, *lab.Proc) {
 	lab.Require(t, "ip", "dnsmasq", "iperf3")
 	lab.GuardResolvConf(t)
 	netinitBin(t)
@@ -110,12 +123,10 @@ func newElectionLab(t *testing.T, tag string) (*lab.NS, *lab.Proc) {
 	dead := lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
 		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1")
-	// eth1's server answers a second later than eth0's (the first
-	// DISCOVER, not a retransmission), within the election window.
 	lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
-		"--dhcp-reply-delay=1",
 		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
-	return c, dead
+	b.MustExec("ip", "link", "set", "b0", "down")
+	return c, b, dead
 }
 
 func maskOf(n *net.IPNet) (int, int) {

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ func main() {
 	case *pxe != "":
 		fw.PXE = true
 		*netdev += ",tftp=" + *pxe + ",bootfile=netinit.ipxe"
+		fw.Kernel = releaseKernel(*pxe)
 		*kernel, *initramfs = "", ""
 	case *usb != "":
 		vars, err := qemu.CopyOVMFVars("")
@@ -60,6 +62,7 @@ func main() {
 		}
 		defer os.Remove(vars)
 		fw.UEFIVars, fw.USBDisk = vars, *usb
+		fw.Kernel = releaseKernel(filepath.Dir(*usb))
 		*kernel, *initramfs = "", ""
 	case *kernel == "" || *initramfs == "":
 		flag.Usage()
@@ -73,7 +76,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Chosen (and cached) before the boot, so it is said before the wait.
-	fmt.Printf("vmrun: accelerator %s\n", qemu.ChooseAccel("", *kernel, *accel).Why)
+	probe := *kernel
+	if fw.PXE || fw.USBDisk != "" {
+		probe = fw.Kernel
+	}
+	fmt.Printf("vmrun: accelerator %s\n", qemu.ChooseAccel("", probe, *accel).Why)
 	var console io.Writer = os.Stdout
 	if *quiet {
 		console = nil
@@ -100,9 +107,23 @@ func main() {
 	}
 }
 
+// releaseKernel is the release directory's kernel, which its firmware
+// boots load, for the KVM probe; "" when the directory has none (the boot
+// then runs under TCG).
+func releaseKernel(dir string) string {
+	k := filepath.Join(dir, "vmlinuz")
+	if _, err := os.Stat(k); err != nil {
+		return ""
+	}
+	return k
+}
+
 func summary(w io.Writer, r *qemu.Result) {
 	fmt.Fprintf(w, "\n=== vmrun summary (%s) ===\n", r.Accel)
 	fmt.Fprintf(w, "accel:      %s\n", r.AccelWhy)
+	if r.Rebooted != "" {
+		fmt.Fprintf(w, "rebooted:   %s\n", r.Rebooted)
+	}
 	ms := func(d time.Duration) string {
 		if d == 0 {
 			return "-"
