@@ -28,8 +28,19 @@ import (
 // uplink NIC is the bridge's only port, the bridge carries the NIC's MAC
 // (so DHCP reservations and the node's registration on the chain stay
 // valid), IPv6 is off on the port and on (not forwarding) on the bridge.
-// netinit builds it before the protocol clients start, and they run on
-// the bridge.
+//
+// The NIC takes its lease as itself first (issue 16): the bridge forwards
+// through its port only once the port's operstate is up (net/bridge
+// br_port_carrier_check → netif_oper_up), and a NIC's operstate follows
+// its carrier in the kernel's linkwatch work — for virtio-net a second
+// after the probe, while its carrier bit, enough for a DHCP client on the
+// NIC, is on at once. So the NIC is the uplink from the start (its lease,
+// its default route: Yggdrasil can start), and moveToBridge moves it onto
+// the bridge once its operstate is up, its IPv4 configuration carried
+// over; the verdict waits for that. A daemon restart (the NIC is the
+// bridge's port already), vlan:priv= (only the bridge reaches the tagged
+// VLAN) and a NIC already up build the bridge before the clients start,
+// and they run on the bridge.
 
 // DefaultBridge is 0-OS's management bridge.
 const DefaultBridge = "zos"
