@@ -113,7 +113,9 @@ func (e *Engine) leaseFirst(a *netlink.LinkAttrs) bool {
 // untagged: `bridge vlan add vid N dev zos pvid untagged self`), the port
 // carries it tagged; b.PubVLAN is carried tagged too, and with both the
 // port leaves the default VLAN 1. The bridge itself is set up by the
-// caller, like any managed link.
+// caller, like any managed link. With b.Prepare only the bridge is made
+// (its MAC, IPv6, up) and nothing is done to the port: moveToBridge has it
+// ready while it waits for the NIC.
 func (netlinkKernel) Bridge(b BridgeSpec) error {
 	br, nic := b.Name, b.NIC
 	port, err := netlink.LinkByName(nic)
@@ -153,12 +155,9 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		}
 	}
 	// IPv6 on the bridge, never forwarding (it is a host, and 0-OS's
-	// DefaultBridgeValid checks it); IPv6 off on the port: its addresses
-	// and RAs belong to the bridge.
-	for _, kv := range [][3]string{
-		{br, "disable_ipv6", "0"}, {br, "forwarding", "0"}, {nic, "disable_ipv6", "1"},
-	} {
-		if err := ra.WriteConf(kv[0], kv[1], kv[2]); err != nil {
+	// DefaultBridgeValid checks it).
+	for _, key := range [][2]string{{"disable_ipv6", "0"}, {"forwarding", "0"}} {
+		if err := ra.WriteConf(br, key[0], key[1]); err != nil {
 			return fmt.Errorf("bridge %s: %w", br, err)
 		}
 	}
@@ -167,14 +166,20 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 			return fmt.Errorf("bridge %s: MAC %s: %w", br, mac, err)
 		}
 	}
-	if b.MTU > 0 && port.Attrs().MTU != b.MTU {
-		if err := netlink.LinkSetMTU(port, b.MTU); err != nil {
-			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
-		}
-	}
 	if b.PrepareIPv6 {
 		if err := ra.Prepare(br); err != nil {
 			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	}
+	if b.Prepare {
+		if err := netlink.LinkSetUp(bl); err != nil {
+			return fmt.Errorf("bridge %s: up: %w", br, err)
+		}
+		return nil
+	}
+	if b.MTU > 0 && port.Attrs().MTU != b.MTU {
+		if err := netlink.LinkSetMTU(port, b.MTU); err != nil {
+			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
 		}
 	}
 	if b.Carry {
@@ -197,6 +202,11 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		}
 	}
 	if err := bridgeVLANs(bl, port, b); err != nil {
+		return fmt.Errorf("bridge %s: %w", br, err)
+	}
+	// IPv6 off on the port: its addresses and RAs belong to the bridge
+	// (after the enslaving: the bridge forwards the sooner).
+	if err := ra.WriteConf(nic, "disable_ipv6", "1"); err != nil {
 		return fmt.Errorf("bridge %s: %w", br, err)
 	}
 	if err := netlink.LinkSetUp(port); err != nil {
@@ -332,8 +342,21 @@ func (e *Engine) bridgeElectedLocked() bool {
 // that cannot be made leaves the NIC managed as itself, with its lease.
 func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	nic := old.name
+	// The bridge is made while the NIC waits (its failure is the full
+	// Bridge's to report): the move is then the carry and the enslaving.
+	_ = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, Prepare: true, PrepareIPv6: old.wantsRA()})
 	ctx, cancel := context.WithDeadline(old.ctx, until)
 	err := e.kernel.OperUp(ctx, nic)
+	leased := true
+	if err == nil && old.wants4() {
+		// The NIC's lease first: an exchange cut short by the move
+		// would start over on the bridge.
+		select {
+		case <-old.leased4:
+		case <-ctx.Done():
+			leased = false
+		}
+	}
 	cancel()
 	switch {
 	case old.ctx.Err() != nil:
@@ -341,10 +364,12 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 		e.moving = ""
 		e.mu.Unlock()
 		return
-	case err == nil:
-		e.logf("%s: operstate up: moving it onto the management bridge %s, its IPv4 configuration carried over", nic, br)
-	default:
+	case err != nil:
 		e.logf("%s: operstate not up (%v): moving it onto the management bridge %s anyway", nic, err, br)
+	case !leased:
+		e.logf("%s: operstate up, no DHCPv4 lease yet: moving it onto the management bridge %s", nic, br)
+	default:
+		e.logf("%s: operstate up: moving it onto the management bridge %s, its IPv4 configuration carried over", nic, br)
 	}
 	e.mu.Lock()
 	e.bridgeTried, e.moving = true, nic

@@ -332,6 +332,13 @@ func (e *Engine) report(l lease.Report) {
 	} else {
 		e.leases[k] = l
 	}
+	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 && (l.Usable() || l.V6OnlyWait > 0) {
+		select {
+		case <-lk.leased4:
+		default:
+			close(lk.leased4)
+		}
+	}
 	if l.Usable() {
 		switch l.Source {
 		case lease.SourceDHCP4:

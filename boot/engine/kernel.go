@@ -50,8 +50,10 @@ type BridgeSpec struct {
 	// the NIC had its lease first (bridge.go).
 	Carry bool
 	// PrepareIPv6 has the engine own IPv6 on the bridge (ra.Prepare)
-	// before Carry sets it up: optimistic DAD from its first address.
+	// before it is set up: optimistic DAD from its first address.
 	PrepareIPv6 bool
+	// Prepare makes only the bridge, set up, without its port yet.
+	Prepare bool
 }
 
 // KernelLink is one link as the kernel has it.

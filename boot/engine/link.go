@@ -52,6 +52,9 @@ type link struct {
 	// from the NIC). bridged: the management bridge is made already.
 	held, from *dhcp4.Held
 	bridged    bool
+	// leased4 is closed at the link's first usable DHCPv4 lease (or the
+	// server's IPv6-only answer, RFC 8925): the DHCPv4 exchange is over.
+	leased4 chan struct{}
 }
 
 // newLink is a link to manage named name (nic: the bridge's port, or ""),
@@ -64,7 +67,8 @@ func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.Hardware
 	ipcs := ipConfigFor(e.spec, dev)
 	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
 		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1), renewDHCP6: make(chan struct{}, 1),
-		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1)}
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1),
+		leased4: make(chan struct{})}
 	l.ctx, l.stop = context.WithCancel(ctx)
 	return l
 }
