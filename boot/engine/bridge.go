@@ -182,6 +182,18 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
 		}
 	}
+	if port.Attrs().MasterIndex != bl.Attrs().Index {
+		if err := netlink.LinkSetMaster(port, bl); err != nil {
+			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
+		}
+	}
+	if err := bridgeVLANs(bl, port, b); err != nil {
+		return fmt.Errorf("bridge %s: %w", br, err)
+	}
+	// Carried over once the port forwards: until the routes move, the
+	// host still sends through the port itself, and what arrives through
+	// the bridge is for an address the host has (RFC 1122 section
+	// 3.3.4.2, the weak host model): no packet waits for the bridge.
 	if b.Carry {
 		if err := carryIPv4(port, bl); err != nil {
 			return fmt.Errorf("bridge %s: carrying %s's IPv4 over: %w", br, nic, err)
@@ -195,14 +207,6 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 				return fmt.Errorf("bridge %s: removing %s from port %s: %w", br, a.IPNet, nic, err)
 			}
 		}
-	}
-	if port.Attrs().MasterIndex != bl.Attrs().Index {
-		if err := netlink.LinkSetMaster(port, bl); err != nil {
-			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
-		}
-	}
-	if err := bridgeVLANs(bl, port, b); err != nil {
-		return fmt.Errorf("bridge %s: %w", br, err)
 	}
 	// IPv6 off on the port: its addresses and RAs belong to the bridge
 	// (after the enslaving: the bridge forwards the sooner).
@@ -220,7 +224,8 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 // up for it. A route is replaced in place (the kernel's key: table,
 // destination, TOS, metric), so the default route moves from the port to
 // the bridge without a moment without one; the prefix routes come with
-// the addresses. The caller then removes the addresses from the port.
+// the addresses; the port's neighbours too. The caller then removes the
+// addresses from the port.
 func carryIPv4(port, bl netlink.Link) error {
 	if err := netlink.LinkSetUp(bl); err != nil {
 		return fmt.Errorf("setting the bridge up: %w", err)
@@ -248,6 +253,22 @@ func carryIPv4(port, bl netlink.Link) error {
 		&netlink.Route{LinkIndex: port.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return err
+	}
+	// The neighbours the port knows (its gateway's MAC): the bridge's
+	// first packets need no ARP round (stale: the kernel confirms them,
+	// RFC 4861 section 7.3.3's states, which IPv4 shares).
+	neighs, err := netlink.NeighList(port.Attrs().Index, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighs {
+		if len(n.HardwareAddr) == 0 || n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) == 0 {
+			continue
+		}
+		nn := netlink.Neigh{LinkIndex: bl.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_STALE, IP: n.IP, HardwareAddr: n.HardwareAddr}
+		if err := netlink.NeighSet(&nn); err != nil {
+			return fmt.Errorf("neighbour %s: %w", n.IP, err)
+		}
 	}
 	// On-link routes first: a gateway outside the subnet is reached
 	// through its host route (RFC 3442's option 121 routes).
@@ -390,6 +411,9 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	}
 	l := e.newLink(e.runCtx, name, port, old.mac)
 	l.from, l.bridged = old.held, err == nil
+	// The same wire: the RA wait and the DHCPv4 grace (ready) go on
+	// from the NIC's carrier and IPv6, not from the move.
+	l.carrierAt, l.full6At = old.carrierAt, old.full6At
 	delete(e.links, nic)
 	e.links[name] = l
 	e.dropLeasesLocked(nic)

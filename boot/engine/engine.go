@@ -333,11 +333,7 @@ func (e *Engine) report(l lease.Report) {
 		e.leases[k] = l
 	}
 	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 && (l.Usable() || l.V6OnlyWait > 0) {
-		select {
-		case <-lk.leased4:
-		default:
-			close(lk.leased4)
-		}
+		lk.leased()
 	}
 	if l.Usable() {
 		switch l.Source {

@@ -73,6 +73,19 @@ func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.Hardware
 	return l
 }
 
+// leased closes l.leased4 once (a link made without newLink has none).
+// The caller holds the engine's mutex.
+func (l *link) leased() {
+	if l.leased4 == nil {
+		return
+	}
+	select {
+	case <-l.leased4:
+	default:
+		close(l.leased4)
+	}
+}
+
 // spawnClient starts one of l's protocol clients.
 func (e *Engine) spawnClient(l *link, fn func()) {
 	l.clients.Add(1)
@@ -372,7 +385,9 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 	for {
 		if e.kernel.Carrier(l.name) {
 			e.mu.Lock()
-			l.carrierAt = time.Now()
+			if l.carrierAt.IsZero() { // else carried over from the bridge's port (moveToBridge)
+				l.carrierAt = time.Now()
+			}
 			e.mark("carrier")
 			e.mu.Unlock()
 			e.logf("%s: carrier after %dms", l.name, time.Since(start).Milliseconds())
