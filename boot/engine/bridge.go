@@ -369,9 +369,10 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	ctx, cancel := context.WithDeadline(old.ctx, until)
 	err := e.kernel.OperUp(ctx, nic)
 	leased := true
-	if err == nil && old.wants4() {
+	if err == nil && old.toBridge != "" && old.wants4() {
 		// The NIC's lease first: an exchange cut short by the move
-		// would start over on the bridge.
+		// would start over on the bridge. (An elected uplink has its
+		// lease or RA: the election waited for it.)
 		select {
 		case <-old.leased4:
 		case <-ctx.Done():
