@@ -12,7 +12,6 @@
 package dhcp4
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/lease"
@@ -135,9 +134,3 @@ type Held struct {
 	t0   time.Time
 	link string
 }
-
-// Addr is the held lease's address.
-func (h *Held) Addr() netip.Prefix { return h.b.Addr }
-
-// Link is the link the lease was held on.
-func (h *Held) Link() string { return h.link }
