@@ -100,8 +100,11 @@ func Run(ctx context.Context, o Options) error {
 		dropped: map[string]bool{},
 	}
 	c.run(ctx)
-	if o.ReleaseOnStop != nil && o.ReleaseOnStop() {
+	switch {
+	case o.ReleaseOnStop != nil && o.ReleaseOnStop():
 		c.release()
+	case o.Handover != nil && c.cur != nil:
+		o.Handover(&Held{b: c.cur, t0: c.t0, link: o.Link})
 	}
 	return nil
 }
@@ -134,6 +137,9 @@ func (c *client) refuse(what string, m *dhcpv4.DHCPv4, err error) {
 }
 
 func (c *client) run(ctx context.Context) {
+	if c.o.From != nil && !c.o.Oneshot && !c.carried(ctx) {
+		return
+	}
 	for ctx.Err() == nil {
 		c.setStatus("selecting")
 		b, t0, err := c.acquire(ctx)
@@ -166,6 +172,45 @@ func (c *client) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// carriedTries is how many renewing REQUESTs confirm a carried lease
+// (Options.From), each awaited Options.Retransmit.
+const carriedTries = 3
+
+// carried takes the lease of Options.From as bound on this link and
+// confirms it at once with the server (RENEWING, RFC 2131 section
+// 4.4.5): an ACK renews it (another address in it replaces the carried
+// one), a NAK removes it and the client starts over; unanswered, it is
+// kept until its T1 like any bound lease. It returns false when ctx
+// ended.
+func (c *client) carried(ctx context.Context) bool {
+	h := c.o.From
+	c.logf("lease %s carried over from %s: confirming it with %s", h.b.Addr, h.link, h.b.Server)
+	if err := c.bind(h.b, h.t0, false); err != nil {
+		c.logf("applying the lease carried over from %s: %v", h.link, err)
+		c.withdraw("failed")
+		return ctx.Err() == nil
+	}
+	c.setStatus("renewing")
+	res := extendNone
+	for i := 0; i < carriedTries && res == extendNone && ctx.Err() == nil; i++ {
+		res = c.extend(ctx, false, time.Now().Add(c.o.Retransmit))
+	}
+	switch res {
+	case extendCtx:
+		return false
+	case extendNak:
+		c.withdraw("nak")
+		return true
+	case extendNone:
+		if ctx.Err() != nil {
+			return false
+		}
+		c.logf("no answer from %s for the carried lease %s: keeping it until it is due for renewal", h.b.Server, h.b.Addr)
+		c.setStatus("bound")
+	}
+	return c.maintain(ctx)
 }
 
 // acquire runs DISCOVER/OFFER/REQUEST/ACK (RFC 2131 section 3.1) until it

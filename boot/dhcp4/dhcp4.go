@@ -69,6 +69,19 @@ type Options struct {
 	// must not keep netinit's probe lease. nil means false.
 	ReleaseOnStop func() bool
 
+	// Handover, if set, is given the bound lease when ctx ends and the
+	// lease is kept (not released): the engine hands it to the client
+	// that takes the link's address over (From).
+	Handover func(*Held)
+
+	// From is a lease another client held (Handover) whose address and
+	// routes the engine carried onto this link: the client takes it as
+	// bound, applies and reports it at once, and renews it right away
+	// (RENEWING, RFC 2131 section 4.4.5: unicast to its server, with
+	// ciaddr) — the same chaddr and client identifier get it confirmed;
+	// a NAK or another address removes it.
+	From *Held
+
 	// Oneshot acquires and applies a lease once, then returns (no renew
 	// loop; the kernel expires the address at the end of the lease).
 	Oneshot bool
@@ -112,4 +125,12 @@ func (o *Options) defaults() {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
+}
+
+// Held is a bound lease as a client held it when it stopped (Handover),
+// for the client that takes it over (From).
+type Held struct {
+	b    *binding
+	t0   time.Time
+	link string
 }

@@ -3,6 +3,7 @@ package dhcp4
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -45,6 +46,10 @@ type childConf struct {
 	// Twice runs a second Oneshot Run after the first, as the next
 	// stage does after the handoff.
 	Twice bool
+	// Carry stops the first Run once it is bound (its lease handed over,
+	// Options.Handover) and runs a second one from it (Options.From), as
+	// the engine does when the NIC moves onto the management bridge.
+	Carry bool
 }
 
 // childOut is what the child reports back.
@@ -114,7 +119,12 @@ func child(t *testing.T) {
 			out.Logs = append(out.Logs, s)
 		},
 	}
-	err := Run(ctx, o)
+	var err error
+	if conf.Carry {
+		err = carry(ctx, o)
+	} else {
+		err = Run(ctx, o)
+	}
 	if err == nil && conf.Twice {
 		err = Run(ctx, o)
 	}
@@ -125,6 +135,32 @@ func child(t *testing.T) {
 		out.Err = err.Error()
 	}
 	lab.ChildResult(t, out)
+}
+
+// carry runs o until it is bound, then again from the lease it handed
+// over (childConf.Carry).
+func carry(ctx context.Context, o Options) error {
+	first, stop := context.WithCancel(ctx)
+	defer stop()
+	report := o.Report
+	var held *Held
+	a := o
+	a.Report = func(l lease.Report) {
+		report(l)
+		if l.Status == "bound" {
+			stop()
+		}
+	}
+	a.Handover = func(h *Held) { held = h }
+	if err := Run(first, a); err != nil {
+		return err
+	}
+	if held == nil {
+		return errors.New("no lease handed over")
+	}
+	b := o
+	b.From = held
+	return Run(ctx, b)
 }
 
 // rig is one lab.
@@ -610,6 +646,65 @@ func TestGoServer(t *testing.T) {
 			}
 			if !hasRoute(r.routes(t), "0.0.0.0/0 via 192.0.2.1 proto 16 src "+second) {
 				t.Errorf("routes %q", r.routes(t))
+			}
+		},
+	}, {
+		// A lease carried over (Options.From) is confirmed at once:
+		// RENEWING, unicast with ciaddr, long before its T1 (50 s).
+		name: "carried-ack",
+		conf: childConf{Timeout: 3 * time.Second, Retransmit: 500 * time.Millisecond, Carry: true},
+		reply: func(m *dhcpv4.DHCPv4, n int) *dhcpv4.DHCPv4 {
+			mt := dhcpv4.MessageTypeOffer
+			if m.MessageType() == dhcpv4.MessageTypeRequest {
+				mt = dhcpv4.MessageTypeAck
+			}
+			return answer(m, mt, first, 100, 50, 80)
+		},
+		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
+			if want := []string{"DISCOVER", "REQUEST", "REQUEST ciaddr=" + first}; !slices.Equal(g.log(), want) {
+				t.Errorf("server saw %v, want %v", g.log(), want)
+			}
+			if st, want := out.statuses(), []string{"selecting", "bound", "bound", "renewing", "bound"}; !slices.Equal(st, want) {
+				t.Errorf("statuses %v, want %v", st, want)
+			}
+			if !out.logged("lease "+first+"/24 carried over from c0") || !out.logged("renewed lease "+first+"/24") {
+				t.Errorf("logs %q", out.Logs)
+			}
+			if r.addr(t, first+"/24") == nil || !hasRoute(r.routes(t), "0.0.0.0/0 via 192.0.2.1 proto 16 src "+first) {
+				t.Errorf("carried lease not in the kernel: %v %q", r.addrs(t), r.routes(t))
+			}
+		},
+	}, {
+		// The server NAKs the carried lease: it does not linger; the
+		// client starts over and gets another address.
+		name: "carried-nak",
+		conf: childConf{Timeout: 4 * time.Second, Retransmit: 500 * time.Millisecond, Carry: true},
+		reply: func(m *dhcpv4.DHCPv4, n int) *dhcpv4.DHCPv4 {
+			if !m.ClientIPAddr.IsUnspecified() {
+				return answer(m, dhcpv4.MessageTypeNak, "", 0, 0, 0)
+			}
+			ip := first
+			if n > 0 {
+				ip = second
+			}
+			mt := dhcpv4.MessageTypeOffer
+			if m.MessageType() == dhcpv4.MessageTypeRequest {
+				mt = dhcpv4.MessageTypeAck
+			}
+			return answer(m, mt, ip, 100, 50, 80)
+		},
+		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
+			if !out.logged("lease "+first+"/24 carried over from c0") || !out.logged("NAK from 192.0.2.1 for "+first) {
+				t.Errorf("logs %q", out.Logs)
+			}
+			if r.addr(t, first+"/24") != nil {
+				t.Errorf("the NAKed carried address %s lingers: %v", first, r.addrs(t))
+			}
+			if _, p := bound(t, out); p.String() != second+"/24" || r.addr(t, second+"/24") == nil {
+				t.Errorf("last bound %s, kernel %v", p, r.addrs(t))
+			}
+			if rs := r.routes(t); !hasRoute(rs, "0.0.0.0/0 via 192.0.2.1 proto 16 src "+second) || hasRoute(rs, "0.0.0.0/0 via 192.0.2.1 proto 16 src "+first) {
+				t.Errorf("routes %q", rs)
 			}
 		},
 	}, {

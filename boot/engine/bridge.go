@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/ra"
@@ -25,8 +28,19 @@ import (
 // uplink NIC is the bridge's only port, the bridge carries the NIC's MAC
 // (so DHCP reservations and the node's registration on the chain stay
 // valid), IPv6 is off on the port and on (not forwarding) on the bridge.
-// netinit builds it before the protocol clients start, and they run on
-// the bridge.
+//
+// The NIC takes its lease as itself first (issue 16): the bridge forwards
+// through its port only once the port's operstate is up (net/bridge
+// br_port_carrier_check → netif_oper_up), and a NIC's operstate follows
+// its carrier in the kernel's linkwatch work — for virtio-net a second
+// after the probe, while its carrier bit, enough for a DHCP client on the
+// NIC, is on at once. So the NIC is the uplink from the start (its lease,
+// its default route: Yggdrasil can start), and moveToBridge moves it onto
+// the bridge once its operstate is up, its IPv4 configuration carried
+// over; the verdict waits for that. A daemon restart (the NIC is the
+// bridge's port already), vlan:priv= (only the bridge reaches the tagged
+// VLAN) and a NIC already up build the bridge before the clients start,
+// and they run on the bridge.
 
 // DefaultBridge is 0-OS's management bridge.
 const DefaultBridge = "zos"
@@ -66,11 +80,26 @@ func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
 		return ""
 	}
 	for _, l := range e.links {
-		if l.nic != "" {
+		if l.nic != "" || l.toBridge != "" {
 			return "" // one management bridge
 		}
 	}
 	return br
+}
+
+// operWait bounds the wait for the NIC's operstate before it moves onto
+// the management bridge anyway.
+const operWait = 2 * time.Second
+
+// leaseFirst reports whether the NIC a, which gets the management bridge,
+// is managed as itself first (its lease, then the move: moveToBridge).
+// Not when it is the bridge's port already (a daemon restart), when its
+// operstate is up already (left up by the firmware: the bridge forwards
+// through it at once), or when the management traffic is tagged
+// (vlan:priv=): only the bridge reaches that VLAN.
+func (e *Engine) leaseFirst(a *netlink.LinkAttrs) bool {
+	return e.spec.VLANPriv == 0 && a.MasterIndex == 0 && a.OperState != netlink.OperUp &&
+		(e.cfg.Previous == nil || e.cfg.Previous.UplinkNIC != a.Name)
 }
 
 // Bridge makes the bridge b.Name with b.NIC as its only port, or
@@ -84,7 +113,9 @@ func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
 // untagged: `bridge vlan add vid N dev zos pvid untagged self`), the port
 // carries it tagged; b.PubVLAN is carried tagged too, and with both the
 // port leaves the default VLAN 1. The bridge itself is set up by the
-// caller, like any managed link.
+// caller, like any managed link. With b.Prepare only the bridge is made
+// (its MAC, IPv6, up) and nothing is done to the port: moveToBridge has it
+// ready while it waits for the NIC.
 func (netlinkKernel) Bridge(b BridgeSpec) error {
 	br, nic := b.Name, b.NIC
 	port, err := netlink.LinkByName(nic)
@@ -124,12 +155,9 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		}
 	}
 	// IPv6 on the bridge, never forwarding (it is a host, and 0-OS's
-	// DefaultBridgeValid checks it); IPv6 off on the port: its addresses
-	// and RAs belong to the bridge.
-	for _, kv := range [][3]string{
-		{br, "disable_ipv6", "0"}, {br, "forwarding", "0"}, {nic, "disable_ipv6", "1"},
-	} {
-		if err := ra.WriteConf(kv[0], kv[1], kv[2]); err != nil {
+	// DefaultBridgeValid checks it).
+	for _, key := range [][2]string{{"disable_ipv6", "0"}, {"forwarding", "0"}} {
+		if err := ra.WriteConf(br, key[0], key[1]); err != nil {
 			return fmt.Errorf("bridge %s: %w", br, err)
 		}
 	}
@@ -138,9 +166,37 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 			return fmt.Errorf("bridge %s: MAC %s: %w", br, mac, err)
 		}
 	}
+	if b.PrepareIPv6 {
+		if err := ra.Prepare(br); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	}
+	if b.Prepare {
+		if err := netlink.LinkSetUp(bl); err != nil {
+			return fmt.Errorf("bridge %s: up: %w", br, err)
+		}
+		return nil
+	}
 	if b.MTU > 0 && port.Attrs().MTU != b.MTU {
 		if err := netlink.LinkSetMTU(port, b.MTU); err != nil {
 			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
+		}
+	}
+	if port.Attrs().MasterIndex != bl.Attrs().Index {
+		if err := netlink.LinkSetMaster(port, bl); err != nil {
+			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
+		}
+	}
+	if err := bridgeVLANs(bl, port, b); err != nil {
+		return fmt.Errorf("bridge %s: %w", br, err)
+	}
+	// Carried over once the port forwards: until the routes move, the
+	// host still sends through the port itself, and what arrives through
+	// the bridge is for an address the host has (RFC 1122 section
+	// 3.3.4.2, the weak host model): no packet waits for the bridge.
+	if b.Carry {
+		if err := carryIPv4(port, bl); err != nil {
+			return fmt.Errorf("bridge %s: carrying %s's IPv4 over: %w", br, nic, err)
 		}
 	}
 	// An IPv4 address left on the port (netinit ran on it before, or an
@@ -152,18 +208,89 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 			}
 		}
 	}
-	if port.Attrs().MasterIndex != bl.Attrs().Index {
-		if err := netlink.LinkSetMaster(port, bl); err != nil {
-			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
-		}
-	}
-	if err := bridgeVLANs(bl, port, b); err != nil {
+	// IPv6 off on the port: its addresses and RAs belong to the bridge
+	// (after the enslaving: the bridge forwards the sooner).
+	if err := ra.WriteConf(nic, "disable_ipv6", "1"); err != nil {
 		return fmt.Errorf("bridge %s: %w", br, err)
 	}
 	if err := netlink.LinkSetUp(port); err != nil {
 		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
 	}
 	return nil
+}
+
+// carryIPv4 puts the port's IPv4 addresses (with their remaining
+// lifetimes) and its routes in the main table on the bridge, which is set
+// up for it. A route is replaced in place (the kernel's key: table,
+// destination, TOS, metric), so the default route moves from the port to
+// the bridge without a moment without one; the prefix routes come with
+// the addresses; the port's neighbours too. The caller then removes the
+// addresses from the port.
+func carryIPv4(port, bl netlink.Link) error {
+	if err := netlink.LinkSetUp(bl); err != nil {
+		return fmt.Errorf("setting the bridge up: %w", err)
+	}
+	addrs, err := netlink.AddrList(port, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	to := addr.Link{Index: bl.Attrs().Index, Name: bl.Attrs().Name}
+	for _, a := range addrs {
+		p, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		na := addr.Addr{Prefix: netip.PrefixFrom(p, ones), Valid: lifetime(a.ValidLft), Preferred: lifetime(a.PreferedLft)}
+		if b, ok := netip.AddrFromSlice(a.Broadcast.To4()); ok {
+			na.Broadcast = b
+		}
+		if err := to.Replace(na); err != nil {
+			return err
+		}
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
+		&netlink.Route{LinkIndex: port.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return err
+	}
+	// The neighbours the port knows (its gateway's MAC): the bridge's
+	// first packets need no ARP round (stale: the kernel confirms them,
+	// RFC 4861 section 7.3.3's states, which IPv4 shares).
+	neighs, err := netlink.NeighList(port.Attrs().Index, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighs {
+		if len(n.HardwareAddr) == 0 || n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) == 0 {
+			continue
+		}
+		nn := netlink.Neigh{LinkIndex: bl.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_STALE, IP: n.IP, HardwareAddr: n.HardwareAddr}
+		if err := netlink.NeighSet(&nn); err != nil {
+			return fmt.Errorf("neighbour %s: %w", n.IP, err)
+		}
+	}
+	// On-link routes first: a gateway outside the subnet is reached
+	// through its host route (RFC 3442's option 121 routes).
+	slices.SortStableFunc(routes, func(a, b netlink.Route) int { return len(a.Gw) - len(b.Gw) })
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
+			continue
+		}
+		r.LinkIndex, r.ILinkIndex = bl.Attrs().Index, 0
+		if err := netlink.RouteReplace(&r); err != nil {
+			return fmt.Errorf("route %s: %w", r.Dst, err)
+		}
+	}
+	return nil
+}
+
+// lifetime is a kernel address lifetime (seconds, all ones: forever).
+func lifetime(s int) time.Duration {
+	if s < 0 || uint32(s) == math.MaxUint32 {
+		return addr.Forever
+	}
+	return time.Duration(s) * time.Second
 }
 
 // bridgeVLANs puts the bridge and its port in the VLANs of b (zos
@@ -207,48 +334,114 @@ func (e *Engine) bridgeElectedLocked() bool {
 	if e.moving != "" && e.moving == e.uplink {
 		return true
 	}
-	if br == "" || e.bridgeTried || l == nil || l.nic != "" || l.name == br || !e.ballot.decided {
+	// A NIC managed as itself first moves when its operstate is up
+	// (manage), keeping its default route until then.
+	if br == "" || e.bridgeTried || l == nil || l.nic != "" || l.toBridge != "" || l.name == br || !e.ballot.decided {
 		return false
 	}
 	e.bridgeTried, e.moving = true, l.name
-	e.spawn(func() { e.moveToBridge(l, br) })
+	e.spawn(func() {
+		e.logf("%s: elected uplink: moving it onto the management bridge %s", l.name, br)
+		e.moveToBridge(l, br, time.Now().Add(operWait))
+	})
 	return true
 }
 
-// moveToBridge moves the elected uplink l onto the management bridge br:
-// its clients are stopped (they leave their configuration, which the
-// bridge's port then drops), the link is managed again as the bridge, and
-// its clients start there. The bridge has the NIC's MAC, so the DHCPv4
-// server gives the same lease and SLAAC the same address.
-func (e *Engine) moveToBridge(old *link, br string) {
+// moveToBridge moves the uplink NIC old onto the management bridge br:
+// the one that had its lease first (manage), or the elected one
+// (bridgeElectedLocked). It waits for the NIC's operstate to be up
+// (until at the latest): the bridge forwards through a port only then
+// (net/bridge br_port_carrier_check), and a NIC's operstate follows its
+// carrier only in the kernel's linkwatch work, up to a second later. Then
+// the NIC's clients stop (they leave their configuration), the bridge is
+// made with the NIC's IPv4 addresses and routes carried over (the default
+// route is replaced in place: a connection over the lease, Yggdrasil's
+// peering, goes on), and the link is managed again as the bridge, its
+// DHCPv4 client starting from the NIC's lease (dhcp4.Options.From: the
+// bridge has the NIC's MAC, so the server confirms it). IPv6 on the port
+// goes off (Bridge); the bridge's RA client forms SLAAC again. A bridge
+// that cannot be made leaves the NIC managed as itself, with its lease.
+func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	nic := old.name
-	e.logf("%s: elected uplink: moving it onto the management bridge %s", nic, br)
+	// The bridge is made while the NIC waits (its failure is the full
+	// Bridge's to report): the move is then the carry and the enslaving.
+	_ = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, Prepare: true, PrepareIPv6: old.wantsRA()})
+	ctx, cancel := context.WithDeadline(old.ctx, until)
+	err := e.kernel.OperUp(ctx, nic)
+	leased := true
+	if err == nil && old.toBridge != "" && old.wants4() {
+		// The NIC's lease first: an exchange cut short by the move
+		// would start over on the bridge. (An elected uplink has its
+		// lease or RA: the election waited for it.)
+		select {
+		case <-old.leased4:
+		case <-ctx.Done():
+			leased = false
+		}
+	}
+	cancel()
+	switch {
+	case old.ctx.Err() != nil:
+		e.mu.Lock()
+		e.moving = ""
+		e.mu.Unlock()
+		return
+	case err != nil:
+		e.logf("%s: operstate not up (%v): moving it onto the management bridge %s anyway", nic, err, br)
+	case !leased:
+		e.logf("%s: operstate up, no DHCPv4 lease yet: moving it onto the management bridge %s", nic, br)
+	default:
+		e.logf("%s: operstate up: moving it onto the management bridge %s, its IPv4 configuration carried over", nic, br)
+	}
+	e.mu.Lock()
+	e.bridgeTried, e.moving = true, nic
+	e.mu.Unlock()
 	e.stopClients(old)
+	err = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(old), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub,
+		Carry: true, PrepareIPv6: old.wantsRA()})
 	e.mu.Lock()
 	e.moving = ""
 	if e.runCtx.Err() != nil || e.links[nic] != old {
 		e.mu.Unlock()
 		return
 	}
-	l := e.newLink(e.runCtx, br, nic, old.mac)
+	name, port := br, nic
+	if err != nil {
+		name, port = nic, ""
+		e.problems = append(e.problems, fmt.Sprintf("%v: %s is used without it", err, nic))
+	}
+	l := e.newLink(e.runCtx, name, port, old.mac)
+	l.from, l.bridged = old.held, err == nil
+	// The same wire: the RA wait and the DHCPv4 grace (ready) go on
+	// from the NIC's carrier and IPv6, not from the move.
+	l.carrierAt, l.full6At = old.carrierAt, old.full6At
 	delete(e.links, nic)
-	e.links[br] = l
+	e.links[name] = l
 	e.dropLeasesLocked(nic)
-	rename := func(s *string) {
-		if *s == nic {
-			*s = br
+	if err == nil {
+		e.mark("bridge")
+		rename := func(s *string) {
+			if *s == nic {
+				*s = br
+			}
+		}
+		for i := range e.ballot.asked {
+			rename(&e.ballot.asked[i])
+		}
+		for i := range e.ballot.cands {
+			rename(&e.ballot.cands[i].name)
+		}
+		for _, s := range []*string{&e.ballot.cmdline, &e.ballot.bootif, &e.ballot.kept, &e.ballot.moved} {
+			rename(s)
 		}
 	}
-	for i := range e.ballot.asked {
-		rename(&e.ballot.asked[i])
-	}
-	for i := range e.ballot.cands {
-		rename(&e.ballot.cands[i].name)
-	}
-	rename(&e.ballot.kept)
-	rename(&e.ballot.moved)
 	e.electLocked()
 	e.mu.Unlock()
+	if err != nil {
+		e.logf("%v: %s is used without it", err, nic)
+	} else {
+		e.bridgeMade(br, nic, old.mac)
+	}
 	e.spawn(func() { e.manage(l.ctx, l) })
 	e.notify()
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -84,5 +86,31 @@ func TestPortMTU(t *testing.T) {
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
 	if ops := k.done(); !slices.Equal(ops, []string{"mtu eth0 9000"}) {
 		t.Fatalf("kernel ops %q, want only the port raised to 9000", ops)
+	}
+}
+
+// TestLeaseFirst: which NIC that gets the management bridge takes its
+// lease as itself first: not the bridge's port already, not one up
+// already, not with a tagged management VLAN, not after a daemon restart.
+func TestLeaseFirst(t *testing.T) {
+	for _, c := range []struct {
+		name, line string
+		prev       *state.State
+		attrs      netlink.LinkAttrs
+		want       bool
+	}{
+		{"a NIC just found", "", nil, netlink.LinkAttrs{Name: "eth0", OperState: netlink.OperDown}, true},
+		{"operstate up already", "", nil, netlink.LinkAttrs{Name: "eth0", OperState: netlink.OperUp}, false},
+		{"a bridge's port already", "", nil, netlink.LinkAttrs{Name: "eth0", MasterIndex: 7}, false},
+		{"vlan:priv=", "vlan:priv=100", nil, netlink.LinkAttrs{Name: "eth0"}, false},
+		{"a daemon restart", "", &state.State{Uplink: "zos", UplinkNIC: "eth0"}, netlink.LinkAttrs{Name: "eth0"}, false},
+		{"a restart, another NIC before", "", &state.State{Uplink: "zos", UplinkNIC: "eth1"}, netlink.LinkAttrs{Name: "eth0"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos "+c.line), Previous: c.prev, Kernel: newFakeKernel()})
+			if got := e.leaseFirst(&c.attrs); got != c.want {
+				t.Fatalf("leaseFirst = %v, want %v", got, c.want)
+			}
+		})
 	}
 }

@@ -26,9 +26,12 @@ type linkFacts struct {
 	mac  net.HardwareAddr
 	// nic is the NIC enslaved to the management bridge when this link is
 	// that bridge (name is then the bridge's), "" otherwise.
-	nic  string
-	ipc  spec.IPConfig   // the first ip= for this link (static address, hostname, MTU)
-	ipcs []spec.IPConfig // all of them: several ip= for one link add up
+	nic string
+	// toBridge is the management bridge this NIC moves onto once its
+	// operstate is up (bridge.go): until then it is managed as itself.
+	toBridge string
+	ipc      spec.IPConfig   // the first ip= for this link (static address, hostname, MTU)
+	ipcs     []spec.IPConfig // all of them: several ip= for one link add up
 
 	carrierAt time.Time // zero until carrier
 	raAt      time.Time // first RA
@@ -110,7 +113,9 @@ func (v *view) link(name string) *linkFacts {
 // A lease or RA that comes later upgrades the state.
 func ready(v *view, now time.Time) bool {
 	l := v.link(v.uplink)
-	if l == nil || l.carrierAt.IsZero() {
+	// An uplink still to move onto the management bridge is not ready:
+	// 0-OS's networkd wants the bridge at the hand-off.
+	if l == nil || l.carrierAt.IsZero() || l.toBridge != "" {
 		return false
 	}
 	def := false

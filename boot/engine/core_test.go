@@ -172,6 +172,14 @@ func TestReady(t *testing.T) {
 			}
 		})
 	}
+	t.Run("still to move onto the bridge", func(t *testing.T) {
+		l := facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0"))
+		l.toBridge = "zos"
+		v := &view{spec: parseSpec(t, ""), links: []linkFacts{l}, uplink: "eth0"}
+		if ready(v, t0.Add(time.Minute)) {
+			t.Error("ready before the uplink is on the management bridge")
+		}
+	})
 	t.Run("no uplink", func(t *testing.T) {
 		v := &view{spec: parseSpec(t, ""), links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0"))}}
 		if ready(v, t0) {

@@ -332,6 +332,9 @@ func (e *Engine) report(l lease.Report) {
 	} else {
 		e.leases[k] = l
 	}
+	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 && (l.Usable() || l.V6OnlyWait > 0) {
+		lk.leased()
+	}
 	if l.Usable() {
 		switch l.Source {
 		case lease.SourceDHCP4:

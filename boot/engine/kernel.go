@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -31,6 +33,10 @@ type Kernel interface {
 	// addrs (netinit's) removed, IPv6 autoconfiguration the kernel's own
 	// again (bridge.go).
 	HandOver(name string, addrs []netip.Prefix) error
+	// OperUp returns when the named link's operstate is up (RFC 2863
+	// "up": the kernel's linkwatch applied its carrier), or with ctx's
+	// error.
+	OperUp(ctx context.Context, name string) error
 }
 
 // BridgeSpec is the management bridge to make.
@@ -39,6 +45,15 @@ type BridgeSpec struct {
 	MTU       int    // 0: left as is
 	VLAN      int    // vlan:priv=: the management VLAN, tagged on the port (0: untagged)
 	PubVLAN   int    // vlan:pub=: also allowed, tagged, on the port (0: none)
+	// Carry moves the port's IPv4 addresses (with their remaining
+	// lifetimes) and routes onto the bridge before they leave the port:
+	// the NIC had its lease first (bridge.go).
+	Carry bool
+	// PrepareIPv6 has the engine own IPv6 on the bridge (ra.Prepare)
+	// before it is set up: optimistic DAD from its first address.
+	PrepareIPv6 bool
+	// Prepare makes only the bridge, set up, without its port yet.
+	Prepare bool
 }
 
 // KernelLink is one link as the kernel has it.
@@ -105,4 +120,35 @@ func (netlinkKernel) SetMTU(name string, mtu int) error {
 func carrier(name string) bool {
 	b, err := os.ReadFile("/sys/class/net/" + name + "/carrier")
 	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+func (netlinkKernel) OperUp(ctx context.Context, name string) error {
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	// ListExisting: the link's state now comes first, then its changes.
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true}); err != nil {
+		close(done)
+		return fmt.Errorf("watching %s: %w", name, err)
+	}
+	// Closing done closes the subscription's socket; its reader then
+	// ends and closes updates (drained so that it is never stuck
+	// sending).
+	defer func() {
+		close(done)
+		for range updates {
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u, ok := <-updates:
+			if !ok {
+				return fmt.Errorf("watching %s: the netlink subscription ended", name)
+			}
+			if a := u.Link.Attrs(); a.Name == name && a.OperState == netlink.OperUp {
+				return nil
+			}
+		}
+	}
 }

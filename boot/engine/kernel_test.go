@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -81,4 +82,13 @@ func (k *fakeKernel) done() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]string(nil), k.ops...)
+}
+
+// OperUp: a fake link's operstate is up with its carrier.
+func (k *fakeKernel) OperUp(ctx context.Context, name string) error {
+	if k.Carrier(name) {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }

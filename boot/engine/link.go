@@ -47,6 +47,14 @@ type link struct {
 	// released: handed over to the next stage (handOver); its DHCPv4
 	// client gives the lease back when it stops.
 	released bool
+	// held is the DHCPv4 lease the link's client held when it stopped;
+	// from is the one a link starts with (moveToBridge carried it over
+	// from the NIC). bridged: the management bridge is made already.
+	held, from *dhcp4.Held
+	bridged    bool
+	// leased4 is closed at the link's first usable DHCPv4 lease (or the
+	// server's IPv6-only answer, RFC 8925): the DHCPv4 exchange is over.
+	leased4 chan struct{}
 }
 
 // newLink is a link to manage named name (nic: the bridge's port, or ""),
@@ -59,9 +67,23 @@ func (e *Engine) newLink(ctx context.Context, name, nic string, mac net.Hardware
 	ipcs := ipConfigFor(e.spec, dev)
 	l := &link{linkFacts: linkFacts{name: name, nic: nic, mac: mac, ipc: ipcs[0], ipcs: ipcs},
 		renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1), renewDHCP6: make(chan struct{}, 1),
-		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1)}
+		reapply4: make(chan struct{}, 1), reapply6: make(chan struct{}, 1), reapplyStatic: make(chan struct{}, 1),
+		leased4: make(chan struct{})}
 	l.ctx, l.stop = context.WithCancel(ctx)
 	return l
+}
+
+// leased closes l.leased4 once (a link made without newLink has none).
+// The caller holds the engine's mutex.
+func (l *link) leased() {
+	if l.leased4 == nil {
+		return
+	}
+	select {
+	case <-l.leased4:
+	default:
+		close(l.leased4)
+	}
 }
 
 // spawnClient starts one of l's protocol clients.
@@ -108,11 +130,15 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 		e.logf("%s: handed over to the next stage before this restart: left alone", a.Name)
 		return
 	}
-	name, nic := a.Name, ""
-	if br := e.bridgeFor(a.Name, a.HardwareAddr, only); br != "" {
+	name, nic, later := a.Name, "", ""
+	switch br := e.bridgeFor(a.Name, a.HardwareAddr, only); {
+	case br != "" && e.leaseFirst(a):
+		later = br
+	case br != "":
 		name, nic = br, a.Name
 	}
 	l := e.newLink(ctx, name, nic, a.HardwareAddr)
+	l.toBridge = later
 	e.links[l.name] = l
 	if e.ballot.cmdline == a.Name {
 		e.ballot.cmdline = l.name
@@ -127,7 +153,7 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 
 // manage brings one link up and runs its clients until ctx ends.
 func (e *Engine) manage(ctx context.Context, l *link) {
-	if l.nic != "" {
+	if l.nic != "" && !l.bridged {
 		e.makeBridge(l)
 	}
 	name := l.name
@@ -159,7 +185,22 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	} else {
 		e.logf("%s: link up (%s)", name, l.mac)
 	}
-	if !e.waitCarrier(ctx, l) {
+	if l.toBridge != "" {
+		// The lease first on the NIC itself, then onto the bridge
+		// (moveToBridge), at the latest operWait from now: without
+		// carrier by then, the bridge is made before any client runs.
+		until := time.Now().Add(operWait)
+		cctx, cancel := context.WithDeadline(ctx, until)
+		up := e.waitCarrier(cctx, l)
+		cancel()
+		if !up {
+			if ctx.Err() == nil {
+				e.moveToBridge(l, l.toBridge, until)
+			}
+			return
+		}
+		defer e.spawn(func() { e.moveToBridge(l, l.toBridge, until) })
+	} else if !e.waitCarrier(ctx, l) {
 		return
 	}
 	if l.static() {
@@ -196,6 +237,12 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 					defer e.mu.Unlock()
 					return l.released
 				},
+				Handover: func(h *dhcp4.Held) {
+					e.mu.Lock()
+					l.held = h
+					e.mu.Unlock()
+				},
+				From:   l.from,
 				Report: e.report,
 				Logf:   e.cfg.Logf,
 			})
@@ -236,11 +283,10 @@ func (e *Engine) makeBridge(l *link) {
 	e.mu.Unlock()
 	err := e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
 	if err == nil {
-		vlan := "untagged"
-		if e.spec.VLANPriv > 0 {
-			vlan = fmt.Sprintf("VLAN %d tagged", e.spec.VLANPriv)
-		}
-		e.logf("%s: management bridge with port %s (%s), %s", br, nic, l.mac, vlan)
+		e.bridgeMade(br, nic, l.mac)
+		e.mu.Lock()
+		e.mark("bridge")
+		e.mu.Unlock()
 		return
 	}
 	e.mu.Lock()
@@ -257,6 +303,15 @@ func (e *Engine) makeBridge(l *link) {
 	e.problems = append(e.problems, fmt.Sprintf("%v: %s is used without it", err, nic))
 	e.mu.Unlock()
 	e.logf("%v: %s is used without it", err, nic)
+}
+
+// bridgeMade says that the management bridge br is made with port nic.
+func (e *Engine) bridgeMade(br, nic string, mac net.HardwareAddr) {
+	vlan := "untagged"
+	if e.spec.VLANPriv > 0 {
+		vlan = fmt.Sprintf("VLAN %d tagged", e.spec.VLANPriv)
+	}
+	e.logf("%s: management bridge with port %s (%s), %s", br, nic, mac, vlan)
 }
 
 // startDHCP6 starts the DHCPv6 client on a link when an RA asks for it
@@ -330,7 +385,9 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 	for {
 		if e.kernel.Carrier(l.name) {
 			e.mu.Lock()
-			l.carrierAt = time.Now()
+			if l.carrierAt.IsZero() { // else carried over from the bridge's port (moveToBridge)
+				l.carrierAt = time.Now()
+			}
 			e.mark("carrier")
 			e.mu.Unlock()
 			e.logf("%s: carrier after %dms", l.name, time.Since(start).Milliseconds())

@@ -62,6 +62,10 @@ type Config struct {
 	// Clock corrects the clock (the system clock when nil; tests give a
 	// fake so that the machine's clock is never touched).
 	Clock *clock.Syncer
+	// Bridge is the management bridge the uplink NIC moves onto after
+	// its lease ("" = none): Yggdrasil's multicast discovery, started
+	// on the NIC, follows it there.
+	Bridge string
 }
 
 // Manager runs the overlays of one netinit process.
@@ -465,6 +469,9 @@ func (m *Manager) yggOptions(st *state.NetworkStatus) (ygg.Options, *identity.Id
 	}
 	if st.Uplink != "" {
 		opts.MulticastLinks = []string{"^" + st.Uplink + "$"}
+		if b := m.cfg.Bridge; b != "" && b != st.Uplink {
+			opts.MulticastLinks = append(opts.MulticastLinks, "^"+b+"$")
+		}
 	}
 	if id != nil {
 		opts.Key = id.Key

@@ -184,6 +184,21 @@ func TestNodeInfoPublishesNothing(t *testing.T) {
 	}
 }
 
+// TestMulticastFollowsBridge: Yggdrasil started on the NIC before it
+// moves onto the management bridge (its lease first) keeps discovering
+// LAN peers there: the bridge's name is matched too.
+func TestMulticastFollowsBridge(t *testing.T) {
+	m := New(context.Background(), Config{Spec: spec.Defaults().Overlay, Bridge: "zos"})
+	opts, _ := m.yggOptions(&state.NetworkStatus{Uplink: "eth0"})
+	if !slices.Equal(opts.MulticastLinks, []string{"^eth0$", "^zos$"}) {
+		t.Errorf("multicast links %q, want eth0 and zos", opts.MulticastLinks)
+	}
+	opts, _ = m.yggOptions(&state.NetworkStatus{Uplink: "zos", UplinkNIC: "eth0"})
+	if !slices.Equal(opts.MulticastLinks, []string{"^zos$"}) {
+		t.Errorf("on the bridge: multicast links %q", opts.MulticastLinks)
+	}
+}
+
 // fakeClock is a Syncer that never touches the machine's clock.
 func fakeClock() *clock.Syncer {
 	fail := errors.New("fake clock")
