@@ -205,10 +205,7 @@ farm: deps build
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
-	  done; done
+	GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $$($(GO) list ./...)
 
 clean:
 	rm -rf $(BUILD)
