@@ -94,9 +94,10 @@ func (f Firmware) args() []string {
 // firmwareBoot reports whether the firmware, not QEMU, loads the kernel.
 func (f Firmware) firmwareBoot() bool { return f.PXE || f.USBDisk != "" }
 
-// probeKernel is the kernel the KVM probe boots: the one QEMU loads, or
-// for a firmware boot the one the firmware will ("" when not known).
-func (o Options) probeKernel() string {
+// ProbeKernel is the kernel the KVM probe (ChooseAccel) boots: the one
+// QEMU loads, or for a firmware boot the one the firmware will ("" when
+// not known).
+func (o Options) ProbeKernel() string {
 	if o.firmwareBoot() {
 		return o.Firmware.Kernel
 	}

@@ -171,7 +171,7 @@ var ErrNoResult = errors.New("no NETINIT-RESULT on the console")
 func Args(opts Options) ([]string, string) {
 	accel := opts.Accel
 	if accel == "" {
-		accel = ChooseAccel(opts.QEMU, opts.probeKernel(), "").Name
+		accel = ChooseAccel(opts.QEMU, opts.ProbeKernel(), "").Name
 	}
 	cpu := "max"
 	if accel == "kvm" {
@@ -278,7 +278,7 @@ func timerCheckPanic(res *Result, err error) bool {
 // boot that it did not force and that shows nothing from the kernel
 // within KVMGuard is booted again under TCG, by deadline.
 func accelBoot(ctx context.Context, opts Options, deadline time.Time) (*Result, error) {
-	a := ChooseAccel(opts.QEMU, opts.probeKernel(), opts.Accel)
+	a := ChooseAccel(opts.QEMU, opts.ProbeKernel(), opts.Accel)
 	if a.Name != "kvm" || a.Forced {
 		return boot(ctx, opts, a, 0)
 	}
@@ -286,7 +286,7 @@ func accelBoot(ctx context.Context, opts Options, deadline time.Time) (*Result, 
 	if !errors.Is(err, errKernelSilent) {
 		return res, err
 	}
-	a = demoteKVM(opts.QEMU, opts.probeKernel(), fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
+	a = demoteKVM(opts.QEMU, opts.ProbeKernel(), fmt.Sprintf("a KVM boot printed nothing from the kernel in %v", opts.KVMGuard))
 	a.Why += "; rebooted under TCG"
 	if opts.Console != nil {
 		fmt.Fprintf(opts.Console, "qemu: the KVM boot printed nothing from the kernel in %v: killed, booting again under TCG\n", opts.KVMGuard)

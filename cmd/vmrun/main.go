@@ -75,17 +75,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// Chosen (and cached) before the boot, so it is said before the wait.
-	probe := *kernel
-	if fw.PXE || fw.USBDisk != "" {
-		probe = fw.Kernel
-	}
-	fmt.Printf("vmrun: accelerator %s\n", qemu.ChooseAccel("", probe, *accel).Why)
 	var console io.Writer = os.Stdout
 	if *quiet {
 		console = nil
 	}
-	res, err := qemu.Boot(ctx, qemu.Options{
+	opts := qemu.Options{
 		Kernel:    *kernel,
 		Initramfs: *initramfs,
 		Append:    strings.TrimSpace(*appendArg + " netinit.test=poweroff"),
@@ -97,7 +91,10 @@ func main() {
 		KernelLog: *klog,
 		HostNet:   *hostNet,
 		Firmware:  fw,
-	})
+	}
+	// Chosen (and cached) before the boot, so it is said before the wait.
+	fmt.Printf("vmrun: accelerator %s\n", qemu.ChooseAccel(opts.QEMU, opts.ProbeKernel(), opts.Accel).Why)
+	res, err := qemu.Boot(ctx, opts)
 	if res != nil {
 		summary(os.Stdout, res)
 	}
