@@ -594,6 +594,14 @@ func answer(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, ip string, lease, t1, t2 
 	return r
 }
 
+// offerOrAck is the answer's type to a DISCOVER (OFFER) or a REQUEST (ACK).
+func offerOrAck(req *dhcpv4.DHCPv4) dhcpv4.MessageType {
+	if req.MessageType() == dhcpv4.MessageTypeRequest {
+		return dhcpv4.MessageTypeAck
+	}
+	return dhcpv4.MessageTypeOffer
+}
+
 func u32(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
 
 func TestGoServer(t *testing.T) {
@@ -625,10 +633,7 @@ func TestGoServer(t *testing.T) {
 				m.MessageType() == dhcpv4.MessageTypeRequest && n > 0 {
 				ip = second
 			}
-			mt := dhcpv4.MessageTypeOffer
-			if m.MessageType() == dhcpv4.MessageTypeRequest {
-				mt = dhcpv4.MessageTypeAck
-			}
+			mt := offerOrAck(m)
 			return answer(m, mt, ip, 60, 1, 50)
 		},
 		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
@@ -654,10 +659,7 @@ func TestGoServer(t *testing.T) {
 		name: "carried-ack",
 		conf: childConf{Timeout: 3 * time.Second, Retransmit: 500 * time.Millisecond, Carry: true},
 		reply: func(m *dhcpv4.DHCPv4, n int) *dhcpv4.DHCPv4 {
-			mt := dhcpv4.MessageTypeOffer
-			if m.MessageType() == dhcpv4.MessageTypeRequest {
-				mt = dhcpv4.MessageTypeAck
-			}
+			mt := offerOrAck(m)
 			return answer(m, mt, first, 100, 50, 80)
 		},
 		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
@@ -687,10 +689,7 @@ func TestGoServer(t *testing.T) {
 			if n > 0 {
 				ip = second
 			}
-			mt := dhcpv4.MessageTypeOffer
-			if m.MessageType() == dhcpv4.MessageTypeRequest {
-				mt = dhcpv4.MessageTypeAck
-			}
+			mt := offerOrAck(m)
 			return answer(m, mt, ip, 100, 50, 80)
 		},
 		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
@@ -716,10 +715,7 @@ func TestGoServer(t *testing.T) {
 			if n > 0 {
 				return nil
 			}
-			mt := dhcpv4.MessageTypeOffer
-			if m.MessageType() == dhcpv4.MessageTypeRequest {
-				mt = dhcpv4.MessageTypeAck
-			}
+			mt := offerOrAck(m)
 			return answer(m, mt, first, 4, 1, 2)
 		},
 		check: func(t *testing.T, r *rig, out childOut, g *goServer) {
@@ -795,10 +791,7 @@ func TestGoServer(t *testing.T) {
 		name: "mtu-ipv6",
 		conf: childConf{Oneshot: true, Timeout: 20 * time.Second, IPv6: true},
 		reply: func(m *dhcpv4.DHCPv4, n int) *dhcpv4.DHCPv4 {
-			mt := dhcpv4.MessageTypeOffer
-			if m.MessageType() == dhcpv4.MessageTypeRequest {
-				mt = dhcpv4.MessageTypeAck
-			}
+			mt := offerOrAck(m)
 			return answer(m, mt, first, 60, 0, 0,
 				dhcpv4.WithGeneric(dhcpv4.OptionInterfaceMTU, []byte{0x03, 0xe8}),
 				dhcpv4.WithDomainSearchList("x\nnameserver\t6.6.6.6", "lab.example"))
