@@ -405,10 +405,10 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 		e.mu.Unlock()
 		return
 	}
-	name, port := br, nic
+	name, port, without := br, nic, ""
 	if err != nil {
 		name, port = nic, ""
-		e.problems = append(e.problems, fmt.Sprintf("%v: %s is used without it", err, nic))
+		without = e.withoutBridgeLocked(err, nic)
 	}
 	l := e.newLink(e.runCtx, name, port, old.mac)
 	l.from, l.bridged = old.held, err == nil
@@ -438,7 +438,7 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	e.electLocked()
 	e.mu.Unlock()
 	if err != nil {
-		e.logf("%v: %s is used without it", err, nic)
+		e.logf("%s", without)
 	} else {
 		e.bridgeMade(br, nic, old.mac)
 	}

@@ -300,9 +300,18 @@ func (e *Engine) makeBridge(l *link) {
 		e.ballot.bootif = nic
 	}
 	e.electLocked()
-	e.problems = append(e.problems, fmt.Sprintf("%v: %s is used without it", err, nic))
+	msg := e.withoutBridgeLocked(err, nic)
 	e.mu.Unlock()
-	e.logf("%v: %s is used without it", err, nic)
+	e.logf("%s", msg)
+}
+
+// withoutBridgeLocked records that the management bridge could not be
+// made (err) and the NIC nic is used as itself, and returns what to log
+// once the caller has let go of e.mu.
+func (e *Engine) withoutBridgeLocked(err error, nic string) string {
+	msg := fmt.Sprintf("%v: %s is used without it", err, nic)
+	e.problems = append(e.problems, msg)
+	return msg
 }
 
 // bridgeMade says that the management bridge br is made with port nic.
