@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -71,7 +72,8 @@ func TestBenchQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := netip.AddrFrom16(*address.AddrForKey(key.Public().(ed25519.PublicKey))).String()
+	pub := key.Public().(ed25519.PublicKey)
+	addr := netip.AddrFrom16(*address.AddrForKey(pub)).String()
 	const seedPath = "/etc/netinit/bench.seed"
 	img := imageWithNextStage(t, e, seed+":"+seedPath+":0600")
 	peer := buildYggPeer(t)
@@ -86,7 +88,7 @@ func TestBenchQEMU(t *testing.T) {
 			bridge string
 			into   *[]benchBoot
 		}{{"hidden node", "", &hidden}, {"hidden node, bridge zos", benchBridge, &hiddenZOS}} {
-			if b, err := benchHidden(t, e, img, peer, " netinit.ygg.seed="+seedPath+" "+k.bridge, addr); err != nil {
+			if b, err := benchHidden(t, e, img, peer, " netinit.ygg.seed="+seedPath+" "+k.bridge, addr, hex.EncodeToString(pub)); err != nil {
 				lab.BenchMiss(t, "%s run %d: %v", k.name, i, err)
 			} else {
 				t.Logf("%s run %d: %s", k.name, i, b)
@@ -292,13 +294,21 @@ func milestones(b *benchBoot, res *qemu.Result, c *consoleClock) (time.Time, err
 	return first.arrived.Add(-res.InitAt), nil
 }
 
+// benchCaptured counts the boots kept by NETINIT_BENCH_CAPTURE.
+var benchCaptured int
+
 // benchHidden is one boot of the hidden node: the guest behind slirp's
 // IPv4-only NAT, its Yggdrasil peer on the host side probed from
-// power-on; extra is added to its command line.
-func benchHidden(t *testing.T, e env, img, peer, extra, addr string) (benchBoot, error) {
+// power-on; extra is added to its command line. The guest's key is
+// guestKey (hex) and its address addr; the peer's key sorts below it, as
+// the root's of the real network does: a node that joins is never the
+// root of Yggdrasil's tree. With NETINIT_BENCH_CAPTURE=DIR, the boot's
+// packets (QEMU's filter-dump, pcap) and console are kept in DIR as
+// NN.pcap and NN.log, NN counting the boots of the run.
+func benchHidden(t *testing.T, e env, img, peer, extra, addr, guestKey string) (benchBoot, error) {
 	var b benchBoot
 	ns := lab.NewNS(t, "vmbench")
-	p, err := startYggPeer(t, ns, peer)
+	p, err := startYggPeer(t, ns, peer, "-below", guestKey)
 	defer p.Stop()
 	if err != nil {
 		return b, err
@@ -319,6 +329,12 @@ func benchHidden(t *testing.T, e env, img, peer, extra, addr string) (benchBoot,
 	bctx, stop := context.WithCancel(ctx)
 	defer stop()
 	opts := hiddenNode(e, img, ns.Name, extra)
+	if d := os.Getenv("NETINIT_BENCH_CAPTURE"); d != "" {
+		benchCaptured++
+		f := filepath.Join(d, fmt.Sprintf("%02d", benchCaptured))
+		opts.ExtraArgs = append(opts.ExtraArgs, "-object", "filter-dump,id=capture,netdev=n0,file="+f+".pcap")
+		opts.LogFile = f + ".log"
+	}
 	opts.Console = &c
 	done := bootAsync(bctx, opts, nil)
 	var probe string

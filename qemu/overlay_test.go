@@ -134,9 +134,10 @@ func buildYggPeer(t *testing.T) string {
 
 // startYggPeer runs the host-side Yggdrasil node in ns, listening on
 // 127.0.0.1:9943 (a guest behind slirp reaches it at its gateway's
-// address, port 9943), until it is stopped or the test ends.
-func startYggPeer(t *testing.T, ns *lab.NS, peer string) (*lab.Proc, error) {
-	p := ns.Start(peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir())
+// address, port 9943), until it is stopped or the test ends; args are
+// more of yggpeer's flags.
+func startYggPeer(t *testing.T, ns *lab.NS, peer string, args ...string) (*lab.Proc, error) {
+	p := ns.Start(append([]string{peer, "-listen", "tcp://127.0.0.1:9943", "-keydir", t.TempDir()}, args...)...)
 	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
 		return p, fmt.Errorf("host-side Yggdrasil peer did not start:\n%s", p.Output())
 	}

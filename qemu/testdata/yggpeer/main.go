@@ -3,13 +3,17 @@
 // the VM, and a dialer that checks what the VM answers over the overlay.
 //
 //	yggpeer -listen tcp://127.0.0.1:9943 -keydir DIR   run the node until killed
+//	        [-below HEX]                               ... with a new key that sorts below public key HEX
 //	yggpeer -dial [ADDR]:PORT                          connect once: "DIAL reached" (connected or refused) / "DIAL timeout"
 //	yggpeer -probe [ADDR]:PORT [-every 150ms] [-for 2m] start a connect every -every until one is answered:
 //	                                                   "PROBE reached UNIXNANO ..." (when the answer came) / "PROBE timeout"
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +34,7 @@ func main() {
 	probeAddr := flag.String("probe", "", "[addr]:port to connect to repeatedly until one connect is answered")
 	every := flag.Duration("every", 150*time.Millisecond, "interval between the -probe connects")
 	bound := flag.Duration("for", 2*time.Minute, "how long -probe tries")
+	below := flag.String("below", "", "hex public key the node's own key must sort below (the tree's root is the lowest key)")
 	flag.Parse()
 	if *probeAddr != "" {
 		probe(*probeAddr, *every, *bound)
@@ -48,7 +53,15 @@ func main() {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	n, err := ygg.Start(ctx, ygg.Options{KeyDir: *keyDir, Listen: []string{*listen}, Logf: func(f string, a ...any) {
+	var key ed25519.PrivateKey
+	if *below != "" {
+		var err error
+		if key, err = keyBelow(*below); err != nil {
+			fmt.Fprintln(os.Stderr, "yggpeer:", err)
+			os.Exit(1)
+		}
+	}
+	n, err := ygg.Start(ctx, ygg.Options{KeyDir: *keyDir, Key: key, Listen: []string{*listen}, Logf: func(f string, a ...any) {
 		fmt.Printf(f+"\n", a...)
 	}})
 	if err != nil {
@@ -58,6 +71,28 @@ func main() {
 	defer n.Close()
 	fmt.Println("ADDRESS", n.Address())
 	<-ctx.Done()
+}
+
+// keyBelow returns a new key whose public key sorts below the hex public
+// key other, byte by byte as ironwood compares keys. The root of
+// Yggdrasil's spanning tree is the node with the lowest key; in the real
+// network that is a long-lived node with a mined key, never a node that
+// has just joined, so a test of a joining node gives its peer a lower key.
+func keyBelow(other string) (ed25519.PrivateKey, error) {
+	o, err := hex.DecodeString(other)
+	if err != nil || len(o) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("-below %q: not a hex ed25519 public key", other)
+	}
+	for range 1 << 22 {
+		pub, priv, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Compare(pub, o) < 0 {
+			return priv, nil
+		}
+	}
+	return nil, fmt.Errorf("-below %s: no key below it in %d tries", other, 1<<22)
 }
 
 // answered says whether a connect got an answer from the node: a
