@@ -182,15 +182,22 @@ func switchRoot(log *console.Log, s *spec.Spec) error {
 }
 
 // waitVerdict waits until the daemon has written a verdict to the state
-// file (or ctx ends: the boot goes on regardless).
+// file (or ctx ends: the boot goes on regardless). The file is parsed
+// only when it changed (the daemon replaces it whole, atomicfile): on a
+// one-CPU machine every parse is taken from the daemon's bring-up.
 func waitVerdict(ctx context.Context, log *console.Log, start time.Time, d *pid1.Supervisor) *state.State {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	var seen os.FileInfo
 	for {
-		st, err := state.Read(state.DefaultPath)
-		if err == nil && !st.UpdatedAt.Before(start.Add(-time.Second)) &&
-			(st.Phase == state.PhaseReady || st.Phase == state.PhaseDegraded || st.Phase == state.PhaseOffline) {
-			return st
+		fi, err := os.Stat(state.DefaultPath)
+		if err == nil && (seen == nil || !os.SameFile(fi, seen) || !fi.ModTime().Equal(seen.ModTime()) || fi.Size() != seen.Size()) {
+			seen = fi
+			st, err := state.Read(state.DefaultPath)
+			if err == nil && !st.UpdatedAt.Before(start.Add(-time.Second)) &&
+				(st.Phase == state.PhaseReady || st.Phase == state.PhaseDegraded || st.Phase == state.PhaseOffline) {
+				return st
+			}
 		}
 		select {
 		case <-ctx.Done():
