@@ -135,21 +135,10 @@ func TestBenchOverlay(t *testing.T) {
 	lab.Require(t, "ip", "dnsmasq", "iperf3", "wg")
 	lab.GuardResolvConf(t)
 	bin := netinitBin(t)
-	peer := filepath.Join(t.TempDir(), "yggpeer")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", peer, "./qemu/testdata/yggpeer")
-	build.Dir = lab.RepoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building yggpeer: %v\n%s", err, out)
-	}
-
 	srv, cli := lab.NewLAN(t, "bo")
 	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
-	p := srv.Start(peer, "-listen", "tcp://192.0.2.1:9943", "-keydir", t.TempDir())
-	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
-		t.Fatalf("yggpeer did not start:\n%s", p.Output())
-	}
+	peer := buildYggPeer(t)
+	startYggPeer(t, srv, peer)
 	gw := lab.NewGateway(t, srv, lab.BuildWireguardGo(t), 51820, "2001:db8:77::1/64")
 	srv.Start("iperf3", "-s", "-B", "2001:db8:77::1")
 	dir := t.TempDir()
@@ -213,6 +202,32 @@ func TestBenchOverlay(t *testing.T) {
 }
 
 // readState is the state file, or nil while there is none.
+// buildYggPeer builds qemu/testdata/yggpeer, a Yggdrasil node of
+// netinit's ygg package.
+func buildYggPeer(t *testing.T) string {
+	t.Helper()
+	peer := filepath.Join(t.TempDir(), "yggpeer")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", peer, "./qemu/testdata/yggpeer")
+	build.Dir = lab.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building yggpeer: %v\n%s", err, out)
+	}
+	return peer
+}
+
+// startYggPeer runs the yggpeer binary peer in ns, listening on
+// tcp://192.0.2.1:9943, until the test ends.
+func startYggPeer(t *testing.T, ns *lab.NS, peer string) *lab.Proc {
+	t.Helper()
+	p := ns.Start(peer, "-listen", "tcp://192.0.2.1:9943", "-keydir", t.TempDir())
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(p.Output(), "ADDRESS ") }) {
+		t.Fatalf("yggpeer did not start:\n%s", p.Output())
+	}
+	return p
+}
+
 func readState(path string) *state.State {
 	st, err := state.Read(path)
 	if err != nil {

@@ -91,6 +91,10 @@ func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
 // the management bridge anyway.
 const operWait = 2 * time.Second
 
+// settleWait bounds Config.BeforeMove: the move onto the bridge waits at
+// most that long for the overlays to have dialled their peers.
+const settleWait = time.Second
+
 // leaseFirst reports whether the NIC a, which gets the management bridge,
 // is managed as itself first (its lease, then the move: moveToBridge).
 // Not when it is the bridge's port already (a daemon restart), when its
@@ -115,7 +119,7 @@ func (e *Engine) leaseFirst(a *netlink.LinkAttrs) bool {
 // port leaves the default VLAN 1. The bridge itself is set up by the
 // caller, like any managed link. With b.Prepare only the bridge is made
 // (its MAC, IPv6, up) and nothing is done to the port: moveToBridge has it
-// ready while it waits for the NIC.
+// up before the NIC joins.
 func (netlinkKernel) Bridge(b BridgeSpec) error {
 	br, nic := b.Name, b.NIC
 	port, err := netlink.LinkByName(nic)
@@ -352,7 +356,9 @@ func (e *Engine) bridgeElectedLocked() bool {
 // (bridgeElectedLocked). It waits for the NIC's operstate to be up
 // (until at the latest): the bridge forwards through a port only then
 // (net/bridge br_port_carrier_check), and a NIC's operstate follows its
-// carrier only in the kernel's linkwatch work, up to a second later. Then
+// carrier only in the kernel's linkwatch work, up to a second later.
+// With its lease in, it then waits (at most settleWait) for
+// Config.BeforeMove: Yggdrasil dialling its peers goes first. Then
 // the NIC's clients stop (they leave their configuration), the bridge is
 // made with the NIC's IPv4 addresses and routes carried over (the default
 // route is replaced in place: a connection over the lease, Yggdrasil's
@@ -363,9 +369,6 @@ func (e *Engine) bridgeElectedLocked() bool {
 // that cannot be made leaves the NIC managed as itself, with its lease.
 func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	nic := old.name
-	// The bridge is made while the NIC waits (its failure is the full
-	// Bridge's to report): the move is then the carry and the enslaving.
-	_ = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, Prepare: true, PrepareIPv6: old.wantsRA()})
 	ctx, cancel := context.WithDeadline(old.ctx, until)
 	err := e.kernel.OperUp(ctx, nic)
 	leased := true
@@ -380,6 +383,16 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 		}
 	}
 	cancel()
+	if err == nil && leased && e.cfg.BeforeMove != nil {
+		sctx, cancel := context.WithTimeout(old.ctx, settleWait)
+		e.cfg.BeforeMove(sctx, e.Status())
+		cancel()
+	}
+	// The bridge is made, up, before the NIC joins it (its failure is
+	// the full Bridge's to report): a port that joins a bridge that is
+	// down does not forward until the bridge is up, and the carried
+	// addresses would be on a link that cannot send.
+	_ = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, Prepare: true, PrepareIPv6: old.wantsRA()})
 	switch {
 	case old.ctx.Err() != nil:
 		e.mu.Lock()

@@ -49,3 +49,60 @@ func TestDaemonEarlyYggdrasil(t *testing.T) {
 	lab.ValidateState(t, b)
 	t.Logf("timings %v", tm)
 }
+
+// TestDaemonEarlyYggdrasilBridge: at a boot that builds the management
+// bridge, the NIC gets its lease as itself, Yggdrasil starts at that
+// lease, and the NIC moves onto the bridge only once Yggdrasil has its
+// first peer up (engine.Config.BeforeMove, the overlays' Dialled): the
+// move does not compete with the dialling. The peering made over the NIC
+// goes on over the bridge. A peer that never answers holds the move at
+// most a second (settleWait): the bridge and the verdict still come.
+func TestDaemonEarlyYggdrasilBridge(t *testing.T) {
+	lab.Require(t, "ip", "dnsmasq", "nft")
+	lab.GuardResolvConf(t)
+	bin := netinitBin(t)
+	peer := buildYggPeer(t)
+	for _, c := range []struct {
+		name   string
+		listen bool
+	}{{"peer up", true}, {"no peer", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, cli := lab.NewLAN(t, "earlybr")
+			lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+			var p *lab.Proc
+			if c.listen {
+				p = startYggPeer(t, srv, peer)
+			}
+			statePath := filepath.Join(t.TempDir(), "state.json")
+			d := cli.Start(bin, "up", "--state", statePath, "--cmdline",
+				"netinit.bridge=zos netinit.ra_timeout=2s netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off", "eth0")
+			st := waitState(t, statePath, 30*time.Second, "no verdict on zos with Yggdrasil", d.Output,
+				func(s *state.State) bool {
+					return s.Phase == state.PhaseReady && s.Uplink == "zos" && s.Yggdrasil != nil &&
+						len(s.Yggdrasil.Peers) == 1 && s.Yggdrasil.Peers[0].Up == c.listen
+				})
+			if !c.listen {
+				return
+			}
+			tm := st.TimingsMS
+			for _, k := range []string{"lease4", "ygg_first_peer", "bridge"} {
+				if _, ok := tm[k]; !ok {
+					t.Fatalf("timings lack %s: %v\n%s", k, tm, d.Output())
+				}
+			}
+			if !(tm["lease4"] <= tm["ygg_first_peer"] && tm["ygg_first_peer"] <= tm["bridge"]) {
+				t.Errorf("want lease4 <= ygg_first_peer <= bridge (the move after the first peer): %v\n%s", tm, d.Output())
+			}
+			out := d.Output()
+			i, j := strings.Index(out, "yggdrasil: Connected outbound"), strings.Index(out, "moving it onto the management bridge zos")
+			if i < 0 || j < 0 || i > j {
+				t.Errorf("the console does not show the peering before the move:\n%s", out)
+			}
+			// One peering, made before the move, never dropped.
+			if n := strings.Count(p.Output(), "Connected inbound"); n != 1 || strings.Contains(p.Output(), "Disconnected") {
+				t.Errorf("the peer saw %d connections and a disconnection %v, want the one made before the move kept:\n%s",
+					n, strings.Contains(p.Output(), "Disconnected"), p.Output())
+			}
+		})
+	}
+}

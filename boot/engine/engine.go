@@ -69,6 +69,15 @@ type Config struct {
 	// Bridge is the management bridge built when netinit.bridge= is not
 	// given ("" = none): DefaultBridge at a 0-OS boot (bridge.go).
 	Bridge string
+	// BeforeMove, if set, is called when the uplink NIC, its lease in, is
+	// about to move onto the management bridge, with the status then; the
+	// move waits until it returns or settleWait has passed (its ctx ends
+	// then). The daemon
+	// passes the overlays' Dialled: the move changes the uplink under
+	// the connections Yggdrasil is making and, on a one-CPU node, takes
+	// the CPU they need, and a hidden node is reachable only once they
+	// are made.
+	BeforeMove func(ctx context.Context, st *state.NetworkStatus)
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.

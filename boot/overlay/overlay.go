@@ -90,6 +90,8 @@ type Manager struct {
 	rules       []string
 	fw          *state.FirewallStatus
 	early       bool             // Yggdrasil was started before the verdict
+	dialled     chan struct{}    // closed when the early start has its first peer up, or ended without one
+	dialledOnce sync.Once
 	marks       map[string]int64 // overlay milestones, ms since Config.Start
 	startMu     sync.Mutex       // the early start and the verdict's start, one at a time
 	problems    []string
@@ -120,7 +122,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Publish == nil {
 		cfg.Publish = func(*state.OverlayStatus) {}
 	}
-	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply}
+	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply, dialled: make(chan struct{})}
 	m.probeFn = m.connectivity
 	return m
 }
@@ -220,7 +222,7 @@ func uplinkKey(st *state.NetworkStatus) string {
 // package comment). auto-inbound needs the probe, so it waits for the
 // verdict.
 func (m *Manager) updateEarly(st *state.NetworkStatus) {
-	if m.cfg.Spec.Ygg != spec.YggAuto || !hiddenOnIPv4(st) {
+	if !m.startsEarly(st) {
 		return
 	}
 	m.mu.Lock()
@@ -231,6 +233,12 @@ func (m *Manager) updateEarly(st *state.NetworkStatus) {
 	m.early = true
 	m.mu.Unlock()
 	m.spawn("early yggdrasil start", func() { m.startEarly(st) })
+}
+
+// startsEarly reports whether the engine's status st starts Yggdrasil
+// before the verdict (updateEarly).
+func (m *Manager) startsEarly(st *state.NetworkStatus) bool {
+	return m.cfg.Spec.Ygg == spec.YggAuto && hiddenOnIPv4(st)
 }
 
 // hiddenOnIPv4 reports whether the uplink has an IPv4 address and the node
@@ -251,13 +259,37 @@ func (m *Manager) startEarly(st *state.NetworkStatus) {
 	m.cfg.Logf("overlays: yggdrasil starts now (netinit.ygg=auto: the uplink has IPv4 and the node no public IPv6); the verdict decides the rest")
 	if m.firewallUp(overlayRules(m.cfg.Spec, state.Overlays{Yggdrasil: true}),
 		"Yggdrasil is NOT started, the node is not reachable through it") != nil {
+		m.markDialled()
 		return
 	}
 	if err := m.startYggdrasil(st); err != nil {
 		m.problem("yggdrasil: %v", err)
+		m.markDialled()
 	}
 	m.publish()
 }
+
+// Dialled returns once Yggdrasil's early start (before the verdict) has
+// its first peer up or has ended without one (its first-peer watch gives
+// up after a minute), or when ctx ends; at once when there is none: none
+// was begun and the engine's status st (the one the engine has now) does
+// not begin one. The engine waits for it before it moves the uplink onto
+// the management bridge (engine.Config.BeforeMove); st may reach the
+// manager's follower only later.
+func (m *Manager) Dialled(ctx context.Context, st *state.NetworkStatus) {
+	m.mu.Lock()
+	early := m.early || !m.decided && m.startsEarly(st)
+	m.mu.Unlock()
+	if !early {
+		return
+	}
+	select {
+	case <-m.dialled:
+	case <-ctx.Done():
+	}
+}
+
+func (m *Manager) markDialled() { m.dialledOnce.Do(func() { close(m.dialled) }) }
 
 // firewallUp applies the overlay firewall and records it. The table goes
 // in before ygg0 and wg0 exist (its rules match by name), so there is no
@@ -654,6 +686,7 @@ func (m *Manager) watchFirstPeer() {
 		}
 		return !up && time.Now().Before(end)
 	})
+	m.markDialled()
 }
 
 // Close stops the overlays (at the end of the process; the boot-time

@@ -137,6 +137,9 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		Bridge:      n.bridge,
 		Publish:     func(st *state.NetworkStatus) { pub.Network(st) },
 	}
+	if ov != nil {
+		cfg.BeforeMove = ov.Dialled
+	}
 	e := engine.New(cfg)
 	if ov != nil {
 		ov.Follow(e.Subscribe().Updates())
