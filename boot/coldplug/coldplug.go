@@ -70,7 +70,14 @@ func (d Device) ID() string { return d.Bus + "/" + d.Name }
 
 // ScanDevices lists the devices under sysDir/bus/*/devices that have a
 // modalias, sorted by ID.
-func ScanDevices(sysDir string) ([]Device, error) {
+func ScanDevices(sysDir string) ([]Device, error) { return scanDevices(sysDir, nil) }
+
+// scanDevices is ScanDevices without the devices whose ID is in known,
+// which are not read at all: a round of Run after the first looks for the
+// devices the last loads made (a virtio bus behind virtio_pci), and
+// reading every device's modalias and driver again costs as much as a
+// NIC driver's load under emulation.
+func scanDevices(sysDir string, known map[string]bool) ([]Device, error) {
 	buses, err := os.ReadDir(filepath.Join(sysDir, "bus"))
 	if err != nil {
 		return nil, fmt.Errorf("scanning devices: %w", err)
@@ -83,6 +90,9 @@ func ScanDevices(sysDir string) ([]Device, error) {
 			continue // a bus without devices/ (or gone meanwhile)
 		}
 		for _, e := range ents {
+			if known[b.Name()+"/"+e.Name()] {
+				continue
+			}
 			p := filepath.Join(dir, e.Name())
 			ma, err := os.ReadFile(filepath.Join(p, "modalias"))
 			if err != nil {
@@ -124,18 +134,15 @@ func Run(ctx context.Context, opts Options) (*state.Modules, error) {
 		if err := ctx.Err(); err != nil {
 			return r.res, fmt.Errorf("coldplug: %w", err)
 		}
-		devs, err := ScanDevices(opts.SysDir)
+		// Devices judged in an earlier round are not scanned again: a
+		// device that got its driver from our loads is not "skipped";
+		// one whose module loaded but did not bind is not retried.
+		devs, err := scanDevices(opts.SysDir, seen)
 		if err != nil {
 			return r.res, fmt.Errorf("coldplug: %w", err)
 		}
 		var want []string
 		for _, d := range devs {
-			if seen[d.ID()] {
-				// Judged in an earlier round. A device that got its
-				// driver from our loads is not "skipped"; one whose
-				// module loaded but did not bind is not retried.
-				continue
-			}
 			seen[d.ID()] = true
 			mods := r.db.Aliases.Match(d.Modalias)
 			builtin := r.db.BuiltinAliases.Match(d.Modalias)
