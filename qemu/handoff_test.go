@@ -12,13 +12,16 @@ import (
 // TestBootHandoff: netinit hands off to a next stage placed in the image
 // (qemu/testdata/nextstage). After the exec, the network daemon is still
 // alive, answers "status" on its control socket, and renews the DHCP lease
-// when asked.
+// when asked. Killed (SIGKILL) under the next stage, which did not start
+// it, the daemon's worker is restarted by the supervisor PID 1 handed it
+// to, and answers again.
 func TestBootHandoff(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
-	res := bootHandoff(t, imageWithNextStage(t, e), "netinit.next=/sbin/nextstage",
-		"handing off to /sbin/nextstage", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
-		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true", "NEXTSTAGE renewed=true")
+	res := bootHandoff(t, imageWithNextStage(t, e), "netinit.next=/sbin/nextstage nextstage.kill=1",
+		"handing off to /sbin/nextstage", "keeps the network, supervisor pid", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
+		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true", "NEXTSTAGE renewed=true",
+		"NEXTSTAGE worker-restarted=true", "is gone; restarting in 1s")
 	st := res.State
 	if st == nil || st.Phase != state.PhaseReady || st.PID <= 1 {
 		t.Fatalf("live state from the socket after the handoff: %+v", st)

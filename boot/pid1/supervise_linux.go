@@ -16,7 +16,8 @@ import (
 // Supervisor keeps one child process running before the handoff:
 // started in its own session (so it survives the exec of the next stage),
 // with the console as its stdio, restarted with backoff when it dies.
-// After the handoff the next stage is PID 1 and the child is on its own.
+// After the handoff the next stage is PID 1: the child is on its own, or
+// watched by the process HandOver started.
 type Supervisor struct {
 	log  *console.Log
 	path string
@@ -45,19 +46,31 @@ func Supervise(log *console.Log, path string, args ...string) (*Supervisor, erro
 }
 
 func (s *Supervisor) start() error {
+	pid, err := Spawn(s.path, s.args)
+	if err != nil {
+		return err
+	}
+	s.pid = pid
+	s.starts++
+	return nil
+}
+
+// Spawn starts path with args in its own session (so that it survives the
+// exec of the next stage), with the console as its stdio and extra as its
+// fds 3, 4 …, and returns its pid; Reap collects it.
+func Spawn(path string, args []string, extra ...*os.File) (int, error) {
 	attr := &os.ProcAttr{
 		Env:   Env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: append([]*os.File{os.Stdin, os.Stdout, os.Stderr}, extra...),
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
-	p, err := os.StartProcess(s.path, append([]string{s.path}, s.args...), attr)
+	p, err := os.StartProcess(path, append([]string{path}, args...), attr)
 	if err != nil {
-		return fmt.Errorf("starting %s: %w", s.path, err)
+		return 0, fmt.Errorf("starting %s: %w", path, err)
 	}
-	s.pid = p.Pid
-	s.starts++
-	_ = p.Release() // Reap collects it
-	return nil
+	pid := p.Pid
+	_ = p.Release()
+	return pid, nil
 }
 
 // PID is the current child's pid.
@@ -104,6 +117,28 @@ func (s *Supervisor) Detach() {
 	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
+}
+
+// HandOver stops supervising (at the handoff) and starts path with args
+// (Spawn) as the child's next supervisor, with a pidfd of the child as
+// its fd 3: after the exec the next stage is PID 1 and reaps the child,
+// and a pidfd is how a process that is not the parent sees it exit
+// (pidfd_open(2), Linux 5.3; readable once the child has exited, zombie
+// or reaped). It returns the new supervisor's pid. An error wrapping
+// ESRCH means the child is gone already (it died just before, its restart
+// cancelled).
+func (s *Supervisor) HandOver(path string, args ...string) (int, error) {
+	s.mu.Lock()
+	s.stopped = true
+	pid := s.pid
+	s.mu.Unlock()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("pidfd of pid %d: %w", pid, err)
+	}
+	pidfd := os.NewFile(uintptr(fd), "pidfd")
+	defer pidfd.Close()
+	return Spawn(path, args, pidfd)
 }
 
 func describe(ws unix.WaitStatus) string {

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/coldplug"
@@ -61,9 +64,16 @@ func runInit() {
 	}
 	cmd := strings.Join(append([]string{next}, args...), " ")
 	if daemon != nil {
-		daemon.Detach()
-		log.Logf("handing off to %s after %.2fs; network daemon pid %d keeps the network",
-			cmd, time.Since(start).Seconds(), daemon.PID())
+		worker := daemon.PID()
+		if sup, err := handOverDaemon(log, daemon); err != nil {
+			log.Logf("ERROR network daemon supervisor: %v; the network daemon (pid %d) will not be restarted after the handoff",
+				err, worker)
+			log.Logf("handing off to %s after %.2fs; network daemon pid %d keeps the network",
+				cmd, time.Since(start).Seconds(), worker)
+		} else {
+			log.Logf("handing off to %s after %.2fs; network daemon pid %d keeps the network, supervisor pid %d restarts it",
+				cmd, time.Since(start).Seconds(), worker, sup)
+		}
 	} else {
 		log.Logf("handing off to %s after %.2fs", cmd, time.Since(start).Seconds())
 	}
@@ -134,7 +144,9 @@ func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, 
 	}
 	var daemon *pid1.Supervisor
 	if err == nil {
-		daemon, err = pid1.Supervise(log, exe, "daemon")
+		// PID 1 is the worker's supervisor until the handoff
+		// (handOverDaemon): one exec before the network code runs.
+		daemon, err = pid1.Supervise(log, exe, "daemon", "--worker", "--boot-info", bootInfoPath)
 	}
 	if err != nil {
 		// No daemon: bring the network up in this process, once. The
@@ -146,6 +158,25 @@ func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, 
 		return st, nil
 	}
 	return waitVerdict(ctx, log, start, daemon), daemon
+}
+
+// handOverDaemon stops PID 1's supervision of the network daemon's
+// worker and starts `netinit daemon --adopt`, which watches that worker
+// through a pidfd and restarts it after the handoff. It returns the new
+// supervisor's pid.
+func handOverDaemon(log *console.Log, d *pid1.Supervisor) (int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	pid, err := d.HandOver(exe, "daemon", "--adopt", "--boot-info", bootInfoPath)
+	if errors.Is(err, unix.ESRCH) {
+		// The worker died just before the handoff and its restart was
+		// cancelled: a supervisor that starts one at once.
+		log.Logf("network daemon (pid %d) is gone; its supervisor starts it again", d.PID())
+		return pid1.Spawn(exe, []string{"daemon", "--boot-info", bootInfoPath})
+	}
+	return pid, err
 }
 
 // switchRoot moves the boot into a tmpfs root when asked (netinit.root=)

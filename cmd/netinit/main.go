@@ -5,7 +5,7 @@
 //
 //	netinit up [flags] [IFACE...]   bring the network up in this namespace
 //	netinit status [flags]          show the state (live, or the state file)
-//	netinit daemon                  the network daemon PID 1 starts at boot
+//	netinit daemon [--adopt]        the network daemon PID 1 starts at boot
 //	netinit probe [flags]           connectivity verdicts per family
 //	netinit probe-server [flags]    the reflector for inbound proofs
 //	netinit modprobe [-q] NAME      load a module with its dependencies
@@ -45,9 +45,12 @@ As PID 1 it is the init of the initramfs. Otherwise:
   netinit status [--json | --timeline] [--state PATH] [--socket PATH]
         show the network state: live from the daemon's control socket, else
         from the state file (marked STALE when its writer is gone)
-  netinit daemon
+  netinit daemon [--adopt]
         the network daemon PID 1 starts at boot (keeps the network after the
-        handoff; control socket /run/netinit/ctl.sock)
+        handoff; control socket /run/netinit/ctl.sock): a supervisor that
+        starts and restarts its worker (netinit daemon --worker); PID 1 runs
+        the worker itself until the handoff, then starts the supervisor with
+        --adopt and the worker's pidfd as fd 3
   netinit probe [--json] [--reflector HOST:PORT...] [--target HOST:PORT...]
         connectivity verdicts per family (none, private, public-unverified,
         public-outbound, public-inbound) with the evidence

@@ -1,7 +1,8 @@
 // Command nextstage stands in for 0-OS's next stage (zinit) in the QEMU
 // handoff test. netinit execs it as PID 1; it checks that the network
 // daemon survived the exec and answers on its control socket, asks it to
-// renew the DHCP lease, waits for the renewal, prints what it saw
+// renew the DHCP lease, waits for the renewal, with nextstage.kill=1 kills
+// the daemon's worker and waits for its restart, prints what it saw
 // ("NEXTSTAGE key=value" lines, then the live state between the result
 // markers) and powers the VM off.
 package main
@@ -34,14 +35,11 @@ func main() {
 		say("state-file-phase", st.Phase)
 	}
 	status := func() *state.State {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		r, err := control.Call(ctx, control.DefaultPath, "status")
+		st, err := liveState()
 		if err != nil {
 			say("status-error", err)
-			return nil
 		}
-		return r.State
+		return st
 	}
 	st := status()
 	if st == nil {
@@ -66,6 +64,9 @@ func main() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
+	if strings.Contains(string(cmdline), "nextstage.kill=1") {
+		killWorker(st.PID, say)
+	}
 	if strings.Contains(string(cmdline), "nextstage.ygg=1") {
 		st = waitYggdrasil(st, status, say)
 	}
@@ -82,6 +83,41 @@ func main() {
 		// stops the VM when done).
 		time.Sleep(60 * time.Second)
 	}
+}
+
+// killWorker kills the network daemon's worker (SIGKILL, pid from the
+// state) and waits (bounded) until a new worker answers on the control
+// socket, started by the supervisor netinit left to watch it. This
+// process does not reap: the killed worker stays a zombie, and the
+// supervisor, which is not its parent, must see its exit anyway.
+func killWorker(pid int, say func(string, any)) {
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		say("kill-error", err)
+		return
+	}
+	end := time.Now().Add(20 * time.Second)
+	for time.Now().Before(end) {
+		// Not answering (the socket's listener is gone) until the new
+		// worker is up: not said, only the outcome is.
+		if s, err := liveState(); err == nil && s != nil && s.PID > 1 && s.PID != pid && unix.Kill(s.PID, 0) == nil {
+			say("worker-restarted", true)
+			say("worker-pid", s.PID)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	say("worker-restarted", false)
+}
+
+// liveState asks the daemon for its state on the control socket.
+func liveState() (*state.State, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r, err := control.Call(ctx, control.DefaultPath, "status")
+	if err != nil {
+		return nil, err
+	}
+	return r.State, nil
 }
 
 // waitBridge waits (bounded) until the management bridge passes what
