@@ -89,8 +89,8 @@ type Manager struct {
 	wg          *wg.Tunnel
 	rules       []string
 	fw          *state.FirewallStatus
-	early       bool             // Yggdrasil was started before the verdict
-	dialled     chan struct{}    // closed when the early start has its first peer up, or ended without one
+	early       bool          // Yggdrasil was started before the verdict
+	dialled     chan struct{} // closed when the early start has its first peer up, or ended without one
 	dialledOnce sync.Once
 	marks       map[string]int64 // overlay milestones, ms since Config.Start
 	startMu     sync.Mutex       // the early start and the verdict's start, one at a time
