@@ -83,6 +83,9 @@ type Result struct {
 	Set bool `json:"set"`
 	// Method is MethodSlew or MethodStep when Set.
 	Method string `json:"method,omitempty"`
+	// Measured reports that Offset was chosen and deliberately not
+	// applied (Syncer.Measure).
+	Measured bool `json:"measured,omitempty"`
 	// Err says what went wrong ("" on success).
 	Err string `json:"err,omitempty"`
 	// Sources is every server asked and what it said, in the order given.
@@ -117,6 +120,10 @@ type Syncer struct {
 	SlewBound time.Duration
 	// Port is the NTP port (123 when 0).
 	Port int
+	// Measure only: the offset is chosen as for a correction and
+	// recorded (Result.Measured), and the clock is left alone. `netinit
+	// up` runs in a namespace of a host that keeps its own clock.
+	Measure bool
 }
 
 // Sync queries servers in parallel with DefaultTimeout and steps the
@@ -229,6 +236,12 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 	}
 	src := srcs[pick.i]
 	r := Result{Server: src.Server, Offset: pick.resp.ClockOffset, Sources: srcs}
+	if s.Measure {
+		r.Measured = true
+		logf("clock: %s off by %s from ntp %s (%s); left alone, measured only",
+			now().UTC().Format(time.RFC3339), r.Offset.Round(time.Millisecond), src.Server, why)
+		return r
+	}
 	r.Method = Method(r.Offset, slewBound)
 	if adjust == nil {
 		r.Method = MethodStep

@@ -70,6 +70,30 @@ func ntpTime(t time.Time) []byte {
 	return b
 }
 
+// TestSyncMeasure: a measure-only Syncer (netinit up) chooses the offset
+// by the same rules and never touches the clock, whatever it would take
+// (here a step of 10 minutes).
+func TestSyncMeasure(t *testing.T) {
+	addr := fakeServer(t, 2, 0, 0)
+	s := &Syncer{
+		Timeout: 300 * time.Millisecond,
+		Now:     func() time.Time { return time.Now().Add(-10 * time.Minute) },
+		Set:     func(time.Time) error { t.Error("Set called"); return nil },
+		Adjust:  func(time.Duration) error { t.Error("Adjust called"); return nil },
+		Measure: true,
+	}
+	r := s.Sync(context.Background(), nil, []string{addr}, t.Logf)
+	if !r.Measured || r.Set || r.Err != "" || r.Server != addr {
+		t.Fatalf("Sync = %+v, want measured from %s, not set, no error", r, addr)
+	}
+	if d := r.Offset - 10*time.Minute; d < -time.Second || d > time.Second {
+		t.Errorf("offset %s, want about 10m", r.Offset)
+	}
+	if c := r.State(); !c.Measured || c.Set || c.OffsetMS < 9*60*1000 {
+		t.Errorf("state %+v", c)
+	}
+}
+
 func TestSyncTable(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

@@ -163,10 +163,13 @@ func (l *Loop) round(ctx context.Context) time.Duration {
 	l.rounds++
 	l.last, l.pool = r, pool
 	l.servers = append(conf, oth...)
-	if r.Set {
+	switch {
+	case r.Set:
 		l.failures = 0
 		l.lastSync = now()
-	} else {
+	case r.Measured:
+		l.failures = 0
+	default:
 		l.failures++
 	}
 	wait := Backoff(l.failures, l.cfg.Retry, l.cfg.Interval)
@@ -219,7 +222,7 @@ func (l *Loop) State() *state.Clock {
 
 // State is the state file's record of one Sync.
 func (r Result) State() *state.Clock {
-	c := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Method: r.Method, Error: r.Err}
+	c := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Measured: r.Measured, Method: r.Method, Error: r.Err}
 	for _, s := range r.Sources {
 		c.Sources = append(c.Sources, state.ClockSource{Server: s.Server, Configured: s.Configured, OffsetMS: s.Offset.Milliseconds(), Error: s.Err})
 	}

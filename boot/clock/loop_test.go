@@ -216,3 +216,34 @@ func TestLoopServersChange(t *testing.T) {
 		t.Errorf("the change is not logged: %s", logs.String())
 	}
 }
+
+// TestLoopMeasured: a measure-only round (netinit up) is a success for
+// the loop: the next round comes after Interval, not Retry, and the state
+// says measured, with no correction recorded.
+func TestLoopMeasured(t *testing.T) {
+	addr := fakeServer(t, 2, 0, 0)
+	l := NewLoop(LoopConfig{
+		Syncer:   &Syncer{Timeout: 300 * time.Millisecond, Measure: true},
+		Interval: time.Hour,
+		Retry:    time.Minute,
+		Logf:     t.Logf,
+	})
+	l.SetServers(nil, []string{addr})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+	r, ok := l.First(fctx)
+	fcancel()
+	if !ok || !r.Measured || r.Set || r.Err != "" {
+		t.Fatalf("first round: %+v ok %v", r, ok)
+	}
+	st := l.State()
+	if !st.Measured || st.Set || st.LastSync != nil || st.NextSync == nil || st.Server != addr {
+		t.Fatalf("state: %+v", st)
+	}
+	if d := time.Until(*st.NextSync); d < 50*time.Minute {
+		t.Errorf("next round in %s, want the interval (1h here), not the retry", d)
+	}
+}

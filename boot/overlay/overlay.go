@@ -543,7 +543,15 @@ func (m *Manager) startWireGuard(st *state.NetworkStatus) error {
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	r, _ := m.clock.First(ctx)
 	cancel()
-	if !r.Set {
+	switch {
+	case r.Measured:
+		// `netinit up`: the host keeps its clock; only a wrong one is
+		// worth a word.
+		if r.Offset.Abs() > clock.AgreeWithin {
+			m.problem("clock: this host's clock is %s off (ntp %s), left to the host: WireGuard handshakes may be ignored by peers that saw a later clock",
+				r.Offset.Round(time.Millisecond), r.Server)
+		}
+	case !r.Set:
 		m.problem("clock: NOT set by NTP before WireGuard (%s): handshakes may be ignored by peers that saw a later clock", orNone(r.Err))
 	}
 	var peers []wg.Peer

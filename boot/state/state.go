@@ -257,6 +257,9 @@ type Clock struct {
 	Server   string `json:"server"`
 	OffsetMS int64  `json:"offset_ms"`
 	Set      bool   `json:"set"`
+	// Measured: the offset was measured and the clock deliberately left
+	// alone (`netinit up`: the host keeps its own clock).
+	Measured bool   `json:"measured,omitempty"`
 	Error    string `json:"error,omitempty"`
 	// Sources is every NTP server asked and what it said.
 	Sources []ClockSource `json:"sources,omitempty"`

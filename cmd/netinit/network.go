@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -118,7 +117,7 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 			// `netinit up` runs in some namespace of a host whose clock
 			// is the host's own (namespaces share it): it measures and
 			// records the offset, like the boot daemon, but never sets it.
-			oc.Clock = &clock.Syncer{Set: func(time.Time) error { return errHostClock }}
+			oc.Clock = &clock.Syncer{Measure: true}
 		}
 		ov = overlay.New(ctx, oc)
 		defer ov.Close()
@@ -166,9 +165,6 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	}
 	return state.Assemble(st, ovs), err
 }
-
-// errHostClock is why `netinit up` leaves the clock alone.
-var errHostClock = errors.New("not set: netinit up leaves the host's clock to the host (only the boot daemon sets it)")
 
 // bootBridge is the management bridge at boot (PID 1 and its daemon) when
 // netinit.bridge= is not given: 0-OS's zos when the command line is a

@@ -275,6 +275,11 @@ func renderClock(w io.Writer, c *state.Clock, now time.Time) {
 	if c.NextSync != nil {
 		next = "; next in " + max(c.NextSync.Sub(now), 0).Round(time.Second).String()
 	}
+	if c.Measured {
+		fmt.Fprintf(w, "clock:       measured %s off by ntp %s, left to this host (netinit up sets no clock)%s\n",
+			time.Duration(c.OffsetMS)*time.Millisecond, c.Server, next)
+		return
+	}
 	if !c.Set {
 		fmt.Fprintf(w, "clock:       NOT synced (last sync %s%s): %s\n", last, next, orNone(c.Error))
 		return

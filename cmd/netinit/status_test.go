@@ -115,6 +115,13 @@ func TestRenderOverlaysOff(t *testing.T) {
 		t.Errorf("a failed clock round is not said:\n%s", out)
 	}
 
+	st = sampleState(now)
+	next := now.Add(11 * time.Minute)
+	st.Clock = &state.Clock{Server: "192.0.2.123", OffsetMS: -42, Measured: true, Rounds: 1, NextSync: &next}
+	if out := renderString(st, now); !strings.Contains(out, "clock:       measured -42ms off by ntp 192.0.2.123, left to this host (netinit up sets no clock); next in 11m0s\n") {
+		t.Errorf("a measured-only clock round is not said:\n%s", out)
+	}
+
 	st = &state.State{Schema: 1, Phase: state.PhaseOffline}
 	out = renderString(st, now)
 	for _, want := range []string{"verdict:     not probed", "yggdrasil:   not running (no overlay decision", "wireguard:   not running", "clock:       not kept by netinit"} {
