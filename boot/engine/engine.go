@@ -72,11 +72,10 @@ type Config struct {
 	// BeforeMove, if set, is called when the uplink NIC, its lease in, is
 	// about to move onto the management bridge, with the status then; the
 	// move waits until it returns or settleWait has passed (its ctx ends
-	// then). The daemon
-	// passes the overlays' Dialled: the move changes the uplink under
-	// the connections Yggdrasil is making and, on a one-CPU node, takes
-	// the CPU they need, and a hidden node is reachable only once they
-	// are made.
+	// then). The daemon passes the overlays' Dialled: the move changes
+	// the uplink under the connections Yggdrasil is making and, on a
+	// one-CPU node, takes the CPU they need, and a hidden node is
+	// reachable only once they are made.
 	BeforeMove func(ctx context.Context, st *state.NetworkStatus)
 }
 
