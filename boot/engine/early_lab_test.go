@@ -90,12 +90,16 @@ func TestDaemonEarlyYggdrasilBridge(t *testing.T) {
 					t.Fatalf("timings lack %s: %v\n%s", k, tm, d.Output())
 				}
 			}
-			if !(tm["lease4"] <= tm["ygg_first_peer"] && tm["ygg_first_peer"] <= tm["bridge"]) {
+			// The move after the first peer; on a host stalled for
+			// longer than the bound (settleWait, 1 s) the move may come
+			// first, but never sooner than the bound after the lease.
+			waited := tm["bridge"]-tm["lease4"] >= 900
+			if !(tm["lease4"] <= tm["ygg_first_peer"] && (tm["ygg_first_peer"] <= tm["bridge"] || waited)) {
 				t.Errorf("want lease4 <= ygg_first_peer <= bridge (the move after the first peer): %v\n%s", tm, d.Output())
 			}
 			out := d.Output()
 			i, j := strings.Index(out, "yggdrasil: Connected outbound"), strings.Index(out, "moving it onto the management bridge zos")
-			if i < 0 || j < 0 || i > j {
+			if i < 0 || j < 0 || i > j && !waited {
 				t.Errorf("the console does not show the peering before the move:\n%s", out)
 			}
 			// One peering, made before the move, never dropped.
