@@ -2,7 +2,12 @@ package ygg
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,4 +89,66 @@ func TestLANLink(t *testing.T) {
 			t.Errorf("%s: %q %v, want %q", c.uri, zone, ok, c.zone)
 		}
 	}
+}
+
+// TestJoinNew: the beacon group is joined once per wanted link that is up
+// and multicast, again only when the link is made anew (a new ifindex),
+// and a failed join is tried again at the next round.
+func TestJoinNew(t *testing.T) {
+	sys := t.TempDir()
+	link := func(name string, index int, flags string) {
+		t.Helper()
+		dir := filepath.Join(sys, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range map[string]string{"ifindex": fmt.Sprintf("%d\n", index), "flags": flags + "\n"} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const upMulticast, down = "0x1003", "0x1002"
+	link("eth0", 2, upMulticast)
+	link("eth1", 3, upMulticast) // not wanted
+	link("zos", 4, down)
+	link("ygg0", 5, "0x10d1") // wanted by no pattern, up, no multicast
+	wanted := func(n string) bool { return n == "eth0" || n == "zos" || n == "gone" }
+	var calls []string
+	fail := map[string]bool{}
+	join := func(index int, name string) error {
+		calls = append(calls, fmt.Sprintf("%s/%d", name, index))
+		if fail[name] {
+			return errors.New("no IPv6 on it yet")
+		}
+		return nil
+	}
+	round := func(joined map[string]int, want ...string) map[string]int {
+		t.Helper()
+		calls = nil
+		joined = joinNew(sys, wanted, joined, join)
+		if !slices.Equal(calls, want) {
+			t.Fatalf("joins %v, want %v", calls, want)
+		}
+		return joined
+	}
+	j := round(nil, "eth0/2")
+	j = round(j) // nothing new
+	link("zos", 4, upMulticast)
+	fail["zos"] = true
+	j = round(j, "zos/4")
+	fail["zos"] = false
+	j = round(j, "zos/4") // tried again
+	j = round(j)
+	link("eth0", 7, upMulticast) // deleted and made anew
+	j = round(j, "eth0/7")
+	if err := os.RemoveAll(filepath.Join(sys, "eth0")); err != nil {
+		t.Fatal(err)
+	}
+	j = round(j)
+	if _, ok := j["eth0"]; ok || j["zos"] != 4 || len(j) != 1 {
+		t.Fatalf("joined %v, want only zos/4", j)
+	}
+	link("eth0", 7, upMulticast) // back with the index it had: joined again
+	round(j, "eth0/7")
 }
