@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -108,5 +109,32 @@ func TestDaemonEarlyYggdrasilBridge(t *testing.T) {
 					n, strings.Contains(p.Output(), "Disconnected"), p.Output())
 			}
 		})
+	}
+}
+
+// TestLinkAppearsLater: a link asked for that does not exist yet (a NIC
+// whose driver loads late) is picked up when it appears. discover lists
+// the links again only when the names under /sys/class/net change; a
+// link can be there a moment before a netlink dump shows it, and is then
+// looked for again.
+func TestLinkAppearsLater(t *testing.T) {
+	lab.Require(t, "ip", "dnsmasq")
+	lab.GuardResolvConf(t)
+	bin := netinitBin(t)
+	srv, cli := lab.NewNS(t, "lates"), lab.NewNS(t, "latec")
+	statePath := filepath.Join(t.TempDir(), "state.json")
+	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "netinit.ra_timeout=0", "--timeout", "20s", "eth7")
+	// Seen not found first, then made.
+	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(d.Output(), "bring-up") }) {
+		t.Fatalf("no bring-up:\n%s", d.Output())
+	}
+	time.Sleep(1500 * time.Millisecond)
+	lab.Veth(t, srv, "s0", cli, "eth7")
+	srv.MustExec("ip", "addr", "add", "192.0.2.1/24", "dev", "s0")
+	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	st := waitState(t, statePath, 20*time.Second, "no lease on eth7, made 1.5 s after the start", d.Output,
+		func(s *state.State) bool { return s.Phase == state.PhaseReady && s.Uplink == "eth7" })
+	if a := addrsOf(st, "eth7", lease.SourceDHCP4); len(a) != 1 {
+		t.Fatalf("eth7 dhcp4 addresses %v\n%s", a, d.Output())
 	}
 }
