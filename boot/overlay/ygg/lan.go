@@ -209,11 +209,14 @@ func joinNew(sys string, wanted func(string) bool, joined map[string]int, join f
 			continue
 		}
 		index, flags, ok := linkIndexFlags(filepath.Join(sys, name))
-		if !ok || flags&unix.IFF_UP == 0 || flags&unix.IFF_MULTICAST == 0 {
+		if !ok {
 			continue
 		}
 		if i, ok := joined[name]; ok && i == index {
-			now[name] = index
+			now[name] = index // down or up: still a member
+			continue
+		}
+		if flags&unix.IFF_UP == 0 || flags&unix.IFF_MULTICAST == 0 {
 			continue
 		}
 		if join(index, name) == nil {

@@ -140,6 +140,10 @@ func TestJoinNew(t *testing.T) {
 	fail["zos"] = false
 	j = round(j, "zos/4") // tried again
 	j = round(j)
+	link("zos", 4, down) // a flap keeps the membership
+	j = round(j)
+	link("zos", 4, upMulticast)
+	j = round(j)
 	link("eth0", 7, upMulticast) // deleted and made anew
 	j = round(j, "eth0/7")
 	if err := os.RemoveAll(filepath.Join(sys, "eth0")); err != nil {
