@@ -174,6 +174,19 @@ func TestSlewOrStep(t *testing.T) {
 	}
 }
 
+// runFirst runs l until the test ends and waits (5 s at most) for its
+// first round.
+func runFirst(t *testing.T, l *Loop) (Result, bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer fcancel()
+	return l.First(fctx)
+}
+
 // TestLoopServersChange: a changed server set starts a round at once, an
 // unchanged one does not; a failed round is retried after Retry; the
 // state records the rounds. The Syncer's clock is a fake (no server
@@ -190,13 +203,7 @@ func TestLoopServersChange(t *testing.T) {
 		t.Fatal("a state before the first round")
 	}
 	l.SetServers(nil, []string{"127.0.0.1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
-	r, ok := l.First(fctx)
-	fcancel()
+	r, ok := runFirst(t, l)
 	if !ok || r.Set || !strings.Contains(r.Err, "no NTP server answered") {
 		t.Fatalf("first round: %+v ok %v", r, ok)
 	}
@@ -229,13 +236,7 @@ func TestLoopMeasured(t *testing.T) {
 		Logf:     t.Logf,
 	})
 	l.SetServers(nil, []string{addr})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
-	r, ok := l.First(fctx)
-	fcancel()
+	r, ok := runFirst(t, l)
 	if !ok || !r.Measured || r.Set || r.Err != "" {
 		t.Fatalf("first round: %+v ok %v", r, ok)
 	}
