@@ -1,10 +1,8 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 func TestArgs(t *testing.T) {
@@ -184,10 +184,8 @@ func gone(pid int) bool {
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			return true
 		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-				return true
-			}
+		if f, err := lab.ProcStat(pid); err == nil && len(f) > 0 && f[0] == "Z" {
+			return true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 const supervisorChild = "NETINIT_SUPERVISOR_CHILD"
@@ -218,12 +218,8 @@ func testSuperviseAdopted(t *testing.T, kill bool) {
 // procStat is a process's state letter (0: no such process) and parent
 // pid, from /proc/PID/stat.
 func procStat(pid int) (byte, int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 2 {
+	f, err := lab.ProcStat(pid)
+	if err != nil || len(f) < 2 {
 		return 0, 0
 	}
 	ppid, _ := strconv.Atoi(f[1])

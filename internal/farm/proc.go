@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times (100 on
@@ -34,24 +36,18 @@ func rss(pid int) (int64, error) {
 // cpuTime is the process's user+system CPU time (/proc/PID/stat fields
 // 14 and 15, proc(5)).
 func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fs, err := lab.ProcStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("reading CPU time: %w", err)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
-	}
-	fs := strings.Fields(string(b[i+1:]))
 	if len(fs) < 13 {
-		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
+		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, fs)
 	}
 	// fs[0] is field 3 (state): utime is field 14, stime 15.
 	u, err1 := strconv.ParseInt(fs[11], 10, 64)
 	s, err2 := strconv.ParseInt(fs[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, b)
+		return 0, fmt.Errorf("reading CPU time of %d: %q", pid, fs)
 	}
 	return time.Duration(u+s) * time.Second / clockTick, nil
 }
