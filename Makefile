@@ -15,16 +15,17 @@ export SOURCE_DATE_EPOCH ?= 0
 export CGO_ENABLED := 0
 GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
 
+# make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
+# OVMF): a path stands for a package without a command. Defined before DEPS:
+# DEPS is expanded at once (:=), so a later definition would be empty here.
+RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
+	/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi \
+	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu
 # Debian packages the tests and the VM need, as command:package. chrony is
 # a real NTP server for the clock tests (never started as a service here).
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
 	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony \
 	lz4:lz4 $(RELEASE_DEPS)
-# make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
-# OVMF): a path stands for a package without a command.
-RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
-	/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi \
-	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
 
