@@ -79,6 +79,7 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 	st.Overlays, st.Connectivity, st.Clock = o.Decision, o.Connectivity, o.Clock
 	st.Firewall, st.FirewallStatus = slices.Clone(o.Firewall), o.FirewallStatus
 	st.Yggdrasil, st.WireGuard = o.Yggdrasil, o.WireGuard
+	st.YggdrasilHandover = o.YggHandover
 	st.Problems = append(st.Problems, o.Problems...)
 	for k, v := range o.Timings {
 		st.TimingsMS[k] = v
