@@ -112,7 +112,10 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		// The overlays live in the process that keeps the network.
 		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
 			KeyDir: n.keyDir, Logf: n.log.Logf, Publish: pub.Overlay, Start: n.start,
-			Bridge: engine.BridgeName(n.spec, n.bridge)}
+			Bridge: engine.BridgeName(n.spec, n.bridge), Light: n.spec.Light(),
+			// Beside the state: /run/netinit/keys at boot, on the tmpfs
+			// no later mount hides.
+			PinDir: filepath.Join(filepath.Dir(n.files.state), "keys")}
 		if !n.setHostname { // not the boot daemon
 			// `netinit up` runs in some namespace of a host whose clock
 			// is the host's own (namespaces share it): it measures and
