@@ -1,7 +1,9 @@
 package coldplug
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 )
@@ -30,6 +32,9 @@ const (
 // not ours; false while candidate is missing or is netinit itself.
 func HandBack(sysctl, ours, candidate string) (done bool, err error) {
 	b, err := os.ReadFile(sysctl)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil // a kernel without modules has no helper
+	}
 	if err != nil {
 		return false, fmt.Errorf("module helper: %w", err)
 	}

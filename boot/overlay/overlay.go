@@ -616,7 +616,7 @@ func (m *Manager) startWireGuard(st *state.NetworkStatus) error {
 	for _, p := range spec.WGPeers {
 		peers = append(peers, wg.Peer{PublicKey: p.PublicKey, Endpoint: p.Endpoint, AllowedIPs: spec.WGAllowed})
 	}
-	t, err := wg.Start(m.ctx, wg.Options{KeyDir: m.cfg.KeyDir, Addresses: spec.WGAddress, Peers: peers,
+	t, err := wg.Start(m.ctx, wg.Options{KeyDir: m.cfg.KeyDir, PinDir: m.pinDir(), Addresses: spec.WGAddress, Peers: peers,
 		MTU: wgMTU(st), Logf: m.cfg.Logf})
 	if err != nil {
 		return err

@@ -65,7 +65,15 @@ func startZOSNode(t *testing.T, cli *lab.NS, bin, tools, line string) *zosNode {
 	if err := writeBootInfo(info, bootInfo{Start: time.Now(), Spec: s}); err != nil {
 		t.Fatal(err)
 	}
-	n := lab.NewNode(t, cli, fmt.Sprintf(`mkdir -p /run/netinit
+	// At boot netinit manages the NICs that have a device in sysfs, and
+	// eth0 is a veth: the node's sysfs gives it one (its attributes stay
+	// the kernel's, through links to them).
+	n := lab.NewNode(t, cli, fmt.Sprintf(`mkdir -p /run/netinit /run/eth0-sys
+d=$(readlink -f /sys/class/net/eth0)
+mount --bind "$d" /run/eth0-sys
+mount -t tmpfs tmpfs "$d"
+for f in /run/eth0-sys/*; do ln -s "$f" "$d/"; done
+mkdir "$d/device"
 cp %s /run/netinit/boot.json
 export PATH=%s:$PATH
 %s daemon --boot-info /run/netinit/boot.json &`, info, tools, bin))
@@ -175,7 +183,8 @@ func TestZOSHandover(t *testing.T) {
 	node.MustExec("umount", "/var/cache") // the seed's disk again
 
 	// 0-OS's networkd starts its own Yggdrasil in ndmz.
-	netd := node.Start(filepath.Join(tools, "networkd"), "-uplink", "zos", "-peers", "tcp://192.0.2.1:9943")
+	netd := node.Start("env", "PATH="+tools+":/usr/sbin:/usr/bin:/sbin:/bin", filepath.Join(tools, "networkd"),
+		"-uplink", "zos", "-peers", "tcp://192.0.2.1:9943")
 	addr := netip.MustParseAddr(nodeAddr)
 	var zosUp time.Time
 	if !lab.Eventually(60*time.Second, func() bool {
