@@ -37,8 +37,8 @@ import (
 )
 
 const (
-	ns       = "ndmz"     // zosbase pkg/network/ndmz DmzNamespace
-	pub4     = "npub4"    // ndmz DmzPub4
+	ns       = "ndmz"  // zosbase pkg/network/ndmz DmzNamespace
+	pub4     = "npub4" // ndmz DmzPub4
 	confPath = "/var/cache/modules/networkd/yggdrasil.conf"
 	unitPath = "/etc/zinit/yggdrasil.yaml"
 )
