@@ -112,6 +112,18 @@ func nextStageBinary(t *testing.T) string {
 	})
 }
 
+var standinModprobeBin built
+
+// standinModprobeBinary is qemu/testdata/standin/modprobe, the stand-in
+// for the final root's own modprobe, built once.
+func standinModprobeBinary(t *testing.T) string {
+	t.Helper()
+	return standinModprobeBin.get(t, "the stand-in modprobe", func(dir string) (string, error) {
+		bin := filepath.Join(dir, "modprobe")
+		return bin, goCmd(t, goBuild(bin, "./qemu/testdata/standin/modprobe")...)
+	})
+}
+
 var plainImage built
 
 // image is netinit's image with every module of e, built once.

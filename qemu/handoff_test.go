@@ -15,12 +15,20 @@ import (
 // when asked. Killed (SIGKILL) under the next stage, which did not start
 // it, the daemon's worker is restarted by the supervisor PID 1 handed it
 // to, and answers again.
+//
+// The kernel's module helper stays netinit's while the root has no
+// modprobe (netinit's own image has none); when the next stage gives the
+// root one later (nextstage.modprobe=later: the stand-in copied to
+// /sbin/modprobe) the daemon hands the helper to it, and the kernel runs
+// it for the next request_module().
 func TestBootHandoff(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
-	res := bootHandoff(t, imageWithNextStage(t, e), "netinit.next=/sbin/nextstage nextstage.kill=1",
+	res := bootHandoff(t, imageWithNextStage(t, e), "netinit.next=/sbin/nextstage nextstage.kill=1 nextstage.modprobe=later",
 		"handing off to /sbin/nextstage", "keeps the network, supervisor pid", "NEXTSTAGE pid=1", "NEXTSTAGE state-file-phase=ready",
 		"NEXTSTAGE socket-phase=ready", "NEXTSTAGE daemon-alive=true", "NEXTSTAGE renewed=true",
+		"NEXTSTAGE modprobe-helper=/run/netinit/modprobe\n", "NEXTSTAGE modprobe-handed-back=true",
+		"NEXTSTAGE modprobe-ran=-q -- net-pf-12\n",
 		"NEXTSTAGE worker-restarted=true", "is gone; restarting in 1s")
 	st := res.State
 	if st == nil || st.Phase != state.PhaseReady || st.PID <= 1 {
@@ -70,15 +78,31 @@ func imageWithNextStageAt(t *testing.T, e env, path string, files ...string) str
 }
 
 // nextStageImageIn builds in dir the image of netinit bin with the next
-// stage next at path, and the files given as -file specs.
+// stage next at path, the stand-in modprobe at /usr/lib/standin/modprobe
+// (the next stage installs it as the root's own with
+// nextstage.modprobe=later), and the files given as -file specs.
 func nextStageImageIn(t *testing.T, e env, bin, next, dir, path string, files ...string) (string, error) {
 	t.Helper()
 	img := filepath.Join(dir, "initramfs.cpio.lz4")
-	mk := []string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755", "-o", img}
+	mk := []string{"run", "./cmd/mkinitramfs", "-compress", "lz4", "-init", bin, "-modules-dir", e.modules, "-file", next + ":" + path + ":0755",
+		"-file", standinModprobeBinary(t) + ":/usr/lib/standin/modprobe:0755", "-o", img}
 	for _, f := range files {
 		mk = append(mk, "-file", f)
 	}
 	return img, goCmd(t, mk...)
+}
+
+// TestBootHandoffModprobe: in an image whose root has its own modprobe
+// (a baked 0-OS image has kmod's; here the stand-in at /sbin/modprobe),
+// PID 1 hands the kernel's module helper to it at the handoff, and the
+// kernel runs it for the next stage's request_module().
+func TestBootHandoffModprobe(t *testing.T) {
+	e := requireEnv(t)
+	t.Parallel()
+	img := imageWithNextStage(t, e, standinModprobeBinary(t)+":/sbin/modprobe:0755")
+	bootHandoff(t, img, "netinit.next=/sbin/nextstage netinit.ygg=off",
+		"module helper: handed back to /sbin/modprobe", "handing off to /sbin/nextstage",
+		"NEXTSTAGE modprobe-helper=/sbin/modprobe\n", "NEXTSTAGE modprobe-ran=-q -- net-pf-12\n")
 }
 
 // TestBootHandoffBridge: a 0-OS command line (runmode=) makes netinit

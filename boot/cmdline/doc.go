@@ -114,6 +114,9 @@
 //	                           runmode) for the keys no source set
 //	vlan:priv=ID|none          0-OS: the management VLAN (1..4094), or
 //	vlan:pub=ID|none           untagged (none, untagged, un); recorded
+//	version=WORD               0-OS: v3, v3light, v4 (the last one wins);
+//	                           v3light and v4 are network-light nodes
+//	                           (netinit.ygg=auto leaves Yggdrasil off)
 //
 // 0-OS's other keys (farmer_id=, secret=, zos-debug, ...) are not
 // netinit's and are passed over without a problem.

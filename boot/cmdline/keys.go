@@ -90,6 +90,9 @@ func init() {
 		"runmode":   {parse: scalar(runmode.Parse, func(s *spec.Spec, v runmode.Mode) { s.RunMode = v })},
 		"vlan:priv": {parse: scalar(parseZOSVLAN, func(s *spec.Spec, v int) { s.VLANPriv = v })},
 		"vlan:pub":  {parse: scalar(parseZOSVLAN, func(s *spec.Spec, v int) { s.VLANPub = v })},
+		// 0-OS's flavour (zosbase pkg/kernel: the last version= wins);
+		// v3light and v4 are network-light nodes (spec.Boot.Light).
+		"version": {parse: scalar(parseZOSVersion, func(s *spec.Spec, v string) { s.ZOSVersion = v })},
 	}
 }
 
@@ -418,6 +421,17 @@ func parseZOSVLAN(v string) (int, error) {
 		return 0, errors.New("want a VLAN ID 1..4094, or none/untagged")
 	}
 	return int(n), nil
+}
+
+// parseZOSVersion takes 0-OS's version= value: a short word (v3,
+// v3light, v4, ...).
+func parseZOSVersion(v string) (string, error) {
+	if v == "" || len(v) > 32 || strings.IndexFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+	}) >= 0 {
+		return "", errors.New("want a 0-OS version such as v3, v3light or v4")
+	}
+	return v, nil
 }
 
 func parseWGPeer(v string) (spec.WGPeer, error) {

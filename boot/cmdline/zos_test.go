@@ -132,3 +132,30 @@ func TestBridgeKey(t *testing.T) {
 		}
 	}
 }
+
+// TestZOSVersion: 0-OS's version= tells a network-light node (v3light,
+// v4); the last one wins, as zosbase's Params.GetOne reads it; a value
+// that is not a version word is a problem naming the token.
+func TestZOSVersion(t *testing.T) {
+	for _, tc := range []struct {
+		line  string
+		want  string
+		light bool
+	}{
+		{"runmode=prod", "", false},
+		{"version=v3", "v3", false},
+		{"version=v3light", "v3light", true},
+		{"version=v4", "v4", true},
+		{"version=v4 version=v3", "v3", false},
+		{"version=v3 version=v3light", "v3light", true},
+	} {
+		s := must(Parse(tc.line))
+		if s.ZOSVersion != tc.want || s.Light() != tc.light {
+			t.Errorf("%q: version %q light %v, want %q %v", tc.line, s.ZOSVersion, s.Light(), tc.want, tc.light)
+		}
+	}
+	s, probs := Parse("version=v4;rm")
+	if len(probs) != 1 || !strings.Contains(probs[0].Error(), `version="v4;rm"`) || s.Light() {
+		t.Errorf("bad version: problems %v, light %v", probs, s.Light())
+	}
+}

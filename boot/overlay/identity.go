@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/identity"
+	"github.com/threefoldtech/netinit/boot/overlay/keys"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -73,22 +75,78 @@ func (m *Manager) nodeIdentity() *identity.Identity {
 	return id
 }
 
-// describeIdentity says where the Yggdrasil key came from, for the state
-// (never the key itself).
-func describeIdentity(id *identity.Identity, seed, keyDir string) string {
+// describeIdentity says where the node identity's key came from, for the
+// state (never the key itself).
+func describeIdentity(id *identity.Identity) string {
+	return fmt.Sprintf("0-os node identity %s (format %s)", id.Path, id.Format)
+}
+
+// pinDir is where this boot's keys are pinned ("" = nowhere: no pin
+// directory, or the key directory itself).
+func (m *Manager) pinDir() string {
+	if p := m.cfg.PinDir; p != "" && filepath.Clean(p) != filepath.Clean(m.cfg.KeyDir) {
+		return p
+	}
+	return ""
+}
+
+// yggKey sets opts.Key to the key Yggdrasil runs with and says where it
+// came from: the node identity id when there is one; else the key pinned
+// for this boot by an earlier start (a worker restarted: the key dir, or
+// the disk the identity's seed file is on, may be mounted over since);
+// else a seed file (netinit.ygg.seed=) or the key dir. A key not read
+// from the pin is pinned for the rest of the boot.
+func (m *Manager) yggKey(opts *ygg.Options, id *identity.Identity) (string, error) {
+	pin := m.pinDir()
+	var origin string
+	pinned := false
 	switch {
 	case id != nil:
-		return fmt.Sprintf("0-os node identity %s (format %s)", id.Path, id.Format)
-	case seed != "":
-		return "derived from seed file " + seed
+		opts.Key, origin = id.Key, describeIdentity(id)
 	default:
-		return "own key in " + keyDir
+		k, o, ev, ok := keys.PinnedEd25519(pin, ygg.KeyFile)
+		if ev.Problem != "" {
+			m.problem("yggdrasil: %s", ev.Problem)
+		}
+		if ok {
+			opts.Key, origin, pinned = k, o, true
+			break
+		}
+		k, probs, err := ygg.LoadKey(ygg.Options{KeyDir: m.cfg.KeyDir, Seed: m.cfg.Spec.YggSeed, Logf: m.cfg.Logf})
+		if err != nil {
+			return "", err
+		}
+		m.mu.Lock()
+		m.problems = append(m.problems, probs...)
+		m.mu.Unlock()
+		opts.Key, origin = k, "own key in "+m.cfg.KeyDir
+		if s := m.cfg.Spec.YggSeed; s != "" {
+			origin = "derived from seed file " + s
+		}
+	}
+	if pinned {
+		return origin + ", pinned for this boot in " + pin, nil
+	}
+	if err := keys.PinEd25519(pin, ygg.KeyFile, opts.Key, origin); err != nil {
+		m.problem("yggdrasil: key not pinned for this boot (%v): a restart after a mount over %s may change the node's address", err, m.cfg.KeyDir)
+	}
+	return origin, nil
+}
+
+// watchIdentity starts the identity watch once; the caller holds yggMu.
+func (m *Manager) watchIdentity() {
+	m.mu.Lock()
+	on := m.idWatching
+	m.idWatching = true
+	m.mu.Unlock()
+	if !on {
+		m.spawn("identity watch", m.identityLoop)
 	}
 }
 
-// identityLoop waits for the node identity while Yggdrasil runs on
-// another key, then restarts Yggdrasil with it (once: the node's identity
-// does not change while it runs).
+// identityLoop waits for the node identity while Yggdrasil runs on another
+// key, then restarts Yggdrasil with it (once: the node's identity does not
+// change while it runs).
 func (m *Manager) identityLoop() {
 	m.every(IdentityPoll, func() bool {
 		id := m.nodeIdentity()
@@ -125,17 +183,19 @@ func (m *Manager) useIdentity(id *identity.Identity) error {
 	defer m.yggMu.Unlock()
 	m.mu.Lock()
 	old, opts := m.ygg, m.yggOpts
+	if opts.Key != nil && opts.Key.Equal(id.Key) {
+		m.mu.Unlock()
+		return nil
+	}
 	if old == nil {
-		// Not started (yet, or not at all): it starts with this one.
+		// Not started (yet, or not at all, or handed over): it starts
+		// with this one.
 		m.idPath = id.Path
 		m.mu.Unlock()
 		m.cfg.Logf("yggdrasil: node identity %s will be used when Yggdrasil starts", id.Path)
 		return nil
 	}
 	m.mu.Unlock()
-	if opts.Key.Equal(id.Key) {
-		return nil
-	}
 	before := old.Address()
 	opts.Key = id.Key
 	if err := old.Close(); err != nil {
@@ -154,10 +214,16 @@ func (m *Manager) useIdentity(id *identity.Identity) error {
 		}
 		return fmt.Errorf("restart with identity %s: %w (still on the old key)", id.Path, err)
 	}
+	origin := describeIdentity(id)
 	m.mu.Lock()
-	m.ygg, m.yggOpts = n, opts
-	m.yggIdentity = describeIdentity(id, "", "")
+	m.ygg, m.yggOpts, m.yggAddr = n, opts, ygg.AddressOf(id.Key)
+	m.yggIdentity = origin
 	m.mu.Unlock()
+	// Pinned: a worker restarted after the seed's disk is mounted over
+	// (or gone) keeps the node's address.
+	if err := keys.PinEd25519(m.pinDir(), ygg.KeyFile, id.Key, origin); err != nil {
+		m.problem("yggdrasil: node identity not pinned for this boot (%v)", err)
+	}
 	m.cfg.Logf("yggdrasil: now the 0-OS node identity from %s: address %s -> %s", id.Path, before, n.Address())
 	m.publish()
 	return nil

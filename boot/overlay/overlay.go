@@ -10,10 +10,17 @@
 // status at that moment plus a bounded connectivity probe (netprobe):
 // netinit.ygg= / netinit.wg= "on" and "off" are obeyed; "auto" starts an
 // overlay when the node has no public IPv6; Yggdrasil's "auto-inbound"
-// starts it unless a reflector proved IPv6 inbound reachability. An RA that
-// arrives after the verdict upgrades the state but does not stop an overlay
-// that was started: taking the overlay down again would make the node
-// unreachable for the moment it takes for peers to notice, for no gain.
+// starts it unless a reflector proved IPv6 inbound reachability; on a 0-OS
+// network-light node (version=v3light|v4) "auto" leaves Yggdrasil off. A
+// Yggdrasil started before the verdict, when IPv4 came up, is stopped by
+// an "auto" verdict that finds public IPv6, so that the node ends the same
+// whichever came first, its lease or its RA. An RA that arrives after the
+// verdict upgrades the state but does not stop an overlay that was
+// started: taking the overlay down again would make the node unreachable
+// for the moment it takes for peers to notice, for no gain.
+//
+// Yggdrasil is handed over to 0-OS's own instance when that one runs with
+// the node's key (handover.go), and taken back when it is gone for good.
 package overlay
 
 import (
@@ -66,6 +73,15 @@ type Config struct {
 	// its lease ("" = none): Yggdrasil's multicast discovery, started
 	// on the NIC, follows it there.
 	Bridge string
+	// PinDir holds this boot's copy of the overlay keys ("" = none): a
+	// later start in the same boot reads it first, so that a mount over
+	// KeyDir (0-OS's cache disk over /var/cache) does not change them
+	// (keys.PinEd25519).
+	PinDir string
+	// Light: a 0-OS network-light node (version=v3light|v4), where 0-OS
+	// runs no Yggdrasil and the grid reaches the node over Mycelium:
+	// netinit.ygg=auto leaves Yggdrasil off.
+	Light bool
 }
 
 // Manager runs the overlays of one netinit process.
@@ -79,7 +95,16 @@ type Manager struct {
 	conn     *state.Connectivity
 	clock    *clock.Loop // started at the first verdict
 	ygg      *ygg.Node
-	yggOpts  ygg.Options // what ygg was started with
+	yggOpts  ygg.Options // what ygg was (or would be) started with; Key always set
+	yggAddr  netip.Addr  // the address of yggOpts.Key
+	// handover is set while 0-OS's own Yggdrasil carries the key and
+	// netinit's is stopped (handover.go); zosGone is when it was found
+	// missing, while it stays missing.
+	handover   *state.YggdrasilHandover
+	zosGone    time.Time
+	zosErr     string // the last error looking for it, said once
+	watching   bool   // the handover watch runs
+	idWatching bool   // the identity watch runs
 	// yggIdentity says where Yggdrasil's key came from (state).
 	yggIdentity string
 	idPath      string     // identity given by the control socket
@@ -102,10 +127,13 @@ type Manager struct {
 
 	probing bool // a Probe is running
 
-	// applyFirewall is firewall.Apply, probeFn m.connectivity (tests
-	// replace them).
-	applyFirewall func(firewall.Rules) error
-	probeFn       func(*state.NetworkStatus) *state.Connectivity
+	// applyFirewall is firewall.Apply, removeFirewall firewall.Remove,
+	// probeFn m.connectivity, findZOS findZOSYggdrasil (tests replace
+	// them).
+	applyFirewall  func(firewall.Rules) error
+	removeFirewall func() error
+	probeFn        func(*state.NetworkStatus) *state.Connectivity
+	findZOS        func(netip.Addr) (ns, ifname string, err error)
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -122,7 +150,8 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Publish == nil {
 		cfg.Publish = func(*state.OverlayStatus) {}
 	}
-	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply, dialled: make(chan struct{})}
+	m := &Manager{cfg: cfg, ctx: ctx, applyFirewall: firewall.Apply, removeFirewall: firewall.Remove,
+		findZOS: findZOSYggdrasil, dialled: make(chan struct{})}
 	m.probeFn = m.connectivity
 	return m
 }
@@ -238,7 +267,7 @@ func (m *Manager) updateEarly(st *state.NetworkStatus) {
 // startsEarly reports whether the engine's status st starts Yggdrasil
 // before the verdict (updateEarly).
 func (m *Manager) startsEarly(st *state.NetworkStatus) bool {
-	return m.cfg.Spec.Ygg == spec.YggAuto && hiddenOnIPv4(st)
+	return m.cfg.Spec.Ygg == spec.YggAuto && !m.cfg.Light && hiddenOnIPv4(st)
 }
 
 // hiddenOnIPv4 reports whether the uplink has an IPv4 address and the node
@@ -350,24 +379,33 @@ func (m *Manager) start(st *state.NetworkStatus) {
 	defer m.startMu.Unlock()
 	spec := m.cfg.Spec
 	conn := m.probeFn(st)
-	d := Decide(spec, st, conn)
+	d := Decide(spec, m.cfg.Light, st, conn)
 	m.mu.Lock()
-	running := m.ygg != nil
-	if running {
-		// Started at the IPv4 lease, before the verdict: kept, whatever
-		// the verdict says (an RA that brought public IPv6 meanwhile does
-		// not stop it, as later).
-		if d.Yggdrasil {
-			d.YggdrasilReason += " (started before the verdict, when IPv4 came up)"
-		} else {
-			d.Yggdrasil, d.YggdrasilReason = true, "started before the verdict, when IPv4 came up; kept ("+d.YggdrasilReason+")"
-		}
+	running := m.ygg != nil || m.handover != nil
+	stop := running && !d.Yggdrasil
+	switch {
+	case stop:
+		// Started at the IPv4 lease, before the verdict, and the
+		// verdict found public IPv6 (the RA came after the lease): the
+		// node ends as one whose RA came first, which never started
+		// it. 0-OS starts its own Yggdrasil later on every node.
+		d.YggdrasilReason += " (the instance started before the verdict, when IPv4 came up, is stopped)"
+	case running:
+		d.YggdrasilReason += " (started before the verdict, when IPv4 came up)"
 	}
 	m.conn, m.decision = conn, d
 	m.mu.Unlock()
+	if stop {
+		m.stopYggdrasil("the verdict found public IPv6")
+		running = false
+	}
 	m.cfg.Logf("overlays: yggdrasil %s (%s); wireguard %s (%s)", onOff(d.Yggdrasil), d.YggdrasilReason, onOff(d.WireGuard), d.WireGuardReason)
 	m.spawn("probe loop", m.probeLoop)
-	rules := overlayRules(spec, d)
+	m.mu.Lock()
+	rd := d
+	rd.Yggdrasil = d.Yggdrasil && m.handover == nil // 0-OS's instance needs none of netinit's rules
+	m.mu.Unlock()
+	rules := overlayRules(spec, rd)
 	// Applied again when Yggdrasil runs already: the table is replaced in
 	// one batch, and WireGuard's rules join it before wg0 exists. If that
 	// fails, the early table stays in force for ygg0.
@@ -375,7 +413,9 @@ func (m *Manager) start(st *state.NetworkStatus) {
 	if running {
 		onFail = "Yggdrasil keeps running behind the table applied when it started; WireGuard is NOT started"
 	}
-	if len(rules.Interfaces) > 0 && m.firewallUp(rules, onFail) != nil {
+	if len(rules.Interfaces) == 0 {
+		m.firewallDown()
+	} else if m.firewallUp(rules, onFail) != nil {
 		return
 	}
 	if d.Yggdrasil && !running {
@@ -388,7 +428,7 @@ func (m *Manager) start(st *state.NetworkStatus) {
 			m.problem("wireguard: %v", err)
 		}
 	}
-	if len(rules.Interfaces) > 0 {
+	if d.Yggdrasil || d.WireGuard {
 		m.spawn("peer status loop", m.peerLoop)
 	}
 	m.publish()
@@ -436,14 +476,19 @@ func (m *Manager) connectivity(st *state.NetworkStatus) *state.Connectivity {
 
 // Decide is the overlay decision, from the cmdline/config modes, the
 // engine's status at the verdict and the probe.
-func Decide(o spec.Overlay, st *state.NetworkStatus, conn *state.Connectivity) state.Overlays {
+// light is a 0-OS network-light node (Config.Light).
+func Decide(o spec.Overlay, light bool, st *state.NetworkStatus, conn *state.Connectivity) state.Overlays {
 	var d state.Overlays
-	switch o.Ygg {
-	case spec.YggOn:
+	switch {
+	case o.Ygg == spec.YggOn:
 		d.Yggdrasil, d.YggdrasilReason = true, "netinit.ygg=on"
-	case spec.YggOff:
+	case o.Ygg == spec.YggOff:
 		d.YggdrasilReason = "netinit.ygg=off"
-	case spec.YggAutoInbound:
+	case light:
+		// zosbase docs/internals/network-light: "Yggdrasil: Not
+		// available"; the node's overlay is Mycelium, which 0-OS runs.
+		d.YggdrasilReason = "0-OS network-light node (version=v3light or v4): 0-OS runs no Yggdrasil there and the grid reaches it over Mycelium (netinit.ygg=on starts it)"
+	case o.Ygg == spec.YggAutoInbound:
 		if conn != nil && conn.IPv6.Verdict == string(netprobe.VerdictPublicInbound) {
 			d.YggdrasilReason = "a reflector proved inbound IPv6 (netinit.ygg=auto-inbound)"
 		} else {
@@ -491,8 +536,6 @@ func (m *Manager) yggOptions(st *state.NetworkStatus) (ygg.Options, *identity.Id
 		}
 	}
 	opts := ygg.Options{
-		KeyDir:    m.cfg.KeyDir,
-		Seed:      spec.YggSeed,
 		Peers:     peers,
 		Listen:    yggListen(spec.YggListen, st),
 		Multicast: spec.YggMulticast && st.Uplink != "",
@@ -505,32 +548,47 @@ func (m *Manager) yggOptions(st *state.NetworkStatus) (ygg.Options, *identity.Id
 			opts.MulticastLinks = append(opts.MulticastLinks, "^"+b+"$")
 		}
 	}
-	if id != nil {
-		opts.Key = id.Key
-	}
 	return opts, id
 }
 
+// startYggdrasil starts netinit's Yggdrasil, unless 0-OS's own runs with
+// the same key (a worker restarted after the handover): then it records
+// the handover. Either way the handover watch runs from then on.
 func (m *Manager) startYggdrasil(st *state.NetworkStatus) error {
-	spec := m.cfg.Spec
 	opts, id := m.yggOptions(st)
 	m.yggMu.Lock()
 	defer m.yggMu.Unlock()
+	origin, err := m.yggKey(&opts, id)
+	if err != nil {
+		return err
+	}
+	addr := ygg.AddressOf(opts.Key)
+	m.mu.Lock()
+	m.yggOpts, m.yggAddr, m.yggIdentity = opts, addr, origin
+	m.mu.Unlock()
+	m.watchHandover()
+	if id == nil {
+		m.watchIdentity()
+	}
+	if h := m.zosHolds(addr); h != nil {
+		m.mu.Lock()
+		m.handover = h
+		m.mu.Unlock()
+		m.markDialled()
+		m.cfg.Logf("yggdrasil: not started: 0-OS's own instance (%s in netns %s) holds this node's address %s", h.Interface, h.Namespace, addr)
+		return m.overlayFirewall(false)
+	}
 	n, err := ygg.Start(m.ctx, opts)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.ygg, m.yggOpts = n, opts
-	m.yggIdentity = describeIdentity(id, spec.YggSeed, m.cfg.KeyDir)
+	m.ygg = n
 	m.problems = append(m.problems, n.Problems()...)
 	m.markLocked("ygg_up")
 	m.mu.Unlock()
 	m.spawn("first peer watch", m.watchFirstPeer)
-	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), m.yggIdentity, len(opts.Peers), opts.Listen)
-	if id == nil {
-		m.spawn("identity watch", m.identityLoop)
-	}
+	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), origin, len(opts.Peers), opts.Listen)
 	return nil
 }
 
@@ -558,7 +616,7 @@ func (m *Manager) startWireGuard(st *state.NetworkStatus) error {
 	for _, p := range spec.WGPeers {
 		peers = append(peers, wg.Peer{PublicKey: p.PublicKey, Endpoint: p.Endpoint, AllowedIPs: spec.WGAllowed})
 	}
-	t, err := wg.Start(m.ctx, wg.Options{KeyDir: m.cfg.KeyDir, Addresses: spec.WGAddress, Peers: peers,
+	t, err := wg.Start(m.ctx, wg.Options{KeyDir: m.cfg.KeyDir, PinDir: m.pinDir(), Addresses: spec.WGAddress, Peers: peers,
 		MTU: wgMTU(st), Logf: m.cfg.Logf})
 	if err != nil {
 		return err
@@ -666,6 +724,10 @@ func (m *Manager) Status() *state.OverlayStatus {
 	if m.ygg != nil {
 		st.Yggdrasil = m.ygg.State()
 		st.Yggdrasil.Identity = m.yggIdentity
+	}
+	if m.handover != nil {
+		h := *m.handover
+		st.YggHandover = &h
 	}
 	if m.wg != nil {
 		st.WireGuard = m.wg.State()

@@ -35,16 +35,21 @@ func TestDecide(t *testing.T) {
 		wantWG  bool
 		yggWhy  string
 		wgWhy   string
+		light   bool
 	}{
-		{"auto hidden", "auto", "auto", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer"},
-		{"auto public", "auto", "auto", peer, pub, nil, false, false, "public IPv6", "not needed"},
-		{"auto hidden with gateway", "auto", "auto", peer, hidden, nil, true, true, "no public IPv6", "egress"},
-		{"on public", "on", "on", peer, pub, nil, true, true, "=on", "=on"},
-		{"off hidden", "off", "off", peer, hidden, nil, false, false, "=off", "=off"},
-		{"on without peer", "auto", "on", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer"},
-		{"auto-inbound firewalled", "auto-inbound", "auto", nil, pub, outbound, true, false, "not proven", "no netinit.wg.peer"},
-		{"auto-inbound proven", "auto-inbound", "auto", nil, pub, inbound, false, false, "proved", "no netinit.wg.peer"},
-		{"auto-inbound unprobed", "auto-inbound", "auto", nil, pub, nil, true, false, "not proven", "no netinit.wg.peer"},
+		{"auto hidden", "auto", "auto", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer", false},
+		{"auto public", "auto", "auto", peer, pub, nil, false, false, "public IPv6", "not needed", false},
+		{"auto hidden with gateway", "auto", "auto", peer, hidden, nil, true, true, "no public IPv6", "egress", false},
+		{"on public", "on", "on", peer, pub, nil, true, true, "=on", "=on", false},
+		{"off hidden", "off", "off", peer, hidden, nil, false, false, "=off", "=off", false},
+		{"on without peer", "auto", "on", nil, hidden, nil, true, false, "no public IPv6", "no netinit.wg.peer", false},
+		{"auto-inbound firewalled", "auto-inbound", "auto", nil, pub, outbound, true, false, "not proven", "no netinit.wg.peer", false},
+		{"auto-inbound proven", "auto-inbound", "auto", nil, pub, inbound, false, false, "proved", "no netinit.wg.peer", false},
+		{"auto-inbound unprobed", "auto-inbound", "auto", nil, pub, nil, true, false, "not proven", "no netinit.wg.peer", false},
+		{"auto on a light node", "auto", "auto", peer, hidden, nil, false, true, "network-light", "egress", true},
+		{"auto-inbound on a light node", "auto-inbound", "auto", nil, hidden, nil, false, false, "network-light", "no netinit.wg.peer", true},
+		{"on on a light node", "on", "auto", nil, pub, nil, true, false, "=on", "no netinit.wg.peer", true},
+		{"off on a light node", "off", "auto", nil, hidden, nil, false, false, "=off", "no netinit.wg.peer", true},
 	} {
 		if tc.yggWhy == "" || tc.wgWhy == "" {
 			t.Fatalf("%s: an empty reason matches any reason", tc.name)
@@ -57,7 +62,7 @@ func TestDecide(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		o.WGPeers = tc.peers
-		d := Decide(o, tc.st, tc.conn)
+		d := Decide(o, tc.light, tc.st, tc.conn)
 		if d.Yggdrasil != tc.wantYgg || d.WireGuard != tc.wantWG ||
 			!strings.Contains(d.YggdrasilReason, tc.yggWhy) || !strings.Contains(d.WireGuardReason, tc.wgWhy) {
 			t.Errorf("%s: got %+v", tc.name, d)

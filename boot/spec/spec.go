@@ -50,8 +50,16 @@ type Boot struct {
 	Test     Test          `json:"test"`                // netinit.test=
 	Timeout  time.Duration `json:"timeout"`             // netinit.timeout=DUR (default 60s)
 	RunMode  runmode.Mode  `json:"runmode,omitempty"`   // runmode= (0-OS): "" when not given
-	NTP      []string      `json:"ntp,omitempty"`       // netinit.ntp=host,host
+	// ZOSVersion is 0-OS's version= ("" when not given): v3light and v4
+	// are network-light nodes (Light).
+	ZOSVersion string   `json:"zos_version,omitempty"`
+	NTP        []string `json:"ntp,omitempty"` // netinit.ntp=host,host
 }
+
+// Light reports whether the node is a 0-OS network-light node (zosbase
+// pkg/kernel Params.IsLight: version=v3light or version=v4): no Yggdrasil
+// in 0-OS there, Mycelium instead.
+func (b Boot) Light() bool { return b.ZOSVersion == "v3light" || b.ZOSVersion == "v4" }
 
 // Link is how the links are chosen and configured.
 type Link struct {

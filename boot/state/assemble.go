@@ -2,7 +2,9 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -79,6 +81,7 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 	st.Overlays, st.Connectivity, st.Clock = o.Decision, o.Connectivity, o.Clock
 	st.Firewall, st.FirewallStatus = slices.Clone(o.Firewall), o.FirewallStatus
 	st.Yggdrasil, st.WireGuard = o.Yggdrasil, o.WireGuard
+	st.YggdrasilHandover = o.YggHandover
 	st.Problems = append(st.Problems, o.Problems...)
 	for k, v := range o.Timings {
 		st.TimingsMS[k] = v
@@ -214,7 +217,14 @@ func ResolvConf(n *NetworkStatus) (text string, servers int, dropped []string) {
 type Publisher struct {
 	StatePath  string // "" = not written
 	ResolvConf string // "" = not written
-	Logf       func(format string, args ...any)
+	// NamespaceResolvConf are resolv.conf files of network namespaces
+	// (/etc/netns/NAME/resolv.conf, which `ip netns exec NAME` mounts
+	// over /etc/resolv.conf) that are created with the first content
+	// written and never replaced: from then on they are the namespace's
+	// own (0-OS's DHCP client in ndmz writes its lease's servers there
+	// instead of into the node's file).
+	NamespaceResolvConf []string
+	Logf                func(format string, args ...any)
 
 	mu     sync.Mutex
 	net    *NetworkStatus
@@ -288,6 +298,18 @@ func (p *Publisher) writeResolvLocked(n *NetworkStatus) {
 		return
 	}
 	p.resolv = text
+	for _, f := range p.NamespaceResolvConf {
+		if _, err := os.Lstat(f); err == nil {
+			continue
+		}
+		err := os.MkdirAll(filepath.Dir(f), 0o755)
+		if err == nil {
+			err = atomicfile.Create(f, []byte(text), 0o644)
+		}
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			p.logf("dns: %v", err)
+		}
+	}
 }
 
 // EnvPath is where the env form of the state at path is written: path

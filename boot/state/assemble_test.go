@@ -237,3 +237,32 @@ func TestPublisher(t *testing.T) {
 		t.Errorf("resolv.conf (%v):\n%s", err, b)
 	}
 }
+
+// TestPublisherNamespaceResolvConf: a namespace's resolv.conf is created
+// with the node's first one and then left to the namespace's own writer
+// (0-OS's DHCP client in ndmz): never replaced, also when the node's
+// changes.
+func TestPublisherNamespaceResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	resolv := filepath.Join(dir, "etc", "resolv.conf")
+	ndmz := filepath.Join(dir, "etc", "netns", "ndmz", "resolv.conf")
+	p := &Publisher{ResolvConf: resolv, NamespaceResolvConf: []string{ndmz}}
+	p.Network(dualStack())
+	first, _ := os.ReadFile(resolv)
+	if b, err := os.ReadFile(ndmz); err != nil || string(b) != string(first) || len(first) == 0 {
+		t.Fatalf("ndmz's resolv.conf (%v):\n%s\nwant the node's:\n%s", err, b, first)
+	}
+	own := "# dhcpcd in ndmz\nnameserver 198.51.100.53\n"
+	if err := os.WriteFile(ndmz, []byte(own), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next := dualStack()
+	next.DNS = next.DNS[:1]
+	p.Network(next)
+	if b, _ := os.ReadFile(resolv); string(b) == string(first) {
+		t.Fatalf("the node's resolv.conf did not change:\n%s", b)
+	}
+	if b, _ := os.ReadFile(ndmz); string(b) != own {
+		t.Errorf("ndmz's resolv.conf replaced:\n%s", b)
+	}
+}

@@ -53,6 +53,21 @@ func TestSchemaMatchesCode(t *testing.T) {
 	lab.ValidateState(t, b)
 }
 
+// A daemon whose Yggdrasil is handed to 0-OS's own writes a document the
+// schema takes, with the handover and no Yggdrasil of netinit's.
+func TestSchemaHandover(t *testing.T) {
+	st := full()
+	since := time.Unix(1700000000, 0).UTC()
+	st.Yggdrasil = nil
+	st.YggdrasilHandover = &state.YggdrasilHandover{To: "0-OS", Namespace: "ndmz", Interface: "ygg0",
+		Address: "200:1234::1", Since: since, GoneSince: &since, TakeBackAfterS: 120}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.ValidateState(t, b)
+}
+
 // The schema is not a rubber stamp: a wrong type and a missing required
 // field are refused.
 func TestSchemaRefuses(t *testing.T) {

@@ -70,7 +70,11 @@ type State struct {
 	NAT64Prefix string `json:"nat64_prefix,omitempty"`
 
 	Yggdrasil *Yggdrasil `json:"yggdrasil"`
-	WireGuard *WireGuard `json:"wireguard"`
+	// YggdrasilHandover is set while 0-OS's own Yggdrasil carries the
+	// node's key and netinit's instance is stopped (Yggdrasil is then
+	// null); absent otherwise.
+	YggdrasilHandover *YggdrasilHandover `json:"yggdrasil_handover,omitempty"`
+	WireGuard         *WireGuard         `json:"wireguard"`
 
 	// Overlays says what was decided about Yggdrasil and WireGuard, and
 	// why (null until the daemon decided; never set by a oneshot run).
@@ -176,6 +180,22 @@ type Yggdrasil struct {
 	// seed file and format), a seed file, or netinit's own key dir. Never
 	// the key or the seed.
 	Identity string `json:"identity,omitempty"`
+}
+
+// YggdrasilHandover is the evidence that 0-OS's own Yggdrasil runs with
+// the node's key: its TUN (Interface, in network namespace Namespace)
+// holds the node's address (Address), which only that key gives.
+type YggdrasilHandover struct {
+	To        string    `json:"to"` // "0-OS"
+	Namespace string    `json:"namespace"`
+	Interface string    `json:"interface"`
+	Address   string    `json:"address"`
+	Since     time.Time `json:"since"` // when netinit's instance stepped aside
+	// GoneSince is when 0-OS's instance was last found missing, while it
+	// stays missing: netinit takes the key back when it has been gone
+	// for TakeBackAfterS.
+	GoneSince      *time.Time `json:"gone_since,omitempty"`
+	TakeBackAfterS int64      `json:"take_back_after_s"`
 }
 
 // YggdrasilPeer is one configured or connected peer.

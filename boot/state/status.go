@@ -126,6 +126,7 @@ type OverlayStatus struct {
 	Firewall       []string
 	FirewallStatus *FirewallStatus
 	Yggdrasil      *Yggdrasil
+	YggHandover    *YggdrasilHandover // 0-OS's own Yggdrasil carries the key (Yggdrasil is nil)
 	WireGuard      *WireGuard
 	Problems       []string
 	Timings        map[string]int64 // overlay milestones, ms since netinit started

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -93,8 +94,13 @@ func cmdDaemon(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); watchModprobe(ctx, log) }()
 	n := newBringUp(atBoot, bi, bootFiles, log)
 	n.runKept(ctx)
+	stop()
 	log.Logf("network daemon stopping (leases and addresses stay in place)")
 	return 0
 }

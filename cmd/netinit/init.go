@@ -77,6 +77,9 @@ func runInit() {
 	} else {
 		log.Logf("handing off to %s after %.2fs", cmd, time.Since(start).Seconds())
 	}
+	// The next stage's own modprobe, if its root has one, serves the
+	// kernel from now on (the daemon looks again later).
+	handBackModprobe(log)
 	if err := pid1.Handoff(next, args...); err != nil {
 		pid1.Emergency(log, err.Error())
 	}

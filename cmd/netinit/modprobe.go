@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/coldplug"
+	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -44,6 +46,49 @@ func installModprobe() error {
 		return fmt.Errorf("modprobe helper: setting /proc/sys/kernel/modprobe: %w", err)
 	}
 	return nil
+}
+
+// handBackModprobe hands the kernel's module helper back to the final
+// root's modprobe when one is there that is not netinit (coldplug.HandBack):
+// PID 1 does it at the handoff, the daemon later (watchModprobe). It
+// reports whether there is nothing left to do.
+func handBackModprobe(log *console.Log) bool {
+	done, err := coldplug.HandBack(coldplug.HelperSysctl, modprobeLink, coldplug.RootModprobe)
+	if err != nil {
+		log.Logf("%v", err)
+		return false
+	}
+	if b, _ := os.ReadFile(coldplug.HelperSysctl); done && strings.TrimSpace(string(b)) == coldplug.RootModprobe {
+		log.Logf("module helper: handed back to %s (the root's own modprobe, with its modprobe.d rules)", coldplug.RootModprobe)
+	}
+	return done
+}
+
+// ModprobeCheck is how often the daemon looks, after the handoff, for a
+// modprobe the final root may get later (a stat and a small read).
+const ModprobeCheck = 10 * time.Second
+
+// watchModprobe hands the module helper back once the final root has a
+// modprobe of its own (handBackModprobe), looking every ModprobeCheck
+// after the handoff (PID 1 is no longer netinit) until ctx ends or there
+// is nothing left to do.
+func watchModprobe(ctx context.Context, log *console.Log) {
+	for {
+		if !pid1IsSelf() && handBackModprobe(log) {
+			return
+		}
+		if pause.For(ctx, ModprobeCheck) != nil {
+			return
+		}
+	}
+}
+
+// pid1IsSelf reports whether PID 1 runs this binary: the boot has not
+// handed off yet.
+func pid1IsSelf() bool {
+	a, err1 := os.Stat("/proc/1/exe")
+	b, err2 := os.Stat("/proc/self/exe")
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
 // cmdModprobe is `netinit modprobe`: the kernel's modprobe. Its stdio is

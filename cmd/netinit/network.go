@@ -46,7 +46,21 @@ type files struct {
 	state      string
 	resolvConf string
 	socket     string // the control socket, when the network is kept ("" = none)
+	// nsResolvConf are namespace resolv.conf files created once from the
+	// node's (state.Publisher.NamespaceResolvConf).
+	nsResolvConf []string
 }
+
+// zosResolvConf is 0-OS's ndmz namespace's resolv.conf. networkd runs a
+// DHCP client there (zosbase pkg/network/ndmz DHCPMon: the zinit service
+// `ip netns exec ndmz dhcpcd npub4 -B`), whose resolv.conf hook writes
+// /etc/resolv.conf in place (dhcpcd-run-hooks change_file: cat > FILE).
+// `ip netns exec` mounts /etc/netns/ndmz/resolv.conf over /etc/resolv.conf
+// when that file exists, and then the hook writes the namespace's own
+// file; without it, the node's. Created at a 0-OS boot, it leaves netinit
+// the one writer of the node's resolv.conf (the management uplink's name
+// servers), and ndmz its lease's.
+const zosResolvConf = "/etc/netns/ndmz/resolv.conf"
 
 // bootFiles are the node's own, at boot.
 var bootFiles = files{state: state.DefaultPath, resolvConf: "/etc/resolv.conf", socket: control.DefaultPath}
@@ -88,6 +102,9 @@ func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bring
 	case atBoot:
 		b.setHostname = true
 		b.bridge = bootBridge(bi.Spec)
+		if bi.Spec.RunMode != "" { // a 0-OS boot
+			b.files.nsResolvConf = []string{zosResolvConf}
+		}
 		// The uplink an earlier process elected stays the uplink
 		// (engine.Config.Previous).
 		if st, err := state.Read(f.state); err == nil {
@@ -106,13 +123,17 @@ func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bring
 func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pub := &state.Publisher{StatePath: n.files.state, ResolvConf: n.files.resolvConf, Logf: n.log.Logf}
+	pub := &state.Publisher{StatePath: n.files.state, ResolvConf: n.files.resolvConf,
+		NamespaceResolvConf: n.files.nsResolvConf, Logf: n.log.Logf}
 	var ov *overlay.Manager
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
 		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
 			KeyDir: n.keyDir, Logf: n.log.Logf, Publish: pub.Overlay, Start: n.start,
-			Bridge: engine.BridgeName(n.spec, n.bridge)}
+			Bridge: engine.BridgeName(n.spec, n.bridge), Light: n.spec.Light(),
+			// Beside the state: /run/netinit/keys at boot, on the tmpfs
+			// no later mount hides.
+			PinDir: filepath.Join(filepath.Dir(n.files.state), "keys")}
 		if !n.setHostname { // not the boot daemon
 			// `netinit up` runs in some namespace of a host whose clock
 			// is the host's own (namespaces share it): it measures and

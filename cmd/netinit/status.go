@@ -198,11 +198,25 @@ func renderConnectivity(w io.Writer, c *state.Connectivity) {
 	}
 }
 
+// renderHandover says that 0-OS's own Yggdrasil carries the node's key
+// and netinit's stepped aside.
+func renderHandover(w io.Writer, h *state.YggdrasilHandover) {
+	fmt.Fprintf(w, "yggdrasil:   handed to %s (%s in netns %s, since %s)\n",
+		h.To, h.Interface, h.Namespace, h.Since.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "  it holds the node's address %s\n", h.Address)
+	if g := h.GoneSince; g != nil {
+		back := g.Add(time.Duration(h.TakeBackAfterS) * time.Second)
+		fmt.Fprintf(w, "  gone since %s; taken back at %s\n", g.UTC().Format(time.RFC3339), back.UTC().Format(time.RFC3339))
+	}
+}
+
 // renderOverlays prints Yggdrasil, WireGuard and the overlay firewall:
 // what runs, its peers, and whether inbound traffic is filtered.
 func renderOverlays(w io.Writer, st *state.State, now time.Time) {
 	d := st.Overlays
 	switch y := st.Yggdrasil; {
+	case st.YggdrasilHandover != nil:
+		renderHandover(w, st.YggdrasilHandover)
 	case y != nil:
 		up := 0
 		for _, p := range y.Peers {
@@ -246,7 +260,7 @@ func renderOverlays(w io.Writer, st *state.State, now time.Time) {
 	}
 	switch f := st.FirewallStatus; {
 	case f == nil && st.Yggdrasil == nil && st.WireGuard == nil:
-		fmt.Fprintln(w, "firewall:    none (no overlay runs)")
+		fmt.Fprintln(w, "firewall:    none (no overlay of netinit's runs)")
 	case f == nil:
 		fmt.Fprintln(w, "firewall:    unknown (the state does not say)")
 	case !f.Applied:

@@ -96,7 +96,7 @@ func TestRenderOverlaysOff(t *testing.T) {
 	for _, want := range []string{
 		"yggdrasil:   off (public IPv6 on eth0)",
 		"wireguard:   off (no peer configured)",
-		"firewall:    none (no overlay runs)",
+		"firewall:    none (no overlay of netinit's runs)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
@@ -127,6 +127,33 @@ func TestRenderOverlaysOff(t *testing.T) {
 	for _, want := range []string{"verdict:     not probed", "yggdrasil:   not running (no overlay decision", "wireguard:   not running", "clock:       not kept by netinit"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRenderHandover: a Yggdrasil handed to 0-OS's own instance says so,
+// where it runs, and when netinit takes the key back once it is gone.
+func TestRenderHandover(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	st := sampleState(now)
+	st.Yggdrasil = nil
+	st.YggdrasilHandover = &state.YggdrasilHandover{To: "0-OS", Namespace: "public", Interface: "ygg0",
+		Address: "201:2345:6789:abcd:ef01:2345:6789:abcd", Since: now.Add(-time.Hour), TakeBackAfterS: 120}
+	gone := now.Add(-30 * time.Second)
+	st.YggdrasilHandover.GoneSince = &gone
+	out := renderString(st, now)
+	for _, want := range []string{
+		"yggdrasil:   handed to 0-OS (ygg0 in netns public, since 2026-11-25T11:00:00Z)\n",
+		"  it holds the node's address 201:2345:6789:abcd:ef01:2345:6789:abcd\n",
+		"  gone since 2026-11-25T11:59:30Z; taken back at 2026-11-25T12:01:30Z\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if len([]rune(l)) > 80 {
+			t.Errorf("line wider than 80 columns: %q", l)
 		}
 	}
 }

@@ -276,8 +276,8 @@ func note(ev *Event, fixed string) {
 }
 
 func addTo(problem, more string) string {
-	if problem == "" {
-		return more
+	if problem == "" || more == "" {
+		return problem + more
 	}
 	return problem + "; " + more
 }

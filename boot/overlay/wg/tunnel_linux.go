@@ -93,7 +93,7 @@ func Start(ctx context.Context, o Options) (*Tunnel, error) {
 		peers = append(peers, c)
 	}
 
-	priv, ev, err := keys.LoadCurve25519(o.KeyDir, KeyName)
+	priv, ev, err := keys.LoadCurve25519Pinned(o.PinDir, o.KeyDir, KeyName)
 	if err != nil {
 		return nil, fmt.Errorf("wireguard %s: key: %w", o.IfName, err)
 	}

@@ -85,6 +85,10 @@ type Peer struct {
 type Options struct {
 	// KeyDir holds the private key file (KeyName), made on first use.
 	KeyDir string
+	// PinDir, if set, holds this boot's copy of the key, read first
+	// (keys.LoadCurve25519Pinned): a restart keeps the key even when
+	// KeyDir has been mounted over since.
+	PinDir string
 	// IfName is the interface's name (DefaultIfName when empty).
 	IfName string
 	// Addresses are put on the interface.

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -26,6 +27,7 @@ import (
 	// environment-driven pprof server before core's init runs.
 	_ "github.com/threefoldtech/netinit/boot/overlay/ygg/internal/noenv"
 
+	"github.com/yggdrasil-network/yggdrasil-go/src/address"
 	"github.com/yggdrasil-network/yggdrasil-go/src/config"
 	"github.com/yggdrasil-network/yggdrasil-go/src/core"
 	"github.com/yggdrasil-network/yggdrasil-go/src/ipv6rwc"
@@ -240,30 +242,52 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 
 // identity loads or derives the node's key. Key events become problems.
 func (n *Node) identity(o Options, logf func(string, ...any)) (ed25519.PrivateKey, error) {
+	o.Logf = logf
+	k, probs, err := LoadKey(o)
+	n.probs = append(n.probs, probs...)
+	return k, err
+}
+
+// LoadKey is the node's key as Start takes it: Key when set, else derived
+// from Seed, else loaded from KeyDir (made there on first use). probs are
+// the key events a farmer should know about (a corrupt file moved aside),
+// also given to o.Logf.
+func LoadKey(o Options) (k ed25519.PrivateKey, probs []string, err error) {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
 	if len(o.Key) == ed25519.PrivateKeySize {
-		return o.Key, nil
+		return o.Key, nil, nil
 	}
 	if o.Seed != "" {
 		k, err := keys.Ed25519FromSeed(o.Seed, SeedLabel)
 		if err != nil {
-			return nil, fmt.Errorf("yggdrasil: identity: %w", err)
+			return nil, nil, fmt.Errorf("yggdrasil: identity: %w", err)
 		}
-		return k, nil
+		return k, nil, nil
 	}
 	if o.KeyDir == "" {
-		return nil, errors.New("yggdrasil: identity: no key directory or seed")
+		return nil, nil, errors.New("yggdrasil: identity: no key directory or seed")
 	}
 	k, ev, err := keys.LoadEd25519(o.KeyDir, KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("yggdrasil: identity: %w", err)
+		return nil, nil, fmt.Errorf("yggdrasil: identity: %w", err)
 	}
 	if ev.Problem != "" {
-		n.probs = append(n.probs, "yggdrasil: "+ev.Problem)
+		probs = append(probs, "yggdrasil: "+ev.Problem)
 		logf("yggdrasil: WARNING: %s", ev.Problem)
 	} else if ev.Created {
 		logf("yggdrasil: new identity in %s", o.KeyDir)
 	}
-	return k, nil
+	return k, probs, nil
+}
+
+// AddressOf is the node address (200::/8) of key k, as every Yggdrasil
+// node derives it (address.AddrForKey of the public key).
+func AddressOf(k ed25519.PrivateKey) netip.Addr {
+	a := address.AddrForKey(k.Public().(ed25519.PublicKey))
+	return netip.AddrFrom16(*a)
 }
 
 // effectivePeer is the URI given to core: the configured one with

@@ -64,6 +64,7 @@ func main() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
+	moduleHelper(strings.Contains(string(cmdline), "nextstage.modprobe=later"), say)
 	if strings.Contains(string(cmdline), "nextstage.kill=1") {
 		killWorker(st.PID, say)
 	}
@@ -107,6 +108,56 @@ func killWorker(pid int, say func(string, any)) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	say("worker-restarted", false)
+}
+
+// The final root's own modprobe and the stand-in for it
+// (qemu/testdata/standin/modprobe), which logs each run.
+const (
+	rootModprobe    = "/sbin/modprobe"
+	standinModprobe = "/usr/lib/standin/modprobe"
+	standinLog      = "/run/standin-modprobe.log"
+)
+
+// moduleHelper says which module helper the kernel has. With later, the
+// root gets its own modprobe only now (the stand-in copied to
+// /sbin/modprobe), and the network daemon must hand the helper to it
+// (bounded wait). When the helper is the root's modprobe, a socket of a
+// family no kernel module provides (AF_DECnet, gone since Linux 6.1)
+// makes the kernel run it (request_module("net-pf-12")), and what it was
+// run with is said.
+func moduleHelper(later bool, say func(string, any)) {
+	helper := func() string {
+		b, _ := os.ReadFile("/proc/sys/kernel/modprobe")
+		return strings.TrimSpace(string(b))
+	}
+	say("modprobe-helper", helper())
+	if later {
+		b, err := os.ReadFile(standinModprobe)
+		if err == nil {
+			err = os.WriteFile(rootModprobe, b, 0o755)
+		}
+		if err != nil {
+			say("modprobe-copy-error", err)
+			return
+		}
+		end := time.Now().Add(30 * time.Second)
+		for helper() != rootModprobe && time.Now().Before(end) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		say("modprobe-handed-back", helper() == rootModprobe)
+	}
+	if helper() != rootModprobe {
+		return
+	}
+	if fd, err := unix.Socket(unix.AF_DECnet, unix.SOCK_SEQPACKET, 0); err == nil {
+		unix.Close(fd)
+	}
+	b, err := os.ReadFile(standinLog)
+	if err != nil {
+		say("modprobe-ran-error", err)
+		return
+	}
+	say("modprobe-ran", strings.TrimSpace(string(b)))
 }
 
 // liveState asks the daemon for its state on the control socket.

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
+)
+
+// standins builds the stand-ins of 0-OS's services (qemu/testdata/standin)
+// and the lab's Yggdrasil peer into one directory, which the node puts
+// first on its PATH (the stand-in networkd finds `yggdrasil` there, as
+// 0-OS's finds its own).
+func standins(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, pkg := range map[string]string{"yggdrasil": "./qemu/testdata/standin/yggdrasil",
+		"networkd": "./qemu/testdata/standin/networkd", "identityd": "./qemu/testdata/standin/identityd",
+		"yggpeer": "./qemu/testdata/yggpeer"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = lab.RepoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("building %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return dir
+}
+
+// zosNode is a node booted as 0-OS boots it, after the handoff: the
+// netinit daemon (supervisor and worker, as PID 1 leaves them) with the
+// spec of cmdline, in a lab.Node.
+type zosNode struct {
+	*lab.Node
+	bin string
+}
+
+// startZOSNode starts the daemon in a node on cli with the spec of line
+// handed over in boot.json, as PID 1 does.
+func startZOSNode(t *testing.T, cli *lab.NS, bin, tools, line string) *zosNode {
+	t.Helper()
+	s, probs := cmdline.Parse(line)
+	if len(probs) > 0 {
+		t.Fatalf("cmdline %q: %v", line, probs)
+	}
+	info := filepath.Join(t.TempDir(), "boot.json")
+	if err := writeBootInfo(info, bootInfo{Start: time.Now(), Spec: s}); err != nil {
+		t.Fatal(err)
+	}
+	// At boot netinit manages the NICs that have a device in sysfs, and
+	// eth0 is a veth: the node's sysfs gives it one (its attributes stay
+	// the kernel's, through links to them).
+	n := lab.NewNode(t, cli, fmt.Sprintf(`mkdir -p /run/netinit /run/eth0-sys
+d=$(readlink -f /sys/class/net/eth0)
+mount --bind "$d" /run/eth0-sys
+mount -t tmpfs tmpfs "$d"
+for f in /run/eth0-sys/*; do ln -s "$f" "$d/"; done
+mkdir "$d/device"
+cp %s /run/netinit/boot.json
+export PATH=%s:$PATH
+%s daemon --boot-info /run/netinit/boot.json &`, info, tools, bin))
+	return &zosNode{Node: n, bin: bin}
+}
+
+// state reads the node's state file (nil until there is one).
+func (n *zosNode) state() *state.State {
+	st, err := state.Read(n.Path(state.DefaultPath))
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// wait waits (bounded) until the node's state satisfies cond.
+func (n *zosNode) wait(t *testing.T, timeout time.Duration, what string, cond func(*state.State) bool) *state.State {
+	t.Helper()
+	var st *state.State
+	if !lab.Eventually(timeout, func() bool { st = n.state(); return st != nil && cond(st) }) {
+		b, _ := json.Marshal(st)
+		t.Fatalf("%s within %v; last state %s\n%s", what, timeout, b, n.Output())
+	}
+	return st
+}
+
+// killWorker kills the daemon's worker (SIGKILL: its pid in the node is
+// the state's) and waits until a new one publishes a state with
+// Yggdrasil's outcome, as the supervisor restarts it.
+func (n *zosNode) killWorker(t *testing.T) *state.State {
+	t.Helper()
+	old := n.state()
+	n.MustExec("kill", "-KILL", strconv.Itoa(old.PID))
+	return n.wait(t, 30*time.Second, "no new worker", func(s *state.State) bool {
+		return s.PID != old.PID && (s.Yggdrasil != nil && len(s.Yggdrasil.Peers) > 0 || s.YggdrasilHandover != nil) && s.WireGuard != nil
+	})
+}
+
+// TestZOSHandover plays 0-OS after the handoff with stand-ins that behave
+// like its services, around the real netinit daemon of a hidden node
+// (IPv4 behind a router, no IPv6), whose Yggdrasil keeps it reachable
+// during the boot:
+//
+//   - keys: 0-OS's cache disk (a tmpfs) is mounted over /var/cache and
+//     the worker killed: it comes back with the same Yggdrasil address and
+//     WireGuard key (pinned in /run/netinit/keys);
+//   - identityd (stand-in) writes the node's seed: the daemon moves to the
+//     node identity's key; the cache disk mounted over again, hiding the
+//     seed, and the worker killed: it keeps the seed's key;
+//   - networkd (stand-in) makes ndmz, runs 0-OS's DHCP client there and
+//     its Yggdrasil (the real library, from the config file zosbase
+//     writes, the same key): once its ygg0 holds the node's address,
+//     netinit's ygg0 is gone within 5 s, its firewall rules too; a peer
+//     outside pings the node's address 20 times in a row through 0-OS's
+//     instance; state and status say handed to 0-OS; a worker restarted
+//     then does not start Yggdrasil again; the node's resolv.conf stays
+//     netinit's while ndmz has its lease's;
+//   - networkd stops (0-OS's Yggdrasil gone): the state says since when
+//     and netinit does not take the key back within the grace.
+func TestZOSHandover(t *testing.T) {
+	lab.Require(t, "ip", "dnsmasq", "nft", "dhcpcd", "ping", "nsenter", "unshare")
+	lab.RequireTUN(t)
+	lab.GuardResolvConf(t)
+	bin := lab.BuildNetinit(t)
+	tools := standins(t)
+	srv, cli := lab.NewLAN(t, "zosh")
+	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	peer := srv.Start(filepath.Join(tools, "yggpeer"), "-listen", "tcp://192.0.2.1:9943", "-keydir", t.TempDir())
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(peer.Output(), "ADDRESS ") }) {
+		t.Fatalf("yggpeer did not start:\n%s", peer.Output())
+	}
+	node := startZOSNode(t, cli, bin, tools, "runmode=dev netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off "+
+		"netinit.ntp=192.0.2.1 netinit.probe.targets=192.0.2.1:80 netinit.ra_timeout=1s "+
+		"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64")
+	peerUp := func(s *state.State) bool {
+		return s.Yggdrasil != nil && len(s.Yggdrasil.Peers) == 1 && s.Yggdrasil.Peers[0].Up && s.WireGuard != nil
+	}
+	st := node.wait(t, 60*time.Second, "no Yggdrasil peering and WireGuard", peerUp)
+	own, wgKey := st.Yggdrasil.Address, st.WireGuard.PublicKey
+
+	// The cache disk over /var/cache, then a worker restart: same keys.
+	node.MustExec("mount", "-t", "tmpfs", "tmpfs", "/var/cache")
+	st = node.killWorker(t)
+	if st.Yggdrasil == nil || st.Yggdrasil.Address != own || st.WireGuard.PublicKey != wgKey {
+		t.Fatalf("keys changed under the node: yggdrasil %+v (was %s), wireguard %s (was %s)", st.Yggdrasil, own, st.WireGuard.PublicKey, wgKey)
+	}
+	if !strings.Contains(st.Yggdrasil.Identity, "pinned for this boot in /run/netinit/keys") {
+		t.Errorf("key origin %q", st.Yggdrasil.Identity)
+	}
+
+	// identityd writes the seed on the cache disk: the node identity.
+	idd := node.Start(filepath.Join(tools, "identityd"))
+	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(idd.Output(), "IDENTITYD seed") }) {
+		t.Fatalf("identityd:\n%s", idd.Output())
+	}
+	nodeAddr := regexp.MustCompile(`address (\S+)`).FindStringSubmatch(idd.Output())[1]
+	node.wait(t, 30*time.Second, "Yggdrasil not on the node identity", func(s *state.State) bool {
+		return peerUp(s) && s.Yggdrasil.Address == nodeAddr
+	})
+	// The seed hidden (another mount), the worker killed: the seed's key.
+	node.MustExec("mount", "-t", "tmpfs", "tmpfs", "/var/cache")
+	st = node.killWorker(t)
+	if st.Yggdrasil == nil || st.Yggdrasil.Address != nodeAddr || st.WireGuard.PublicKey != wgKey ||
+		!strings.Contains(st.Yggdrasil.Identity, "0-os node identity /var/cache/modules/identityd/seed.txt") {
+		t.Fatalf("after the seed was hidden: yggdrasil %+v (want %s), wireguard %s", st.Yggdrasil, nodeAddr, st.WireGuard.PublicKey)
+	}
+	node.MustExec("umount", "/var/cache") // the seed's disk again
+
+	// 0-OS's networkd starts its own Yggdrasil in ndmz.
+	netd := node.Start("env", "PATH="+tools+":/usr/sbin:/usr/bin:/sbin:/bin", filepath.Join(tools, "networkd"),
+		"-uplink", "zos", "-peers", "tcp://192.0.2.1:9943")
+	addr := netip.MustParseAddr(nodeAddr)
+	var zosUp time.Time
+	if !lab.Eventually(60*time.Second, func() bool {
+		if holds(node.Path("/run/netns/ndmz"), addr) {
+			zosUp = time.Now()
+		}
+		return !zosUp.IsZero()
+	}) {
+		t.Fatalf("0-OS's Yggdrasil did not come up:\n%s\n%s", netd.Output(), node.Output())
+	}
+	var gone time.Time
+	if !lab.Eventually(30*time.Second, func() bool {
+		if !holdsIn(cli.Name, addr) {
+			gone = time.Now()
+		}
+		return !gone.IsZero()
+	}) {
+		t.Fatalf("netinit's Yggdrasil still up 30 s after 0-OS's:\n%s", node.Output())
+	}
+	// The bound of the handover (HandoverPoll plus the stop), well within
+	// the 5 s two instances with one key may overlap.
+	if d := gone.Sub(zosUp); d > 5*time.Second {
+		t.Errorf("two instances with the node's key for %v (want at most 5 s)", d)
+	}
+	st = node.wait(t, 10*time.Second, "no handover in the state", func(s *state.State) bool {
+		return s.YggdrasilHandover != nil && s.Yggdrasil == nil
+	})
+	if h := st.YggdrasilHandover; h.Namespace != "ndmz" || h.Interface != "ygg0" || h.Address != nodeAddr || h.To != "0-OS" {
+		t.Errorf("handover %+v", h)
+	}
+	if b, err := os.ReadFile(node.Path(state.DefaultPath)); err == nil {
+		lab.ValidateState(t, b)
+	}
+	if out := node.MustExec(node.bin, "status"); !strings.Contains(out, "yggdrasil:   handed to 0-OS (ygg0 in netns ndmz, since ") {
+		t.Errorf("netinit status does not say it was handed over:\n%s", out)
+	}
+	if out, _ := cli.Exec(context.Background(), "nft", "list", "table", "inet", "netinit"); strings.Contains(out, "ygg0") ||
+		!strings.Contains(out, "wg0") {
+		t.Errorf("the firewall after the handover (want WireGuard's rules only):\n%s", out)
+	}
+
+	// The peer outside reaches the node's address through 0-OS's
+	// instance: once the path is learnt, 20 pings in a row.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if !lab.Eventually(30*time.Second, func() bool {
+		_, err := srv.Exec(ctx, "ping", "-6", "-c", "1", "-W", "2", nodeAddr)
+		return err == nil
+	}) {
+		t.Fatalf("the peer cannot reach %s through 0-OS's Yggdrasil\n%s", nodeAddr, netd.Output())
+	}
+	out, err := srv.Exec(ctx, "ping", "-6", "-c", "20", "-i", "0.2", "-W", "3", nodeAddr)
+	for i := 1; i <= 20; i++ {
+		if !strings.Contains(out, fmt.Sprintf("icmp_seq=%d ", i)) {
+			t.Errorf("ping %d of 20 lost (%v):\n%s", i, err, out)
+			break
+		}
+	}
+	if st := node.state(); st.YggdrasilHandover == nil || st.Yggdrasil != nil {
+		t.Errorf("netinit's Yggdrasil came back while 0-OS's runs: %+v", st.Yggdrasil)
+	}
+
+	// A worker restarted while 0-OS's runs does not start its own.
+	st = node.killWorker(t)
+	if st.Yggdrasil != nil || st.YggdrasilHandover == nil || holdsIn(cli.Name, addr) {
+		t.Errorf("a restarted worker started Yggdrasil beside 0-OS's: %+v", st.Yggdrasil)
+	}
+
+	// One writer of the node's resolv.conf: netinit; 0-OS's DHCP client
+	// in ndmz writes ndmz's own.
+	if !lab.Eventually(30*time.Second, func() bool {
+		b, _ := os.ReadFile(node.Path("/etc/netns/ndmz/resolv.conf"))
+		return strings.Contains(string(b), "dhcpcd")
+	}) {
+		b, _ := os.ReadFile(node.Path("/etc/netns/ndmz/resolv.conf"))
+		t.Errorf("ndmz's resolv.conf is not its DHCP client's:\n%s\n%s", b, netd.Output())
+	}
+	if b, _ := os.ReadFile(node.Path("/etc/resolv.conf")); !strings.HasPrefix(string(b), "# written by netinit") {
+		t.Errorf("the node's resolv.conf is not netinit's:\n%s", b)
+	}
+
+	// 0-OS's Yggdrasil gone: said, and not taken back within the grace.
+	netd.Stop()
+	pid := regexp.MustCompile(`NETWORKD pid (\d+)`).FindStringSubmatch(netd.Output())
+	if pid == nil {
+		t.Fatalf("networkd said no pid:\n%s", netd.Output())
+	}
+	node.MustExec("kill", "-TERM", pid[1])
+	st = node.wait(t, 30*time.Second, "0-OS's Yggdrasil not said gone", func(s *state.State) bool {
+		return s.YggdrasilHandover != nil && s.YggdrasilHandover.GoneSince != nil
+	})
+	time.Sleep(3 * time.Second)
+	if st := node.state(); st.Yggdrasil != nil || holdsIn(cli.Name, addr) {
+		t.Errorf("netinit took the key back within the grace: %+v", st.Yggdrasil)
+	}
+}
+
+// holds reports whether link ygg0 in the network namespace bound at path
+// holds addr.
+func holds(path string, addr netip.Addr) bool {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return false
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName("ygg0")
+	if err != nil {
+		return false
+	}
+	as, _ := nh.AddrList(l, netlink.FAMILY_V6)
+	for _, a := range as {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsIn is holds for a namespace of the lab.
+func holdsIn(name string, addr netip.Addr) bool { return holds("/run/netns/"+name, addr) }
