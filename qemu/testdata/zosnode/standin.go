@@ -56,7 +56,7 @@ var programs = map[string]program{
 // `sh /etc/zinit/init/NAME`: a step, or nil to only say it ran.
 var scripts = map[string]func() error{
 	"cgroup.sh":     nil,
-	"modprobe.sh":   nil, // fuse, btrfs, tun, br_netfilter: the test image has only netinit's modules
+	"modprobe.sh":   nil,                                             // fuse, btrfs, tun, br_netfilter: the test image has only netinit's modules
 	"routing.sh":    writeFile("/proc/sys/net/ipv4/ip_forward", "1"), // what it does, to the same kernel
 	"sshd-setup.sh": nil,
 	"udev.sh":       nil, // udevadm trigger + settle

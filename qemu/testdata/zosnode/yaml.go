@@ -184,7 +184,7 @@ func nested(block []string) ([]string, map[string]string, error) {
 	return list, m, nil
 }
 
-// yamlScalar is a one-line scalar: 'single' ('' is a quote) or "double"
+// yamlScalar is a one-line scalar: 'single' (” is a quote) or "double"
 // (backslash escapes) quoted, or plain up to a " #" comment.
 func yamlScalar(s string) (string, error) {
 	if s == "" || (s[0] != '\'' && s[0] != '"') {
