@@ -55,11 +55,15 @@ var programs = map[string]program{
 // scripts are the 0-initramfs and zos scripts that services run as
 // `sh /etc/zinit/init/NAME`: a step, or nil to only say it ran.
 var scripts = map[string]func() error{
-	"cgroup.sh":     nil,
-	"modprobe.sh":   nil,                                             // fuse, btrfs, tun, br_netfilter: the test image has only netinit's modules
-	"routing.sh":    writeFile("/proc/sys/net/ipv4/ip_forward", "1"), // what it does, to the same kernel
+	"cgroup.sh": nil,
+	// fuse, btrfs, tun, br_netfilter: the test image has only netinit's
+	// modules.
+	"modprobe.sh": nil,
+	// What it does (echo 1 > ip_forward), to the same kernel.
+	"routing.sh":    writeFile("/proc/sys/net/ipv4/ip_forward", "1"),
 	"sshd-setup.sh": nil,
-	"udev.sh":       nil, // udevadm trigger + settle
+	// udevadm trigger --action=add, udevadm settle: no udevd here.
+	"udev.sh":       nil,
 	"node-ready.sh": nil,
 }
 

@@ -184,8 +184,8 @@ func nested(block []string) ([]string, map[string]string, error) {
 	return list, m, nil
 }
 
-// yamlScalar is a one-line scalar: 'single' (” is a quote) or "double"
-// (backslash escapes) quoted, or plain up to a " #" comment.
+// yamlScalar is a one-line scalar: single quoted (a doubled quote is one
+// quote), double quoted (backslash escapes), or plain up to a " #" comment.
 func yamlScalar(s string) (string, error) {
 	if s == "" || (s[0] != '\'' && s[0] != '"') {
 		if i := strings.Index(s, " #"); i >= 0 {
