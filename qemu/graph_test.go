@@ -203,7 +203,7 @@ func requireServices(t *testing.T, got map[string]zosService, want map[string]st
 // the socket adds a service that unblocks its waiters.
 func TestZinitRunner(t *testing.T) {
 	bin := zosNodeBinary(t)
-	lab.Require(t, "sh", "sleep")
+	lab.Require(t, "sh", "sleep", "test", "touch", "wc")
 	dir := t.TempDir()
 	zinit := filepath.Join(dir, "zinit")
 	if err := os.Symlink(bin, zinit); err != nil {

@@ -62,6 +62,7 @@ As PID 1 it is the init of the initramfs. Otherwise:
         wait until the uplink is up and every probe target (netinit.probe.targets=,
         else runmode='s) takes a TCP connection through it: 0-OS's "internet"
         service in a baked image (docs/release.md). Exit: 0 online, 1 --timeout
+        passed, 2 usage
   netinit modprobe [-q] [--] NAME
         load a module or alias with its dependencies (the kernel's modprobe
         helper at boot: /proc/sys/kernel/modprobe is /run/netinit/modprobe)

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
-
-// syncBuffer is a bytes.Buffer the test reads while waitOnline writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWaitOnline: wait-online waits while the daemon has no verdict, then
 // while a target refuses, and exits 0 once every target takes a TCP
@@ -63,7 +44,7 @@ func TestWaitOnline(t *testing.T) {
 	targets := []string{ln1.Addr().String(), second}
 	write(state.PhaseStarting, "")
 
-	var out syncBuffer
+	var out lab.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- waitOnline(context.Background(), console.New(time.Now(), &out), sock, path, targets, 30*time.Second)
@@ -83,7 +64,7 @@ func TestWaitOnline(t *testing.T) {
 	waitFor("waiting (uplink lo ready, " + targets[0] + " connected, " + second + " refused)")
 	ln2, err = net.Listen("tcp", second)
 	if err != nil {
-		t.Skipf("port %s taken meanwhile: %v", second, err)
+		t.Fatalf("listening on %s again: %v", second, err)
 	}
 	defer ln2.Close()
 	select {
@@ -99,7 +80,7 @@ func TestWaitOnline(t *testing.T) {
 
 	// Nothing listens on the second target: --timeout ends it with 1.
 	ln2.Close()
-	var out2 syncBuffer
+	var out2 lab.Buffer
 	if code := waitOnline(context.Background(), console.New(time.Now(), &out2), sock, path, targets, time.Second); code != 1 {
 		t.Errorf("exit %d with a refusing target, want 1:\n%s", code, out2.String())
 	}
