@@ -28,33 +28,6 @@ import (
 	"github.com/threefoldtech/netinit/qemu"
 )
 
-// The boot of 0-OS's real service graph (issue 25).
-//
-// The base image holds 0-OS's own zinit service files, byte for byte
-// (qemu/testdata/zosfiles, see its PROVENANCE): 0-initramfs'
-// config/etc/zinit and zos' bootstrap/etc/zinit in /etc/zinit, as 0-OS's
-// initramfs has them, and the zos etc/zinit files on the path from
-// `internet` to networkd and identityd (boot and what it waits for:
-// node-ready, redis, storaged; networkd, identityd) where the bootstrap
-// stand-in installs them from, as the real bootstrap installs them from
-// 0-OS's packages. /sbin/zinit is qemu/testdata/zosnode: a runner of
-// those files with zinit's semantics (zosnode/zinit.go cites the zinit
-// source of each rule), and, installed under every other name the files
-// run, the stand-ins of those programs (zosnode/standin.go). netinit is
-// baked into that base with the real baking code (cmd/mkinitramfs
-// -base), which rewrites `internet` to run netinit wait-online.
-//
-// To run a stand-in of your own after the handoff (a networkd that starts
-// Yggdrasil in ndmz, an ntpd, an identityd that writes the seed): give its
-// entry in zosnode/standin.go's programs table the behaviour (a daemon's
-// steps run at start; a new name needs its install path there, the test
-// links every path to the one binary); a service file 0-OS has that is
-// not here yet goes into testdata/zosfiles with its PROVENANCE line, under
-// zos/etc/zinit to be installed by the bootstrap stand-in. The boot ends
-// when the runner reports the graph settled (zinit.settle=, zinit.stay=1
-// keeps the VM up for a test that stops it itself); the ZINIT-SERVICE
-// lines (zosServices) say how each service ended.
-
 // TestZOSFilesProvenance: every file under testdata/zosfiles is listed in
 // its PROVENANCE with the sha256 it has.
 func TestZOSFilesProvenance(t *testing.T) {
@@ -457,10 +430,39 @@ func (p *probeTarget) saw() []string {
 	return slices.Clone(p.lines)
 }
 
-// TestBootZOSGraph boots the baked image through 0-OS's service graph: on
-// a one-NIC node and on a node with a second NIC on another LAN (its own
-// slirp, its own DHCP server, no way to the grid), and once more with the
-// base's own internet service in place of the rewrite.
+// TestBootZOSGraph boots 0-OS's real service graph on netinit (issue 25):
+// on a one-NIC node and on a node with a second NIC on another LAN (its
+// own slirp, its own DHCP server, no way to the grid), and once more with
+// the base's own internet service in place of the rewrite, whose stand-in
+// gives up after standin.internet.max_elapsed= instead of 15 minutes.
+//
+// The base image holds 0-OS's own zinit service files, byte for byte
+// (testdata/zosfiles, see its PROVENANCE): 0-initramfs' config/etc/zinit
+// and zos' bootstrap/etc/zinit in /etc/zinit, as 0-OS's initramfs has
+// them, and the zos etc/zinit files on the path from `internet` to
+// networkd and identityd (boot and what it waits for: node-ready, redis,
+// storaged; networkd, identityd), from where the bootstrap stand-in
+// installs them as the real bootstrap installs them from 0-OS's packages.
+// /sbin/zinit is testdata/zosnode: a runner of those files with zinit's
+// semantics (zosnode/zinit.go cites the zinit source of each rule) and,
+// installed under every other name the files run, the stand-ins of those
+// programs (zosnode/standin.go). netinit is baked into that base with the
+// real baking code (cmd/mkinitramfs -base), which rewrites `internet` to
+// run netinit wait-online. The probe target is a TCP server on the host
+// side of the first NIC's slirp (10.0.2.2), which records who came.
+//
+// To run a stand-in of your own after the handoff (a networkd that starts
+// Yggdrasil in ndmz, an ntpd, an identityd that writes the seed, a tmpfs
+// over /var/cache): give its entry in zosnode/standin.go's programs table
+// the behaviour (a daemon's steps run once at start, in order); a new
+// program needs its install path there too (the test links every path to
+// the one binary). A service file 0-OS has that is not here yet goes into
+// testdata/zosfiles with its PROVENANCE line (TestZOSFilesProvenance
+// checks it), under zos/etc/zinit to be installed by the bootstrap
+// stand-in. The boot ends when the runner reports the graph settled
+// (zinit.settle= bounds it; zinit.stay=1 keeps the VM up for a test that
+// stops it itself); the ZINIT-SERVICE lines (zosServices) say how each
+// service ended, and netinit's live state is the boot's result.
 func TestBootZOSGraph(t *testing.T) {
 	e := requireEnv(t)
 	lab.Require(t, "ip")
