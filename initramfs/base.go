@@ -16,6 +16,68 @@ import (
 // is baked into it.
 const BaseInit = "init.base"
 
+// InternetService is 0-OS's zinit service `internet` (github.com/
+// threefoldtech/zos, bootstrap/etc/zinit/internet.yaml: exec: internet,
+// oneshot, after udev-trigger), which `bootstrap` and `boot` wait for. Its
+// program (zos cmds/internet) builds the zos bridge from the first
+// physical, plugged NIC not in a bridge that gets a DHCP lease, and starts
+// dhcpcd on it: on a node netinit configured it finds no such NIC (the
+// uplink is the bridge's port) and exits 1 after 15 minutes, or enslaves a
+// second NIC into netinit's bridge with a second DHCP client. Baking
+// rewrites its exec so that the same service runs InternetExec instead.
+const InternetService = "etc/zinit/internet.yaml"
+
+// InternetExec is netinit's equivalent of `internet`: the uplink is up and
+// the probe targets take a TCP connection through it (cmd/netinit
+// wait-online). /init is netinit in the baked image and in the root it
+// switches to.
+const InternetExec = "/init wait-online"
+
+// bakeInternet rewrites the exec line of the base's InternetService (when
+// it has one) to InternetExec, with a comment saying so at the top; every
+// other line stays as the base has it. It returns what it did in words
+// ("" when the base has no such service: nothing changed).
+func bakeInternet(base map[string]cpio.Record) (string, error) {
+	r, ok := base[InternetService]
+	if !ok {
+		return "", nil
+	}
+	if r.Mode&cpio.S_IFMT != cpio.S_IFREG {
+		return "", fmt.Errorf("base image: /%s is %s, not a file: cannot rewrite it", InternetService, kind(r.Mode&cpio.S_IFMT))
+	}
+	lines := strings.SplitAfter(string(content(r)), "\n")
+	at, was := -1, ""
+	for i, l := range lines {
+		v, ok := strings.CutPrefix(strings.TrimRight(l, "\r\n"), "exec:")
+		if !ok {
+			continue // indented lines, comments and other keys
+		}
+		if at >= 0 {
+			return "", fmt.Errorf("base image: /%s has two exec: lines", InternetService)
+		}
+		at, was = i, strings.TrimSpace(v)
+	}
+	switch {
+	case at < 0:
+		return "", fmt.Errorf("base image: /%s has no exec: line to rewrite", InternetService)
+	case was == "" || strings.ContainsAny(was[:1], "|>"):
+		// A block scalar spans more lines: not zos' file, whose exec is
+		// one word.
+		return "", fmt.Errorf("base image: /%s: exec %q is not a one-line command; not rewritten", InternetService, was)
+	}
+	lines[at] = "exec: " + InternetExec + "\n"
+	text := "# Baked by netinit (mkinitramfs -base): this service ran `" + was + "`, 0-OS's\n" +
+		"# network bootstrap. netinit configured the network and the zos bridge at\n" +
+		"# boot; `netinit wait-online` waits until the uplink reaches the probe\n" +
+		"# targets and changes nothing. The rest of this file is the base's.\n" +
+		strings.Join(lines, "")
+	r.ReaderAt = strings.NewReader(text)
+	r.FileSize = uint64(len(text))
+	base[InternetService] = r
+	return fmt.Sprintf("/%s: exec %s -> exec %s (netinit takes the place of 0-OS's internet service)",
+		InternetService, was, InternetExec), nil
+}
+
 // indexFiles are the module index files merged line by line when both
 // images have them for the same kernel release.
 var indexFiles = map[string]bool{"modules.dep": true, "modules.alias": true, "modules.softdep": true, "modules.builtin": true}

@@ -156,3 +156,91 @@ func TestMergeIndex(t *testing.T) {
 		t.Error("different deps of one module: no error")
 	}
 }
+
+// zosInternet is 0-OS's own zinit service file (qemu/testdata/zosfiles,
+// see its PROVENANCE).
+func zosInternet(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../qemu/testdata/zosfiles/zos/bootstrap/etc/zinit/internet.yaml")
+	must(t, err)
+	return b
+}
+
+// TestBakeInternet: baking into a base with 0-OS's `internet` service
+// rewrites its exec line to netinit's wait-online and says so; every other
+// line of the file and every other file of the base stay as they are.
+// Without the service nothing of the base changes.
+func TestBakeInternet(t *testing.T) {
+	init := filepath.Join(t.TempDir(), "netinit")
+	must(t, os.WriteFile(init, []byte("\x7fELF netinit"), 0o755))
+	stock := zosInternet(t)
+	bootstrap := "exec: /sbin/bootstrap\noneshot: true\nlog: stdout # to see the logs on terminal\nafter:\n  - internet"
+	for _, tc := range []struct {
+		name    string
+		service bool
+	}{{"with internet", true}, {"without internet", false}} {
+		extra := []cpio.Record{cpio.Directory("etc/zinit", 0o755),
+			cpio.StaticFile("etc/zinit/bootstrap.yaml", bootstrap, 0o644)}
+		if tc.service {
+			extra = append(extra, cpio.StaticFile(InternetService, string(stock), 0o644))
+		}
+		base := zosBase(t, extra...)
+		var img bytes.Buffer
+		st, err := Write(&img, Spec{Init: init, Base: base})
+		must(t, err)
+		recs, _, err := ReadImage(img.Bytes())
+		must(t, err)
+		baseRaw, err := os.ReadFile(base)
+		must(t, err)
+		baseRecs, _, err := ReadImage(baseRaw)
+		must(t, err)
+		// Every base file but /init (now /init.base) and the service is
+		// byte for byte in the baked image.
+		for n, r := range baseRecs {
+			n = cpio.Normalize(n)
+			if n == "init" || n == InternetService || r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+				continue
+			}
+			if got := merged(t, recs, n); got != string(readRec(t, r)) {
+				t.Errorf("%s: /%s changed: %q", tc.name, n, got)
+			}
+		}
+		if !tc.service {
+			if len(st.Baked) != 0 {
+				t.Errorf("%s: rewrote %q", tc.name, st.Baked)
+			}
+			if _, ok := recs[InternetService]; ok {
+				t.Errorf("%s: /%s appeared", tc.name, InternetService)
+			}
+			continue
+		}
+		if len(st.Baked) != 1 || !strings.Contains(st.Baked[0], "exec internet -> exec /init wait-online") {
+			t.Errorf("%s: says %q", tc.name, st.Baked)
+		}
+		got := merged(t, recs, InternetService)
+		t.Logf("baked /%s:\n%s", InternetService, got)
+		want := strings.Replace(string(stock), "exec: internet\n", "exec: /init wait-online\n", 1)
+		body, ok := strings.CutPrefix(got[strings.Index(got, "exec:"):], want)
+		if !ok || body != "" || !strings.HasPrefix(got, "# Baked by netinit") {
+			t.Errorf("%s: baked service is not the base's with exec rewritten:\n%s\nwant after the comment:\n%s", tc.name, got, want)
+		}
+	}
+}
+
+// TestBakeInternetRefused: an internet service whose exec cannot be
+// rewritten line for line stops the build with the reason.
+func TestBakeInternetRefused(t *testing.T) {
+	for name, rec := range map[string]cpio.Record{
+		"no exec":      cpio.StaticFile(InternetService, "oneshot: true\n", 0o644),
+		"two execs":    cpio.StaticFile(InternetService, "exec: internet\nexec: other\n", 0o644),
+		"block scalar": cpio.StaticFile(InternetService, "exec: |\n  sh -c internet\n", 0o644),
+		"symlink":      cpio.Symlink(InternetService, "/elsewhere.yaml"),
+	} {
+		recs := map[string]cpio.Record{InternetService: rec}
+		if note, err := bakeInternet(recs); err == nil {
+			t.Errorf("%s: rewritten (%s)", name, note)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}

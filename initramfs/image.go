@@ -88,7 +88,14 @@ var BaseDirs = []string{"dev", "proc", "sys", "run", "tmp", "etc", "sbin", "bin"
 // contents are read into memory, so the result is a snapshot of the inputs
 // at call time.
 func Records(spec Spec) ([]cpio.Record, error) {
+	recs, _, err := records(spec)
+	return recs, err
+}
+
+// records is Records, and what baking into spec.Base rewrote, in words.
+func records(spec Spec) ([]cpio.Record, []string, error) {
 	recs := map[string]cpio.Record{}
+	var baked []string
 	add := func(r cpio.Record) error {
 		r.Name = cpio.Normalize(r.Name)
 		if r.Name == "." || strings.HasPrefix(r.Name, "../") || r.Name == ".." {
@@ -102,7 +109,7 @@ func Records(spec Spec) ([]cpio.Record, error) {
 	}
 	for _, d := range BaseDirs {
 		if err := add(cpio.Directory(d, 0o755)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// /tmp is world writable, sticky.
@@ -112,28 +119,28 @@ func Records(spec Spec) ([]cpio.Record, error) {
 	// runs (init/main.c: console_on_rootfs); devtmpfs is not mounted yet,
 	// so the node must be in the archive itself: char 5:1.
 	if err := add(cpio.CharDev("dev/console", 0o600, 5, 1)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if spec.Init == "" {
-		return nil, fmt.Errorf("no init binary given")
+		return nil, nil, fmt.Errorf("no init binary given")
 	}
 	initBytes, err := os.ReadFile(spec.Init)
 	if err != nil {
-		return nil, fmt.Errorf("read init: %w", err)
+		return nil, nil, fmt.Errorf("read init: %w", err)
 	}
 	if err := add(cpio.StaticRecord(initBytes, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755})); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if s := spec.Modules; s != nil {
 		for _, m := range s.Modules {
 			b, err := ReadModule(m.Src)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if err := add(cpio.StaticRecord(b, cpio.Info{Name: s.modulePath(m.Path), Mode: cpio.S_IFREG | 0o644})); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		idx := map[string][]byte{
@@ -144,7 +151,7 @@ func Records(spec Spec) ([]cpio.Record, error) {
 		}
 		for n, b := range idx {
 			if err := add(cpio.StaticRecord(b, cpio.Info{Name: s.modulePath(n), Mode: cpio.S_IFREG | 0o644})); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -152,13 +159,13 @@ func Records(spec Spec) ([]cpio.Record, error) {
 	for _, f := range spec.Files {
 		if f.Link != "" {
 			if err := add(cpio.Symlink(f.Dst, f.Link)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		}
 		b, err := os.ReadFile(f.Src)
 		if err != nil {
-			return nil, fmt.Errorf("read %s for %s: %w", f.Src, f.Dst, err)
+			return nil, nil, fmt.Errorf("read %s for %s: %w", f.Src, f.Dst, err)
 		}
 		mode := f.Mode
 		if mode == 0 {
@@ -168,17 +175,24 @@ func Records(spec Spec) ([]cpio.Record, error) {
 			}
 		}
 		if err := add(cpio.StaticRecord(b, cpio.Info{Name: f.Dst, Mode: cpio.S_IFREG | uint64(mode&0o7777)})); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
 	if spec.Base != "" {
 		base, err := readBase(spec.Base)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		note, err := bakeInternet(base)
+		if err != nil {
+			return nil, nil, err
+		}
+		if note != "" {
+			baked = append(baked, note)
 		}
 		if recs, err = mergeBase(base, recs); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -225,7 +239,7 @@ func Records(spec Spec) ([]cpio.Record, error) {
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out, baked, nil
 }
 
 // Stats describes a written image.
@@ -234,6 +248,9 @@ type Stats struct {
 	CPIOSize  int64 // uncompressed archive
 	ImageSize int64 // gzip-compressed archive
 	InitSize  int64
+	// Baked says what baking into a base image rewrote of the base's
+	// files (empty: nothing).
+	Baked []string
 }
 
 // Write writes the compressed (spec.Compress) newc cpio image for spec to w.
@@ -242,11 +259,11 @@ type Stats struct {
 // section 2.3.1: MTIME = 0 means no time stamp). The kernel needs
 // CONFIG_RD_GZIP=y to unpack it.
 func Write(w io.Writer, spec Spec) (Stats, error) {
-	recs, err := Records(spec)
+	recs, baked, err := records(spec)
 	if err != nil {
 		return Stats{}, err
 	}
-	var st Stats
+	st := Stats{Baked: baked}
 	st.Records = len(recs)
 	for _, r := range recs {
 		if r.Name == "init" {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -18,7 +19,8 @@ import (
 // /sbin/zinit (here the test's next stage, qemu/testdata/nextstage). The
 // merged image boots netinit as /init, which hands off to the base's
 // /sbin/zinit; the next stage sees the live state and the daemon. (The
-// switch to a tmpfs root before the handoff is the 0-OS contract's part.)
+// switch to a tmpfs root before the handoff is the 0-OS contract's part;
+// 0-OS's real service graph on a baked image: TestBootZOSGraph.)
 func TestBootBaked(t *testing.T) {
 	e := requireEnv(t)
 	t.Parallel()
@@ -51,8 +53,14 @@ func TestBootBaked(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "baked.cpio.gz")
-	if err := goCmd(t, "run", "./cmd/mkinitramfs", "-base", base, "-init", bin, "-modules-dir", e.modules, "-o", img); err != nil {
+	out, err := goCmdOut(t, "run", "./cmd/mkinitramfs", "-base", base, "-init", bin, "-modules-dir", e.modules, "-o", img)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// No zinit service internet in this base: nothing of it rewritten
+	// (TestBootZOSGraph bakes into 0-OS's real service files).
+	if !strings.Contains(out, "baked: the base has no /etc/zinit/internet.yaml: none of its files rewritten") {
+		t.Errorf("mkinitramfs did not say that it rewrote nothing:\n%s", out)
 	}
 
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img})

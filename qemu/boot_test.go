@@ -153,6 +153,12 @@ func goCmds(t *testing.T, cmds ...[]string) error {
 }
 
 func goCmd(t *testing.T, args ...string) error {
+	_, err := goCmdOut(t, args...)
+	return err
+}
+
+// goCmdOut is goCmd, returning what the command printed.
+func goCmdOut(t *testing.T, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -161,9 +167,9 @@ func goCmd(t *testing.T, args ...string) error {
 	out, err := cmd.CombinedOutput()
 	t.Logf("go %s:\n%s", strings.Join(args, " "), out)
 	if err != nil {
-		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+		return string(out), fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
 	}
-	return nil
+	return string(out), nil
 }
 
 // boot boots the image with append on the command line (plus

@@ -22,7 +22,12 @@ import (
 	"github.com/threefoldtech/netinit/boot/console"
 )
 
-// mounts are the filesystems the init and the next stage need.
+// mounts are the filesystems the init and the next stage need: what
+// 0-OS's own initramfs /init mounts in the root it hands to zinit
+// (github.com/threefoldtech/0-initramfs, config/init/init: proc, sysfs,
+// devtmpfs, devpts on /dev/pts), plus /run and /tmp. A root switch moves
+// /dev with /dev/pts under it (MS_MOVE takes the subtree), so the next
+// stage finds them all in the tmpfs root.
 var mounts = []struct {
 	source, target, fstype string
 	flags                  uintptr
@@ -31,6 +36,14 @@ var mounts = []struct {
 	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+	// PTYs for sshd and cloud-hypervisor's --serial pty (zosbase
+	// pkg/vm/ch.go): devtmpfs' /dev/ptmx (5:2, 0666) opens the devpts
+	// instance mounted beside it at /dev/pts (Documentation/filesystems/
+	// devpts.rst); ptmxmode=0666 makes /dev/pts/ptmx usable too (the
+	// default 000 is for a /dev/ptmx symlink to it). The owner of a new
+	// pty is the tty group (gid 5 in 0-initramfs' /etc/group), mode 0620,
+	// as systemd mounts it.
+	{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
 	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 }

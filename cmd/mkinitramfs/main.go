@@ -10,7 +10,10 @@
 // existing image (0-OS's): its files are kept, its /init becomes
 // /init.base, netinit is /init, and the module indexes of a shared kernel
 // release are merged; a path both have with different content fails the
-// build, listing every conflict. -compress picks gzip (default), zstd, xz,
+// build, listing every conflict. The one base file rewritten is 0-OS's
+// zinit service /etc/zinit/internet.yaml, whose exec becomes
+// "/init wait-online" (the build says so; a base without it is left as it
+// is). -compress picks gzip (default), zstd, xz,
 // lz4 or none.
 //
 // All mtimes are SOURCE_DATE_EPOCH (default 0).
@@ -133,6 +136,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	st, err := initramfs.WriteFile(*out, spec)
 	if err != nil {
 		return err
+	}
+	if *base != "" {
+		for _, b := range st.Baked {
+			fmt.Fprintf(stdout, "baked: rewrote %s\n", b)
+		}
+		if len(st.Baked) == 0 {
+			fmt.Fprintf(stdout, "baked: the base has no /%s: none of its files rewritten\n", initramfs.InternetService)
+		}
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes (%.1f MiB; cpio %d bytes, %d records); /init %d bytes (%.1f MiB)\n",
 		*out, st.ImageSize, mib(st.ImageSize), st.CPIOSize, st.Records, st.InitSize, mib(st.InitSize))

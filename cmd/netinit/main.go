@@ -8,6 +8,7 @@
 //	netinit daemon [--adopt]        the network daemon PID 1 starts at boot
 //	netinit probe [flags]           connectivity verdicts per family
 //	netinit probe-server [flags]    the reflector for inbound proofs
+//	netinit wait-online [flags]     0-OS's "internet" service when baked
 //	netinit modprobe [-q] NAME      load a module with its dependencies
 //	netinit version                 print the version
 //	netinit help                    print the usage
@@ -57,6 +58,11 @@ As PID 1 it is the init of the initramfs. Otherwise:
   netinit probe-server --listen ADDR
         the reflector a public node runs for inbound proofs
         (docs/probe-protocol.md)
+  netinit wait-online [--timeout DUR] [--target HOST:PORT]...
+        wait until the uplink is up and every probe target (netinit.probe.targets=,
+        else runmode='s) takes a TCP connection through it: 0-OS's "internet"
+        service in a baked image (docs/release.md). Exit: 0 online, 1 --timeout
+        passed, 2 usage
   netinit modprobe [-q] [--] NAME
         load a module or alias with its dependencies (the kernel's modprobe
         helper at boot: /proc/sys/kernel/modprobe is /run/netinit/modprobe)
@@ -80,6 +86,8 @@ func cli(args []string) int {
 		return cmdProbe(args[1:])
 	case "probe-server":
 		return cmdProbeServer(args[1:])
+	case "wait-online":
+		return cmdWaitOnline(args[1:])
 	case "modprobe":
 		return cmdModprobe(args[1:])
 	case "version", "--version", "-v":
