@@ -12,6 +12,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/dnsname"
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 // Caps on what is taken from Router Advertisements. An RA is unauthenticated
@@ -43,13 +44,6 @@ const (
 	// uplink's default route for most of the Internet.
 	rioMinBits = 48
 )
-
-// yggdrasil is the Yggdrasil address space: 200::/7 holds the node
-// addresses and, inside it, 300::/8 the routed /64 subnets. ygg0 routes
-// 200::/7; a more specific on-link or RFC 4191 route learnt from a
-// neighbour on an Ethernet would send overlay traffic there in clear
-// (issue 13), so no RA may put a route or an address in it.
-var yggdrasil = []netip.Prefix{netip.MustParsePrefix("200::/7"), netip.MustParsePrefix("300::/8")}
 
 // Infinite is the "infinity" lifetime of RFC 4861 section 4.6.2 (all ones in
 // a 32-bit field), as ndp decodes it: addr.Forever.
@@ -222,7 +216,7 @@ type Table struct {
 	dns     map[netip.Addr]time.Time
 	search  map[string]time.Time
 
-	protected   []netip.Prefix // no route or address from an RA inside these
+	protected   []netip.Prefix // the tunnel subnets (Protect); Yggdrasil's always (lease.InOverlay)
 	pref64      netip.Prefix   // RFC 8781 NAT64 prefix, the most recent one
 	pref64Until time.Time
 
@@ -245,8 +239,6 @@ func NewTable(id [8]byte, linkMTU int) *Table {
 		routes:  map[netip.Prefix]*rio{},
 		dns:     map[netip.Addr]time.Time{},
 		search:  map[string]time.Time{},
-
-		protected: slices.Clone(yggdrasil),
 	}
 }
 
@@ -261,16 +253,10 @@ func (t *Table) Protect(ps ...netip.Prefix) {
 	}
 }
 
-// protectedBy returns the protected prefix that p lies in, if any. A
-// prefix that only covers a protected one (::/1 around 200::/7) is not in
-// it: the overlay's own, longer, route still wins for its part.
+// protectedBy returns the overlay prefix that p lies in, if any
+// (lease.InOverlay: the check DHCPv6 applies to its addresses too).
 func (t *Table) protectedBy(p netip.Prefix) (netip.Prefix, bool) {
-	for _, q := range t.protected {
-		if p.Bits() >= q.Bits() && q.Contains(p.Addr()) {
-			return q, true
-		}
-	}
-	return netip.Prefix{}, false
+	return lease.InOverlay(p, t.protected)
 }
 
 // Update processes one validated RA from src received at now. It returns
