@@ -532,7 +532,7 @@ func (m *Manager) yggOptions(st *state.NetworkStatus) (ygg.Options, *identity.Id
 		peers, dropped = peersOutsideOwn(ctx, peers, own, lookupHost)
 		cancel()
 		if len(dropped) > 0 {
-			m.cfg.Logf("yggdrasil: not peering with %q: inside the node's own prefixes %v", dropped, own)
+			m.cfg.Logf("yggdrasil: not peering with %q: inside the node's own prefixes %v", redactAll(dropped), own)
 		}
 	}
 	opts := ygg.Options{
@@ -588,7 +588,7 @@ func (m *Manager) startYggdrasil(st *state.NetworkStatus) error {
 	m.markLocked("ygg_up")
 	m.mu.Unlock()
 	m.spawn("first peer watch", m.watchFirstPeer)
-	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), origin, len(opts.Peers), opts.Listen)
+	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), origin, len(opts.Peers), redactAll(opts.Listen))
 	return nil
 }
 

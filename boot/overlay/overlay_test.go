@@ -189,6 +189,26 @@ func TestNodeInfoPublishesNothing(t *testing.T) {
 	}
 }
 
+// TestPeerSecretsNotLogged (issue 29): the line that says a configured
+// peer is not used names it with its password redacted, as the state
+// file does.
+func TestPeerSecretsNotLogged(t *testing.T) {
+	var logs lab.Logs
+	o := spec.Defaults().Overlay
+	o.YggPeers = []string{"tls://[2001:db8:1::5]:443?password=hunter2", "tcp://198.51.100.1:9943"}
+	m := New(context.Background(), Config{Spec: o, Logf: logs.Logf})
+	st := &state.NetworkStatus{Uplink: "eth0", Links: []state.LinkStatus{{Name: "eth0", Addrs: []state.AddrStatus{
+		{Prefix: netip.MustParsePrefix("2001:db8:1::10/64"), Source: lease.SourceSLAAC, Public: true}}}}}
+	opts, _ := m.yggOptions(st)
+	if !slices.Equal(opts.Peers, []string{"tcp://198.51.100.1:9943"}) {
+		t.Fatalf("peers %q: the one inside the node's own prefix should be dropped", opts.Peers)
+	}
+	got := logs.String()
+	if strings.Contains(got, "hunter2") || !strings.Contains(got, `not peering with ["tls://[2001:db8:1::5]:443?password=REDACTED"]`) {
+		t.Errorf("log:\n%s", got)
+	}
+}
+
 // TestMulticastFollowsBridge: Yggdrasil started on the NIC before it
 // moves onto the management bridge (its lease first) keeps discovering
 // LAN peers there: the bridge's name is matched too.
