@@ -13,7 +13,10 @@ MODULES_DIR := $(KDIR)/modules
 IMAGE := $(BUILD)/initramfs.cpio.lz4
 export SOURCE_DATE_EPOCH ?= 0
 export CGO_ENABLED := 0
-GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
+# The clock's floor is the committed HEAD's time (boot/clock BuildTime): as
+# reproducible as the image (SOURCE_DATE_EPOCH=0 cannot be a floor).
+GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev) \
+	-X github.com/threefoldtech/netinit/boot/clock.buildTime=$(shell git log -1 --format=%ct 2>/dev/null)"
 
 # make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
 # OVMF): a path stands for a package without a command. Defined before DEPS:

@@ -251,12 +251,16 @@ func TestClockLoopWired(t *testing.T) {
 	if c := clockState(); c.Set || c.Error == "" || !slices.Equal(c.Servers, []string{"127.0.0.1"}) {
 		t.Errorf("clock state: %+v", c)
 	}
-	m.Update(&state.NetworkStatus{Phase: state.PhaseReady, NTP: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")}})
+	learned := func(a string) state.NTPServer {
+		return state.NTPServer{Addr: netip.MustParseAddr(a), Source: lease.SourceDHCP4, Link: "eth0"}
+	}
+	m.Update(&state.NetworkStatus{Phase: state.PhaseReady, NTP: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
+		NTPLearned: []state.NTPServer{learned("127.0.0.1"), learned("127.0.0.2")}})
 	if !lab.Eventually(5*time.Second, func() bool { c := clockState(); return c.Rounds == 2 }) {
 		t.Fatalf("no round after DHCP named a new server: %+v", clockState())
 	}
-	if c := clockState(); !slices.Equal(c.Servers, []string{"127.0.0.1", "127.0.0.2"}) {
-		t.Errorf("servers asked: %q", c.Servers)
+	if c := clockState(); !slices.Equal(c.Servers, []string{"127.0.0.1", "127.0.0.2"}) || len(c.Sources) != 2 || c.Sources[1].Origin != "dhcp4 on eth0" {
+		t.Errorf("servers asked: %q, sources %+v", c.Servers, c.Sources)
 	}
 }
 

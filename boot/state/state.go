@@ -295,14 +295,25 @@ type Clock struct {
 	LastSync *time.Time `json:"last_sync,omitempty"`
 	// NextSync is when the next round is due.
 	NextSync *time.Time `json:"next_sync,omitempty"`
+	// Owner is the other program that keeps the clock ("0-OS's ntpd
+	// (pid N)"): netinit only measures while it runs.
+	Owner string `json:"owner,omitempty"`
+	// Floor is the earliest time the clock may be set to: the image's
+	// build time or the last time saved on the cache disk.
+	Floor *time.Time `json:"floor,omitempty"`
 }
 
 // ClockSource is one NTP server's answer.
 type ClockSource struct {
 	Server     string `json:"server"`
 	Configured bool   `json:"configured"` // netinit.ntp= (preferred)
-	OffsetMS   int64  `json:"offset_ms"`
-	Error      string `json:"error,omitempty"`
+	// Origin is who named it: configured, pool, "dhcp4 on eth0", "dhcp6
+	// on eth0".
+	Origin string `json:"origin,omitempty"`
+	// Address is the address that answered.
+	Address  string `json:"address,omitempty"`
+	OffsetMS int64  `json:"offset_ms"`
+	Error    string `json:"error,omitempty"`
 }
 
 // MarshalJSON writes the peer with its URI redacted (spec.RedactURI): the
