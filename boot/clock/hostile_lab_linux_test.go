@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/dhcp4"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -226,4 +228,135 @@ func delayHop(t *testing.T, ns *lab.NS, from, to string, delay time.Duration) {
 			_, _ = in.WriteTo(buf[:n], client)
 		}
 	}()
+}
+
+type ownerOutcome struct {
+	Before, During, After *state.Clock
+	Clock                 *fakeClock
+	// The corrections made before ntpd started, and before it was gone.
+	StepsBefore, SlewsBefore int
+	StepsDuring, SlewsDuring int
+	Log                      []string
+	Err                   string
+}
+
+// TestNTPDOwnsClock (issue 26): once 0-OS's ntpd runs, netinit sets the
+// clock no more: the loop's rounds only measure (a drift of 20 s that
+// netinit would step is left alone), and the state says who keeps the
+// clock. When ntpd is gone, netinit keeps the clock again. The stand-in
+// is a real NTP client named ntpd (chronyd copied under that name, a
+// client of the lab's servers that never touches the clock: -x); Debian's
+// busybox has no ntpd applet. The child runs in a PID namespace of its
+// own, so no other test sees this ntpd.
+func TestNTPDOwnsClock(t *testing.T) {
+	if lab.Child() {
+		lab.ChildResult(t, ntpdChild(t))
+		return
+	}
+	cli := chronyLab(t)
+	var out ownerOutcome
+	lab.RunChildPID(t, cli, 90*time.Second, nil, &out)
+	t.Logf("child log:\n%s", strings.Join(out.Log, "\n"))
+	if out.Err != "" {
+		t.Fatal(out.Err)
+	}
+	t.Logf("before %+v\nduring %+v\nafter %+v\nclock %+v", out.Before, out.During, out.After, out.Clock)
+	if out.StepsBefore != 1 || out.Before == nil || !out.Before.Set || out.Before.Owner != "" {
+		t.Fatalf("before ntpd: netinit did not keep the clock (steps %d, state %+v)", out.StepsBefore, out.Before)
+	}
+	d := out.During
+	if d == nil || !strings.HasPrefix(d.Owner, "0-OS's ntpd (pid ") || d.Set || !d.Measured || (time.Duration(d.OffsetMS)*time.Millisecond+20*time.Second).Abs() > time.Second {
+		t.Errorf("while ntpd runs: state %+v, want the 20 s measured, left to ntpd", d)
+	}
+	if len(out.Clock.Steps) < out.StepsBefore+1 {
+		t.Fatalf("no step after ntpd was gone: %v", out.Clock.Steps)
+	}
+	// Between ntpd's start and its end: no step, no slew but the cancel
+	// of netinit's own (0).
+	if out.StepsDuring != out.StepsBefore {
+		t.Errorf("netinit stepped the clock while ntpd ran: %v", out.Clock.Steps[out.StepsBefore:out.StepsDuring])
+	}
+	for _, s := range out.Clock.Slews[out.SlewsBefore:out.SlewsDuring] {
+		if s != 0 {
+			t.Errorf("netinit slewed the clock by %s while ntpd ran", s)
+		}
+	}
+	if a := out.After; a == nil || a.Owner != "" || !a.Set {
+		t.Errorf("after ntpd: state %+v, want netinit keeping the clock again", a)
+	}
+	if s := out.Clock.Steps[out.StepsBefore]; (s+20*time.Second).Abs() > time.Second {
+		t.Errorf("the step after ntpd was gone: %s, want the 20 s drift corrected", s)
+	}
+}
+
+// ntpdChild is TestNTPDOwnsClock's in-namespace half.
+func ntpdChild(t *testing.T) (out ownerOutcome) {
+	var mu sync.Mutex
+	logf := func(f string, a ...any) { mu.Lock(); out.Log = append(out.Log, fmt.Sprintf(f, a...)); mu.Unlock() }
+	defer func() { mu.Lock(); defer mu.Unlock(); out.Log = slices.Clone(out.Log) }()
+	c := &fakeClock{skew: -30 * time.Second}
+	s := c.syncer(500 * time.Millisecond)
+	s.Owner = NTPD
+	l := NewLoop(LoopConfig{Syncer: s, Interval: 200 * time.Millisecond, Logf: logf})
+	l.SetServers([]string{"192.0.2.1", "192.0.2.3"}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); l.Run(ctx) }()
+	defer func() { cancel(); <-stopped; out.Clock = c }()
+	rounds := func(n int, cond func(*state.Clock) bool) *state.Clock {
+		var st *state.Clock
+		lab.Eventually(15*time.Second, func() bool { st = l.State(); return st != nil && st.Rounds >= n && cond(st) })
+		return st
+	}
+	out.Before = rounds(2, func(*state.Clock) bool { return true })
+	c.mu.Lock()
+	out.StepsBefore, out.SlewsBefore = len(c.Steps), len(c.Slews)
+	c.mu.Unlock()
+
+	// 0-OS's ntpd starts: a real NTP client, named ntpd.
+	dir := t.TempDir()
+	chronyd, err := exec.LookPath("chronyd")
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	b, err := os.ReadFile(chronyd)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "ntpd"), b, 0o755)
+	}
+	conf := filepath.Join(dir, "ntp.conf")
+	if err == nil {
+		err = os.WriteFile(conf, []byte("server 192.0.2.1 iburst\nport 0\ncmdport 0\nbindcmdaddress /\npidfile "+filepath.Join(dir, "pid")+"\n"), 0o644)
+	}
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	ntpd := exec.Command(filepath.Join(dir, "ntpd"), "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
+	var ntpdOut lab.Buffer
+	ntpd.Stdout, ntpd.Stderr = &ntpdOut, &ntpdOut
+	if err := ntpd.Start(); err != nil {
+		out.Err = fmt.Sprintf("starting the stand-in ntpd: %v", err)
+		return out
+	}
+	seen := rounds(0, func(st *state.Clock) bool { return st.Owner != "" })
+	if seen == nil || seen.Owner == "" {
+		out.Err = fmt.Sprintf("ntpd (pid %d) was not seen:\n%s", ntpd.Process.Pid, ntpdOut.String())
+		_ = ntpd.Process.Kill()
+		_ = ntpd.Wait()
+		return out
+	}
+	c.mu.Lock()
+	c.skew += 20 * time.Second // the clock drifts while ntpd keeps it
+	c.mu.Unlock()
+	out.During = rounds(seen.Rounds+3, func(st *state.Clock) bool { return st.Owner != "" })
+	c.mu.Lock()
+	out.StepsDuring, out.SlewsDuring = len(c.Steps), len(c.Slews)
+	c.mu.Unlock()
+
+	// ntpd is gone: netinit keeps the clock again.
+	_ = ntpd.Process.Kill()
+	_ = ntpd.Wait()
+	out.After = rounds(out.During.Rounds+1, func(st *state.Clock) bool { return st.Owner == "" && st.Set })
+	return out
 }

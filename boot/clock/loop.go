@@ -166,8 +166,11 @@ func (l *Loop) round(ctx context.Context) time.Duration {
 	if pool && !wasPool {
 		l.cfg.Logf("clock: no NTP server in netinit.ntp=, asking the public pool %q too", l.cfg.Pool)
 	}
+	// Who keeps the clock is said before the round's own line; the
+	// round asks again (Syncer.Owner) before it corrects anything.
+	is, _ := l.cfg.Syncer.owner()
+	l.handOver(owner, is)
 	r := l.cfg.Syncer.Sync(ctx, servers, l.cfg.Logf)
-	l.handOver(owner, r.Owner)
 	now := time.Now
 	if l.cfg.Syncer.Now != nil {
 		now = l.cfg.Syncer.Now
@@ -175,7 +178,7 @@ func (l *Loop) round(ctx context.Context) time.Duration {
 	l.saveFloor(r, now)
 	l.mu.Lock()
 	l.rounds++
-	l.last, l.pool, l.owner = r, pool, r.Owner
+	l.last, l.pool, l.owner = r, pool, is
 	l.servers = names(servers)
 	switch {
 	case r.Set:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -271,5 +272,34 @@ func TestLoopMeasured(t *testing.T) {
 	}
 	if d := time.Until(*st.NextSync); d < 50*time.Minute {
 		t.Errorf("next round in %s, want the interval (1h here), not the retry", d)
+	}
+}
+
+// TestLoopSavesFloor: a round that a configured or pool server confirmed
+// saves the time for the next boot's floor; one on a LAN server alone
+// does not.
+func TestLoopSavesFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		configured []string
+		learned    []Server
+		want       bool
+	}{
+		{"configured", []string{fakeServer(t, 2, 0, 0)}, nil, true},
+		{"LAN alone", nil, lan(fakeServer(t, 2, 0, 0)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "clock")
+			c := &fakeClock{}
+			l := NewLoop(LoopConfig{Syncer: c.syncer(300 * time.Millisecond), Interval: time.Hour, FloorFile: path, Logf: t.Logf})
+			l.SetServers(tc.configured, tc.learned)
+			if r, ok := runFirst(t, l); !ok || !r.Set {
+				t.Fatalf("first round: %+v", r)
+			}
+			got, err := readFloor(path)
+			if tc.want != (err == nil) || tc.want && time.Since(got).Abs() > 2*time.Second {
+				t.Errorf("floor saved %v (%v), want saved: %v", got, err, tc.want)
+			}
+		})
 	}
 }
