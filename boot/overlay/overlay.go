@@ -622,9 +622,14 @@ func (m *Manager) startWireGuard(st *state.NetworkStatus) error {
 	case r.Measured:
 		// `netinit up`: the host keeps its clock; only a wrong one is
 		// worth a word.
+		// After the handoff, 0-OS's ntpd keeps it.
 		if r.Offset.Abs() > clock.AgreeWithin {
-			m.problem("clock: this host's clock is %s off (ntp %s), left to the host: WireGuard handshakes may be ignored by peers that saw a later clock",
-				r.Offset.Round(time.Millisecond), r.Server)
+			keeper := r.Owner
+			if keeper == "" {
+				keeper = "the host"
+			}
+			m.problem("clock: this host's clock is %s off (ntp %s), left to %s: WireGuard handshakes may be ignored by peers that saw a later clock",
+				r.Offset.Round(time.Millisecond), r.Server, keeper)
 		}
 	case !r.Set:
 		m.problem("clock: NOT set by NTP before WireGuard (%s): handshakes may be ignored by peers that saw a later clock", orNone(r.Err))
