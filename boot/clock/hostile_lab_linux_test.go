@@ -237,7 +237,7 @@ type ownerOutcome struct {
 	StepsBefore, SlewsBefore int
 	StepsDuring, SlewsDuring int
 	Log                      []string
-	Err                   string
+	Err                      string
 }
 
 // TestNTPDOwnsClock (issue 26): once 0-OS's ntpd runs, netinit sets the
@@ -284,7 +284,7 @@ func TestNTPDOwnsClock(t *testing.T) {
 	if a := out.After; a == nil || a.Owner != "" || !a.Set {
 		t.Errorf("after ntpd: state %+v, want netinit keeping the clock again", a)
 	}
-	if s := out.Clock.Steps[out.StepsBefore]; (s+20*time.Second).Abs() > time.Second {
+	if s := out.Clock.Steps[out.StepsBefore]; (s + 20*time.Second).Abs() > time.Second {
 		t.Errorf("the step after ntpd was gone: %s, want the 20 s drift corrected", s)
 	}
 }
