@@ -2,8 +2,6 @@ package clock
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -149,18 +147,7 @@ func chronyLab(t *testing.T) *lab.NS {
 	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
 
 	for _, addr := range []string{"192.0.2.1", "192.0.2.3"} {
-		dir := t.TempDir()
-		conf := filepath.Join(dir, "chrony.conf")
-		if err := os.WriteFile(conf, []byte(chronyConf+"bindaddress "+addr+"\npidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
-		if !lab.Eventually(5*time.Second, func() bool {
-			out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
-			return strings.Contains(out, addr+":123")
-		}) {
-			t.Fatalf("chronyd did not listen on %s:123:\n%s", addr, p.Output())
-		}
+		chronyServer(t, srv, addr, 0)
 	}
 	return cli
 }
