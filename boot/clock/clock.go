@@ -217,7 +217,8 @@ type answer struct {
 //     answer and none of them answered;
 //   - by a larger offset (a step back too: a bad step can be undone) only
 //     when two independent sources agree within AgreeWithin, one of them
-//     configured or the pool: never on LAN-learned sources alone.
+//     configured or the pool, once every configured and pool server has
+//     answered: never on LAN-learned sources alone.
 //
 // When it cannot decide within the bound it says why in Result.Err and
 // logs it; the clock is left alone, the answers are in Result.Sources.
@@ -456,8 +457,13 @@ func choose(srcs []Source, got []answer, p pending) (*answer, string) {
 		}
 	}
 	// A larger offset: two independent sources agreeing, one of them
-	// trusted. The trusted one is used (configured first).
+	// trusted, once every trusted server has answered (or the round's
+	// bound passed: a configured server that disagrees must be heard).
+	// The trusted one is used (configured first).
 	for i := range got {
+		if !trustedDone {
+			break
+		}
 		for j := range got {
 			a, b := &got[i], &got[j]
 			if i == j || !trusted(a) || (trusted(b) && j < i) {
