@@ -13,7 +13,10 @@ MODULES_DIR := $(KDIR)/modules
 IMAGE := $(BUILD)/initramfs.cpio.lz4
 export SOURCE_DATE_EPOCH ?= 0
 export CGO_ENABLED := 0
-GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
+# The clock's floor is the committed HEAD's time (boot/clock BuildTime): as
+# reproducible as the image (SOURCE_DATE_EPOCH=0 cannot be a floor).
+GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev) \
+	-X github.com/threefoldtech/netinit/boot/clock.buildTime=$(shell git log -1 --format=%ct 2>/dev/null)"
 
 # make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
 # OVMF): a path stands for a package without a command. Defined before DEPS:
@@ -22,12 +25,14 @@ RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
 	/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi \
 	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu
 # Debian packages the tests and the VM need, as command:package. chrony is
-# a real NTP server for the clock tests (never started as a service here);
+# a real NTP server for the clock tests (never started as a service here;
+# its chronyc sets the lying servers' clocks, and chronyd copied as ntpd
+# stands in for 0-OS's); unshare gives that test a PID namespace;
 # dhcpcd is 0-OS's DHCP client, run by the stand-in networkd in the ndmz
 # namespace; ping is the peer outside a node that pings it over Yggdrasil.
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
 	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony \
-	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux $(RELEASE_DEPS)
+	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux unshare:util-linux $(RELEASE_DEPS)
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
 

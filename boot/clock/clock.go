@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -71,6 +72,47 @@ func Method(offset, slewBound time.Duration) string {
 // jitter and honest servers' errors are milliseconds.
 const AgreeWithin = 2 * time.Second
 
+// Kind says who named an NTP server, which decides what its word is
+// worth (issue 29): the farmer (netinit.ntp=) and the image (the run
+// mode's pool) are trusted; a server learnt from a lease is only as good
+// as whoever answered on the LAN, and one DHCP server can name several.
+type Kind string
+
+const (
+	KindConfigured Kind = "configured" // netinit.ntp=
+	KindPool       Kind = "pool"       // the run mode's public pool
+	KindDHCP4      Kind = "dhcp4"      // DHCPv4 option 42 of a lease
+	KindDHCP6      Kind = "dhcp6"      // DHCPv6 NTP option (RFC 5908) of a lease
+)
+
+// Server is an NTP server to ask and who named it.
+type Server struct {
+	Name string // a host name or an address
+	Kind Kind
+	Link string // the link of the lease that named it (dhcp4, dhcp6)
+}
+
+// Named is the servers names, all named by kind (on link, for a lease).
+func Named(kind Kind, link string, names ...string) []Server {
+	out := make([]Server, 0, len(names))
+	for _, n := range names {
+		out = append(out, Server{Name: n, Kind: kind, Link: link})
+	}
+	return out
+}
+
+// Trusted reports whether the server was named by the farmer or the image
+// rather than learnt from the LAN.
+func (s Server) Trusted() bool { return s.Kind == KindConfigured || s.Kind == KindPool }
+
+// Origin says who named the server, in words ("dhcp4 on eth0").
+func (s Server) Origin() string {
+	if s.Link != "" {
+		return string(s.Kind) + " on " + s.Link
+	}
+	return string(s.Kind)
+}
+
 // Result is the outcome of one Sync, meant for the state file and logs.
 type Result struct {
 	// Server is the server whose answer was used ("" when none was).
@@ -84,8 +126,17 @@ type Result struct {
 	// Method is MethodSlew or MethodStep when Set.
 	Method string `json:"method,omitempty"`
 	// Measured reports that Offset was chosen and deliberately not
-	// applied (Syncer.Measure).
+	// applied (Syncer.Measure, or Owner says another program keeps the
+	// clock).
 	Measured bool `json:"measured,omitempty"`
+	// Trusted: the answer used came from a configured or pool server
+	// (alone, or agreeing with another).
+	Trusted bool `json:"trusted,omitempty"`
+	// Owner is the other program that keeps the clock (Syncer.Owner),
+	// when one runs: the round only measured.
+	Owner string `json:"owner,omitempty"`
+	// Floor is the earliest time the clock may be set to (zero: none).
+	Floor time.Time `json:"floor,omitempty"`
 	// Err says what went wrong ("" on success).
 	Err string `json:"err,omitempty"`
 	// Sources is every server asked and what it said, in the order given.
@@ -96,8 +147,13 @@ type Result struct {
 type Source struct {
 	Server     string        `json:"server"`
 	Configured bool          `json:"configured"` // netinit.ntp=, preferred
-	Offset     time.Duration `json:"offset"`     // when Err is ""
+	Origin     string        `json:"origin"`     // Server.Origin
+	Address    string        `json:"address,omitempty"`
+	Offset     time.Duration `json:"offset"` // when Err is ""
 	Err        string        `json:"err,omitempty"`
+
+	srv  Server
+	addr netip.AddrPort // where the answer came from
 }
 
 // Syncer queries NTP servers and corrects a clock. The zero value uses
@@ -105,7 +161,8 @@ type Source struct {
 // machine's real clock is never touched.
 type Syncer struct {
 	// Timeout bounds the whole Sync (DefaultTimeout when 0); ctx may
-	// bound it further.
+	// bound it further. It is also how long the configured and pool
+	// servers are waited for before a LAN-learned answer alone is used.
 	Timeout time.Duration
 	// Now is the local clock (time.Now when nil).
 	Now func() time.Time
@@ -124,33 +181,48 @@ type Syncer struct {
 	// recorded (Result.Measured), and the clock is left alone. `netinit
 	// up` runs in a namespace of a host that keeps its own clock.
 	Measure bool
+	// Floor is the earliest time the clock may be set to (Floor: the
+	// image's build time, the last time saved on the cache disk); nil:
+	// none. A clock before it is set to it first; an answer before it
+	// is refused.
+	Floor func() time.Time
+	// Owner says whether another program keeps the clock (NTPD: 0-OS's
+	// ntpd) and which; while one does, a Sync only measures. It is asked
+	// when a Sync starts and again just before it would correct the
+	// clock. nil: none ever does.
+	Owner func() (who string, ok bool)
 }
 
-// Sync queries servers in parallel with DefaultTimeout and steps the
+// Sync queries servers in parallel with DefaultTimeout and corrects the
 // system clock (see Syncer.Sync).
-func Sync(ctx context.Context, configured, others []string, logf func(string, ...any)) Result {
-	return (&Syncer{}).Sync(ctx, configured, others, logf)
+func Sync(ctx context.Context, servers []Server, logf func(string, ...any)) Result {
+	return (&Syncer{}).Sync(ctx, servers, logf)
 }
 
 type answer struct {
 	i    int // index in the servers asked
 	resp *ntp.Response
+	addr netip.AddrPort
 	err  error
 }
 
-// Sync queries all servers at once (configured: the farmer's netinit.ntp=,
-// preferred; others: those learnt from DHCP) and keeps the answers that
-// pass the sanity checks of RFC 5905 (ntp.Response.Validate: stratum,
-// leap indicator, root distance, reference time freshness). It corrects
-// the clock (slewed within SlewBound, stepped beyond) as soon as it can
-// decide:
-//   - by an offset within StepBound from one source: a configured one, or
-//     another once no configured server is left to answer;
-//   - by a larger offset only when two sources agree within AgreeWithin.
+// Sync queries all servers at once (the first of equal names is kept)
+// and keeps the answers that pass the sanity checks of RFC 5905
+// (ntp.Response.Validate: stratum, leap indicator, root distance,
+// reference time freshness) and the floor. It corrects the clock (slewed
+// within SlewBound, stepped beyond) as soon as it can decide (choose):
+//   - by an offset within StepBound from one source: a configured one at
+//     once, the pool's once no configured server is left to answer, a
+//     LAN-learned one only once no configured or pool server is left to
+//     answer and none of them answered;
+//   - by a larger offset (a step back too: a bad step can be undone) only
+//     when two independent sources agree within AgreeWithin, one of them
+//     configured or the pool, once every configured and pool server has
+//     answered: never on LAN-learned sources alone.
 //
 // When it cannot decide within the bound it says why in Result.Err and
-// logs it; the clock is left alone.
-func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf func(string, ...any)) Result {
+// logs it; the clock is left alone, the answers are in Result.Sources.
+func (s *Syncer) Sync(ctx context.Context, servers []Server, logf func(string, ...any)) Result {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -174,17 +246,34 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 		timeout = DefaultTimeout
 	}
 	var srcs []Source
-	for _, srv := range configured {
-		srcs = append(srcs, Source{Server: srv, Configured: true})
-	}
-	for _, srv := range others {
-		if !slices.Contains(configured, srv) {
-			srcs = append(srcs, Source{Server: srv})
+	for _, srv := range servers {
+		if !slices.ContainsFunc(srcs, func(x Source) bool { return x.srv.Name == srv.Name }) {
+			srcs = append(srcs, Source{Server: srv.Name, Configured: srv.Kind == KindConfigured, Origin: srv.Origin(), srv: srv})
 		}
+	}
+	var r Result
+	measure := s.Measure
+	if who, ok := s.owner(); ok {
+		measure, r.Owner = true, who
+	}
+	if s.Floor != nil {
+		r.Floor = s.Floor()
 	}
 	if len(srcs) == 0 {
 		logf("clock: NO NTP servers known (no DHCP option 42, none configured): the clock is NOT set")
-		return Result{Err: "no NTP servers"}
+		r.Err = "no NTP servers"
+		return r
+	}
+	if !measure && !r.Floor.IsZero() && now().Before(r.Floor) {
+		// The clock cannot be right (a dead RTC, 1970): the floor is
+		// nearer the truth, and TLS and WireGuard timestamps need a
+		// roughly right clock before any answer comes.
+		was := now()
+		if err := set(r.Floor); err != nil {
+			logf("clock: %s is before the floor %s; setting it there: %v", was.UTC().Format(time.RFC3339), r.Floor.UTC().Format(time.RFC3339), err)
+		} else {
+			logf("clock: %s is before the floor %s (the image's build time or the last time saved): set to it", was.UTC().Format(time.RFC3339), r.Floor.UTC().Format(time.RFC3339))
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -197,8 +286,8 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := s.query(ctx, src.Server, time.Until(deadline), now)
-			answers <- answer{i: i, resp: resp, err: err}
+			resp, addr, err := s.query(ctx, src.Server, time.Until(deadline), now)
+			answers <- answer{i: i, resp: resp, addr: addr, err: err}
 		}()
 	}
 	// Every query ends when ctx ends (its socket is closed then), so
@@ -206,40 +295,54 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 	defer wg.Wait()
 	defer cancel()
 
-	var got []answer // valid answers, configured servers first
-	pending := map[bool]int{}
+	var got []answer // valid answers, in the order of srcs
+	var pend pending
 	for _, src := range srcs {
-		pending[src.Configured]++
+		pend.add(src.srv, 1)
 	}
 	var pick *answer
 	var why string
 	for range srcs {
 		a := <-answers
 		src := &srcs[a.i]
-		pending[src.Configured]--
+		pend.add(src.srv, -1)
+		if a.addr.IsValid() {
+			src.addr, src.Address = a.addr, a.addr.Addr().String()
+		}
+		if a.err == nil && !r.Floor.IsZero() && now().Add(a.resp.ClockOffset).Before(r.Floor) {
+			a.err = fmt.Errorf("says %s, before the floor %s", now().Add(a.resp.ClockOffset).UTC().Format(time.RFC3339), r.Floor.UTC().Format(time.RFC3339))
+		}
 		if a.err != nil {
-			logf("clock: ntp %s: %v", src.Server, a.err)
+			logf("clock: ntp %s (%s): %v", src.Server, src.Origin, a.err)
 			src.Err = a.err.Error()
 		} else {
 			src.Offset = a.resp.ClockOffset
 			got = append(got, a)
 			slices.SortStableFunc(got, func(x, y answer) int { return x.i - y.i })
 		}
-		if pick, why = choose(srcs, got, pending[true] == 0, pending[true]+pending[false] == 0); pick != nil {
+		if pick, why = choose(srcs, got, pend); pick != nil {
 			break
 		}
 	}
+	r.Sources = srcs
 	if pick == nil {
-		r := Result{Err: why, Sources: srcs}
+		r.Err = why
 		logf("clock: the clock is NOT set: %s", why)
 		return r
 	}
 	src := srcs[pick.i]
-	r := Result{Server: src.Server, Offset: pick.resp.ClockOffset, Sources: srcs}
-	if s.Measure {
+	r.Server, r.Offset, r.Trusted = src.Server, pick.resp.ClockOffset, src.srv.Trusted()
+	if who, ok := s.owner(); ok && !measure {
+		measure, r.Owner = true, who
+	}
+	if measure {
 		r.Measured = true
-		logf("clock: %s off by %s from ntp %s (%s); left alone, measured only",
-			now().UTC().Format(time.RFC3339), r.Offset.Round(time.Millisecond), src.Server, why)
+		left := "measured only"
+		if r.Owner != "" {
+			left = "left to " + r.Owner
+		}
+		logf("clock: %s off by %s from ntp %s (%s); %s",
+			now().UTC().Format(time.RFC3339), r.Offset.Round(time.Millisecond), src.Server, why, left)
 		return r
 	}
 	r.Method = Method(r.Offset, slewBound)
@@ -283,31 +386,102 @@ func (s *Syncer) Sync(ctx context.Context, configured, others []string, logf fun
 	return r
 }
 
-// choose picks the answer to step by among got (valid answers, in the
-// order of srcs: configured first), or says why none can be picked yet.
-// configuredDone: no configured server is still to answer; final: no
-// server is.
-func choose(srcs []Source, got []answer, configuredDone, final bool) (*answer, string) {
+// cancelSlew cancels a slew of the Syncer's still in progress.
+func (s *Syncer) cancelSlew() error {
+	switch {
+	case s.Adjust != nil:
+		return s.Adjust(0)
+	case s.Set == nil:
+		return SlewSystemClock(0)
+	}
+	return nil
+}
+
+// owner asks Syncer.Owner.
+func (s *Syncer) owner() (string, bool) {
+	if s.Owner == nil {
+		return "", false
+	}
+	return s.Owner()
+}
+
+// pending counts the servers still to answer, by who named them.
+type pending struct{ configured, pool, lan int }
+
+func (p *pending) add(s Server, n int) {
+	switch s.Kind {
+	case KindConfigured:
+		p.configured += n
+	case KindPool:
+		p.pool += n
+	default:
+		p.lan += n
+	}
+}
+
+// independent reports whether two sources' agreement counts: never two
+// names of one server (the same address and port answered: NTP's port is
+// one for all servers, so the address), never two servers
+// named by one lease (one DHCP server can name any number).
+func independent(a, b Source) bool {
+	if a.addr.IsValid() && a.addr == b.addr {
+		return false
+	}
+	if !a.srv.Trusted() && !b.srv.Trusted() && a.srv.Kind == b.srv.Kind && a.srv.Link == b.srv.Link {
+		return false
+	}
+	return true
+}
+
+// choose picks the answer to correct the clock by among got (valid
+// answers, in the order of srcs: configured first), or says why none can
+// be picked yet ("" while servers that could decide are still to answer;
+// p counts them).
+func choose(srcs []Source, got []answer, p pending) (*answer, string) {
+	trusted := func(a *answer) bool { return srcs[a.i].srv.Trusted() }
+	small := func(a *answer) bool { return a.resp.ClockOffset.Abs() <= StepBound }
+	trustedDone := p.configured+p.pool == 0
+	anyTrusted := false
 	for i := range got {
 		a := &got[i]
-		if a.resp.ClockOffset.Abs() > StepBound {
+		if !trusted(a) {
 			continue
 		}
-		if srcs[a.i].Configured {
+		anyTrusted = true
+		switch {
+		case !small(a):
+		case srcs[a.i].srv.Kind == KindConfigured:
 			return a, "configured"
-		}
-		if configuredDone {
-			return a, "within " + StepBound.String() + " of the local clock"
+		case p.configured == 0:
+			return a, "the run mode's pool, within " + StepBound.String() + " of the local clock"
 		}
 	}
+	// A larger offset: two independent sources agreeing, one of them
+	// trusted, once every trusted server has answered (or the round's
+	// bound passed: a configured server that disagrees must be heard).
+	// The trusted one is used (configured first).
 	for i := range got {
-		for j := i + 1; j < len(got); j++ {
-			if (got[i].resp.ClockOffset - got[j].resp.ClockOffset).Abs() <= AgreeWithin {
-				return &got[i], "agrees with " + srcs[got[j].i].Server
+		if !trustedDone {
+			break
+		}
+		for j := range got {
+			a, b := &got[i], &got[j]
+			if i == j || !trusted(a) || (trusted(b) && j < i) {
+				continue
+			}
+			if (a.resp.ClockOffset-b.resp.ClockOffset).Abs() <= AgreeWithin && independent(srcs[a.i], srcs[b.i]) {
+				return a, fmt.Sprintf("agrees with %s (%s)", srcs[b.i].Server, srcs[b.i].Origin)
 			}
 		}
 	}
-	if !final {
+	if trustedDone && !anyTrusted {
+		for i := range got {
+			if a := &got[i]; small(a) {
+				return a, fmt.Sprintf("%s, within %s of the local clock; no configured or pool server answered", srcs[a.i].Origin, StepBound)
+			}
+		}
+	}
+	if p.configured+p.pool+p.lan > 0 {
 		return nil, ""
 	}
 	if len(got) == 0 {
@@ -320,16 +494,28 @@ func choose(srcs []Source, got []answer, configuredDone, final bool) (*answer, s
 	}
 	var says []string
 	for _, a := range got {
-		says = append(says, fmt.Sprintf("%s says %s", srcs[a.i].Server, a.resp.ClockOffset.Round(time.Millisecond)))
+		says = append(says, fmt.Sprintf("%s (%s) says %s", srcs[a.i].Server, srcs[a.i].Origin, a.resp.ClockOffset.Round(time.Millisecond)))
 	}
-	return nil, fmt.Sprintf("a step over %s needs two sources agreeing within %s: %s", StepBound, AgreeWithin, strings.Join(says, ", "))
+	if !anyTrusted {
+		// Measured and reported, never taken: whoever answers DHCP on
+		// the LAN names these servers (issue 29).
+		return nil, fmt.Sprintf("a step over %s on LAN-learned servers alone is never taken (it needs a configured or pool server agreeing): %s",
+			StepBound, strings.Join(says, ", "))
+	}
+	if !slices.ContainsFunc(got, func(a answer) bool { return trusted(&a) && small(&a) }) {
+		return nil, fmt.Sprintf("a step over %s needs two independent sources agreeing within %s, one of them configured or the pool: %s",
+			StepBound, AgreeWithin, strings.Join(says, ", "))
+	}
+	return nil, "the configured and pool servers disagree: " + strings.Join(says, ", ")
 }
 
-// query asks one server, bounded by ctx (name resolution and the exchange).
-func (s *Syncer) query(ctx context.Context, server string, timeout time.Duration, now func() time.Time) (*ntp.Response, error) {
+// query asks one server, bounded by ctx (name resolution and the
+// exchange), and says which address answered.
+func (s *Syncer) query(ctx context.Context, server string, timeout time.Duration, now func() time.Time) (*ntp.Response, netip.AddrPort, error) {
 	if timeout <= 0 {
-		return nil, context.DeadlineExceeded
+		return nil, netip.AddrPort{}, context.DeadlineExceeded
 	}
+	var remote netip.AddrPort
 	opt := ntp.QueryOptions{
 		Timeout:       timeout,
 		Port:          s.Port,
@@ -340,6 +526,9 @@ func (s *Syncer) query(ctx context.Context, server string, timeout time.Duration
 			if err != nil {
 				return nil, err
 			}
+			if ua, ok := c.RemoteAddr().(*net.UDPAddr); ok {
+				remote = netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
+			}
 			// Close the socket when ctx ends so the library's read returns.
 			stop := context.AfterFunc(ctx, func() { c.Close() })
 			return &stopConn{Conn: c, stop: stop}, nil
@@ -348,14 +537,14 @@ func (s *Syncer) query(ctx context.Context, server string, timeout time.Duration
 	resp, err := ntp.QueryWithOptions(server, opt)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("no answer in time: %w", ctx.Err())
+			return nil, remote, fmt.Errorf("no answer in time: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("query: %w", err)
+		return nil, remote, fmt.Errorf("query: %w", err)
 	}
 	if err := resp.Validate(); err != nil {
-		return nil, fmt.Errorf("answer rejected (stratum %d, leap %d): %w", resp.Stratum, resp.Leap, err)
+		return nil, remote, fmt.Errorf("answer rejected (stratum %d, leap %d): %w", resp.Stratum, resp.Leap, err)
 	}
-	return resp, nil
+	return resp, remote, nil
 }
 
 // stopConn releases the AfterFunc when the library closes the socket.

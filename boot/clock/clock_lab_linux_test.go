@@ -2,8 +2,6 @@ package clock
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +32,11 @@ type syncOutcome struct {
 // runSync runs Sync with a local clock skewed by skew and a recording
 // setter, so the machine's clock is never changed.
 func runSync(configured, others []string, skew, timeout time.Duration) syncOutcome {
+	return runSyncOf(append(Named(KindConfigured, "", configured...), lan(others...)...), skew, timeout)
+}
+
+// runSyncOf is runSync for servers named by anyone.
+func runSyncOf(servers []Server, skew, timeout time.Duration) syncOutcome {
 	var mu sync.Mutex
 	var o syncOutcome
 	s := &Syncer{
@@ -47,7 +50,7 @@ func runSync(configured, others []string, skew, timeout time.Duration) syncOutco
 		},
 	}
 	start := time.Now()
-	o.Res = s.Sync(context.Background(), configured, others, func(f string, a ...any) {})
+	o.Res = s.Sync(context.Background(), servers, func(f string, a ...any) {})
 	o.Elapsed = time.Since(start)
 	o.Real = time.Now()
 	return o
@@ -118,7 +121,7 @@ func TestSyncChrony(t *testing.T) {
 	for _, name := range []string{"liar alone", "liar vs one"} {
 		o := res[name]
 		t.Logf("%s: %+v", name, o)
-		if o.Res.Set || o.SetN != 0 || !strings.Contains(o.Res.Err, "needs two sources agreeing") {
+		if o.Res.Set || o.SetN != 0 || !strings.Contains(o.Res.Err, "is never taken") && !strings.Contains(o.Res.Err, "needs two independent sources agreeing") {
 			t.Errorf("%s: the clock was stepped: %+v", name, o)
 		}
 	}
@@ -144,18 +147,7 @@ func chronyLab(t *testing.T) *lab.NS {
 	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
 
 	for _, addr := range []string{"192.0.2.1", "192.0.2.3"} {
-		dir := t.TempDir()
-		conf := filepath.Join(dir, "chrony.conf")
-		if err := os.WriteFile(conf, []byte(chronyConf+"bindaddress "+addr+"\npidfile "+filepath.Join(dir, "pid")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p := srv.Start("chronyd", "-d", "-x", "-u", "root", "-f", conf, "-L", "0")
-		if !lab.Eventually(5*time.Second, func() bool {
-			out, _ := srv.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
-			return strings.Contains(out, addr+":123")
-		}) {
-			t.Fatalf("chronyd did not listen on %s:123:\n%s", addr, p.Output())
-		}
+		chronyServer(t, srv, addr, 0)
 	}
 	return cli
 }
@@ -208,7 +200,7 @@ func runLoop(cfg LoopConfig, skew time.Duration, servers []string, done func(*st
 	c := &fakeClock{skew: skew}
 	cfg.Syncer = c.syncer(500 * time.Millisecond)
 	l := NewLoop(cfg)
-	l.SetServers(servers[:1], servers)
+	l.SetServers(servers[:1], lan(servers...))
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); l.Run(ctx) }()
@@ -216,7 +208,7 @@ func runLoop(cfg LoopConfig, skew time.Duration, servers []string, done func(*st
 	if change != nil {
 		lab.Eventually(10*time.Second, func() bool { st := l.State(); return st != nil && st.Rounds == 1 })
 		o.Mid = l.State()
-		l.SetServers(nil, change)
+		l.SetServers(nil, lan(change...))
 	}
 	lab.Eventually(10*time.Second, func() bool { st := l.State(); return st != nil && done(st) })
 	cancel()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ func TestSyncNoServers(t *testing.T) {
 	called := false
 	s := &Syncer{Set: func(time.Time) error { called = true; return nil }}
 	var logs []string
-	r := s.Sync(context.Background(), nil, nil, func(f string, a ...any) { logs = append(logs, f) })
+	r := s.Sync(context.Background(), nil, func(f string, a ...any) { logs = append(logs, f) })
 	if r.Set || called || r.Err == "" {
 		t.Fatalf("Sync(nil) = %+v, set called %v", r, called)
 	}
@@ -21,6 +23,9 @@ func TestSyncNoServers(t *testing.T) {
 		t.Fatalf("no loud log line: %q", logs)
 	}
 }
+
+// lan is servers named by one DHCPv4 lease on eth0.
+func lan(names ...string) []Server { return Named(KindDHCP4, "eth0", names...) }
 
 // fakeServer answers NTP requests on loopback with a fixed stratum and the
 // time shifted by lie; it is a stand-in for pure-logic tests and the liar
@@ -82,7 +87,7 @@ func TestSyncMeasure(t *testing.T) {
 		Adjust:  func(time.Duration) error { t.Error("Adjust called"); return nil },
 		Measure: true,
 	}
-	r := s.Sync(context.Background(), nil, []string{addr}, t.Logf)
+	r := s.Sync(context.Background(), lan(addr), t.Logf)
 	if !r.Measured || r.Set || r.Err != "" || r.Server != addr {
 		t.Fatalf("Sync = %+v, want measured from %s, not set, no error", r, addr)
 	}
@@ -117,7 +122,7 @@ func TestSyncTable(t *testing.T) {
 				Set:     func(x time.Time) error { setTo = x; return tc.setErr },
 			}
 			start := time.Now()
-			r := s.Sync(context.Background(), nil, []string{addr}, t.Logf)
+			r := s.Sync(context.Background(), lan(addr), t.Logf)
 			if el := time.Since(start); el > time.Second {
 				t.Errorf("Sync took %s, bound 300ms", el)
 			}
@@ -133,5 +138,68 @@ func TestSyncTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFloor: the floor is the image's build time (stamped by the
+// Makefile) or the time saved on the cache disk, whichever is later; what
+// does not parse is no floor.
+func TestFloor(t *testing.T) {
+	old := buildTime
+	t.Cleanup(func() { buildTime = old })
+	buildTime = ""
+	path := filepath.Join(t.TempDir(), "netinit", "clock")
+	if f := Floor(path)(); !f.IsZero() {
+		t.Fatalf("floor %s with no build time and no file", f)
+	}
+	buildTime = "1767225600" // 2026-01-01
+	if f := Floor(path)(); !f.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("floor %s, want the build time", f)
+	}
+	saved := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	if err := SaveFloor(path, saved); err != nil {
+		t.Fatal(err)
+	}
+	if f := Floor(path)(); !f.Equal(saved) {
+		t.Fatalf("floor %s, want the saved %s", f, saved)
+	}
+	buildTime = "1798761600" // 2027-01-01, later than the saved time
+	if f := Floor(path)(); f.Year() != 2027 {
+		t.Fatalf("floor %s, want the later build time", f)
+	}
+	if err := os.WriteFile(path, []byte("yesterday\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f := Floor(path)(); f.Year() != 2027 {
+		t.Fatalf("floor %s from a file that does not parse", f)
+	}
+}
+
+// TestSyncFloor: a clock before the floor (a dead RTC) is set to it before
+// any answer; answers that would put it before the floor are refused,
+// however many agree; a step back that stays after the floor is taken.
+func TestSyncFloor(t *testing.T) {
+	floor := time.Now().Add(-24 * time.Hour)
+	run := func(skew time.Duration, servers []Server) (*fakeClock, Result) {
+		c := &fakeClock{skew: skew}
+		s := c.syncer(time.Second)
+		s.Floor = func() time.Time { return floor }
+		return c, s.Sync(context.Background(), servers, t.Logf)
+	}
+	honest := Named(KindPool, "", fakeServer(t, 2, 0, 0), fakeServer(t, 2, 0, 0))
+	c, r := run(-10*year, honest)
+	if len(c.Steps) != 2 || (c.Steps[0]-(10*year-24*time.Hour)).Abs() > time.Second || !r.Set || c.skew.Abs() > time.Second {
+		t.Errorf("a clock 10 years behind: steps %v (want to the floor, then to the time), result %+v", c.Steps, r)
+	}
+	// Two pool servers agree on a time two days back: before the floor.
+	past := Named(KindPool, "", fakeServer(t, 2, 0, -48*time.Hour), fakeServer(t, 2, 0, -48*time.Hour))
+	c, r = run(0, past)
+	if len(c.Steps) != 0 || r.Set || !strings.Contains(r.Err, "before the floor") {
+		t.Errorf("answers before the floor: steps %v, result %+v", c.Steps, r)
+	}
+	// A clock a year ahead is stepped back to now, after the floor.
+	c, r = run(year, honest)
+	if len(c.Steps) != 1 || (c.Steps[0]+year).Abs() > time.Second || !r.Set {
+		t.Errorf("a step back after the floor: steps %v, result %+v", c.Steps, r)
 	}
 }

@@ -31,20 +31,24 @@ func Backoff(failures int, retry, interval time.Duration) time.Duration {
 	return pause.Backoff(failures, retry, interval)
 }
 
-// Servers is the set one round asks: configured (netinit.ntp=, preferred)
-// and others (DHCPv4 option 42, DHCPv6 NTP; the state's list, which also
-// holds the configured ones, so those are dropped); when both are empty,
-// the fallback (the run mode's public pool), reported by pool.
-func Servers(configured, others, fallback []string) (conf, oth []string, pool bool) {
-	if len(configured) == 0 && len(others) == 0 {
-		return nil, slices.Clone(fallback), len(fallback) > 0
+// Servers is the set one round asks: configured (netinit.ntp=,
+// preferred), else the pool (the run mode's public pool, reported by
+// usedPool), then learned (DHCPv4 option 42, DHCPv6 NTP, each with its
+// lease), less any name already there. The pool is asked beside the
+// servers a lease names: a large step needs a configured or pool server
+// agreeing (Syncer.Sync), and a node whose farm only names its LAN's
+// servers must still be able to get a wrong clock right.
+func Servers(configured []string, learned []Server, pool []string) (servers []Server, usedPool bool) {
+	servers = Named(KindConfigured, "", configured...)
+	if len(configured) == 0 {
+		servers, usedPool = Named(KindPool, "", pool...), len(pool) > 0
 	}
-	for _, o := range others {
-		if !slices.Contains(configured, o) && !slices.Contains(oth, o) {
-			oth = append(oth, o)
+	for _, l := range learned {
+		if !slices.ContainsFunc(servers, func(s Server) bool { return s.Name == l.Name }) {
+			servers = append(servers, l)
 		}
 	}
-	return slices.Clone(configured), oth, false
+	return servers, usedPool
 }
 
 // LoopConfig is what a Loop needs.
@@ -55,9 +59,13 @@ type LoopConfig struct {
 	Interval time.Duration
 	// Retry is the first wait after a failed round (DefaultRetry when 0).
 	Retry time.Duration
-	// Fallback servers are asked when no other is known.
-	Fallback []string
-	Logf     func(format string, args ...any)
+	// Pool is the run mode's public pool: asked when no server is
+	// configured.
+	Pool []string
+	// FloorFile is where a round that a configured or pool server
+	// confirmed within StepBound saves the time (SaveFloor); "" none.
+	FloorFile string
+	Logf      func(format string, args ...any)
 	// Changed is called after every round (the state is rewritten).
 	Changed func()
 }
@@ -72,7 +80,8 @@ type Loop struct {
 
 	mu         sync.Mutex
 	configured []string
-	others     []string
+	learned    []Server
+	owner      string // the other program that keeps the clock, at the last round
 	rounds     int
 	failures   int
 	busy       bool // a round is running
@@ -82,6 +91,7 @@ type Loop struct {
 	pool       bool
 	lastSync   time.Time
 	next       time.Time
+	floorErr   string // the last error saving the floor, said once
 }
 
 // NewLoop returns a loop that has not run yet.
@@ -104,19 +114,20 @@ func NewLoop(cfg LoopConfig) *Loop {
 	return &Loop{cfg: cfg, kick: make(chan struct{}, 1), first: make(chan struct{})}
 }
 
-// SetServers gives the servers known now. A change starts a round at once:
-// a new DHCP lease may be the first to name a reachable server, and a
-// server that is gone should not be asked for another interval.
-func (l *Loop) SetServers(configured, others []string) {
+// SetServers gives the servers known now: configured (netinit.ntp=) and
+// learned from the leases. A change starts a round at once: a new DHCP
+// lease may be the first to name a reachable server, and a server that is
+// gone should not be asked for another interval.
+func (l *Loop) SetServers(configured []string, learned []Server) {
 	l.mu.Lock()
-	changed := !slices.Equal(l.configured, configured) || !slices.Equal(l.others, others)
+	changed := !slices.Equal(l.configured, configured) || !slices.Equal(l.learned, learned)
 	if changed {
-		l.configured, l.others = slices.Clone(configured), slices.Clone(others)
+		l.configured, l.learned = slices.Clone(configured), slices.Clone(learned)
 	}
 	started := l.rounds > 0 || l.busy
 	l.mu.Unlock()
 	if changed && started {
-		l.cfg.Logf("clock: NTP servers changed (%q, %q): syncing now", configured, others)
+		l.cfg.Logf("clock: NTP servers changed (configured %q, learned %s): syncing now", configured, names(learned))
 		select {
 		case l.kick <- struct{}{}:
 		default: // a round is already due
@@ -147,22 +158,28 @@ func (l *Loop) Run(ctx context.Context) {
 // round does one Sync and records it; it returns the wait before the next.
 func (l *Loop) round(ctx context.Context) time.Duration {
 	l.mu.Lock()
-	conf, oth, pool := Servers(l.configured, l.others, l.cfg.Fallback)
+	servers, pool := Servers(l.configured, l.learned, l.cfg.Pool)
 	l.busy = true
 	wasPool := l.rounds > 0 && l.pool
+	owner := l.owner
 	l.mu.Unlock()
 	if pool && !wasPool {
-		l.cfg.Logf("clock: no NTP server from DHCP or netinit.ntp=, asking the public pool %q", oth)
+		l.cfg.Logf("clock: no NTP server in netinit.ntp=, asking the public pool %q too", l.cfg.Pool)
 	}
-	r := l.cfg.Syncer.Sync(ctx, conf, oth, l.cfg.Logf)
+	// Who keeps the clock is said before the round's own line; the
+	// round asks again (Syncer.Owner) before it corrects anything.
+	is, _ := l.cfg.Syncer.owner()
+	l.handOver(owner, is)
+	r := l.cfg.Syncer.Sync(ctx, servers, l.cfg.Logf)
 	now := time.Now
 	if l.cfg.Syncer.Now != nil {
 		now = l.cfg.Syncer.Now
 	}
+	l.saveFloor(r, now)
 	l.mu.Lock()
 	l.rounds++
-	l.last, l.pool = r, pool
-	l.servers = append(conf, oth...)
+	l.last, l.pool, l.owner = r, pool, is
+	l.servers = names(servers)
 	switch {
 	case r.Set:
 		l.failures = 0
@@ -182,6 +199,49 @@ func (l *Loop) round(ctx context.Context) time.Duration {
 	l.mu.Unlock()
 	l.cfg.Changed()
 	return wait
+}
+
+// handOver says when another program starts or stops keeping the clock
+// (was and is: Result.Owner of the last round and of this one). When one
+// starts, a slew of netinit's still in progress is cancelled: from then
+// on the clock has one owner (issue 26).
+func (l *Loop) handOver(was, is string) {
+	switch {
+	case is != "" && was == "":
+		l.cfg.Logf("clock: %s keeps the clock from now on: netinit only measures", is)
+		if err := l.cfg.Syncer.cancelSlew(); err != nil {
+			l.cfg.Logf("clock: cancelling netinit's slew in progress: %v", err)
+		}
+	case is == "" && was != "":
+		l.cfg.Logf("clock: %s is gone: netinit keeps the clock again", was)
+	}
+}
+
+// saveFloor saves the time a configured or pool server confirmed within
+// StepBound (LoopConfig.FloorFile). Only such a round: a time from the
+// LAN alone, or a large step not yet confirmed by a round after it, would
+// make a floor that no later step back could go below.
+func (l *Loop) saveFloor(r Result, now func() time.Time) {
+	if l.cfg.FloorFile == "" || r.Err != "" || !r.Trusted || !(r.Set || r.Measured) || r.Offset.Abs() > StepBound {
+		return
+	}
+	t := now()
+	if r.Measured {
+		t = t.Add(r.Offset)
+	}
+	if err := SaveFloor(l.cfg.FloorFile, t); err != nil && err.Error() != l.floorErr {
+		l.cfg.Logf("clock: %v", err)
+		l.floorErr = err.Error()
+	}
+}
+
+// names are the servers' names, in order.
+func names(servers []Server) []string {
+	out := make([]string, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, s.Name)
+	}
+	return out
 }
 
 // First waits, bounded by ctx, for the first round and returns its
@@ -222,9 +282,15 @@ func (l *Loop) State() *state.Clock {
 
 // State is the state file's record of one Sync.
 func (r Result) State() *state.Clock {
-	c := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Measured: r.Measured, Method: r.Method, Error: r.Err}
+	c := &state.Clock{Server: r.Server, OffsetMS: r.Offset.Milliseconds(), Set: r.Set, Measured: r.Measured, Method: r.Method,
+		Owner: r.Owner, Error: r.Err}
+	if !r.Floor.IsZero() {
+		f := r.Floor.UTC()
+		c.Floor = &f
+	}
 	for _, s := range r.Sources {
-		c.Sources = append(c.Sources, state.ClockSource{Server: s.Server, Configured: s.Configured, OffsetMS: s.Offset.Milliseconds(), Error: s.Err})
+		c.Sources = append(c.Sources, state.ClockSource{Server: s.Server, Configured: s.Configured, Origin: s.Origin,
+			Address: s.Address, OffsetMS: s.Offset.Milliseconds(), Error: s.Err})
 	}
 	return c
 }

@@ -3,6 +3,8 @@ package clock
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,54 +17,77 @@ import (
 
 // TestDecisionTable: what the answers of the servers asked make of the
 // clock: slewed, stepped, or left alone (refused), by the slew bound, the
-// step bound and the two-source rule.
+// step bound and who named each server (issue 29): a large step needs two
+// independent sources agreeing, one of them configured or the pool; LAN
+// sources alone never step far, and wait for the trusted ones.
 func TestDecisionTable(t *testing.T) {
 	type ans struct {
-		configured bool
-		offset     time.Duration
+		srv    Server
+		offset time.Duration
+		addr   string // the address that answered ("" = unique)
 	}
+	conf := func(n string) Server { return Server{Name: n, Kind: KindConfigured} }
+	pool := func(n string) Server { return Server{Name: n, Kind: KindPool} }
+	dhcp := func(n, link string) Server { return Server{Name: n, Kind: KindDHCP4, Link: link} }
+	dhcp6 := func(n, link string) Server { return Server{Name: n, Kind: KindDHCP6, Link: link} }
 	for _, tc := range []struct {
 		name    string
 		answers []ans
-		final   bool   // every server has answered
-		want    string // MethodSlew, MethodStep, "refuse", "wait"
-		from    int    // index of the answer used
+		late    []Server // still to answer
+		want    string   // MethodSlew, MethodStep, "refuse", "lan", "wait"
+		from    int      // index of the answer used
 	}{
-		{"tiny offset slewed", []ans{{true, 3 * time.Millisecond}}, false, MethodSlew, 0},
-		{"negative small slewed", []ans{{false, -400 * time.Millisecond}}, true, MethodSlew, 0},
-		{"at the slew bound slewed", []ans{{false, SlewBound}}, true, MethodSlew, 0},
-		{"over the slew bound stepped", []ans{{false, SlewBound + time.Millisecond}}, true, MethodStep, 0},
-		{"30 s stepped from one", []ans{{true, -30 * time.Second}}, false, MethodStep, 0},
-		{"at the step bound from one", []ans{{false, StepBound}}, true, MethodStep, 0},
-		{"over the step bound alone refused", []ans{{false, StepBound + time.Second}}, true, "refuse", 0},
-		{"over the step bound configured alone refused", []ans{{true, 10 * year}}, true, "refuse", 0},
-		{"two agree on ten years", []ans{{false, 10 * year}, {false, 10*year + time.Second}}, false, MethodStep, 0},
-		{"two disagree on ten years", []ans{{false, 10 * year}, {false, 10*year + 3*time.Second}}, true, "refuse", 0},
-		{"liar vs honest small: honest wins", []ans{{false, 10 * year}, {false, 20 * time.Millisecond}}, true, MethodSlew, 1},
-		{"unconfigured waits for the configured", []ans{{false, 10 * time.Millisecond}}, false, "wait", 0},
-		{"configured preferred", []ans{{true, -2 * time.Second}, {false, 10 * time.Millisecond}}, false, MethodStep, 0},
+		{"tiny offset slewed", []ans{{conf("a"), 3 * time.Millisecond, ""}}, []Server{conf("z")}, MethodSlew, 0},
+		{"negative small slewed", []ans{{dhcp("a", "eth0"), -400 * time.Millisecond, ""}}, nil, MethodSlew, 0},
+		{"at the slew bound slewed", []ans{{dhcp("a", "eth0"), SlewBound, ""}}, nil, MethodSlew, 0},
+		{"over the slew bound stepped", []ans{{dhcp("a", "eth0"), SlewBound + time.Millisecond, ""}}, nil, MethodStep, 0},
+		{"30 s stepped from one", []ans{{conf("a"), -30 * time.Second, ""}}, []Server{conf("z")}, MethodStep, 0},
+		{"at the step bound from one", []ans{{pool("a"), StepBound, ""}}, nil, MethodStep, 0},
+		{"over the step bound alone refused", []ans{{pool("a"), StepBound + time.Second, ""}}, nil, "refuse", 0},
+		{"over the step bound configured alone refused", []ans{{conf("a"), 10 * year, ""}}, nil, "refuse", 0},
+		{"two configured agree on ten years", []ans{{conf("a"), 10 * year, ""}, {conf("b"), 10*year + time.Second, ""}}, []Server{dhcp("z", "eth0")}, MethodStep, 0},
+		{"a large step waits for every configured server", []ans{{conf("a"), 10 * year, ""}, {conf("b"), 10*year + time.Second, ""}}, []Server{conf("z")}, "wait", 0},
+		{"a step back: two pool servers agree", []ans{{pool("a"), -3 * year, ""}, {pool("b"), -3 * year, ""}}, nil, MethodStep, 0},
+		{"configured and a lease agree", []ans{{dhcp("a", "eth0"), 10 * year, ""}, {conf("b"), 10 * year, ""}}, nil, MethodStep, 1},
+		{"two disagree on ten years", []ans{{conf("a"), 10 * year, ""}, {conf("b"), 10*year + 3*time.Second, ""}}, nil, "refuse", 0},
+		{"two names of one server", []ans{{conf("a"), 10 * year, "192.0.2.1"}, {conf("b"), 10 * year, "192.0.2.1"}}, nil, "refuse", 0},
+		{"two names of one lease", []ans{{dhcp("a", "eth0"), 3 * year, ""}, {dhcp("b", "eth0"), 3 * year, ""}}, nil, "lan", 0},
+		{"two leases of the LAN", []ans{{dhcp("a", "eth0"), 3 * year, ""}, {dhcp6("b", "eth0"), 3 * year, ""}, {dhcp("c", "eth1"), 3 * year, ""}}, nil, "lan", 0},
+		{"LAN liars wait for the configured", []ans{{dhcp("a", "eth0"), 3 * year, ""}, {dhcp("b", "eth0"), 3 * year, ""}}, []Server{conf("z")}, "wait", 0},
+		{"LAN liars vs configured honest", []ans{{dhcp("a", "eth0"), 3 * year, ""}, {dhcp("b", "eth0"), 3 * year, ""}, {conf("c"), 20 * time.Millisecond, ""}}, nil, MethodSlew, 2},
+		{"liar vs honest small on the LAN: honest wins", []ans{{dhcp("a", "eth0"), 10 * year, ""}, {dhcp("b", "eth0"), 20 * time.Millisecond, ""}}, nil, MethodSlew, 1},
+		{"LAN waits for the pool", []ans{{dhcp("a", "eth0"), 10 * time.Millisecond, ""}}, []Server{pool("z")}, "wait", 0},
+		{"LAN small not taken against a trusted answer", []ans{{pool("a"), 3 * year, ""}, {dhcp("b", "eth0"), 10 * time.Millisecond, ""}}, nil, "refuse", 0},
+		{"configured preferred", []ans{{conf("a"), -2 * time.Second, ""}, {dhcp("b", "eth0"), 10 * time.Millisecond, ""}}, []Server{conf("z")}, MethodStep, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var srcs []Source
 			var got []answer
-			pendingConfigured := false
+			var p pending
 			for i, a := range tc.answers {
-				srcs = append(srcs, Source{Server: string(rune('a' + i)), Configured: a.configured})
+				src := Source{Server: a.srv.Name, srv: a.srv, Origin: a.srv.Origin()}
+				if a.addr != "" {
+					src.addr = netip.AddrPortFrom(netip.MustParseAddr(a.addr), 123)
+				}
+				srcs = append(srcs, src)
 				got = append(got, answer{i: i, resp: &ntp.Response{ClockOffset: a.offset}})
 			}
-			if !tc.final {
-				// One configured server has not answered yet.
-				srcs = append(srcs, Source{Server: "late", Configured: true})
-				pendingConfigured = true
+			for _, s := range tc.late {
+				srcs = append(srcs, Source{Server: s.Name, srv: s, Origin: s.Origin()})
+				p.add(s, 1)
 			}
-			pick, why := choose(srcs, got, !pendingConfigured, tc.final)
-			switch {
-			case tc.want == "wait":
+			pick, why := choose(srcs, got, p)
+			switch tc.want {
+			case "wait":
 				if pick != nil || why != "" {
-					t.Fatalf("decided before the configured server answered: %+v %q", pick, why)
+					t.Fatalf("decided before the trusted server answered: %+v %q", pick, why)
 				}
-			case tc.want == "refuse":
-				if pick != nil || !strings.Contains(why, "needs two sources agreeing") {
+			case "refuse":
+				if pick != nil || !strings.Contains(why, "needs two independent sources agreeing") {
+					t.Fatalf("choose = %+v %q, want refusal", pick, why)
+				}
+			case "lan":
+				if pick != nil || !strings.Contains(why, "on LAN-learned servers alone is never taken") {
 					t.Fatalf("choose = %+v %q, want refusal", pick, why)
 				}
 			default:
@@ -103,28 +128,30 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestServers: the pool only when nothing else is known.
+// TestServers: configured first, else the pool, then what the leases
+// named, each name once.
 func TestServers(t *testing.T) {
 	pool := []string{"0.pool.ntp.org", "1.pool.ntp.org"}
 	for _, tc := range []struct {
-		name             string
-		configured, dhcp []string
-		wantConf, wantOt []string
-		wantPool         bool
+		name       string
+		configured []string
+		learned    []Server
+		want       []Server
+		wantPool   bool
 	}{
-		{"nothing known: the pool", nil, nil, nil, pool, true},
-		{"dhcp only", nil, []string{"192.0.2.1"}, nil, []string{"192.0.2.1"}, false},
-		{"configured only", []string{"ntp.example"}, nil, []string{"ntp.example"}, nil, false},
-		{"both", []string{"ntp.example"}, []string{"192.0.2.1"}, []string{"ntp.example"}, []string{"192.0.2.1"}, false},
-		{"state list holds the configured", []string{"ntp.example"}, []string{"192.0.2.1", "ntp.example", "192.0.2.1"}, []string{"ntp.example"}, []string{"192.0.2.1"}, false},
+		{"nothing known: the pool", nil, nil, Named(KindPool, "", pool...), true},
+		{"dhcp only: the pool too", nil, lan("192.0.2.1"), append(Named(KindPool, "", pool...), lan("192.0.2.1")...), true},
+		{"configured only", []string{"ntp.example"}, nil, Named(KindConfigured, "", "ntp.example"), false},
+		{"both", []string{"ntp.example"}, lan("192.0.2.1"), append(Named(KindConfigured, "", "ntp.example"), lan("192.0.2.1")...), false},
+		{"a lease names a configured one", []string{"192.0.2.1"}, lan("192.0.2.1", "192.0.2.2"), append(Named(KindConfigured, "", "192.0.2.1"), lan("192.0.2.2")...), false},
 	} {
-		c, o, p := Servers(tc.configured, tc.dhcp, pool)
-		if !slices.Equal(c, tc.wantConf) || !slices.Equal(o, tc.wantOt) || p != tc.wantPool {
-			t.Errorf("%s: Servers = %q %q %v", tc.name, c, o, p)
+		got, p := Servers(tc.configured, tc.learned, pool)
+		if !slices.Equal(got, tc.want) || p != tc.wantPool {
+			t.Errorf("%s: Servers = %v %v", tc.name, got, p)
 		}
 	}
-	if _, _, p := Servers(nil, nil, nil); p {
-		t.Error("an empty fallback reported as the pool")
+	if _, p := Servers(nil, nil, nil); p {
+		t.Error("an empty pool reported as the pool")
 	}
 }
 
@@ -158,7 +185,7 @@ func TestSlewOrStep(t *testing.T) {
 			if tc.withAdjust {
 				s.Adjust = func(d time.Duration) error { adj = append(adj, d); return tc.adjustErr }
 			}
-			r := s.Sync(context.Background(), []string{addr}, nil, t.Logf)
+			r := s.Sync(context.Background(), Named(KindConfigured, "", addr), t.Logf)
 			if r.Method != tc.wantMethod || sets != tc.wantSets || len(adj) != len(tc.wantAdj) || !strings.Contains(r.Err, tc.wantErr) {
 				t.Fatalf("Sync = %+v; sets %d, adjusts %v", r, sets, adj)
 			}
@@ -202,13 +229,13 @@ func TestLoopServersChange(t *testing.T) {
 	if l.State() != nil {
 		t.Fatal("a state before the first round")
 	}
-	l.SetServers(nil, []string{"127.0.0.1"})
+	l.SetServers(nil, lan("127.0.0.1"))
 	r, ok := runFirst(t, l)
 	if !ok || r.Set || !strings.Contains(r.Err, "no NTP server answered") {
 		t.Fatalf("first round: %+v ok %v", r, ok)
 	}
-	l.SetServers(nil, []string{"127.0.0.1"}) // unchanged: no round
-	l.SetServers(nil, []string{"127.0.0.2"}) // changed: a round now
+	l.SetServers(nil, lan("127.0.0.1")) // unchanged: no round
+	l.SetServers(nil, lan("127.0.0.2")) // changed: a round now
 	if !lab.Eventually(5*time.Second, func() bool { st := l.State(); return st.Rounds == 2 }) {
 		t.Fatalf("no round after the servers changed: %+v", l.State())
 	}
@@ -235,7 +262,7 @@ func TestLoopMeasured(t *testing.T) {
 		Retry:    time.Minute,
 		Logf:     t.Logf,
 	})
-	l.SetServers(nil, []string{addr})
+	l.SetServers(nil, lan(addr))
 	r, ok := runFirst(t, l)
 	if !ok || !r.Measured || r.Set || r.Err != "" {
 		t.Fatalf("first round: %+v ok %v", r, ok)
@@ -246,5 +273,34 @@ func TestLoopMeasured(t *testing.T) {
 	}
 	if d := time.Until(*st.NextSync); d < 50*time.Minute {
 		t.Errorf("next round in %s, want the interval (1h here), not the retry", d)
+	}
+}
+
+// TestLoopSavesFloor: a round that a configured or pool server confirmed
+// saves the time for the next boot's floor; one on a LAN server alone
+// does not.
+func TestLoopSavesFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		configured []string
+		learned    []Server
+		want       bool
+	}{
+		{"configured", []string{fakeServer(t, 2, 0, 0)}, nil, true},
+		{"LAN alone", nil, lan(fakeServer(t, 2, 0, 0)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "clock")
+			c := &fakeClock{}
+			l := NewLoop(LoopConfig{Syncer: c.syncer(300 * time.Millisecond), Interval: time.Hour, FloorFile: path, Logf: t.Logf})
+			l.SetServers(tc.configured, tc.learned)
+			if r, ok := runFirst(t, l); !ok || !r.Set {
+				t.Fatalf("first round: %+v", r)
+			}
+			got, err := readFloor(path)
+			if tc.want != (err == nil) || tc.want && time.Since(got).Abs() > 2*time.Second {
+				t.Errorf("floor saved %v (%v), want saved: %v", got, err, tc.want)
+			}
+		})
 	}
 }

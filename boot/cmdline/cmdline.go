@@ -44,7 +44,10 @@ func (p Problem) Error() string {
 	if p.key == "" {
 		p.key, p.val, p.hasVal = splitKV(p.Token)
 	}
-	return src + ": " + displayKV(p.key, p.val, p.hasVal) + ": " + p.Err.Error()
+	// A peer URI's secrets (netinit.ygg.peers=tls://h:p?password=...)
+	// are redacted as in the state file: problems go to the console and
+	// into the world-readable state.
+	return spec.RedactURIs(src + ": " + displayKV(p.key, p.val, p.hasVal) + ": " + p.Err.Error())
 }
 
 func (p Problem) Unwrap() error { return p.Err }

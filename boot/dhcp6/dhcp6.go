@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
@@ -43,6 +44,10 @@ type Options struct {
 	// Oneshot returns after the first address (M) or configuration (O)
 	// has been applied and reported, or when ctx ends.
 	Oneshot bool
+	// Protected are the WireGuard tunnel subnets: no address is taken
+	// inside them, nor inside Yggdrasil's 200::/7 (lease.InOverlay, the
+	// RA path's rule).
+	Protected []netip.Prefix
 }
 
 // DUID is the client's DUID-LL (RFC 8415 section 11.4) from the link's
@@ -162,8 +167,11 @@ func (b *Binding) servers(what string, ips []net.IP, limit int) []netip.Addr {
 }
 
 // ParseReply extracts the binding for our IA_NA (iaid) from an Advertise
-// or Reply. With managed false only the configuration is taken.
-func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) {
+// or Reply. With managed false only the configuration is taken. An
+// address inside an overlay (lease.InOverlay: Yggdrasil's 200::/7, the
+// tunnel subnets protected) is refused: installed, its local route would
+// blackhole that overlay destination (issue 29).
+func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool, protected []netip.Prefix) (Binding, error) {
 	var b Binding
 	if err := statusErr(m.Options.Status()); err != nil {
 		return b, err
@@ -210,10 +218,17 @@ func ParseReply(m *dhcpv6.Message, iaid [4]byte, managed bool) (Binding, error) 
 		if statusErr(a.Options.Status()) != nil {
 			continue
 		}
+		if q, in := lease.InOverlay(netip.PrefixFrom(ip, 128), protected); in {
+			b.Dropped = append(b.Dropped, fmt.Sprintf("address %s: inside the overlay's %s", ip, q))
+			continue
+		}
 		b.Addr, b.Valid, b.Preferred = ip, a.ValidLifetime, a.PreferredLifetime
 		break
 	}
 	if !b.Addr.IsValid() {
+		if len(b.Dropped) > 0 {
+			return b, fmt.Errorf("%w (%s)", errNoAddrs, strings.Join(b.Dropped, "; "))
+		}
 		return b, errNoAddrs
 	}
 	b.T1, b.T2 = renewTimes(ia.T1, ia.T2, b.Preferred, b.Valid)

@@ -249,7 +249,7 @@ func (c *client) acquire(ctx context.Context) (Binding, netip.Addr, error) {
 			return Binding{}, netip.Addr{}, err
 		}
 		// Section 18.2.9: an Advertise without addresses is ignored.
-		if _, err := ParseReply(a, c.iaid, true); err != nil {
+		if _, err := c.parse(a, true); err != nil {
 			c.o.Logf("%s: dhcp6: advertise from %s ignored: %v", c.o.Link, server, err)
 			if err := pause.For(ctx, solicitParams.irt); err != nil {
 				return Binding{}, netip.Addr{}, err
@@ -267,7 +267,7 @@ func (c *client) acquire(ctx context.Context) (Binding, netip.Addr, error) {
 	if err != nil {
 		return Binding{}, netip.Addr{}, err
 	}
-	b, err := ParseReply(reply, c.iaid, true)
+	b, err := c.parse(reply, true)
 	return b, server, err
 }
 
@@ -292,7 +292,7 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		}
 		reply, from, err := c.exchange(ctx, m, dhcpv6.MessageTypeReply, renewParams, t2)
 		if err == nil {
-			if nb, perr := ParseReply(reply, c.iaid, true); perr == nil {
+			if nb, perr := c.parse(reply, true); perr == nil {
 				b, server = nb, from
 				c.bind(b, server, "bound")
 				continue
@@ -314,7 +314,7 @@ func (c *client) keep(ctx context.Context, b Binding, server netip.Addr) error {
 		}
 		reply, from, err = c.exchange(ctx, m, dhcpv6.MessageTypeReply, rebindParams, end)
 		if err == nil {
-			if nb, perr := ParseReply(reply, c.iaid, true); perr == nil {
+			if nb, perr := c.parse(reply, true); perr == nil {
 				b, server = nb, from
 				c.bind(b, server, "bound")
 				continue
@@ -344,7 +344,7 @@ func (c *client) information(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b, err := ParseReply(reply, c.iaid, false)
+		b, err := c.parse(reply, false)
 		if err != nil {
 			c.o.Logf("%s: dhcp6: information-request: %v", c.o.Link, err)
 			if err := pause.For(ctx, infoParams.irt); err != nil {
@@ -362,6 +362,11 @@ func (c *client) information(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// parse is ParseReply for this client's IA_NA and protected prefixes.
+func (c *client) parse(m *dhcpv6.Message, managed bool) (Binding, error) {
+	return ParseReply(m, c.iaid, managed, c.o.Protected)
 }
 
 // logDropped says what of a reply was not taken (names already quoted).

@@ -103,7 +103,7 @@ func reply(iaid [4]byte, status iana.StatusCode, addrs ...*dhcpv6.OptIAAddress) 
 func TestParseReply(t *testing.T) {
 	id := [4]byte{1, 2, 3, 4}
 	good := &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("2001:db8::100"), PreferredLifetime: time.Hour, ValidLifetime: 2 * time.Hour}
-	b, err := ParseReply(reply(id, iana.StatusSuccess, good), id, true)
+	b, err := ParseReply(reply(id, iana.StatusSuccess, good), id, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +126,14 @@ func TestParseReply(t *testing.T) {
 		"preferred > valid": {reply(id, iana.StatusSuccess, bad), errNoAddrs},
 		"empty IA":          {reply(id, iana.StatusSuccess), errNoAddrs},
 	} {
-		if _, err := ParseReply(tc.m, id, true); !errors.Is(err, tc.err) {
+		if _, err := ParseReply(tc.m, id, true, nil); !errors.Is(err, tc.err) {
 			t.Errorf("%s: err %v, want %v", name, err, tc.err)
 		}
 	}
 	// Information only: the refresh time has a floor of IRT_MINIMUM.
 	m := reply(id, iana.StatusSuccess)
 	m.AddOption(dhcpv6.OptInformationRefreshTime(time.Second))
-	b, err = ParseReply(m, id, false)
+	b, err = ParseReply(m, id, false, nil)
 	if err != nil || b.Refresh != irtMinimum || b.Addr.IsValid() || len(b.DNS) != 1 {
 		t.Fatalf("%+v %v", b, err)
 	}
@@ -149,7 +149,7 @@ func TestParseReplyHostile(t *testing.T) {
 	dhcpv6.WithDomainSearchList("x\nnameserver\t6.6.6.6", "Lab.Example.")(m)
 	ntp := func(s string) dhcpv6.Option { a := dhcpv6.NTPSuboptionSrvAddr(net.ParseIP(s)); return &a }
 	m.AddOption(&dhcpv6.OptNTPServer{Suboptions: dhcpv6.Options{ntp("::1"), ntp("ff02::101"), ntp("2001:db8::123"), ntp("2001:db8::123")}})
-	b, err := ParseReply(m, id, true)
+	b, err := ParseReply(m, id, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +158,32 @@ func TestParseReplyHostile(t *testing.T) {
 	}
 	if got := strings.Join(b.Dropped, "\n"); len(b.Dropped) != 6 || !strings.Contains(got, `search domain "x\nnameserver\t6.6.6.6"`) || !strings.Contains(got, "ntp server ::1") {
 		t.Errorf("dropped:\n%s", got)
+	}
+}
+
+// TestParseReplyOverlay (issue 29): an IA_NA address inside Yggdrasil's
+// 200::/7 (its 300::/8 subnets included) or inside a protected WireGuard
+// subnet is refused, and said; the next address of the IA that is outside
+// them is taken.
+func TestParseReplyOverlay(t *testing.T) {
+	id := [4]byte{1, 2, 3, 4}
+	wg := []netip.Prefix{netip.MustParsePrefix("2001:db8:ff::/64")}
+	ia := func(a string) *dhcpv6.OptIAAddress {
+		return &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP(a), PreferredLifetime: time.Hour, ValidLifetime: 2 * time.Hour}
+	}
+	for _, a := range []string{"200:1:2::100", "3ff:1::1", "300:1:2:3::100", "2001:db8:ff::100"} {
+		b, err := ParseReply(reply(id, iana.StatusSuccess, ia(a)), id, true, wg)
+		if !errors.Is(err, errNoAddrs) || b.Addr.IsValid() || !strings.Contains(err.Error(), "inside the overlay's") {
+			t.Errorf("%s: binding %+v, err %v; want it refused", a, b, err)
+		}
+	}
+	b, err := ParseReply(reply(id, iana.StatusSuccess, ia("300:1:2:3::100"), ia("2001:db8:1::100")), id, true, wg)
+	if err != nil || b.Addr != netip.MustParseAddr("2001:db8:1::100") || len(b.Dropped) != 1 || !strings.Contains(b.Dropped[0], "300:1:2:3::100: inside the overlay's 200::/7") {
+		t.Fatalf("binding %+v, err %v", b, err)
+	}
+	// Without the tunnel subnet given, 2001:db8:ff::/64 is an address like any.
+	if b, err := ParseReply(reply(id, iana.StatusSuccess, ia("2001:db8:ff::100")), id, true, nil); err != nil || !b.Addr.IsValid() {
+		t.Fatalf("binding %+v, err %v", b, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/threefoldtech/netinit/boot/dnsname"
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 // FuzzReplyLease is the DHCPv6 reply path end to end: server bytes
@@ -18,7 +19,8 @@ import (
 // servers, search domains and NTP servers hold, an address is never
 // preferred longer than valid, the renewal never comes back to back
 // (T1 at least a second, T2 not before T1), every server and name can go
-// into resolv.conf, and what the log says of the dropped parts is one
+// into resolv.conf, no address lies inside an overlay (Yggdrasil's, a
+// protected WireGuard subnet), and what the log says of the dropped parts is one
 // line each.
 func FuzzReplyLease(f *testing.F) {
 	id := [4]byte{1, 2, 3, 4}
@@ -27,13 +29,15 @@ func FuzzReplyLease(f *testing.F) {
 	hostile.UpdateOption(dhcpv6.OptDNS(net.ParseIP("::1"), net.ParseIP("fe80::1"), net.ParseIP("2001:db8::53")))
 	dhcpv6.WithDomainSearchList("x\nnameserver\t6.6.6.6", "lab.example")(hostile)
 	f.Add(hostile.ToBytes())
+	f.Add(reply(id, iana.StatusSuccess, &dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("300:1:2:3::100"), ValidLifetime: time.Hour}).ToBytes())
+	wg := []netip.Prefix{netip.MustParsePrefix("2001:db8:ff::/64")}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := dhcpv6.MessageFromBytes(b)
 		if err != nil {
 			return
 		}
 		for _, managed := range []bool{true, false} {
-			r, err := ParseReply(m, id, managed)
+			r, err := ParseReply(m, id, managed, wg)
 			if err != nil {
 				continue
 			}
@@ -42,6 +46,9 @@ func FuzzReplyLease(f *testing.F) {
 			}
 			if managed && (r.T1 < time.Second || r.T2 < r.T1) {
 				t.Fatalf("T1 %s T2 %s for preferred %s valid %s", r.T1, r.T2, r.Preferred, r.Valid)
+			}
+			if q, in := lease.InOverlay(netip.PrefixFrom(r.Addr, 128), wg); r.Addr.IsValid() && in {
+				t.Fatalf("address %s inside the overlay's %s", r.Addr, q)
 			}
 			for _, d := range r.Dropped {
 				if strings.ContainsFunc(d, func(c rune) bool { return c < ' ' || c == 0x7f }) {

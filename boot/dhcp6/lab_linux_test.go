@@ -200,3 +200,78 @@ func TestDHCPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestDHCPv6Overlay (issue 29): a real DHCPv6 server (dnsmasq) behind an
+// M-flag RA (radvd) hands out addresses inside Yggdrasil's 300::/8 and
+// inside a WireGuard tunnel subnet: the client refuses them, says why, and
+// none is in the kernel (its local route would blackhole that overlay
+// destination).
+func TestDHCPv6Overlay(t *testing.T) {
+	for _, c := range []struct {
+		name, prefix string
+		protected    []netip.Prefix
+	}{
+		{"yggdrasil", "300:1:2:3::", nil},
+		{"wireguard", "2001:db8:ff::", []netip.Prefix{lab.HostileWGSubnet}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if lab.Child() {
+				var mu sync.Mutex
+				var out childOut
+				logf := func(f string, a ...any) { mu.Lock(); out.Log = append(out.Log, fmt.Sprintf(f, a...)); mu.Unlock() }
+				prepareLink(t, "c0")
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				if err := ra.Run(ctx, ra.Options{Link: "c0", Oneshot: true, Logf: logf, Report: func(l lease.Report) { out.RA = l }}); err != nil {
+					out.Err = err.Error()
+				}
+				// Long enough for several Solicits (IRT 1 s) to be answered.
+				ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				_ = Run(ctx, Options{Link: "c0", Managed: true, Oneshot: true, Logf: logf, Protected: c.protected,
+					Report: func(l lease.Report) { mu.Lock(); out.Leases = append(out.Leases, l); mu.Unlock() }})
+				mu.Lock()
+				defer mu.Unlock()
+				lab.ChildResult(t, out)
+				return
+			}
+			t.Parallel()
+			lab.Require(t, "ip", "radvd", "dnsmasq", "sysctl")
+			lab.GuardResolvConf(t)
+			r, cl := lab.NewNS(t, "d6or"), lab.NewNS(t, "d6oc")
+			lab.Veth(t, r, "r0", cl, "c0")
+			r.MustExec("ip", "addr", "add", "2001:db8:1::1/64", "dev", "r0", "nodad")
+			// dnsmasq serves a range only on a prefix of its interface.
+			r.MustExec("ip", "addr", "add", c.prefix+"1/64", "dev", "r0", "nodad")
+			radvd := lab.Radvd(t, r, fmt.Sprintf(radvdConf, "on", "off"))
+			dnsmasq := lab.Dnsmasq(t, r, "r0", "--log-facility=-",
+				"--dhcp-range="+c.prefix+"100,"+c.prefix+"1ff,64,2m")
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("radvd:\n%s\ndnsmasq:\n%s", radvd.Output(), dnsmasq.Output())
+				}
+			})
+			var out childOut
+			lab.RunChild(t, cl, 45*time.Second, nil, &out)
+			log := strings.Join(out.Log, "\n")
+			t.Logf("client log:\n%s", log)
+			if out.Err != "" || !out.RA.Managed {
+				t.Fatalf("router discovery: %s, M=%v", out.Err, out.RA.Managed)
+			}
+			overlay := netip.MustParsePrefix(c.prefix + "/64")
+			for _, a := range lab.Addrs(t, cl.Handle(), "c0", netlink.FAMILY_V6) {
+				if ip, _ := netip.AddrFromSlice(a.IP); overlay.Contains(ip) {
+					t.Errorf("the kernel holds %s from the DHCPv6 server, inside the overlay", ip)
+				}
+			}
+			for _, l := range out.Leases {
+				if len(l.Addresses) > 0 {
+					t.Errorf("a lease with addresses was reported: %+v", l)
+				}
+			}
+			if !strings.Contains(log, "advertise from") || !strings.Contains(log, c.prefix) || !strings.Contains(log, "inside the overlay's") {
+				t.Errorf("the client did not say it refused the server's %s address", c.prefix)
+			}
+		})
+	}
+}

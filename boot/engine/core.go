@@ -304,6 +304,9 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 			st.DNS = append(st.DNS, le.DNS...)
 			st.Search = append(st.Search, le.Search...)
 			st.NTP = append(st.NTP, le.NTP...)
+			for _, a := range le.NTP {
+				st.NTPLearned = append(st.NTPLearned, state.NTPServer{Addr: a, Source: le.Source, Link: l.name})
+			}
 			if st.Hostname == "" {
 				st.Hostname = le.Hostname
 			}

@@ -329,7 +329,8 @@ func TestMerge(t *testing.T) {
 		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
 		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
 	v.links[2].carrierAt = time.Time{}
-	st := state.Assemble(merge(v, kern, t0), nil)
+	ns := merge(v, kern, t0)
+	st := state.Assemble(ns, nil)
 
 	if st.Schema != state.Schema || st.Phase != state.PhaseReady || st.Uplink != "eth0" || st.UplinkReason != "first-default-route" {
 		t.Errorf("header %+v", st)
@@ -369,6 +370,10 @@ func TestMerge(t *testing.T) {
 	}
 	if !slices.Equal(st.NTP, []string{"192.0.2.123", "pool.example"}) {
 		t.Errorf("ntp %v", st.NTP)
+	}
+	// The clock weighs each server by the lease that named it (issue 29).
+	if want := []state.NTPServer{{Addr: ip("192.0.2.123"), Source: lease.SourceDHCP4, Link: "eth0"}}; !slices.Equal(ns.NTPLearned, want) {
+		t.Errorf("ntp learned %+v, want %+v", ns.NTPLearned, want)
 	}
 	if st.Hostname != "node4" {
 		t.Errorf("hostname %q, want the uplink's", st.Hostname)

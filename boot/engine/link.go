@@ -359,7 +359,8 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
 			Link: name, Managed: managed, Other: other, Kick: l.renewDHCP6,
-			Report: e.report, Logf: e.cfg.Logf,
+			Protected: e.spec.WGAddress, // as the RA's
+			Report:    e.report, Logf: e.cfg.Logf,
 		})
 		e.mu.Lock()
 		current := l.dhcp6Gen == gen

@@ -8,6 +8,7 @@ package lease
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -120,6 +121,29 @@ var defaultHalves = [...]netip.Prefix{
 // non-uplink's 0.0.0.0/1 + 128.0.0.0/1, on-link ::/0 or RIO ::/1 must not
 // override the uplink).
 func Wide(p netip.Prefix) bool { return p.Bits() < 8 }
+
+// Yggdrasil is Yggdrasil's address space: 200::/7 holds the node
+// addresses and, inside it, 300::/8 the routed /64 subnets. ygg0 routes
+// 200::/7; an address or a more specific route learnt from a neighbour on
+// an Ethernet would send overlay traffic there in clear (issue 13), and
+// the local route of such an address blackholes that overlay destination.
+var Yggdrasil = []netip.Prefix{netip.MustParsePrefix("200::/7"), netip.MustParsePrefix("300::/8")}
+
+// InOverlay returns the overlay prefix that p lies in: Yggdrasil's
+// (always) or one of tunnels (the WireGuard tunnel subnets,
+// netinit.wg.address=). No address and no route a client learnt from the
+// wire (an RA, a DHCPv6 lease) may lie in one. A prefix that only covers
+// an overlay (::/1 around 200::/7) is not in it: the overlay's own,
+// longer, route still wins for its part. An address is its /32 or /128.
+func InOverlay(p netip.Prefix, tunnels []netip.Prefix) (netip.Prefix, bool) {
+	for _, q := range slices.Concat(Yggdrasil, tunnels) {
+		q = q.Masked()
+		if p.Bits() >= q.Bits() && q.Contains(p.Addr()) {
+			return q, true
+		}
+	}
+	return netip.Prefix{}, false
+}
 
 // Reporter receives a client's report after every change. It must not
 // block for long; the engine copies what it needs.

@@ -15,6 +15,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/identity"
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -276,6 +277,15 @@ next:
 		kept = append(kept, p)
 	}
 	return kept, dropped
+}
+
+// redactAll is spec.RedactURI of each peer or listener URI, for the log.
+func redactAll(uris []string) []string {
+	out := make([]string, len(uris))
+	for i, u := range uris {
+		out[i] = spec.RedactURI(u)
+	}
+	return out
 }
 
 // ownPrefixes are the global IPv6 prefixes on the uplink.

@@ -69,6 +69,9 @@ type Config struct {
 	// Clock corrects the clock (the system clock when nil; tests give a
 	// fake so that the machine's clock is never touched).
 	Clock *clock.Syncer
+	// FloorFile is where the clock loop saves the time it confirmed
+	// (clock.LoopConfig.FloorFile); "" none.
+	FloorFile string
 	// Bridge is the management bridge the uplink NIC moves onto after
 	// its lease ("" = none): Yggdrasil's multicast discovery, started
 	// on the NIC, follows it there.
@@ -191,7 +194,7 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 	}
 	m.uplinkKey = key
 	if m.clock != nil {
-		m.clock.SetServers(m.cfg.NTP, st.NTPServers())
+		m.clock.SetServers(m.cfg.NTP, learnedNTP(st))
 	}
 	if m.decided {
 		return
@@ -208,10 +211,24 @@ func (m *Manager) startClock(st *state.NetworkStatus) {
 	if mode == "" {
 		mode = runmode.Prod // the same public pool in every mode
 	}
-	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Fallback: runmode.For(mode).NTP,
-		Logf: m.cfg.Logf, Changed: m.publish})
-	m.clock.SetServers(m.cfg.NTP, st.NTPServers())
+	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Pool: runmode.For(mode).NTP,
+		FloorFile: m.cfg.FloorFile, Logf: m.cfg.Logf, Changed: m.publish})
+	m.clock.SetServers(m.cfg.NTP, learnedNTP(st))
 	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })
+}
+
+// learnedNTP are the NTP servers the uplink's leases named, each with its
+// lease (the clock weighs them by it).
+func learnedNTP(st *state.NetworkStatus) []clock.Server {
+	var out []clock.Server
+	for _, s := range st.NTPLearned {
+		kind := clock.KindDHCP4
+		if s.Source == lease.SourceDHCP6 {
+			kind = clock.KindDHCP6
+		}
+		out = append(out, clock.Server{Name: s.Addr.String(), Kind: kind, Link: s.Link})
+	}
+	return out
 }
 
 // spawn runs fn in a goroutine the manager owns. A panic in it is
@@ -532,7 +549,7 @@ func (m *Manager) yggOptions(st *state.NetworkStatus) (ygg.Options, *identity.Id
 		peers, dropped = peersOutsideOwn(ctx, peers, own, lookupHost)
 		cancel()
 		if len(dropped) > 0 {
-			m.cfg.Logf("yggdrasil: not peering with %q: inside the node's own prefixes %v", dropped, own)
+			m.cfg.Logf("yggdrasil: not peering with %q: inside the node's own prefixes %v", redactAll(dropped), own)
 		}
 	}
 	opts := ygg.Options{
@@ -588,7 +605,7 @@ func (m *Manager) startYggdrasil(st *state.NetworkStatus) error {
 	m.markLocked("ygg_up")
 	m.mu.Unlock()
 	m.spawn("first peer watch", m.watchFirstPeer)
-	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), origin, len(opts.Peers), opts.Listen)
+	m.cfg.Logf("yggdrasil: up, address %s (%s), %d peers configured, listening on %v", n.Address(), origin, len(opts.Peers), redactAll(opts.Listen))
 	return nil
 }
 
@@ -605,9 +622,14 @@ func (m *Manager) startWireGuard(st *state.NetworkStatus) error {
 	case r.Measured:
 		// `netinit up`: the host keeps its clock; only a wrong one is
 		// worth a word.
+		// After the handoff, 0-OS's ntpd keeps it.
 		if r.Offset.Abs() > clock.AgreeWithin {
-			m.problem("clock: this host's clock is %s off (ntp %s), left to the host: WireGuard handshakes may be ignored by peers that saw a later clock",
-				r.Offset.Round(time.Millisecond), r.Server)
+			keeper := r.Owner
+			if keeper == "" {
+				keeper = "the host"
+			}
+			m.problem("clock: this host's clock is %s off (ntp %s), left to %s: WireGuard handshakes may be ignored by peers that saw a later clock",
+				r.Offset.Round(time.Millisecond), r.Server, keeper)
 		}
 	case !r.Set:
 		m.problem("clock: NOT set by NTP before WireGuard (%s): handshakes may be ignored by peers that saw a later clock", orNone(r.Err))

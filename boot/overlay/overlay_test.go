@@ -189,6 +189,26 @@ func TestNodeInfoPublishesNothing(t *testing.T) {
 	}
 }
 
+// TestPeerSecretsNotLogged (issue 29): the line that says a configured
+// peer is not used names it with its password redacted, as the state
+// file does.
+func TestPeerSecretsNotLogged(t *testing.T) {
+	var logs lab.Logs
+	o := spec.Defaults().Overlay
+	o.YggPeers = []string{"tls://[2001:db8:1::5]:443?password=hunter2", "tcp://198.51.100.1:9943"}
+	m := New(context.Background(), Config{Spec: o, Logf: logs.Logf})
+	st := &state.NetworkStatus{Uplink: "eth0", Links: []state.LinkStatus{{Name: "eth0", Addrs: []state.AddrStatus{
+		{Prefix: netip.MustParsePrefix("2001:db8:1::10/64"), Source: lease.SourceSLAAC, Public: true}}}}}
+	opts, _ := m.yggOptions(st)
+	if !slices.Equal(opts.Peers, []string{"tcp://198.51.100.1:9943"}) {
+		t.Fatalf("peers %q: the one inside the node's own prefix should be dropped", opts.Peers)
+	}
+	got := logs.String()
+	if strings.Contains(got, "hunter2") || !strings.Contains(got, `not peering with ["tls://[2001:db8:1::5]:443?password=REDACTED"]`) {
+		t.Errorf("log:\n%s", got)
+	}
+}
+
 // TestMulticastFollowsBridge: Yggdrasil started on the NIC before it
 // moves onto the management bridge (its lease first) keeps discovering
 // LAN peers there: the bridge's name is matched too.
@@ -231,12 +251,16 @@ func TestClockLoopWired(t *testing.T) {
 	if c := clockState(); c.Set || c.Error == "" || !slices.Equal(c.Servers, []string{"127.0.0.1"}) {
 		t.Errorf("clock state: %+v", c)
 	}
-	m.Update(&state.NetworkStatus{Phase: state.PhaseReady, NTP: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")}})
+	learned := func(a string) state.NTPServer {
+		return state.NTPServer{Addr: netip.MustParseAddr(a), Source: lease.SourceDHCP4, Link: "eth0"}
+	}
+	m.Update(&state.NetworkStatus{Phase: state.PhaseReady, NTP: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
+		NTPLearned: []state.NTPServer{learned("127.0.0.1"), learned("127.0.0.2")}})
 	if !lab.Eventually(5*time.Second, func() bool { c := clockState(); return c.Rounds == 2 }) {
 		t.Fatalf("no round after DHCP named a new server: %+v", clockState())
 	}
-	if c := clockState(); !slices.Equal(c.Servers, []string{"127.0.0.1", "127.0.0.2"}) {
-		t.Errorf("servers asked: %q", c.Servers)
+	if c := clockState(); !slices.Equal(c.Servers, []string{"127.0.0.1", "127.0.0.2"}) || len(c.Sources) != 2 || c.Sources[1].Origin != "dhcp4 on eth0" {
+		t.Errorf("servers asked: %q, sources %+v", c.Servers, c.Sources)
 	}
 }
 

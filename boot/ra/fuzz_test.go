@@ -8,6 +8,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/dnsname"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -28,7 +29,7 @@ func FuzzRAPlan(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	protected := append([]netip.Prefix{lab.HostileWGSubnet}, yggdrasil...)
+	protected := append([]netip.Prefix{lab.HostileWGSubnet}, lease.Yggdrasil...)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ra, err := Validate(b, r1, 255)
 		if err != nil {

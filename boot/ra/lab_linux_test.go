@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -336,6 +338,22 @@ func runSender(t *testing.T, script string) {
 			from := netip.MustParseAddr(fmt.Sprintf("fe80::100:%x", i%8))
 			send(&ndp.RouterAdvertisement{RouterLifetime: 1800 * time.Second, Options: opts}, from, 255)
 		}
+	case "flood":
+		// Four routers (floodRA, from fe80::f:0 to f:3) fill every cap
+		// at once, announcing an interval of 3 s: each refreshes its
+		// entries every second for 6 s, then all fall silent. 4 RAs a
+		// second stay under the client's log limiter, so the real
+		// router's refusals are logged.
+		for k := range 6 {
+			for i := range 4 {
+				from, ra := floodRA(i, 3*time.Second)
+				send(ra, from, 255)
+				time.Sleep(250 * time.Millisecond)
+			}
+			if k == 0 {
+				fmt.Println("FLOOD-STARTED")
+			}
+		}
 	case "expire":
 		// valid 4 s / preferred 2 s; then an RA with valid 0 and preferred
 		// 0: the address is deprecated at once, but (RFC 4862 5.5.3 (e))
@@ -422,6 +440,134 @@ func TestHostileRAs(t *testing.T) {
 	joined := strings.Join(out.Log, "\n")
 	if !strings.Contains(joined, "hop limit 64") || !strings.Contains(joined, "not link-local") {
 		t.Fatalf("invalid RAs were not logged as ignored")
+	}
+}
+
+// radvdFresh is a real router that announces its interval (RFC 6275
+// section 7.3, AdvIntervalOpt: 4000 ms).
+const radvdFresh = `interface br0 {
+	AdvSendAdvert on;
+	MinRtrAdvInterval 3;
+	MaxRtrAdvInterval 4;
+	AdvIntervalOpt on;
+	AdvDefaultLifetime 1800;
+	prefix 2001:db8:1::/64 {
+		AdvOnLink on;
+		AdvAutonomous on;
+	};
+};
+`
+
+// TestFloodGoesStale (issue 29): four routers flood the link first and
+// fill the caps (4 routers, 16 addresses, 16 on-link prefixes) with
+// infinite lifetimes; a real radvd that starts next is refused while the
+// flood keeps refreshing its entries, and gets in (its default route,
+// its address, its on-link prefix) once the flood has not been refreshed
+// within its announced interval.
+func TestFloodGoesStale(t *testing.T) {
+	if s := os.Getenv("RA_SENDER"); s != "" {
+		runSender(t, s)
+		return
+	}
+	if lab.Child() {
+		runClient(t, Options{DefaultRoute: func() bool { return true }}, 20*time.Second)
+		return
+	}
+	t.Parallel()
+	r, c := routerLab(t, "fl")
+	// The flooders sit in their own namespace (their link is named r0
+	// too, for runSender), bridged to the client's link: radvd, on the
+	// bridge, sends from its own link-local address.
+	f := lab.NewNS(t, "flf")
+	// A router: member of all-routers (ff02::2), where the client solicits.
+	f.MustExec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	lab.Veth(t, f, "r0", r, "rf")
+	r.MustExec("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0", "forward_delay", "0")
+	r.MustExec("ip", "link", "set", "r0", "master", "br0")
+	r.MustExec("ip", "link", "set", "rf", "master", "br0")
+	r.MustExec("ip", "link", "set", "br0", "up")
+	for i := range 4 {
+		f.MustExec("ip", "addr", "add", fmt.Sprintf("fe80::f:%x/64", i), "dev", "r0", "nodad")
+	}
+	sender := startSender(t, f, "flood")
+	// radvd starts once the flood has filled the table; the client runs
+	// meanwhile (RunChild blocks), so it is started from here.
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "radvd.conf")
+	if err := os.WriteFile(conf, []byte(radvdFresh), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	radvd := exec.Command("ip", "netns", "exec", r.Name, "radvd", "--nodaemon", "--config="+conf,
+		"--pidfile="+filepath.Join(dir, "radvd.pid"), "--logmethod=stderr")
+	var radvdOut lab.Buffer
+	radvd.Stdout, radvd.Stderr = &radvdOut, &radvdOut
+	var startErr error
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(sender.Output(), "FLOOD-STARTED") }) {
+			startErr = fmt.Errorf("the flood did not start:\n%s", sender.Output())
+			return
+		}
+		startErr = radvd.Start()
+	}()
+	t.Cleanup(func() {
+		<-started
+		if radvd.Process != nil {
+			_ = radvd.Process.Kill()
+			_ = radvd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("radvd:\n%s", radvdOut.String())
+		}
+	})
+	var out childOut
+	lab.RunChild(t, c, 40*time.Second, nil, &out)
+	<-started
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	t.Logf("client log (%d lines):\n%s", len(out.Log), strings.Join(out.Log, "\n"))
+	if out.Err != "" {
+		t.Fatalf("Run: %s", out.Err)
+	}
+	// radvd's RAs are the ones with its prefix.
+	var refused, admitted bool
+	var router netip.Addr
+	for _, l := range out.Log {
+		from, rest, ok := strings.Cut(strings.TrimPrefix(l, "c0: ra from "), ": ")
+		if !ok || !strings.Contains(rest, "prefix 2001:db8:1::/64") {
+			continue
+		}
+		if strings.Contains(rest, "router ignored (cap 4)") && !admitted {
+			refused = true
+		}
+		if strings.Contains(rest, "router replaces fe80::f:") {
+			admitted, router = true, netip.MustParseAddr(from)
+		}
+	}
+	if !refused || !admitted {
+		t.Fatalf("radvd refused while the flood was fresh: %v; admitted once it went stale: %v", refused, admitted)
+	}
+	if _, ok := kernelAddrs(t, c, "c0")[slaacFor(t, macOf(t, c, "c0"), "2001:db8:1::/64")]; !ok {
+		t.Errorf("radvd's SLAAC address is not in the kernel: %v", kernelAddrs(t, c, "c0"))
+	}
+	var via []string
+	for _, d := range defaultRoutes(t, c) {
+		via = append(via, d.Gw.String())
+	}
+	if !slices.Contains(via, router.String()) || len(via) != maxRouters {
+		t.Errorf("default routes via %v, want radvd's %s among %d", via, router, maxRouters)
+	}
+	onlink := false
+	rs, _ := c.Handle().RouteList(nil, netlink.FAMILY_V6)
+	for _, rt := range rs {
+		if rt.Dst != nil && rt.Dst.String() == "2001:db8:1::/64" && rt.Gw == nil {
+			onlink = true
+		}
+	}
+	if !onlink {
+		t.Errorf("radvd's prefix is not on-link in the kernel")
 	}
 }
 

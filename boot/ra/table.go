@@ -1,6 +1,7 @@
 package ra
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/dnsname"
+	"github.com/threefoldtech/netinit/boot/lease"
 )
 
 // Caps on what is taken from Router Advertisements. An RA is unauthenticated
@@ -36,6 +38,24 @@ const (
 	// maxNotes bounds the prefixes and routes named in one log line.
 	maxNotes = 4
 
+	// A full table prefers what keeps being heard (issue 29): the caps
+	// above are filled first come, and lifetimes may be infinite, so a
+	// flood at boot would otherwise keep the real router out until the
+	// next boot. An entry that no RA refreshed within its router's
+	// announced interval (or defaultAdvInterval) is stale: a new router,
+	// prefix, address or route takes its place when the table is full.
+	// defaultAdvInterval is RFC 4861 section 6.2.1's default
+	// MaxRtrAdvInterval (600 s): a router that says nothing sends an
+	// unsolicited RA at least that often. maxAdvInterval is that
+	// section's largest MaxRtrAdvInterval: an announced interval above it
+	// (a flood announcing days) is taken as this.
+	defaultAdvInterval = 10 * time.Minute
+	maxAdvInterval     = 1800 * time.Second
+	// optAdvInterval is the Advertisement Interval option (RFC 6275
+	// section 7.3; radvd's AdvIntervalOpt): the router's
+	// MaxRtrAdvInterval in milliseconds.
+	optAdvInterval = 7
+
 	// rioMinBits: no RFC 4191 route less specific than a /48 is taken.
 	// A Route Information option is unauthenticated; the kernel keeps
 	// such routes off by default (accept_ra_rt_info_max_plen = 0), and a
@@ -43,13 +63,6 @@ const (
 	// uplink's default route for most of the Internet.
 	rioMinBits = 48
 )
-
-// yggdrasil is the Yggdrasil address space: 200::/7 holds the node
-// addresses and, inside it, 300::/8 the routed /64 subnets. ygg0 routes
-// 200::/7; a more specific on-link or RFC 4191 route learnt from a
-// neighbour on an Ethernet would send overlay traffic there in clear
-// (issue 13), so no RA may put a route or an address in it.
-var yggdrasil = []netip.Prefix{netip.MustParsePrefix("200::/7"), netip.MustParsePrefix("300::/8")}
 
 // Infinite is the "infinity" lifetime of RFC 4861 section 4.6.2 (all ones in
 // a 32-bit field), as ndp decodes it: addr.Forever.
@@ -189,10 +202,15 @@ func fixRouteInfo(opts []byte, ra *ndp.RouterAdvertisement) {
 	}
 }
 
+// Every capped entry carries fresh: until then an RA refreshed it within
+// its router's interval (advInterval); after it, in a full table, the
+// entry may give its place to a new one (evict).
+
 type slaac struct {
 	addr           netip.Prefix // address/64
 	validUntil     time.Time    // zero: infinite
 	preferredUntil time.Time    // zero: infinite
+	fresh          time.Time
 }
 
 type router struct {
@@ -200,11 +218,18 @@ type router struct {
 	until  time.Time // never zero: router lifetime is 16 bits, no infinity
 	pref   ndp.Preference
 	metric int
+	fresh  time.Time
 }
 
 type rio struct {
 	via   netip.Addr
 	until time.Time
+	fresh time.Time
+}
+
+type onlink struct {
+	until time.Time // zero: infinite
+	fresh time.Time
 }
 
 // Table is the host's view of what routers on one link advertise
@@ -216,13 +241,13 @@ type Table struct {
 	linkMTU int // upper bound for the MTU option; 0 = no bound known
 
 	addrs   map[netip.Prefix]*slaac // by /64 prefix
-	onlink  map[netip.Prefix]time.Time
+	onlink  map[netip.Prefix]*onlink
 	routers map[netip.Addr]*router
 	routes  map[netip.Prefix]*rio
 	dns     map[netip.Addr]time.Time
 	search  map[string]time.Time
 
-	protected   []netip.Prefix // no route or address from an RA inside these
+	protected   []netip.Prefix // the tunnel subnets (Protect); Yggdrasil's always (lease.InOverlay)
 	pref64      netip.Prefix   // RFC 8781 NAT64 prefix, the most recent one
 	pref64Until time.Time
 
@@ -240,13 +265,11 @@ func NewTable(id [8]byte, linkMTU int) *Table {
 		id:      id,
 		linkMTU: linkMTU,
 		addrs:   map[netip.Prefix]*slaac{},
-		onlink:  map[netip.Prefix]time.Time{},
+		onlink:  map[netip.Prefix]*onlink{},
 		routers: map[netip.Addr]*router{},
 		routes:  map[netip.Prefix]*rio{},
 		dns:     map[netip.Addr]time.Time{},
 		search:  map[string]time.Time{},
-
-		protected: slices.Clone(yggdrasil),
 	}
 }
 
@@ -261,16 +284,10 @@ func (t *Table) Protect(ps ...netip.Prefix) {
 	}
 }
 
-// protectedBy returns the protected prefix that p lies in, if any. A
-// prefix that only covers a protected one (::/1 around 200::/7) is not in
-// it: the overlay's own, longer, route still wins for its part.
+// protectedBy returns the overlay prefix that p lies in, if any
+// (lease.InOverlay: the check DHCPv6 applies to its addresses too).
 func (t *Table) protectedBy(p netip.Prefix) (netip.Prefix, bool) {
-	for _, q := range t.protected {
-		if p.Bits() >= q.Bits() && q.Contains(p.Addr()) {
-			return q, true
-		}
-	}
-	return netip.Prefix{}, false
+	return lease.InOverlay(p, t.protected)
 }
 
 // Update processes one validated RA from src received at now. It returns
@@ -283,6 +300,7 @@ func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisemen
 
 	t.seenRA = true
 	t.last = src
+	fresh := now.Add(advInterval(ra))
 	if t.managed != ra.ManagedConfiguration || t.other != ra.OtherConfiguration {
 		t.managed, t.other = ra.ManagedConfiguration, ra.OtherConfiguration
 		changed = true
@@ -295,11 +313,14 @@ func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisemen
 			changed = true
 		}
 	} else if r, ok := t.routers[src]; ok {
-		r.until, r.pref = now.Add(ra.RouterLifetime), ra.RouterSelectionPreference
+		r.until, r.pref, r.fresh = now.Add(ra.RouterLifetime), ra.RouterSelectionPreference, fresh
 		changed = true
-	} else if len(t.routers) < maxRouters {
-		t.routers[src] = &router{addr: src, until: now.Add(ra.RouterLifetime), pref: ra.RouterSelectionPreference, metric: t.routerMetric(ra.RouterSelectionPreference)}
+	} else if room, why := evict(t.routers, maxRouters, now, func(r *router) time.Time { return r.fresh }, netip.Addr.Compare); room {
+		t.routers[src] = &router{addr: src, until: now.Add(ra.RouterLifetime), pref: ra.RouterSelectionPreference, metric: t.routerMetric(ra.RouterSelectionPreference), fresh: fresh}
 		changed = true
+		if why != "" {
+			note("router %s", why)
+		}
 	} else {
 		note("router ignored (cap %d)", maxRouters)
 	}
@@ -312,7 +333,7 @@ func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisemen
 				capped++
 				continue
 			}
-			c, n := t.prefix(now, o)
+			c, n := t.prefix(now, fresh, o)
 			changed = changed || c
 			if nPrefix <= maxNotes {
 				note("%s", n)
@@ -322,7 +343,7 @@ func (t *Table) Update(now time.Time, src netip.Addr, ra *ndp.RouterAdvertisemen
 				capped++
 				continue
 			}
-			c, n := t.route(now, src, o)
+			c, n := t.route(now, fresh, src, o)
 			changed = changed || c
 			if n != "" && nRoute <= maxNotes {
 				note("%s", n)
@@ -411,7 +432,8 @@ func (t *Table) routerMetric(p ndp.Preference) int {
 
 // prefix handles one Prefix Information option: RFC 4861 section 6.3.4 for
 // the on-link flag and RFC 4862 section 5.5.3 for autonomous addresses.
-func (t *Table) prefix(now time.Time, o *ndp.PrefixInformation) (changed bool, note string) {
+// fresh is when the entries it refreshes stop being fresh.
+func (t *Table) prefix(now, fresh time.Time, o *ndp.PrefixInformation) (changed bool, note string) {
 	p := netip.PrefixFrom(o.Prefix, int(o.PrefixLength)).Masked()
 	flags := ""
 	if o.OnLink {
@@ -436,11 +458,20 @@ func (t *Table) prefix(now time.Time, o *ndp.PrefixInformation) (changed bool, n
 				delete(t.onlink, p)
 				changed = true
 			}
-		case known || len(t.onlink) < maxOnLink:
-			t.onlink[p] = deadline(now, o.ValidLifetime)
+		case known:
+			t.onlink[p] = &onlink{until: deadline(now, o.ValidLifetime), fresh: fresh}
 			changed = true
 		default:
-			note += " on-link ignored (cap)"
+			room, why := evict(t.onlink, maxOnLink, now, func(e *onlink) time.Time { return e.fresh }, comparePrefix)
+			if !room {
+				note += " on-link ignored (cap)"
+				break
+			}
+			t.onlink[p] = &onlink{until: deadline(now, o.ValidLifetime), fresh: fresh}
+			changed = true
+			if why != "" {
+				note += " on-link " + why
+			}
 		}
 	}
 	if !o.AutonomousAddressConfiguration {
@@ -458,17 +489,24 @@ func (t *Table) prefix(now time.Time, o *ndp.PrefixInformation) (changed bool, n
 	switch {
 	case !known && o.ValidLifetime == 0:
 		return changed, note
-	case !known && len(t.addrs) >= maxAddrs:
-		return changed, note + fmt.Sprintf(" address ignored (cap %d)", maxAddrs)
 	case !known:
+		room, why := evict(t.addrs, maxAddrs, now, func(a *slaac) time.Time { return a.fresh }, comparePrefix)
+		if !room {
+			return changed, note + fmt.Sprintf(" address ignored (cap %d)", maxAddrs)
+		}
+		if why != "" {
+			note += " address " + why
+		}
 		t.addrs[p] = &slaac{
 			addr:           netip.PrefixFrom(SLAACAddr(p, t.id), 64),
 			validUntil:     deadline(now, o.ValidLifetime),
 			preferredUntil: deadline(now, o.PreferredLifetime),
+			fresh:          fresh,
 		}
 		return true, note
 	}
 	// (e): an address we already have.
+	a.fresh = fresh
 	a.preferredUntil = deadline(now, o.PreferredLifetime)
 	a.validUntil = deadline(now, ValidLifetime(remaining(now, a.validUntil), o.ValidLifetime))
 	if a.preferredUntil.IsZero() && !a.validUntil.IsZero() || !a.validUntil.IsZero() && a.preferredUntil.After(a.validUntil) {
@@ -478,7 +516,7 @@ func (t *Table) prefix(now time.Time, o *ndp.PrefixInformation) (changed bool, n
 }
 
 // route handles one RFC 4191 Route Information option.
-func (t *Table) route(now time.Time, src netip.Addr, o *ndp.RouteInformation) (changed bool, note string) {
+func (t *Table) route(now, fresh time.Time, src netip.Addr, o *ndp.RouteInformation) (changed bool, note string) {
 	p := netip.PrefixFrom(o.Prefix, int(o.PrefixLength)).Masked()
 	if !p.IsValid() || p.Bits() == 0 || p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() {
 		// ::/0 is the default route, which the router lifetime governs.
@@ -499,11 +537,72 @@ func (t *Table) route(now time.Time, src netip.Addr, o *ndp.RouteInformation) (c
 			return true, note
 		}
 		return false, note
-	case known || len(t.routes) < maxRoutes:
-		t.routes[p] = &rio{via: src, until: deadline(now, o.RouteLifetime)}
+	case known:
+		t.routes[p] = &rio{via: src, until: deadline(now, o.RouteLifetime), fresh: fresh}
 		return true, note
 	}
-	return false, note + " ignored (cap)"
+	room, why := evict(t.routes, maxRoutes, now, func(r *rio) time.Time { return r.fresh }, comparePrefix)
+	if !room {
+		return false, note + " ignored (cap)"
+	}
+	t.routes[p] = &rio{via: src, until: deadline(now, o.RouteLifetime), fresh: fresh}
+	if why != "" {
+		note += " " + why
+	}
+	return true, note
+}
+
+// advInterval is how long what ra gives stays fresh: the router's
+// Advertisement Interval (RFC 6275 section 7.3) when it sends one, at
+// most maxAdvInterval, else defaultAdvInterval. The option is 8 octets:
+// type, length 1, 2 reserved, the interval in milliseconds.
+func advInterval(ra *ndp.RouterAdvertisement) time.Duration {
+	for _, o := range ra.Options {
+		if r, ok := o.(*ndp.RawOption); ok && r.Type == optAdvInterval && len(r.Value) == 6 {
+			ms := binary.BigEndian.Uint32(r.Value[2:])
+			if ms == 0 {
+				break
+			}
+			return min(time.Duration(ms)*time.Millisecond, maxAdvInterval)
+		}
+	}
+	return defaultAdvInterval
+}
+
+// evict makes room for a new entry in m, which holds at most max: it
+// reports whether there is room, and when it made some, says which entry
+// gave its place. The entry that goes is the stale one (its fresh time
+// passed: no RA refreshed it within its router's interval) that was
+// refreshed longest ago; cmp orders entries stale since the same moment,
+// so that the choice does not depend on map order.
+func evict[K comparable, V any](m map[K]V, max int, now time.Time, fresh func(V) time.Time, cmp func(K, K) int) (room bool, why string) {
+	if len(m) < max {
+		return true, ""
+	}
+	var victim K
+	var since time.Time
+	found := false
+	for k, v := range m {
+		f := fresh(v)
+		if f.After(now) {
+			continue
+		}
+		if !found || f.Before(since) || f.Equal(since) && cmp(k, victim) < 0 {
+			victim, since, found = k, f, true
+		}
+	}
+	if !found {
+		return false, ""
+	}
+	delete(m, victim)
+	return true, fmt.Sprintf("replaces %v (not refreshed in its router's interval, stale for %s)", victim, now.Sub(since).Round(time.Second))
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // nat64 handles one RFC 8781 PREF64 option. The most recently received
@@ -578,8 +677,8 @@ func (t *Table) Expire(now time.Time) bool {
 			changed = true
 		}
 	}
-	for p, until := range t.onlink {
-		if gone(until) {
+	for p, o := range t.onlink {
+		if gone(o.until) {
 			delete(t.onlink, p)
 			changed = true
 		}
@@ -630,8 +729,8 @@ func (t *Table) Next(now time.Time) time.Time {
 			consider(a.preferredUntil)
 		}
 	}
-	for _, until := range t.onlink {
-		consider(until)
+	for _, o := range t.onlink {
+		consider(o.until)
 	}
 	for _, r := range t.routers {
 		consider(r.until)
@@ -689,8 +788,8 @@ func (t *Table) View(now time.Time) View {
 		v.Addrs = append(v.Addrs, Addr{Prefix: a.addr, Valid: remaining(now, a.validUntil), Preferred: remaining(now, a.preferredUntil)})
 	}
 	slices.SortFunc(v.Addrs, func(a, b Addr) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
-	for p, until := range t.onlink {
-		v.OnLink = append(v.OnLink, Route{Dst: p, Metric: 256, Lifetime: remaining(now, until)})
+	for p, o := range t.onlink {
+		v.OnLink = append(v.OnLink, Route{Dst: p, Metric: 256, Lifetime: remaining(now, o.until)})
 	}
 	for _, r := range t.routers {
 		v.Defaults = append(v.Defaults, Route{Dst: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Via: r.addr, Metric: r.metric, Lifetime: remaining(now, r.until)})

@@ -222,6 +222,138 @@ func TestTableCaps(t *testing.T) {
 	}
 }
 
+// floodRA is one of four flooding routers' RAs (fe80::f:0 to fe80::f:3):
+// router lifetime 9000 s, four prefixes of its own (on-link, autonomous,
+// infinite) and four RFC 4191 routes: together they fill every cap the
+// real router needs. interval, when not 0, is announced (RFC 6275 7.3).
+func floodRA(i int, interval time.Duration) (netip.Addr, *ndp.RouterAdvertisement) {
+	ra := &ndp.RouterAdvertisement{RouterLifetime: 9000 * time.Second}
+	for j := range 4 {
+		ra.Options = append(ra.Options, pio(fmt.Sprintf("2001:db8:f%x:%x::/64", i, j), Infinite, Infinite, true, true),
+			&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: Infinite, Prefix: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::", 0xf00+4*i+j))})
+	}
+	if interval > 0 {
+		ra.Options = append(ra.Options, advIntervalOpt(interval))
+	}
+	return netip.MustParseAddr(fmt.Sprintf("fe80::f:%x", i)), ra
+}
+
+func advIntervalOpt(d time.Duration) *ndp.RawOption {
+	v := make([]byte, 6)
+	ms := uint32(d / time.Millisecond)
+	v[2], v[3], v[4], v[5] = byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	return &ndp.RawOption{Type: optAdvInterval, Length: 1, Value: v}
+}
+
+// TestTableFloodReplaced (issue 29): four routers flooding at boot fill
+// every cap with infinite lifetimes. While they keep refreshing their
+// entries the real router stays out; once no RA has refreshed them within
+// their router's interval (10 minutes when none is announced; an
+// announced one of a day counts as RFC 4861's largest, 30 minutes) the
+// real router, its prefix, its address and its route take the place of
+// the stalest flood entries, and nothing else of the flood goes.
+func TestTableFloodReplaced(t *testing.T) {
+	real := func() *ndp.RouterAdvertisement {
+		return &ndp.RouterAdvertisement{RouterLifetime: 1800 * time.Second, Options: []ndp.Option{
+			pio("2001:db8:1::/64", time.Hour, time.Hour, true, true),
+			&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:aaaa::")}}}
+	}
+	has := func(v View) (router, addr, onlink, route bool) {
+		router = slices.ContainsFunc(v.Defaults, func(r Route) bool { return r.Via == r1 })
+		addr = slices.ContainsFunc(v.Addrs, func(a Addr) bool { return netip.MustParsePrefix("2001:db8:1::/64").Contains(a.Prefix.Addr()) })
+		onlink = slices.ContainsFunc(v.OnLink, func(r Route) bool { return r.Dst == netip.MustParsePrefix("2001:db8:1::/64") })
+		route = slices.ContainsFunc(v.Routes, func(r Route) bool { return r.Dst == netip.MustParsePrefix("2001:db8:aaaa::/48") })
+		return
+	}
+	for _, c := range []struct {
+		name     string
+		interval time.Duration // announced by the flood; 0: none
+		stale    time.Duration // after the flood's last RA
+	}{
+		{"no interval announced", 0, defaultAdvInterval},
+		{"a day announced", 24 * time.Hour, maxAdvInterval},
+		{"2 s announced", 2 * time.Second, 2 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tb := NewTable(testID, 1500)
+			flood := func(at time.Time) {
+				for i := range 4 {
+					src, ra := floodRA(i, c.interval)
+					tb.Update(at, src, ra)
+				}
+			}
+			// The flood, refreshed every second for a minute.
+			last := t0.Add(time.Minute)
+			for at := t0; !at.After(last); at = at.Add(time.Second) {
+				flood(at)
+			}
+			checkCaps(t, tb.View(last))
+			if v := tb.View(last); len(v.Defaults) != maxRouters || len(v.Addrs) != maxAddrs || len(v.OnLink) != maxOnLink || len(v.Routes) != maxRoutes {
+				t.Fatalf("the flood did not fill the table: %+v", v)
+			}
+			// While it is fresh, the real router is kept out.
+			at := last.Add(c.stale - time.Millisecond)
+			_, sum := tb.Update(at, r1, real())
+			if r, a, o, rt := has(tb.View(at)); r || a || o || rt {
+				t.Fatalf("the real router got in while the flood was fresh (router %v addr %v on-link %v route %v): %s", r, a, o, rt, sum)
+			}
+			// Once stale, it takes their place.
+			at = last.Add(c.stale)
+			_, sum = tb.Update(at, r1, real())
+			v := tb.View(at)
+			if r, a, o, rt := has(v); !r || !a || !o || !rt {
+				t.Fatalf("after the flood went stale: router %v addr %v on-link %v route %v: %s", r, a, o, rt, sum)
+			}
+			checkCaps(t, v)
+			if len(v.Defaults) != maxRouters || len(v.Addrs) != maxAddrs || len(v.OnLink) != maxOnLink || len(v.Routes) != maxRoutes {
+				t.Errorf("more than one entry of a kind replaced: %d routers, %d addrs, %d on-link, %d routes", len(v.Defaults), len(v.Addrs), len(v.OnLink), len(v.Routes))
+			}
+			if !strings.Contains(sum, "router replaces fe80::f:0") || !strings.Contains(sum, "address replaces 2001:db8:f0::/64") {
+				t.Errorf("summary does not say what was replaced: %s", sum)
+			}
+		})
+	}
+}
+
+// TestTableFreshHeld: an entry that keeps being refreshed is never
+// replaced, and of two stale ones the one refreshed longest ago goes.
+func TestTableFreshHeld(t *testing.T) {
+	tb := NewTable(testID, 1500)
+	var srcs []netip.Addr
+	for i := range maxRouters {
+		src := netip.MustParseAddr(fmt.Sprintf("fe80::f:%x", i))
+		srcs = append(srcs, src)
+		tb.Update(t0.Add(time.Duration(i)*time.Minute), src, &ndp.RouterAdvertisement{RouterLifetime: 9000 * time.Second})
+	}
+	// fe80::f:0 and f:1 keep being heard, f:2 and f:3 fall silent.
+	for at := t0; at.Before(t0.Add(time.Hour)); at = at.Add(5 * time.Minute) {
+		for _, src := range srcs[:2] {
+			tb.Update(at, src, &ndp.RouterAdvertisement{RouterLifetime: 9000 * time.Second})
+		}
+	}
+	now := t0.Add(time.Hour)
+	for i, want := range []netip.Addr{srcs[2], srcs[3]} {
+		src := netip.MustParseAddr(fmt.Sprintf("fe80::a:%x", i))
+		if _, sum := tb.Update(now, src, &ndp.RouterAdvertisement{RouterLifetime: 1800 * time.Second}); !strings.Contains(sum, "router replaces "+want.String()+" ") {
+			t.Errorf("new router %d: %s; want %s replaced", i, sum, want)
+		}
+	}
+	_, sum := tb.Update(now, netip.MustParseAddr("fe80::b:1"), &ndp.RouterAdvertisement{RouterLifetime: 1800 * time.Second})
+	if !strings.Contains(sum, "router ignored (cap 4)") {
+		t.Errorf("a fifth router took a fresh one's place: %s", sum)
+	}
+	var got []netip.Addr
+	for _, r := range tb.View(now).Defaults {
+		got = append(got, r.Via)
+	}
+	slices.SortFunc(got, netip.Addr.Compare)
+	want := []netip.Addr{netip.MustParseAddr("fe80::a:0"), netip.MustParseAddr("fe80::a:1"), srcs[0], srcs[1]}
+	slices.SortFunc(want, netip.Addr.Compare)
+	if !slices.Equal(got, want) {
+		t.Errorf("routers %v, want %v", got, want)
+	}
+}
+
 func checkCaps(t *testing.T, v View) {
 	t.Helper()
 	if len(v.Addrs) > maxAddrs || len(v.OnLink) > maxOnLink || len(v.Defaults) > maxRouters ||

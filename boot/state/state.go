@@ -9,11 +9,10 @@ package state
 
 import (
 	"encoding/json"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // Schema is the version of the state file format written by this package.
@@ -296,56 +295,32 @@ type Clock struct {
 	LastSync *time.Time `json:"last_sync,omitempty"`
 	// NextSync is when the next round is due.
 	NextSync *time.Time `json:"next_sync,omitempty"`
+	// Owner is the other program that keeps the clock ("0-OS's ntpd
+	// (pid N)"): netinit only measures while it runs.
+	Owner string `json:"owner,omitempty"`
+	// Floor is the earliest time the clock may be set to: the image's
+	// build time or the last time saved on the cache disk.
+	Floor *time.Time `json:"floor,omitempty"`
 }
 
 // ClockSource is one NTP server's answer.
 type ClockSource struct {
 	Server     string `json:"server"`
 	Configured bool   `json:"configured"` // netinit.ntp= (preferred)
-	OffsetMS   int64  `json:"offset_ms"`
-	Error      string `json:"error,omitempty"`
+	// Origin is who named it: configured, pool, "dhcp4 on eth0", "dhcp6
+	// on eth0".
+	Origin string `json:"origin,omitempty"`
+	// Address is the address that answered.
+	Address  string `json:"address,omitempty"`
+	OffsetMS int64  `json:"offset_ms"`
+	Error    string `json:"error,omitempty"`
 }
 
-// MarshalJSON writes the peer with its URI redacted (RedactURI): the state
-// file is world-readable (0644).
+// MarshalJSON writes the peer with its URI redacted (spec.RedactURI): the
+// state file is world-readable (0644).
 func (p YggdrasilPeer) MarshalJSON() ([]byte, error) {
 	type plain YggdrasilPeer
 	q := plain(p)
-	q.URI = RedactURI(p.URI)
+	q.URI = spec.RedactURI(p.URI)
 	return json.Marshal(q)
-}
-
-// Redacted replaces a secret in what the state shows.
-const Redacted = "REDACTED"
-
-// RedactURI hides the secrets a peering URI may carry: any userinfo
-// (user:password@) and the value of every query parameter named like a
-// secret (Yggdrasil's ?password=, RFC 3986 section 3.2.1 deprecates
-// passwords in userinfo but they still appear). A URI that does not
-// parse is replaced whole: it may be anything.
-func RedactURI(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Opaque != "" {
-		return Redacted
-	}
-	if u.User != nil {
-		u.User = url.User(Redacted)
-	}
-	if u.RawQuery != "" {
-		q, err := url.ParseQuery(u.RawQuery)
-		if err != nil {
-			return Redacted
-		}
-		changed := false
-		for k := range q {
-			switch strings.ToLower(k) {
-			case "password", "pass", "passwd", "secret", "key", "token", "psk":
-				q[k], changed = []string{Redacted}, true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
-	}
-	return u.String()
 }

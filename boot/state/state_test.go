@@ -2,7 +2,6 @@ package state
 
 import (
 	"encoding/json"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,28 +178,6 @@ func TestPeerSecretsRedacted(t *testing.T) {
 	if st.Yggdrasil.Peers[0].URI != "tls://peer.example.org:443?password=hunter2&maxbackoff=30s" {
 		t.Errorf("the state in memory was changed: %q", st.Yggdrasil.Peers[0].URI)
 	}
-}
-
-// FuzzRedactURI: redaction is idempotent (the state round-trips) and no
-// password value survives it.
-func FuzzRedactURI(f *testing.F) {
-	for _, s := range []string{"tls://h:1?password=x", "tcp://u:p@h:1", "tcp://h:1?a=1&b=2", "quic://[2001:db8::1]:1?PassWord=y#frag", "tcp://%zz"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		r := RedactURI(s)
-		if RedactURI(r) != r {
-			t.Fatalf("not idempotent: %q → %q → %q", s, r, RedactURI(r))
-		}
-		if u, err := url.Parse(r); err == nil {
-			if p := u.Query().Get("password"); p != "" && p != Redacted {
-				t.Fatalf("%q → %q keeps password %q", s, r, p)
-			}
-			if pw, ok := u.User.Password(); ok {
-				t.Fatalf("%q → %q keeps a userinfo password %q", s, r, pw)
-			}
-		}
-	})
 }
 
 func TestRouteString(t *testing.T) {

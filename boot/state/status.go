@@ -32,8 +32,11 @@ type NetworkStatus struct {
 	Search   []string
 	NTP      []netip.Addr
 	NTPNames []string // netinit.ntp=, as given (names or addresses)
-	Hostname string
-	NAT64    netip.Prefix // the uplink's PREF64 (RFC 8781); zero when none
+	// NTPLearned are NTP's servers with the lease that named each: the
+	// clock weighs a server by who named it (issue 29).
+	NTPLearned []NTPServer
+	Hostname   string
+	NAT64      netip.Prefix // the uplink's PREF64 (RFC 8781); zero when none
 
 	PublicIPv6       bool
 	PublicIPv6Reason string
@@ -43,6 +46,13 @@ type NetworkStatus struct {
 	Modules  *Modules
 	Updated  time.Time
 	PID      int
+}
+
+// NTPServer is an NTP server a lease named.
+type NTPServer struct {
+	Addr   netip.Addr
+	Source lease.Source // dhcp4 or dhcp6
+	Link   string
 }
 
 // CandidateStatus is one link the uplink was elected from, with the

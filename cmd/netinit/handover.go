@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/atomicfile"
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -33,7 +34,17 @@ type bootInfo struct {
 	Problems []string         `json:"problems"`
 }
 
-// writeBootInfo writes PID 1's hand-over.
+// bootInfoMode is boot.json's mode: only root reads it. The spec in it is
+// whole, secrets included (a Yggdrasil peer's ?password=, as configured):
+// the daemon runs that spec, and reading the secrets again from where
+// they were configured would be the second parse of the command line this
+// hand-over exists to avoid. Everything netinit shows others (state.json,
+// the console, status) redacts them (spec.RedactURI).
+const bootInfoMode = 0o600
+
+// writeBootInfo writes PID 1's hand-over (atomically, so that a file an
+// older netinit left with a wider mode is replaced, not rewritten in
+// place).
 func writeBootInfo(path string, bi bootInfo) error {
 	bi.Version = bootInfoVersion
 	b, err := json.Marshal(bi)
@@ -43,7 +54,7 @@ func writeBootInfo(path string, bi bootInfo) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := atomicfile.Write(path, b, bootInfoMode); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

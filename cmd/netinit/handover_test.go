@@ -139,3 +139,33 @@ func TestDaemonStateHasPID1Problems(t *testing.T) {
 		t.Errorf("phase %q, want offline", st.Phase)
 	}
 }
+
+// TestBootInfoSecrets (issue 29): boot.json carries the spec whole, a
+// Yggdrasil peer's password included (the daemon peers with it), so it is
+// readable by root only, also when an older netinit left one 0644; the
+// problem PID 1 reports for a peer it refuses never shows the password.
+func TestBootInfoSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "boot.json")
+	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const peer = "tls://peer.example.org:443?password=hunter2"
+	parsed, probs := cmdline.Load("", "netinit.ygg.peers="+peer+" netinit.ygg.listen=tls://[::]:1?password=s3cret,udp://x")
+	if len(probs) != 1 {
+		t.Fatalf("problems %q, want the one of netinit.ygg.listen=", probs)
+	}
+	bi := handOver(t, path, bootInfo{Spec: parsed, Problems: []string{probs[0].Error()}})
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("boot.json mode %v, want 0600", fi.Mode().Perm())
+	}
+	if !slices.Equal(bi.Spec.YggPeers, []string{peer}) {
+		t.Errorf("the daemon's peers %q, want %q", bi.Spec.YggPeers, peer)
+	}
+	if p := bi.Problems[0]; strings.Contains(p, "s3cret") || !strings.Contains(p, "password=REDACTED") {
+		t.Errorf("problem %q shows the listener's password", p)
+	}
+}

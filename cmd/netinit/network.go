@@ -134,11 +134,20 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 			// Beside the state: /run/netinit/keys at boot, on the tmpfs
 			// no later mount hides.
 			PinDir: filepath.Join(filepath.Dir(n.files.state), "keys")}
-		if !n.setHostname { // not the boot daemon
+		if n.setHostname { // the boot daemon
+			// It keeps the clock until 0-OS's ntpd runs (issue 26), never
+			// before the image's build time or the time it saved last, on
+			// the cache disk once 0-OS has mounted it.
+			oc.FloorFile = clock.DefaultFloorFile
+			if n.keyDir != "" {
+				oc.FloorFile = filepath.Join(filepath.Dir(n.keyDir), "clock")
+			}
+			oc.Clock = &clock.Syncer{Owner: clock.NTPD, Floor: clock.Floor(oc.FloorFile)}
+		} else {
 			// `netinit up` runs in some namespace of a host whose clock
 			// is the host's own (namespaces share it): it measures and
 			// records the offset, like the boot daemon, but never sets it.
-			oc.Clock = &clock.Syncer{Measure: true}
+			oc.Clock = &clock.Syncer{Measure: true, Floor: clock.Floor("")}
 		}
 		ov = overlay.New(ctx, oc)
 		defer ov.Close()

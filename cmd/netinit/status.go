@@ -289,6 +289,12 @@ func renderClock(w io.Writer, c *state.Clock, now time.Time) {
 	if c.NextSync != nil {
 		next = "; next in " + max(c.NextSync.Sub(now), 0).Round(time.Second).String()
 	}
+	if c.Owner != "" {
+		// After the handoff: 0-OS's ntpd keeps the clock (issue 26).
+		fmt.Fprintf(w, "clock:       left to %s; measured %s off by ntp %s%s\n",
+			c.Owner, time.Duration(c.OffsetMS)*time.Millisecond, orNone(c.Server), next)
+		return
+	}
 	if c.Measured {
 		fmt.Fprintf(w, "clock:       measured %s off by ntp %s, left to this host (netinit up sets no clock)%s\n",
 			time.Duration(c.OffsetMS)*time.Millisecond, c.Server, next)

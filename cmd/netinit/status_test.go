@@ -121,6 +121,10 @@ func TestRenderOverlaysOff(t *testing.T) {
 	if out := renderString(st, now); !strings.Contains(out, "clock:       measured -42ms off by ntp 192.0.2.123, left to this host (netinit up sets no clock); next in 11m0s\n") {
 		t.Errorf("a measured-only clock round is not said:\n%s", out)
 	}
+	st.Clock.Owner = "0-OS's ntpd (pid 812)"
+	if out := renderString(st, now); !strings.Contains(out, "clock:       left to 0-OS's ntpd (pid 812); measured -42ms off by ntp 192.0.2.123; next in 11m0s\n") {
+		t.Errorf("a clock left to 0-OS's ntpd is not said:\n%s", out)
+	}
 
 	st = &state.State{Schema: 1, Phase: state.PhaseOffline}
 	out = renderString(st, now)

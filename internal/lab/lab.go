@@ -299,6 +299,21 @@ func ChildResult(t testing.TB, v any) {
 // passed to ChildResult into out. The child's output is logged.
 func RunChild(t *testing.T, ns *NS, timeout time.Duration, env []string, out any) {
 	t.Helper()
+	runChild(t, ns, nil, timeout, env, out)
+}
+
+// RunChildPID is RunChild in a PID namespace of its own, with its own
+// /proc: the child sees only the processes it starts, and they are seen
+// by no test running beside it (a stand-in daemon found by its name in
+// /proc, such as the clock's ntpd). The namespace ends with the child.
+func RunChildPID(t *testing.T, ns *NS, timeout time.Duration, env []string, out any) {
+	t.Helper()
+	Require(t, "unshare")
+	runChild(t, ns, []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}, timeout, env, out)
+}
+
+func runChild(t *testing.T, ns *NS, wrap []string, timeout time.Duration, env []string, out any) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("lab: %v", err)
@@ -306,8 +321,9 @@ func RunChild(t *testing.T, ns *NS, timeout time.Duration, env []string, out any
 	resFile := filepath.Join(t.TempDir(), "child.json")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, exe,
+	args := append(append([]string{"netns", "exec", ns.Name}, wrap...), exe,
 		"-test.run=^"+strings.ReplaceAll(regexpQuote(t.Name()), "/", "$/^")+"$", "-test.v", "-test.count=1")
+	cmd := exec.CommandContext(ctx, "ip", args...)
 	cmd.Env = append(append(os.Environ(), childEnv+"="+resFile), env...)
 	cmd.WaitDelay = 5 * time.Second
 	output, err := cmd.CombinedOutput()

@@ -3,15 +3,19 @@ package ygg
 import (
 	"fmt"
 	"strings"
+
+	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // logger adapts Options.Logf to yggdrasil-go's core.Logger. Debug and
 // trace output is dropped. yggdrasil-go logs public keys and addresses,
-// never the private key.
+// never the private key, but some lines name a peer's URI whole
+// (src/core/link.go: "Link %q reached inconsistent error state"), so the
+// secrets of every URI in a line are redacted as the state file's are.
 type logger struct{ logf func(string, ...any) }
 
 func (l logger) out(level, s string) {
-	l.logf("yggdrasil: %s%s", level, strings.TrimRight(s, "\n"))
+	l.logf("yggdrasil: %s%s", level, spec.RedactURIs(strings.TrimRight(s, "\n")))
 }
 
 func (l logger) Printf(f string, a ...any) { l.out("", fmt.Sprintf(f, a...)) }

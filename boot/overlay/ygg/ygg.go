@@ -35,6 +35,7 @@ import (
 	"github.com/yggdrasil-network/yggdrasil-go/src/tun"
 
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -145,7 +146,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	for _, p := range o.Peers {
 		eff, key, err := effectivePeer(p)
 		if err != nil {
-			return nil, fmt.Errorf("yggdrasil: peer %q: %w", p, err)
+			return nil, fmt.Errorf("yggdrasil: peer %q: %w", spec.RedactURI(p), err)
 		}
 		n.peers = append(n.peers, p)
 		n.orig[key] = p
@@ -170,7 +171,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		}
 		if err != nil {
 			c.Stop()
-			return nil, fmt.Errorf("yggdrasil: listen %q: %w", l, err)
+			return nil, fmt.Errorf("yggdrasil: listen %q: %w", spec.RedactURI(l), err)
 		}
 	}
 

@@ -2,8 +2,10 @@ package ygg
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +56,19 @@ func TestNoPprof(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.Contains(string(out), "pprof") || !strings.Contains(string(out), "--- PASS: TestNoPprof") {
 		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// TestLoggerRedacts (issue 29): a yggdrasil-go line that names a peer's
+// URI whole (src/core/link.go) reaches the log with its secrets redacted.
+func TestLoggerRedacts(t *testing.T) {
+	var got []string
+	l := logger{func(f string, a ...any) { got = append(got, fmt.Sprintf(f, a...)) }}
+	l.Warnf("Link %q reached inconsistent error state", "tls://h.example:443?password=hunter2")
+	l.Infoln("Connected TLS:", "200:1::1, source [2001:db8::1]:9944")
+	want := []string{`yggdrasil: warning: Link "tls://h.example:443?password=REDACTED" reached inconsistent error state`,
+		`yggdrasil: Connected TLS: 200:1::1, source [2001:db8::1]:9944`}
+	if !slices.Equal(got, want) {
+		t.Errorf("log %q, want %q", got, want)
 	}
 }
