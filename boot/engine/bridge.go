@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/addr"
@@ -159,7 +160,7 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		return fmt.Errorf("bridge %s: a link of type %s has that name", br, bl.Type())
 	default:
 		if f := bl.(*netlink.Bridge).VlanFiltering; f == nil || !*f {
-			if err := netlink.BridgeSetVlanFiltering(bl, true); err != nil && !unfiltered(err) {
+			if err := setVLANFiltering(bl.Attrs().Index); err != nil && !unfiltered(err) {
 				return fmt.Errorf("bridge %s: VLAN filtering: %w", br, err)
 			}
 		}
@@ -227,6 +228,24 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
 	}
 	return nil
+}
+
+// setVLANFiltering turns VLAN filtering on for the bridge with index idx,
+// up or not: an RTM_NEWLINK with the index and that attribute only.
+// (netlink.BridgeSetVlanFiltering also sends the link's name, and the
+// kernel refuses any name for a link that is up, its own included:
+// net/core/dev.c dev_change_name says EBUSY before it compares them.)
+func setVLANFiltering(idx int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(idx)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.IFLA_BR_VLAN_FILTERING, []byte{1})
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // carryIPv4 puts the port's IPv4 addresses (with their remaining
