@@ -48,8 +48,12 @@ type Guest struct {
 }
 
 // nicsPath keeps the NICs' names for the check after a NodePID1 handoff
-// (a NIC moved into a namespace cannot be found by its MAC any more).
-const nicsPath = LogDir + "/nics.json"
+// (a NIC moved into a namespace cannot be found by its MAC any more),
+// uptimePath the milestones before it.
+const (
+	nicsPath   = LogDir + "/nics.json"
+	uptimePath = LogDir + "/uptime.json"
+)
 
 // guest runs the guest side and powers the guest off.
 func guest() {
@@ -86,6 +90,9 @@ func (g *Guest) load(after bool) error {
 	if !after {
 		g.mark("init")
 		return os.MkdirAll(LogDir, 0o755)
+	}
+	if b, err := os.ReadFile(uptimePath); err == nil {
+		_ = json.Unmarshal(b, &g.uptime)
 	}
 	g.mark("node")
 	b, err = os.ReadFile(nicsPath)
@@ -175,6 +182,12 @@ func (g *Guest) coldplug() error {
 func (g *Guest) node() error {
 	switch g.cfg.Node {
 	case NodePID1:
+		g.mu.Lock()
+		b, _ := json.Marshal(g.uptime)
+		g.mu.Unlock()
+		if err := os.WriteFile(uptimePath, b, 0o644); err != nil {
+			return err
+		}
 		g.Logf("exec %s as PID 1 (its keys on the kernel command line), next stage %s", NetinitPath, checkPath)
 		return fmt.Errorf("exec %s: %w", NetinitPath, unix.Exec(NetinitPath, []string{"netinit"}, pid1.Env))
 	case NodeUp:
@@ -334,22 +347,30 @@ type NS struct {
 func (g *Guest) NewNS(name string) (*NS, error) {
 	ns := &NS{Name: name, g: g}
 	done := make(chan error, 1)
-	// A thread of its own that makes the namespace and ends with the
-	// goroutine (locked, never switched back).
+	// NewNamed moves its thread into the namespace: a thread of its own,
+	// locked and never switched back, that ends with the goroutine.
 	go func() {
 		runtime.LockOSThread()
 		h, err := netns.NewNamed(name)
 		if err == nil {
 			h.Close()
-			var lo netlink.Link
-			if lo, err = netlink.LinkByName("lo"); err == nil {
-				err = netlink.LinkSetUp(lo)
-			}
 		}
 		done <- err
 	}()
 	if err := <-done; err != nil {
 		return nil, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	h, err := ns.Handle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: loopback: %w", name, err)
 	}
 	return ns, nil
 }

@@ -111,7 +111,7 @@ func boot(t *testing.T, cfg Config) (*Result, *report, error) {
 	if cfg.Program == nil || program(cfg.Program.Name) != cfg.Program {
 		return nil, nil, fmt.Errorf("the program is not registered (guestlab.Register at package level)")
 	}
-	img, err := image(cfg)
+	img, err := image(cfg, lab.RepoRoot(t))
 	if err != nil {
 		return nil, nil, fmt.Errorf("building the image: %w", err)
 	}
@@ -304,7 +304,7 @@ func dir() (string, error) {
 
 // image is the base image for cfg (everything but the boot's own
 // configuration), built once per modules and binaries.
-func image(cfg Config) (string, error) {
+func image(cfg Config, root string) (string, error) {
 	mods := append([]string{"virtio_net", "virtio_pci"}, cfg.Modules...)
 	key := cfg.ModulesDir + "\x00" + strings.Join(mods, ",") + "\x00" + strings.Join(cfg.Binaries, ",")
 	imagesMu.Lock()
@@ -320,7 +320,7 @@ func image(cfg Config) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		nb, err := netinit.get(func() (string, error) { return buildNetinit(d) })
+		nb, err := netinit.get(func() (string, error) { return buildNetinit(root, d) })
 		if err != nil {
 			return "", err
 		}
@@ -328,12 +328,9 @@ func image(cfg Config) (string, error) {
 	})
 }
 
-// buildNetinit builds cmd/netinit as the images hold it: static, stripped.
-func buildNetinit(d string) (string, error) {
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
+// buildNetinit builds cmd/netinit of the module at root into d as the
+// images hold it: static, stripped.
+func buildNetinit(root, d string) (string, error) {
 	out := filepath.Join(d, "netinit")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -344,24 +341,6 @@ func buildNetinit(d string) (string, error) {
 		return "", fmt.Errorf("building netinit: %w\n%s", err, b)
 	}
 	return out, nil
-}
-
-// repoRoot is the directory holding go.mod above the working directory.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("go.mod not found above the test's directory")
-		}
-		d = parent
-	}
 }
 
 // buildImage writes the uncompressed image (the kernel unpacks it faster
