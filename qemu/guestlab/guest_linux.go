@@ -62,8 +62,12 @@ func guest() {
 	after := filepath.Base(os.Args[0]) == filepath.Base(checkPath)
 	err := g.load(after)
 	if err == nil {
+		left := time.Until(g.cfg.Deadline)
+		if left > g.cfg.Budget {
+			left = g.cfg.Budget - uptime() // the guest's clock is not the host's
+		}
 		var cancel context.CancelFunc
-		g.ctx, cancel = context.WithTimeout(context.Background(), g.cfg.Budget-uptime())
+		g.ctx, cancel = context.WithTimeout(context.Background(), left)
 		defer cancel()
 		go g.watchdog()
 		var doc any
@@ -223,7 +227,7 @@ func (g *Guest) watchdog() {
 	g.mu.Unlock()
 	// A step that saw the deadline reports first, with its own words.
 	time.Sleep(time.Second)
-	g.finish(nil, fmt.Errorf("the guest's deadline (%v after the kernel started) passed in step %q", g.cfg.Budget, step))
+	g.finish(nil, fmt.Errorf("the guest's deadline (%v after QEMU started) passed in step %q", g.cfg.Budget, step))
 }
 
 // begin starts a step, unless the deadline passed.

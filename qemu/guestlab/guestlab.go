@@ -135,9 +135,14 @@ type guestConfig struct {
 	Modules []string        `json:"modules,omitempty"`
 	Node    Node            `json:"node"`
 	Cmdline string          `json:"cmdline,omitempty"`
-	// Budget is how long after the kernel started the guest must have
-	// reported (Config.Timeout less a margin for the report itself).
-	Budget time.Duration `json:"budget"`
+	// Deadline is when the guest must have reported, on the host's clock
+	// (Config.Timeout from QEMU's start, less a margin for the report):
+	// the guest's clock is the host's, from QEMU's RTC at boot. Budget,
+	// the same time from the kernel's start, bounds the guest when its
+	// clock says otherwise (the time before the kernel's start, firmware
+	// and loading the image, counts only in Deadline).
+	Deadline time.Time     `json:"deadline"`
+	Budget   time.Duration `json:"budget"`
 }
 
 // report is what the guest prints between the markers.

@@ -120,7 +120,7 @@ func boot(t *testing.T, cfg Config) (*Result, *report, error) {
 		return nil, nil, fmt.Errorf("the program's arguments: %w", err)
 	}
 	gc := guestConfig{Program: cfg.Program.Name, Args: args, Modules: cfg.Modules, Node: cfg.Node,
-		Cmdline: cfg.Cmdline, Budget: cfg.Timeout - reportMargin}
+		Cmdline: cfg.Cmdline, Deadline: time.Now().Add(cfg.Timeout - reportMargin), Budget: cfg.Timeout - reportMargin}
 	for _, n := range cfg.NICs {
 		gc.MACs = append(gc.MACs, n.MAC)
 	}
