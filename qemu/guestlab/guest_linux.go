@@ -71,10 +71,12 @@ func guest() {
 		defer cancel()
 		go g.watchdog()
 		var doc any
-		doc, err = g.run(after)
-		if err == nil {
+		if doc, err = g.run(after); err == nil {
 			g.finish(doc, nil)
 		}
+		g.mu.Lock()
+		err = fmt.Errorf("step %q: %w", g.step, err)
+		g.mu.Unlock()
 	}
 	g.finish(nil, err)
 }
@@ -120,7 +122,7 @@ func (g *Guest) run(after bool) (any, error) {
 				return nil, err
 			}
 			if err := g.prog.Setup(g); err != nil {
-				return nil, fmt.Errorf("setup: %w", err)
+				return nil, err
 			}
 		}
 		g.mark("setup")
@@ -140,7 +142,7 @@ func (g *Guest) run(after bool) (any, error) {
 	}
 	doc, err := g.prog.Check(g)
 	if err != nil {
-		return nil, fmt.Errorf("check: %w", err)
+		return nil, err
 	}
 	g.mark("check")
 	return doc, nil
