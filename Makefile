@@ -160,11 +160,11 @@ qemu-release:
 	$(MAKE) --no-print-directory release RELEASE=$(QEMU_RELEASE) \
 	  RELEASE_APPEND="console=ttyS0 netinit.test=poweroff $(QEMU_APPEND)"
 
-## qemu-test: only the QEMU boot tests and coldplug
+## qemu-test: only the QEMU boot tests (the guest lab too) and coldplug
 .PHONY: qemu-test
 qemu-test: deps kernel kernel-hw
 	NETINIT_LAB=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
-	  NETINIT_HW_KERNEL=$(abspath $(HW_KDIR)/vmlinuz) $(GO) test -count=1 -timeout 10m -v ./qemu ./boot/coldplug
+	  NETINIT_HW_KERNEL=$(abspath $(HW_KDIR)/vmlinuz) $(GO) test -count=1 -timeout 10m -v ./qemu ./qemu/guestlab ./boot/coldplug
 # --- end qemu ---
 
 ## test: every test (unit, namespace labs with real servers, QEMU boots)

@@ -18,6 +18,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/threefoldtech/netinit/qemu"
+	"github.com/threefoldtech/netinit/qemu/guestlab"
 )
 
 // The boot tests run the real netinit (cmd/netinit) in an image made by
@@ -56,7 +57,7 @@ func requireEnv(t *testing.T) env {
 var cleanups []func()
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := guestlab.Run(m) // the guest side when this binary is a guest lab's /init
 	for _, f := range cleanups {
 		f()
 	}

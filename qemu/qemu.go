@@ -122,6 +122,11 @@ type Options struct {
 	// AfterResult is how long QEMU gets to power off after the result was
 	// printed before it is killed; default 15 s.
 	AfterResult time.Duration
+	// Markers are the lines around the result document: default
+	// ResultBegin and ResultEnd, around netinit's state (Result.State).
+	// Other markers are around a document of the caller's (the guest
+	// lab's): Result.RawResult has it, Result.State stays nil.
+	Markers [2]string
 	// Firmware: boot path and NIC model (firmware.go).
 	Firmware
 }
@@ -164,7 +169,7 @@ type Result struct {
 
 // ErrNoResult is returned (wrapped) when the console ended without a
 // complete result document.
-var ErrNoResult = errors.New("no NETINIT-RESULT on the console")
+var ErrNoResult = errors.New("no result document on the console")
 
 // Args returns QEMU's arguments for opts (defaults applied) and the
 // accelerator chosen.
@@ -348,6 +353,10 @@ func boot(ctx context.Context, opts Options, a Accel, guard time.Duration) (*Res
 
 	// The reader is owned by Boot: it ends when QEMU's stdout closes
 	// (QEMU exited or was killed) and is waited for below.
+	begin, end := ResultBegin, ResultEnd
+	if opts.Markers != [2]string{} {
+		begin, end = opts.Markers[0], opts.Markers[1]
+	}
 	var (
 		console    strings.Builder
 		raw        []string
@@ -376,9 +385,9 @@ func boot(ctx context.Context, opts Options, a Accel, guard time.Duration) (*Res
 				body = line[len(m[0]):]
 			}
 			switch {
-			case strings.Contains(body, ResultBegin):
+			case strings.Contains(body, begin):
 				inResult, raw = true, nil
-			case strings.Contains(body, ResultEnd) && inResult:
+			case strings.Contains(body, end) && inResult:
 				inResult = false
 				if res.ResultAt == 0 {
 					res.ResultAt = now
@@ -462,6 +471,9 @@ wait:
 			why += fmt.Sprintf(" (%v; stderr: %s)", werr, strings.TrimSpace(stderr.String()))
 		}
 		return res, fmt.Errorf("qemu: %w: %s", ErrNoResult, why)
+	}
+	if begin != ResultBegin {
+		return res, nil
 	}
 	st, err := ParseResult(res.RawResult)
 	if err != nil {

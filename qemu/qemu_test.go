@@ -177,6 +177,23 @@ func TestBootFake(t *testing.T) {
 	}
 }
 
+// TestBootMarkers: with other markers the document between them is the
+// caller's, not a state: it arrives raw, and netinit's markers are text.
+func TestBootMarkers(t *testing.T) {
+	q := fakeQEMU(t, fakeResult+`echo 'OTHER-BEGIN'
+echo '{"phase":1}'
+echo 'OTHER-END'
+exit 0
+`)
+	res, err := Boot(context.Background(), Options{QEMU: q, Kernel: "k", Accel: "tcg", Timeout: 10 * time.Second, Markers: [2]string{"OTHER-BEGIN", "OTHER-END"}})
+	if err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	if res.State != nil || res.RawResult != `{"phase":1}` || res.ResultAt <= 0 {
+		t.Errorf("State %+v RawResult %q ResultAt %v", res.State, res.RawResult, res.ResultAt)
+	}
+}
+
 // gone waits until pid no longer runs (an orphaned zombie that this
 // sandbox's PID 1 has not reaped yet counts as gone).
 func gone(pid int) bool {

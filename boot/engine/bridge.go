@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/addr"
@@ -107,19 +108,20 @@ func (e *Engine) leaseFirst(a *netlink.LinkAttrs) bool {
 }
 
 // Bridge makes the bridge b.Name with b.NIC as its only port, or
-// completes one found (a daemon restart, or 0-OS's own): type bridge (with
-// VLAN filtering when a VLAN is asked: 0-OS's bridge.New always sets it,
-// but not every kernel has it, CONFIG_BRIDGE_VLAN_FILTERING, and an
-// untagged bridge does not need it), the NIC's MAC, IPv6 on and not
-// forwarding on the bridge, IPv6 off and no address on the port, the port
-// up. With b.VLAN the management traffic is tagged on the wire, as 0-OS's
-// internet module does it: the bridge itself is in VLAN b.VLAN (PVID,
-// untagged: `bridge vlan add vid N dev zos pvid untagged self`), the port
-// carries it tagged; b.PubVLAN is carried tagged too, and with both the
-// port leaves the default VLAN 1. The bridge itself is set up by the
-// caller, like any managed link. With b.Prepare only the bridge is made
-// (its MAC, IPv6, up) and nothing is done to the port: moveToBridge has it
-// up before the NIC joins.
+// completes one found (a daemon restart, or 0-OS's own) as 0-OS's
+// `internet` module makes it: type bridge with VLAN filtering (always, as
+// zosbase's bridge.New), the NIC's MAC, IPv6 on and not forwarding on the
+// bridge, IPv6 off and no address on the port, the port up, and the VLANs
+// of VLANPlan(b.VLAN, b.PubVLAN) (vlanplan.go): with vlan:priv= the
+// management traffic is tagged on the wire, the bridge itself PVID and
+// untagged in that VLAN, the port carrying it tagged; vlan:pub= is
+// carried tagged too, and with both the port leaves the default VLAN 1.
+// On a kernel without bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING,
+// which kernel-config requires: only a test host lacks it) a bridge
+// without VLANs is made unfiltered, one with VLANs fails. The bridge
+// itself is set up by the caller, like any managed link. With b.Prepare
+// only the bridge is made (its MAC, IPv6, up) and nothing is done to the
+// port: moveToBridge has it up before the NIC joins.
 func (netlinkKernel) Bridge(b BridgeSpec) error {
 	br, nic := b.Name, b.NIC
 	port, err := netlink.LinkByName(nic)
@@ -127,6 +129,11 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
 	}
 	mac := port.Attrs().HardwareAddr
+	plan := VLANPlan(b.VLAN, b.PubVLAN)
+	// A kernel without bridge VLAN filtering refuses the attribute
+	// itself, even 0 (br_changelink): without VLANs to carry, the bridge
+	// is made as it can be.
+	unfiltered := func(err error) bool { return errors.Is(err, unix.EOPNOTSUPP) && len(plan) == 0 }
 	bl, err := netlink.LinkByName(br)
 	var notFound netlink.LinkNotFoundError
 	switch {
@@ -136,12 +143,12 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		if b.MTU > 0 {
 			attrs.MTU = b.MTU
 		}
-		nb := &netlink.Bridge{LinkAttrs: attrs}
-		if b.VLAN > 0 {
-			filtering := true
-			nb.VlanFiltering = &filtering
+		filtering := true
+		err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs, VlanFiltering: &filtering})
+		if unfiltered(err) {
+			err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
 		}
-		if err := netlink.LinkAdd(nb); err != nil {
+		if err != nil {
 			return fmt.Errorf("bridge %s: creating: %w", br, err)
 		}
 		if bl, err = netlink.LinkByName(br); err != nil {
@@ -152,8 +159,8 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 	case bl.Type() != "bridge":
 		return fmt.Errorf("bridge %s: a link of type %s has that name", br, bl.Type())
 	default:
-		if f := bl.(*netlink.Bridge).VlanFiltering; b.VLAN > 0 && (f == nil || !*f) {
-			if err := netlink.BridgeSetVlanFiltering(bl, true); err != nil {
+		if f := bl.(*netlink.Bridge).VlanFiltering; f == nil || !*f {
+			if err := setVLANFiltering(bl.Attrs().Index); err != nil && !unfiltered(err) {
 				return fmt.Errorf("bridge %s: VLAN filtering: %w", br, err)
 			}
 		}
@@ -191,7 +198,7 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
 		}
 	}
-	if err := bridgeVLANs(bl, port, b); err != nil {
+	if err := bridgeVLANs(bl, port, plan); err != nil {
 		return fmt.Errorf("bridge %s: %w", br, err)
 	}
 	// Carried over once the port forwards: until the routes move, the
@@ -221,6 +228,24 @@ func (netlinkKernel) Bridge(b BridgeSpec) error {
 		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
 	}
 	return nil
+}
+
+// setVLANFiltering turns VLAN filtering on for the bridge with index idx,
+// up or not: an RTM_NEWLINK with the index and that attribute only.
+// (netlink.BridgeSetVlanFiltering also sends the link's name, and the
+// kernel refuses any name for a link that is up, its own included:
+// net/core/dev.c dev_change_name says EBUSY before it compares them.)
+func setVLANFiltering(idx int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(idx)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.IFLA_BR_VLAN_FILTERING, []byte{1})
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // carryIPv4 puts the port's IPv4 addresses (with their remaining
@@ -297,26 +322,21 @@ func lifetime(s int) time.Duration {
 	return time.Duration(s) * time.Second
 }
 
-// bridgeVLANs puts the bridge and its port in the VLANs of b (zos
-// cmds/internet configureZOS, zosbase bootstrap.CreateDefaultBridge).
+// bridgeVLANs applies the VLAN plan to the bridge bl and its port.
 // Adding a VLAN that is there changes nothing; removing VLAN 1 that is
 // gone already (a restart) is not an error.
-func bridgeVLANs(bl, port netlink.Link, b BridgeSpec) error {
-	if b.VLAN > 0 {
-		_ = netlink.BridgeVlanDel(bl, 1, true, true, true, false)
-		if err := netlink.BridgeVlanAdd(bl, uint16(b.VLAN), true, true, true, false); err != nil {
-			return fmt.Errorf("VLAN %d on the bridge: %w", b.VLAN, err)
+func bridgeVLANs(bl, port netlink.Link, plan []VLANStep) error {
+	for _, s := range plan {
+		dev := port
+		if s.Self {
+			dev = bl
 		}
-	}
-	if b.VLAN > 0 && b.PubVLAN > 0 {
-		_ = netlink.BridgeVlanDel(port, 1, true, true, false, false)
-	}
-	for _, v := range []int{b.VLAN, b.PubVLAN} {
-		if v == 0 {
+		if s.Del {
+			_ = netlink.BridgeVlanDel(dev, uint16(s.VID), s.PVID, s.Untagged, s.Self, false)
 			continue
 		}
-		if err := netlink.BridgeVlanAdd(port, uint16(v), false, false, false, false); err != nil {
-			return fmt.Errorf("VLAN %d on port %s: %w", v, b.NIC, err)
+		if err := netlink.BridgeVlanAdd(dev, uint16(s.VID), s.PVID, s.Untagged, s.Self, false); err != nil {
+			return fmt.Errorf("VLAN %d on %s: %w", s.VID, dev.Attrs().Name, err)
 		}
 	}
 	return nil

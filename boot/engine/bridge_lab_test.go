@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/lease"
@@ -266,57 +265,6 @@ func TestBridgeElected(t *testing.T) {
 		if ifc.Name == "eth0" {
 			t.Errorf("eth0 still managed in the state: %+v", ifc)
 		}
-	}
-}
-
-// TestBridgeZOSVLAN: vlan:priv=100 — the server's LAN is VLAN 100, tagged
-// on the wire (its own VLAN-filtering bridge drops untagged frames): the
-// lease and the RA arrive only because the zos bridge tags its traffic,
-// as 0-OS builds it (the bridge PVID-untagged in 100, the port tagged).
-func TestBridgeZOSVLAN(t *testing.T) {
-	p := newPair(t, "brv")
-	const vid = 100
-	srv := p.srv
-	if out, err := srv.Exec(context.Background(), "ip", "link", "add", "sb", "type", "bridge", "vlan_filtering", "1"); err != nil {
-		t.Skipf("this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING): %v %s", err, out)
-	}
-	for _, c := range [][]string{
-		{"ip", "addr", "flush", "dev", "s0"},
-		{"ip", "link", "set", "s0", "master", "sb"},
-		{"bridge", "vlan", "del", "vid", "1", "dev", "s0"},
-		{"bridge", "vlan", "add", "vid", "100", "dev", "s0"},
-		{"bridge", "vlan", "del", "vid", "1", "dev", "sb", "self"},
-		{"bridge", "vlan", "add", "vid", "100", "dev", "sb", "pvid", "untagged", "self"},
-		{"ip", "link", "set", "sb", "up"},
-		{"ip", "addr", "add", "192.0.2.1/24", "dev", "sb"},
-		{"ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "sb", "nodad"},
-	} {
-		srv.MustExec(c...)
-	}
-	lab.Dnsmasq(t, srv, "sb", lab.DHCPArgs...)
-	lab.Radvd(t, srv, strings.ReplaceAll(radvdConf, "interface s0", "interface sb"))
-	code, st, out := p.up(t, "--cmdline", "netinit.bridge=zos vlan:priv=100", "--timeout", "20s", "eth0")
-	requireReady(t, code, st)
-	if st.Uplink != "zos" || st.UplinkNIC != "eth0" || st.UplinkVLAN != vid {
-		t.Fatalf("uplink %q nic %q vlan %d", st.Uplink, st.UplinkNIC, st.UplinkVLAN)
-	}
-	h := p.cli.Handle()
-	if why := zosBridgeValid(t, p.cli, h, "eth0", "192.0.2.", true); why != "" {
-		t.Fatalf("%s\n%s", why, out)
-	}
-	vlans, err := h.BridgeVlanList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	zos, _ := h.LinkByName("zos")
-	eth0, _ := h.LinkByName("eth0")
-	has := func(ifindex int, pvidUntagged bool) bool {
-		return slices.ContainsFunc(vlans[int32(ifindex)], func(v *nl.BridgeVlanInfo) bool {
-			return v.Vid == vid && v.PortVID() == pvidUntagged && v.EngressUntag() == pvidUntagged
-		})
-	}
-	if !has(zos.Attrs().Index, true) || !has(eth0.Attrs().Index, false) {
-		t.Fatalf("bridge VLANs %v: want zos PVID untagged in %d, eth0 tagged", vlans, vid)
 	}
 }
 

@@ -44,7 +44,7 @@ type BridgeSpec struct {
 	Name, NIC string // the bridge and its port
 	MTU       int    // 0: left as is
 	VLAN      int    // vlan:priv=: the management VLAN, tagged on the port (0: untagged)
-	PubVLAN   int    // vlan:pub=: also allowed, tagged, on the port (0: none)
+	PubVLAN   int    // vlan:pub=: carried tagged on the port, for networkd's tozos (0: none)
 	// Carry moves the port's IPv4 addresses (with their remaining
 	// lifetimes) and routes onto the bridge before they leave the port:
 	// the NIC had its lease first (bridge.go).

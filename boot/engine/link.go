@@ -320,6 +320,9 @@ func (e *Engine) bridgeMade(br, nic string, mac net.HardwareAddr) {
 	if e.spec.VLANPriv > 0 {
 		vlan = fmt.Sprintf("VLAN %d tagged", e.spec.VLANPriv)
 	}
+	if e.spec.VLANPub > 0 {
+		vlan += fmt.Sprintf(", public VLAN %d tagged", e.spec.VLANPub)
+	}
 	e.logf("%s: management bridge with port %s (%s), %s", br, nic, mac, vlan)
 }
 

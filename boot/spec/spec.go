@@ -73,7 +73,7 @@ type Link struct {
 	Nameserver   []netip.Addr     `json:"nameserver,omitempty"` // every nameserver= (Nameservers adds the DNS of the ip=)
 	VLANs        []VLAN           `json:"vlans,omitempty"`      // vlan=NAME:PARENT
 	VLANPriv     int              `json:"vlan_priv,omitempty"`  // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
-	VLANPub      int              `json:"vlan_pub,omitempty"`   // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (recorded for later stages)
+	VLANPub      int              `json:"vlan_pub,omitempty"`   // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (carried tagged on the management bridge's NIC)
 	Bridge       string           `json:"bridge,omitempty"`     // netinit.bridge=NAME, or NoBridge ("" = not given)
 }
 

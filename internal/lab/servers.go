@@ -17,22 +17,33 @@ import (
 // in ns, with no DNS service (port 0) and no config file but args.
 func Dnsmasq(t testing.TB, ns *NS, iface string, args ...string) *Proc {
 	t.Helper()
-	dir := t.TempDir()
-	base := []string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
-		"--interface=" + iface, "--bind-interfaces", "--log-dhcp", "--user=root", "--group=root",
-		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid")}
-	p := ns.Start(append(base, args...)...)
+	p := ns.Start(DnsmasqArgs(iface, t.TempDir(), args...)...)
 	// Return once it listens: a client started at once would otherwise
 	// lose its first DISCOVER and wait for the retransmission (2 s), which
 	// turns tests that depend on who answers first into coin flips.
-	ready := "dnsmasq: started"
-	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--dhcp-range") }) {
-		ready = "sockets bound exclusively"
-	}
+	ready := DnsmasqReady(args)
 	if !Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), ready) }) {
 		t.Logf("lab: dnsmasq in %s not ready after 10 s (going on):\n%s", ns.Name, p.Output())
 	}
 	return p
+}
+
+// DnsmasqArgs is the labs' dnsmasq command line: a DHCP (and optionally
+// DHCPv6) server on iface, in the foreground, with no DNS service (port 0)
+// and no config file but args; its lease and pid files in dir.
+func DnsmasqArgs(iface, dir string, args ...string) []string {
+	base := []string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--interface=" + iface, "--bind-interfaces", "--log-dhcp", "--user=root", "--group=root",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid")}
+	return append(base, args...)
+}
+
+// DnsmasqReady is the line dnsmasq started with args logs once it serves.
+func DnsmasqReady(args []string) string {
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--dhcp-range") }) {
+		return "sockets bound exclusively"
+	}
+	return "dnsmasq: started"
 }
 
 // Radvd starts radvd in ns with the given config (the body of radvd.conf).
@@ -45,7 +56,13 @@ func Radvd(t testing.TB, ns *NS, conf string) *Proc {
 		t.Fatal(err)
 	}
 	ns.MustExec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-	return ns.Start("radvd", "--nodaemon", "--config="+cf, "--pidfile="+filepath.Join(dir, "pid"), "--logmethod=stderr")
+	return ns.Start(RadvdArgs(cf, dir)...)
+}
+
+// RadvdArgs is the labs' radvd command line: in the foreground, logging
+// to stderr, with the config file conf and its pid file in dir.
+func RadvdArgs(conf, dir string) []string {
+	return []string{"radvd", "--nodaemon", "--config=" + conf, "--pidfile=" + filepath.Join(dir, "pid"), "--logmethod=stderr"}
 }
 
 // RepoRoot is the directory holding go.mod, found from the test's working
