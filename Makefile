@@ -29,10 +29,11 @@ RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
 # its chronyc sets the lying servers' clocks, and chronyd copied as ntpd
 # stands in for 0-OS's); unshare gives that test a PID namespace;
 # dhcpcd is 0-OS's DHCP client, run by the stand-in networkd in the ndmz
-# namespace; ping is the peer outside a node that pings it over Yggdrasil.
+# namespace; ping is the peer outside a node that pings it over Yggdrasil;
+# lldpd is a switch's LLDP agent for the LLDP tests (not a service here).
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
 	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony \
-	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux unshare:util-linux curl:curl $(RELEASE_DEPS)
+	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux unshare:util-linux curl:curl lldpd:lldpd $(RELEASE_DEPS)
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
 
@@ -58,7 +59,7 @@ if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
   apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
     { apt-get update -qq && apt-get install -y --no-install-recommends $$missing; }; rc=$$?; \
   [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
-  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3) \
+  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3|lldpd) \
     systemctl disable $${p%5} >/dev/null 2>&1 || true;; esac; done; \
   exit $$rc; \
 fi
