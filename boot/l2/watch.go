@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -188,6 +189,14 @@ func (w *Watcher) ForwardingAt(link string) time.Time {
 		return first
 	}
 	return first.Add(2 * b.ForwardDelay)
+}
+
+// FromState is the neighbour a state document shows (for its String).
+func FromState(s *state.LLDP) Neighbour {
+	n := Neighbour{ChassisID: s.ChassisID, SystemName: s.SystemName, PortID: s.PortID,
+		PortDescription: s.PortDescription, PortVLAN: s.PortVLAN, TTL: time.Duration(s.TTLS) * time.Second}
+	n.MgmtAddress, _ = netip.ParseAddr(s.ManagementAddress)
+	return n
 }
 
 // Status is link's neighbour and spanning tree as the state shows them at
