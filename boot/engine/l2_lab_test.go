@@ -14,9 +14,29 @@ import (
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
+// switchAgent is lldpd running as a switch's LLDP agent.
+type switchAgent struct {
+	*lab.Proc
+	ns   *lab.NS
+	sock string
+}
+
+// neighbours is what lldpd heard from the node (lldpcli's key=value
+// output; "" when nothing).
+func (a switchAgent) neighbours(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := a.ns.Exec(ctx, "lldpcli", "-u", a.sock, "show", "neighbors", "-f", "keyvalue")
+	if err != nil {
+		t.Fatalf("lldpcli: %v\n%s", err, out)
+	}
+	return out
+}
+
 // lldpd starts Debian's lldpd on iface in ns as a switch's LLDP agent:
 // every interval, with the given lldpcli configuration lines.
-func lldpd(t *testing.T, ns *lab.NS, iface string, interval int, conf ...string) *lab.Proc {
+func lldpd(t *testing.T, ns *lab.NS, iface string, interval int, conf ...string) switchAgent {
 	t.Helper()
 	lab.Require(t, "lldpd")
 	// Its configuration step connects to its socket without root: not in
@@ -34,7 +54,14 @@ func lldpd(t *testing.T, ns *lab.NS, iface string, interval int, conf ...string)
 	if err := os.WriteFile(c, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return ns.Start("lldpd", "-d", "-u", filepath.Join(dir, "ctl"), "-O", c, "-I", iface)
+	sock := filepath.Join(dir, "ctl")
+	p := ns.Start("lldpd", "-d", "-u", sock, "-O", c, "-I", iface)
+	// Its interface is open once its configuration is applied: what
+	// the node sends before is lost.
+	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), "resume operations") }) {
+		t.Fatalf("lldpd did not start:\n%s", p.Output())
+	}
+	return switchAgent{p, ns, sock}
 }
 
 // switchConf is the switch side's announcement: system name, port ID and
@@ -60,7 +87,7 @@ func TestUpLLDP(t *testing.T) {
 	srv, cli := lab.NewLAN(t, "lldp")
 	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
 	const interval = 5
-	lldpd(t, srv, "s0", interval, switchConf...)
+	sw := lldpd(t, srv, "s0", interval, switchConf...)
 	dir := t.TempDir()
 	statePath := filepath.Join(dir, "state.json")
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "ip=dhcp", "eth0")
@@ -86,6 +113,36 @@ func TestUpLLDP(t *testing.T) {
 	line := `eth0: switch sw-rack3 port Gi1/0/12 "rack3 node7" (untagged VLAN 100), management 192.0.2.1`
 	if c := strings.Count(d.Output(), line); c != 1 {
 		t.Errorf("console has %q %d times, want once:\n%s", line, c, d.Output())
+	}
+	// Listening only: the switch has heard nothing from the node.
+	if n := sw.neighbours(t); strings.TrimSpace(n) != "" {
+		t.Errorf("netinit.lldp=listen transmitted; lldpd's neighbours:\n%s", n)
+	}
+}
+
+// TestUpLLDPSend: with netinit.lldp=send the switch learns the node: its
+// MAC as chassis, its link's name as port, "netinit" as description.
+func TestUpLLDPSend(t *testing.T) {
+	t.Parallel()
+	lab.Require(t, "ip", "dnsmasq", "lldpcli")
+	lab.GuardResolvConf(t)
+	bin := netinitBin(t)
+	srv, cli := lab.NewLAN(t, "lsnd")
+	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	sw := lldpd(t, srv, "s0", 5, switchConf...)
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.json")
+	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "ip=dhcp netinit.lldp=send", "eth0")
+	waitState(t, statePath, 20*time.Second, "no ready state", d.Output,
+		func(s *state.State) bool { return s.Phase == state.PhaseReady })
+	var n string
+	if !lab.Eventually(10*time.Second, func() bool { n = sw.neighbours(t); return strings.Contains(n, "netinit") }) {
+		t.Fatalf("lldpd heard no announcement:\n%s\nnetinit:\n%s", n, d.Output())
+	}
+	for _, want := range []string{"lldp.s0.port.ifname=eth0", "lldp.s0.chassis.descr=netinit", "lldp.s0.chassis.mac="} {
+		if !strings.Contains(n, want) {
+			t.Errorf("no %q in lldpd's neighbours:\n%s", want, n)
+		}
 	}
 }
 

@@ -69,7 +69,11 @@ func lldpd(t *testing.T, ns *lab.NS, iface string, conf ...string) *lab.Proc {
 	// -d: foreground; -u: its own control socket, not the host's; -O:
 	// this configuration, not /etc/lldpd.conf; -I: only this interface;
 	// LLDP is its only protocol by default.
-	return ns.Start("lldpd", "-d", "-u", filepath.Join(dir, "ctl"), "-O", c, "-I", iface)
+	p := ns.Start("lldpd", "-d", "-u", filepath.Join(dir, "ctl"), "-O", c, "-I", iface)
+	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), "resume operations") }) {
+		t.Fatalf("lldpd did not start:\n%s", p.Output())
+	}
+	return p
 }
 
 // TestLLDPFromLLDPD: a real lldpd on the switch side announces its system

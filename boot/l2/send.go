@@ -40,5 +40,12 @@ func Announcement(mac net.HardwareAddr, ifname, hostname string) ([]byte, error)
 	copy(b, LLDPAddr)
 	copy(b[6:], mac)
 	binary.BigEndian.PutUint16(b[12:], LLDPEtherType)
-	return append(b, pdu...), nil
+	b = append(b, pdu...)
+	// Padded to Ethernet's minimum of 60 bytes (without the FCS): a
+	// NIC pads what it sends, a veth does not, and lldpd drops a shorter
+	// frame.
+	for len(b) < 60 {
+		b = append(b, 0)
+	}
+	return b, nil
 }
