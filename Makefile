@@ -107,8 +107,9 @@ HW_KERNEL_VERSION ?= 6.1.0-47-amd64
 HW_KDIR := $(CACHE)/kernel/$(HW_KERNEL_VERSION)
 RELEASE ?= $(BUILD)/release
 RELEASE_APPEND ?=
-# zstd: 12.1 MiB with every Ethernet driver, and the kernel unpacks it
-# faster than gzip (16.1 MiB); xz is 10.9 MiB but ~10 s slower under TCG.
+# zstd: 18.2 MiB with every Ethernet driver and the firmware they name
+# (12.4 MiB without it), and the kernel unpacks it faster than gzip; xz is
+# smaller but ~10 s slower to unpack under TCG.
 RELEASE_COMPRESS ?= zstd
 RELEASE_IMAGE := initramfs.cpio$(patsubst %,.%,$(subst zstd,zst,$(subst gzip,gz,$(subst none,,$(RELEASE_COMPRESS)))))
 # NIC firmware: the pinned Debian packages fetch-firmware.sh unpacks; the
