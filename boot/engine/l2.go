@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/l2"
@@ -85,14 +86,27 @@ func (e *Engine) l2Status(v *view, st *state.NetworkStatus, now time.Time) {
 	}
 }
 
-// noLease reports whether a link has no usable address from any client.
-func noLease(l *linkFacts) bool {
-	for _, ls := range l.leases {
-		if ls.Usable() || ls.V6OnlyWait > 0 {
-			return false
+// waitingLocked lists the links without a usable address from any
+// client, each with its facts and its NIC (a vlan= link has none: not
+// listed). The caller holds e.mu.
+func (e *Engine) waitingLocked() []waitingLink {
+	var out []waitingLink
+	for _, l := range e.links {
+		f := l.linkFacts
+		f.leases = e.leasesOf(l.name)
+		nic := e.nicOf(&f)
+		if nic == "" || slices.ContainsFunc(f.leases, func(ls lease.Report) bool { return ls.Usable() || ls.V6OnlyWait > 0 }) {
+			continue
 		}
+		out = append(out, waitingLink{l, f, nic})
 	}
-	return true
+	return out
+}
+
+type waitingLink struct {
+	l   *link
+	f   linkFacts
+	nic string
 }
 
 // stpUntil is how long the boot deadline must be held past now for the
@@ -102,14 +116,8 @@ func (e *Engine) stpUntil(now time.Time) time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var until time.Time
-	for _, l := range e.links {
-		f := l.linkFacts
-		f.leases = e.leasesOf(l.name)
-		nic := e.nicOf(&f)
-		if nic == "" || !noLease(&f) {
-			continue
-		}
-		if at := e.l2.ForwardingAt(nic); !at.IsZero() && at.Add(stpGrace).After(until) {
+	for _, w := range e.waitingLocked() {
+		if at := e.l2.ForwardingAt(w.nic); !at.IsZero() && at.Add(stpGrace).After(until) {
 			until = at.Add(stpGrace)
 		}
 	}
@@ -123,13 +131,8 @@ func (e *Engine) stpUntil(now time.Time) time.Duration {
 func (e *Engine) l2Notes(now time.Time) {
 	var lines []string
 	e.mu.Lock()
-	for _, l := range e.links {
-		f := l.linkFacts
-		f.leases = e.leasesOf(l.name)
-		nic := e.nicOf(&f)
-		if nic == "" || !noLease(&f) {
-			continue
-		}
+	for _, w := range e.waitingLocked() {
+		l, f, nic := w.l, w.f, w.nic
 		b, _, stp := e.l2.SpanningTree(nic)
 		if stp && !l.stpSaid {
 			l.stpSaid = true

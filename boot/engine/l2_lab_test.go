@@ -2,8 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,56 +11,6 @@ import (
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
-
-// switchAgent is lldpd running as a switch's LLDP agent.
-type switchAgent struct {
-	*lab.Proc
-	ns   *lab.NS
-	sock string
-}
-
-// neighbours is what lldpd heard from the node (lldpcli's key=value
-// output; "" when nothing).
-func (a switchAgent) neighbours(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := a.ns.Exec(ctx, "lldpcli", "-u", a.sock, "show", "neighbors", "-f", "keyvalue")
-	if err != nil {
-		t.Fatalf("lldpcli: %v\n%s", err, out)
-	}
-	return out
-}
-
-// lldpd starts Debian's lldpd on iface in ns as a switch's LLDP agent:
-// every interval, with the given lldpcli configuration lines.
-func lldpd(t *testing.T, ns *lab.NS, iface string, interval int, conf ...string) switchAgent {
-	t.Helper()
-	lab.Require(t, "lldpd")
-	// Its configuration step connects to its socket without root: not in
-	// t.TempDir, whose parent only root may enter.
-	dir, err := os.MkdirTemp("", "netinit-lldpd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	c := filepath.Join(dir, "lldpd.conf")
-	conf = append([]string{fmt.Sprintf("configure lldp tx-interval %d", interval)}, conf...)
-	if err := os.WriteFile(c, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "ctl")
-	p := ns.Start("lldpd", "-d", "-u", sock, "-O", c, "-I", iface)
-	// Its interface is open once its configuration is applied: what
-	// the node sends before is lost.
-	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), "resume operations") }) {
-		t.Fatalf("lldpd did not start:\n%s", p.Output())
-	}
-	return switchAgent{p, ns, sock}
-}
 
 // switchConf is the switch side's announcement: system name, port ID and
 // description, management address, and the port's VLAN 100 (the IEEE
@@ -87,7 +35,7 @@ func TestUpLLDP(t *testing.T) {
 	srv, cli := lab.NewLAN(t, "lldp")
 	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
 	const interval = 5
-	sw := lldpd(t, srv, "s0", interval, switchConf...)
+	sw := lab.LLDPD(t, srv, "s0", interval, switchConf...)
 	dir := t.TempDir()
 	statePath := filepath.Join(dir, "state.json")
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "ip=dhcp", "eth0")
@@ -115,7 +63,7 @@ func TestUpLLDP(t *testing.T) {
 		t.Errorf("console has %q %d times, want once:\n%s", line, c, d.Output())
 	}
 	// Listening only: the switch has heard nothing from the node.
-	if n := sw.neighbours(t); strings.TrimSpace(n) != "" {
+	if n := sw.Neighbours(t); strings.TrimSpace(n) != "" {
 		t.Errorf("netinit.lldp=listen transmitted; lldpd's neighbours:\n%s", n)
 	}
 }
@@ -129,14 +77,14 @@ func TestUpLLDPSend(t *testing.T) {
 	bin := netinitBin(t)
 	srv, cli := lab.NewLAN(t, "lsnd")
 	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
-	sw := lldpd(t, srv, "s0", 5, switchConf...)
+	sw := lab.LLDPD(t, srv, "s0", 5, switchConf...)
 	dir := t.TempDir()
 	statePath := filepath.Join(dir, "state.json")
 	d := cli.Start(bin, "up", "--state", statePath, "--cmdline", "ip=dhcp netinit.lldp=send", "eth0")
 	waitState(t, statePath, 20*time.Second, "no ready state", d.Output,
 		func(s *state.State) bool { return s.Phase == state.PhaseReady })
 	var n string
-	if !lab.Eventually(10*time.Second, func() bool { n = sw.neighbours(t); return strings.Contains(n, "netinit") }) {
+	if !lab.Eventually(10*time.Second, func() bool { n = sw.Neighbours(t); return strings.Contains(n, "netinit") }) {
 		t.Fatalf("lldpd heard no announcement:\n%s\nnetinit:\n%s", n, d.Output())
 	}
 	for _, want := range []string{"lldp.s0.port.ifname=eth0", "lldp.s0.chassis.descr=netinit", "lldp.s0.chassis.mac="} {
@@ -151,7 +99,7 @@ func TestUpLLDPSend(t *testing.T) {
 func TestUpLLDPWrongVLAN(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, "vlan")
-	lldpd(t, p.srv, "s0", 1, switchConf...)
+	lab.LLDPD(t, p.srv, "s0", 1, switchConf...)
 	code, st, out := p.up(t, "--cmdline", "ip=dhcp", "--timeout", "15s", "eth0")
 	if code == 0 || st == nil || st.Phase != state.PhaseOffline {
 		t.Fatalf("exit %d, state %+v; want offline", code, st)

@@ -3,8 +3,6 @@ package l2
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,37 +43,6 @@ func watch(t *testing.T, w *Watcher, ns *lab.NS, link string) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
-// lldpd starts Debian's lldpd on iface in ns, announcing every second
-// with the given lldpcli configuration lines, and waits for its first
-// announcement to be due.
-func lldpd(t *testing.T, ns *lab.NS, iface string, conf ...string) *lab.Proc {
-	t.Helper()
-	lab.Require(t, "lldpd")
-	// lldpd's configuration step connects to its socket without root:
-	// not in t.TempDir, whose parent only root may enter.
-	dir, err := os.MkdirTemp("", "netinit-lldpd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	c := filepath.Join(dir, "lldpd.conf")
-	conf = append([]string{"configure lldp tx-interval 1"}, conf...)
-	if err := os.WriteFile(c, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// -d: foreground; -u: its own control socket, not the host's; -O:
-	// this configuration, not /etc/lldpd.conf; -I: only this interface;
-	// LLDP is its only protocol by default.
-	p := ns.Start("lldpd", "-d", "-u", filepath.Join(dir, "ctl"), "-O", c, "-I", iface)
-	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), "resume operations") }) {
-		t.Fatalf("lldpd did not start:\n%s", p.Output())
-	}
-	return p
-}
-
 // TestLLDPFromLLDPD: a real lldpd on the switch side announces its system
 // name, the port's ID and description, the port's VLAN (the IEEE 802.1
 // Port VLAN ID TLV, sent as lldpd's custom TLV: the host kernel has no
@@ -87,7 +54,7 @@ func TestLLDPFromLLDPD(t *testing.T) {
 	var l logs
 	w := New(Config{Mode: spec.LLDPListen, Logf: l.logf})
 	watch(t, w, cli, "eth0")
-	p := lldpd(t, srv, "s0",
+	p := lab.LLDPD(t, srv, "s0", 1,
 		"configure system hostname sw-rack3",
 		"configure system ip management pattern 192.0.2.1",
 		`configure ports s0 lldp portidsubtype local Gi1/0/12 description "rack3 node7"`,
