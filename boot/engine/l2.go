@@ -134,12 +134,13 @@ func (e *Engine) l2Notes(now time.Time) {
 	for _, w := range e.waitingLocked() {
 		l, f, nic := w.l, w.f, w.nic
 		b, _, stp := e.l2.SpanningTree(nic)
+		fwd := e.l2.ForwardingAt(nic) // zero without BPDUs
 		if stp && !l.stpSaid {
 			l.stpSaid = true
 			lines = append(lines, fmt.Sprintf("%s: switch port runs spanning tree (forward delay %d s): waiting",
 				nic, b.ForwardDelay/time.Second))
 		}
-		if at := e.l2.ForwardingAt(nic); stp && !l.stpKicked && now.After(at.Add(kickAfter)) {
+		if stp && !l.stpKicked && now.After(fwd.Add(kickAfter)) {
 			// The port forwards now: the DISCOVER goes at once, not
 			// up to 8 s later at the client's next retransmission.
 			l.stpKicked = true
@@ -150,8 +151,8 @@ func (e *Engine) l2Notes(now time.Time) {
 		}
 		n, heard := e.l2.Neighbour(nic, now)
 		since := f.carrierAt
-		if at := e.l2.ForwardingAt(nic); at.After(since) {
-			since = at // DHCP could not pass before
+		if fwd.After(since) {
+			since = fwd // DHCP could not pass before
 		}
 		if l.vlanSaid || !heard || n.PortVLAN == 0 || !f.wants4() || f.carrierAt.IsZero() || now.Sub(since) < hintAfter {
 			continue

@@ -152,6 +152,15 @@ func TestWatcherFrames(t *testing.T) {
 	if _, ok := w.Neighbour("eth1", now); ok {
 		t.Error("a neighbour on a link nothing was heard on")
 	}
+	// Another agent on the same link: recorded, but said again only a
+	// minute after the first line.
+	other := append([]byte{}, lf...)
+	other[len(other)-3] = 101 // its port VLAN
+	w.Frame("eth0", other, now.Add(2*time.Second))
+	if n, _ := w.Neighbour("eth0", now.Add(2*time.Second)); n.PortVLAN != 101 {
+		t.Errorf("the last neighbour heard is not kept: %+v", n)
+	}
+	w.Frame("eth0", lf, now.Add(3*time.Second))
 	bad := append([]byte{}, lf...)
 	bad = bad[:30]
 	w.Frame("eth0", bad, now)
@@ -170,8 +179,12 @@ func TestWatcherFrames(t *testing.T) {
 	if _, _, ok := off.SpanningTree("eth0"); !ok {
 		t.Error("netinit.lldp=off dropped a BPDU")
 	}
-	if changed != 2 {
-		t.Errorf("changed %d times, want 2 (first BPDU, first neighbour)", changed)
+	w.Frame("eth0", other, now.Add(2*time.Minute))
+	if got := l.all(); len(got) != 3 || !strings.Contains(got[2], "(untagged VLAN 101)") {
+		t.Errorf("a change after a minute is not said: %q", got)
+	}
+	if changed != 3 {
+		t.Errorf("changed %d times, want 3 (first BPDU, first neighbour, the change a minute later)", changed)
 	}
 }
 

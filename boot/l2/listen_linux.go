@@ -68,10 +68,12 @@ func (w *Watcher) listen(ctx context.Context, ifi *net.Interface) error {
 	}
 	done := make(chan struct{})
 	defer func() { <-done }()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the wait above: a read error ends the announcements too
 	if w.cfg.Mode == spec.LLDPSend {
 		go func() {
 			defer close(done)
-			w.announce(ctx, c, ifi)
+			w.announce(actx, c, ifi)
 		}()
 	} else {
 		close(done)

@@ -43,7 +43,8 @@ type heard struct {
 	nb      *Neighbour
 	nbAt    time.Time // the last LLDPDU
 	said    string    // the neighbour as last said on the console
-	bpdu    *BPDU     // the last BPDU
+	saidAt  time.Time
+	bpdu    *BPDU // the last BPDU
 	bpduAt  time.Time
 	firstAt time.Time // the first BPDU
 	warned  map[string]bool
@@ -114,7 +115,8 @@ func (w *Watcher) Frame(link string, frame []byte, now time.Time) {
 	}
 }
 
-// lldp records a neighbour, and says it when it is new or changed. TTL 0
+// lldp records a neighbour (one per link: the last heard), and says it
+// when it is new or changed. TTL 0
 // withdraws it (802.1AB section 9.2.7.7.1: a shutdown LLDPDU).
 func (w *Watcher) lldp(link string, n Neighbour, now time.Time) {
 	w.mu.Lock()
@@ -131,8 +133,13 @@ func (w *Watcher) lldp(link string, n Neighbour, now time.Time) {
 	}
 	h.nb, h.nbAt = &n, now
 	say := n.String()
-	changed := say != h.said
-	h.said = say
+	// A neighbour that changes is said again at most once a minute: two
+	// agents on one link (a hub, or a hostile host) take turns, and the
+	// console would repeat them. The table keeps the last one heard.
+	changed := say != h.said && (h.said == "" || now.Sub(h.saidAt) >= time.Minute)
+	if changed {
+		h.said, h.saidAt = say, now
+	}
 	w.mu.Unlock()
 	if changed {
 		w.cfg.Logf("%s: %s", link, say)
