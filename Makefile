@@ -29,10 +29,11 @@ RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
 # its chronyc sets the lying servers' clocks, and chronyd copied as ntpd
 # stands in for 0-OS's); unshare gives that test a PID namespace;
 # dhcpcd is 0-OS's DHCP client, run by the stand-in networkd in the ndmz
-# namespace; ping is the peer outside a node that pings it over Yggdrasil.
+# namespace; ping is the peer outside a node that pings it over Yggdrasil;
+# lldpd is a switch's LLDP agent for the LLDP tests (not a service here).
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
 	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony \
-	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux unshare:util-linux $(RELEASE_DEPS)
+	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux unshare:util-linux curl:curl lldpd:lldpd $(RELEASE_DEPS)
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
 
@@ -58,7 +59,7 @@ if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
   apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
     { apt-get update -qq && apt-get install -y --no-install-recommends $$missing; }; rc=$$?; \
   [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
-  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3) \
+  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3|lldpd) \
     systemctl disable $${p%5} >/dev/null 2>&1 || true;; esac; done; \
   exit $$rc; \
 fi
@@ -106,20 +107,30 @@ HW_KERNEL_VERSION ?= 6.1.0-47-amd64
 HW_KDIR := $(CACHE)/kernel/$(HW_KERNEL_VERSION)
 RELEASE ?= $(BUILD)/release
 RELEASE_APPEND ?=
-# zstd: 12.1 MiB with every Ethernet driver, and the kernel unpacks it
-# faster than gzip (16.1 MiB); xz is 10.9 MiB but ~10 s slower under TCG.
+# zstd: 18.2 MiB with every Ethernet driver and the firmware they name
+# (12.4 MiB without it), and the kernel unpacks it faster than gzip; xz is
+# smaller but ~10 s slower to unpack under TCG.
 RELEASE_COMPRESS ?= zstd
 RELEASE_IMAGE := initramfs.cpio$(patsubst %,.%,$(subst zstd,zst,$(subst gzip,gz,$(subst none,,$(RELEASE_COMPRESS)))))
-.PHONY: kernel-hw release
+# NIC firmware: the pinned Debian packages fetch-firmware.sh unpacks; the
+# image takes from them only the files its modules name (modinfo firmware=).
+FIRMWARE_SET ?= bookworm-20230210-5
+FIRMWARE_DIR := $(CACHE)/firmware/$(FIRMWARE_SET)/lib/firmware
+FIRMWARE_FLAGS = -firmware-dir $(FIRMWARE_DIR) -firmware-missing $(BUILD)/firmware-missing.txt
+.PHONY: kernel-hw release firmware
 ## kernel-hw: fetch the hardware flavour (HW_KERNEL_VERSION) into $(CACHE)
 kernel-hw: $(HW_KDIR)/.stamp
+## firmware: fetch the pinned firmware packages (FIRMWARE_SET) into $(CACHE)
+firmware: $(CACHE)/firmware/$(FIRMWARE_SET)/.stamp
+$(CACHE)/firmware/%/.stamp:
+	FIRMWARE_SET=$* CACHE=$(CACHE) ./initramfs/fetch-firmware.sh
 
 ## release: build/release/ — vmlinuz, initramfs, netinit.ipxe, netinit-usb.img,
 ##   SHA256SUMS (reproducible; RELEASE_APPEND='k=v ...' adds kernel parameters)
-release: deps kernel-hw $(BUILD)/netinit
+release: deps kernel-hw firmware $(BUILD)/netinit
 	@mkdir -p $(RELEASE)
 	$(GO) run ./cmd/mkinitramfs -compress $(RELEASE_COMPRESS) -init $(BUILD)/netinit \
-	  -modules-dir $(HW_KDIR)/modules -kernel-release $(HW_KERNEL_VERSION) \
+	  -modules-dir $(HW_KDIR)/modules -kernel-release $(HW_KERNEL_VERSION) $(FIRMWARE_FLAGS) \
 	  -file initramfs/netinit.conf:/etc/netinit/netinit.conf:0644 -o $(RELEASE)/$(RELEASE_IMAGE)
 	RELEASE_APPEND="$(RELEASE_APPEND)" ./initramfs/mkrelease.sh $(RELEASE) $(HW_KDIR)/vmlinuz $(RELEASE)/$(RELEASE_IMAGE)
 
@@ -162,15 +173,15 @@ qemu-release:
 
 ## qemu-test: only the QEMU boot tests (the guest lab too) and coldplug
 .PHONY: qemu-test
-qemu-test: deps kernel kernel-hw
+qemu-test: deps kernel kernel-hw firmware
 	NETINIT_LAB=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
-	  NETINIT_HW_KERNEL=$(abspath $(HW_KDIR)/vmlinuz) $(GO) test -count=1 -timeout 10m -v ./qemu ./qemu/guestlab ./boot/coldplug
+	  NETINIT_HW_KERNEL=$(abspath $(HW_KDIR)/vmlinuz) NETINIT_FIRMWARE_DIR=$(abspath $(FIRMWARE_DIR)) $(GO) test -count=1 -timeout 10m -v ./qemu ./qemu/guestlab ./boot/coldplug
 # --- end qemu ---
 
 ## test: every test (unit, namespace labs with real servers, QEMU boots)
-test: deps kernel kernel-hw vet
+test: deps kernel kernel-hw firmware vet
 	NETINIT_LAB=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
-	  NETINIT_HW_KERNEL=$(abspath $(HW_KDIR)/vmlinuz) \
+	  NETINIT_HW_KERNEL=$(abspath $(HW_KDIR)/vmlinuz) NETINIT_FIRMWARE_DIR=$(abspath $(FIRMWARE_DIR)) \
 	  $(GO) test -count=1 -timeout 25m ./...
 
 vet:

@@ -6,7 +6,9 @@ require (
 	github.com/beevik/ntp v1.6.0
 	github.com/google/nftables v0.3.0
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae
+	github.com/mdlayher/lldp v0.0.0-20150915211757-afd9f83164c5
 	github.com/mdlayher/ndp v1.1.0
+	github.com/mdlayher/packet v1.1.2
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/tyler-smith/go-bip39 v1.1.0
 	github.com/u-root/u-root v0.16.0
@@ -31,8 +33,8 @@ require (
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/hjson/hjson-go/v4 v4.6.0 // indirect
 	github.com/josharian/native v1.1.0 // indirect
+	github.com/mdlayher/ethernet v0.0.0-20220221185849-529eae5b6118 // indirect
 	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42 // indirect
-	github.com/mdlayher/packet v1.1.2 // indirect
 	github.com/mdlayher/socket v0.5.1 // indirect
 	github.com/pierrec/lz4/v4 v4.1.22 // indirect
 	github.com/quic-go/quic-go v0.60.0 // indirect

@@ -47,6 +47,8 @@ type Spec struct {
 	Init string
 	// Modules is the module selection; nil means no modules at all.
 	Modules *ModuleSet
+	// Firmware is placed under /lib/firmware (SelectFirmware); nil: none.
+	Firmware *FirmwareSet
 	// Files are extra files.
 	Files []File
 	// Epoch is the mtime of every record (SOURCE_DATE_EPOCH).
@@ -151,6 +153,25 @@ func records(spec Spec) ([]cpio.Record, []string, error) {
 		}
 		for n, b := range idx {
 			if err := add(cpio.StaticRecord(b, cpio.Info{Name: s.modulePath(n), Mode: cpio.S_IFREG | 0o644})); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+
+	if fw := spec.Firmware; fw != nil {
+		for _, f := range fw.Files {
+			name := path.Join("lib/firmware", f.Name)
+			if f.Link != "" {
+				if err := add(cpio.Symlink(name, f.Link)); err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			b, err := os.ReadFile(f.Src)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read firmware: %w", err)
+			}
+			if err := add(cpio.StaticRecord(b, cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o644})); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -1,8 +1,8 @@
 // Package initramfs builds netinit's boot image: a gzip-compressed newc cpio
 // archive holding /init, the few directories the kernel and netinit need, a
-// /dev/console node, and a selected set of kernel modules with generated
+// /dev/console node, a selected set of kernel modules with generated
 // kmod index files (modules.dep, modules.alias, modules.softdep,
-// modules.builtin).
+// modules.builtin), and the firmware files those modules name.
 package initramfs
 
 import (

@@ -22,8 +22,8 @@ import (
 // with the expressions the later firewall uses (conntrack match, NAT
 // chains, masquerade). Which of them exist as modules depends on the
 // kernel flavour; missing ones are reported and skipped.
-// Firmware files are not carried: a driver that needs one fails to bind
-// and the node boots from another NIC.
+// The firmware files they name are carried when the image is built with
+// firmware packages (SelectFirmware, mkinitramfs -firmware-dir).
 var DefaultModules = []string{
 	"virtio_net", "virtio_pci",
 	"kernel/drivers/net/ethernet/",

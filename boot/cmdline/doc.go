@@ -105,6 +105,10 @@
 //	netinit.probe.targets=HOST:PORT,...
 //	netinit.probe.reflectors=HOST:PORT,...
 //	netinit.ntp=HOST,...       NTP servers (names or addresses)
+//	netinit.lldp=listen|send|off  LLDP on the physical links: record what
+//	                           the switch announces (default listen),
+//	                           also announce the node (send), or neither
+//	                           (off); spanning-tree BPDUs are always heard
 //	netinit.bridge=NAME|off    the management bridge 0-OS expects (zos):
 //	                           the uplink NIC is enslaved to it and the
 //	                           clients run on it (default: zos at boot

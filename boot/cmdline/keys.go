@@ -63,6 +63,7 @@ func init() {
 		"identity":      {parse: scalar(parseAbsPath, func(s *spec.Spec, v string) { s.Identity = v })},
 		"ygg.lan_peers": {parse: scalar(parseLANPeers, func(s *spec.Spec, v int) { s.YggLANPeers = v })},
 		"wg":            {parse: scalar(lower(spec.ParseWGMode), func(s *spec.Spec, v spec.WGMode) { s.WG = v })},
+		"lldp":          {parse: scalar(lower(spec.ParseLLDPMode), func(s *spec.Spec, v spec.LLDPMode) { s.LLDP = v })},
 		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *spec.Spec) *[]spec.WGPeer { return &s.WGPeers })},
 		"wg.address": {list: true, parse: commaList(parseIfacePrefix,
 			func(s *spec.Spec) *[]netip.Prefix { return &s.WGAddress })},

@@ -343,22 +343,33 @@ func (c *client) exchange(ctx context.Context, cl *nclient4.Client, dest *net.UD
 			return nil, start, fmt.Errorf("building %s: %w", what, err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, wait(n))
+		// A kick (Options.Kick: the control socket's "renew", or the
+		// engine when a spanning-tree port starts forwarding) ends the
+		// wait: the next transmission goes now.
+		kickDone := make(chan struct{})
+		go func() {
+			defer close(kickDone)
+			select {
+			case <-c.o.Kick:
+				cancel()
+			case <-tctx.Done():
+			}
+		}()
 		resp, err := cl.SendAndRead(tctx, dest, msg, match)
-		if err == nil {
-			cancel()
-			return resp, start, nil
-		}
-		if ctx.Err() != nil {
-			cancel()
-			return nil, start, ctx.Err()
-		}
-		if !errors.Is(err, context.DeadlineExceeded) {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			// Sending failed (no carrier yet, ...): wait out the
 			// interval instead of spinning.
 			c.logDrop("sending %s: %v", what, err)
 			<-tctx.Done()
 		}
 		cancel()
+		<-kickDone
+		if err == nil {
+			return resp, start, nil
+		}
+		if ctx.Err() != nil {
+			return nil, start, ctx.Err()
+		}
 		if d := time.Since(start); d >= nextNote {
 			c.logf("no answer to %s after %v, still trying", what, d.Round(time.Second))
 			nextNote *= 2

@@ -49,8 +49,9 @@ type Options struct {
 
 	// Kick, when it receives, makes the client act now instead of at its
 	// next timer (the control socket's "renew"): a bound client renews its
-	// lease now instead of waiting for T1. Same name and meaning in ra and
-	// dhcp6.
+	// lease now instead of waiting for T1, a selecting one sends its next
+	// DISCOVER now (the engine kicks it when a spanning-tree port starts
+	// forwarding). Same name and meaning in ra and dhcp6.
 	Kick <-chan struct{}
 
 	// Reapply, when it receives, applies the bound lease again (asking

@@ -20,6 +20,14 @@ func (e *Engine) Renew() {
 	}
 }
 
+// Problem records something a farmer must know that another part of
+// netinit found (a driver's failed firmware load in the kernel log), says
+// it on the console, and publishes it with the next status.
+func (e *Engine) Problem(msg string) {
+	e.problem("%s", msg)
+	e.notify()
+}
+
 // spawn runs fn in a goroutine the engine waits for. A panic in it is
 // contained: reported as a problem, the rest of the engine goes on.
 func (e *Engine) spawn(fn func()) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -85,6 +86,8 @@ type Engine struct {
 	spec *spec.Spec
 
 	kernel Kernel
+	// l2 listens to the switch on each managed NIC (l2.go).
+	l2 *l2.Watcher
 	// probe checks a candidate's reachability (probeVia; tests fake it).
 	probe func(ctx context.Context, c candidate, targets []string) (bool, []string)
 
@@ -150,6 +153,7 @@ func New(cfg Config) *Engine {
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
 	}
+	e.l2 = e.newL2()
 	e.ballot.cmdline = cfg.Spec.Uplink
 	if p := cfg.Previous; p != nil && p.Uplink != "" &&
 		slices.Contains([]string{reasonReachable, reasonReelected, reasonFirst}, p.UplinkReason) {
@@ -192,6 +196,13 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 		case <-ctx.Done():
 			st = e.verdict(false)
 		case <-deadline.C:
+			// A link whose switch port runs spanning tree gets until
+			// it forwards, and a DHCP exchange (l2.go).
+			if d := e.stpUntil(time.Now()); d > 0 {
+				e.logf("bring-up: deadline extended by %.0fs for a spanning-tree port", d.Seconds())
+				deadline.Reset(d)
+				continue
+			}
 			st = e.verdict(false)
 		case <-e.changed:
 			if e.ready() {
@@ -205,6 +216,7 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 			if e.ready() {
 				st = e.verdict(true)
 			}
+			e.l2Notes(time.Now())
 		}
 	}
 	if e.cfg.Oneshot || ctx.Err() != nil {
@@ -222,6 +234,7 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 			return e.Status(), nil
 		case <-watch.C:
 			e.spawn(func() { e.watchUplink(ctx, time.Now()) })
+			e.l2Notes(time.Now())
 			e.notify()
 		case <-e.changed:
 			time.Sleep(100 * time.Millisecond)
@@ -563,7 +576,9 @@ func (e *Engine) statusOf(v *view) *state.NetworkStatus {
 			kern[l.name] = kl
 		}
 	}
-	st := merge(v, kern, time.Now())
+	now := time.Now()
+	st := merge(v, kern, now)
+	e.l2Status(v, st, now)
 	st.PID = os.Getpid()
 	return st
 }

@@ -55,6 +55,10 @@ type link struct {
 	// leased4 is closed at the link's first usable DHCPv4 lease (or the
 	// server's IPv6-only answer, RFC 8925): the DHCPv4 exchange is over.
 	leased4 chan struct{}
+	// stpSaid, vlanSaid: the spanning-tree wait and the VLAN hint were
+	// said for the link; stpKicked: its DHCPv4 client was kicked when the
+	// port forwards (l2.go).
+	stpSaid, vlanSaid, stpKicked bool
 }
 
 // newLink is a link to manage named name (nic: the bridge's port, or ""),
@@ -185,6 +189,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	} else {
 		e.logf("%s: link up (%s)", name, l.mac)
 	}
+	e.listenL2(l)
 	if l.toBridge != "" {
 		// The lease first on the NIC itself, then onto the bridge
 		// (moveToBridge), at the latest operWait from now: without

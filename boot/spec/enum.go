@@ -115,6 +115,23 @@ func (wgWords) words() []string { return []string{"auto", "on", "off"} }
 // ParseWGMode parses netinit.wg='s value.
 var ParseWGMode = parseEnum[wgWords]
 
+// LLDPMode is netinit.lldp=: what netinit does with LLDP (IEEE 802.1AB)
+// on its physical links (boot/l2). The zero value is LLDPListen.
+type LLDPMode = Enum[lldpWords]
+
+const (
+	LLDPListen LLDPMode = iota // record what the switches announce; transmit nothing
+	LLDPSend                   // listen, and announce the node (hostname, port) every 30 s
+	LLDPOff                    // neither: no LLDP socket (spanning-tree BPDUs are still heard)
+)
+
+type lldpWords struct{}
+
+func (lldpWords) words() []string { return []string{"listen", "send", "off"} }
+
+// ParseLLDPMode parses netinit.lldp='s value.
+var ParseLLDPMode = parseEnum[lldpWords]
+
 // Root is netinit.root='s kind. The zero value is RootAuto.
 type Root = Enum[rootWords]
 

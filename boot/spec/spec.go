@@ -75,6 +75,7 @@ type Link struct {
 	VLANPriv     int              `json:"vlan_priv,omitempty"`  // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
 	VLANPub      int              `json:"vlan_pub,omitempty"`   // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (carried tagged on the management bridge's NIC)
 	Bridge       string           `json:"bridge,omitempty"`     // netinit.bridge=NAME, or NoBridge ("" = not given)
+	LLDP         LLDPMode         `json:"lldp"`                 // netinit.lldp=listen|send|off (default listen)
 }
 
 // NoBridge is netinit.bridge=off: no management bridge, even at a 0-OS

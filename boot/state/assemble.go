@@ -58,7 +58,8 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 	}
 	for _, l := range n.Links {
 		ifc := Interface{Name: l.Name, MAC: l.MAC.String(), MTU: l.MTU, Carrier: l.Carrier, Addresses: []Address{},
-			DHCP4: l.DHCP4, DHCP4Renewals: l.DHCP4Renewals, RA: l.RA, IPv6OnlyPreferredS: int64(l.V6OnlyWait / time.Second)}
+			DHCP4: l.DHCP4, DHCP4Renewals: l.DHCP4Renewals, RA: l.RA, IPv6OnlyPreferredS: int64(l.V6OnlyWait / time.Second),
+			LLDP: l.LLDP, SpanningTree: l.SpanningTree}
 		if l.PREF64.IsValid() {
 			ifc.PREF64 = l.PREF64.String()
 		}

@@ -138,6 +138,42 @@ type Interface struct {
 	IPv6OnlyPreferredS int64 `json:"ipv6_only_preferred_s,omitempty"`
 	// PREF64 is the NAT64 prefix the link's router advertised (RFC 8781).
 	PREF64 string `json:"pref64,omitempty"`
+	// LLDP is what the switch the link is plugged into announces about
+	// itself and the port (absent until heard, and after its TTL).
+	LLDP *LLDP `json:"lldp,omitempty"`
+	// SpanningTree is present when the switch port sends BPDUs.
+	SpanningTree *SpanningTree `json:"spanning_tree,omitempty"`
+}
+
+// LLDP is a link's LLDP neighbour (IEEE 802.1AB): the switch and its port.
+// Every string is printable text of at most 255 bytes, as the switch sent
+// it; a field it sent otherwise is absent.
+type LLDP struct {
+	ChassisID       string `json:"chassis_id"` // "mac 00:11:22:33:44:55", "ip 192.0.2.2", or text
+	SystemName      string `json:"system_name,omitempty"`
+	PortID          string `json:"port_id"` // e.g. "Gi1/0/12", or "mac ..."
+	PortDescription string `json:"port_description,omitempty"`
+	// PortVLAN is the port's VLAN for untagged frames (the IEEE 802.1
+	// Port VLAN ID TLV); absent when not sent.
+	PortVLAN          int    `json:"port_vlan,omitempty"`
+	ManagementAddress string `json:"management_address,omitempty"`
+	TTLS              int64  `json:"ttl_s"` // how long the switch says it holds
+	AgeS              int64  `json:"age_s"` // since its last announcement, at updated_at
+}
+
+// SpanningTree is what a link's switch port says in its BPDUs.
+type SpanningTree struct {
+	Protocol string `json:"protocol"` // "stp", "rstp" or "mstp"
+	Root     string `json:"root"`     // the root bridge ID, "8000.00:11:22:33:44:55"
+	// ForwardDelayS is the advertised forward delay (at most 30 s): a
+	// port that is not an edge port forwards 2 x this after it came up.
+	ForwardDelayS int64 `json:"forward_delay_s"`
+	// Forwarding: the switch says its port forwards (RSTP only).
+	Forwarding bool `json:"forwarding,omitempty"`
+	// FirstS is when the first BPDU came, in seconds since netinit
+	// started; AgeS is how long ago the last one came, at updated_at.
+	FirstS int64 `json:"first_s"`
+	AgeS   int64 `json:"age_s"`
 }
 
 // Address is one address on a link.

@@ -78,6 +78,8 @@ type LinkStatus struct {
 	RA            string        // "off", "soliciting", "received", "none"
 	V6OnlyWait    time.Duration // RFC 8925 V6ONLY_WAIT while honoured
 	PREF64        netip.Prefix  // the link's router's NAT64 prefix (RFC 8781)
+	LLDP          *LLDP         // the switch and port, as LLDP announces them (boot/l2)
+	SpanningTree  *SpanningTree // the switch port's BPDUs (boot/l2)
 }
 
 // AddrStatus is one address on a link.

@@ -64,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		out        = flag.String("o", "", "output image path (required)")
 		base       = flag.String("base", "", "bake into this existing image (cpio, .gz, .xz, .zst or .lz4): its files kept, its /init as /init.base")
 		compress   = flag.String("compress", "gzip", "image compression: gzip, zstd (smallest that unpacks fast), xz (smallest), lz4 (fastest to unpack) or none")
+		fwDir      = flag.String("firmware-dir", "", "unpacked lib/firmware (fetch-firmware.sh): the files the included modules name go into /lib/firmware")
+		fwMissing  = flag.String("firmware-missing", "", "write the firmware files the modules name that -firmware-dir lacks here, one \"module: file\" a line")
 		files      fileFlags
 	)
 	flag.Var(&files, "file", "extra file SRC:DST[:MODE] (repeatable, MODE octal)")
@@ -111,6 +113,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "modules: %d requested, %d included with dependencies (release %s)\n",
 			len(names), len(set.Modules), tree.Release)
 		spec.Modules = set
+		if *fwDir != "" {
+			fw, err := initramfs.SelectFirmware(*fwDir, set.Firmware())
+			if err != nil {
+				return err
+			}
+			spec.Firmware = fw
+			if err := reportFirmware(stderr, fw, *fwMissing); err != nil {
+				return err
+			}
+		}
 	}
 
 	if *debug {
@@ -147,6 +159,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes (%.1f MiB; cpio %d bytes, %d records); /init %d bytes (%.1f MiB)\n",
 		*out, st.ImageSize, mib(st.ImageSize), st.CPIOSize, st.Records, st.InitSize, mib(st.InitSize))
+	return nil
+}
+
+// reportFirmware says in one line what firmware the image carries and
+// what it lacks; the list of what it lacks goes to missingPath.
+func reportFirmware(w io.Writer, fw *initramfs.FirmwareSet, missingPath string) error {
+	mods := map[string]bool{}
+	for _, r := range fw.Found {
+		mods[r.Module] = true
+	}
+	where := ""
+	if missingPath != "" {
+		if err := os.WriteFile(missingPath, fw.MissingList(), 0o644); err != nil {
+			return fmt.Errorf("firmware list: %w", err)
+		}
+		where = " (listed in " + missingPath + ")"
+	}
+	fmt.Fprintf(w, "firmware: %d files (%.1f MiB) for %d modules; %d files the modules name are in no package%s\n",
+		len(fw.Files), mib(fw.Bytes()), len(mods), len(fw.Missing), where)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/coldplug"
 	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/engine"
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -107,7 +108,9 @@ func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, 
 		problems = append(problems, err.Error())
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout+20*time.Second)
+	// The daemon's deadline may be extended for a spanning-tree port
+	// (engine.MaxExtension): its verdict is awaited that much longer.
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout+engine.MaxExtension+20*time.Second)
 	defer cancel()
 	// Besides the NIC drivers found by modalias: what the kernel would
 	// otherwise ask modprobe for, and there is no modprobe here — tun for

@@ -12,6 +12,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/engine"
+	kernlog "github.com/threefoldtech/netinit/boot/kmsg"
 	"github.com/threefoldtech/netinit/boot/overlay"
 	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/pid1"
@@ -30,6 +31,7 @@ type bringUp struct {
 	links       []string // the links to manage (none: every physical one)
 	files       files
 	setHostname bool // at boot: the node's hostname and clock are netinit's
+	kernelLog   bool // at boot: the kernel log's firmware failures are the node's problems
 	oneshot     bool // return at the verdict instead of keeping the network
 	start       time.Time
 	problems    []string
@@ -100,7 +102,7 @@ func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bring
 		timings: bi.Timings, modules: bi.Modules, keyDir: bi.Spec.KeyDir, log: log}
 	switch mode {
 	case atBoot:
-		b.setHostname = true
+		b.setHostname, b.kernelLog = true, true
 		b.bridge = bootBridge(bi.Spec)
 		if bi.Spec.RunMode != "" { // a 0-OS boot
 			b.files.nsResolvConf = []string{zosResolvConf}
@@ -175,6 +177,22 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if n.kernelLog {
+		// A driver that asked for a firmware file the image lacks (at
+		// its probe, during the coldplug, or when its link goes up) is
+		// a problem naming the module and the file. Ended before the
+		// wait above: a oneshot run returns at the verdict.
+		kctx, stop := context.WithCancel(ctx)
+		defer stop()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := kernlog.WatchFirmware(kctx, func(module string, f kernlog.FirmwareFailure) { e.Problem(f.Problem(module)) })
+			if err != nil {
+				n.log.Logf("%v (firmware load failures are not reported)", err)
+			}
+		}()
+	}
 	if ov != nil && n.files.socket != "" {
 		srv, err := control.Listen(n.files.socket, daemonHandler{e, ov})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/control"
+	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -140,6 +141,7 @@ func render(w io.Writer, st *state.State, now time.Time) {
 		}
 	}
 	tw.Flush()
+	renderSwitch(w, st)
 	fmt.Fprintln(w, "\nroutes:")
 	for _, r := range st.Routes {
 		fmt.Fprintf(w, "  %s\n", r)
@@ -160,6 +162,24 @@ func render(w io.Writer, st *state.State, now time.Time) {
 	renderClock(w, st.Clock, now)
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "problem:     %s\n", p)
+	}
+}
+
+// renderSwitch prints what each link's switch said: its LLDP neighbour
+// and its spanning tree.
+func renderSwitch(w io.Writer, st *state.State) {
+	for _, ifc := range st.Interfaces {
+		if n := ifc.LLDP; n != nil {
+			fmt.Fprintf(w, "lldp:        %s: %s (heard %ds ago, holds %ds)\n", ifc.Name, l2.FromState(n), n.AgeS, n.TTLS)
+		}
+		if t := ifc.SpanningTree; t != nil {
+			fwd := ""
+			if t.Forwarding {
+				fwd = ", forwarding"
+			}
+			fmt.Fprintf(w, "stp:         %s: %s, forward delay %ds, root %s%s (first BPDU at %ds, last %ds ago)\n",
+				ifc.Name, t.Protocol, t.ForwardDelayS, t.Root, fwd, t.FirstS, t.AgeS)
+		}
 	}
 }
 

@@ -169,3 +169,22 @@ func TestBytesIEC(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderSwitch: a link's LLDP neighbour and spanning tree, one line
+// each.
+func TestRenderSwitch(t *testing.T) {
+	now := time.Now()
+	st := sampleState(now)
+	st.Interfaces[0].LLDP = &state.LLDP{ChassisID: "mac 02:00:00:00:00:01", SystemName: "sw-rack3", PortID: "Gi1/0/12",
+		PortVLAN: 100, ManagementAddress: "192.0.2.2", TTLS: 120, AgeS: 3}
+	st.Interfaces[0].SpanningTree = &state.SpanningTree{Protocol: "stp", Root: "8000.02:00:00:00:00:01", ForwardDelayS: 15, FirstS: 2, AgeS: 1}
+	out := renderString(st, now)
+	for _, want := range []string{
+		"lldp:        eth0: switch sw-rack3 port Gi1/0/12 (untagged VLAN 100), management 192.0.2.2 (heard 3s ago, holds 120s)",
+		"stp:         eth0: stp, forward delay 15s, root 8000.02:00:00:00:00:01 (first BPDU at 2s, last 1s ago)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,4 +165,57 @@ var DHCPArgs = []string{
 	"--dhcp-option=option:mtu,1450",
 	"--dhcp-option=option:domain-search,v4.example",
 	"--dhcp-option=option:ntp-server,192.0.2.123",
+}
+
+// LLDPAgent is Debian's lldpd running as a switch's LLDP agent.
+type LLDPAgent struct {
+	*Proc
+	ns   *NS
+	sock string
+}
+
+// LLDPD starts lldpd on iface in ns, announcing every interval seconds
+// with the given lldpcli configuration lines (system name, port, custom
+// TLVs), and returns once its interface is open.
+func LLDPD(t testing.TB, ns *NS, iface string, interval int, conf ...string) LLDPAgent {
+	t.Helper()
+	Require(t, "lldpd", "lldpcli")
+	// Its configuration step connects to its socket without root: not in
+	// t.TempDir, whose parent only root may enter.
+	dir, err := os.MkdirTemp("", "netinit-lldpd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := filepath.Join(dir, "lldpd.conf")
+	conf = append([]string{fmt.Sprintf("configure lldp tx-interval %d", interval)}, conf...)
+	if err := os.WriteFile(c, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// -d: foreground; -u: its own control socket, not the host's; -O:
+	// this configuration, not /etc/lldpd.conf; -I: only this interface.
+	sock := filepath.Join(dir, "ctl")
+	p := ns.Start("lldpd", "-d", "-u", sock, "-O", c, "-I", iface)
+	// Its interface is open once its configuration is applied: what a
+	// peer sends before is lost.
+	if !Eventually(10*time.Second, func() bool { return strings.Contains(p.Output(), "resume operations") }) {
+		t.Fatalf("lab: lldpd did not start:\n%s", p.Output())
+	}
+	return LLDPAgent{p, ns, sock}
+}
+
+// Neighbours is what lldpd heard (lldpcli's key=value output; "" when
+// nothing).
+func (a LLDPAgent) Neighbours(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := a.ns.Exec(ctx, "lldpcli", "-u", a.sock, "show", "neighbors", "-f", "keyvalue")
+	if err != nil {
+		t.Fatalf("lab: lldpcli: %v\n%s", err, out)
+	}
+	return out
 }
