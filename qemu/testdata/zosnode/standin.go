@@ -46,8 +46,9 @@ var programs = map[string]program{
 	"true":         {"/bin/true", exit0},
 	"redis-server": {"/usr/bin/redis-server", daemon(redisSocket)},
 	"storaged":     {"/bin/storaged", daemon(mountTmpfs("/var/cache"), register("storage"))},
-	"identityd":    {"/bin/identityd", daemon(register("identityd"))},
-	"networkd":     {"/bin/networkd", daemon(register("network"))},
+	"identityd":    {"/bin/identityd", identityd},
+	"networkd":     {"/bin/networkd", networkd},
+	"yggdrasil":    {"/usr/bin/yggdrasil", yggdrasil},
 	"zbusdebug":    {"/bin/zbusdebug", zbusdebug},
 	"mountpoint":   {"/bin/mountpoint", mountpoint},
 }
