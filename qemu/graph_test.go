@@ -251,9 +251,11 @@ func TestZinitRunner(t *testing.T) {
 }
 
 // zosBase writes the base image: 0-OS's service files, the runner as
-// /sbin/zinit and the stand-ins, an /init placeholder (0-initramfs'
-// config/init/init is code: not checked in), gzip-compressed.
-func zosBase(t *testing.T, dir string) string {
+// /sbin/zinit and the stand-ins, kmod with modules of the booted kernel's
+// release (baseKmod), the observer's service file, an /init placeholder
+// (0-initramfs' config/init/init is code: not checked in),
+// gzip-compressed.
+func zosBase(t *testing.T, e env, dir string) string {
 	t.Helper()
 	bin := zosNodeBinary(t)
 	zinit, err := os.ReadFile(bin)
@@ -267,7 +269,9 @@ func zosBase(t *testing.T, dir string) string {
 	recs := []cpio.Record{
 		cpio.StaticFile("init", "#!/bin/sh\n# 0-initramfs config/init/init would build the tmpfs root and\n# switch_root /mnt/root /sbin/zinit init here.\n", 0o755),
 		cpio.StaticRecord(zinit, cpio.Info{Name: "sbin/zinit", Mode: cpio.S_IFREG | 0o755}),
+		cpio.StaticFile("etc/zinit/observe.yaml", observeService, 0o644),
 	}
+	recs = append(recs, baseKmod(t, e)...)
 	dirs := map[string]bool{}
 	for _, p := range strings.Fields(string(names)) {
 		recs = append(recs, cpio.Symlink(strings.TrimPrefix(p, "/"), "/sbin/zinit"))
@@ -326,7 +330,7 @@ func bakedZOS(t *testing.T, e env) zosImages {
 	t.Helper()
 	bin := netinitBinary(t)
 	p := zosImagesBuilt.get(t, "the baked 0-OS images", func(dir string) (string, error) {
-		base := zosBase(t, dir)
+		base := zosBase(t, e, dir)
 		baked := filepath.Join(dir, "baked.cpio.lz4")
 		out, err := goCmdOut(t, "run", "./cmd/mkinitramfs", "-base", base, "-compress", "lz4", "-init", bin,
 			"-modules-dir", e.modules, "-o", baked)
@@ -469,20 +473,26 @@ func TestBootZOSGraph(t *testing.T) {
 	t.Parallel()
 	imgs := bakedZOS(t, e)
 	for _, tc := range []struct {
-		name  string
-		img   string
-		extra []string
-		nics  string
-		stock bool
+		name     string
+		img      string
+		extra    []string
+		nics     string
+		stock    bool
+		handover bool
 	}{
 		{name: "one-nic", img: imgs.baked, nics: "eth0:zos"},
 		{name: "two-nics", img: imgs.baked, nics: "eth0:zos,eth1:-", extra: []string{
 			"-netdev", "user,id=n1,ipv4=on,ipv6=off,net=10.0.3.0/24",
 			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"}},
 		{name: "stock-internet", img: imgs.stock, stock: true},
+		{name: "handover", img: imgs.baked, handover: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			if tc.handover {
+				bootHandover(t, e, tc.img)
+				return
+			}
 			ns := lab.NewNS(t, "zgraph")
 			target := startProbeTarget(t, ns)
 			res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: tc.img, NetNS: ns.Name,

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,25 @@ func (ns *NS) MustExec(args ...string) string {
 		ns.t.Fatalf("lab: in %s: %s: %v\n%s", ns.Name, strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// PingInARow pings the IPv6 address addr from the namespace: once an echo
+// is answered (tried for up to wait, while ctx lasts), n pings in a row,
+// 0.2 s apart, must all be answered. The error names the first one lost.
+func (ns *NS) PingInARow(ctx context.Context, addr string, n int, wait time.Duration) error {
+	if !Eventually(wait, func() bool {
+		_, err := ns.Exec(ctx, "ping", "-6", "-c", "1", "-W", "2", addr)
+		return err == nil || ctx.Err() != nil
+	}) || ctx.Err() != nil {
+		return fmt.Errorf("%s does not answer a ping from %s within %v", addr, ns.Name, wait)
+	}
+	out, err := ns.Exec(ctx, "ping", "-6", "-c", strconv.Itoa(n), "-i", "0.2", "-W", "3", addr)
+	for i := 1; i <= n; i++ {
+		if !strings.Contains(out, fmt.Sprintf("icmp_seq=%d ", i)) {
+			return fmt.Errorf("ping %d of %d to %s lost (%v):\n%s", i, n, addr, err, out)
+		}
+	}
+	return nil
 }
 
 func run(ctx context.Context, args ...string) (string, error) {

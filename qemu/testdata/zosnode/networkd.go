@@ -218,7 +218,7 @@ func makeNDMZ(uplink, static string) (netns.NsHandle, error) {
 		ns.Close()
 		return netns.None(), fmt.Errorf("netns %s: %s: %w", ndmz, what, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fail("netlink", err)
 	}

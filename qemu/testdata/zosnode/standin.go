@@ -51,6 +51,8 @@ var programs = map[string]program{
 	"yggdrasil":    {"/usr/bin/yggdrasil", yggdrasil},
 	"zbusdebug":    {"/bin/zbusdebug", zbusdebug},
 	"mountpoint":   {"/bin/mountpoint", mountpoint},
+	// the test's own (observe.go), run by the test image's observe.yaml
+	"observe": {"/usr/lib/zosnode/observe", observe},
 }
 
 // scripts are the 0-initramfs and zos scripts that services run as
