@@ -161,7 +161,8 @@ func bootHandover(t *testing.T, e env, img string) {
 	lab.RequireTUN(t)
 	ns := lab.NewNS(t, "zgygg")
 	target := startProbeTarget(t, ns)
-	if _, err := startYggPeer(t, ns, buildYggPeer(t)); err != nil {
+	peer, err := startYggPeer(t, ns, buildYggPeer(t))
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -183,7 +184,10 @@ func bootHandover(t *testing.T, e env, img string) {
 			"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@10.0.2.2:51820 netinit.wg.address=2001:db8:77::2/64 "+
 			"standin.observe=1 standin.networkd.peers=tcp://10.0.2.2:9943 standin.networkd.static=10.0.2.60/24", target.port)})
 	cancel()
-	pingErr := <-pinged
+	// The peer outside reached the node through 0-OS's instance.
+	if err := <-pinged; err != nil {
+		t.Errorf("the host-side Yggdrasil node through 0-OS's instance: %v\n%s", err, peer.Output())
+	}
 	if !strings.Contains(res.Console, "the service graph settled") {
 		t.Errorf("the graph did not settle")
 	}
@@ -220,10 +224,6 @@ func bootHandover(t *testing.T, e env, img string) {
 	// modules and netinit's alike.
 	if o["modprobe-helper"] != "/sbin/modprobe" || o["macvlan-loaded"] != "true" || !strings.Contains(o["kmod-8021q"], "loaded=true,err=<nil>") {
 		t.Errorf("module helper %q; macvlan loaded %s; kmod 8021q %s", o["modprobe-helper"], o["macvlan-loaded"], o["kmod-8021q"])
-	}
-	// The peer outside reached the node through 0-OS's instance.
-	if pingErr != nil {
-		t.Errorf("the host-side Yggdrasil node through 0-OS's instance: %v", pingErr)
 	}
 	t.Logf("echo requests seen in ndmz: %s", o["echoes"])
 }
