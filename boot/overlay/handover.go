@@ -132,6 +132,13 @@ func (m *Manager) zosMissing() {
 func (m *Manager) handOver(h *state.YggdrasilHandover) {
 	m.yggMu.Lock()
 	defer m.yggMu.Unlock()
+	m.stepAside(h, "")
+}
+
+// stepAside stops netinit's Yggdrasil, if it runs, for 0-OS's, which h
+// proves to run with the node's key; how says how it came to that ("":
+// netinit's ran with the same key). The caller holds yggMu.
+func (m *Manager) stepAside(h *state.YggdrasilHandover, how string) {
 	m.mu.Lock()
 	n := m.ygg
 	m.ygg, m.handover, m.zosGone = nil, h, time.Time{}
@@ -141,8 +148,8 @@ func (m *Manager) handOver(h *state.YggdrasilHandover) {
 			m.cfg.Logf("yggdrasil: %v", err)
 		}
 	}
-	m.cfg.Logf("yggdrasil: handed to 0-OS: its own instance (%s in netns %s) holds this node's address %s; netinit's is stopped (its TUN, listeners and firewall rules are gone) and stays stopped while 0-OS's runs",
-		h.Interface, h.Namespace, h.Address)
+	m.cfg.Logf("yggdrasil: handed to 0-OS: its own instance (%s in netns %s) holds this node's address %s%s; netinit's is stopped (its TUN, listeners and firewall rules are gone) and stays stopped while 0-OS's runs",
+		h.Interface, h.Namespace, h.Address, how)
 	m.overlayFirewall(false)
 	freeMemory()
 	m.publish()
