@@ -438,7 +438,9 @@ func (p *probeTarget) saw() []string {
 // on a one-NIC node and on a node with a second NIC on another LAN (its
 // own slirp, its own DHCP server, no way to the grid), and once more with
 // the base's own internet service in place of the rewrite, whose stand-in
-// gives up after standin.internet.max_elapsed= instead of 15 minutes.
+// gives up after standin.internet.max_elapsed= instead of 15 minutes; and
+// a one-NIC hidden node whose netinit runs Yggdrasil and WireGuard while
+// the stand-ins play 0-OS after the handoff (bootHandover: issue 26).
 //
 // The base image holds 0-OS's own zinit service files, byte for byte
 // (testdata/zosfiles, see its PROVENANCE): 0-initramfs' config/etc/zinit
@@ -450,15 +452,18 @@ func (p *probeTarget) saw() []string {
 // /sbin/zinit is testdata/zosnode: a runner of those files with zinit's
 // semantics (zosnode/zinit.go cites the zinit source of each rule) and,
 // installed under every other name the files run, the stand-ins of those
-// programs (zosnode/standin.go). netinit is baked into that base with the
+// programs (zosnode/standin.go): identityd writes the seed on the tmpfs
+// storaged mounts over /var/cache, networkd makes ndmz and runs 0-OS's
+// Yggdrasil there (zosnode/networkd.go, yggdrasil.go), and so on. The
+// base also has kmod as the root's modprobe, with modules of the booted
+// kernel's release (baseKmod). netinit is baked into that base with the
 // real baking code (cmd/mkinitramfs -base), which rewrites `internet` to
-// run netinit wait-online. The probe target is a TCP server on the host
+// run netinit wait-online and remakes kmod's module indexes. The probe target is a TCP server on the host
 // side of the first NIC's slirp (10.0.2.2), which records who came.
 //
-// To run a stand-in of your own after the handoff (a networkd that starts
-// Yggdrasil in ndmz, an ntpd, an identityd that writes the seed, a tmpfs
-// over /var/cache): give its entry in zosnode/standin.go's programs table
-// the behaviour (a daemon's steps run once at start, in order); a new
+// To give a stand-in another behaviour after the handoff: edit its entry
+// in zosnode/standin.go's programs table (a daemon's steps run once at
+// start, in order; networkd and identityd have files of their own); a new
 // program needs its install path there too (the test links every path to
 // the one binary). A service file 0-OS has that is not here yet goes into
 // testdata/zosfiles with its PROVENANCE line (TestZOSFilesProvenance

@@ -159,8 +159,10 @@ func observations(console string) map[string]string {
 // can only reach it through 0-OS's instance in ndmz.
 func bootHandover(t *testing.T, e env, img string) {
 	lab.RequireTUN(t)
+	lab.Require(t, "chronyd", "ss")
 	ns := lab.NewNS(t, "zgygg")
 	target := startProbeTarget(t, ns)
+	lab.Chrony(t, ns, "127.0.0.1", 0) // the guest's 10.0.2.2:123
 	peer, err := startYggPeer(t, ns, buildYggPeer(t))
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +181,7 @@ func bootHandover(t *testing.T, e env, img string) {
 	}()
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, NetNS: ns.Name, Memory: "1024",
 		Console: &consoleWatch{prefix: "OBSERVE handover=", ch: handed}, Timeout: 8 * time.Minute,
-		Append: fmt.Sprintf("runmode=dev netinit.probe.targets=10.0.2.2:%d standin.internet.max_elapsed=6s zinit.settle=7m "+
+		Append: fmt.Sprintf("runmode=dev netinit.probe.targets=10.0.2.2:%d netinit.ntp=10.0.2.2 standin.internet.max_elapsed=6s zinit.settle=7m "+
 			"netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off "+
 			"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@10.0.2.2:51820 netinit.wg.address=2001:db8:77::2/64 "+
 			"standin.observe=1 standin.networkd.peers=tcp://10.0.2.2:9943 standin.networkd.static=10.0.2.60/24", target.port)})
@@ -220,6 +222,13 @@ func bootHandover(t *testing.T, e env, img string) {
 		t.Errorf("after the worker was killed: yggdrasil %s (want handed-over/%s), wireguard %s (was %s), netinit's ygg0 %s",
 			o["after-kill-ygg"], node, o["after-kill-wg"], o["boot-wg"], o["after-kill-own-ygg0"])
 	}
+	// The clock is 0-OS's ntpd's (0-initramfs' ntp service, the stand-in
+	// run as ntpd): the worker started after it only measures.
+	ntpd := regexp.MustCompile(`zinit: \[[ \d.]+\] ntp: started, pid (\d+)`).FindStringSubmatch(res.Console)
+	if ntpd == nil || o["clock"] != fmt.Sprintf(`owner="0-OS's ntpd (pid %s)",set=false,measured=true,server=10.0.2.2,error=""`, ntpd[1]) {
+		t.Errorf("the clock after 0-OS's ntpd started (%v): %s", ntpd, o["clock"])
+	}
+	requireConsole(t, res, "clock: 0-OS's ntpd (pid ", ") keeps the clock from now on: netinit only measures")
 	// The module helper is the root's kmod, which loads the base's
 	// modules and netinit's alike.
 	if o["modprobe-helper"] != "/sbin/modprobe" || o["macvlan-loaded"] != "true" || !strings.Contains(o["kmod-8021q"], "loaded=true,err=<nil>") {

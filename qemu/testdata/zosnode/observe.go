@@ -16,7 +16,8 @@ package main
 //     both held it (overlap-ms), until 0-OS's alone has held it for 3 s
 //     and netinit's state says handed over (handover, status);
 //   - netinit's worker killed (SIGKILL) after the cache disk: the new
-//     worker's Yggdrasil and WireGuard key (after-kill-*);
+//     worker's Yggdrasil and WireGuard key (after-kill-*), and its first
+//     clock round, once 0-OS's ntpd runs (clock);
 //   - the kernel's module helper and what the root's kmod loads: macvlan
 //     (the base's, asked for by the kernel when networkd made npub4) and
 //     8021q (a module only netinit's image brings);
@@ -127,6 +128,14 @@ func runObserver() error {
 	}
 	observed("after-kill-wg", st.WireGuard.PublicKey)
 	observed("after-kill-own-ygg0", holdsYgg("", addr))
+	// The new worker's first clock round: 0-OS's ntpd runs since zinit
+	// started it, so the clock is its own.
+	st, err = waitState("the new worker's clock round", func(s *state.State) bool { return s.Clock != nil && s.Clock.Rounds > 0 })
+	if err != nil {
+		return err
+	}
+	c := st.Clock
+	observed("clock", fmt.Sprintf("owner=%q,set=%v,measured=%v,server=%s,error=%q", c.Owner, c.Set, c.Measured, c.Server, c.Error))
 
 	b, _ := os.ReadFile("/proc/sys/kernel/modprobe")
 	observed("modprobe-helper", strings.TrimSpace(string(b)))
