@@ -1,7 +1,6 @@
 package qemu_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -109,8 +108,8 @@ func baseKmod(t *testing.T, e env) []cpio.Record {
 	return recs
 }
 
-// consoleWatch passes the console on to w and sends the rest of the
-// first line that starts with prefix on ch (once).
+// consoleWatch is a console writer that sends on ch, once, the rest of
+// the first line that starts with prefix (ch must have room for it).
 type consoleWatch struct {
 	prefix string
 	ch     chan<- string
@@ -122,19 +121,15 @@ type consoleWatch struct {
 func (c *consoleWatch) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.buf = append(c.buf, p...)
-	for {
-		i := bytes.IndexByte(c.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := strings.TrimRight(string(c.buf[:i]), "\r")
-		c.buf = c.buf[i+1:]
+	var lines []string
+	lines, c.buf = splitLines(c.buf, p)
+	for _, line := range lines {
 		if rest, ok := strings.CutPrefix(line, c.prefix); ok && !c.sent {
 			c.sent = true
 			c.ch <- rest
 		}
 	}
+	return len(p), nil
 }
 
 // observations are the observer's OBSERVE lines, by key (the last one).

@@ -16,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
@@ -435,29 +432,7 @@ var identitySaid = regexp.MustCompile(`identityd: \[[ \d.]+\] seed \S+ address (
 
 // holds reports whether link ygg0 in the network namespace bound at path
 // holds addr.
-func holds(path string, addr netip.Addr) bool {
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		return false
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return false
-	}
-	defer nh.Close()
-	l, err := nh.LinkByName("ygg0")
-	if err != nil {
-		return false
-	}
-	as, _ := nh.AddrList(l, netlink.FAMILY_V6)
-	for _, a := range as {
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got == addr {
-			return true
-		}
-	}
-	return false
-}
+func holds(path string, addr netip.Addr) bool { return lab.HoldsAddr(path, "ygg0", addr) }
 
 // holdsIn is holds for a namespace of the lab.
 func holdsIn(name string, addr netip.Addr) bool { return holds("/run/netns/"+name, addr) }

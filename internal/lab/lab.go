@@ -18,6 +18,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Strict reports whether missing prerequisites are failures (make test sets
@@ -271,6 +273,37 @@ func (ns *NS) Handle() *netlink.Handle {
 	}
 	ns.t.Cleanup(func() { nh.Close(); h.Close() })
 	return nh
+}
+
+// HoldsAddr reports whether the link ifname in the network namespace
+// bound at nsPath ("": the caller's) holds addr: false when there is no
+// such namespace or link. Route netlink only (a kernel without xfrm_user
+// refuses netlink's default handle). The QEMU boot's guest-side observer
+// (qemu/testdata/zosnode) uses it too.
+func HoldsAddr(nsPath, ifname string, addr netip.Addr) bool {
+	h := &netlink.Handle{}
+	if nsPath != "" {
+		ns, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			return false
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
+			return false
+		}
+		defer h.Close()
+	}
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return false
+	}
+	as, _ := h.AddrList(l, netlink.FAMILY_V6)
+	for _, a := range as {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // GuardResolvConf snapshots the host's /etc/resolv.conf and fails the test

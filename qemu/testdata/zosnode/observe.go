@@ -40,7 +40,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -48,6 +47,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/identity"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 const (
@@ -204,31 +204,7 @@ func watchHandover(addr netip.Addr) (*state.State, error) {
 
 // holdsYgg reports whether the link ygg0 in the network namespace bound
 // at nsPath ("": this one) holds addr.
-func holdsYgg(nsPath string, addr netip.Addr) bool {
-	h := &netlink.Handle{}
-	if nsPath != "" {
-		ns, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			return false
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
-			return false
-		}
-		defer h.Close()
-	}
-	l, err := h.LinkByName("ygg0")
-	if err != nil {
-		return false
-	}
-	as, _ := h.AddrList(l, netlink.FAMILY_V6)
-	for _, a := range as {
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got == addr {
-			return true
-		}
-	}
-	return false
-}
+func holdsYgg(nsPath string, addr netip.Addr) bool { return lab.HoldsAddr(nsPath, "ygg0", addr) }
 
 // echoes is Icmp6InEchos of ndmz (0 when unknown).
 func echoes() int {
