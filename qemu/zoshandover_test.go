@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -149,9 +148,10 @@ func observations(console string) map[string]string {
 // makes ndmz (npub4: a macvlan with a static address on slirp's LAN; the
 // kernel loads macvlan through the root's kmod) and runs 0-OS's
 // Yggdrasil in it with the same peer; the observer (zosnode/observe.go)
-// watches and kills netinit's worker once. Once the node is handed over,
-// the host-side node pings the node's address 20 times in a row, which
-// can only reach it through 0-OS's instance in ndmz.
+// watches and kills netinit's worker once. When the observer is done with
+// that (the node handed over, the worker back: its cue), the host-side
+// node pings the node's address 20 times in a row, which can only reach
+// it through 0-OS's instance in ndmz.
 func bootHandover(t *testing.T, e env, img string) {
 	lab.RequireTUN(t)
 	lab.Require(t, "chronyd", "ss")
@@ -164,18 +164,20 @@ func bootHandover(t *testing.T, e env, img string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	handed := make(chan string, 1)
+	// The observer's cue, once it is done with the rest: the node's
+	// address.
+	cue := make(chan string, 1)
 	pinged := make(chan error, 1)
 	go func() {
 		select {
-		case h := <-handed: // ndmz/ygg0/ADDRESS
-			pinged <- ns.PingInARow(ctx, path.Base(h), 20, 90*time.Second)
+		case addr := <-cue:
+			pinged <- ns.PingInARow(ctx, addr, 20, 90*time.Second)
 		case <-ctx.Done():
 			pinged <- fmt.Errorf("the node was not handed over")
 		}
 	}()
 	res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: img, NetNS: ns.Name, Memory: "1024",
-		Console: &consoleWatch{prefix: "OBSERVE handover=", ch: handed}, Timeout: 8 * time.Minute,
+		Console: &consoleWatch{prefix: "OBSERVE waiting-for-echoes=", ch: cue}, Timeout: 8 * time.Minute,
 		Append: fmt.Sprintf("runmode=dev netinit.probe.targets=10.0.2.2:%d netinit.ntp=10.0.2.2 standin.internet.max_elapsed=6s zinit.settle=7m "+
 			"netinit.ygg.peers=tcp://10.0.2.2:9943 netinit.ygg.multicast=off "+
 			"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@10.0.2.2:51820 netinit.wg.address=2001:db8:77::2/64 "+

@@ -22,8 +22,9 @@ package main
 //     (the base's, asked for by the kernel when networkd made npub4) and
 //     8021q (a module only netinit's image brings);
 //   - the echo requests a peer outside sent to the node's address through
-//     0-OS's instance (echoes): it waits for 21 and then 2 s without more,
-//     so that the VM is up until the peer is done.
+//     0-OS's instance (echoes): it says it waits for them
+//     (waiting-for-echoes=ADDRESS, the peer's cue), waits for 21 and then
+//     2 s without more, so that the VM is up until the peer is done.
 //
 // Every wait is bounded; one that ends unmet reports "OBSERVE error=..."
 // and exits 1.
@@ -144,7 +145,8 @@ func runObserver() error {
 	out, err := exec.Command("/sbin/modprobe", "8021q").CombinedOutput()
 	observed("kmod-8021q", fmt.Sprintf("before=%v,loaded=%v,err=%v,out=%q", before, loaded("8021q"), err, strings.TrimSpace(string(out))))
 
-	observed("waiting-for-echoes", echoesWanted)
+	// Last, with nothing else going on here: the peer pings now.
+	observed("waiting-for-echoes", addr)
 	n, last, since := 0, -1, time.Now()
 	if err := waitFor("the peer's echo requests in ndmz", func() bool {
 		if n = echoes(); n != last {
