@@ -59,8 +59,9 @@ var programs = map[string]program{
 // `sh /etc/zinit/init/NAME`: a step, or nil to only say it ran.
 var scripts = map[string]func() error{
 	"cgroup.sh": nil,
-	// fuse, btrfs, tun, br_netfilter: the test image has only netinit's
-	// modules.
+	// fuse, btrfs, tun, br_netfilter: the test image has netinit's
+	// modules and the base's macvlan (the root's kmod loads what is
+	// asked for: observe.go).
 	"modprobe.sh": nil,
 	// What it does (echo 1 > ip_forward), to the same kernel.
 	"routing.sh":    writeFile("/proc/sys/net/ipv4/ip_forward", "1"),
