@@ -21,7 +21,10 @@ GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git des
 # make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
 # OVMF): a path stands for a package without a command. Defined before DEPS:
 # DEPS is expanded at once (:=), so a later definition would be empty here.
-RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools \
+# kmod: make baked remakes a base's binary module indexes with depmod
+# (initramfs/kmodindex.go); the tests run its modprobe and modinfo against
+# them, and the QEMU boot of 0-OS's graph carries its kmod as the root's.
+RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools depmod:kmod \
 	/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi \
 	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu
 # Debian packages the tests and the VM need, as command:package. chrony is
@@ -136,9 +139,10 @@ release: deps kernel-hw firmware $(BUILD)/netinit
 
 ## baked: netinit baked into an existing node image, BASE=zos.cpio[.gz|.xz|.zst]
 ##   -> $(RELEASE)/initramfs-baked.cpio.*: the base's files, its /init as
-##   /init.base, netinit as /init, module indexes merged; conflicts fail
+##   /init.base, netinit as /init, module indexes merged (kmod's binary ones
+##   remade by depmod); conflicts fail
 .PHONY: baked
-baked: kernel-hw $(BUILD)/netinit
+baked: deps kernel-hw $(BUILD)/netinit
 	@test -n "$(BASE)" || { echo "baked: BASE=path/to/node-image.cpio.xz is required"; exit 1; }
 	@mkdir -p $(RELEASE)
 	$(GO) run ./cmd/mkinitramfs -base $(BASE) -compress $(RELEASE_COMPRESS) -init $(BUILD)/netinit \

@@ -58,7 +58,9 @@ type Spec struct {
 	Compress string
 	// Base, when set, is an existing initramfs (e.g. 0-OS's) netinit is
 	// baked into: its files are kept, its /init becomes /init.base, module
-	// indexes are merged, and conflicts fail the build (see mergeBase).
+	// indexes are merged (and kmod's binary ones remade by depmod where
+	// the base has them: kmodindex.go), and conflicts fail the build (see
+	// mergeBase).
 	Base string
 }
 
@@ -212,9 +214,15 @@ func records(spec Spec) ([]cpio.Record, []string, error) {
 		if note != "" {
 			baked = append(baked, note)
 		}
+		releases := kmodReleases(base, recs)
 		if recs, err = mergeBase(base, recs); err != nil {
 			return nil, nil, err
 		}
+		notes, err := reindexKmod(recs, releases)
+		if err != nil {
+			return nil, nil, err
+		}
+		baked = append(baked, notes...)
 	}
 
 	// The kernel's unpacker (init/initramfs.c) does not create missing

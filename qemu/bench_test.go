@@ -221,14 +221,9 @@ func (c *consoleClock) Write(p []byte) (int, error) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.buf = append(c.buf, p...)
-	for {
-		i := slices.Index(c.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := strings.TrimRight(string(c.buf[:i]), "\r")
-		c.buf = c.buf[i+1:]
+	var lines []string
+	lines, c.buf = splitLines(c.buf, p)
+	for _, line := range lines {
 		c.end = c.end || strings.Contains(line, qemu.ResultEnd)
 		if m := stampLine.FindStringSubmatch(line); m != nil {
 			s, _ := strconv.ParseFloat(m[1], 64)

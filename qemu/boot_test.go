@@ -1,6 +1,7 @@
 package qemu_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -257,6 +258,20 @@ func bootAsync(ctx context.Context, opts qemu.Options, then func()) <-chan boote
 		done <- booted{res, err}
 	}()
 	return done
+}
+
+// splitLines appends p to buf and returns the complete lines in it (CR
+// stripped) and what is left of buf: a console writer's line splitting.
+func splitLines(buf, p []byte) (lines []string, rest []byte) {
+	buf = append(buf, p...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			return lines, buf
+		}
+		lines = append(lines, strings.TrimRight(string(buf[:i]), "\r"))
+		buf = buf[i+1:]
+	}
 }
 
 // requireUplink fails the test unless the node is ready with the NIC of

@@ -251,9 +251,11 @@ func TestZinitRunner(t *testing.T) {
 }
 
 // zosBase writes the base image: 0-OS's service files, the runner as
-// /sbin/zinit and the stand-ins, an /init placeholder (0-initramfs'
-// config/init/init is code: not checked in), gzip-compressed.
-func zosBase(t *testing.T, dir string) string {
+// /sbin/zinit and the stand-ins, kmod with modules of the booted kernel's
+// release (baseKmod), the observer's service file, an /init placeholder
+// (0-initramfs' config/init/init is code: not checked in),
+// gzip-compressed.
+func zosBase(t *testing.T, e env, dir string) string {
 	t.Helper()
 	bin := zosNodeBinary(t)
 	zinit, err := os.ReadFile(bin)
@@ -267,7 +269,9 @@ func zosBase(t *testing.T, dir string) string {
 	recs := []cpio.Record{
 		cpio.StaticFile("init", "#!/bin/sh\n# 0-initramfs config/init/init would build the tmpfs root and\n# switch_root /mnt/root /sbin/zinit init here.\n", 0o755),
 		cpio.StaticRecord(zinit, cpio.Info{Name: "sbin/zinit", Mode: cpio.S_IFREG | 0o755}),
+		cpio.StaticFile("etc/zinit/observe.yaml", observeService, 0o644),
 	}
+	recs = append(recs, baseKmod(t, e)...)
 	dirs := map[string]bool{}
 	for _, p := range strings.Fields(string(names)) {
 		recs = append(recs, cpio.Symlink(strings.TrimPrefix(p, "/"), "/sbin/zinit"))
@@ -326,7 +330,7 @@ func bakedZOS(t *testing.T, e env) zosImages {
 	t.Helper()
 	bin := netinitBinary(t)
 	p := zosImagesBuilt.get(t, "the baked 0-OS images", func(dir string) (string, error) {
-		base := zosBase(t, dir)
+		base := zosBase(t, e, dir)
 		baked := filepath.Join(dir, "baked.cpio.lz4")
 		out, err := goCmdOut(t, "run", "./cmd/mkinitramfs", "-base", base, "-compress", "lz4", "-init", bin,
 			"-modules-dir", e.modules, "-o", baked)
@@ -434,7 +438,9 @@ func (p *probeTarget) saw() []string {
 // on a one-NIC node and on a node with a second NIC on another LAN (its
 // own slirp, its own DHCP server, no way to the grid), and once more with
 // the base's own internet service in place of the rewrite, whose stand-in
-// gives up after standin.internet.max_elapsed= instead of 15 minutes.
+// gives up after standin.internet.max_elapsed= instead of 15 minutes; and
+// a one-NIC hidden node whose netinit runs Yggdrasil and WireGuard while
+// the stand-ins play 0-OS after the handoff (bootHandover: issue 26).
 //
 // The base image holds 0-OS's own zinit service files, byte for byte
 // (testdata/zosfiles, see its PROVENANCE): 0-initramfs' config/etc/zinit
@@ -446,15 +452,18 @@ func (p *probeTarget) saw() []string {
 // /sbin/zinit is testdata/zosnode: a runner of those files with zinit's
 // semantics (zosnode/zinit.go cites the zinit source of each rule) and,
 // installed under every other name the files run, the stand-ins of those
-// programs (zosnode/standin.go). netinit is baked into that base with the
+// programs (zosnode/standin.go): identityd writes the seed on the tmpfs
+// storaged mounts over /var/cache, networkd makes ndmz and runs 0-OS's
+// Yggdrasil there (zosnode/networkd.go, yggdrasil.go), and so on. The
+// base also has kmod as the root's modprobe, with modules of the booted
+// kernel's release (baseKmod). netinit is baked into that base with the
 // real baking code (cmd/mkinitramfs -base), which rewrites `internet` to
-// run netinit wait-online. The probe target is a TCP server on the host
+// run netinit wait-online and remakes kmod's module indexes. The probe target is a TCP server on the host
 // side of the first NIC's slirp (10.0.2.2), which records who came.
 //
-// To run a stand-in of your own after the handoff (a networkd that starts
-// Yggdrasil in ndmz, an ntpd, an identityd that writes the seed, a tmpfs
-// over /var/cache): give its entry in zosnode/standin.go's programs table
-// the behaviour (a daemon's steps run once at start, in order); a new
+// To give a stand-in another behaviour after the handoff: edit its entry
+// in zosnode/standin.go's programs table (a daemon's steps run once at
+// start, in order; networkd and identityd have files of their own); a new
 // program needs its install path there too (the test links every path to
 // the one binary). A service file 0-OS has that is not here yet goes into
 // testdata/zosfiles with its PROVENANCE line (TestZOSFilesProvenance
@@ -469,20 +478,26 @@ func TestBootZOSGraph(t *testing.T) {
 	t.Parallel()
 	imgs := bakedZOS(t, e)
 	for _, tc := range []struct {
-		name  string
-		img   string
-		extra []string
-		nics  string
-		stock bool
+		name     string
+		img      string
+		extra    []string
+		nics     string
+		stock    bool
+		handover bool
 	}{
 		{name: "one-nic", img: imgs.baked, nics: "eth0:zos"},
 		{name: "two-nics", img: imgs.baked, nics: "eth0:zos,eth1:-", extra: []string{
 			"-netdev", "user,id=n1,ipv4=on,ipv6=off,net=10.0.3.0/24",
 			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"}},
 		{name: "stock-internet", img: imgs.stock, stock: true},
+		{name: "handover", img: imgs.baked, handover: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			if tc.handover {
+				bootHandover(t, e, tc.img)
+				return
+			}
 			ns := lab.NewNS(t, "zgraph")
 			target := startProbeTarget(t, ns)
 			res := bootWith(t, qemu.Options{Kernel: e.kernel, Initramfs: tc.img, NetNS: ns.Name,

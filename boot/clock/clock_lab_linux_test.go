@@ -12,15 +12,6 @@ import (
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
-// chronyConf makes chronyd a stratum-8 server of its own clock that never
-// touches the machine's clock (-x on the command line as well).
-const chronyConf = `local stratum 8
-allow all
-cmdport 0
-bindcmdaddress /
-port 123
-`
-
 type syncOutcome struct {
 	Res     Result
 	SetTo   time.Time
@@ -147,7 +138,7 @@ func chronyLab(t *testing.T) *lab.NS {
 	cli.MustExec("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
 
 	for _, addr := range []string{"192.0.2.1", "192.0.2.3"} {
-		chronyServer(t, srv, addr, 0)
+		lab.Chrony(t, srv, addr, 0)
 	}
 	return cli
 }

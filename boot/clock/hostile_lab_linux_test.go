@@ -71,10 +71,10 @@ func TestLANCannotMoveClock(t *testing.T) {
 	srv, cli := lab.NewNS(t, "ntls"), lab.NewNS(t, "ntlc")
 	lab.Link(t, srv, "s0", []string{honestA + "/24", honestB + "/24", liarA + "/24", liarB + "/24", slowHonest + "/24"}, cli, "c0", nil)
 	for _, a := range []string{honestA, honestB} {
-		chronyServer(t, srv, a, 0)
+		lab.Chrony(t, srv, a, 0)
 	}
 	for _, a := range []string{liarA, liarB} {
-		chronyServer(t, srv, a, threeYears)
+		lab.Chrony(t, srv, a, threeYears)
 	}
 	delayHop(t, srv, slowHonest, honestA, 100*time.Millisecond)
 	lab.Dnsmasq(t, srv, "s0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
@@ -143,46 +143,6 @@ func addrStrings[T fmt.Stringer](as []T) []string {
 		out = append(out, a.String())
 	}
 	return out
-}
-
-// chronyServer runs chronyd as a server on addr:123 in ns. lie, when not
-// 0, is how far ahead its clock is: chronyd -x never touches the
-// machine's clock and keeps its own offset, which `chronyc settime` (in
-// manual mode) sets.
-func chronyServer(t *testing.T, ns *lab.NS, addr string, lie time.Duration) {
-	t.Helper()
-	dir := t.TempDir()
-	// chronyd wants its command socket's directory private.
-	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "cmd.sock")
-	conf := chronyConf + "bindaddress " + addr + "\npidfile " + filepath.Join(dir, "pid") + "\n"
-	if lie != 0 {
-		conf = strings.Replace(conf, "bindcmdaddress /\n", "bindcmdaddress "+sock+"\nmanual\n", 1)
-	}
-	cf := filepath.Join(dir, "chrony.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := ns.Start("chronyd", "-d", "-x", "-u", "root", "-f", cf, "-L", "0")
-	if !lab.Eventually(5*time.Second, func() bool {
-		out, _ := ns.Exec(context.Background(), "ss", "-Hlun", "sport", "=", ":123")
-		return strings.Contains(out, addr+":123")
-	}) {
-		t.Fatalf("chronyd did not listen on %s:123:\n%s", addr, p.Output())
-	}
-	if lie == 0 {
-		return
-	}
-	at := time.Now().Add(lie).UTC().Format("Jan 02, 2006 15:04:05")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "chronyc", "-h", sock, "settime", at)
-	cmd.Env = append(os.Environ(), "TZ=UTC")
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "200 OK") {
-		t.Fatalf("chronyc settime %q on %s: %v\n%s\n%s", at, addr, err, out, p.Output())
-	}
 }
 
 // delayHop listens on from:123 in ns and hands each NTP query to to:123

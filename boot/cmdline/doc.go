@@ -90,6 +90,8 @@
 //	                           sockstls:// URIs with host:port
 //	netinit.ygg.multicast=on|off  link-local peer discovery (default on)
 //	netinit.ygg.lan_peers=N    at most N LAN (multicast) peers (default 8; 0 = no bound)
+//	netinit.ygg.takeback=DUR   how long 0-OS's own Yggdrasil must be gone
+//	                           before netinit takes the key back (default 2m)
 //	netinit.ygg.seed=PATH      absolute path of the Yggdrasil key seed
 //	netinit.ygg.listen=URI,... tcp:// tls:// quic:// listeners with an IP
 //	                           and port ([::]:9943); default on a node with

@@ -62,6 +62,7 @@ func init() {
 		"ygg.listen":    {list: true, parse: commaList(parseYggListen, func(s *spec.Spec) *[]string { return &s.YggListen })},
 		"identity":      {parse: scalar(parseAbsPath, func(s *spec.Spec, v string) { s.Identity = v })},
 		"ygg.lan_peers": {parse: scalar(parseLANPeers, func(s *spec.Spec, v int) { s.YggLANPeers = v })},
+		"ygg.takeback":  {parse: scalar(parseTimeout(false), func(s *spec.Spec, v time.Duration) { s.YggTakeBack = v })},
 		"wg":            {parse: scalar(lower(spec.ParseWGMode), func(s *spec.Spec, v spec.WGMode) { s.WG = v })},
 		"lldp":          {parse: scalar(lower(spec.ParseLLDPMode), func(s *spec.Spec, v spec.LLDPMode) { s.LLDP = v })},
 		"wg.peer":       {list: true, parse: single(parseWGPeer, func(s *spec.Spec) *[]spec.WGPeer { return &s.WGPeers })},

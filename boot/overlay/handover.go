@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -21,20 +22,25 @@ import (
 // it is there, stops its own (TUN, listeners, multicast, its firewall
 // rules) and does not start it again while 0-OS's runs, also after a
 // worker restart. Until then netinit's keeps the node reachable, which is
-// what it is for during the boot. When 0-OS's is gone for TakeBackAfter
-// without a break (not a zinit restart: a stop for good), netinit takes the
-// key back; when 0-OS's returns, it is handed over again within a poll.
+// what it is for during the boot. When 0-OS's is gone for the take-back
+// grace without a break (netinit.ygg.takeback=, spec.DefaultYggTakeBack:
+// longer than a zinit or networkd restart, so a stop for good), netinit
+// takes the key back; when 0-OS's returns, it is handed over again within
+// a poll.
 
 // HandoverPoll is how often the daemon looks for 0-OS's own Yggdrasil:
 // the two instances overlap at most this long plus the stop (well within
 // 5 s). A poll is a stat per namespace until networkd made one.
 const HandoverPoll = time.Second
 
-// TakeBackAfter is how long 0-OS's Yggdrasil must stay gone before
-// netinit takes the key back: zinit restarts a service that died within
-// seconds, and networkd restarts it by stop and start (StopWait, Forget,
-// StartWait: up to 25 s), so a shorter wait would flap between the two.
-const TakeBackAfter = 2 * time.Minute
+// takeBackAfter is how long 0-OS's Yggdrasil must stay gone before
+// netinit takes the key back (spec.DefaultYggTakeBack says why).
+func (m *Manager) takeBackAfter() time.Duration {
+	if d := m.cfg.Spec.YggTakeBack; d > 0 {
+		return d
+	}
+	return spec.DefaultYggTakeBack
+}
 
 // watchHandover starts the handover watch once; the caller holds yggMu.
 func (m *Manager) watchHandover() {
@@ -65,7 +71,7 @@ func (m *Manager) zosHolds(addr netip.Addr) *state.YggdrasilHandover {
 		return nil
 	}
 	return &state.YggdrasilHandover{To: "0-OS", Namespace: ns, Interface: ifname, Address: addr.String(),
-		Since: time.Now().UTC().Truncate(time.Second), TakeBackAfterS: int64(TakeBackAfter / time.Second)}
+		Since: time.Now().UTC().Truncate(time.Second), TakeBackAfterS: int64(m.takeBackAfter() / time.Second)}
 }
 
 // checkHandover is one poll of the handover watch.
@@ -99,7 +105,7 @@ func (m *Manager) checkHandover() bool {
 }
 
 // zosMissing counts how long 0-OS's instance has been gone and takes the
-// key back after TakeBackAfter.
+// key back after the grace.
 func (m *Manager) zosMissing() {
 	now := time.Now()
 	m.mu.Lock()
@@ -112,11 +118,11 @@ func (m *Manager) zosMissing() {
 	since := m.zosGone
 	m.mu.Unlock()
 	if first {
-		m.cfg.Logf("yggdrasil: 0-OS's own instance is gone; netinit takes the key back if it stays gone for %s", TakeBackAfter)
+		m.cfg.Logf("yggdrasil: 0-OS's own instance is gone; netinit takes the key back if it stays gone for %s", m.takeBackAfter())
 		m.publish()
 		return
 	}
-	if now.Sub(since) >= TakeBackAfter {
+	if now.Sub(since) >= m.takeBackAfter() {
 		m.takeBack()
 	}
 }
@@ -126,6 +132,13 @@ func (m *Manager) zosMissing() {
 func (m *Manager) handOver(h *state.YggdrasilHandover) {
 	m.yggMu.Lock()
 	defer m.yggMu.Unlock()
+	m.stepAside(h, "")
+}
+
+// stepAside stops netinit's Yggdrasil, if it runs, for 0-OS's, which h
+// proves to run with the node's key; how says how it came to that ("":
+// netinit's ran with the same key). The caller holds yggMu.
+func (m *Manager) stepAside(h *state.YggdrasilHandover, how string) {
 	m.mu.Lock()
 	n := m.ygg
 	m.ygg, m.handover, m.zosGone = nil, h, time.Time{}
@@ -135,20 +148,20 @@ func (m *Manager) handOver(h *state.YggdrasilHandover) {
 			m.cfg.Logf("yggdrasil: %v", err)
 		}
 	}
-	m.cfg.Logf("yggdrasil: handed to 0-OS: its own instance (%s in netns %s) holds this node's address %s; netinit's is stopped (its TUN, listeners and firewall rules are gone) and stays stopped while 0-OS's runs",
-		h.Interface, h.Namespace, h.Address)
+	m.cfg.Logf("yggdrasil: handed to 0-OS: its own instance (%s in netns %s) holds this node's address %s%s; netinit's is stopped (its TUN, listeners and firewall rules are gone) and stays stopped while 0-OS's runs",
+		h.Interface, h.Namespace, h.Address, how)
 	m.overlayFirewall(false)
 	freeMemory()
 	m.publish()
 }
 
-// takeBack starts netinit's Yggdrasil again: 0-OS's has been gone for
-// TakeBackAfter.
+// takeBack starts netinit's Yggdrasil again: 0-OS's has been gone for the
+// grace.
 func (m *Manager) takeBack() {
 	m.mu.Lock()
 	st := m.last
 	m.mu.Unlock()
-	m.cfg.Logf("yggdrasil: 0-OS's own instance has been gone for %s: netinit takes the key back", TakeBackAfter)
+	m.cfg.Logf("yggdrasil: 0-OS's own instance has been gone for %s: netinit takes the key back", m.takeBackAfter())
 	if st == nil {
 		return
 	}

@@ -198,6 +198,28 @@ func (m *Manager) useIdentity(id *identity.Identity) error {
 	}
 	m.mu.Unlock()
 	before := old.Address()
+	if h := m.zosHolds(ygg.AddressOf(id.Key)); h != nil {
+		// 0-OS's own Yggdrasil runs with the identity's key already (its
+		// networkd started before this poll found the seed). Of two
+		// instances with one key, the one that joins later wins:
+		// ironwood keeps one entry per key, a peer resends to a new link
+		// of a key what that key announced before (network/router.go
+		// addPeer), and a node that hears its own key announced with a
+		// higher sequence number numbers its next announcement above it
+		// (_handleAnnounce: "our seq reset when we came back"). Started
+		// now with the node's key, netinit's would win for the second
+		// the handover takes, and leave 0-OS's announcements older than
+		// its own: ignored as stale until those expire (routerTimeout,
+		// 5 min), the node's address unreachable meanwhile
+		// (qemu/TestBootZOSGraph/handover saw it). So netinit's, on its
+		// own key, steps aside without ever running the node's.
+		m.mu.Lock()
+		m.yggOpts.Key, m.yggAddr, m.yggIdentity = id.Key, ygg.AddressOf(id.Key), describeIdentity(id)
+		m.mu.Unlock()
+		m.pinIdentity(id)
+		m.stepAside(h, fmt.Sprintf(" with the node identity %s, which netinit's (address %s) had not switched to yet", id.Path, before))
+		return nil
+	}
 	opts.Key = id.Key
 	if err := old.Close(); err != nil {
 		m.cfg.Logf("yggdrasil: %v", err)
@@ -220,14 +242,19 @@ func (m *Manager) useIdentity(id *identity.Identity) error {
 	m.ygg, m.yggOpts, m.yggAddr = n, opts, ygg.AddressOf(id.Key)
 	m.yggIdentity = origin
 	m.mu.Unlock()
-	// Pinned: a worker restarted after the seed's disk is mounted over
-	// (or gone) keeps the node's address.
-	if err := keys.PinEd25519(m.pinDir(), ygg.KeyFile, id.Key, origin); err != nil {
-		m.problem("yggdrasil: node identity not pinned for this boot (%v)", err)
-	}
+	m.pinIdentity(id)
 	m.cfg.Logf("yggdrasil: now the 0-OS node identity from %s: address %s -> %s", id.Path, before, n.Address())
 	m.publish()
 	return nil
+}
+
+// pinIdentity pins the identity's key for this boot: a worker restarted
+// after the seed's disk is mounted over (or gone) keeps the node's
+// address.
+func (m *Manager) pinIdentity(id *identity.Identity) {
+	if err := keys.PinEd25519(m.pinDir(), ygg.KeyFile, id.Key, describeIdentity(id)); err != nil {
+		m.problem("yggdrasil: node identity not pinned for this boot (%v)", err)
+	}
 }
 
 // yggListen is what Yggdrasil listens on: netinit.ygg.listen= when given,

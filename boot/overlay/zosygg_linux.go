@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Where 0-OS runs its own Yggdrasil. networkd (zos
@@ -62,7 +63,11 @@ func holdsAddr(path, ifname string, addr netip.Addr) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(f.Fd()))
+	// Route netlink only: a handle asks for every family netlink knows
+	// unless told (XFRM and netfilter too), and a kernel without
+	// xfrm_user loaded refuses that socket (EPROTONOSUPPORT), so the
+	// search would fail on every node whose kernel has XFRM as a module.
+	h, err := netlink.NewHandleAt(netns.NsHandle(f.Fd()), unix.NETLINK_ROUTE)
 	f.Close()
 	if err != nil {
 		return false, err

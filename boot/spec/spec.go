@@ -26,6 +26,13 @@ const (
 	DefaultDHCP4Timeout = 3 * time.Second
 	// DefaultLANPeers is netinit.ygg.lan_peers's default (ygg.DefaultLANPeers).
 	DefaultLANPeers = 8
+	// DefaultYggTakeBack is netinit.ygg.takeback's default: how long
+	// 0-OS's own Yggdrasil must stay gone before netinit takes the node's
+	// key back (boot/overlay/handover.go). zinit restarts a service that
+	// died within seconds, and networkd restarts its Yggdrasil by stop,
+	// forget and start (zosbase pkg/network/yggdrasil Ensure: StopWait
+	// 5 s, StartWait 20 s), so a shorter wait would flap between the two.
+	DefaultYggTakeBack = 2 * time.Minute
 )
 
 // Spec is what the command line and the config file ask for. The parts are
@@ -92,6 +99,7 @@ type Overlay struct {
 	YggSeed      string         `json:"ygg_seed,omitempty"`   // netinit.ygg.seed=PATH
 	YggListen    []string       `json:"ygg_listen,omitempty"` // netinit.ygg.listen=uri,uri ("" = the default when the node has public IPv6)
 	YggLANPeers  int            `json:"ygg_lan_peers"`        // netinit.ygg.lan_peers=N (default 8; 0 = no bound)
+	YggTakeBack  time.Duration  `json:"ygg_takeback"`         // netinit.ygg.takeback=DUR (default DefaultYggTakeBack)
 	WG           WGMode         `json:"wg"`                   // netinit.wg=
 	WGPeers      []WGPeer       `json:"wg_peers,omitempty"`   // netinit.wg.peer=KEY@HOST:PORT
 	WGAddress    []netip.Prefix `json:"wg_address,omitempty"` // netinit.wg.address=cidr,cidr
@@ -157,7 +165,7 @@ func Defaults() *Spec {
 	return &Spec{
 		Boot:    Boot{Timeout: DefaultTimeout},
 		Link:    Link{RATimeout: DefaultRATimeout, DHCP4Timeout: DefaultDHCP4Timeout},
-		Overlay: Overlay{Ygg: YggAuto, YggMulticast: true, YggLANPeers: DefaultLANPeers, WG: WGAuto},
+		Overlay: Overlay{Ygg: YggAuto, YggMulticast: true, YggLANPeers: DefaultLANPeers, YggTakeBack: DefaultYggTakeBack, WG: WGAuto},
 	}
 }
 

@@ -10,10 +10,12 @@
 // existing image (0-OS's): its files are kept, its /init becomes
 // /init.base, netinit is /init, and the module indexes of a shared kernel
 // release are merged; a path both have with different content fails the
-// build, listing every conflict. The one base file rewritten is 0-OS's
-// zinit service /etc/zinit/internet.yaml, whose exec becomes
-// "/init wait-online" (the build says so; a base without it is left as it
-// is). -compress picks gzip (default), zstd, xz,
+// build, listing every conflict. The base files rewritten are 0-OS's zinit
+// service /etc/zinit/internet.yaml, whose exec becomes "/init wait-online"
+// (a base without it is left as it is), and kmod's binary module indexes
+// (modules.*.bin) of a release netinit adds modules to, remade by depmod
+// (Debian's kmod) over the merged modules; the build says what it
+// rewrote. -compress picks gzip (default), zstd, xz,
 // lz4 or none.
 //
 // All mtimes are SOURCE_DATE_EPOCH (default 0).
@@ -150,10 +152,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *base != "" {
+		internet := false
 		for _, b := range st.Baked {
 			fmt.Fprintf(stdout, "baked: rewrote %s\n", b)
+			internet = internet || strings.HasPrefix(b, "/"+initramfs.InternetService+":")
 		}
-		if len(st.Baked) == 0 {
+		if !internet {
 			fmt.Fprintf(stdout, "baked: the base has no /%s: none of its files rewritten\n", initramfs.InternetService)
 		}
 	}

@@ -53,12 +53,16 @@ func installModprobe() error {
 // PID 1 does it at the handoff, the daemon later (watchModprobe). It
 // reports whether there is nothing left to do.
 func handBackModprobe(log *console.Log) bool {
+	helper := func() string { b, _ := os.ReadFile(coldplug.HelperSysctl); return strings.TrimSpace(string(b)) }
+	before := helper()
 	done, err := coldplug.HandBack(coldplug.HelperSysctl, modprobeLink, coldplug.RootModprobe)
 	if err != nil {
 		log.Logf("%v", err)
 		return false
 	}
-	if b, _ := os.ReadFile(coldplug.HelperSysctl); done && strings.TrimSpace(string(b)) == coldplug.RootModprobe {
+	// Said once: by whoever handed it back (PID 1 at the handoff, or the
+	// daemon), not again by a daemon that finds it done.
+	if done && before != coldplug.RootModprobe && helper() == coldplug.RootModprobe {
 		log.Logf("module helper: handed back to %s (the root's own modprobe, with its modprobe.d rules)", coldplug.RootModprobe)
 	}
 	return done

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -14,24 +16,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
-// standins builds the stand-ins of 0-OS's services (qemu/testdata/standin)
-// and the lab's Yggdrasil peer into one directory, which the node puts
-// first on its PATH (the stand-in networkd finds `yggdrasil` there, as
-// 0-OS's finds its own).
+// standins builds the stand-ins of 0-OS's services (qemu/testdata/zosnode,
+// the one program the QEMU boot of 0-OS's graph runs them with, linked
+// under each name) and the lab's Yggdrasil peer into one directory, which
+// the node puts first on its PATH (the stand-in networkd finds
+// `yggdrasil` there, as 0-OS's finds its own).
 func standins(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, pkg := range map[string]string{"yggdrasil": "./qemu/testdata/standin/yggdrasil",
-		"networkd": "./qemu/testdata/standin/networkd", "identityd": "./qemu/testdata/standin/identityd",
-		"yggpeer": "./qemu/testdata/yggpeer"} {
+	for name, pkg := range map[string]string{"zosnode": "./qemu/testdata/zosnode", "yggpeer": "./qemu/testdata/yggpeer"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = lab.RepoRoot(t)
@@ -40,6 +38,11 @@ func standins(t *testing.T) string {
 		cancel()
 		if err != nil {
 			t.Fatalf("building %s: %v\n%s", pkg, err, out)
+		}
+	}
+	for _, name := range []string{"yggdrasil", "networkd", "identityd"} {
+		if err := os.Symlink("zosnode", filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return dir
@@ -131,26 +134,20 @@ func (n *zosNode) killWorker(t *testing.T) *state.State {
 //     instance; state and status say handed to 0-OS; a worker restarted
 //     then does not start Yggdrasil again; the node's resolv.conf stays
 //     netinit's while ndmz has its lease's;
-//   - networkd stops (0-OS's Yggdrasil gone): the state says since when
-//     and netinit does not take the key back within the grace.
+//   - networkd stops for good (0-OS's Yggdrasil gone): the state says
+//     since when; netinit takes the key back once it has stayed gone for
+//     the grace (netinit.ygg.takeback=, shortened here), not before: its
+//     Yggdrasil is back with the same key and address, and the peer
+//     outside pings the node through it 20 times in a row;
+//   - networkd starts again (0-OS's Yggdrasil back): netinit's is gone
+//     again within 5 s, and the peer pings through 0-OS's.
+//
+// Two live instances with the node's key never overlap more than 5 s, by
+// the test's clock (the namespaces polled) and by the state's.
 func TestZOSHandover(t *testing.T) {
-	lab.Require(t, "ip", "dnsmasq", "nft", "dhcpcd", "ping", "nsenter", "unshare")
-	lab.RequireTUN(t)
-	lab.GuardResolvConf(t)
-	bin := lab.BuildNetinit(t)
-	tools := standins(t)
-	srv, cli := lab.NewLAN(t, "zosh")
-	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
-	peer := srv.Start(filepath.Join(tools, "yggpeer"), "-listen", "tcp://192.0.2.1:9943", "-keydir", t.TempDir())
-	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(peer.Output(), "ADDRESS ") }) {
-		t.Fatalf("yggpeer did not start:\n%s", peer.Output())
-	}
-	node := startZOSNode(t, cli, bin, tools, "runmode=dev netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off "+
-		"netinit.ntp=192.0.2.1 netinit.probe.targets=192.0.2.1:80 netinit.ra_timeout=1s "+
-		"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64")
-	peerUp := func(s *state.State) bool {
-		return s.Yggdrasil != nil && len(s.Yggdrasil.Peers) == 1 && s.Yggdrasil.Peers[0].Up && s.WireGuard != nil
-	}
+	// The take-back grace shortened from its 2 minutes for the test.
+	const takeBack = 10 * time.Second
+	srv, cli, node, tools := zosLab(t, "zosh", fmt.Sprintf("netinit.ygg.takeback=%s", takeBack))
 	st := node.wait(t, 60*time.Second, "no Yggdrasil peering and WireGuard", peerUp)
 	own, wgKey := st.Yggdrasil.Address, st.WireGuard.PublicKey
 
@@ -166,13 +163,15 @@ func TestZOSHandover(t *testing.T) {
 
 	// identityd writes the seed on the cache disk: the node identity.
 	idd := node.Start(filepath.Join(tools, "identityd"))
-	if !lab.Eventually(10*time.Second, func() bool { return strings.Contains(idd.Output(), "IDENTITYD seed") }) {
+	var m []string
+	if !lab.Eventually(10*time.Second, func() bool { m = identitySaid.FindStringSubmatch(idd.Output()); return m != nil }) {
 		t.Fatalf("identityd:\n%s", idd.Output())
 	}
-	nodeAddr := regexp.MustCompile(`address (\S+)`).FindStringSubmatch(idd.Output())[1]
-	node.wait(t, 30*time.Second, "Yggdrasil not on the node identity", func(s *state.State) bool {
+	nodeAddr := m[1]
+	st = node.wait(t, 30*time.Second, "Yggdrasil not on the node identity", func(s *state.State) bool {
 		return peerUp(s) && s.Yggdrasil.Address == nodeAddr
 	})
+	nodeKey := st.Yggdrasil.PublicKey
 	// The seed hidden (another mount), the worker killed: the seed's key.
 	node.MustExec("mount", "-t", "tmpfs", "tmpfs", "/var/cache")
 	st = node.killWorker(t)
@@ -183,38 +182,8 @@ func TestZOSHandover(t *testing.T) {
 	node.MustExec("umount", "/var/cache") // the seed's disk again
 
 	// 0-OS's networkd starts its own Yggdrasil in ndmz.
-	netd := node.Start("env", "PATH="+tools+":/usr/sbin:/usr/bin:/sbin:/bin", filepath.Join(tools, "networkd"),
-		"-uplink", "zos", "-peers", "tcp://192.0.2.1:9943")
 	addr := netip.MustParseAddr(nodeAddr)
-	var zosUp time.Time
-	if !lab.Eventually(60*time.Second, func() bool {
-		if holds(node.Path("/run/netns/ndmz"), addr) {
-			zosUp = time.Now()
-		}
-		return !zosUp.IsZero()
-	}) {
-		t.Fatalf("0-OS's Yggdrasil did not come up:\n%s\n%s", netd.Output(), node.Output())
-	}
-	var gone time.Time
-	if !lab.Eventually(30*time.Second, func() bool {
-		if !holdsIn(cli.Name, addr) {
-			gone = time.Now()
-		}
-		return !gone.IsZero()
-	}) {
-		t.Fatalf("netinit's Yggdrasil still up 30 s after 0-OS's:\n%s", node.Output())
-	}
-	// The bound of the handover (HandoverPoll plus the stop), well within
-	// the 5 s two instances with one key may overlap.
-	if d := gone.Sub(zosUp); d > 5*time.Second {
-		t.Errorf("two instances with the node's key for %v (want at most 5 s)", d)
-	}
-	st = node.wait(t, 10*time.Second, "no handover in the state", func(s *state.State) bool {
-		return s.YggdrasilHandover != nil && s.Yggdrasil == nil
-	})
-	if h := st.YggdrasilHandover; h.Namespace != "ndmz" || h.Interface != "ygg0" || h.Address != nodeAddr || h.To != "0-OS" {
-		t.Errorf("handover %+v", h)
-	}
+	netd, st := node.handOver(t, tools, addr)
 	if b, err := os.ReadFile(node.Path(state.DefaultPath)); err == nil {
 		lab.ValidateState(t, b)
 	}
@@ -227,22 +196,8 @@ func TestZOSHandover(t *testing.T) {
 	}
 
 	// The peer outside reaches the node's address through 0-OS's
-	// instance: once the path is learnt, 20 pings in a row.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if !lab.Eventually(30*time.Second, func() bool {
-		_, err := srv.Exec(ctx, "ping", "-6", "-c", "1", "-W", "2", nodeAddr)
-		return err == nil
-	}) {
-		t.Fatalf("the peer cannot reach %s through 0-OS's Yggdrasil\n%s", nodeAddr, netd.Output())
-	}
-	out, err := srv.Exec(ctx, "ping", "-6", "-c", "20", "-i", "0.2", "-W", "3", nodeAddr)
-	for i := 1; i <= 20; i++ {
-		if !strings.Contains(out, fmt.Sprintf("icmp_seq=%d ", i)) {
-			t.Errorf("ping %d of 20 lost (%v):\n%s", i, err, out)
-			break
-		}
-	}
+	// instance.
+	pingThrough(t, srv, nodeAddr, "0-OS's Yggdrasil", netd)
 	if st := node.state(); st.YggdrasilHandover == nil || st.Yggdrasil != nil {
 		t.Errorf("netinit's Yggdrasil came back while 0-OS's runs: %+v", st.Yggdrasil)
 	}
@@ -266,47 +221,218 @@ func TestZOSHandover(t *testing.T) {
 		t.Errorf("the node's resolv.conf is not netinit's:\n%s", b)
 	}
 
-	// 0-OS's Yggdrasil gone: said, and not taken back within the grace.
-	netd.Stop()
-	pid := regexp.MustCompile(`NETWORKD pid (\d+)`).FindStringSubmatch(netd.Output())
-	if pid == nil {
-		t.Fatalf("networkd said no pid:\n%s", netd.Output())
-	}
-	node.MustExec("kill", "-TERM", pid[1])
+	// 0-OS's Yggdrasil gone for good: said at once; the key taken back
+	// when it has stayed gone for the grace, not before, with the same key
+	// and address, and the node reachable through netinit's again.
+	node.stopNetworkd(t, netd)
 	st = node.wait(t, 30*time.Second, "0-OS's Yggdrasil not said gone", func(s *state.State) bool {
 		return s.YggdrasilHandover != nil && s.YggdrasilHandover.GoneSince != nil
 	})
-	time.Sleep(3 * time.Second)
-	if st := node.state(); st.Yggdrasil != nil || holdsIn(cli.Name, addr) {
-		t.Errorf("netinit took the key back within the grace: %+v", st.Yggdrasil)
+	if h := st.YggdrasilHandover; h.TakeBackAfterS != int64(takeBack/time.Second) {
+		t.Errorf("take_back_after_s %d, want %v", h.TakeBackAfterS, takeBack)
+	}
+	goneSince := *st.YggdrasilHandover.GoneSince
+	var back time.Time
+	zosSeen := false
+	if !lab.Eventually(takeBack+30*time.Second, func() bool {
+		zosSeen = zosSeen || holds(node.Path("/run/netns/ndmz"), addr)
+		if holdsIn(cli.Name, addr) {
+			back = time.Now()
+		}
+		return !back.IsZero()
+	}) {
+		t.Fatalf("netinit did not take the key back %v after 0-OS's Yggdrasil was gone:\n%s", takeBack, node.Output())
+	}
+	// gone_since is in whole seconds (truncated): a second of slack.
+	if early := goneSince.Add(takeBack - time.Second).Sub(back); early > 0 || zosSeen {
+		t.Errorf("netinit took the key back %v before the grace (gone since %s, back at %s; 0-OS's seen meanwhile: %v)",
+			early, goneSince, back.UTC(), zosSeen)
+	}
+	t.Logf("taken back %v after gone_since %s (grace %v)", back.Sub(goneSince).Round(time.Millisecond), goneSince.Format(time.RFC3339), takeBack)
+	st = node.wait(t, 30*time.Second, "netinit's Yggdrasil not back and peered", func(s *state.State) bool {
+		return s.YggdrasilHandover == nil && peerUp(s)
+	})
+	if y := st.Yggdrasil; y.Address != nodeAddr || y.PublicKey != nodeKey || !strings.Contains(y.Identity, "0-os node identity") {
+		t.Errorf("taken back with another key: %+v (want address %s, public key %s)", y, nodeAddr, nodeKey)
+	}
+	if out, _ := cli.Exec(context.Background(), "nft", "list", "table", "inet", "netinit"); !strings.Contains(out, "ygg0") {
+		t.Errorf("the firewall after the take-back has no rules for ygg0:\n%s", out)
+	}
+	pingThrough(t, srv, nodeAddr, "netinit's Yggdrasil (taken back)", nil)
+
+	// 0-OS's comes back: handed over again within 5 s.
+	netd, _ = node.handOver(t, tools, addr)
+	pingThrough(t, srv, nodeAddr, "0-OS's Yggdrasil (back)", netd)
+	if b, err := os.ReadFile(node.Path(state.DefaultPath)); err == nil {
+		lab.ValidateState(t, b)
 	}
 }
 
+// handOver starts the stand-in networkd, which runs 0-OS's Yggdrasil in
+// ndmz with the node's key, and waits until its ygg0 holds addr and
+// netinit's ygg0 is gone from the node's namespace. Two live instances
+// with one key may overlap 5 s at most, by the test's clock and by the
+// state's (the handover's since). It returns networkd and the state that
+// says handed over.
+func (n *zosNode) handOver(t *testing.T, tools string, addr netip.Addr) (*lab.Proc, *state.State) {
+	t.Helper()
+	netd := n.Start("env", "PATH="+tools+":/usr/sbin:/usr/bin:/sbin:/bin", filepath.Join(tools, "networkd"),
+		"-uplink", "zos", "-peers", "tcp://192.0.2.1:9943", "-dhcp")
+	var zosUp time.Time
+	if !lab.Eventually(60*time.Second, func() bool {
+		if holds(n.Path("/run/netns/ndmz"), addr) {
+			zosUp = time.Now()
+		}
+		return !zosUp.IsZero()
+	}) {
+		t.Fatalf("0-OS's Yggdrasil did not come up:\n%s\n%s", netd.Output(), n.Output())
+	}
+	var gone time.Time
+	if !lab.Eventually(30*time.Second, func() bool {
+		if !holdsIn(n.NS.Name, addr) {
+			gone = time.Now()
+		}
+		return !gone.IsZero()
+	}) {
+		t.Fatalf("netinit's Yggdrasil still up 30 s after 0-OS's:\n%s", n.Output())
+	}
+	// The bound of the handover (HandoverPoll plus the stop), well within
+	// the 5 s two instances with one key may overlap.
+	if d := gone.Sub(zosUp); d > 5*time.Second {
+		t.Errorf("two instances with the node's key for %v (want at most 5 s)", d)
+	} else {
+		t.Logf("handed over: netinit's ygg0 gone %v after 0-OS's held the address", d.Round(time.Millisecond))
+	}
+	st := n.wait(t, 10*time.Second, "no handover in the state", func(s *state.State) bool {
+		return s.YggdrasilHandover != nil && s.Yggdrasil == nil
+	})
+	h := st.YggdrasilHandover
+	if h.Namespace != "ndmz" || h.Interface != "ygg0" || h.Address != addr.String() || h.To != "0-OS" || h.GoneSince != nil {
+		t.Errorf("handover %+v", h)
+	}
+	// since is in whole seconds (truncated), at or before the real step.
+	if d := h.Since.Sub(zosUp); d > 5*time.Second {
+		t.Errorf("the state says netinit stepped aside %v after 0-OS's Yggdrasil came up (want at most 5 s)", d)
+	}
+	return netd, st
+}
+
+// stopNetworkd stops the stand-in networkd, and so 0-OS's Yggdrasil.
+func (n *zosNode) stopNetworkd(t *testing.T, netd *lab.Proc) {
+	t.Helper()
+	netd.Stop()
+	pid := regexp.MustCompile(`networkd: \[[ \d.]+\] pid (\d+)`).FindStringSubmatch(netd.Output())
+	if pid == nil {
+		t.Fatalf("networkd said no pid:\n%s", netd.Output())
+	}
+	n.MustExec("kill", "-TERM", pid[1])
+}
+
+// pingThrough: the peer outside (srv) reaches the node's address through
+// the Yggdrasil instance via: once the path is learnt, 20 pings in a row.
+func pingThrough(t *testing.T, srv *lab.NS, addr, via string, netd *lab.Proc) {
+	t.Helper()
+	if err := srv.PingInARow(context.Background(), addr, 20, 30*time.Second); err != nil {
+		more := ""
+		if netd != nil {
+			more = netd.Output()
+		}
+		t.Errorf("through %s: %v\n%s", via, err, more)
+	}
+}
+
+// TestZOSHandoverLateIdentity: 0-OS's networkd runs its Yggdrasil with
+// the node identity before netinit's daemon has found the seed (here
+// networkd read it from elsewhere first; on a node, networkd was faster
+// than the daemon's identity poll). While the daemon has not found it,
+// its Yggdrasil is another node (its own key): nothing is handed over.
+// When it finds the seed, its Yggdrasil, still on its own key, steps
+// aside and never runs the node's (two instances of one key could leave
+// the node unreachable for minutes: boot/overlay/identity.go); the peer
+// outside pings the node's address 20 times in a row through 0-OS's; a
+// worker restarted then stays aside.
+func TestZOSHandoverLateIdentity(t *testing.T) {
+	srv, cli, node, tools := zosLab(t, "zosl", "")
+	st := node.wait(t, 60*time.Second, "no Yggdrasil peering and WireGuard", peerUp)
+	own := st.Yggdrasil.Address
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		t.Fatal(err)
+	}
+	early := node.MustExec(filepath.Join(tools, "identityd"), "-root", "/run/zos-early", "-seed", hex.EncodeToString(seed), "-exit")
+	m := identitySaid.FindStringSubmatch(early)
+	if m == nil {
+		t.Fatalf("identityd:\n%s", early)
+	}
+	nodeAddr := m[1]
+	addr := netip.MustParseAddr(nodeAddr)
+	netd := node.Start("env", "PATH="+tools+":/usr/sbin:/usr/bin:/sbin:/bin", filepath.Join(tools, "networkd"),
+		"-uplink", "zos", "-peers", "tcp://192.0.2.1:9943", "-dhcp", "-seed", "/run/zos-early/seed.txt")
+	if !lab.Eventually(60*time.Second, func() bool { return holds(node.Path("/run/netns/ndmz"), addr) }) {
+		t.Fatalf("0-OS's Yggdrasil did not come up:\n%s\n%s", netd.Output(), node.Output())
+	}
+	if st := node.state(); st.Yggdrasil == nil || st.Yggdrasil.Address != own || st.YggdrasilHandover != nil {
+		t.Fatalf("netinit's Yggdrasil on its own key is another node, yet: yggdrasil %+v, handover %+v", st.Yggdrasil, st.YggdrasilHandover)
+	}
+
+	// identityd writes the same seed where the daemon looks for it.
+	node.Start(filepath.Join(tools, "identityd"), "-seed", hex.EncodeToString(seed))
+	if !lab.Eventually(30*time.Second, func() bool {
+		if holdsIn(cli.Name, addr) {
+			t.Fatalf("netinit ran the node's key beside 0-OS's instance")
+		}
+		st = node.state()
+		return st != nil && st.YggdrasilHandover != nil
+	}) {
+		t.Fatalf("no handover 30 s after the seed was written:\n%s", node.Output())
+	}
+	if h := st.YggdrasilHandover; st.Yggdrasil != nil || h.Address != nodeAddr || h.Namespace != "ndmz" {
+		t.Errorf("state: yggdrasil %+v, handover %+v", st.Yggdrasil, h)
+	}
+	if holdsIn(cli.Name, netip.MustParseAddr(own)) {
+		t.Errorf("netinit's Yggdrasil on its own key still runs")
+	}
+	pingThrough(t, srv, nodeAddr, "0-OS's Yggdrasil", netd)
+	if st := node.killWorker(t); st.Yggdrasil != nil || st.YggdrasilHandover == nil || holdsIn(cli.Name, addr) {
+		t.Errorf("a restarted worker started Yggdrasil beside 0-OS's: %+v", st.Yggdrasil)
+	}
+}
+
+// zosLab is the lab of the 0-OS handover tests: a hidden node (IPv4 from
+// dnsmasq behind a router, no IPv6) running the netinit daemon as at a
+// 0-OS boot with Yggdrasil (its one peer the server's yggdrasil-go node)
+// and WireGuard (a peer configured), extra added to its command line, and
+// the stand-ins' directory.
+func zosLab(t *testing.T, tag, extra string) (srv, cli *lab.NS, node *zosNode, tools string) {
+	t.Helper()
+	lab.Require(t, "ip", "dnsmasq", "nft", "dhcpcd", "ping", "nsenter", "unshare")
+	lab.RequireTUN(t)
+	lab.GuardResolvConf(t)
+	bin := lab.BuildNetinit(t)
+	tools = standins(t)
+	srv, cli = lab.NewLAN(t, tag)
+	lab.Dnsmasq(t, srv, "s0", lab.DHCPArgs...)
+	peer := srv.Start(filepath.Join(tools, "yggpeer"), "-listen", "tcp://192.0.2.1:9943", "-keydir", t.TempDir())
+	if !lab.Eventually(20*time.Second, func() bool { return strings.Contains(peer.Output(), "ADDRESS ") }) {
+		t.Fatalf("yggpeer did not start:\n%s", peer.Output())
+	}
+	node = startZOSNode(t, cli, bin, tools, "runmode=dev netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off "+
+		"netinit.ntp=192.0.2.1 netinit.probe.targets=192.0.2.1:80 netinit.ra_timeout=1s "+
+		"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64 "+extra)
+	return srv, cli, node, tools
+}
+
+// peerUp: the node's Yggdrasil peers with the server's, and WireGuard runs.
+func peerUp(s *state.State) bool {
+	return s.Yggdrasil != nil && len(s.Yggdrasil.Peers) == 1 && s.Yggdrasil.Peers[0].Up && s.WireGuard != nil
+}
+
+// identitySaid is the identityd stand-in's line with the node's address.
+var identitySaid = regexp.MustCompile(`identityd: \[[ \d.]+\] seed \S+ address (\S+)`)
+
 // holds reports whether link ygg0 in the network namespace bound at path
 // holds addr.
-func holds(path string, addr netip.Addr) bool {
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		return false
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return false
-	}
-	defer nh.Close()
-	l, err := nh.LinkByName("ygg0")
-	if err != nil {
-		return false
-	}
-	as, _ := nh.AddrList(l, netlink.FAMILY_V6)
-	for _, a := range as {
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got == addr {
-			return true
-		}
-	}
-	return false
-}
+func holds(path string, addr netip.Addr) bool { return lab.HoldsAddr(path, "ygg0", addr) }
 
 // holdsIn is holds for a namespace of the lab.
 func holdsIn(name string, addr netip.Addr) bool { return holds("/run/netns/"+name, addr) }

@@ -18,10 +18,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Strict reports whether missing prerequisites are failures (make test sets
@@ -127,6 +130,25 @@ func (ns *NS) MustExec(args ...string) string {
 		ns.t.Fatalf("lab: in %s: %s: %v\n%s", ns.Name, strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// PingInARow pings the IPv6 address addr from the namespace: once an echo
+// is answered (tried for up to wait, while ctx lasts), n pings in a row,
+// 0.2 s apart, must all be answered. The error names the first one lost.
+func (ns *NS) PingInARow(ctx context.Context, addr string, n int, wait time.Duration) error {
+	if !Eventually(wait, func() bool {
+		_, err := ns.Exec(ctx, "ping", "-6", "-c", "1", "-W", "2", addr)
+		return err == nil || ctx.Err() != nil
+	}) || ctx.Err() != nil {
+		return fmt.Errorf("%s does not answer a ping from %s within %v", addr, ns.Name, wait)
+	}
+	out, err := ns.Exec(ctx, "ping", "-6", "-c", strconv.Itoa(n), "-i", "0.2", "-W", "3", addr)
+	for i := 1; i <= n; i++ {
+		if !strings.Contains(out, fmt.Sprintf("icmp_seq=%d ", i)) {
+			return fmt.Errorf("ping %d of %d to %s lost (%v):\n%s", i, n, addr, err, out)
+		}
+	}
+	return nil
 }
 
 func run(ctx context.Context, args ...string) (string, error) {
@@ -251,6 +273,37 @@ func (ns *NS) Handle() *netlink.Handle {
 	}
 	ns.t.Cleanup(func() { nh.Close(); h.Close() })
 	return nh
+}
+
+// HoldsAddr reports whether the link ifname in the network namespace
+// bound at nsPath ("": the caller's) holds addr: false when there is no
+// such namespace or link. Route netlink only (a kernel without xfrm_user
+// refuses netlink's default handle). The QEMU boot's guest-side observer
+// (qemu/testdata/zosnode) uses it too.
+func HoldsAddr(nsPath, ifname string, addr netip.Addr) bool {
+	h := &netlink.Handle{}
+	if nsPath != "" {
+		ns, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			return false
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
+			return false
+		}
+		defer h.Close()
+	}
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return false
+	}
+	as, _ := h.AddrList(l, netlink.FAMILY_V6)
+	for _, a := range as {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // GuardResolvConf snapshots the host's /etc/resolv.conf and fails the test

@@ -46,18 +46,22 @@ var programs = map[string]program{
 	"true":         {"/bin/true", exit0},
 	"redis-server": {"/usr/bin/redis-server", daemon(redisSocket)},
 	"storaged":     {"/bin/storaged", daemon(mountTmpfs("/var/cache"), register("storage"))},
-	"identityd":    {"/bin/identityd", daemon(register("identityd"))},
-	"networkd":     {"/bin/networkd", daemon(register("network"))},
+	"identityd":    {"/bin/identityd", identityd},
+	"networkd":     {"/bin/networkd", networkd},
+	"yggdrasil":    {"/usr/bin/yggdrasil", yggdrasil},
 	"zbusdebug":    {"/bin/zbusdebug", zbusdebug},
 	"mountpoint":   {"/bin/mountpoint", mountpoint},
+	// the test's own (observe.go), run by the test image's observe.yaml
+	"observe": {"/usr/lib/zosnode/observe", observe},
 }
 
 // scripts are the 0-initramfs and zos scripts that services run as
 // `sh /etc/zinit/init/NAME`: a step, or nil to only say it ran.
 var scripts = map[string]func() error{
 	"cgroup.sh": nil,
-	// fuse, btrfs, tun, br_netfilter: the test image has only netinit's
-	// modules.
+	// fuse, btrfs, tun, br_netfilter: the test image has netinit's
+	// modules and the base's macvlan (the root's kmod loads what is
+	// asked for: observe.go).
 	"modprobe.sh": nil,
 	// What it does (echo 1 > ip_forward), to the same kernel.
 	"routing.sh":    writeFile("/proc/sys/net/ipv4/ip_forward", "1"),
