@@ -25,7 +25,8 @@ GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git des
 # kmod: make baked remakes a base's binary module indexes with depmod
 # (initramfs/kmodindex.go); the tests run its modprobe and modinfo against
 # them, and the QEMU boot of 0-OS's graph carries its kmod as the root's.
-RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools mmd:mtools depmod:kmod \
+RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools mmd:mtools \
+	depmod:kmod modprobe:kmod modinfo:kmod kmod:kmod \
 	/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi \
 	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/share/OVMF/OVMF_VARS_4M.fd:ovmf \
 	/usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu

@@ -91,6 +91,9 @@ var dynamicCalls = []dynamicCall{
 	{"cmd/netinit/zos_lab_test.go", "node.bin", nil, "netinit, built by the test with go"},
 	{"boot/clock/hostile_lab_linux_test.go", `filepath.Join(dir, "ntpd")`, nil, "a stand-in ntpd, written by the test"},
 	{"qemu/graph_test.go", "zinit", nil, "qemu/testdata/zosnode built by the test, as zinit"},
+	{"qemu/testdata/zosnode/main.go", "out", nil, "a zinit service's exec line, split (run at zinit.go's p)"},
+	{"qemu/testdata/zosnode/zinit.go", "p", []string{"sh", "sleep", "test", "touch", "true", "wc"},
+		"the zinit runner's services: on the host TestZinitRunner's (it requires these), in the guest the image's"},
 	{"qemu/guestlab/host.go", `filepath.Join("/usr/sbin", b)`, nil, "a program the guest lab copies, looked for in /usr/sbin too"},
 	{"qemu/guestlab/host.go", "cfg.Binaries", []string{"dnsmasq", "radvd"},
 		"guestlab.Config.Binaries: the host's programs a test copies into its guest (guestlab_test.go, zosvlan_test.go)"},
@@ -134,11 +137,13 @@ var notPackaged = []notPackagedName{
 	{"qemu/handoff_test.go", "/sbin/nextstage", "a file in a test image"},
 	{"qemu/graph_test.go", "/sbin/bootstrap", "a service's program in a test image"},
 	{"qemu/graph_test.go", "/sbin/zinit", "a file in a test image"},
+	{"qemu/zoshandover_test.go", "/bin/kmod", "the image's kmod (a link's target)"},
+	{"qemu/zoshandover_test.go", "/sbin/modprobe", "the guest's module helper, expected"},
 	{"qemu/zosvlan_test.go", "/sbin/netinit", "netinit in the guest lab's image (guestlab.NetinitPath)"},
 	{"qemu/guestlab/guestlab.go", "/sbin/guestlab-check", "the next stage in the guest lab's image"},
 	{"qemu/guestlab/guestlab.go", "/sbin/netinit", "netinit in the guest lab's image (NetinitPath)"},
 	{"qemu/guestlab/host.go", "/usr/sbin", "where the guest lab also looks for a program it copies"},
-	{"qemu/testdata/standin/networkd/", "yggdrasil", "the stand-in yggdrasil (qemu/testdata/standin), built by the tests and put on its PATH"},
+	{"qemu/testdata/zosnode/networkd.go", "yggdrasil", "the stand-in yggdrasil (zosnode itself), put on its PATH by the tests"},
 	{"Makefile", "/usr/sbin/policy-rc.d", "written by the install macro (keeps services from starting)"},
 	{"scripts/fresh-check.sh", "/usr/local/share/ca-certificates", "the host's site configuration, copied when present"},
 }
@@ -146,8 +151,10 @@ var notPackaged = []notPackagedName{
 // guest is code that runs only in a QEMU guest: what it uses is the
 // image's, not the host's.
 var guest = []struct{ Where, Why string }{
-	{"qemu/testdata/zosnode/", "0-OS's boot in the guest: zinit, bootstrap, the stand-ins"},
 	{"qemu/testdata/nextstage/", "the next stage in test images"},
+	{"qemu/testdata/zosnode/standin.go", "zosnode's table of the image's programs"},
+	{"qemu/testdata/zosnode/bootstrap.go", "0-OS's bootstrap in the guest"},
+	{"qemu/testdata/zosnode/observe.go", "the test's eye in the guest"},
 	{"initramfs/testdata/bootcheck/", "the check in test images"},
 	{"qemu/guestlab/guest_linux.go", "the guest lab's /init"},
 }
