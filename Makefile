@@ -20,27 +20,37 @@ GOBUILD := $(GO) build -trimpath -ldflags="-s -w -X main.version=$(shell git des
 
 # make release and its QEMU boots (PXE through SeaBIOS + iPXE, USB through
 # OVMF): a path stands for a package without a command. Defined before DEPS:
-# DEPS is expanded at once (:=), so a later definition would be empty here.
+# DEPS is expanded at once (:=), so a later definition would be empty here
+# (internal/hostdeps fails on that).
 # kmod: make baked remakes a base's binary module indexes with depmod
 # (initramfs/kmodindex.go); the tests run its modprobe and modinfo against
 # them, and the QEMU boot of 0-OS's graph carries its kmod as the root's.
-RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools depmod:kmod \
+RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools mmd:mtools \
+	depmod:kmod modprobe:kmod modinfo:kmod kmod:kmod \
 	/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi \
-	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu
-# Debian packages the tests and the VM need, as command:package. chrony is
+	/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/share/OVMF/OVMF_VARS_4M.fd:ovmf \
+	/usr/lib/ipxe/qemu/efi-virtio.rom:ipxe-qemu
+# Debian packages the tests and the VM need, as command:package, beyond
+# what a minimal Debian 12 has (internal/hostdeps checks that every program
+# the Makefile, the scripts and the tests run is here or there). chrony is
 # a real NTP server for the clock tests (never started as a service here;
 # its chronyc sets the lying servers' clocks, and chronyd copied as ntpd
-# stands in for 0-OS's); unshare gives that test a PID namespace;
+# stands in for 0-OS's);
 # dhcpcd is 0-OS's DHCP client, run by the stand-in networkd in the ndmz
 # namespace; ping is the peer outside a node that pings it over Yggdrasil;
-# lldpd is a switch's LLDP agent for the LLDP tests (not a service here).
+# lldpd is a switch's LLDP agent for the LLDP tests (not a service here);
+# procps: sysctl and kill (a path: `command -v kill` finds the shell's);
+# ca-certificates: go fetches the modules from the proxy over HTTPS.
 DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iperf3:iperf3 \
-	wg:wireguard-tools nft:nftables ip:iproute2 dpkg-deb:dpkg apt-get:apt chronyd:chrony \
-	lz4:lz4 dhcpcd:dhcpcd5 ping:iputils-ping nsenter:util-linux unshare:util-linux curl:curl lldpd:lldpd $(RELEASE_DEPS)
+	wg:wireguard-tools nft:nftables ip:iproute2 ss:iproute2 sysctl:procps /usr/bin/kill:procps \
+	chronyd:chrony chronyc:chrony lz4:lz4 xz:xz-utils dhcpcd:dhcpcd5 ping:iputils-ping \
+	curl:curl lldpd:lldpd lldpcli:lldpd /etc/ssl/certs/ca-certificates.crt:ca-certificates $(RELEASE_DEPS)
 # make bench also compares against dhcpcd.
 BENCH_DEPS := dhcpcd:dhcpcd5
+# make fresh-check builds a Debian 12 root.
+FRESH_DEPS := debootstrap:debootstrap
 
-.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean farm FORCE
+.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean farm fresh-check FORCE
 all: image
 
 ## deps: install missing Debian packages (only when missing). Their
@@ -62,7 +72,7 @@ if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
   apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
     { apt-get update -qq && apt-get install -y --no-install-recommends $$missing; }; rc=$$?; \
   [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
-  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3|lldpd) \
+  for p in $$missing; do case $$p in chrony|dhcpcd5|radvd|iperf3|lldpd) ! command -v systemctl >/dev/null || \
     systemctl disable $${p%5} >/dev/null 2>&1 || true;; esac; done; \
   exit $$rc; \
 fi
@@ -125,7 +135,8 @@ FIRMWARE_FLAGS = -firmware-dir $(FIRMWARE_DIR) -firmware-missing $(BUILD)/firmwa
 kernel-hw: $(HW_KDIR)/.stamp
 ## firmware: fetch the pinned firmware packages (FIRMWARE_SET) into $(CACHE)
 firmware: $(CACHE)/firmware/$(FIRMWARE_SET)/.stamp
-$(CACHE)/firmware/%/.stamp:
+# curl (DEPS) fetches them: deps first, order-only (the stamp is what counts).
+$(CACHE)/firmware/%/.stamp: | deps
 	FIRMWARE_SET=$* CACHE=$(CACHE) ./initramfs/fetch-firmware.sh
 
 ## release: build/release/ — vmlinuz, initramfs, netinit.ipxe, netinit-usb.img,
@@ -224,6 +235,13 @@ K ?= -1
 FARM_FLAGS ?=
 farm: deps build
 	$(GO) run ./cmd/farm -netinit $(BUILD)/netinit -n $(N) -lan-peers $(K) -csv $(BUILD)/farm.csv $(FARM_FLAGS)
+
+## fresh-check: the README's two commands on a fresh Debian 12 root (debootstrap
+##   minbase, cached in $(CACHE)/fresh; a clone of HEAD; logs in $(BUILD)/fresh-check;
+##   FRESH_TIMEOUT_QEMU, FRESH_TIMEOUT_TEST bound each; docs/testing.md)
+fresh-check:
+	@$(call install,$(FRESH_DEPS))
+	CACHE=$(CACHE) BUILD=$(BUILD) GO=$(GO) ./scripts/fresh-check.sh
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -77,9 +77,13 @@ func (n *Node) Path(path string) string {
 	return fmt.Sprintf("/proc/%d/root%s", n.pid, path)
 }
 
-// enter is the command line that runs args inside the node.
+// enter is the command line that runs args inside the node. Entering a
+// mount namespace puts a process at that namespace's root (setns(2)):
+// --root and --wd=/ put it at the node's root instead, which is not the
+// namespace's when the tests run chrooted (make fresh-check).
 func (n *Node) enter(args []string) []string {
-	return append([]string{"nsenter", "--target", strconv.Itoa(n.pid), "--mount", "--uts", "--net", "--pid", "--"}, args...)
+	return append([]string{"nsenter", "--target", strconv.Itoa(n.pid), "--mount", "--uts", "--net", "--pid",
+		"--root", "--wd=/", "--"}, args...)
 }
 
 // Exec runs a command inside the node, bounded by ctx (and 30 s).
