@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/threefoldtech/netinit/boot/kernel"
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -37,14 +37,14 @@ func TestBridgeFor(t *testing.T) {
 		{"a NIC named like the bridge", "netinit.bridge=eth0", "", nil, "eth0", mac, true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := New(Config{Spec: parseSpec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: newFakeKernel()})
+			e := New(Config{Spec: parseSpec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: kerneltest.New()})
 			if got := e.bridgeFor(c.nic, c.mac, c.only); got != c.want {
 				t.Fatalf("bridgeFor(%s) = %q, want %q", c.nic, got, c.want)
 			}
 		})
 	}
 	// One management bridge: a second NIC never gets one.
-	e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos"), Kernel: newFakeKernel()})
+	e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos"), Kernel: kerneltest.New()})
 	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
 	if got := e.bridgeFor("eth1", other, true); got != "" {
 		t.Fatalf("second bridge %q", got)
@@ -56,17 +56,17 @@ func TestBridgeFor(t *testing.T) {
 // alone; the bridge's port and the links it still managed are not.
 func TestHandedOverBefore(t *testing.T) {
 	prev := &state.State{Uplink: "zos", UplinkNIC: "eth1", Interfaces: []state.Interface{{Name: "zos"}, {Name: "eth2"}}}
-	e := New(Config{Spec: parseSpec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	e := New(Config{Spec: parseSpec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: kerneltest.New()})
 	for name, want := range map[string]bool{"eth0": true, "eth1": false, "eth2": false} {
 		if got := e.handedOverBeforeLocked(name); got != want {
 			t.Errorf("%s: handed over before %v, want %v", name, got, want)
 		}
 	}
-	e = New(Config{Spec: parseSpec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: newFakeKernel()})
+	e = New(Config{Spec: parseSpec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: kerneltest.New()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("netinit.bridge=off: eth0 left alone")
 	}
-	e = New(Config{Spec: parseSpec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: newFakeKernel()})
+	e = New(Config{Spec: parseSpec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: kerneltest.New()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("no bridge before: eth0 left alone")
 	}
@@ -75,16 +75,16 @@ func TestHandedOverBefore(t *testing.T) {
 // TestPortMTU: an MTU a client applied to the bridge larger than its
 // port's raises the port's; a smaller one leaves the port as it is.
 func TestPortMTU(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
-	k.set("zos", KernelLink{MTU: 1500, Carrier: true})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true})
+	k.Set("zos", kernel.Link{MTU: 1500, Carrier: true})
 	e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos"), Kernel: k})
 	e.links["zos"] = &link{linkFacts: linkFacts{name: "zos", nic: "eth0"}}
 	e.report(lease.Report{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 1450,
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
 	e.report(lease.Report{Link: "zos", Source: lease.SourceDHCP4, Status: "bound", MTU: 9000,
 		Addresses: []lease.Addr{{Prefix: pfx("192.0.2.10/24")}}})
-	if ops := k.done(); !slices.Equal(ops, []string{"mtu eth0 9000"}) {
+	if ops := k.Ops(); !slices.Equal(ops, []string{"mtu eth0 9000"}) {
 		t.Fatalf("kernel ops %q, want only the port raised to 9000", ops)
 	}
 }
@@ -96,19 +96,19 @@ func TestLeaseFirst(t *testing.T) {
 	for _, c := range []struct {
 		name, line string
 		prev       *state.State
-		attrs      netlink.LinkAttrs
+		attrs      kernel.LinkInfo
 		want       bool
 	}{
-		{"a NIC just found", "", nil, netlink.LinkAttrs{Name: "eth0", OperState: netlink.OperDown}, true},
-		{"operstate up already", "", nil, netlink.LinkAttrs{Name: "eth0", OperState: netlink.OperUp}, false},
-		{"a bridge's port already", "", nil, netlink.LinkAttrs{Name: "eth0", MasterIndex: 7}, false},
-		{"vlan:priv=", "vlan:priv=100", nil, netlink.LinkAttrs{Name: "eth0"}, false},
-		{"a daemon restart", "", &state.State{Uplink: "zos", UplinkNIC: "eth0"}, netlink.LinkAttrs{Name: "eth0"}, false},
-		{"a restart, another NIC before", "", &state.State{Uplink: "zos", UplinkNIC: "eth1"}, netlink.LinkAttrs{Name: "eth0"}, true},
+		{"a NIC just found", "", nil, kernel.LinkInfo{Name: "eth0"}, true},
+		{"operstate up already", "", nil, kernel.LinkInfo{Name: "eth0", OperUp: true}, false},
+		{"a bridge's port already", "", nil, kernel.LinkInfo{Name: "eth0", Master: 7}, false},
+		{"vlan:priv=", "vlan:priv=100", nil, kernel.LinkInfo{Name: "eth0"}, false},
+		{"a daemon restart", "", &state.State{Uplink: "zos", UplinkNIC: "eth0"}, kernel.LinkInfo{Name: "eth0"}, false},
+		{"a restart, another NIC before", "", &state.State{Uplink: "zos", UplinkNIC: "eth1"}, kernel.LinkInfo{Name: "eth0"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos "+c.line), Previous: c.prev, Kernel: newFakeKernel()})
-			if got := e.leaseFirst(&c.attrs); got != c.want {
+			e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos "+c.line), Previous: c.prev, Kernel: kerneltest.New()})
+			if got := e.leaseFirst(c.attrs); got != c.want {
 				t.Fatalf("leaseFirst = %v, want %v", got, c.want)
 			}
 		})

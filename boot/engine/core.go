@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -211,7 +212,7 @@ func settle(v *view, isReady bool) state.Phase {
 // with the source that configured each address, and what the clients
 // reported. v must be a fresh copy (viewLocked): the status keeps its
 // problems and timings.
-func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkStatus {
+func merge(v *view, kern map[string]kernel.Link, now time.Time) *state.NetworkStatus {
 	st := &state.NetworkStatus{
 		Phase:        v.phase,
 		Uplink:       v.uplink,

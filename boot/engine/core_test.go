@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/kernel"
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -313,14 +315,14 @@ func TestReelect(t *testing.T) {
 }
 
 func TestMerge(t *testing.T) {
-	kern := map[string]KernelLink{
-		"eth0": {MTU: 1500, Carrier: true, Addrs: []KernelAddr{
+	kern := map[string]kernel.Link{
+		"eth0": {MTU: 1500, Carrier: true, Addrs: []kernel.Addr{
 			{Prefix: pfx("192.0.2.10/24"), ValidLft: 3600},
 			{Prefix: pfx("2001:db8:1::10/64"), ValidLft: 0xffffffff},
 			{Prefix: pfx("fe80::1/64")},
 			{Prefix: pfx("198.51.100.7/24")},
 		}},
-		"eth1": {MTU: 9000, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}},
+		"eth1": {MTU: 9000, Carrier: true, Addrs: []kernel.Addr{{Prefix: pfx("192.0.2.10/24")}}},
 	}
 	eth1 := facts(t, "eth1", "", dhcp4Lease("eth1"))
 	eth1.leases[0].DNS = []netip.Addr{ip("198.51.100.53")}
@@ -403,8 +405,8 @@ func TestMergeMissingUplink(t *testing.T) {
 // TestEngineFakeKernel runs the engine's own bookkeeping (reports, uplink
 // choice, readiness, status) against the fake kernel.
 func TestEngineFakeKernel(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{MTU: 1500, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true, Addrs: []kernel.Addr{{Prefix: pfx("192.0.2.10/24")}}})
 	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k})
 	l := &link{linkFacts: facts(t, "eth0", "ip=dhcp"), renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
 	e.links["eth0"] = l
@@ -489,8 +491,8 @@ func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
 // with option 108 honoured is kept (it ends the IPv4 wait), and shows in
 // the state.
 func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true})
 	e := New(Config{Spec: parseSpec(t, ""), Kernel: k})
 	e.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
 	e.mayDefault("eth0")
@@ -512,9 +514,9 @@ func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 // to the candidate that reaches the targets, and does not move back within
 // a minute (hysteresis).
 func TestWatchUplink(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{Carrier: true})
-	k.set("eth1", KernelLink{Carrier: true})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{Carrier: true})
+	k.Set("eth1", kernel.Link{Carrier: true})
 	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k})
 	reachable := map[string]bool{"eth0": true, "eth1": true}
 	var probes []string
@@ -549,7 +551,7 @@ func TestWatchUplink(t *testing.T) {
 	if u, _ := uplink(); u != "eth0" || !slices.Equal(probes, []string{"eth0"}) {
 		t.Fatalf("healthy uplink: uplink %s, probes %v", u, probes)
 	}
-	k.set("eth0", KernelLink{Carrier: false})
+	k.Set("eth0", kernel.Link{Carrier: false})
 	e.watchUplink(ctx, t0.Add(10*time.Second))
 	if u, _ := uplink(); u != "eth0" {
 		t.Fatalf("moved at once, within the grace period")
@@ -564,8 +566,8 @@ func TestWatchUplink(t *testing.T) {
 		t.Errorf("problems %q do not say why the uplink moved", st.Problems)
 	}
 	// eth1 fails in turn and eth0 is back: not before a minute since the move.
-	k.set("eth0", KernelLink{Carrier: true})
-	k.set("eth1", KernelLink{Carrier: false})
+	k.Set("eth0", kernel.Link{Carrier: true})
+	k.Set("eth1", kernel.Link{Carrier: false})
 	e.report(dhcp4Lease("eth1"))
 	e.watchUplink(ctx, t0.Add(45*time.Second))
 	e.watchUplink(ctx, t0.Add(80*time.Second))
@@ -593,7 +595,7 @@ func TestWatchUplink(t *testing.T) {
 // its candidates) instead of electing again; a fixed reason is not carried
 // over (the spec decides those).
 func TestPreviousUplinkKept(t *testing.T) {
-	k := newFakeKernel()
+	k := kerneltest.New()
 	prev := &state.State{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []state.Candidate{
 		{Name: "eth0", Probed: true, Evidence: []string{"tcp x: i/o timeout"}},
 		{Name: "eth1", Probed: true, Reachable: true, Evidence: []string{"tcp x: connected"}}}}
@@ -630,14 +632,14 @@ func TestManageLinkUp(t *testing.T) {
 		{"already up", true, []string{"mtu eth0 9000"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			k := newFakeKernel()
-			k.set("eth0", KernelLink{MTU: 1500, Up: c.up, Carrier: true})
+			k := kerneltest.New()
+			k.Set("eth0", kernel.Link{MTU: 1500, Up: c.up, Carrier: true})
 			e := New(Config{Spec: parseSpec(t, "ip=eth0:off netinit.mtu=9000"), Kernel: k})
 			l := &link{linkFacts: facts(t, "eth0", "ip=eth0:off")}
 			l.carrierAt = time.Time{}
 			e.links["eth0"] = l
 			e.manage(context.Background(), l)
-			if got := k.done(); !slices.Equal(got, c.want) {
+			if got := k.Ops(); !slices.Equal(got, c.want) {
 				t.Errorf("kernel ops %q, want %q", got, c.want)
 			}
 			if _, ok := e.Status().Timings["carrier"]; !ok || l.carrierAt.IsZero() {

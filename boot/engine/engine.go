@@ -17,14 +17,12 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
@@ -59,7 +57,7 @@ type Config struct {
 	// the state.Publisher writes the files there. It is never called with
 	// the engine's lock held.
 	Publish func(*state.NetworkStatus)
-	// Kernel is where the engine reads links and addresses (nil: netlink).
+	// Kernel is where the engine reads and changes links (nil: kernel.Netlink).
 	Kernel Kernel
 	// Previous is the state an earlier process wrote (the daemon gets
 	// PID 1's): the uplink it elected stays the uplink, with its
@@ -88,7 +86,7 @@ type Engine struct {
 	kernel Kernel
 	// l2 listens to the switch on each managed NIC (l2.go).
 	l2 *l2.Watcher
-	// probe checks a candidate's reachability (probeVia; tests fake it).
+	// probe checks a candidate's reachability (probeKernel; tests fake it).
 	probe func(ctx context.Context, c candidate, targets []string) (bool, []string)
 
 	mu       sync.Mutex
@@ -135,7 +133,7 @@ func New(cfg Config) *Engine {
 		cfg.Logf = func(string, ...any) {}
 	}
 	if cfg.Kernel == nil {
-		cfg.Kernel = netlinkKernel{}
+		cfg.Kernel = kernel.Netlink{}
 	}
 	e := &Engine{
 		cfg:        cfg,
@@ -148,8 +146,8 @@ func New(cfg Config) *Engine {
 		problems:   slices.Clone(cfg.Problems),
 		phase:      state.PhaseStarting,
 		changed:    make(chan struct{}, 1),
-		probe:      probeVia,
 	}
+	e.probe = e.probeKernel
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
 	}
@@ -300,7 +298,7 @@ func orNone(s string) string {
 // status to Config.Publish and to the subscribers.
 func (e *Engine) publish(st *state.NetworkStatus) {
 	if e.cfg.SetHostname && st.Hostname != "" && st.Hostname != e.hostname {
-		if err := setHostname(st.Hostname); err != nil {
+		if err := e.kernel.SetHostname(st.Hostname); err != nil {
 			e.logf("hostname %q: %v", st.Hostname, err)
 		} else {
 			e.hostname = st.Hostname
@@ -428,16 +426,16 @@ func (e *Engine) discover(ctx context.Context) {
 		// last scan listed, not what /sys showed then: a link is in /sys
 		// a moment before a netlink dump shows it (register_netdevice),
 		// and is then scanned again.
-		cur, err := linkNames()
+		cur, err := e.kernel.Names()
 		if first || err != nil || !slices.Equal(cur, names) {
-			links, err := netlink.LinkList()
+			links, err := e.kernel.Links()
 			if err != nil {
-				e.logf("listing links: %v", err)
+				e.logf("%v", err)
 			}
 			names = names[:0]
-			var found []netlink.Link
+			var found []kernel.LinkInfo
 			for _, l := range links {
-				name := l.Attrs().Name
+				name := l.Name
 				names = append(names, name)
 				if e.known(name) {
 					continue
@@ -446,7 +444,7 @@ func (e *Engine) discover(ctx context.Context) {
 					if !slices.Contains(want, name) {
 						continue
 					}
-				} else if why := skipReason(l, e.spec.Ignore, e.vlanNames()); why != "" {
+				} else if why := l.SkipReason(e.spec.Ignore, e.vlanNames()); why != "" {
 					// Say it for links a farmer may expect to be used.
 					if !warned[name] && strings.HasPrefix(why, "netinit.ignore") {
 						warned[name] = true
@@ -501,22 +499,6 @@ func (e *Engine) discover(ctx context.Context) {
 	}
 }
 
-// linkNames lists the links under /sys/class/net by name, sorted (as
-// os.ReadDir returns them).
-func linkNames() ([]string, error) {
-	ents, err := os.ReadDir("/sys/class/net")
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if !e.Type().IsRegular() { // bonding_masters is a file
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
-
 // known reports whether the link name is managed already, as itself or
 // as the management bridge's port.
 func (e *Engine) known(name string) bool {
@@ -533,31 +515,6 @@ func (e *Engine) known(name string) bool {
 	return false
 }
 
-// skipReason says why a link is not managed by default, or "".
-func skipReason(l netlink.Link, ignore []string, vlans []string) string {
-	a := l.Attrs()
-	if slices.Contains(vlans, a.Name) {
-		return ""
-	}
-	for _, g := range ignore {
-		if ok, _ := path.Match(g, a.Name); ok {
-			return "netinit.ignore=" + g
-		}
-	}
-	if a.Flags&(1<<3) != 0 /* IFF_LOOPBACK */ || a.Name == "lo" {
-		return "loopback"
-	}
-	if a.EncapType != "ether" {
-		return "not Ethernet (" + a.EncapType + ")"
-	}
-	// Physical NICs have a device behind them in sysfs; veth, bridges,
-	// tun/tap, wireguard and the like do not.
-	if _, err := os.Stat("/sys/class/net/" + a.Name + "/device"); err != nil {
-		return l.Type() // veth, bridge, tuntap, wireguard, ...
-	}
-	return ""
-}
-
 // Status builds the engine's current status from the leases and the
 // kernel. The kernel is read without the engine's lock held.
 func (e *Engine) Status() *state.NetworkStatus {
@@ -570,7 +527,7 @@ func (e *Engine) Status() *state.NetworkStatus {
 // statusOf builds the status of view v, a fresh copy nothing else holds,
 // with the kernel read without the engine's lock held.
 func (e *Engine) statusOf(v *view) *state.NetworkStatus {
-	kern := map[string]KernelLink{}
+	kern := map[string]kernel.Link{}
 	for _, l := range v.links {
 		if kl, err := e.kernel.Link(l.name); err == nil {
 			kern[l.name] = kl

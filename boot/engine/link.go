@@ -9,10 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/threefoldtech/netinit/boot/dhcp4"
 	"github.com/threefoldtech/netinit/boot/dhcp6"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/boot/spec"
@@ -125,8 +124,7 @@ func ipConfigFor(s *spec.Spec, name string) []spec.IPConfig {
 // adopt starts managing a link.
 // only says it is the only link to manage (bridgeFor). A NIC that gets the
 // management bridge is managed under the bridge's name.
-func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
-	a := nl.Attrs()
+func (e *Engine) adopt(ctx context.Context, a kernel.LinkInfo, only bool) {
 	e.mu.Lock()
 	if e.handedOverBeforeLocked(a.Name) {
 		e.handedOver[a.Name] = true
@@ -135,19 +133,19 @@ func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
 		return
 	}
 	name, nic, later := a.Name, "", ""
-	switch br := e.bridgeFor(a.Name, a.HardwareAddr, only); {
+	switch br := e.bridgeFor(a.Name, a.MAC, only); {
 	case br != "" && e.leaseFirst(a):
 		later = br
 	case br != "":
 		name, nic = br, a.Name
 	}
-	l := e.newLink(ctx, name, nic, a.HardwareAddr)
+	l := e.newLink(ctx, name, nic, a.MAC)
 	l.toBridge = later
 	e.links[l.name] = l
 	if e.ballot.cmdline == a.Name {
 		e.ballot.cmdline = l.name
 	}
-	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
+	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.MAC) {
 		e.ballot.bootif = l.name
 	}
 	e.electLocked()
@@ -165,7 +163,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		// Before the link goes up: the engine owns IPv6 on it (accept_ra
 		// off) and DAD is optimistic (RFC 4429), so the link-local address
 		// is usable at once.
-		if err := ra.Prepare(name); err != nil {
+		if err := e.kernel.PrepareIPv6(name); err != nil {
 			e.problem("%s: preparing IPv6: %v", name, err)
 		}
 	}
@@ -286,7 +284,7 @@ func (e *Engine) makeBridge(l *link) {
 	br, nic := l.name, l.nic
 	e.bridgeTried = true
 	e.mu.Unlock()
-	err := e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
+	err := e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
 	if err == nil {
 		e.bridgeMade(br, nic, l.mac)
 		e.mu.Lock()
@@ -430,23 +428,14 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 func (e *Engine) createVLANs() error {
 	var errs []string
 	for _, v := range e.spec.VLANs {
-		if _, err := netlink.LinkByName(v.Name); err == nil {
-			continue
-		}
-		parent, err := netlink.LinkByName(v.Parent)
+		made, err := e.kernel.CreateVLAN(v.Name, v.Parent, v.ID)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("vlan=%s:%s: parent: %v", v.Name, v.Parent, err))
-			continue
-		}
-		if parent.Attrs().Flags&net.FlagUp == 0 {
-			_ = netlink.LinkSetUp(parent)
-		}
-		vl := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: v.Name, ParentIndex: parent.Attrs().Index}, VlanId: v.ID}
-		if err := netlink.LinkAdd(vl); err != nil {
 			errs = append(errs, fmt.Sprintf("vlan=%s:%s: %v", v.Name, v.Parent, err))
 			continue
 		}
-		e.logf("vlan %s (id %d on %s) created", v.Name, v.ID, v.Parent)
+		if made {
+			e.logf("vlan %s (id %d on %s) created", v.Name, v.ID, v.Parent)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))

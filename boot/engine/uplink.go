@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -158,6 +159,11 @@ func (e *Engine) probeAll(ctx context.Context, cands []candidate, targets []stri
 		}(&cands[i])
 	}
 	wg.Wait()
+}
+
+// probeKernel probes c through the kernel (Kernel.Probe).
+func (e *Engine) probeKernel(ctx context.Context, c candidate, targets []string) (bool, []string) {
+	return e.kernel.Probe(ctx, kernel.Candidate{Link: c.name, GW4: c.gw4, GW6: c.gw6, DNS: c.dns}, targets)
 }
 
 // updateCandidatesLocked records what was found out about cs; candidates

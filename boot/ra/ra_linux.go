@@ -1,63 +1,24 @@
 package ra
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
-
-// Prepare configures the kernel's IPv6 behaviour of link. Call it before
-// the link is set up:
-//   - accept_ra=0, autoconf=0: netinit, not the kernel, acts on RAs;
-//   - optimistic_dad=1, use_optimistic=1: addresses are usable while DAD
-//     runs (RFC 4429), so the link-local address can send the first Router
-//     Solicitation at once and a SLAAC address is usable at once;
-//   - addr_gen_mode=0: the kernel still makes the EUI-64 link-local address
-//     (RFC 4862 section 5.3) when the link comes up.
-func Prepare(link string) error {
-	for _, kv := range [][2]string{
-		{"disable_ipv6", "0"},
-		{"accept_ra", "0"},
-		{"autoconf", "0"},
-		{"optimistic_dad", "1"},
-		{"use_optimistic", "1"},
-		{"addr_gen_mode", "0"},
-	} {
-		if err := WriteConf(link, kv[0], kv[1]); err != nil {
-			return fmt.Errorf("ra prepare %s: %w", link, err)
-		}
-	}
-	return nil
-}
-
-// WriteConf sets /proc/sys/net/ipv6/conf/LINK/KEY to value, leaving it
-// alone when it already holds it.
-func WriteConf(link, key, value string) error {
-	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
-	if cur, err := os.ReadFile(p); err == nil && slices.Equal(bytes.TrimSpace(cur), []byte(value)) {
-		return nil
-	}
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
-	}
-	return nil
-}
 
 // linkLocalWait bounds the wait for the kernel's link-local address.
 const linkLocalWait = 3 * time.Second
@@ -113,7 +74,7 @@ type client struct {
 	ll         netip.Addr // the link-local source of the solicitations
 	optimistic bool       // ll is still an Optimistic Address (RFC 4429)
 	conn       *ndp.Conn
-	k          *kernel
+	k          *applier
 	t          *Table
 
 	sent      int       // Router Solicitations sent
@@ -177,7 +138,7 @@ func open(ctx context.Context, o Options) (*client, error) {
 		return nil, fmt.Errorf("hop limit control message: %w", err)
 	}
 	r.conn = conn
-	r.k = &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf,
+	r.k = &applier{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf,
 		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}}
 	r.t = NewTable(id, ifi.MTU)
 	r.t.Protect(o.Protected...)
@@ -395,9 +356,9 @@ func stillOptimistic(index int, ll netip.Addr) bool {
 	return true
 }
 
-// kernel applies Views to one link and remembers what it applied, so that
+// applier applies Views to one link and remembers what it applied, so that
 // what a View no longer holds is removed.
-type kernel struct {
+type applier struct {
 	link        string
 	index       int
 	mtuOverride int
@@ -409,7 +370,7 @@ type kernel struct {
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
-func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
+func (k *applier) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 	var errs []error
 	want := map[netip.Prefix]bool{}
 	for _, a := range v.Addrs {
@@ -469,7 +430,7 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		mtu = k.mtuOverride
 	}
 	if mtu > 0 && mtu != k.mtu {
-		if err := WriteConf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
+		if err := kernel.SetIPv6Conf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
 			errs = append(errs, fmt.Errorf("ipv6 mtu %d: %w", mtu, err))
 		} else {
 			k.mtu = mtu
