@@ -18,6 +18,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/pause"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // requested is our parameter request list (option 55, RFC 2132 section
@@ -540,7 +541,7 @@ func (c *client) bind(b *binding, t0 time.Time, renewal bool) error {
 	}
 	var extra []string
 	for _, r := range l.Routes {
-		extra = append(extra, "route "+route{Dst: r.Dst, Via: r.Via}.String())
+		extra = append(extra, "route "+route.Route{Dst: r.Dst, Via: r.Via}.String())
 	}
 	if len(b.DNS) > 0 {
 		extra = append(extra, fmt.Sprintf("dns %v", b.DNS))

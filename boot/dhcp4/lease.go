@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/rfc1035label"
 	"github.com/threefoldtech/netinit/boot/dnsname"
-	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // binding is a DHCPACK (or DHCPOFFER) that passed validation, converted to
@@ -27,7 +28,7 @@ type binding struct {
 	Routers   []netip.Addr // option 3, all of them, in order
 	// Static are the option 121 routes (RFC 3442); when present they
 	// replace the router option for routing.
-	Static   []route
+	Static   []route.Route
 	DNS      []netip.Addr
 	NTP      []netip.Addr
 	Search   []string
@@ -36,19 +37,6 @@ type binding struct {
 
 	// Lease is the lease time (option 51); 0 means infinite.
 	Lease, T1, T2 time.Duration
-}
-
-// route is a route to install; an invalid Via means on-link.
-type route struct {
-	Dst netip.Prefix
-	Via netip.Addr
-}
-
-func (r route) String() string {
-	if r.Via.IsValid() {
-		return r.Dst.String() + " via " + r.Via.String()
-	}
-	return r.Dst.String() + " on-link"
 }
 
 const infinite = 0xffffffff // RFC 2131 section 3.3: lease time 0xffffffff is infinity
@@ -270,12 +258,12 @@ func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf func(string, ...any)) error {
 
 // parseStatic decodes option 121 (RFC 3442 section 3): a list of
 // <width><significant destination octets><router> entries.
-func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
+func parseStatic(v []byte, leased netip.Prefix) ([]route.Route, error) {
 	// RFC 3442 section 3: the minimum length is 5 (a default route).
 	if len(v) < 5 {
 		return nil, fmt.Errorf("classless static routes option 121 has %d bytes, want at least 5", len(v))
 	}
-	var rs []route
+	var rs []route.Route
 	for len(v) > 0 {
 		w := int(v[0])
 		if w > 32 {
@@ -294,7 +282,7 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 		if dst.Bits() >= 8 && dst.Addr().IsLoopback() {
 			return nil, fmt.Errorf("option 121: route to %s is loopback", dst)
 		}
-		r := route{Dst: dst}
+		r := route.Route{Dst: dst}
 		// A router of 0.0.0.0 means the destination is on-link (the
 		// reading dhclient, systemd-networkd and dhcpcd share).
 		if !gw.IsUnspecified() {
@@ -308,52 +296,36 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 	return rs, nil
 }
 
-// plan is the list of routes to install for b, in installation order.
-// RFC 3442 section 3.5: when option 121 is present the router option is
-// ignored for routing. Otherwise the first router (option 3) is the
-// default gateway; the others are only reported. allowDefault false drops
-// the default route(s) (a link that is not the uplink). A router outside
-// the leased subnet gets an on-link host route first, or the kernel would
-// refuse the route as unreachable.
-// hasDefault reports whether the lease carries a default route: an option
-// 121 default, or a router (option 3) when there is no option 121.
-func hasDefault(b *binding) bool {
-	if b.Static != nil {
-		for _, r := range b.Static {
-			if lease.Wide(r.Dst) {
-				return true
-			}
-		}
-		return false
-	}
-	return len(b.Routers) > 0
-}
-
-func plan(b *binding, allowDefault bool) []route {
-	var rs []route
+// plan is the list of routes to install for b, in installation order
+// (boot/route decides which of them go into the kernel: only the uplink's
+// default routes, say). RFC 3442 section 3.5: when option 121 is present
+// the router option is ignored for routing. Otherwise the first router
+// (option 3) is the default gateway; the others are only reported. A
+// router outside the leased subnet gets an on-link host route first, or
+// the kernel would refuse the route as unreachable. Every route has the
+// leased address as its preferred source: the kernel removes it with the
+// address.
+func plan(b *binding) []route.Route {
+	var rs []route.Route
 	if b.Static != nil {
 		rs = append(rs, b.Static...)
 	} else if len(b.Routers) > 0 {
-		rs = append(rs, route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Via: b.Routers[0]})
+		rs = append(rs, route.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Via: b.Routers[0]})
 	}
 	subnet := b.Addr.Masked()
-	var out []route
-	seen := map[route]bool{}
-	add := func(r route) {
-		if !seen[r] {
-			seen[r] = true
+	var out []route.Route
+	add := func(r route.Route) {
+		r.Src = b.Addr.Addr()
+		if !slices.Contains(out, r) {
 			out = append(out, r)
 		}
 	}
 	for _, r := range rs {
-		if lease.Wide(r.Dst) && !allowDefault {
-			continue
-		}
 		if r.Dst == subnet && !r.Via.IsValid() {
 			continue // the kernel's prefix route already covers it
 		}
 		if r.Via.IsValid() && !subnet.Contains(r.Via) {
-			add(route{Dst: netip.PrefixFrom(r.Via, 32)})
+			add(route.Route{Dst: netip.PrefixFrom(r.Via, 32)})
 		}
 		add(r)
 	}

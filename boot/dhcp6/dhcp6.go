@@ -39,7 +39,8 @@ type Options struct {
 	// sends its Renew (RFC 8415 section 18.2.4) before T1, a stateless
 	// one its Information-request before the refresh time (section
 	// 18.2.6). Same name and meaning in dhcp4 and ra. DHCPv6 installs no
-	// routes, so there is no DefaultRoute or Reapply.
+	// routes (its addresses are /128 without a prefix route: on-link-ness
+	// is the RA's), so there is no Routes or Reapply.
 	Kick <-chan struct{}
 	// Oneshot returns after the first address (M) or configuration (O)
 	// has been applied and reported, or when ctx ends.

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"
@@ -187,6 +188,9 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	e.stopClients(old)
 	err = e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(old), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub,
 		Carry: true, PrepareIPv6: old.wantsRA()})
+	if err == nil {
+		err = e.releasePort(br, nic, true)
+	}
 	e.mu.Lock()
 	e.moving = ""
 	if e.runCtx.Err() != nil || e.links[nic] != old {
@@ -232,6 +236,23 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	}
 	e.spawn(func() { e.manage(l.ctx, l) })
 	e.notify()
+}
+
+// releasePort completes the management bridge br once Bridge made it:
+// with carry, the NIC nic's IPv4 routes move onto the bridge first
+// (boot/route: the default route is replaced in place, never missing),
+// then the port is left to the bridge (its addresses removed, IPv6 off).
+func (e *Engine) releasePort(br, nic string, carry bool) error {
+	if carry {
+		kl, err := e.kernel.Link(br)
+		if err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+		if err := e.routes.Move(nic, br, kl.Index); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	}
+	return e.kernel.ReleasePort(br, nic)
 }
 
 // stopClients stops l's clients and waits for them, bounded by
@@ -322,6 +343,7 @@ func (e *Engine) handOver(l *link) {
 	e.ballot.asked = slices.DeleteFunc(e.ballot.asked, func(n string) bool { return n == l.name })
 	e.handedOver[l.name] = true
 	e.mu.Unlock()
+	e.routes.Forget(l.name)
 	if err := e.kernel.HandOver(l.name, addrs); err != nil {
 		e.problem("%s: handing it over to the next stage: %v", l.name, err)
 		return

@@ -413,7 +413,7 @@ func TestEngineFakeKernel(t *testing.T) {
 	if e.ready() {
 		t.Fatal("ready before any lease")
 	}
-	if !e.mayDefault("eth0") || e.mayDefault("eth1") {
+	if !e.uplinkFor("eth0", true) || e.uplinkFor("eth1", true) {
 		t.Fatal("the first link asking must become the uplink, and only it")
 	}
 	e.report(dhcp4Lease("eth0"))
@@ -495,7 +495,7 @@ func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true})
 	e := New(Config{Spec: parseSpec(t, ""), Kernel: k})
 	e.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
-	e.mayDefault("eth0")
+	e.uplinkFor("eth0", true)
 	e.report(raLease("eth0"))
 	if e.ready() {
 		t.Fatal("ready at once: the DHCPv4 grace period was skipped")
@@ -528,8 +528,8 @@ func TestWatchUplink(t *testing.T) {
 		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
 	}
 	e.ballot.decided = true // as runElection ends, without probes
-	e.mayDefault("eth0")
-	e.mayDefault("eth1")
+	e.uplinkFor("eth0", true)
+	e.uplinkFor("eth1", true)
 	e.report(dhcp4Lease("eth0"))
 	e.report(dhcp4NoRouter("eth1"))
 	e.mu.Lock()
@@ -603,7 +603,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	for _, n := range []string{"eth0", "eth1"} {
 		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
 	}
-	if e.mayDefault("eth0") || !e.mayDefault("eth1") {
+	if e.uplinkFor("eth0", true) || !e.uplinkFor("eth1", true) {
 		t.Fatal("the kept uplink eth1 is not the only one allowed default routes")
 	}
 	if e.electing {

@@ -25,6 +25,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -86,6 +87,9 @@ type Engine struct {
 	kernel Kernel
 	// l2 listens to the switch on each managed NIC (l2.go).
 	l2 *l2.Watcher
+	// routes installs the clients' routes, by its rules: only the uplink
+	// installs the default routes and those that compete with them.
+	routes *route.Installer
 	// probe checks a candidate's reachability (probeKernel; tests fake it).
 	probe func(ctx context.Context, c candidate, targets []string) (bool, []string)
 
@@ -148,6 +152,8 @@ func New(cfg Config) *Engine {
 		changed:    make(chan struct{}, 1),
 	}
 	e.probe = e.probeKernel
+	e.routes = route.New(route.Config{Uplink: e.uplinkFor, Protected: cfg.Spec.WGAddress, Logf: cfg.Logf,
+		Problem: e.addProblem, Kernel: cfg.Kernel})
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
 	}
@@ -328,6 +334,14 @@ func (e *Engine) problem(format string, args ...any) {
 	e.problems = append(e.problems, msg)
 	e.mu.Unlock()
 	e.logf("%s", msg)
+}
+
+// addProblem records msg (said already) as a problem.
+func (e *Engine) addProblem(msg string) {
+	e.mu.Lock()
+	e.problems = append(e.problems, msg)
+	e.mu.Unlock()
+	e.notify()
 }
 
 // mark records a milestone once; the caller holds e.mu.

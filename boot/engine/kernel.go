@@ -5,11 +5,13 @@ import (
 	"net/netip"
 
 	"github.com/threefoldtech/netinit/boot/kernel"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // Kernel is what the engine reads from and does to the kernel: links,
 // their state and addresses; setting a link up and its MTU; the
-// management bridge, vlan= links, the election's probes, the hostname.
+// management bridge, vlan= links, the election's probes, the hostname,
+// and the routes of boot/route.
 // (The protocol clients own their part of the configuration.) The Linux
 // one is kernel.Netlink; unit tests hand the engine kerneltest.Kernel,
 // so that its decisions are tested without root.
@@ -33,8 +35,9 @@ type Kernel interface {
 	// exists: false then.
 	CreateVLAN(name, parent string, id int) (bool, error)
 	// Bridge makes the management bridge with its port, or completes one
-	// found already there.
+	// found already there; ReleasePort then leaves the port to it.
 	Bridge(b kernel.BridgeSpec) error
+	ReleasePort(br, nic string) error
 	// HandOver leaves a link that is not the uplink to the next stage:
 	// addrs (netinit's) removed, IPv6 autoconfiguration the kernel's own
 	// again.
@@ -48,4 +51,6 @@ type Kernel interface {
 	Probe(ctx context.Context, c kernel.Candidate, targets []string) (bool, []string)
 	// SetHostname sets the kernel hostname.
 	SetHostname(name string) error
+	// The routes of the clients go in through boot/route's Installer.
+	route.Kernel
 }

@@ -212,10 +212,10 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 			err := static.Run(ctx, static.Options{
 				Link: name, Address: ipc.Address, Gateway: ipc.Gateway,
 				DNS: ipc.DNS, Hostname: ipc.Hostname, MTU: ipc.MTU,
-				DefaultRoute: func() bool { return e.mayDefault(name) },
-				Reapply:      l.reapplyStatic,
-				Report:       e.report,
-				Logf:         e.cfg.Logf,
+				Routes:  e.routes,
+				Reapply: l.reapplyStatic,
+				Report:  e.report,
+				Logf:    e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("%s: static ip=: %v", name, err)
@@ -226,12 +226,12 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	if l.wants4() {
 		e.spawnClient(l, func() {
 			err := dhcp4.Run(ctx, dhcp4.Options{
-				Link:         name,
-				DefaultRoute: func() bool { return e.mayDefault(name) },
-				MTU:          mtu,
-				IPv6:         l.wantsRA() || l.wantsDHCP6(),
-				Kick:         l.renew4,
-				Reapply:      l.reapply4,
+				Link:    name,
+				Routes:  e.routes,
+				MTU:     mtu,
+				IPv6:    l.wantsRA() || l.wantsDHCP6(),
+				Kick:    l.renew4,
+				Reapply: l.reapply4,
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
 				IPv6OnlyPreferred: l.wantsRA(),
@@ -257,14 +257,14 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	if l.wantsRA() {
 		e.spawnClient(l, func() {
 			err := ra.Run(ctx, ra.Options{
-				Link:         name,
-				DefaultRoute: func() bool { return e.mayDefault(name) },
-				Protected:    e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
-				MTU:          mtu,
-				Kick:         l.renew6,
-				Reapply:      l.reapply6,
-				Report:       e.report,
-				Logf:         e.cfg.Logf,
+				Link:      name,
+				Routes:    e.routes,
+				Protected: e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
+				MTU:       mtu,
+				Kick:      l.renew6,
+				Reapply:   l.reapply6,
+				Report:    e.report,
+				Logf:      e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("ra on %s: %v", name, err)
@@ -285,6 +285,9 @@ func (e *Engine) makeBridge(l *link) {
 	e.bridgeTried = true
 	e.mu.Unlock()
 	err := e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
+	if err == nil {
+		err = e.releasePort(br, nic, false)
+	}
 	if err == nil {
 		e.bridgeMade(br, nic, l.mac)
 		e.mu.Lock()

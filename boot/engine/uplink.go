@@ -31,17 +31,19 @@ const (
 // internet check), used when netinit.probe.targets= is not given.
 var defaultProbeTargets = []string{"bootstrap.grid.tf:80", "hub.grid.tf:80"}
 
-// mayDefault is asked by a client before it installs a default route (or
-// a route less specific than /8) on link: only the uplink does. The first
-// link that asks is a candidate; when it is the only managed link it
-// becomes the uplink at once (one NIC: no delay), else the election runs
-// (runElection) and, until it is decided, no link installs one. Links
-// without carrier yet count: a NIC that negotiates its link a second later
-// (1000BASE-T autonegotiation) may be the one that reaches the grid.
-func (e *Engine) mayDefault(link string) bool {
+// uplinkFor answers boot/route (route.Config.Uplink), which asks before
+// it installs routes that only the uplink may have: default routes and
+// routes that compete with them. def says they include a default route
+// (or one less specific than /8): the first link that asks so is a
+// candidate; when it is the only managed link it becomes the uplink at
+// once (one NIC: no delay), else the election runs (runElection) and,
+// until it is decided, no link installs one. Links without carrier yet
+// count: a NIC that negotiates its link a second later (1000BASE-T
+// autonegotiation) may be the one that reaches the grid.
+func (e *Engine) uplinkFor(link string, def bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !slices.Contains(e.ballot.asked, link) {
+	if def && !slices.Contains(e.ballot.asked, link) {
 		e.ballot.asked = append(e.ballot.asked, link)
 		e.ballot.cands = append(e.ballot.cands, candidate{name: link})
 		if !e.ballot.decided && !e.electing {

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -22,9 +21,9 @@ import (
 // completes one found (a daemon restart, or 0-OS's own) as 0-OS's
 // `internet` module makes it: type bridge with VLAN filtering (always, as
 // zosbase's bridge.New), the NIC's MAC, IPv6 on and not forwarding on the
-// bridge, IPv6 off and no address on the port, the port up, and the VLANs
-// of VLANPlan(b.VLAN, b.PubVLAN) (vlanplan.go): with vlan:priv= the
-// management traffic is tagged on the wire, the bridge itself PVID and
+// bridge, and the VLANs of VLANPlan(b.VLAN, b.PubVLAN) (vlanplan.go;
+// ReleasePort then leaves IPv6 off, no address and the port up): with
+// vlan:priv= the management traffic is tagged on the wire, the bridge itself PVID and
 // untagged in that VLAN, the port carrying it tagged; vlan:pub= is
 // carried tagged too, and with both the port leaves the default VLAN 1.
 // On a kernel without bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING,
@@ -121,8 +120,19 @@ func (Netlink) Bridge(b BridgeSpec) error {
 			return fmt.Errorf("bridge %s: carrying %s's IPv4 over: %w", br, nic, err)
 		}
 	}
-	// An IPv4 address left on the port (netinit ran on it before, or an
-	// older process did) would answer ARP for the bridge's.
+	return nil
+}
+
+// ReleasePort leaves the port nic to the bridge br, once its IPv4
+// configuration is carried over (the engine moves the routes, boot/route,
+// between Bridge and this): an IPv4 address left on the port (netinit ran
+// on it before, or an older process did) would answer ARP for the
+// bridge's; IPv6 goes off on it; it is set up.
+func (Netlink) ReleasePort(br, nic string) error {
+	port, err := netlink.LinkByName(nic)
+	if err != nil {
+		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
+	}
 	if addrs, err := netlink.AddrList(port, netlink.FAMILY_V4); err == nil {
 		for _, a := range addrs {
 			if err := netlink.AddrDel(port, &a); err != nil {
@@ -160,11 +170,9 @@ func setVLANFiltering(idx int) error {
 }
 
 // carryIPv4 puts the port's IPv4 addresses (with their remaining
-// lifetimes) and its routes in the main table on the bridge, which is set
-// up for it. A route is replaced in place (the kernel's key: table,
-// destination, TOS, metric), so the default route moves from the port to
-// the bridge without a moment without one; the prefix routes come with
-// the addresses; the port's neighbours too. The caller then removes the
+// lifetimes) on the bridge, which is set up for it; the prefix routes
+// come with the addresses; the port's neighbours too. The routes of
+// netinit's clients are moved by boot/route; ReleasePort then removes the
 // addresses from the port.
 func carryIPv4(port, bl netlink.Link) error {
 	if err := netlink.LinkSetUp(bl); err != nil {
@@ -189,11 +197,6 @@ func carryIPv4(port, bl netlink.Link) error {
 			return err
 		}
 	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{LinkIndex: port.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return err
-	}
 	// The neighbours the port knows (its gateway's MAC): the bridge's
 	// first packets need no ARP round (stale: the kernel confirms them,
 	// RFC 4861 section 7.3.3's states, which IPv4 shares).
@@ -208,18 +211,6 @@ func carryIPv4(port, bl netlink.Link) error {
 		nn := netlink.Neigh{LinkIndex: bl.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_STALE, IP: n.IP, HardwareAddr: n.HardwareAddr}
 		if err := netlink.NeighSet(&nn); err != nil {
 			return fmt.Errorf("neighbour %s: %w", n.IP, err)
-		}
-	}
-	// On-link routes first: a gateway outside the subnet is reached
-	// through its host route (RFC 3442's option 121 routes).
-	slices.SortStableFunc(routes, func(a, b netlink.Route) int { return len(a.Gw) - len(b.Gw) })
-	for _, r := range routes {
-		if r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
-			continue
-		}
-		r.LinkIndex, r.ILinkIndex = bl.Attrs().Index, 0
-		if err := netlink.RouteReplace(&r); err != nil {
-			return fmt.Errorf("route %s: %w", r.Dst, err)
 		}
 	}
 	return nil

@@ -16,10 +16,12 @@ import (
 	"net/netip"
 	"path"
 	"slices"
+	"time"
 )
 
 // Link is one link as the kernel has it.
 type Link struct {
+	Index   int
 	MTU     int
 	Up      bool // administratively up
 	Carrier bool
@@ -78,8 +80,8 @@ type BridgeSpec struct {
 	VLAN      int    // vlan:priv=: the management VLAN, tagged on the port (0: untagged)
 	PubVLAN   int    // vlan:pub=: carried tagged on the port, for networkd's tozos (0: none)
 	// Carry moves the port's IPv4 addresses (with their remaining
-	// lifetimes) and routes onto the bridge before they leave the port:
-	// the NIC had its lease first.
+	// lifetimes) and neighbours onto the bridge before they leave the
+	// port (ReleasePort): the NIC had its lease first.
 	Carry bool
 	// PrepareIPv6 has netinit own IPv6 on the bridge (PrepareIPv6)
 	// before it is set up: optimistic DAD from its first address.
@@ -95,3 +97,30 @@ type Candidate struct {
 	GW4, GW6 netip.Addr
 	DNS      []netip.Addr
 }
+
+// Route is one route in the main table, on a link given by its index.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr // the zero Addr: on-link
+	// Src is the preferred source address (a DHCPv4 lease's): the
+	// kernel also removes the route when that address goes
+	// (fib_sync_down_addr), so nothing points nowhere if netinit dies.
+	Src    netip.Addr
+	Metric int
+	// Proto is the route's protocol (rtm_protocol), who installed it:
+	// ProtoDHCP, ProtoRA, ProtoStatic, ProtoBoot.
+	Proto int
+	// Expires has the kernel remove the route after this long (IPv6,
+	// RTA_EXPIRES): a route from an RA is not left behind when netinit
+	// stops listening. 0: never.
+	Expires time.Duration
+}
+
+// Route protocols (rtm_protocol, include/uapi/linux/rtnetlink.h), as
+// `ip route` names them.
+const (
+	ProtoBoot   = 3  // "boot": configured at boot (a static ip=)
+	ProtoStatic = 4  // "static": configured by the administrator (the overlays)
+	ProtoRA     = 9  // "ra": learnt from a Router Advertisement
+	ProtoDHCP   = 16 // "dhcp": from a DHCP lease
+)

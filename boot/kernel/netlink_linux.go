@@ -21,7 +21,7 @@ func (Netlink) Link(name string) (Link, error) {
 	if err != nil {
 		return Link{}, err
 	}
-	kl := Link{MTU: nl.Attrs().MTU, Up: nl.Attrs().Flags&net.FlagUp != 0, Carrier: carrier(name)}
+	kl := Link{Index: nl.Attrs().Index, MTU: nl.Attrs().MTU, Up: nl.Attrs().Flags&net.FlagUp != 0, Carrier: carrier(name)}
 	addrs, err := netlink.AddrList(nl, netlink.FAMILY_ALL)
 	if err != nil {
 		return kl, err

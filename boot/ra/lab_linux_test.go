@@ -17,6 +17,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
@@ -191,7 +192,7 @@ func TestSLAACRadvd(t *testing.T) {
 	}{{"default", 1800}, {"lifetime0", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if lab.Child() {
-				runClient(t, Options{DefaultRoute: func() bool { return true }, Oneshot: true}, 20*time.Second)
+				runClient(t, Options{Routes: route.New(route.Config{Uplink: func(string, bool) bool { return true }}), Oneshot: true}, 20*time.Second)
 				return
 			}
 			t.Parallel()
@@ -402,7 +403,7 @@ func TestHostileRAs(t *testing.T) {
 		return
 	}
 	if lab.Child() {
-		runClient(t, Options{DefaultRoute: func() bool { return true }}, 6*time.Second)
+		runClient(t, Options{Routes: route.New(route.Config{Uplink: func(string, bool) bool { return true }})}, 6*time.Second)
 		return
 	}
 	t.Parallel()
@@ -471,7 +472,7 @@ func TestFloodGoesStale(t *testing.T) {
 		return
 	}
 	if lab.Child() {
-		runClient(t, Options{DefaultRoute: func() bool { return true }}, 20*time.Second)
+		runClient(t, Options{Routes: route.New(route.Config{Uplink: func(string, bool) bool { return true }})}, 20*time.Second)
 		return
 	}
 	t.Parallel()

@@ -14,8 +14,8 @@ import (
 	"github.com/threefoldtech/netinit/boot/addr"
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
@@ -138,8 +138,11 @@ func open(ctx context.Context, o Options) (*client, error) {
 		return nil, fmt.Errorf("hop limit control message: %w", err)
 	}
 	r.conn = conn
-	r.k = &applier{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf,
-		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}}
+	if o.Routes == nil {
+		o.Routes = route.New(route.Config{Logf: r.logf})
+	}
+	r.k = &applier{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, logf: r.logf,
+		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}, routes: o.Routes}
 	r.t = NewTable(id, ifi.MTU)
 	r.t.Protect(o.Protected...)
 	r.nextRS = time.Now() // RFC 4861 section 6.3.7, see sendRS
@@ -262,18 +265,11 @@ func (r *client) logLimited(now time.Time, format string, args ...any) {
 }
 
 // apply installs the Table's current view in the kernel and reports it.
-// Default routes (and RFC 4191 routes, unless Options.RouteInfo says
-// otherwise) are installed only when Options.DefaultRoute says so, and it
-// is asked only when there is one to install: the engine makes the first
-// link that asks its uplink.
+// Options.Routes judges the routes: the default routes and RFC 4191
+// routes go in only on the uplink.
 func (r *client) apply(now time.Time) {
 	v := r.t.View(now)
-	withDefault := v.wantsDefault() && r.o.DefaultRoute != nil && r.o.DefaultRoute()
-	withRIO := withDefault
-	if r.o.RouteInfo != nil {
-		withRIO = len(v.Routes) > 0 && r.o.RouteInfo()
-	}
-	applied, err := r.k.sync(v, withDefault, withRIO)
+	applied, err := r.k.sync(v)
 	if err != nil {
 		r.logf("%s: ra: %v", r.o.Link, err)
 	}
@@ -363,14 +359,14 @@ type applier struct {
 	index       int
 	mtuOverride int
 	addrs       map[netip.Prefix]bool
-	routes      map[routeKey]bool
 	mtu         int
-	al          *addr.Link // installs and removes the SLAAC addresses
+	al          *addr.Link       // installs and removes the SLAAC addresses
+	routes      *route.Installer // installs and withdraws the routes
 	logf        func(string, ...any)
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
-func (k *applier) sync(v View, withDefault, withRIO bool) ([]Route, error) {
+func (k *applier) sync(v View) ([]route.Route, error) {
 	var errs []error
 	want := map[netip.Prefix]bool{}
 	for _, a := range v.Addrs {
@@ -400,27 +396,9 @@ func (k *applier) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		delete(k.addrs, p)
 	}
 
-	var applied []Route
-	wantR := map[routeKey]bool{}
-	for _, r := range v.routes(withDefault, withRIO) {
-		wantR[r.key()] = true
-		if err := routeReplace(k.index, r); err != nil {
-			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.Dst, r.Via, err))
-			continue
-		}
-		k.routes[r.key()] = true
-		applied = append(applied, r)
-	}
-	for rk := range k.routes {
-		if wantR[rk] {
-			continue
-		}
-		err := routeDel(k.index, Route{Dst: rk.dst, Via: rk.via, Metric: rk.metric})
-		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove route %s via %s: %w", rk.dst, rk.via, err))
-			continue
-		}
-		delete(k.routes, rk)
+	applied, err := k.routes.Apply(k.link, k.index, lease.SourceSLAAC, v.want())
+	if err != nil {
+		errs = append(errs, err)
 	}
 
 	// The MTU option sets the link's IPv6 MTU (RFC 4861 section 6.3.4),
@@ -436,46 +414,6 @@ func (k *applier) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 			k.mtu = mtu
 		}
 	}
-	slices.SortFunc(applied, func(a, b Route) int { return a.Metric - b.Metric })
+	slices.SortStableFunc(applied, func(a, b route.Route) int { return a.Metric - b.Metric })
 	return applied, errors.Join(errs...)
-}
-
-// routeReplace installs r (protocol "ra") with the kernel expiring it at
-// the end of its lifetime (RTA_EXPIRES), so that a route is not left
-// behind when netinit stops listening.
-func routeReplace(index int, r Route) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
-	msg := nl.NewRtMsg()
-	msg.Protocol = unix.RTPROT_RA
-	routeMsg(req, msg, index, r)
-	if r.Lifetime < Infinite {
-		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(addr.Seconds(r.Lifetime, 1)))))
-	}
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
-}
-
-func routeDel(index int, r Route) error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELROUTE, unix.NLM_F_ACK)
-	msg := nl.NewRtDelMsg()
-	routeMsg(req, msg, index, r)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
-}
-
-func routeMsg(req *nl.NetlinkRequest, msg *nl.RtMsg, index int, r Route) {
-	msg.Family = unix.AF_INET6
-	msg.Dst_len = uint8(r.Dst.Bits())
-	if !r.Via.IsValid() {
-		msg.Scope = unix.RT_SCOPE_LINK
-	}
-	req.AddData(msg)
-	if r.Dst.Bits() > 0 {
-		req.AddData(nl.NewRtAttr(unix.RTA_DST, r.Dst.Addr().AsSlice()))
-	}
-	if r.Via.IsValid() {
-		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Via.WithZone("").AsSlice()))
-	}
-	req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(uint32(index))))
-	req.AddData(nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(uint32(r.Metric))))
 }

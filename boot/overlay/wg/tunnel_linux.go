@@ -19,7 +19,9 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -193,27 +195,22 @@ func (t *Tunnel) configureKernel() error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("wireguard %s: link up: %w", t.ifName, err)
 	}
-	seen := map[netip.Prefix]bool{}
+	// The allowed prefixes, on-link through the tunnel (boot/route: the
+	// overlay's own routes, configured, not judged as learnt ones are).
+	var want []route.Route
 	for _, p := range t.peers {
 		for _, a := range p.AllowedIPs {
-			a = a.Masked()
-			if seen[a] {
-				continue
+			r := route.Route{Dst: a.Masked()}
+			if r.Dst.Bits() == 0 {
+				r.Metric = DefaultRouteMetric
 			}
-			seen[a] = true
-			r := &netlink.Route{
-				LinkIndex: link.Attrs().Index,
-				Dst:       prefixNet(a),
-				Scope:     netlink.SCOPE_LINK,
-				Protocol:  unix.RTPROT_STATIC,
-			}
-			if a.Bits() == 0 {
-				r.Priority = DefaultRouteMetric
-			}
-			if err := netlink.RouteReplace(r); err != nil {
-				return fmt.Errorf("wireguard %s: route %s: %w", t.ifName, a, err)
+			if !slices.Contains(want, r) {
+				want = append(want, r)
 			}
 		}
+	}
+	if _, err := route.New(route.Config{Logf: t.logf}).Apply(t.ifName, link.Attrs().Index, lease.SourceWireGuard, want); err != nil {
+		return fmt.Errorf("wireguard %s: %w", t.ifName, err)
 	}
 	return nil
 }
