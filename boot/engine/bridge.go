@@ -10,7 +10,6 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/spec"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // The management bridge (issue 17 item 1). 0-OS's networkd refuses to
@@ -173,7 +172,7 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	case old.ctx.Err() != nil:
 		e.mu.Lock()
 		e.moving = ""
-		e.mu.Unlock()
+		e.unlock()
 		return
 	case err != nil:
 		e.logf("%s: operstate not up (%v): moving it onto the management bridge %s anyway", nic, err, br)
@@ -184,7 +183,7 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	}
 	e.mu.Lock()
 	e.bridgeTried, e.moving = true, nic
-	e.mu.Unlock()
+	e.unlock()
 	e.stopClients(old)
 	err = e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(old), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub,
 		Carry: true, PrepareIPv6: old.wantsRA()})
@@ -194,7 +193,7 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	e.mu.Lock()
 	e.moving = ""
 	if e.runCtx.Err() != nil || e.links[nic] != old {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	name, port, without := br, nic, ""
@@ -228,7 +227,7 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 		}
 	}
 	e.electLocked()
-	e.mu.Unlock()
+	e.unlock()
 	if err != nil {
 		e.logf("%s", without)
 	} else {
@@ -280,7 +279,7 @@ func (e *Engine) handOverOthers() {
 	e.mu.Lock()
 	up := e.links[e.uplink]
 	if up == nil || up.nic == "" || !e.ballot.decided || e.moving != "" {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	var out []*link
@@ -290,7 +289,7 @@ func (e *Engine) handOverOthers() {
 			out = append(out, l)
 		}
 	}
-	e.mu.Unlock()
+	e.unlock()
 	for _, l := range out {
 		e.handOver(l)
 	}
@@ -317,14 +316,14 @@ func (e *Engine) portMTU(port string, mtu int) {
 
 // handedOverBeforeLocked reports whether the process before this one (a
 // daemon restart: Config.Previous) had its uplink on the bridge and had
-// handed the NIC name over: it was not in its state. Managing it again
+// handed the NIC name over: it was not among its links. Managing it again
 // would take a lease only to release it. The caller holds e.mu.
 func (e *Engine) handedOverBeforeLocked(name string) bool {
 	p := e.cfg.Previous
 	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.bridgeName() == "" {
 		return false
 	}
-	return !slices.ContainsFunc(p.Interfaces, func(i state.Interface) bool { return i.Name == name })
+	return !slices.Contains(p.Links, name)
 }
 
 // handOver stops l's clients (its DHCPv4 client releases the lease), then
@@ -342,7 +341,7 @@ func (e *Engine) handOver(l *link) {
 	e.dropLeasesLocked(l.name)
 	e.ballot.asked = slices.DeleteFunc(e.ballot.asked, func(n string) bool { return n == l.name })
 	e.handedOver[l.name] = true
-	e.mu.Unlock()
+	e.unlock()
 	e.routes.Forget(l.name)
 	if err := e.kernel.HandOver(l.name, addrs); err != nil {
 		e.problem("%s: handing it over to the next stage: %v", l.name, err)

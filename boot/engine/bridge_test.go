@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"net"
 	"slices"
 	"testing"
@@ -8,7 +9,6 @@ import (
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/lease"
-	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // TestBridgeFor: which NIC gets the management bridge, and under which
@@ -18,7 +18,7 @@ func TestBridgeFor(t *testing.T) {
 	other := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x57}
 	for _, c := range []struct {
 		name, line, def string
-		prev            *state.State
+		prev            *Previous
 		nic             string
 		mac             net.HardwareAddr
 		only            bool
@@ -33,7 +33,7 @@ func TestBridgeFor(t *testing.T) {
 		{"netinit.uplink= names another", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth0", mac, false, ""},
 		{"BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", mac, false, "zos"},
 		{"not BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", other, false, ""},
-		{"bridged by an earlier process", "", DefaultBridge, &state.State{Uplink: "zos", UplinkNIC: "eth2"}, "eth2", other, false, "zos"},
+		{"bridged by an earlier process", "", DefaultBridge, &Previous{Uplink: "zos", UplinkNIC: "eth2"}, "eth2", other, false, "zos"},
 		{"a NIC named like the bridge", "netinit.bridge=eth0", "", nil, "eth0", mac, true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,7 +55,7 @@ func TestBridgeFor(t *testing.T) {
 // handed over (its uplink on the bridge, the NIC not in its state) is left
 // alone; the bridge's port and the links it still managed are not.
 func TestHandedOverBefore(t *testing.T) {
-	prev := &state.State{Uplink: "zos", UplinkNIC: "eth1", Interfaces: []state.Interface{{Name: "zos"}, {Name: "eth2"}}}
+	prev := &Previous{Uplink: "zos", UplinkNIC: "eth1", Links: []string{"zos", "eth2"}}
 	e := New(Config{Spec: parseSpec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: kerneltest.New()})
 	for name, want := range map[string]bool{"eth0": true, "eth1": false, "eth2": false} {
 		if got := e.handedOverBeforeLocked(name); got != want {
@@ -66,7 +66,7 @@ func TestHandedOverBefore(t *testing.T) {
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("netinit.bridge=off: eth0 left alone")
 	}
-	e = New(Config{Spec: parseSpec(t, ""), Previous: &state.State{Uplink: "eth1"}, Kernel: kerneltest.New()})
+	e = New(Config{Spec: parseSpec(t, ""), Previous: &Previous{Uplink: "eth1"}, Kernel: kerneltest.New()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("no bridge before: eth0 left alone")
 	}
@@ -95,7 +95,7 @@ func TestPortMTU(t *testing.T) {
 func TestLeaseFirst(t *testing.T) {
 	for _, c := range []struct {
 		name, line string
-		prev       *state.State
+		prev       *Previous
 		attrs      kernel.LinkInfo
 		want       bool
 	}{
@@ -103,8 +103,8 @@ func TestLeaseFirst(t *testing.T) {
 		{"operstate up already", "", nil, kernel.LinkInfo{Name: "eth0", OperUp: true}, false},
 		{"a bridge's port already", "", nil, kernel.LinkInfo{Name: "eth0", Master: 7}, false},
 		{"vlan:priv=", "vlan:priv=100", nil, kernel.LinkInfo{Name: "eth0"}, false},
-		{"a daemon restart", "", &state.State{Uplink: "zos", UplinkNIC: "eth0"}, kernel.LinkInfo{Name: "eth0"}, false},
-		{"a restart, another NIC before", "", &state.State{Uplink: "zos", UplinkNIC: "eth1"}, kernel.LinkInfo{Name: "eth0"}, true},
+		{"a daemon restart", "", &Previous{Uplink: "zos", UplinkNIC: "eth0"}, kernel.LinkInfo{Name: "eth0"}, false},
+		{"a restart, another NIC before", "", &Previous{Uplink: "zos", UplinkNIC: "eth1"}, kernel.LinkInfo{Name: "eth0"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := New(Config{Spec: parseSpec(t, "netinit.bridge=zos "+c.line), Previous: c.prev, Kernel: kerneltest.New()})
@@ -112,5 +112,43 @@ func TestLeaseFirst(t *testing.T) {
 				t.Fatalf("leaseFirst = %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestUplinkChangeReapplies: whenever the uplink changes, the clients of
+// the old and the new uplink apply again (boot/route then installs the
+// routes only the uplink may have on the new one and withdraws them from
+// the old), whatever moved it; a link that is neither is left alone.
+func TestUplinkChangeReapplies(t *testing.T) {
+	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: kerneltest.New()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, n := range []string{"eth0", "eth1", "eth2"} {
+		e.links[n] = e.newLink(ctx, n, "", nil)
+	}
+	asked := func() []string {
+		var out []string
+		for _, n := range []string{"eth0", "eth1", "eth2"} {
+			select {
+			case <-e.links[n].reapply4:
+				out = append(out, n)
+			default:
+			}
+		}
+		return out
+	}
+	e.ballot.decided = true // as runElection ends
+	if !e.uplinkFor("eth0", true) || !slices.Equal(asked(), []string{"eth0"}) {
+		t.Fatal("the first uplink's clients were not asked to apply again")
+	}
+	if e.uplinkFor("eth1", true) || len(asked()) != 0 {
+		t.Fatal("a candidate that is not the uplink applied again")
+	}
+	e.mu.Lock()
+	e.ballot.moved = "eth1" // the daemon's re-election
+	e.electLocked()
+	e.unlock()
+	if got := asked(); !slices.Equal(got, []string{"eth0", "eth1"}) {
+		t.Fatalf("after the uplink moved, %v applied again, want eth0 and eth1", got)
 	}
 }

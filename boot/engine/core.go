@@ -79,7 +79,8 @@ func (l *linkFacts) lease(src lease.Source) (lease.Report, bool) {
 // view is everything the engine decides on, copied at one instant.
 type view struct {
 	spec     *spec.Spec
-	links    []linkFacts // sorted by name
+	internet netprobe.Internet // what counts as public
+	links    []linkFacts       // sorted by name
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF
@@ -251,7 +252,7 @@ func merge(v *view, kern map[string]kernel.Link, now time.Time) *state.NetworkSt
 			ls.Carrier = kl.Carrier
 			for _, ka := range kl.Addrs {
 				p := ka.Prefix.Addr()
-				sa := state.AddrStatus{Prefix: ka.Prefix, Source: sourceOf(p, l.leases), Public: netprobe.Public(p)}
+				sa := state.AddrStatus{Prefix: ka.Prefix, Source: sourceOf(p, l.leases), Public: v.internet.Public(p)}
 				if ka.ValidLft > 0 && ka.ValidLft < 0xffffffff {
 					sa.Valid = time.Duration(ka.ValidLft) * time.Second
 				}
@@ -320,7 +321,7 @@ func merge(v *view, kern map[string]kernel.Link, now time.Time) *state.NetworkSt
 		}
 	}
 	st.DNS, st.Search, st.NTP = firstOf(st.DNS), firstOf(st.Search), firstOf(st.NTP)
-	st.PublicIPv6, st.PublicIPv6Reason = netprobe.IPv6Verdict(v6, def6)
+	st.PublicIPv6, st.PublicIPv6Reason = v.internet.IPv6Verdict(v6, def6)
 	return st
 }
 

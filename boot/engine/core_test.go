@@ -15,6 +15,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // These are table tests of the pure core: no root, no kernel.
@@ -314,6 +315,25 @@ func TestReelect(t *testing.T) {
 	}
 }
 
+// TestMerge: the status from the leases and the kernel, in a lab's
+// Internet (its documentation ranges public; TestMergeInternet: not in
+
+// TestMergeInternet: in the Internet's own rules (a production binary),
+// a documentation address is no public address and gives no public IPv6.
+func TestMergeInternet(t *testing.T) {
+	kern := map[string]kernel.Link{"eth0": {Carrier: true, Addrs: []kernel.Addr{{Prefix: pfx("2001:db8:1::10/64")}}}}
+	v := &view{spec: parseSpec(t, ""), uplink: "eth0", links: []linkFacts{facts(t, "eth0", "", raLease("eth0"))}}
+	st := merge(v, kern, t0)
+	if st.PublicIPv6 || st.Links[0].Addrs[0].Public {
+		t.Errorf("public_ipv6 %v, address public %v: documentation counted as public", st.PublicIPv6, st.Links[0].Addrs[0].Public)
+	}
+	v.internet = netprobe.Internet{Documentation: true}
+	if st := merge(v, kern, t0); !st.PublicIPv6 {
+		t.Errorf("in a lab's Internet: public_ipv6 false (%s)", st.PublicIPv6Reason)
+	}
+}
+
+// the real one).
 func TestMerge(t *testing.T) {
 	kern := map[string]kernel.Link{
 		"eth0": {MTU: 1500, Carrier: true, Addrs: []kernel.Addr{
@@ -327,8 +347,10 @@ func TestMerge(t *testing.T) {
 	eth1 := facts(t, "eth1", "", dhcp4Lease("eth1"))
 	eth1.leases[0].DNS = []netip.Addr{ip("198.51.100.53")}
 	eth1.leases[0].Hostname = "other"
+	// The lab's Internet: its documentation ranges count as public.
 	v := &view{spec: parseSpec(t, "nameserver=192.0.2.250 netinit.ntp=pool.example"), uplink: "eth0", upReason: "first-default-route",
-		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
+		internet: netprobe.Internet{Documentation: true},
+		phase:    state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
 		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
 	v.links[2].carrierAt = time.Time{}
 	ns := merge(v, kern, t0)
@@ -596,7 +618,7 @@ func TestWatchUplink(t *testing.T) {
 // over (the spec decides those).
 func TestPreviousUplinkKept(t *testing.T) {
 	k := kerneltest.New()
-	prev := &state.State{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []state.Candidate{
+	prev := &Previous{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []PreviousCandidate{
 		{Name: "eth0", Probed: true, Evidence: []string{"tcp x: i/o timeout"}},
 		{Name: "eth1", Probed: true, Reachable: true, Evidence: []string{"tcp x: connected"}}}}
 	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k, Previous: prev})
@@ -613,7 +635,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	if st.Uplink != "eth1" || st.UplinkReason != reasonReachable || len(st.Candidates) != 2 || !st.Candidates[1].Reachable {
 		t.Errorf("uplink %q (%s) candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
 	}
-	f := New(Config{Spec: parseSpec(t, ""), Kernel: k, Previous: &state.State{Uplink: "eth0", UplinkReason: reasonCmdline}})
+	f := New(Config{Spec: parseSpec(t, ""), Kernel: k, Previous: &Previous{Uplink: "eth0", UplinkReason: reasonCmdline}})
 	if f.uplink != "" {
 		t.Errorf("a cmdline uplink carried over without the cmdline: %q", f.uplink)
 	}

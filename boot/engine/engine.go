@@ -28,6 +28,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // Config is what the engine is asked to do.
@@ -60,12 +61,15 @@ type Config struct {
 	Publish func(*state.NetworkStatus)
 	// Kernel is where the engine reads and changes links (nil: kernel.Netlink).
 	Kernel Kernel
-	// Previous is the state an earlier process wrote (the daemon gets
-	// PID 1's): the uplink it elected stays the uplink, with its
-	// candidates, instead of a second election that could pick another
-	// link while the first one's default route is still in the kernel.
-	// Only the daemon's re-election moves it then.
-	Previous *state.State
+	// Internet says which addresses count as public (the zero value: the
+	// Internet's own rules; the labs count the documentation ranges).
+	Internet netprobe.Internet
+	// Previous is what an earlier process left (the daemon gets PID
+	// 1's): the uplink it elected stays the uplink, with its candidates,
+	// instead of a second election that could pick another link while
+	// the first one's default route is still in the kernel. Only the
+	// daemon's re-election moves it then.
+	Previous *Previous
 	// Bridge is the management bridge built when netinit.bridge= is not
 	// given ("" = none): DefaultBridge at a 0-OS boot (bridge.go).
 	Bridge string
@@ -77,6 +81,29 @@ type Config struct {
 	// one-CPU node, takes the CPU they need, and a hidden node is
 	// reachable only once they are made.
 	BeforeMove func(ctx context.Context, st *state.NetworkStatus)
+}
+
+// Previous is the engine's memory of an earlier process's run: the uplink
+// it elected, its election, and the links it managed. Its caller reads it
+// from wherever that process left it (cmd/netinit: the state file PID 1
+// wrote); addresses and gateways are the leases' again.
+type Previous struct {
+	Uplink, UplinkReason string
+	// UplinkNIC is the management bridge's port when the uplink was the
+	// bridge ("" otherwise).
+	UplinkNIC  string
+	Candidates []PreviousCandidate
+	// Links are the links it managed: a NIC it left to the next stage
+	// (handed over) is not among them.
+	Links []string
+}
+
+// PreviousCandidate is one candidate of an earlier election, with what
+// its reachability probe found.
+type PreviousCandidate struct {
+	Name              string
+	Probed, Reachable bool
+	Evidence          []string
 }
 
 // Engine runs one bring-up. Create it with New, run it once with Run.
@@ -113,6 +140,11 @@ type Engine struct {
 	problems    []string
 	phase       state.Phase
 	hostname    string
+
+	// events and reapplies wait for unlock: nothing is logged, and no
+	// client is asked to apply again, under mu.
+	events    []string
+	reapplies []string
 
 	changed chan struct{}
 	subs    []*Subscription // guarded by mu
@@ -162,13 +194,15 @@ func New(cfg Config) *Engine {
 	if p := cfg.Previous; p != nil && p.Uplink != "" &&
 		slices.Contains([]string{reasonReachable, reasonReelected, reasonFirst}, p.UplinkReason) {
 		e.ballot.kept, e.ballot.keptReason = p.Uplink, p.UplinkReason
-		e.ballot.cands = candidatesFromState(p.Candidates)
-		for _, c := range e.ballot.cands {
-			e.ballot.asked = append(e.ballot.asked, c.name)
+		for _, c := range p.Candidates {
+			e.ballot.cands = append(e.ballot.cands, candidate{name: c.Name, probed: c.Probed, reach: c.Reachable, evidence: slices.Clone(c.Evidence)})
+			e.ballot.asked = append(e.ballot.asked, c.Name)
 		}
 		e.ballot.decided = true
 	}
+	e.mu.Lock()
 	e.electLocked()
+	e.unlock()
 	return e
 }
 
@@ -247,9 +281,9 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 			was := e.phase
 			v := e.viewLocked()
 			if e.settleLocked(v, ready(v, time.Now())) != was {
-				e.logf("phase %s -> %s", was, e.phase)
+				e.logLocked("phase %s -> %s", was, e.phase)
 			}
-			e.mu.Unlock()
+			e.unlock()
 			e.publish(e.statusOf(v))
 		}
 	}
@@ -262,7 +296,7 @@ func (e *Engine) verdict(ready bool) *state.NetworkStatus {
 	e.mu.Lock()
 	v := e.viewLocked()
 	e.settleLocked(v, ready)
-	e.mu.Unlock()
+	e.unlock()
 	st := e.statusOf(v)
 	e.publish(st)
 	var addrs []netip.Prefix
@@ -327,12 +361,32 @@ func (e *Engine) notify() {
 
 func (e *Engine) logf(format string, args ...any) { e.cfg.Logf(format, args...) }
 
+// logLocked logs an event once e.mu is let go of (unlock). The caller
+// holds e.mu.
+func (e *Engine) logLocked(format string, args ...any) {
+	e.events = append(e.events, fmt.Sprintf(format, args...))
+}
+
+// unlock lets go of e.mu, then logs the events and has the clients apply
+// again that were asked for under it.
+func (e *Engine) unlock() {
+	events, reapplies := e.events, e.reapplies
+	e.events, e.reapplies = nil, nil
+	e.mu.Unlock()
+	for _, ev := range events {
+		e.logf("%s", ev)
+	}
+	for _, name := range reapplies {
+		e.reapply(name)
+	}
+}
+
 // problem records something a farmer must know and prints it.
 func (e *Engine) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	e.mu.Lock()
 	e.problems = append(e.problems, msg)
-	e.mu.Unlock()
+	e.unlock()
 	e.logf("%s", msg)
 }
 
@@ -340,7 +394,7 @@ func (e *Engine) problem(format string, args ...any) {
 func (e *Engine) addProblem(msg string) {
 	e.mu.Lock()
 	e.problems = append(e.problems, msg)
-	e.mu.Unlock()
+	e.unlock()
 	e.notify()
 }
 
@@ -387,7 +441,7 @@ func (e *Engine) report(l lease.Report) {
 	if lk := e.links[l.Link]; lk != nil {
 		port = lk.nic
 	}
-	e.mu.Unlock()
+	e.unlock()
 	if port != "" && l.MTU > 0 {
 		e.portMTU(port, l.MTU)
 	}
@@ -484,7 +538,7 @@ func (e *Engine) discover(ctx context.Context) {
 		if len(want) > 0 {
 			e.mu.Lock()
 			n := len(e.links)
-			e.mu.Unlock()
+			e.unlock()
 			if n == len(want) {
 				return
 			}
@@ -492,7 +546,7 @@ func (e *Engine) discover(ctx context.Context) {
 				for _, w := range want {
 					e.mu.Lock()
 					_, ok := e.links[w]
-					e.mu.Unlock()
+					e.unlock()
 					if !ok && !warned["want:"+w] {
 						warned["want:"+w] = true
 						e.problem("link %s: not found (still looking)", w)
@@ -517,7 +571,7 @@ func (e *Engine) discover(ctx context.Context) {
 // as the management bridge's port.
 func (e *Engine) known(name string) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if _, ok := e.links[name]; ok || e.handedOver[name] {
 		return true
 	}
@@ -534,7 +588,7 @@ func (e *Engine) known(name string) bool {
 func (e *Engine) Status() *state.NetworkStatus {
 	e.mu.Lock()
 	v := e.viewLocked()
-	e.mu.Unlock()
+	e.unlock()
 	return e.statusOf(v)
 }
 
@@ -557,7 +611,7 @@ func (e *Engine) statusOf(v *view) *state.NetworkStatus {
 // viewLocked copies what the pure core decides on. The caller holds e.mu.
 func (e *Engine) viewLocked() *view {
 	v := &view{
-		spec: e.spec, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
+		spec: e.spec, internet: e.cfg.Internet, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
 		cands: slices.Clone(e.ballot.cands),
 		phase: e.phase, problems: slices.Clone(e.problems), modules: e.cfg.Modules,
 		timings: maps.Clone(e.timings),

@@ -18,7 +18,6 @@ import (
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
-	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // These tests run the real `netinit up` binary in a client namespace
@@ -31,11 +30,8 @@ var (
 	binDir    string
 )
 
-// TestMain: every test of the package (the pure ones of package engine
-// too) numbers its networks from the documentation ranges, which stand
-// for the internet in them, as in the lab binary (netinit_lab).
+// TestMain removes the binary the tests built.
 func TestMain(m *testing.M) {
-	netprobe.CountDocumentationAsPublic()
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

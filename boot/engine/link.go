@@ -128,7 +128,7 @@ func (e *Engine) adopt(ctx context.Context, a kernel.LinkInfo, only bool) {
 	e.mu.Lock()
 	if e.handedOverBeforeLocked(a.Name) {
 		e.handedOver[a.Name] = true
-		e.mu.Unlock()
+		e.unlock()
 		e.logf("%s: handed over to the next stage before this restart: left alone", a.Name)
 		return
 	}
@@ -149,7 +149,7 @@ func (e *Engine) adopt(ctx context.Context, a kernel.LinkInfo, only bool) {
 		e.ballot.bootif = l.name
 	}
 	e.electLocked()
-	e.mu.Unlock()
+	e.unlock()
 	e.spawn(func() { e.manage(l.ctx, l) })
 }
 
@@ -237,13 +237,13 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 				IPv6OnlyPreferred: l.wantsRA(),
 				ReleaseOnStop: func() bool {
 					e.mu.Lock()
-					defer e.mu.Unlock()
+					defer e.unlock()
 					return l.released
 				},
 				Handover: func(h *dhcp4.Held) {
 					e.mu.Lock()
 					l.held = h
-					e.mu.Unlock()
+					e.unlock()
 				},
 				From:   l.from,
 				Report: e.report,
@@ -283,7 +283,7 @@ func (e *Engine) makeBridge(l *link) {
 	e.mu.Lock()
 	br, nic := l.name, l.nic
 	e.bridgeTried = true
-	e.mu.Unlock()
+	e.unlock()
 	err := e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
 	if err == nil {
 		err = e.releasePort(br, nic, false)
@@ -292,7 +292,7 @@ func (e *Engine) makeBridge(l *link) {
 		e.bridgeMade(br, nic, l.mac)
 		e.mu.Lock()
 		e.mark("bridge")
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	e.mu.Lock()
@@ -307,7 +307,7 @@ func (e *Engine) makeBridge(l *link) {
 	}
 	e.electLocked()
 	msg := e.withoutBridgeLocked(err, nic)
-	e.mu.Unlock()
+	e.unlock()
 	e.logf("%s", msg)
 }
 
@@ -347,14 +347,14 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	}
 	if l == nil || l.dhcp6Active && l.dhcp6Managed == managed ||
 		!l.dhcp6Active && l.dhcp6Managed == managed && time.Since(l.dhcp6At) < dhcp6Restart {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	switch {
 	case l.dhcp6Gen > 0 && l.dhcp6Managed != managed:
-		e.logf("%s: dhcp6: the router's M flag is now %v: restarting the client", name, managed)
+		e.logLocked("%s: dhcp6: the router's M flag is now %v: restarting the client", name, managed)
 	case l.dhcp6Gen > 0:
-		e.logf("%s: dhcp6: restarting the client, which ended", name)
+		e.logLocked("%s: dhcp6: restarting the client, which ended", name)
 	}
 	if l.dhcp6Active {
 		l.dhcp6Stop()
@@ -363,7 +363,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	l.dhcp6Gen++
 	gen := l.dhcp6Gen
 	l.dhcp6Active, l.dhcp6Managed, l.dhcp6Stop, l.dhcp6Done, l.dhcp6At = true, managed, stop, false, time.Now()
-	e.mu.Unlock()
+	e.unlock()
 	e.spawnClient(l, func() {
 		defer stop()
 		err := dhcp6.Run(ctx, dhcp6.Options{
@@ -377,7 +377,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 			l.dhcp6Active, l.dhcp6Done = false, true
 			e.stamp6Locked(name)
 		}
-		e.mu.Unlock()
+		e.unlock()
 		if err != nil && ctx.Err() == nil {
 			e.problem("dhcp6 on %s: %v", name, err)
 		}
@@ -408,7 +408,7 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 				l.carrierAt = time.Now()
 			}
 			e.mark("carrier")
-			e.mu.Unlock()
+			e.unlock()
 			e.logf("%s: carrier after %dms", l.name, time.Since(start).Milliseconds())
 			e.notify()
 			return true

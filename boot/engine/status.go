@@ -5,6 +5,6 @@ import "time"
 // ready applies the readiness rule (core.go) to the engine now.
 func (e *Engine) ready() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return ready(e.viewLocked(), time.Now())
 }

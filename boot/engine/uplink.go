@@ -42,7 +42,7 @@ var defaultProbeTargets = []string{"bootstrap.grid.tf:80", "hub.grid.tf:80"}
 // autonegotiation) may be the one that reaches the grid.
 func (e *Engine) uplinkFor(link string, def bool) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if def && !slices.Contains(e.ballot.asked, link) {
 		e.ballot.asked = append(e.ballot.asked, link)
 		e.ballot.cands = append(e.ballot.cands, candidate{name: link})
@@ -51,7 +51,7 @@ func (e *Engine) uplinkFor(link string, def bool) bool {
 				e.ballot.decided = true
 			} else {
 				e.electing = true
-				e.logf("uplink: %s has a default router, other links are managed: electing", link)
+				e.logLocked("uplink: %s has a default router, other links are managed: electing", link)
 				e.spawn(func() { e.runElection(e.runCtx) })
 			}
 		}
@@ -76,20 +76,27 @@ func (e *Engine) contendersLocked() int {
 }
 
 // electLocked applies the election to the engine and says when the
-// uplink changes. The caller holds e.mu.
+// uplink changes. When it changes, the clients of the old and the new
+// uplink apply again (once e.mu is let go of): the routes only the uplink
+// may have go out of the one and into the other (boot/route), whatever
+// moved it (the election, the daemon's re-election, the move onto the
+// management bridge, a kept uplink). The caller holds e.mu.
 func (e *Engine) electLocked() {
 	link, reason, fixed := elect(e.ballot)
 	if link == e.uplink && reason == e.upReason {
 		return
 	}
+	if link != e.uplink {
+		e.reapplies = append(e.reapplies, slices.DeleteFunc([]string{e.uplink, link}, func(n string) bool { return n == "" })...)
+	}
 	e.uplink, e.upReason, e.upFixed = link, reason, fixed
 	switch reason {
 	case reasonFirst:
-		e.logf("uplink %s (first link with a default route)", link)
+		e.logLocked("uplink %s (first link with a default route)", link)
 	case reasonBootif:
-		e.logf("uplink %s (BOOTIF %s)", link, e.spec.BootIF)
+		e.logLocked("uplink %s (BOOTIF %s)", link, e.spec.BootIF)
 	case reasonReachable:
-		e.logf("uplink %s (reaches the probe targets through its own gateway)", link)
+		e.logLocked("uplink %s (reaches the probe targets through its own gateway)", link)
 	}
 }
 
@@ -102,7 +109,7 @@ func (e *Engine) runElection(ctx context.Context) {
 	for time.Now().Before(deadline) {
 		e.mu.Lock()
 		all := e.allAskedLocked()
-		e.mu.Unlock()
+		e.unlock()
 		if all || pause.For(ctx, 50*time.Millisecond) != nil {
 			break
 		}
@@ -110,7 +117,7 @@ func (e *Engine) runElection(ctx context.Context) {
 	e.mu.Lock()
 	cands := e.candidatesLocked()
 	targets := e.targets()
-	e.mu.Unlock()
+	e.unlock()
 	if len(cands) > 1 {
 		e.probeAll(ctx, cands, targets)
 	}
@@ -118,11 +125,9 @@ func (e *Engine) runElection(ctx context.Context) {
 	e.updateCandidatesLocked(cands)
 	e.ballot.decided = true
 	e.electing = false
-	e.electLocked()
-	winner := e.uplink
+	e.electLocked() // the winner's clients apply again (unlock)
 	e.bridgeElectedLocked()
-	e.mu.Unlock()
-	e.reapply(winner)
+	e.unlock()
 	e.notify()
 }
 
@@ -245,7 +250,7 @@ func fillCandidate(leases []lease.Report) (addr, gw4, gw6 netip.Addr, dns []neti
 func (e *Engine) reapply(name string) {
 	e.mu.Lock()
 	l := e.links[name]
-	e.mu.Unlock()
+	e.unlock()
 	if l == nil {
 		return
 	}
@@ -263,16 +268,6 @@ func candidatesStatus(cs []candidate) []state.CandidateStatus {
 	for _, c := range cs {
 		out = append(out, state.CandidateStatus{Name: c.name, Address: c.addr, Gateways: validAddrs(c.gw4, c.gw6),
 			Probed: c.probed, Reachable: c.reach, Evidence: slices.Clone(c.evidence)})
-	}
-	return out
-}
-
-// candidatesFromState reads the election back from a document, for
-// Config.Previous (addresses and gateways are read from the leases again).
-func candidatesFromState(cs []state.Candidate) []candidate {
-	var out []candidate
-	for _, c := range cs {
-		out = append(out, candidate{name: c.Name, probed: c.Probed, reach: c.Reachable, evidence: slices.Clone(c.Evidence)})
 	}
 	return out
 }
@@ -308,7 +303,7 @@ const (
 func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 	e.mu.Lock()
 	if e.upFixed || e.uplink == "" || len(e.ballot.asked) < 2 || e.watching || !e.ballot.decided {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	e.watching = true
@@ -316,11 +311,11 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 	cands := e.candidatesLocked()
 	healthy, why := e.leaseHealthLocked(up)
 	probeUp := healthy && now.Sub(e.probedAt) >= probeEvery
-	e.mu.Unlock()
+	e.unlock()
 	defer func() {
 		e.mu.Lock()
 		e.watching = false
-		e.mu.Unlock()
+		e.unlock()
 	}()
 	if healthy && !e.kernel.Carrier(up) {
 		healthy, why = false, "no carrier"
@@ -336,7 +331,7 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 		}
 		e.mu.Lock()
 		e.probedAt = now
-		e.mu.Unlock()
+		e.unlock()
 	}
 	e.mu.Lock()
 	switch {
@@ -344,10 +339,10 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 		e.badSince = time.Time{}
 	case e.badSince.IsZero():
 		e.badSince = now
-		e.logf("uplink %s unhealthy: %s", up, why)
+		e.logLocked("uplink %s unhealthy: %s", up, why)
 	}
 	bad, last := e.badSince, e.lastMove
-	e.mu.Unlock()
+	e.unlock()
 	if !reelectDue(now, bad, last) {
 		return
 	}
@@ -362,12 +357,10 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 		e.electLocked()
 		e.problems = append(e.problems, fmt.Sprintf("uplink moved from %s to %s: %s was unhealthy (%s) for %s, %s reaches the probe targets",
 			up, to, up, why, now.Sub(bad).Round(time.Second), to))
-		e.logf("uplink moved from %s to %s (%s unhealthy: %s)", up, to, up, why)
+		e.logLocked("uplink moved from %s to %s (%s unhealthy: %s)", up, to, up, why)
 	}
-	e.mu.Unlock()
+	e.unlock() // the clients of both apply again
 	if ok {
-		e.reapply(up)
-		e.reapply(to)
 		e.notify()
 	}
 }

@@ -52,12 +52,15 @@ const DefaultKeyDir = "/var/cache/netinit/keys"
 
 // Config is what the manager needs.
 type Config struct {
-	Spec    spec.Overlay // the overlays' keys (netinit.ygg=, netinit.wg=, ...)
-	Probe   spec.Probe   // where the connectivity probe looks
-	NTP     []string     // netinit.ntp=: preferred to the servers DHCP gives
-	RunMode runmode.Mode // whose public NTP pool is the fallback ("" = prod's)
-	KeyDir  string       // DefaultKeyDir when empty (or Spec.KeyDir)
-	Logf    func(format string, args ...any)
+	Spec  spec.Overlay // the overlays' keys (netinit.ygg=, netinit.wg=, ...)
+	Probe spec.Probe   // where the connectivity probe looks
+	// Internet says which addresses count as public (the zero value: the
+	// Internet's own rules; the labs count the documentation ranges).
+	Internet netprobe.Internet
+	NTP      []string     // netinit.ntp=: preferred to the servers DHCP gives
+	RunMode  runmode.Mode // whose public NTP pool is the fallback ("" = prod's)
+	KeyDir   string       // DefaultKeyDir when empty (or Spec.KeyDir)
+	Logf     func(format string, args ...any)
 	// Publish is given the manager's status after every change (peers,
 	// the probe, the clock): the state.Publisher writes the files there.
 	// It is never called with the manager's lock held.
@@ -484,7 +487,8 @@ func (m *Manager) connectivity(st *state.NetworkStatus) *state.Connectivity {
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	r := netprobe.Probe(ctx, addrs, netprobe.Config{Targets: m.cfg.Probe.ProbeTargets, Reflectors: m.cfg.Probe.ProbeReflectors})
+	r := netprobe.Probe(ctx, addrs, netprobe.Config{Targets: m.cfg.Probe.ProbeTargets, Reflectors: m.cfg.Probe.ProbeReflectors,
+		Internet: m.cfg.Internet})
 	fam := func(f netprobe.Family) state.Family {
 		return state.Family{Verdict: string(f.Verdict), Evidence: f.Evidence}
 	}

@@ -182,12 +182,15 @@ func (r *client) solicit(now time.Time) error {
 }
 
 // asked acts on what the engine asked, without waiting: Reapply (the
-// uplink changed: install or withdraw the defaults) or Kick (the control
-// socket's "renew": ask the routers now).
+// uplink changed: install or withdraw the defaults; nothing to do before
+// the first RA) or Kick (the control socket's "renew": ask the routers
+// now).
 func (r *client) asked(now time.Time) {
 	select {
 	case <-r.o.Reapply:
-		r.apply(now)
+		if r.t.seenRA {
+			r.apply(now)
+		}
 	case <-r.o.Kick:
 		if err := sendRS(r.conn, r.ifi.HardwareAddr, false); err != nil {
 			r.logf("%s: ra: router solicitation: %v", r.o.Link, err)

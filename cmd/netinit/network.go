@@ -18,6 +18,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // bringUp is one run of the network: the engine and, in the process that
@@ -37,9 +38,9 @@ type bringUp struct {
 	problems    []string
 	timings     map[string]int64
 	modules     *state.Modules
-	keyDir      string       // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
-	previous    *state.State // what PID 1 wrote: its elected uplink is kept
-	bridge      string       // the management bridge when netinit.bridge= is not given ("" = none)
+	keyDir      string           // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
+	previous    *engine.Previous // what PID 1 left in its state: its elected uplink is kept
+	bridge      string           // the management bridge when netinit.bridge= is not given ("" = none)
 	log         *console.Log
 }
 
@@ -110,7 +111,7 @@ func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bring
 		// The uplink an earlier process elected stays the uplink
 		// (engine.Config.Previous).
 		if st, err := state.Read(f.state); err == nil {
-			b.previous = st
+			b.previous = previousOf(st)
 		}
 	case byUp:
 		if b.keyDir == "" {
@@ -130,7 +131,7 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	var ov *overlay.Manager
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
-		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
+		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, Internet: internet, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
 			KeyDir: n.keyDir, Logf: n.log.Logf, Publish: pub.Overlay, Start: n.start,
 			Bridge: engine.BridgeName(n.spec, n.bridge), Light: n.spec.Light(),
 			// Beside the state: /run/netinit/keys at boot, on the tmpfs
@@ -165,6 +166,7 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		Modules:     n.modules,
 		Logf:        n.log.Logf,
 		Previous:    n.previous,
+		Internet:    internet,
 		Bridge:      n.bridge,
 		Publish:     func(st *state.NetworkStatus) { pub.Network(st) },
 	}
@@ -212,6 +214,24 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		ovs = ov.Status()
 	}
 	return state.Assemble(st, ovs), err
+}
+
+// internet is what counts as public for this build: the Internet's own
+// rules, or in the lab build the documentation ranges too (labBuild).
+var internet = netprobe.Internet{Documentation: labBuild}
+
+// previousOf is the engine's memory of the run that wrote st (PID 1's, or
+// the daemon's before a restart).
+func previousOf(st *state.State) *engine.Previous {
+	p := &engine.Previous{Uplink: st.Uplink, UplinkReason: st.UplinkReason, UplinkNIC: st.UplinkNIC}
+	for _, c := range st.Candidates {
+		p.Candidates = append(p.Candidates, engine.PreviousCandidate{Name: c.Name, Probed: c.Probed, Reachable: c.Reachable,
+			Evidence: slices.Clone(c.Evidence)})
+	}
+	for _, i := range st.Interfaces {
+		p.Links = append(p.Links, i.Name)
+	}
+	return p
 }
 
 // bootBridge is the management bridge at boot (PID 1 and its daemon) when
