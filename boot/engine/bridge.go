@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/kernel"
-	"github.com/threefoldtech/netinit/boot/spec"
 )
 
 // The management bridge (issue 17 item 1). 0-OS's networkd refuses to
@@ -33,26 +32,6 @@ import (
 // VLAN) and a NIC already up build the bridge before the clients start,
 // and they run on the bridge.
 
-// DefaultBridge is 0-OS's management bridge.
-const DefaultBridge = "zos"
-
-// BridgeName is the management bridge a boot with spec s builds:
-// netinit.bridge=, else dflt (the boot's default), "" for none.
-func BridgeName(s *spec.Spec, dflt string) string {
-	switch b := s.Bridge; b {
-	case spec.NoBridge:
-		return ""
-	case "":
-		return dflt
-	default:
-		return b
-	}
-}
-
-// bridgeName is the management bridge to build: BridgeName with
-// Config.Bridge as the default.
-func (e *Engine) bridgeName() string { return BridgeName(e.spec, e.cfg.Bridge) }
-
 // bridgeFor is the bridge the NIC nic (with MAC mac) is enslaved to, or ""
 // when it is managed as itself. Only a NIC that is the uplink before any
 // client ran gets the bridge: netinit.uplink=, BOOTIF, the NIC an earlier
@@ -60,7 +39,7 @@ func (e *Engine) bridgeName() string { return BridgeName(e.spec, e.cfg.Bridge) }
 // (only: the sole one asked for, or the sole manageable NIC found in the
 // first scan). An elected uplink keeps its own name (not built yet).
 func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
-	br := e.bridgeName()
+	br := e.spec.BridgeName()
 	if br == "" || br == nic {
 		return ""
 	}
@@ -108,7 +87,7 @@ const clientsStop = 5 * time.Second
 // and true is returned: the NIC's clients must not install default routes
 // meanwhile. The caller holds e.mu.
 func (e *Engine) bridgeElectedLocked() bool {
-	br := e.bridgeName()
+	br := e.spec.BridgeName()
 	l := e.links[e.uplink]
 	if e.moving != "" && e.moving == e.uplink {
 		return true
@@ -320,7 +299,7 @@ func (e *Engine) portMTU(port string, mtu int) {
 // would take a lease only to release it. The caller holds e.mu.
 func (e *Engine) handedOverBeforeLocked(name string) bool {
 	p := e.cfg.Previous
-	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.bridgeName() == "" {
+	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.spec.BridgeName() == "" {
 		return false
 	}
 	return !slices.Contains(p.Links, name)

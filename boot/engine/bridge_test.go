@@ -9,7 +9,18 @@ import (
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/spec"
 )
+
+// bootSpec is the spec of line with the boot's default bridge dflt when
+// netinit.bridge= is not given (as cmdline.LoadBoot gives a 0-OS boot zos).
+func bootSpec(t *testing.T, line, dflt string) *spec.Spec {
+	s := parseSpec(t, line)
+	if !s.IsSet("netinit.bridge") {
+		s.Bridge = dflt
+	}
+	return s
+}
 
 // TestBridgeFor: which NIC gets the management bridge, and under which
 // name, from the command line, the boot's default and an earlier state.
@@ -25,19 +36,19 @@ func TestBridgeFor(t *testing.T) {
 		want            string
 	}{
 		{"off by default", "", "", nil, "eth0", mac, true, ""},
-		{"the boot's default, only NIC", "", DefaultBridge, nil, "eth0", mac, true, "zos"},
+		{"the boot's default, only NIC", "", spec.DefaultBridge, nil, "eth0", mac, true, "zos"},
 		{"netinit.bridge= names it", "netinit.bridge=br0", "", nil, "eth0", mac, true, "br0"},
-		{"netinit.bridge=off wins over the default", "netinit.bridge=off", DefaultBridge, nil, "eth0", mac, true, ""},
+		{"netinit.bridge=off wins over the default", "netinit.bridge=off", spec.DefaultBridge, nil, "eth0", mac, true, ""},
 		{"one of several, not chosen yet", "netinit.bridge=zos", "", nil, "eth1", mac, false, ""},
 		{"netinit.uplink=", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth1", other, false, "zos"},
 		{"netinit.uplink= names another", "netinit.bridge=zos netinit.uplink=eth1", "", nil, "eth0", mac, false, ""},
 		{"BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", mac, false, "zos"},
 		{"not BOOTIF", "netinit.bridge=zos BOOTIF=01-52-54-00-12-34-56", "", nil, "eth3", other, false, ""},
-		{"bridged by an earlier process", "", DefaultBridge, &Previous{Uplink: "zos", UplinkNIC: "eth2"}, "eth2", other, false, "zos"},
+		{"bridged by an earlier process", "", spec.DefaultBridge, &Previous{Uplink: "zos", UplinkNIC: "eth2"}, "eth2", other, false, "zos"},
 		{"a NIC named like the bridge", "netinit.bridge=eth0", "", nil, "eth0", mac, true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := New(Config{Spec: parseSpec(t, c.line), Bridge: c.def, Previous: c.prev, Kernel: kerneltest.New()})
+			e := New(Config{Spec: bootSpec(t, c.line, c.def), Previous: c.prev, Kernel: kerneltest.New()})
 			if got := e.bridgeFor(c.nic, c.mac, c.only); got != c.want {
 				t.Fatalf("bridgeFor(%s) = %q, want %q", c.nic, got, c.want)
 			}
@@ -56,13 +67,13 @@ func TestBridgeFor(t *testing.T) {
 // alone; the bridge's port and the links it still managed are not.
 func TestHandedOverBefore(t *testing.T) {
 	prev := &Previous{Uplink: "zos", UplinkNIC: "eth1", Links: []string{"zos", "eth2"}}
-	e := New(Config{Spec: parseSpec(t, ""), Bridge: DefaultBridge, Previous: prev, Kernel: kerneltest.New()})
+	e := New(Config{Spec: bootSpec(t, "", spec.DefaultBridge), Previous: prev, Kernel: kerneltest.New()})
 	for name, want := range map[string]bool{"eth0": true, "eth1": false, "eth2": false} {
 		if got := e.handedOverBeforeLocked(name); got != want {
 			t.Errorf("%s: handed over before %v, want %v", name, got, want)
 		}
 	}
-	e = New(Config{Spec: parseSpec(t, "netinit.bridge=off"), Bridge: DefaultBridge, Previous: prev, Kernel: kerneltest.New()})
+	e = New(Config{Spec: bootSpec(t, "netinit.bridge=off", spec.DefaultBridge), Previous: prev, Kernel: kerneltest.New()})
 	if e.handedOverBeforeLocked("eth0") {
 		t.Error("netinit.bridge=off: eth0 left alone")
 	}

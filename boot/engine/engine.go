@@ -70,9 +70,6 @@ type Config struct {
 	// the first one's default route is still in the kernel. Only the
 	// daemon's re-election moves it then.
 	Previous *Previous
-	// Bridge is the management bridge built when netinit.bridge= is not
-	// given ("" = none): DefaultBridge at a 0-OS boot (bridge.go).
-	Bridge string
 	// BeforeMove, if set, is called when the uplink NIC, its lease in, is
 	// about to move onto the management bridge, with the status then; the
 	// move waits until it returns or settleWait has passed (its ctx ends

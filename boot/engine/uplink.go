@@ -27,10 +27,6 @@ const (
 	probeLinger    = time.Second
 )
 
-// defaultProbeTargets are the grid hosts 0-OS itself requires (zosbase's
-// internet check), used when netinit.probe.targets= is not given.
-var defaultProbeTargets = []string{"bootstrap.grid.tf:80", "hub.grid.tf:80"}
-
 // uplinkFor answers boot/route (route.Config.Uplink), which asks before
 // it installs routes that only the uplink may have: default routes and
 // routes that compete with them. def says they include a default route
@@ -277,13 +273,9 @@ func validAddrs(as ...netip.Addr) []netip.Addr {
 	return slices.DeleteFunc(slices.Clone(as), func(a netip.Addr) bool { return !a.IsValid() })
 }
 
-// targets are the probe targets: netinit.probe.targets=, else the grid's.
-func (e *Engine) targets() []string {
-	if len(e.spec.ProbeTargets) > 0 {
-		return e.spec.ProbeTargets
-	}
-	return defaultProbeTargets
-}
+// targets are the election's probe targets (spec.Probe.UplinkTargets:
+// netinit.probe.targets=, else the grid's).
+func (e *Engine) targets() []string { return e.spec.UplinkTargets }
 
 // watchEvery is how often the daemon looks at the uplink's health; its
 // reachability is probed at most every probeEvery.

@@ -40,7 +40,6 @@ import (
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
-	"github.com/threefoldtech/netinit/boot/runmode"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/netprobe"
@@ -57,10 +56,12 @@ type Config struct {
 	// Internet says which addresses count as public (the zero value: the
 	// Internet's own rules; the labs count the documentation ranges).
 	Internet netprobe.Internet
-	NTP      []string     // netinit.ntp=: preferred to the servers DHCP gives
-	RunMode  runmode.Mode // whose public NTP pool is the fallback ("" = prod's)
-	KeyDir   string       // DefaultKeyDir when empty (or Spec.KeyDir)
-	Logf     func(format string, args ...any)
+	NTP      []string // netinit.ntp=: preferred to the servers DHCP gives
+	// NTPPool is the clock's fallback: the public pool asked when neither
+	// DHCP nor netinit.ntp= names a server (spec.Boot.NTPPool).
+	NTPPool []string
+	KeyDir  string // DefaultKeyDir when empty (or Spec.KeyDir)
+	Logf    func(format string, args ...any)
 	// Publish is given the manager's status after every change (peers,
 	// the probe, the clock): the state.Publisher writes the files there.
 	// It is never called with the manager's lock held.
@@ -210,11 +211,7 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 // startClock starts the loop that keeps the clock right from now on; its
 // first round is the one WireGuard waits for.
 func (m *Manager) startClock(st *state.NetworkStatus) {
-	mode := m.cfg.RunMode
-	if mode == "" {
-		mode = runmode.Prod // the same public pool in every mode
-	}
-	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Pool: runmode.For(mode).NTP,
+	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Pool: m.cfg.NTPPool,
 		FloorFile: m.cfg.FloorFile, Logf: m.cfg.Logf, Changed: m.publish})
 	m.clock.SetServers(m.cfg.NTP, learnedNTP(st))
 	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })

@@ -86,8 +86,8 @@ type bringUpMode int
 
 const (
 	// atBoot: PID 1 or its daemon. The node's hostname and clock are
-	// set, a 0-OS boot gets its management bridge, and the daemon keeps
-	// the uplink PID 1 elected.
+	// set, and the daemon keeps the uplink PID 1 elected (a 0-OS boot's
+	// management bridge is in its spec: cmdline.LoadBoot).
 	atBoot bringUpMode = iota
 	// byUp: `netinit up`, in some namespace of a host that owns its
 	// hostname and clock. Its overlay keys live beside its state file
@@ -104,7 +104,6 @@ func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bring
 	switch mode {
 	case atBoot:
 		b.setHostname, b.kernelLog = true, true
-		b.bridge = bootBridge(bi.Spec)
 		if bi.Spec.RunMode != "" { // a 0-OS boot
 			b.files.nsResolvConf = []string{zosResolvConf}
 		}
@@ -131,9 +130,9 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	var ov *overlay.Manager
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
-		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, Internet: internet, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
+		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, Internet: internet, NTP: n.spec.NTP, NTPPool: n.spec.NTPPool,
 			KeyDir: n.keyDir, Logf: n.log.Logf, Publish: pub.Overlay, Start: n.start,
-			Bridge: engine.BridgeName(n.spec, n.bridge), Light: n.spec.Light(),
+			Bridge: n.spec.BridgeName(), Light: n.spec.Light(),
 			// Beside the state: /run/netinit/keys at boot, on the tmpfs
 			// no later mount hides.
 			PinDir: filepath.Join(filepath.Dir(n.files.state), "keys")}
@@ -167,7 +166,6 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		Logf:        n.log.Logf,
 		Previous:    n.previous,
 		Internet:    internet,
-		Bridge:      n.bridge,
 		Publish:     func(st *state.NetworkStatus) { pub.Network(st) },
 	}
 	if ov != nil {
@@ -232,23 +230,6 @@ func previousOf(st *state.State) *engine.Previous {
 		p.Links = append(p.Links, i.Name)
 	}
 	return p
-}
-
-// bootBridge is the management bridge at boot (PID 1 and its daemon) when
-// netinit.bridge= is not given: 0-OS's zos when the command line is a
-// 0-OS one (runmode= given), none otherwise. `netinit up` builds one only
-// when netinit.bridge= asks.
-func bootBridge(s *spec.Spec) string {
-	if s.RunMode != "" {
-		return engine.DefaultBridge
-	}
-	return ""
-}
-
-// wantsBridge reports whether the boot may build a management bridge (the
-// bridge driver is loaded for it).
-func wantsBridge(s *spec.Spec) bool {
-	return engine.BridgeName(s, bootBridge(s)) != ""
 }
 
 // daemonHandler is what the daemon serves on its control socket: the
