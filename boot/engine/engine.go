@@ -61,6 +61,9 @@ type Config struct {
 	Publish func(*state.NetworkStatus)
 	// Kernel is where the engine reads and changes links (nil: kernel.Netlink).
 	Kernel Kernel
+	// Clients runs the protocol clients (cmd/netinit: clients.Linux;
+	// nil: none runs).
+	Clients Clients
 	// Internet says which addresses count as public (the zero value: the
 	// Internet's own rules; the labs count the documentation ranges).
 	Internet netprobe.Internet
@@ -167,6 +170,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.Kernel == nil {
 		cfg.Kernel = kernel.Netlink{}
+	}
+	if cfg.Clients == nil {
+		cfg.Clients = noClients{}
 	}
 	e := &Engine{
 		cfg:        cfg,

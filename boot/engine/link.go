@@ -10,12 +10,9 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/dhcp4"
-	"github.com/threefoldtech/netinit/boot/dhcp6"
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/pause"
-	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/boot/spec"
-	"github.com/threefoldtech/netinit/boot/static"
 )
 
 // link is one managed link and what runs on it. Its plain values
@@ -207,16 +204,9 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		return
 	}
 	if l.static() {
-		ipc := l.ipc
 		e.spawnClient(l, func() {
-			err := static.Run(ctx, static.Options{
-				Link: name, Address: ipc.Address, Gateway: ipc.Gateway,
-				DNS: ipc.DNS, Hostname: ipc.Hostname, MTU: ipc.MTU,
-				Routes:  e.routes,
-				Reapply: l.reapplyStatic,
-				Report:  e.report,
-				Logf:    e.cfg.Logf,
-			})
+			err := e.cfg.Clients.Static(ctx, Client{Link: name, IP: l.ipc, Routes: e.routes,
+				Reapply: l.reapplyStatic, Report: e.report, Logf: e.cfg.Logf})
 			if err != nil && ctx.Err() == nil {
 				e.problem("%s: static ip=: %v", name, err)
 			}
@@ -225,7 +215,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	mtu := e.mtuFor(l)
 	if l.wants4() {
 		e.spawnClient(l, func() {
-			err := dhcp4.Run(ctx, dhcp4.Options{
+			err := e.cfg.Clients.DHCP4(ctx, Client{
 				Link:    name,
 				Routes:  e.routes,
 				MTU:     mtu,
@@ -256,7 +246,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	}
 	if l.wantsRA() {
 		e.spawnClient(l, func() {
-			err := ra.Run(ctx, ra.Options{
+			err := e.cfg.Clients.RA(ctx, Client{
 				Link:      name,
 				Routes:    e.routes,
 				Protected: e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
@@ -366,7 +356,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	e.unlock()
 	e.spawnClient(l, func() {
 		defer stop()
-		err := dhcp6.Run(ctx, dhcp6.Options{
+		err := e.cfg.Clients.DHCP6(ctx, Client{
 			Link: name, Managed: managed, Other: other, Kick: l.renewDHCP6,
 			Protected: e.spec.WGAddress, // as the RA's
 			Report:    e.report, Logf: e.cfg.Logf,

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/clients"
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
@@ -166,6 +167,7 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		Logf:        n.log.Logf,
 		Previous:    n.previous,
 		Internet:    internet,
+		Clients:     clients.Linux{},
 		Publish:     func(st *state.NetworkStatus) { pub.Network(st) },
 	}
 	if ov != nil {
