@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/route"
@@ -269,7 +270,7 @@ func (c *client) dora(ctx context.Context) (*binding, time.Time, error) {
 			if m.MessageType() != dhcpv4.MessageTypeOffer {
 				return false
 			}
-			if _, err := parseLease(m, func(string, ...any) {}); err != nil {
+			if _, err := parseLease(m, console.Discard); err != nil {
 				c.refuse("offer", m, err)
 				return false
 			}

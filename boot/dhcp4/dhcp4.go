@@ -14,6 +14,7 @@ package dhcp4
 import (
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/route"
 )
@@ -44,7 +45,7 @@ type Options struct {
 
 	// Logf gets one readable event per line, already prefixed with the
 	// link name.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 
 	// Kick, when it receives, makes the client act now instead of at its
 	// next timer (the control socket's "renew"): a bound client renews its
@@ -120,7 +121,7 @@ func (o *Options) defaults() {
 		o.Report = func(lease.Report) {}
 	}
 	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+		o.Logf = console.Discard
 	}
 	if o.Routes == nil {
 		o.Routes = route.New(route.Config{Logf: o.Logf})

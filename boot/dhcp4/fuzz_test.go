@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
@@ -23,7 +24,7 @@ func FuzzLease(f *testing.F) {
 		if err != nil {
 			return
 		}
-		b, err := parseLease(m, func(string, ...any) {})
+		b, err := parseLease(m, console.Discard)
 		if err != nil {
 			return
 		}

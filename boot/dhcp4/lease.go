@@ -12,6 +12,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/rfc1035label"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/route"
 )
@@ -52,7 +53,7 @@ const (
 // parseLease validates m (an OFFER or an ACK) and converts it. It returns
 // an error naming what is wrong when the lease must be refused; logf gets a
 // line for every informational item it drops.
-func parseLease(m *dhcpv4.DHCPv4, logf func(string, ...any)) (*binding, error) {
+func parseLease(m *dhcpv4.DHCPv4, logf console.Logf) (*binding, error) {
 	if m == nil {
 		return nil, errors.New("no message")
 	}
@@ -171,7 +172,7 @@ func parseLease(m *dhcpv4.DHCPv4, logf func(string, ...any)) (*binding, error) {
 // parseMask returns the prefix length from option 1. Without the option
 // it falls back to the classful mask of ip (RFC 2131 leaves the client to
 // pick a default; classful is what dhclient and systemd-networkd use).
-func parseMask(v []byte, ip netip.Addr, logf func(string, ...any)) (int, error) {
+func parseMask(v []byte, ip netip.Addr, logf console.Logf) (int, error) {
 	if v == nil {
 		n := 8
 		switch a := ip.As4(); {
@@ -200,7 +201,7 @@ func parseMask(v []byte, ip netip.Addr, logf func(string, ...any)) (int, error) 
 	return ones, nil
 }
 
-func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf func(string, ...any)) error {
+func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf console.Logf) error {
 	secs := func(code dhcpv4.OptionCode, name string) (uint32, bool, error) {
 		v := m.Options.Get(code)
 		if v == nil {
@@ -411,7 +412,7 @@ func addrList(v []byte, name string) ([]netip.Addr, error) {
 
 // usableAddrs is addrList for informational options: garbage is dropped
 // with a log line, the rest kept.
-func usableAddrs(v []byte, name string, logf func(string, ...any)) []netip.Addr {
+func usableAddrs(v []byte, name string, logf console.Logf) []netip.Addr {
 	if v == nil {
 		return nil
 	}
@@ -433,7 +434,7 @@ func usableAddrs(v []byte, name string, logf func(string, ...any)) []netip.Addr 
 
 // searchList is option 119 (RFC 3397), or option 15 when 119 is absent.
 // Names that are not valid RFC 1123 names are dropped with a log line.
-func searchList(m *dhcpv4.DHCPv4, logf func(string, ...any)) []string {
+func searchList(m *dhcpv4.DHCPv4, logf console.Logf) []string {
 	var names []string
 	if v := m.Options.Get(dhcpv4.OptionDNSDomainSearchList); v != nil {
 		l, err := rfc1035label.FromBytes(v)
@@ -458,7 +459,7 @@ const minV6OnlyWait = 300 * time.Second
 // v6OnlyWait reads option 108 (RFC 8925 section 3.1) from an OFFER: the
 // V6ONLY_WAIT, at least MIN_V6ONLY_WAIT (section 3.2), and whether the
 // option is there. An option whose length is not 4 is ignored (logged).
-func v6OnlyWait(m *dhcpv4.DHCPv4, logf func(string, ...any)) (time.Duration, bool) {
+func v6OnlyWait(m *dhcpv4.DHCPv4, logf console.Logf) (time.Duration, bool) {
 	b := m.Options.Get(dhcpv4.OptionIPv6OnlyPreferred)
 	if b == nil {
 		return 0, false

@@ -22,6 +22,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
@@ -33,7 +34,7 @@ type Options struct {
 	// configuration (DNS, search). Managed wins when both are set.
 	Managed, Other bool
 	Report         lease.Reporter
-	Logf           func(format string, args ...any)
+	Logf           console.Logf
 	// Kick, when it receives, makes the client act now instead of at its
 	// next timer (the control socket's "renew"): a bound stateful client
 	// sends its Renew (RFC 8415 section 18.2.4) before T1, a stateless

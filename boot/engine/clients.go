@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dhcp4"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/route"
@@ -46,7 +47,7 @@ type Client struct {
 	// (the uplink changed).
 	Kick, Reapply <-chan struct{}
 	Report        lease.Reporter
-	Logf          func(format string, args ...any)
+	Logf          console.Logf
 	// The DHCPv4 lease across the move onto the management bridge:
 	// ReleaseOnStop is asked when the client stops (a link handed over
 	// gives its lease back), Handover is given the lease it held then,

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/lease"
@@ -53,7 +54,7 @@ type Config struct {
 	// Modules is what the coldplug loaded (PID 1 only).
 	Modules *state.Modules
 	// Logf prints one event line.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Publish, if set, is given the status at the verdict and after every
 	// change from then on (at most every 100 ms), before Run goes on:
 	// the state.Publisher writes the files there. It is never called with
@@ -166,7 +167,7 @@ func New(cfg Config) *Engine {
 		cfg.Start = time.Now()
 	}
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Kernel == nil {
 		cfg.Kernel = kernel.Netlink{}

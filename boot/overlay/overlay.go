@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/clock"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/identity"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
@@ -61,7 +62,7 @@ type Config struct {
 	// DHCP nor netinit.ntp= names a server (spec.Boot.NTPPool).
 	NTPPool []string
 	KeyDir  string // DefaultKeyDir when empty (or Spec.KeyDir)
-	Logf    func(format string, args ...any)
+	Logf    console.Logf
 	// Publish is given the manager's status after every change (peers,
 	// the probe, the clock): the state.Publisher writes the files there.
 	// It is never called with the manager's lock held.
@@ -152,7 +153,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.KeyDir = DefaultKeyDir
 	}
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Publish == nil {
 		cfg.Publish = func(*state.OverlayStatus) {}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/route"
 )
@@ -37,7 +38,7 @@ type Options struct {
 	// Report receives a lease after every change of what is applied.
 	Report lease.Reporter
 	// Logf gets one readable event per line.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Kick, when it receives, makes the client act now (the control
 	// socket's "renew"): it sends a Router Solicitation, and the answer
 	// refreshes the lifetimes. Same name and meaning in dhcp4 and dhcp6.

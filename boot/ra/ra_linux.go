@@ -12,6 +12,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/route"
@@ -68,7 +69,7 @@ func Run(ctx context.Context, o Options) error {
 // decides and the kernel side that applies.
 type client struct {
 	o          Options
-	logf       func(string, ...any)
+	logf       console.Logf
 	report     lease.Reporter
 	ifi        *net.Interface
 	ll         netip.Addr // the link-local source of the solicitations
@@ -89,7 +90,7 @@ type client struct {
 func open(ctx context.Context, o Options) (*client, error) {
 	r := &client{o: o, logf: o.Logf, report: o.Report, buf: make([]byte, 1<<16)}
 	if r.logf == nil {
-		r.logf = func(string, ...any) {}
+		r.logf = console.Discard
 	}
 	if r.report == nil {
 		r.report = func(lease.Report) {}
@@ -365,7 +366,7 @@ type applier struct {
 	mtu         int
 	al          *addr.Link       // installs and removes the SLAAC addresses
 	routes      *route.Installer // installs and withdraws the routes
-	logf        func(string, ...any)
+	logf        console.Logf
 }
 
 // sync makes the kernel match v and returns the routes that are in place.

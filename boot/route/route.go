@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
@@ -92,7 +93,7 @@ type Config struct {
 	// from the wire into them, nor into Yggdrasil's (lease.InOverlay).
 	Protected []netip.Prefix
 	// Logf gets one line per event.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Problem is told, once each, of the refusals a farmer should know
 	// of (nil: logged only).
 	Problem func(msg string)
@@ -129,7 +130,7 @@ type set struct {
 // New returns an installer.
 func New(cfg Config) *Installer {
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Kernel == nil {
 		cfg.Kernel = kernel.Netlink{}

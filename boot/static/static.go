@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/route"
 )
@@ -35,7 +36,7 @@ type Options struct {
 	Reapply <-chan struct{}
 
 	Report lease.Reporter
-	Logf   func(format string, args ...any)
+	Logf   console.Logf
 }
 
 // routes is what goes into the kernel for the gateway: an on-link host

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/vishvananda/netlink"
@@ -21,7 +22,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Report = func(lease.Report) {}
 	}
 	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+		o.Logf = console.Discard
 	}
 	if o.Routes == nil {
 		o.Routes = route.New(route.Config{Logf: o.Logf})

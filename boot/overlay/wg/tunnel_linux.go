@@ -19,6 +19,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
 	"github.com/threefoldtech/netinit/boot/route"
@@ -45,7 +46,7 @@ type Tunnel struct {
 	pub    [32]byte
 	peers  []peerConf
 	dev    *device.Device
-	logf   func(string, ...any)
+	logf   console.Logf
 	red    redactor
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 
@@ -81,7 +82,7 @@ func Start(ctx context.Context, o Options) (*Tunnel, error) {
 	}
 	logf := o.Logf
 	if logf == nil {
-		logf = func(string, ...any) {}
+		logf = console.Discard
 	}
 	if o.ListenPort < 0 || o.ListenPort > 65535 {
 		return nil, fmt.Errorf("wireguard %s: listen port %d out of range", o.IfName, o.ListenPort)
