@@ -50,7 +50,7 @@ func (Linux) RA(ctx context.Context, c engine.Client) error {
 // DHCP6 runs the DHCPv6 client, stateful (c.Managed) or stateless.
 func (Linux) DHCP6(ctx context.Context, c engine.Client) error {
 	return dhcp6.Run(ctx, dhcp6.Options{
-		Link: c.Link, Managed: c.Managed, Other: c.Other, Kick: c.Kick,
+		Link: c.Link, Managed: c.Managed, Other: c.Other, Protected: c.Protected, Kick: c.Kick,
 		Report: c.Report, Logf: c.Logf,
 	})
 }

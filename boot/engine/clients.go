@@ -38,8 +38,8 @@ type Client struct {
 	IPv6, IPv6OnlyPreferred bool
 	// Managed and Other (DHCPv6): the RA's M and O flags.
 	Managed, Other bool
-	// Protected (RA): the WireGuard subnets, in which no RA puts an
-	// address (Yggdrasil's are always protected).
+	// Protected (RA, DHCPv6): the WireGuard subnets, in which no address
+	// from the wire is taken (Yggdrasil's are always protected).
 	Protected []netip.Prefix
 	// Routes installs the client's routes (the engine's one installer).
 	Routes *route.Installer
