@@ -308,12 +308,16 @@ func waitLinkLocal(ctx context.Context, index int, bound time.Duration) (netip.A
 	defer tick.Stop()
 	for {
 		addrs, err := netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
-		if err != nil {
+		// A dump the kernel interrupted (NLM_F_DUMP_INTR: the link's
+		// addresses changed meanwhile, as they do while a bridge comes
+		// up) is looked at again at the next tick, not the end of the
+		// client.
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return netip.Addr{}, false, fmt.Errorf("list addresses: %w", err)
 		}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || !ip.IsLinkLocalUnicast() || a.Flags&unix.IFA_F_DADFAILED != 0 {
+			if err != nil || !ok || !ip.IsLinkLocalUnicast() || a.Flags&unix.IFA_F_DADFAILED != 0 {
 				continue
 			}
 			if a.Flags&unix.IFA_F_OPTIMISTIC != 0 {
