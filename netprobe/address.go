@@ -7,7 +7,6 @@ package netprobe
 import (
 	"fmt"
 	"net/netip"
-	"sync/atomic"
 )
 
 var (
@@ -28,15 +27,17 @@ var documentation = []netip.Prefix{
 	netip.MustParsePrefix("3fff::/20"),       // RFC 9637
 }
 
-// documentationPublic is set by CountDocumentationAsPublic.
-var documentationPublic atomic.Bool
-
-// CountDocumentationAsPublic makes the documentation ranges count as
-// public for the rest of the process. The labs number their networks from
-// these ranges and stand them for the internet: their tests call it, and
-// the netinit binary they build (tag netinit_lab, lab.go) calls it at
-// start. A production binary never does.
-func CountDocumentationAsPublic() { documentationPublic.Store(true) }
+// Internet says which addresses count as public. The zero value is the
+// Internet's own rules. The labs number their networks from the
+// documentation ranges and stand them for the Internet: theirs has
+// Documentation set (the tests pass it, and the netinit binary they build,
+// tag netinit_lab, passes it to the engine and the overlays). A production
+// binary never does.
+type Internet struct {
+	// Documentation counts the documentation ranges (RFC 5737, 3849,
+	// 9637) as public.
+	Documentation bool
+}
 
 func isDocumentation(a netip.Addr) bool {
 	for _, p := range documentation {
@@ -51,10 +52,8 @@ func isDocumentation(a netip.Addr) bool {
 // (2000::/3) that can be public: not ULA (fc00::/7), not link-local, not
 // Yggdrasil (200::/7), not site-local (fec0::/10), not loopback or
 // multicast, not documentation (2001:db8::/32, 3fff::/20) unless
-// CountDocumentationAsPublic was called.
-func PublicIPv6(a netip.Addr) bool { return publicIPv6(a, documentationPublic.Load()) }
-
-func publicIPv6(a netip.Addr, docPublic bool) bool {
+// n.Documentation.
+func (n Internet) PublicIPv6(a netip.Addr) bool {
 	a = a.Unmap()
 	if !a.Is6() || a.Is4In6() {
 		return false
@@ -62,35 +61,33 @@ func publicIPv6(a netip.Addr, docPublic bool) bool {
 	if !a.IsGlobalUnicast() || ula.Contains(a) || yggdrasil.Contains(a) || siteLocal.Contains(a) {
 		return false
 	}
-	return global6.Contains(a) && (docPublic || !isDocumentation(a))
+	return global6.Contains(a) && (n.Documentation || !isDocumentation(a))
 }
 
 // PublicIPv4 reports whether a is a public IPv4 address: not RFC 1918, not
 // CGNAT 100.64.0.0/10, not loopback, link-local or multicast, not
-// documentation (RFC 5737) unless CountDocumentationAsPublic was called.
-func PublicIPv4(a netip.Addr) bool { return publicIPv4(a, documentationPublic.Load()) }
-
-func publicIPv4(a netip.Addr, docPublic bool) bool {
+// documentation (RFC 5737) unless n.Documentation.
+func (n Internet) PublicIPv4(a netip.Addr) bool {
 	a = a.Unmap()
 	return a.Is4() && a.IsGlobalUnicast() && !a.IsPrivate() && !cgnat.Contains(a) &&
-		(docPublic || !isDocumentation(a))
+		(n.Documentation || !isDocumentation(a))
 }
 
 // Public reports whether a is public in its family.
-func Public(a netip.Addr) bool {
+func (n Internet) Public(a netip.Addr) bool {
 	if a.Unmap().Is4() {
-		return PublicIPv4(a)
+		return n.PublicIPv4(a)
 	}
-	return PublicIPv6(a)
+	return n.PublicIPv6(a)
 }
 
 // IPv6Verdict is the address-based answer to "does this node have public
 // IPv6?": true when some managed link has a public IPv6 address (see
 // PublicIPv6) and an IPv6 default route. The reason says why, in words.
-func IPv6Verdict(addrs []netip.Addr, hasDefault6 bool) (bool, string) {
+func (n Internet) IPv6Verdict(addrs []netip.Addr, hasDefault6 bool) (bool, string) {
 	var pub netip.Addr
 	for _, a := range addrs {
-		if PublicIPv6(a) {
+		if n.PublicIPv6(a) {
 			pub = a
 			break
 		}

@@ -2,20 +2,15 @@ package netprobe
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 )
 
-// TestMain: the tests number their networks from the documentation
-// ranges, which stand for the internet in them (as in every lab).
-func TestMain(m *testing.M) {
-	CountDocumentationAsPublic()
-	os.Exit(m.Run())
-}
+// labInternet is the labs' Internet: the tests number their networks from
+// the documentation ranges, which stand for the Internet in them.
+var labInternet = Internet{Documentation: true}
 
-// TestPublic: the rules of each family, the same with or without the
-// labs' rule; the documentation ranges are public only under it (as in
-// this test binary: TestMain).
+// TestPublic: the rules of each family, the same in the Internet and in a
+// lab's; the documentation ranges are public only in a lab's.
 func TestPublic(t *testing.T) {
 	for _, tc := range []struct {
 		addr         string
@@ -42,23 +37,18 @@ func TestPublic(t *testing.T) {
 		a := netip.MustParseAddr(tc.addr)
 		for _, f := range []struct {
 			name   string
-			public func(netip.Addr, bool) bool
+			public func(Internet, netip.Addr) bool
 			want   bool
-		}{{"IPv6", publicIPv6, tc.want6}, {"IPv4", publicIPv4, tc.want4}} {
-			if got, lab := f.public(a, false), f.public(a, true); got != f.want || lab != f.want {
+		}{{"IPv6", Internet.PublicIPv6, tc.want6}, {"IPv4", Internet.PublicIPv4, tc.want4}} {
+			if got, lab := f.public(Internet{}, a), f.public(labInternet, a); got != f.want || lab != f.want {
 				t.Errorf("public %s %s = %v (%v in a lab), want %v", f.name, a, got, lab, f.want)
 			}
 		}
 	}
 	for _, s := range []string{"2001:db8:1::5", "3fff:1::5", "192.0.2.5", "198.51.100.5", "203.0.113.5"} {
 		a := netip.MustParseAddr(s)
-		public, exported := publicIPv6, PublicIPv6
-		if a.Is4() {
-			public, exported = publicIPv4, PublicIPv4
-		}
-		if public(a, false) || !public(a, true) || !exported(a) {
-			t.Errorf("documentation %s: public %v, in a lab %v, in this test %v; want false, true, true",
-				a, public(a, false), public(a, true), exported(a))
+		if (Internet{}).Public(a) || !labInternet.Public(a) {
+			t.Errorf("documentation %s: public %v, in a lab %v; want false, true", a, Internet{}.Public(a), labInternet.Public(a))
 		}
 	}
 }
@@ -77,7 +67,7 @@ func TestIPv6Verdict(t *testing.T) {
 		{"ula+default", []netip.Addr{u}, true, false},
 		{"nothing", nil, false, false},
 	} {
-		got, why := IPv6Verdict(tc.addrs, tc.def)
+		got, why := labInternet.IPv6Verdict(tc.addrs, tc.def)
 		if got != tc.want || why == "" {
 			t.Errorf("%s: got %v (%q), want %v", tc.name, got, why, tc.want)
 		}

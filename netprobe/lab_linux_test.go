@@ -110,9 +110,11 @@ const firewalled = `table inet fw {
 }
 `
 
-// probeNode runs Probe inside the node namespace with cfg.
+// probeNode runs Probe inside the node namespace with cfg, in the lab's
+// Internet (its documentation ranges count as public).
 func (r *labRig) probeNode(t *testing.T, cfg Config) Report {
 	t.Helper()
+	cfg.Internet = labInternet
 	b, _ := json.Marshal(cfg)
 	var rep Report
 	lab.RunChild(t, r.node, 20*time.Second, []string{nodeConfEnv + "=" + string(b)}, &rep)

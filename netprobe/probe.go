@@ -66,6 +66,9 @@ type Config struct {
 	// Timeout bounds the whole Probe (default 2 s). All probes run in
 	// parallel within it.
 	Timeout time.Duration
+	// Internet says which addresses are public (the zero value: the
+	// Internet's own rules).
+	Internet Internet
 }
 
 // DefaultTimeout bounds Probe when Config.Timeout is zero: the probe runs
@@ -142,7 +145,7 @@ func Probe(ctx context.Context, addrs []netip.Addr, cfg Config) Report {
 		is4 bool
 		out *Family
 	}{{true, &rep.IPv4}, {false, &rep.IPv6}} {
-		f, src := classify(addrs, fam.is4)
+		f, src := classify(addrs, fam.is4, cfg.Internet)
 		*fam.out = f
 		if !src.IsValid() {
 			continue
@@ -164,7 +167,7 @@ func Probe(ctx context.Context, addrs []netip.Addr, cfg Config) Report {
 
 // classify is the address-based verdict of one family; src is the address
 // to probe from (invalid when there is none).
-func classify(addrs []netip.Addr, is4 bool) (f Family, src netip.Addr) {
+func classify(addrs []netip.Addr, is4 bool, n Internet) (f Family, src netip.Addr) {
 	name := "IPv6"
 	if is4 {
 		name = "IPv4"
@@ -180,9 +183,9 @@ func classify(addrs []netip.Addr, is4 bool) (f Family, src netip.Addr) {
 			f.Addresses = append(f.Addresses, s)
 		}
 		switch {
-		case Public(a) && !src.IsValid():
+		case n.Public(a) && !src.IsValid():
 			src = a
-		case !Public(a) && !private.IsValid():
+		case !n.Public(a) && !private.IsValid():
 			private = a
 		}
 	}

@@ -36,7 +36,7 @@ func TestProbeAddressBased(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			r := Probe(context.Background(), tc.addrs, Config{})
+			r := Probe(context.Background(), tc.addrs, Config{Internet: labInternet})
 			if took := time.Since(start); took > 100*time.Millisecond {
 				t.Errorf("took %v without any probe configured", took)
 			}
@@ -58,7 +58,7 @@ func TestProbeAddressBased(t *testing.T) {
 // bind time; real paths are in lab_linux_test.go.
 func TestProbeBounded(t *testing.T) {
 	start := time.Now()
-	r := Probe(context.Background(), addrs("2001:db8:77::1"), Config{
+	r := Probe(context.Background(), addrs("2001:db8:77::1"), Config{Internet: labInternet,
 		Targets:    []string{"[2001:db8:ff::2]:80", "192.0.2.1:80"},
 		Reflectors: []string{"[2001:db8:ff::2]:7007"},
 		Timeout:    300 * time.Millisecond,

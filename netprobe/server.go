@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/console"
 )
 
 // Server is the reflector of docs/probe-protocol.md: it connects back to
@@ -38,7 +40,7 @@ type Server struct {
 	// client sends it right after connecting).
 	ReadTimeout time.Duration
 	// Logf, if set, logs one line per request.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Dialer is used for the connect-back (default: a plain net.Dialer).
 	Dialer *net.Dialer
 

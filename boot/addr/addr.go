@@ -46,7 +46,7 @@ type Addr struct {
 	// configured static address is usable at once). Otherwise an IPv6
 	// address is added optimistic (RFC 4429: DAD runs, the address is
 	// usable meanwhile; the kernel honours that where the link's
-	// optimistic_dad is on, which ra.Prepare sets, and else runs plain
+	// optimistic_dad is on, which kernel.PrepareIPv6 sets, and else runs plain
 	// DAD).
 	NoDAD bool
 }

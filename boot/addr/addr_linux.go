@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +17,7 @@ type Link struct {
 	Name  string
 	// Logf, if not nil, is told once when the kernel refuses optimistic
 	// addresses and NODAD is used instead.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 
 	noOptimistic bool
 }

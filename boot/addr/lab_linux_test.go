@@ -20,7 +20,7 @@ func TestReplace(t *testing.T) {
 	ns := lab.NewNS(t, "addr")
 	ns.MustExec("ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
 	ns.MustExec("ip", "link", "set", "d1", "up")
-	// As ra.Prepare does: the kernel takes IFA_F_OPTIMISTIC only where
+	// As kernel.PrepareIPv6 does: the kernel takes IFA_F_OPTIMISTIC only where
 	// optimistic DAD is on.
 	ns.MustExec("sysctl", "-qw", "net.ipv6.conf.d0.optimistic_dad=1")
 	ns.MustExec("ip", "link", "set", "d0", "up")

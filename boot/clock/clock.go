@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/beevik/ntp"
+
+	"github.com/threefoldtech/netinit/boot/console"
 )
 
 // DefaultTimeout bounds a whole Sync when ctx has no earlier deadline.
@@ -195,7 +197,7 @@ type Syncer struct {
 
 // Sync queries servers in parallel with DefaultTimeout and corrects the
 // system clock (see Syncer.Sync).
-func Sync(ctx context.Context, servers []Server, logf func(string, ...any)) Result {
+func Sync(ctx context.Context, servers []Server, logf console.Logf) Result {
 	return (&Syncer{}).Sync(ctx, servers, logf)
 }
 
@@ -222,9 +224,9 @@ type answer struct {
 //
 // When it cannot decide within the bound it says why in Result.Err and
 // logs it; the clock is left alone, the answers are in Result.Sources.
-func (s *Syncer) Sync(ctx context.Context, servers []Server, logf func(string, ...any)) Result {
+func (s *Syncer) Sync(ctx context.Context, servers []Server, logf console.Logf) Result {
 	if logf == nil {
-		logf = func(string, ...any) {}
+		logf = console.Discard
 	}
 	now := s.Now
 	if now == nil {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -65,7 +66,7 @@ type LoopConfig struct {
 	// FloorFile is where a round that a configured or pool server
 	// confirmed within StepBound saves the time (SaveFloor); "" none.
 	FloorFile string
-	Logf      func(format string, args ...any)
+	Logf      console.Logf
 	// Changed is called after every round (the state is rewritten).
 	Changed func()
 }
@@ -106,7 +107,7 @@ func NewLoop(cfg LoopConfig) *Loop {
 		cfg.Retry = DefaultRetry
 	}
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}

@@ -146,9 +146,15 @@ func finish(s *spec.Spec) {
 			s.RATimeout = 0
 		}
 	}
+	// runmode= selects the grid's defaults for what no source set; the
+	// NTP pool and the election's targets are prod's without it. Applied
+	// here once: nothing downstream falls back on a default of its own.
+	mode := s.RunMode
+	if mode == "" {
+		mode = runmode.Prod
+	}
+	d := runmode.For(mode)
 	if s.RunMode != "" {
-		// runmode= selects the grid's defaults for what no source set.
-		d := runmode.For(s.RunMode)
 		if !s.IsSet("netinit.ygg.peers") {
 			s.YggPeers = d.YggPeers
 		}
@@ -156,6 +162,23 @@ func finish(s *spec.Spec) {
 			s.ProbeTargets = d.ProbeTargets
 		}
 	}
+	s.NTPPool = d.NTP
+	s.UplinkTargets = s.ProbeTargets
+	if len(s.UplinkTargets) == 0 {
+		s.UplinkTargets = runmode.For(runmode.Prod).ProbeTargets
+	}
+}
+
+// LoadBoot is Load for a boot (PID 1 and its daemon): a 0-OS command
+// line (runmode= given) also gets 0-OS's management bridge
+// (spec.DefaultBridge) unless netinit.bridge= says otherwise. `netinit up`
+// (Load) builds one only when netinit.bridge= asks.
+func LoadBoot(path, line string) (*spec.Spec, []Problem) {
+	s, probs := Load(path, line)
+	if s.RunMode != "" && !s.IsSet("netinit.bridge") {
+		s.Bridge = spec.DefaultBridge
+	}
+	return s, probs
 }
 
 // ipv4Only: there is some ip= and none of them asks for IPv6

@@ -54,6 +54,40 @@ func TestRunModeDefaultsYield(t *testing.T) {
 	}
 }
 
+// TestRunModeDefaultsOnce: the defaults that depend on runmode= are in
+// the spec as it is built, nowhere downstream: the NTP pool (prod's
+// without runmode=), the election's probe targets (the probe targets,
+// else the grid's), and at a boot (LoadBoot) the management bridge zos,
+// unless netinit.bridge= says otherwise; `netinit up` (Load) none.
+func TestRunModeDefaultsOnce(t *testing.T) {
+	prod := runmode.For(runmode.Prod)
+	for _, tc := range []struct {
+		line, bridge, upBridge string
+		targets                []string
+	}{
+		{"ip=dhcp", "", "", prod.ProbeTargets},
+		{"runmode=dev", "zos", "", runmode.For(runmode.Dev).ProbeTargets},
+		{"runmode=dev netinit.bridge=off", "", "", runmode.For(runmode.Dev).ProbeTargets},
+		{"runmode=qa netinit.bridge=br0 netinit.probe.targets=192.0.2.1:80", "br0", "br0", []string{"192.0.2.1:80"}},
+		{"netinit.bridge=zos", "zos", "zos", prod.ProbeTargets},
+	} {
+		boot, ps := LoadBoot("", tc.line)
+		up, ps2 := Load("", tc.line)
+		if len(ps)+len(ps2) != 0 {
+			t.Fatal(ps, ps2)
+		}
+		if boot.BridgeName() != tc.bridge || up.BridgeName() != tc.upBridge {
+			t.Errorf("%q: bridge at boot %q, by up %q; want %q, %q", tc.line, boot.BridgeName(), up.BridgeName(), tc.bridge, tc.upBridge)
+		}
+		if !slices.Equal(boot.UplinkTargets, tc.targets) || !slices.Equal(boot.NTPPool, prod.NTP) {
+			t.Errorf("%q: election targets %v, NTP pool %v", tc.line, boot.UplinkTargets, boot.NTPPool)
+		}
+	}
+	if d := spec.Defaults(); !slices.Equal(d.UplinkTargets, prod.ProbeTargets) || !slices.Equal(d.NTPPool, prod.NTP) {
+		t.Errorf("spec.Defaults: targets %v pool %v", d.UplinkTargets, d.NTPPool)
+	}
+}
+
 func TestZOSKeysMalformed(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"runmode=main", `runmode="main": want one of prod, test, qa, dev`},

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/kmod"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -47,7 +48,7 @@ type Options struct {
 	// the overlays' /dev/net/tun.
 	Extra []string
 	// Logf reports progress; nil discards.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Loader loads a module; nil means finit_module(2).
 	Loader Loader
 	// MaxRounds bounds the rescans after loads; default 4 (PCI -> virtio
@@ -202,7 +203,7 @@ func newRun(opts *Options) (*run, error) {
 		opts.ModulesDir = filepath.Join("/lib/modules", rel)
 	}
 	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
+		opts.Logf = console.Discard
 	}
 	if opts.Loader == nil {
 		opts.Loader = defaultLoader()

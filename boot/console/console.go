@@ -12,6 +12,15 @@ import (
 	"time"
 )
 
+// Logf prints one event line, formatted as by fmt.Sprintf, with the
+// line's end left to it: the one type of every logger netinit hands around
+// (the engine, the clients, the overlays, the servers), as tailscale's
+// logger.Logf. (*Log).Logf is one, a testing.T's Logf another.
+type Logf func(format string, args ...any)
+
+// Discard is the Logf that prints nothing.
+func Discard(string, ...any) {}
+
 // Log writes stamped event lines to one or more writers.
 type Log struct {
 	mu    sync.Mutex

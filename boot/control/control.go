@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -72,7 +73,7 @@ type Server struct {
 	// the daemon; tests set their own.
 	AllowUID uint32
 	// Logf, if set, logs contained panics.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	wg   sync.WaitGroup
 }
 

@@ -3,23 +3,22 @@ package dhcp4
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // installed is what this client put in the kernel, so that it removes only
 // that.
 type installed struct {
-	addr    netip.Prefix // invalid when none
-	routes  []route
-	mtu     int // the MTU we set; 0 when we did not touch it
-	origMTU int // the link's MTU before we set it
+	addr    netip.Prefix  // invalid when none
+	routes  []route.Route // in the kernel (boot/route judged them)
+	mtu     int           // the MTU we set; 0 when we did not touch it
+	origMTU int           // the link's MTU before we set it
 	// applied is the MTU the lease (or the override) asks for when the
 	// link has it, set by us or already so (reported in the Lease).
 	applied int
@@ -56,26 +55,13 @@ func (c *client) apply(b *binding, t0 time.Time) error {
 
 	c.applyMTU(link, b)
 
-	// DefaultRoute is only asked when the lease has a default route to
-	// install: the engine makes the first link that asks its uplink.
-	want := plan(b, hasDefault(b) && c.o.DefaultRoute())
-	var done []route
-	for _, r := range want {
-		if err := c.addRoute(r, b.Addr.Addr()); err != nil {
-			c.logf("route %s: %v", r, err)
-			continue
-		}
-		done = append(done, r)
+	// boot/route installs what the link may have now (the uplink: the
+	// default routes too) and withdraws what it no longer may.
+	routes, err := c.o.Routes.Apply(c.o.Link, c.idx, lease.SourceDHCP4, plan(b))
+	if err != nil {
+		c.logf("%v", err)
 	}
-	// Withdraw routes of the previous application that are gone now
-	// (a changed option 121, DefaultRoute turned false...), last
-	// first so a host route outlives the route through it.
-	for i := len(c.inst.routes) - 1; i >= 0; i-- {
-		if r := c.inst.routes[i]; !slices.Contains(done, r) {
-			c.delRoute(r)
-		}
-	}
-	c.inst.routes = done
+	c.inst.routes = routes
 	return nil
 }
 
@@ -122,69 +108,10 @@ func (c *client) restoreMTU() {
 	c.inst.mtu, c.inst.applied = 0, 0
 }
 
-// nlRoute is r as a kernel route of ours: protocol dhcp, preferred source
-// the leased address. With that source, the kernel also flushes the route
-// when the address expires (fib_sync_down_addr), so nothing is left
-// pointing nowhere if netinit dies.
-func (c *client) nlRoute(r route, src netip.Addr) *netlink.Route {
-	nr := &netlink.Route{
-		LinkIndex: c.idx,
-		Protocol:  unix.RTPROT_DHCP,
-		Family:    netlink.FAMILY_V4,
-		Src:       src.AsSlice(),
-		Scope:     netlink.SCOPE_UNIVERSE,
-	}
-	if r.Dst.Bits() > 0 {
-		nr.Dst = addr.Net(r.Dst)
-	} else {
-		nr.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
-	}
-	if r.Via.IsValid() {
-		nr.Gw = r.Via.AsSlice()
-	} else {
-		nr.Scope = netlink.SCOPE_LINK
-	}
-	return nr
-}
-
-// addRoute installs r. A route we installed before is replaced in place
-// (no bounce at renewal); a new one is added, and an equal route that is
-// somebody else's (another link, a static config) is left alone, except a
-// dhcp route on this very link: that is ours from before a handoff.
-func (c *client) addRoute(r route, src netip.Addr) error {
-	nr := c.nlRoute(r, src)
-	if slices.Contains(c.inst.routes, r) {
-		return netlink.RouteReplace(nr)
-	}
-	err := netlink.RouteAdd(nr)
-	if !errors.Is(err, unix.EEXIST) {
-		return err
-	}
-	existing, lerr := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nr.Dst},
-		netlink.RT_FILTER_DST)
-	if lerr != nil {
-		return err
-	}
-	for _, e := range existing {
-		if e.LinkIndex == c.idx && e.Protocol == unix.RTPROT_DHCP && e.Priority == 0 {
-			return netlink.RouteReplace(nr)
-		}
-	}
-	return fmt.Errorf("an equal route that is not ours exists: %w", err)
-}
-
-func (c *client) delRoute(r route) {
-	nr := c.nlRoute(r, netip.Addr{})
-	nr.Src = nil
-	if err := netlink.RouteDel(nr); err != nil && !errors.Is(err, unix.ESRCH) {
-		c.logf("removing route %s: %v", r, err)
-	}
-}
-
 // unapply removes everything we installed.
 func (c *client) unapply() {
-	for i := len(c.inst.routes) - 1; i >= 0; i-- {
-		c.delRoute(c.inst.routes[i])
+	if err := c.o.Routes.Withdraw(c.o.Link, lease.SourceDHCP4); err != nil {
+		c.logf("%v", err)
 	}
 	c.inst.routes = nil
 	if c.inst.addr.IsValid() {

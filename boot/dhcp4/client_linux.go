@@ -16,8 +16,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/pause"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // requested is our parameter request list (option 55, RFC 2132 section
@@ -268,7 +270,7 @@ func (c *client) dora(ctx context.Context) (*binding, time.Time, error) {
 			if m.MessageType() != dhcpv4.MessageTypeOffer {
 				return false
 			}
-			if _, err := parseLease(m, func(string, ...any) {}); err != nil {
+			if _, err := parseLease(m, console.Discard); err != nil {
 				c.refuse("offer", m, err)
 				return false
 			}
@@ -540,7 +542,7 @@ func (c *client) bind(b *binding, t0 time.Time, renewal bool) error {
 	}
 	var extra []string
 	for _, r := range l.Routes {
-		extra = append(extra, "route "+route{Dst: r.Dst, Via: r.Via}.String())
+		extra = append(extra, "route "+route.Route{Dst: r.Dst, Via: r.Via}.String())
 	}
 	if len(b.DNS) > 0 {
 		extra = append(extra, fmt.Sprintf("dns %v", b.DNS))

@@ -14,21 +14,21 @@ package dhcp4
 import (
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // Options configure Run. Only Link is required.
 type Options struct {
 	Link string // interface name
 
-	// DefaultRoute is asked when a lease is applied (and again at every
-	// renewal and Reapply): install the default route, and option-121
-	// routes less specific than /8 (0.0.0.0/1 + 128.0.0.0/1 is a default
-	// route too), only if it returns true. Only the uplink installs them —
-	// a second NIC that also gets a lease must not win the default route
-	// at random. nil means no, as in ra: a client installs a default
-	// route only when told to.
-	DefaultRoute func() bool
+	// Routes installs the lease's routes (at every application: a
+	// renewal, Reapply) by its rules: only the uplink installs the
+	// default route and routes that compete with it — a second NIC that
+	// also gets a lease must not win the default route at random. nil: an
+	// installer of its own, for which no link is the uplink.
+	Routes *route.Installer
 
 	// MTU overrides DHCP option 26 when non-zero (cmdline/config >
 	// option 26 > the kernel's default).
@@ -45,7 +45,7 @@ type Options struct {
 
 	// Logf gets one readable event per line, already prefixed with the
 	// link name.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 
 	// Kick, when it receives, makes the client act now instead of at its
 	// next timer (the control socket's "renew"): a bound client renews its
@@ -54,8 +54,8 @@ type Options struct {
 	// forwarding). Same name and meaning in ra and dhcp6.
 	Kick <-chan struct{}
 
-	// Reapply, when it receives, applies the bound lease again (asking
-	// DefaultRoute again): the engine's uplink changed.
+	// Reapply, when it receives, applies the bound lease again (Routes
+	// judges its routes again): the engine's uplink changed.
 	Reapply <-chan struct{}
 
 	// IPv6OnlyPreferred requests DHCP option 108 (RFC 8925): set it when
@@ -117,14 +117,14 @@ func (o *Options) defaults() {
 	if o.Requests <= 0 {
 		o.Requests = 4
 	}
-	if o.DefaultRoute == nil {
-		o.DefaultRoute = func() bool { return false }
-	}
 	if o.Report == nil {
 		o.Report = func(lease.Report) {}
 	}
 	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+		o.Logf = console.Discard
+	}
+	if o.Routes == nil {
+		o.Routes = route.New(route.Config{Logf: o.Logf})
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -40,7 +41,7 @@ type childConf struct {
 	IPv6       bool
 	Retransmit time.Duration
 	RenewMin   time.Duration
-	// DefaultOnce: DefaultRoute says yes the first time only (the
+	// DefaultOnce: the link is the uplink the first time only (the
 	// uplink moved elsewhere before the first renewal).
 	DefaultOnce bool
 	// Twice runs a second Oneshot Run after the first, as the next
@@ -91,16 +92,16 @@ func child(t *testing.T) {
 		mu  sync.Mutex
 		out childOut
 	)
+	start := time.Now() // before the deadline is set: Took is never below it
 	ctx, cancel := context.WithTimeout(context.Background(), conf.Timeout)
 	defer cancel()
 	asked := 0
-	start := time.Now()
 	o := Options{
 		Link: "c0",
-		DefaultRoute: func() bool {
+		Routes: route.New(route.Config{Uplink: func(string, bool) bool {
 			asked++
 			return !conf.NoDefault && (!conf.DefaultOnce || asked == 1)
-		},
+		}}),
 		MTU:        conf.MTU,
 		IPv6:       conf.IPv6,
 		Oneshot:    conf.Oneshot,
@@ -394,7 +395,7 @@ func TestDnsmasq(t *testing.T) {
 			}
 			rs := r.routes(t)
 			if hasRoute(rs, "0.0.0.0/0") || l.HasDefault() {
-				t.Errorf("default route installed although DefaultRoute() is false: %q", rs)
+				t.Errorf("default route installed although the link is not the uplink: %q", rs)
 			}
 			if !hasRoute(rs, "198.51.100.0/24 via 192.0.2.254") {
 				t.Errorf("option 121 route missing: %q", rs)
@@ -454,13 +455,13 @@ func TestDnsmasq(t *testing.T) {
 			if a.ValidLft < 115 {
 				t.Errorf("valid lifetime %d s: not refreshed by the renewals", a.ValidLft)
 			}
-			// DefaultRoute said no at the renewals: the default route
+			// the link stopped being the uplink at the renewals: the default route
 			// of the first binding was withdrawn, the rest stays.
 			if i := slices.IndexFunc(out.Reports, func(l lease.Report) bool { return l.Status == "bound" }); i < 0 || !out.Reports[i].HasDefault() {
 				t.Errorf("first binding had no default route: %+v", out.Reports)
 			}
 			if l := out.last("bound"); l.HasDefault() || hasRoute(r.routes(t), "0.0.0.0/0") {
-				t.Errorf("default route kept after DefaultRoute() turned false: %q", r.routes(t))
+				t.Errorf("default route kept after the link stopped being the uplink: %q", r.routes(t))
 			}
 		},
 	}} {

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/rfc1035label"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dnsname"
-	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // binding is a DHCPACK (or DHCPOFFER) that passed validation, converted to
@@ -27,7 +29,7 @@ type binding struct {
 	Routers   []netip.Addr // option 3, all of them, in order
 	// Static are the option 121 routes (RFC 3442); when present they
 	// replace the router option for routing.
-	Static   []route
+	Static   []route.Route
 	DNS      []netip.Addr
 	NTP      []netip.Addr
 	Search   []string
@@ -36,19 +38,6 @@ type binding struct {
 
 	// Lease is the lease time (option 51); 0 means infinite.
 	Lease, T1, T2 time.Duration
-}
-
-// route is a route to install; an invalid Via means on-link.
-type route struct {
-	Dst netip.Prefix
-	Via netip.Addr
-}
-
-func (r route) String() string {
-	if r.Via.IsValid() {
-		return r.Dst.String() + " via " + r.Via.String()
-	}
-	return r.Dst.String() + " on-link"
 }
 
 const infinite = 0xffffffff // RFC 2131 section 3.3: lease time 0xffffffff is infinity
@@ -64,7 +53,7 @@ const (
 // parseLease validates m (an OFFER or an ACK) and converts it. It returns
 // an error naming what is wrong when the lease must be refused; logf gets a
 // line for every informational item it drops.
-func parseLease(m *dhcpv4.DHCPv4, logf func(string, ...any)) (*binding, error) {
+func parseLease(m *dhcpv4.DHCPv4, logf console.Logf) (*binding, error) {
 	if m == nil {
 		return nil, errors.New("no message")
 	}
@@ -183,7 +172,7 @@ func parseLease(m *dhcpv4.DHCPv4, logf func(string, ...any)) (*binding, error) {
 // parseMask returns the prefix length from option 1. Without the option
 // it falls back to the classful mask of ip (RFC 2131 leaves the client to
 // pick a default; classful is what dhclient and systemd-networkd use).
-func parseMask(v []byte, ip netip.Addr, logf func(string, ...any)) (int, error) {
+func parseMask(v []byte, ip netip.Addr, logf console.Logf) (int, error) {
 	if v == nil {
 		n := 8
 		switch a := ip.As4(); {
@@ -212,7 +201,7 @@ func parseMask(v []byte, ip netip.Addr, logf func(string, ...any)) (int, error) 
 	return ones, nil
 }
 
-func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf func(string, ...any)) error {
+func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf console.Logf) error {
 	secs := func(code dhcpv4.OptionCode, name string) (uint32, bool, error) {
 		v := m.Options.Get(code)
 		if v == nil {
@@ -270,12 +259,12 @@ func parseTimes(m *dhcpv4.DHCPv4, b *binding, logf func(string, ...any)) error {
 
 // parseStatic decodes option 121 (RFC 3442 section 3): a list of
 // <width><significant destination octets><router> entries.
-func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
+func parseStatic(v []byte, leased netip.Prefix) ([]route.Route, error) {
 	// RFC 3442 section 3: the minimum length is 5 (a default route).
 	if len(v) < 5 {
 		return nil, fmt.Errorf("classless static routes option 121 has %d bytes, want at least 5", len(v))
 	}
-	var rs []route
+	var rs []route.Route
 	for len(v) > 0 {
 		w := int(v[0])
 		if w > 32 {
@@ -294,7 +283,7 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 		if dst.Bits() >= 8 && dst.Addr().IsLoopback() {
 			return nil, fmt.Errorf("option 121: route to %s is loopback", dst)
 		}
-		r := route{Dst: dst}
+		r := route.Route{Dst: dst}
 		// A router of 0.0.0.0 means the destination is on-link (the
 		// reading dhclient, systemd-networkd and dhcpcd share).
 		if !gw.IsUnspecified() {
@@ -308,52 +297,36 @@ func parseStatic(v []byte, leased netip.Prefix) ([]route, error) {
 	return rs, nil
 }
 
-// plan is the list of routes to install for b, in installation order.
-// RFC 3442 section 3.5: when option 121 is present the router option is
-// ignored for routing. Otherwise the first router (option 3) is the
-// default gateway; the others are only reported. allowDefault false drops
-// the default route(s) (a link that is not the uplink). A router outside
-// the leased subnet gets an on-link host route first, or the kernel would
-// refuse the route as unreachable.
-// hasDefault reports whether the lease carries a default route: an option
-// 121 default, or a router (option 3) when there is no option 121.
-func hasDefault(b *binding) bool {
-	if b.Static != nil {
-		for _, r := range b.Static {
-			if lease.Wide(r.Dst) {
-				return true
-			}
-		}
-		return false
-	}
-	return len(b.Routers) > 0
-}
-
-func plan(b *binding, allowDefault bool) []route {
-	var rs []route
+// plan is the list of routes to install for b, in installation order
+// (boot/route decides which of them go into the kernel: only the uplink's
+// default routes, say). RFC 3442 section 3.5: when option 121 is present
+// the router option is ignored for routing. Otherwise the first router
+// (option 3) is the default gateway; the others are only reported. A
+// router outside the leased subnet gets an on-link host route first, or
+// the kernel would refuse the route as unreachable. Every route has the
+// leased address as its preferred source: the kernel removes it with the
+// address.
+func plan(b *binding) []route.Route {
+	var rs []route.Route
 	if b.Static != nil {
 		rs = append(rs, b.Static...)
 	} else if len(b.Routers) > 0 {
-		rs = append(rs, route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Via: b.Routers[0]})
+		rs = append(rs, route.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Via: b.Routers[0]})
 	}
 	subnet := b.Addr.Masked()
-	var out []route
-	seen := map[route]bool{}
-	add := func(r route) {
-		if !seen[r] {
-			seen[r] = true
+	var out []route.Route
+	add := func(r route.Route) {
+		r.Src = b.Addr.Addr()
+		if !slices.Contains(out, r) {
 			out = append(out, r)
 		}
 	}
 	for _, r := range rs {
-		if lease.Wide(r.Dst) && !allowDefault {
-			continue
-		}
 		if r.Dst == subnet && !r.Via.IsValid() {
 			continue // the kernel's prefix route already covers it
 		}
 		if r.Via.IsValid() && !subnet.Contains(r.Via) {
-			add(route{Dst: netip.PrefixFrom(r.Via, 32)})
+			add(route.Route{Dst: netip.PrefixFrom(r.Via, 32)})
 		}
 		add(r)
 	}
@@ -439,7 +412,7 @@ func addrList(v []byte, name string) ([]netip.Addr, error) {
 
 // usableAddrs is addrList for informational options: garbage is dropped
 // with a log line, the rest kept.
-func usableAddrs(v []byte, name string, logf func(string, ...any)) []netip.Addr {
+func usableAddrs(v []byte, name string, logf console.Logf) []netip.Addr {
 	if v == nil {
 		return nil
 	}
@@ -461,7 +434,7 @@ func usableAddrs(v []byte, name string, logf func(string, ...any)) []netip.Addr 
 
 // searchList is option 119 (RFC 3397), or option 15 when 119 is absent.
 // Names that are not valid RFC 1123 names are dropped with a log line.
-func searchList(m *dhcpv4.DHCPv4, logf func(string, ...any)) []string {
+func searchList(m *dhcpv4.DHCPv4, logf console.Logf) []string {
 	var names []string
 	if v := m.Options.Get(dhcpv4.OptionDNSDomainSearchList); v != nil {
 		l, err := rfc1035label.FromBytes(v)
@@ -486,7 +459,7 @@ const minV6OnlyWait = 300 * time.Second
 // v6OnlyWait reads option 108 (RFC 8925 section 3.1) from an OFFER: the
 // V6ONLY_WAIT, at least MIN_V6ONLY_WAIT (section 3.2), and whether the
 // option is there. An option whose length is not 4 is ignored (logged).
-func v6OnlyWait(m *dhcpv4.DHCPv4, logf func(string, ...any)) (time.Duration, bool) {
+func v6OnlyWait(m *dhcpv4.DHCPv4, logf console.Logf) (time.Duration, bool) {
 	b := m.Options.Get(dhcpv4.OptionIPv6OnlyPreferred)
 	if b == nil {
 		return 0, false

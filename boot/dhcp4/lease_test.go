@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // goodACK is a sane ACK; tests mutate it.
@@ -184,50 +188,47 @@ func TestPlan(t *testing.T) {
 	p := netip.MustParsePrefix
 	a := netip.MustParseAddr
 	for _, tc := range []struct {
-		name         string
-		mods         []dhcpv4.Modifier
-		allowDefault bool
-		want         []route
+		name string
+		mods []dhcpv4.Modifier
+		want []route.Route
 	}{
-		{"router option", nil, true, []route{{Dst: def, Via: a("192.0.2.1")}}},
-		{"no default wanted", nil, false, nil},
+		{"router option", nil, []route.Route{{Dst: def, Via: a("192.0.2.1")}}},
 		{"first of several routers",
-			[]dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4(192, 0, 2, 2), net.IPv4(192, 0, 2, 1))}, true,
-			[]route{{Dst: def, Via: a("192.0.2.2")}}},
+			[]dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4(192, 0, 2, 2), net.IPv4(192, 0, 2, 1))},
+			[]route.Route{{Dst: def, Via: a("192.0.2.2")}}},
 		{"router outside the subnet gets a host route",
-			[]dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4(203, 0, 113, 1))}, true,
-			[]route{{Dst: p("203.0.113.1/32")}, {Dst: def, Via: a("203.0.113.1")}}},
+			[]dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4(203, 0, 113, 1))},
+			[]route.Route{{Dst: p("203.0.113.1/32")}, {Dst: def, Via: a("203.0.113.1")}}},
 		{"/32 lease (cloud style)",
-			[]dhcpv4.Modifier{dhcpv4.WithNetmask(net.CIDRMask(32, 32)), dhcpv4.WithRouter(net.IPv4(192, 0, 2, 1))}, true,
-			[]route{{Dst: p("192.0.2.1/32")}, {Dst: def, Via: a("192.0.2.1")}}},
+			[]dhcpv4.Modifier{dhcpv4.WithNetmask(net.CIDRMask(32, 32)), dhcpv4.WithRouter(net.IPv4(192, 0, 2, 1))},
+			[]route.Route{{Dst: p("192.0.2.1/32")}, {Dst: def, Via: a("192.0.2.1")}}},
 		{"121 overrides 3 (RFC 3442)",
 			[]dhcpv4.Modifier{raw(dhcpv4.OptionClasslessStaticRoute,
 				24, 198, 51, 100, 192, 0, 2, 254, // 198.51.100.0/24 via 192.0.2.254
 				0, 192, 0, 2, 9, // default via 192.0.2.9
 				32, 203, 0, 113, 7, 0, 0, 0, 0, // 203.0.113.7/32 on-link
 				25, 192, 0, 2, 128, 203, 0, 113, 1)}, // via a router outside the subnet
-			true,
-			[]route{
+			[]route.Route{
 				{Dst: p("198.51.100.0/24"), Via: a("192.0.2.254")},
 				{Dst: def, Via: a("192.0.2.9")},
 				{Dst: p("203.0.113.7/32")},
 				{Dst: p("203.0.113.1/32")},
 				{Dst: p("192.0.2.128/25"), Via: a("203.0.113.1")},
 			}},
-		{"121 without default, no default wanted",
-			[]dhcpv4.Modifier{raw(dhcpv4.OptionClasslessStaticRoute, 0, 192, 0, 2, 9, 24, 198, 51, 100, 192, 0, 2, 254)}, false,
-			[]route{{Dst: p("198.51.100.0/24"), Via: a("192.0.2.254")}}},
 		{"121 host bits masked",
-			[]dhcpv4.Modifier{raw(dhcpv4.OptionClasslessStaticRoute, 16, 198, 51, 192, 0, 2, 254)}, true,
-			[]route{{Dst: p("198.51.0.0/16"), Via: a("192.0.2.254")}}},
-		{"no routers", []dhcpv4.Modifier{dhcpv4.WithoutOption(dhcpv4.OptionRouter)}, true, nil},
+			[]dhcpv4.Modifier{raw(dhcpv4.OptionClasslessStaticRoute, 16, 198, 51, 192, 0, 2, 254)},
+			[]route.Route{{Dst: p("198.51.0.0/16"), Via: a("192.0.2.254")}}},
+		{"no routers", []dhcpv4.Modifier{dhcpv4.WithoutOption(dhcpv4.OptionRouter)}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := parseLease(goodACK(t, tc.mods...), t.Logf)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := plan(b, tc.allowDefault); !reflect.DeepEqual(got, tc.want) {
+			for i := range tc.want {
+				tc.want[i].Src = b.Addr.Addr()
+			}
+			if got := plan(b); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("plan = %v\nwant   %v", got, tc.want)
 			}
 		})
@@ -304,31 +305,36 @@ func TestV6OnlyWait(t *testing.T) {
 }
 
 // TestPlanWideRoutes: option 121's 0.0.0.0/1 + 128.0.0.0/1 (a default
-// route in two halves) and anything less specific than /8 are installed
-// only where default routes are allowed (the uplink); narrower routes
-// always.
+// route in two halves) make the link a candidate for the uplink, and go
+// into the kernel only on the uplink (boot/route); 10.0.0.0/8 always.
 func TestPlanWideRoutes(t *testing.T) {
-	b := &binding{Addr: netip.MustParsePrefix("192.0.2.57/24"), Static: []route{
+	b := &binding{Addr: netip.MustParsePrefix("192.0.2.57/24"), Static: []route.Route{
 		{Dst: netip.MustParsePrefix("0.0.0.0/1"), Via: netip.MustParseAddr("192.0.2.1")},
 		{Dst: netip.MustParsePrefix("128.0.0.0/1"), Via: netip.MustParseAddr("192.0.2.1")},
 		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Via: netip.MustParseAddr("192.0.2.1")},
 	}}
-	if !hasDefault(b) {
-		t.Fatal("two /1 halves do not ask for the default-route permission")
-	}
 	for _, tc := range []struct {
-		allow bool
-		want  []string
+		uplink bool
+		want   []string
 	}{
 		{true, []string{"0.0.0.0/1 via 192.0.2.1", "128.0.0.0/1 via 192.0.2.1", "10.0.0.0/8 via 192.0.2.1"}},
 		{false, []string{"10.0.0.0/8 via 192.0.2.1"}},
 	} {
+		candidate := false
+		in := route.New(route.Config{Kernel: kerneltest.New(), Uplink: func(_ string, c bool) bool {
+			candidate = c
+			return tc.uplink
+		}})
+		rs, err := in.Apply("eth0", 2, lease.SourceDHCP4, plan(b))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var got []string
-		for _, r := range plan(b, tc.allow) {
+		for _, r := range rs {
 			got = append(got, r.String())
 		}
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("plan(allow=%v) = %q, want %q", tc.allow, got, tc.want)
+		if !reflect.DeepEqual(got, tc.want) || !candidate {
+			t.Errorf("uplink %v: installed %q (candidate %v), want %q (a candidate)", tc.uplink, got, candidate, tc.want)
 		}
 	}
 }

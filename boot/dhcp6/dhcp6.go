@@ -22,6 +22,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 	"github.com/threefoldtech/netinit/boot/lease"
 )
@@ -33,13 +34,14 @@ type Options struct {
 	// configuration (DNS, search). Managed wins when both are set.
 	Managed, Other bool
 	Report         lease.Reporter
-	Logf           func(format string, args ...any)
+	Logf           console.Logf
 	// Kick, when it receives, makes the client act now instead of at its
 	// next timer (the control socket's "renew"): a bound stateful client
 	// sends its Renew (RFC 8415 section 18.2.4) before T1, a stateless
 	// one its Information-request before the refresh time (section
 	// 18.2.6). Same name and meaning in dhcp4 and ra. DHCPv6 installs no
-	// routes, so there is no DefaultRoute or Reapply.
+	// routes (its addresses are /128 without a prefix route: on-link-ness
+	// is the RA's), so there is no Routes or Reapply.
 	Kick <-chan struct{}
 	// Oneshot returns after the first address (M) or configuration (O)
 	// has been applied and reported, or when ctx ends.

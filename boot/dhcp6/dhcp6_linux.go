@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/pause"
 )
@@ -26,7 +27,7 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+		o.Logf = console.Discard
 	}
 	if o.Report == nil {
 		o.Report = func(lease.Report) {}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/internal/lab"
@@ -28,7 +29,7 @@ type childOut struct {
 }
 
 // prepareLink readies the client's link as the engine does: down, IPv6
-// prepared (ra.Prepare: optimistic DAD, no kernel RA processing), up.
+// prepared (kernel.PrepareIPv6: optimistic DAD, no kernel RA processing), up.
 func prepareLink(t *testing.T, name string) {
 	t.Helper()
 	l, err := netlink.LinkByName(name)
@@ -38,7 +39,7 @@ func prepareLink(t *testing.T, name string) {
 	if err := netlink.LinkSetDown(l); err != nil {
 		t.Fatal(err)
 	}
-	if err := ra.Prepare(name); err != nil {
+	if err := kernel.PrepareIPv6(name); err != nil {
 		t.Fatal(err)
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
@@ -46,7 +47,7 @@ func prepareLink(t *testing.T, name string) {
 	}
 }
 
-// runClient is the in-namespace half, as the engine does it: Prepare, link
+// runClient is the in-namespace half, as the engine does it: kernel.PrepareIPv6, link
 // up, router discovery, then DHCPv6 as the RA's M/O flags say.
 func runClient(t *testing.T) {
 	var (

@@ -3,23 +3,12 @@ package engine
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
-
-	"github.com/threefoldtech/netinit/boot/addr"
-	"github.com/threefoldtech/netinit/boot/ra"
-	"github.com/threefoldtech/netinit/boot/spec"
-	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/boot/kernel"
 )
 
 // The management bridge (issue 17 item 1). 0-OS's networkd refuses to
@@ -43,26 +32,6 @@ import (
 // VLAN) and a NIC already up build the bridge before the clients start,
 // and they run on the bridge.
 
-// DefaultBridge is 0-OS's management bridge.
-const DefaultBridge = "zos"
-
-// BridgeName is the management bridge a boot with spec s builds:
-// netinit.bridge=, else dflt (the boot's default), "" for none.
-func BridgeName(s *spec.Spec, dflt string) string {
-	switch b := s.Bridge; b {
-	case spec.NoBridge:
-		return ""
-	case "":
-		return dflt
-	default:
-		return b
-	}
-}
-
-// bridgeName is the management bridge to build: BridgeName with
-// Config.Bridge as the default.
-func (e *Engine) bridgeName() string { return BridgeName(e.spec, e.cfg.Bridge) }
-
 // bridgeFor is the bridge the NIC nic (with MAC mac) is enslaved to, or ""
 // when it is managed as itself. Only a NIC that is the uplink before any
 // client ran gets the bridge: netinit.uplink=, BOOTIF, the NIC an earlier
@@ -70,7 +39,7 @@ func (e *Engine) bridgeName() string { return BridgeName(e.spec, e.cfg.Bridge) }
 // (only: the sole one asked for, or the sole manageable NIC found in the
 // first scan). An elected uplink keeps its own name (not built yet).
 func (e *Engine) bridgeFor(nic string, mac []byte, only bool) string {
-	br := e.bridgeName()
+	br := e.spec.BridgeName()
 	if br == "" || br == nic {
 		return ""
 	}
@@ -102,244 +71,9 @@ const settleWait = time.Second
 // operstate is up already (left up by the firmware: the bridge forwards
 // through it at once), or when the management traffic is tagged
 // (vlan:priv=): only the bridge reaches that VLAN.
-func (e *Engine) leaseFirst(a *netlink.LinkAttrs) bool {
-	return e.spec.VLANPriv == 0 && a.MasterIndex == 0 && a.OperState != netlink.OperUp &&
+func (e *Engine) leaseFirst(a kernel.LinkInfo) bool {
+	return e.spec.VLANPriv == 0 && a.Master == 0 && !a.OperUp &&
 		(e.cfg.Previous == nil || e.cfg.Previous.UplinkNIC != a.Name)
-}
-
-// Bridge makes the bridge b.Name with b.NIC as its only port, or
-// completes one found (a daemon restart, or 0-OS's own) as 0-OS's
-// `internet` module makes it: type bridge with VLAN filtering (always, as
-// zosbase's bridge.New), the NIC's MAC, IPv6 on and not forwarding on the
-// bridge, IPv6 off and no address on the port, the port up, and the VLANs
-// of VLANPlan(b.VLAN, b.PubVLAN) (vlanplan.go): with vlan:priv= the
-// management traffic is tagged on the wire, the bridge itself PVID and
-// untagged in that VLAN, the port carrying it tagged; vlan:pub= is
-// carried tagged too, and with both the port leaves the default VLAN 1.
-// On a kernel without bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING,
-// which kernel-config requires: only a test host lacks it) a bridge
-// without VLANs is made unfiltered, one with VLANs fails. The bridge
-// itself is set up by the caller, like any managed link. With b.Prepare
-// only the bridge is made (its MAC, IPv6, up) and nothing is done to the
-// port: moveToBridge has it up before the NIC joins.
-func (netlinkKernel) Bridge(b BridgeSpec) error {
-	br, nic := b.Name, b.NIC
-	port, err := netlink.LinkByName(nic)
-	if err != nil {
-		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
-	}
-	mac := port.Attrs().HardwareAddr
-	plan := VLANPlan(b.VLAN, b.PubVLAN)
-	// A kernel without bridge VLAN filtering refuses the attribute
-	// itself, even 0 (br_changelink): without VLANs to carry, the bridge
-	// is made as it can be.
-	unfiltered := func(err error) bool { return errors.Is(err, unix.EOPNOTSUPP) && len(plan) == 0 }
-	bl, err := netlink.LinkByName(br)
-	var notFound netlink.LinkNotFoundError
-	switch {
-	case errors.As(err, &notFound):
-		attrs := netlink.NewLinkAttrs()
-		attrs.Name, attrs.HardwareAddr = br, mac
-		if b.MTU > 0 {
-			attrs.MTU = b.MTU
-		}
-		filtering := true
-		err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs, VlanFiltering: &filtering})
-		if unfiltered(err) {
-			err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
-		}
-		if err != nil {
-			return fmt.Errorf("bridge %s: creating: %w", br, err)
-		}
-		if bl, err = netlink.LinkByName(br); err != nil {
-			return fmt.Errorf("bridge %s: %w", br, err)
-		}
-	case err != nil:
-		return fmt.Errorf("bridge %s: %w", br, err)
-	case bl.Type() != "bridge":
-		return fmt.Errorf("bridge %s: a link of type %s has that name", br, bl.Type())
-	default:
-		if f := bl.(*netlink.Bridge).VlanFiltering; f == nil || !*f {
-			if err := setVLANFiltering(bl.Attrs().Index); err != nil && !unfiltered(err) {
-				return fmt.Errorf("bridge %s: VLAN filtering: %w", br, err)
-			}
-		}
-	}
-	// IPv6 on the bridge, never forwarding (it is a host, and 0-OS's
-	// DefaultBridgeValid checks it).
-	for _, key := range [][2]string{{"disable_ipv6", "0"}, {"forwarding", "0"}} {
-		if err := ra.WriteConf(br, key[0], key[1]); err != nil {
-			return fmt.Errorf("bridge %s: %w", br, err)
-		}
-	}
-	if !bytes.Equal(bl.Attrs().HardwareAddr, mac) {
-		if err := netlink.LinkSetHardwareAddr(bl, mac); err != nil {
-			return fmt.Errorf("bridge %s: MAC %s: %w", br, mac, err)
-		}
-	}
-	if b.PrepareIPv6 {
-		if err := ra.Prepare(br); err != nil {
-			return fmt.Errorf("bridge %s: %w", br, err)
-		}
-	}
-	if b.Prepare {
-		if err := netlink.LinkSetUp(bl); err != nil {
-			return fmt.Errorf("bridge %s: up: %w", br, err)
-		}
-		return nil
-	}
-	if b.MTU > 0 && port.Attrs().MTU != b.MTU {
-		if err := netlink.LinkSetMTU(port, b.MTU); err != nil {
-			return fmt.Errorf("bridge %s: port %s mtu %d: %w", br, nic, b.MTU, err)
-		}
-	}
-	if port.Attrs().MasterIndex != bl.Attrs().Index {
-		if err := netlink.LinkSetMaster(port, bl); err != nil {
-			return fmt.Errorf("bridge %s: enslaving %s: %w", br, nic, err)
-		}
-	}
-	if err := bridgeVLANs(bl, port, plan); err != nil {
-		return fmt.Errorf("bridge %s: %w", br, err)
-	}
-	// Carried over once the port forwards: until the routes move, the
-	// host still sends through the port itself, and what arrives through
-	// the bridge is for an address the host has (RFC 1122 section
-	// 3.3.4.2, the weak host model): no packet waits for the bridge.
-	if b.Carry {
-		if err := carryIPv4(port, bl); err != nil {
-			return fmt.Errorf("bridge %s: carrying %s's IPv4 over: %w", br, nic, err)
-		}
-	}
-	// An IPv4 address left on the port (netinit ran on it before, or an
-	// older process did) would answer ARP for the bridge's.
-	if addrs, err := netlink.AddrList(port, netlink.FAMILY_V4); err == nil {
-		for _, a := range addrs {
-			if err := netlink.AddrDel(port, &a); err != nil {
-				return fmt.Errorf("bridge %s: removing %s from port %s: %w", br, a.IPNet, nic, err)
-			}
-		}
-	}
-	// IPv6 off on the port: its addresses and RAs belong to the bridge
-	// (after the enslaving: the bridge forwards the sooner).
-	if err := ra.WriteConf(nic, "disable_ipv6", "1"); err != nil {
-		return fmt.Errorf("bridge %s: %w", br, err)
-	}
-	if err := netlink.LinkSetUp(port); err != nil {
-		return fmt.Errorf("bridge %s: port %s up: %w", br, nic, err)
-	}
-	return nil
-}
-
-// setVLANFiltering turns VLAN filtering on for the bridge with index idx,
-// up or not: an RTM_NEWLINK with the index and that attribute only.
-// (netlink.BridgeSetVlanFiltering also sends the link's name, and the
-// kernel refuses any name for a link that is up, its own included:
-// net/core/dev.c dev_change_name says EBUSY before it compares them.)
-func setVLANFiltering(idx int) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(idx)
-	req.AddData(msg)
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
-	info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.IFLA_BR_VLAN_FILTERING, []byte{1})
-	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
-}
-
-// carryIPv4 puts the port's IPv4 addresses (with their remaining
-// lifetimes) and its routes in the main table on the bridge, which is set
-// up for it. A route is replaced in place (the kernel's key: table,
-// destination, TOS, metric), so the default route moves from the port to
-// the bridge without a moment without one; the prefix routes come with
-// the addresses; the port's neighbours too. The caller then removes the
-// addresses from the port.
-func carryIPv4(port, bl netlink.Link) error {
-	if err := netlink.LinkSetUp(bl); err != nil {
-		return fmt.Errorf("setting the bridge up: %w", err)
-	}
-	addrs, err := netlink.AddrList(port, netlink.FAMILY_V4)
-	if err != nil {
-		return err
-	}
-	to := addr.Link{Index: bl.Attrs().Index, Name: bl.Attrs().Name}
-	for _, a := range addrs {
-		p, ok := netip.AddrFromSlice(a.IP.To4())
-		if !ok {
-			continue
-		}
-		ones, _ := a.Mask.Size()
-		na := addr.Addr{Prefix: netip.PrefixFrom(p, ones), Valid: lifetime(a.ValidLft), Preferred: lifetime(a.PreferedLft)}
-		if b, ok := netip.AddrFromSlice(a.Broadcast.To4()); ok {
-			na.Broadcast = b
-		}
-		if err := to.Replace(na); err != nil {
-			return err
-		}
-	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{LinkIndex: port.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return err
-	}
-	// The neighbours the port knows (its gateway's MAC): the bridge's
-	// first packets need no ARP round (stale: the kernel confirms them,
-	// RFC 4861 section 7.3.3's states, which IPv4 shares).
-	neighs, err := netlink.NeighList(port.Attrs().Index, netlink.FAMILY_V4)
-	if err != nil {
-		return err
-	}
-	for _, n := range neighs {
-		if len(n.HardwareAddr) == 0 || n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) == 0 {
-			continue
-		}
-		nn := netlink.Neigh{LinkIndex: bl.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_STALE, IP: n.IP, HardwareAddr: n.HardwareAddr}
-		if err := netlink.NeighSet(&nn); err != nil {
-			return fmt.Errorf("neighbour %s: %w", n.IP, err)
-		}
-	}
-	// On-link routes first: a gateway outside the subnet is reached
-	// through its host route (RFC 3442's option 121 routes).
-	slices.SortStableFunc(routes, func(a, b netlink.Route) int { return len(a.Gw) - len(b.Gw) })
-	for _, r := range routes {
-		if r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
-			continue
-		}
-		r.LinkIndex, r.ILinkIndex = bl.Attrs().Index, 0
-		if err := netlink.RouteReplace(&r); err != nil {
-			return fmt.Errorf("route %s: %w", r.Dst, err)
-		}
-	}
-	return nil
-}
-
-// lifetime is a kernel address lifetime (seconds, all ones: forever).
-func lifetime(s int) time.Duration {
-	if s < 0 || uint32(s) == math.MaxUint32 {
-		return addr.Forever
-	}
-	return time.Duration(s) * time.Second
-}
-
-// bridgeVLANs applies the VLAN plan to the bridge bl and its port.
-// Adding a VLAN that is there changes nothing; removing VLAN 1 that is
-// gone already (a restart) is not an error.
-func bridgeVLANs(bl, port netlink.Link, plan []VLANStep) error {
-	for _, s := range plan {
-		dev := port
-		if s.Self {
-			dev = bl
-		}
-		if s.Del {
-			_ = netlink.BridgeVlanDel(dev, uint16(s.VID), s.PVID, s.Untagged, s.Self, false)
-			continue
-		}
-		if err := netlink.BridgeVlanAdd(dev, uint16(s.VID), s.PVID, s.Untagged, s.Self, false); err != nil {
-			return fmt.Errorf("VLAN %d on %s: %w", s.VID, dev.Attrs().Name, err)
-		}
-	}
-	return nil
 }
 
 // clientsStop bounds the wait for an elected uplink's clients to end
@@ -353,7 +87,7 @@ const clientsStop = 5 * time.Second
 // and true is returned: the NIC's clients must not install default routes
 // meanwhile. The caller holds e.mu.
 func (e *Engine) bridgeElectedLocked() bool {
-	br := e.bridgeName()
+	br := e.spec.BridgeName()
 	l := e.links[e.uplink]
 	if e.moving != "" && e.moving == e.uplink {
 		return true
@@ -412,12 +146,12 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	// the full Bridge's to report): a port that joins a bridge that is
 	// down does not forward until the bridge is up, and the carried
 	// addresses would be on a link that cannot send.
-	_ = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, Prepare: true, PrepareIPv6: old.wantsRA()})
+	_ = e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, Prepare: true, PrepareIPv6: old.wantsRA()})
 	switch {
 	case old.ctx.Err() != nil:
 		e.mu.Lock()
 		e.moving = ""
-		e.mu.Unlock()
+		e.unlock()
 		return
 	case err != nil:
 		e.logf("%s: operstate not up (%v): moving it onto the management bridge %s anyway", nic, err, br)
@@ -428,14 +162,17 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	}
 	e.mu.Lock()
 	e.bridgeTried, e.moving = true, nic
-	e.mu.Unlock()
+	e.unlock()
 	e.stopClients(old)
-	err = e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(old), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub,
+	err = e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(old), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub,
 		Carry: true, PrepareIPv6: old.wantsRA()})
+	if err == nil {
+		err = e.releasePort(br, nic, true)
+	}
 	e.mu.Lock()
 	e.moving = ""
 	if e.runCtx.Err() != nil || e.links[nic] != old {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	name, port, without := br, nic, ""
@@ -469,7 +206,7 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 		}
 	}
 	e.electLocked()
-	e.mu.Unlock()
+	e.unlock()
 	if err != nil {
 		e.logf("%s", without)
 	} else {
@@ -477,6 +214,23 @@ func (e *Engine) moveToBridge(old *link, br string, until time.Time) {
 	}
 	e.spawn(func() { e.manage(l.ctx, l) })
 	e.notify()
+}
+
+// releasePort completes the management bridge br once Bridge made it:
+// with carry, the NIC nic's IPv4 routes move onto the bridge first
+// (boot/route: the default route is replaced in place, never missing),
+// then the port is left to the bridge (its addresses removed, IPv6 off).
+func (e *Engine) releasePort(br, nic string, carry bool) error {
+	if carry {
+		kl, err := e.kernel.Link(br)
+		if err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+		if err := e.routes.Move(nic, br, kl.Index); err != nil {
+			return fmt.Errorf("bridge %s: %w", br, err)
+		}
+	}
+	return e.kernel.ReleasePort(br, nic)
 }
 
 // stopClients stops l's clients and waits for them, bounded by
@@ -504,7 +258,7 @@ func (e *Engine) handOverOthers() {
 	e.mu.Lock()
 	up := e.links[e.uplink]
 	if up == nil || up.nic == "" || !e.ballot.decided || e.moving != "" {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	var out []*link
@@ -514,7 +268,7 @@ func (e *Engine) handOverOthers() {
 			out = append(out, l)
 		}
 	}
-	e.mu.Unlock()
+	e.unlock()
 	for _, l := range out {
 		e.handOver(l)
 	}
@@ -541,14 +295,14 @@ func (e *Engine) portMTU(port string, mtu int) {
 
 // handedOverBeforeLocked reports whether the process before this one (a
 // daemon restart: Config.Previous) had its uplink on the bridge and had
-// handed the NIC name over: it was not in its state. Managing it again
+// handed the NIC name over: it was not among its links. Managing it again
 // would take a lease only to release it. The caller holds e.mu.
 func (e *Engine) handedOverBeforeLocked(name string) bool {
 	p := e.cfg.Previous
-	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.bridgeName() == "" {
+	if p == nil || p.UplinkNIC == "" || p.UplinkNIC == name || e.spec.BridgeName() == "" {
 		return false
 	}
-	return !slices.ContainsFunc(p.Interfaces, func(i state.Interface) bool { return i.Name == name })
+	return !slices.Contains(p.Links, name)
 }
 
 // handOver stops l's clients (its DHCPv4 client releases the lease), then
@@ -566,7 +320,8 @@ func (e *Engine) handOver(l *link) {
 	e.dropLeasesLocked(l.name)
 	e.ballot.asked = slices.DeleteFunc(e.ballot.asked, func(n string) bool { return n == l.name })
 	e.handedOver[l.name] = true
-	e.mu.Unlock()
+	e.unlock()
+	e.routes.Forget(l.name)
 	if err := e.kernel.HandOver(l.name, addrs); err != nil {
 		e.problem("%s: handing it over to the next stage: %v", l.name, err)
 		return
@@ -582,30 +337,4 @@ func (e *Engine) dropLeasesLocked(name string) {
 			delete(e.leases, k)
 		}
 	}
-}
-
-// HandOver removes addrs from the link and sets its IPv6 router discovery
-// and autoconfiguration back to the kernel's defaults (what a link that
-// netinit never touched has).
-func (netlinkKernel) HandOver(name string, addrs []netip.Prefix) error {
-	nl, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
-	}
-	for _, p := range addrs {
-		al := addr.Link{Index: nl.Attrs().Index, Name: name}
-		if err := al.Remove(p); err != nil {
-			return err
-		}
-	}
-	for _, key := range []string{"accept_ra", "autoconf"} {
-		def, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv6/conf/default", key))
-		if err != nil {
-			return err
-		}
-		if err := ra.WriteConf(name, key, string(bytes.TrimSpace(def))); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -8,8 +8,8 @@ import (
 // DHCPv4 and DHCPv6 clients renew now, router discovery solicits again.
 func (e *Engine) Renew() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.logf("renew requested")
+	defer e.unlock()
+	e.logLocked("renew requested")
 	for _, l := range e.links {
 		for _, ch := range []chan struct{}{l.renew4, l.renew6, l.renewDHCP6} {
 			select {

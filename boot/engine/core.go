@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -78,7 +79,8 @@ func (l *linkFacts) lease(src lease.Source) (lease.Report, bool) {
 // view is everything the engine decides on, copied at one instant.
 type view struct {
 	spec     *spec.Spec
-	links    []linkFacts // sorted by name
+	internet netprobe.Internet // what counts as public
+	links    []linkFacts       // sorted by name
 	uplink   string
 	upReason string
 	upFixed  bool // chosen by cmdline or BOOTIF
@@ -211,7 +213,7 @@ func settle(v *view, isReady bool) state.Phase {
 // with the source that configured each address, and what the clients
 // reported. v must be a fresh copy (viewLocked): the status keeps its
 // problems and timings.
-func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkStatus {
+func merge(v *view, kern map[string]kernel.Link, now time.Time) *state.NetworkStatus {
 	st := &state.NetworkStatus{
 		Phase:        v.phase,
 		Uplink:       v.uplink,
@@ -250,7 +252,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 			ls.Carrier = kl.Carrier
 			for _, ka := range kl.Addrs {
 				p := ka.Prefix.Addr()
-				sa := state.AddrStatus{Prefix: ka.Prefix, Source: sourceOf(p, l.leases), Public: netprobe.Public(p)}
+				sa := state.AddrStatus{Prefix: ka.Prefix, Source: sourceOf(p, l.leases), Public: v.internet.Public(p)}
 				if ka.ValidLft > 0 && ka.ValidLft < 0xffffffff {
 					sa.Valid = time.Duration(ka.ValidLft) * time.Second
 				}
@@ -319,7 +321,7 @@ func merge(v *view, kern map[string]KernelLink, now time.Time) *state.NetworkSta
 		}
 	}
 	st.DNS, st.Search, st.NTP = firstOf(st.DNS), firstOf(st.Search), firstOf(st.NTP)
-	st.PublicIPv6, st.PublicIPv6Reason = netprobe.IPv6Verdict(v6, def6)
+	st.PublicIPv6, st.PublicIPv6Reason = v.internet.IPv6Verdict(v6, def6)
 	return st
 }
 

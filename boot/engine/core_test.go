@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/kernel"
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // These are table tests of the pure core: no root, no kernel.
@@ -312,21 +315,42 @@ func TestReelect(t *testing.T) {
 	}
 }
 
+// TestMerge: the status from the leases and the kernel, in a lab's
+// Internet (its documentation ranges public; TestMergeInternet: not in
+
+// TestMergeInternet: in the Internet's own rules (a production binary),
+// a documentation address is no public address and gives no public IPv6.
+func TestMergeInternet(t *testing.T) {
+	kern := map[string]kernel.Link{"eth0": {Carrier: true, Addrs: []kernel.Addr{{Prefix: pfx("2001:db8:1::10/64")}}}}
+	v := &view{spec: parseSpec(t, ""), uplink: "eth0", links: []linkFacts{facts(t, "eth0", "", raLease("eth0"))}}
+	st := merge(v, kern, t0)
+	if st.PublicIPv6 || st.Links[0].Addrs[0].Public {
+		t.Errorf("public_ipv6 %v, address public %v: documentation counted as public", st.PublicIPv6, st.Links[0].Addrs[0].Public)
+	}
+	v.internet = netprobe.Internet{Documentation: true}
+	if st := merge(v, kern, t0); !st.PublicIPv6 {
+		t.Errorf("in a lab's Internet: public_ipv6 false (%s)", st.PublicIPv6Reason)
+	}
+}
+
+// the real one).
 func TestMerge(t *testing.T) {
-	kern := map[string]KernelLink{
-		"eth0": {MTU: 1500, Carrier: true, Addrs: []KernelAddr{
+	kern := map[string]kernel.Link{
+		"eth0": {MTU: 1500, Carrier: true, Addrs: []kernel.Addr{
 			{Prefix: pfx("192.0.2.10/24"), ValidLft: 3600},
 			{Prefix: pfx("2001:db8:1::10/64"), ValidLft: 0xffffffff},
 			{Prefix: pfx("fe80::1/64")},
 			{Prefix: pfx("198.51.100.7/24")},
 		}},
-		"eth1": {MTU: 9000, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}},
+		"eth1": {MTU: 9000, Carrier: true, Addrs: []kernel.Addr{{Prefix: pfx("192.0.2.10/24")}}},
 	}
 	eth1 := facts(t, "eth1", "", dhcp4Lease("eth1"))
 	eth1.leases[0].DNS = []netip.Addr{ip("198.51.100.53")}
 	eth1.leases[0].Hostname = "other"
+	// The lab's Internet: its documentation ranges count as public.
 	v := &view{spec: parseSpec(t, "nameserver=192.0.2.250 netinit.ntp=pool.example"), uplink: "eth0", upReason: "first-default-route",
-		phase: state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
+		internet: netprobe.Internet{Documentation: true},
+		phase:    state.PhaseReady, problems: []string{"p1"}, timings: map[string]int64{"ready": 12},
 		links: []linkFacts{facts(t, "eth0", "", dhcp4Lease("eth0"), raLease("eth0")), eth1, facts(t, "eth2", "")}}
 	v.links[2].carrierAt = time.Time{}
 	ns := merge(v, kern, t0)
@@ -403,15 +427,15 @@ func TestMergeMissingUplink(t *testing.T) {
 // TestEngineFakeKernel runs the engine's own bookkeeping (reports, uplink
 // choice, readiness, status) against the fake kernel.
 func TestEngineFakeKernel(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{MTU: 1500, Carrier: true, Addrs: []KernelAddr{{Prefix: pfx("192.0.2.10/24")}}})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true, Addrs: []kernel.Addr{{Prefix: pfx("192.0.2.10/24")}}})
 	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k})
 	l := &link{linkFacts: facts(t, "eth0", "ip=dhcp"), renew4: make(chan struct{}, 1), renew6: make(chan struct{}, 1)}
 	e.links["eth0"] = l
 	if e.ready() {
 		t.Fatal("ready before any lease")
 	}
-	if !e.mayDefault("eth0") || e.mayDefault("eth1") {
+	if !e.uplinkFor("eth0", true) || e.uplinkFor("eth1", true) {
 		t.Fatal("the first link asking must become the uplink, and only it")
 	}
 	e.report(dhcp4Lease("eth0"))
@@ -489,11 +513,11 @@ func TestMergeIPv6OnlyPreferredAndPREF64(t *testing.T) {
 // with option 108 honoured is kept (it ends the IPv4 wait), and shows in
 // the state.
 func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{MTU: 1500, Carrier: true})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true})
 	e := New(Config{Spec: parseSpec(t, ""), Kernel: k})
 	e.links["eth0"] = &link{linkFacts: facts(t, "eth0", "")}
-	e.mayDefault("eth0")
+	e.uplinkFor("eth0", true)
 	e.report(raLease("eth0"))
 	if e.ready() {
 		t.Fatal("ready at once: the DHCPv4 grace period was skipped")
@@ -512,9 +536,9 @@ func TestEngineKeepsIPv6OnlyStatus(t *testing.T) {
 // to the candidate that reaches the targets, and does not move back within
 // a minute (hysteresis).
 func TestWatchUplink(t *testing.T) {
-	k := newFakeKernel()
-	k.set("eth0", KernelLink{Carrier: true})
-	k.set("eth1", KernelLink{Carrier: true})
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{Carrier: true})
+	k.Set("eth1", kernel.Link{Carrier: true})
 	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k})
 	reachable := map[string]bool{"eth0": true, "eth1": true}
 	var probes []string
@@ -526,8 +550,8 @@ func TestWatchUplink(t *testing.T) {
 		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
 	}
 	e.ballot.decided = true // as runElection ends, without probes
-	e.mayDefault("eth0")
-	e.mayDefault("eth1")
+	e.uplinkFor("eth0", true)
+	e.uplinkFor("eth1", true)
 	e.report(dhcp4Lease("eth0"))
 	e.report(dhcp4NoRouter("eth1"))
 	e.mu.Lock()
@@ -549,7 +573,7 @@ func TestWatchUplink(t *testing.T) {
 	if u, _ := uplink(); u != "eth0" || !slices.Equal(probes, []string{"eth0"}) {
 		t.Fatalf("healthy uplink: uplink %s, probes %v", u, probes)
 	}
-	k.set("eth0", KernelLink{Carrier: false})
+	k.Set("eth0", kernel.Link{Carrier: false})
 	e.watchUplink(ctx, t0.Add(10*time.Second))
 	if u, _ := uplink(); u != "eth0" {
 		t.Fatalf("moved at once, within the grace period")
@@ -564,8 +588,8 @@ func TestWatchUplink(t *testing.T) {
 		t.Errorf("problems %q do not say why the uplink moved", st.Problems)
 	}
 	// eth1 fails in turn and eth0 is back: not before a minute since the move.
-	k.set("eth0", KernelLink{Carrier: true})
-	k.set("eth1", KernelLink{Carrier: false})
+	k.Set("eth0", kernel.Link{Carrier: true})
+	k.Set("eth1", kernel.Link{Carrier: false})
 	e.report(dhcp4Lease("eth1"))
 	e.watchUplink(ctx, t0.Add(45*time.Second))
 	e.watchUplink(ctx, t0.Add(80*time.Second))
@@ -593,15 +617,15 @@ func TestWatchUplink(t *testing.T) {
 // its candidates) instead of electing again; a fixed reason is not carried
 // over (the spec decides those).
 func TestPreviousUplinkKept(t *testing.T) {
-	k := newFakeKernel()
-	prev := &state.State{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []state.Candidate{
+	k := kerneltest.New()
+	prev := &Previous{Uplink: "eth1", UplinkReason: reasonReachable, Candidates: []PreviousCandidate{
 		{Name: "eth0", Probed: true, Evidence: []string{"tcp x: i/o timeout"}},
 		{Name: "eth1", Probed: true, Reachable: true, Evidence: []string{"tcp x: connected"}}}}
 	e := New(Config{Spec: parseSpec(t, "ip=dhcp"), Kernel: k, Previous: prev})
 	for _, n := range []string{"eth0", "eth1"} {
 		e.links[n] = &link{linkFacts: facts(t, n, "ip=dhcp")}
 	}
-	if e.mayDefault("eth0") || !e.mayDefault("eth1") {
+	if e.uplinkFor("eth0", true) || !e.uplinkFor("eth1", true) {
 		t.Fatal("the kept uplink eth1 is not the only one allowed default routes")
 	}
 	if e.electing {
@@ -611,7 +635,7 @@ func TestPreviousUplinkKept(t *testing.T) {
 	if st.Uplink != "eth1" || st.UplinkReason != reasonReachable || len(st.Candidates) != 2 || !st.Candidates[1].Reachable {
 		t.Errorf("uplink %q (%s) candidates %+v", st.Uplink, st.UplinkReason, st.Candidates)
 	}
-	f := New(Config{Spec: parseSpec(t, ""), Kernel: k, Previous: &state.State{Uplink: "eth0", UplinkReason: reasonCmdline}})
+	f := New(Config{Spec: parseSpec(t, ""), Kernel: k, Previous: &Previous{Uplink: "eth0", UplinkReason: reasonCmdline}})
 	if f.uplink != "" {
 		t.Errorf("a cmdline uplink carried over without the cmdline: %q", f.uplink)
 	}
@@ -630,14 +654,14 @@ func TestManageLinkUp(t *testing.T) {
 		{"already up", true, []string{"mtu eth0 9000"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			k := newFakeKernel()
-			k.set("eth0", KernelLink{MTU: 1500, Up: c.up, Carrier: true})
+			k := kerneltest.New()
+			k.Set("eth0", kernel.Link{MTU: 1500, Up: c.up, Carrier: true})
 			e := New(Config{Spec: parseSpec(t, "ip=eth0:off netinit.mtu=9000"), Kernel: k})
 			l := &link{linkFacts: facts(t, "eth0", "ip=eth0:off")}
 			l.carrierAt = time.Time{}
 			e.links["eth0"] = l
 			e.manage(context.Background(), l)
-			if got := k.done(); !slices.Equal(got, c.want) {
+			if got := k.Ops(); !slices.Equal(got, c.want) {
 				t.Errorf("kernel ops %q, want %q", got, c.want)
 			}
 			if _, ok := e.Status().Timings["carrier"]; !ok || l.carrierAt.IsZero() {

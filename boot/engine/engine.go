@@ -17,18 +17,19 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // Config is what the engine is asked to do.
@@ -53,23 +54,26 @@ type Config struct {
 	// Modules is what the coldplug loaded (PID 1 only).
 	Modules *state.Modules
 	// Logf prints one event line.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Publish, if set, is given the status at the verdict and after every
 	// change from then on (at most every 100 ms), before Run goes on:
 	// the state.Publisher writes the files there. It is never called with
 	// the engine's lock held.
 	Publish func(*state.NetworkStatus)
-	// Kernel is where the engine reads links and addresses (nil: netlink).
+	// Kernel is where the engine reads and changes links (nil: kernel.Netlink).
 	Kernel Kernel
-	// Previous is the state an earlier process wrote (the daemon gets
-	// PID 1's): the uplink it elected stays the uplink, with its
-	// candidates, instead of a second election that could pick another
-	// link while the first one's default route is still in the kernel.
-	// Only the daemon's re-election moves it then.
-	Previous *state.State
-	// Bridge is the management bridge built when netinit.bridge= is not
-	// given ("" = none): DefaultBridge at a 0-OS boot (bridge.go).
-	Bridge string
+	// Clients runs the protocol clients (cmd/netinit: clients.Linux;
+	// nil: none runs).
+	Clients Clients
+	// Internet says which addresses count as public (the zero value: the
+	// Internet's own rules; the labs count the documentation ranges).
+	Internet netprobe.Internet
+	// Previous is what an earlier process left (the daemon gets PID
+	// 1's): the uplink it elected stays the uplink, with its candidates,
+	// instead of a second election that could pick another link while
+	// the first one's default route is still in the kernel. Only the
+	// daemon's re-election moves it then.
+	Previous *Previous
 	// BeforeMove, if set, is called when the uplink NIC, its lease in, is
 	// about to move onto the management bridge, with the status then; the
 	// move waits until it returns or settleWait has passed (its ctx ends
@@ -80,6 +84,29 @@ type Config struct {
 	BeforeMove func(ctx context.Context, st *state.NetworkStatus)
 }
 
+// Previous is the engine's memory of an earlier process's run: the uplink
+// it elected, its election, and the links it managed. Its caller reads it
+// from wherever that process left it (cmd/netinit: the state file PID 1
+// wrote); addresses and gateways are the leases' again.
+type Previous struct {
+	Uplink, UplinkReason string
+	// UplinkNIC is the management bridge's port when the uplink was the
+	// bridge ("" otherwise).
+	UplinkNIC  string
+	Candidates []PreviousCandidate
+	// Links are the links it managed: a NIC it left to the next stage
+	// (handed over) is not among them.
+	Links []string
+}
+
+// PreviousCandidate is one candidate of an earlier election, with what
+// its reachability probe found.
+type PreviousCandidate struct {
+	Name              string
+	Probed, Reachable bool
+	Evidence          []string
+}
+
 // Engine runs one bring-up. Create it with New, run it once with Run.
 type Engine struct {
 	cfg  Config
@@ -88,7 +115,10 @@ type Engine struct {
 	kernel Kernel
 	// l2 listens to the switch on each managed NIC (l2.go).
 	l2 *l2.Watcher
-	// probe checks a candidate's reachability (probeVia; tests fake it).
+	// routes installs the clients' routes, by its rules: only the uplink
+	// installs the default routes and those that compete with them.
+	routes *route.Installer
+	// probe checks a candidate's reachability (probeKernel; tests fake it).
 	probe func(ctx context.Context, c candidate, targets []string) (bool, []string)
 
 	mu       sync.Mutex
@@ -112,6 +142,11 @@ type Engine struct {
 	phase       state.Phase
 	hostname    string
 
+	// events and reapplies wait for unlock: nothing is logged, and no
+	// client is asked to apply again, under mu.
+	events    []string
+	reapplies []string
+
 	changed chan struct{}
 	subs    []*Subscription // guarded by mu
 	runCtx  context.Context // set once by Run before any goroutine starts
@@ -132,10 +167,13 @@ func New(cfg Config) *Engine {
 		cfg.Start = time.Now()
 	}
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Kernel == nil {
-		cfg.Kernel = netlinkKernel{}
+		cfg.Kernel = kernel.Netlink{}
+	}
+	if cfg.Clients == nil {
+		cfg.Clients = noClients{}
 	}
 	e := &Engine{
 		cfg:        cfg,
@@ -148,8 +186,10 @@ func New(cfg Config) *Engine {
 		problems:   slices.Clone(cfg.Problems),
 		phase:      state.PhaseStarting,
 		changed:    make(chan struct{}, 1),
-		probe:      probeVia,
 	}
+	e.probe = e.probeKernel
+	e.routes = route.New(route.Config{Uplink: e.uplinkFor, Protected: cfg.Spec.WGAddress, Logf: cfg.Logf,
+		Problem: e.addProblem, Kernel: cfg.Kernel})
 	for k, v := range cfg.Timings {
 		e.timings[k] = v
 	}
@@ -158,13 +198,15 @@ func New(cfg Config) *Engine {
 	if p := cfg.Previous; p != nil && p.Uplink != "" &&
 		slices.Contains([]string{reasonReachable, reasonReelected, reasonFirst}, p.UplinkReason) {
 		e.ballot.kept, e.ballot.keptReason = p.Uplink, p.UplinkReason
-		e.ballot.cands = candidatesFromState(p.Candidates)
-		for _, c := range e.ballot.cands {
-			e.ballot.asked = append(e.ballot.asked, c.name)
+		for _, c := range p.Candidates {
+			e.ballot.cands = append(e.ballot.cands, candidate{name: c.Name, probed: c.Probed, reach: c.Reachable, evidence: slices.Clone(c.Evidence)})
+			e.ballot.asked = append(e.ballot.asked, c.Name)
 		}
 		e.ballot.decided = true
 	}
+	e.mu.Lock()
 	e.electLocked()
+	e.unlock()
 	return e
 }
 
@@ -243,9 +285,9 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 			was := e.phase
 			v := e.viewLocked()
 			if e.settleLocked(v, ready(v, time.Now())) != was {
-				e.logf("phase %s -> %s", was, e.phase)
+				e.logLocked("phase %s -> %s", was, e.phase)
 			}
-			e.mu.Unlock()
+			e.unlock()
 			e.publish(e.statusOf(v))
 		}
 	}
@@ -258,7 +300,7 @@ func (e *Engine) verdict(ready bool) *state.NetworkStatus {
 	e.mu.Lock()
 	v := e.viewLocked()
 	e.settleLocked(v, ready)
-	e.mu.Unlock()
+	e.unlock()
 	st := e.statusOf(v)
 	e.publish(st)
 	var addrs []netip.Prefix
@@ -300,7 +342,7 @@ func orNone(s string) string {
 // status to Config.Publish and to the subscribers.
 func (e *Engine) publish(st *state.NetworkStatus) {
 	if e.cfg.SetHostname && st.Hostname != "" && st.Hostname != e.hostname {
-		if err := setHostname(st.Hostname); err != nil {
+		if err := e.kernel.SetHostname(st.Hostname); err != nil {
 			e.logf("hostname %q: %v", st.Hostname, err)
 		} else {
 			e.hostname = st.Hostname
@@ -323,13 +365,41 @@ func (e *Engine) notify() {
 
 func (e *Engine) logf(format string, args ...any) { e.cfg.Logf(format, args...) }
 
+// logLocked logs an event once e.mu is let go of (unlock). The caller
+// holds e.mu.
+func (e *Engine) logLocked(format string, args ...any) {
+	e.events = append(e.events, fmt.Sprintf(format, args...))
+}
+
+// unlock lets go of e.mu, then logs the events and has the clients apply
+// again that were asked for under it.
+func (e *Engine) unlock() {
+	events, reapplies := e.events, e.reapplies
+	e.events, e.reapplies = nil, nil
+	e.mu.Unlock()
+	for _, ev := range events {
+		e.logf("%s", ev)
+	}
+	for _, name := range reapplies {
+		e.reapply(name)
+	}
+}
+
 // problem records something a farmer must know and prints it.
 func (e *Engine) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	e.mu.Lock()
 	e.problems = append(e.problems, msg)
-	e.mu.Unlock()
+	e.unlock()
 	e.logf("%s", msg)
+}
+
+// addProblem records msg (said already) as a problem.
+func (e *Engine) addProblem(msg string) {
+	e.mu.Lock()
+	e.problems = append(e.problems, msg)
+	e.unlock()
+	e.notify()
 }
 
 // mark records a milestone once; the caller holds e.mu.
@@ -375,7 +445,7 @@ func (e *Engine) report(l lease.Report) {
 	if lk := e.links[l.Link]; lk != nil {
 		port = lk.nic
 	}
-	e.mu.Unlock()
+	e.unlock()
 	if port != "" && l.MTU > 0 {
 		e.portMTU(port, l.MTU)
 	}
@@ -428,16 +498,16 @@ func (e *Engine) discover(ctx context.Context) {
 		// last scan listed, not what /sys showed then: a link is in /sys
 		// a moment before a netlink dump shows it (register_netdevice),
 		// and is then scanned again.
-		cur, err := linkNames()
+		cur, err := e.kernel.Names()
 		if first || err != nil || !slices.Equal(cur, names) {
-			links, err := netlink.LinkList()
+			links, err := e.kernel.Links()
 			if err != nil {
-				e.logf("listing links: %v", err)
+				e.logf("%v", err)
 			}
 			names = names[:0]
-			var found []netlink.Link
+			var found []kernel.LinkInfo
 			for _, l := range links {
-				name := l.Attrs().Name
+				name := l.Name
 				names = append(names, name)
 				if e.known(name) {
 					continue
@@ -446,7 +516,7 @@ func (e *Engine) discover(ctx context.Context) {
 					if !slices.Contains(want, name) {
 						continue
 					}
-				} else if why := skipReason(l, e.spec.Ignore, e.vlanNames()); why != "" {
+				} else if why := l.SkipReason(e.spec.Ignore, e.vlanNames()); why != "" {
 					// Say it for links a farmer may expect to be used.
 					if !warned[name] && strings.HasPrefix(why, "netinit.ignore") {
 						warned[name] = true
@@ -472,7 +542,7 @@ func (e *Engine) discover(ctx context.Context) {
 		if len(want) > 0 {
 			e.mu.Lock()
 			n := len(e.links)
-			e.mu.Unlock()
+			e.unlock()
 			if n == len(want) {
 				return
 			}
@@ -480,7 +550,7 @@ func (e *Engine) discover(ctx context.Context) {
 				for _, w := range want {
 					e.mu.Lock()
 					_, ok := e.links[w]
-					e.mu.Unlock()
+					e.unlock()
 					if !ok && !warned["want:"+w] {
 						warned["want:"+w] = true
 						e.problem("link %s: not found (still looking)", w)
@@ -501,27 +571,11 @@ func (e *Engine) discover(ctx context.Context) {
 	}
 }
 
-// linkNames lists the links under /sys/class/net by name, sorted (as
-// os.ReadDir returns them).
-func linkNames() ([]string, error) {
-	ents, err := os.ReadDir("/sys/class/net")
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if !e.Type().IsRegular() { // bonding_masters is a file
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
-
 // known reports whether the link name is managed already, as itself or
 // as the management bridge's port.
 func (e *Engine) known(name string) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if _, ok := e.links[name]; ok || e.handedOver[name] {
 		return true
 	}
@@ -533,44 +587,19 @@ func (e *Engine) known(name string) bool {
 	return false
 }
 
-// skipReason says why a link is not managed by default, or "".
-func skipReason(l netlink.Link, ignore []string, vlans []string) string {
-	a := l.Attrs()
-	if slices.Contains(vlans, a.Name) {
-		return ""
-	}
-	for _, g := range ignore {
-		if ok, _ := path.Match(g, a.Name); ok {
-			return "netinit.ignore=" + g
-		}
-	}
-	if a.Flags&(1<<3) != 0 /* IFF_LOOPBACK */ || a.Name == "lo" {
-		return "loopback"
-	}
-	if a.EncapType != "ether" {
-		return "not Ethernet (" + a.EncapType + ")"
-	}
-	// Physical NICs have a device behind them in sysfs; veth, bridges,
-	// tun/tap, wireguard and the like do not.
-	if _, err := os.Stat("/sys/class/net/" + a.Name + "/device"); err != nil {
-		return l.Type() // veth, bridge, tuntap, wireguard, ...
-	}
-	return ""
-}
-
 // Status builds the engine's current status from the leases and the
 // kernel. The kernel is read without the engine's lock held.
 func (e *Engine) Status() *state.NetworkStatus {
 	e.mu.Lock()
 	v := e.viewLocked()
-	e.mu.Unlock()
+	e.unlock()
 	return e.statusOf(v)
 }
 
 // statusOf builds the status of view v, a fresh copy nothing else holds,
 // with the kernel read without the engine's lock held.
 func (e *Engine) statusOf(v *view) *state.NetworkStatus {
-	kern := map[string]KernelLink{}
+	kern := map[string]kernel.Link{}
 	for _, l := range v.links {
 		if kl, err := e.kernel.Link(l.name); err == nil {
 			kern[l.name] = kl
@@ -586,7 +615,7 @@ func (e *Engine) statusOf(v *view) *state.NetworkStatus {
 // viewLocked copies what the pure core decides on. The caller holds e.mu.
 func (e *Engine) viewLocked() *view {
 	v := &view{
-		spec: e.spec, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
+		spec: e.spec, internet: e.cfg.Internet, uplink: e.uplink, upReason: e.upReason, upFixed: e.upFixed,
 		cands: slices.Clone(e.ballot.cands),
 		phase: e.phase, problems: slices.Clone(e.problems), modules: e.cfg.Modules,
 		timings: maps.Clone(e.timings),

@@ -69,7 +69,7 @@ func (e *Engine) nicOf(l *linkFacts) string {
 func (e *Engine) listenL2(l *link) {
 	e.mu.Lock()
 	nic, ctx := e.nicOf(&l.linkFacts), l.ctx
-	e.mu.Unlock()
+	e.unlock()
 	if nic != "" {
 		e.spawn(func() { e.l2.Watch(ctx, nic) })
 	}
@@ -114,7 +114,7 @@ type waitingLink struct {
 // its forward delay after the first BPDU, plus stpGrace; 0 when none.
 func (e *Engine) stpUntil(now time.Time) time.Duration {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	var until time.Time
 	for _, w := range e.waitingLocked() {
 		if at := e.l2.ForwardingAt(w.nic); !at.IsZero() && at.Add(stpGrace).After(until) {
@@ -175,7 +175,7 @@ func (e *Engine) l2Notes(now time.Time) {
 		}
 		l.vlanSaid = true
 	}
-	e.mu.Unlock()
+	e.unlock()
 	for _, s := range lines {
 		e.logf("%s", s)
 	}

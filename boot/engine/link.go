@@ -9,14 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/threefoldtech/netinit/boot/dhcp4"
-	"github.com/threefoldtech/netinit/boot/dhcp6"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/pause"
-	"github.com/threefoldtech/netinit/boot/ra"
 	"github.com/threefoldtech/netinit/boot/spec"
-	"github.com/threefoldtech/netinit/boot/static"
 )
 
 // link is one managed link and what runs on it. Its plain values
@@ -125,33 +121,32 @@ func ipConfigFor(s *spec.Spec, name string) []spec.IPConfig {
 // adopt starts managing a link.
 // only says it is the only link to manage (bridgeFor). A NIC that gets the
 // management bridge is managed under the bridge's name.
-func (e *Engine) adopt(ctx context.Context, nl netlink.Link, only bool) {
-	a := nl.Attrs()
+func (e *Engine) adopt(ctx context.Context, a kernel.LinkInfo, only bool) {
 	e.mu.Lock()
 	if e.handedOverBeforeLocked(a.Name) {
 		e.handedOver[a.Name] = true
-		e.mu.Unlock()
+		e.unlock()
 		e.logf("%s: handed over to the next stage before this restart: left alone", a.Name)
 		return
 	}
 	name, nic, later := a.Name, "", ""
-	switch br := e.bridgeFor(a.Name, a.HardwareAddr, only); {
+	switch br := e.bridgeFor(a.Name, a.MAC, only); {
 	case br != "" && e.leaseFirst(a):
 		later = br
 	case br != "":
 		name, nic = br, a.Name
 	}
-	l := e.newLink(ctx, name, nic, a.HardwareAddr)
+	l := e.newLink(ctx, name, nic, a.MAC)
 	l.toBridge = later
 	e.links[l.name] = l
 	if e.ballot.cmdline == a.Name {
 		e.ballot.cmdline = l.name
 	}
-	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.HardwareAddr) {
+	if e.ballot.bootif == "" && len(e.spec.BootIF) > 0 && bytes.Equal(e.spec.BootIF, a.MAC) {
 		e.ballot.bootif = l.name
 	}
 	e.electLocked()
-	e.mu.Unlock()
+	e.unlock()
 	e.spawn(func() { e.manage(l.ctx, l) })
 }
 
@@ -165,7 +160,7 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		// Before the link goes up: the engine owns IPv6 on it (accept_ra
 		// off) and DAD is optimistic (RFC 4429), so the link-local address
 		// is usable at once.
-		if err := ra.Prepare(name); err != nil {
+		if err := e.kernel.PrepareIPv6(name); err != nil {
 			e.problem("%s: preparing IPv6: %v", name, err)
 		}
 	}
@@ -209,16 +204,9 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 		return
 	}
 	if l.static() {
-		ipc := l.ipc
 		e.spawnClient(l, func() {
-			err := static.Run(ctx, static.Options{
-				Link: name, Address: ipc.Address, Gateway: ipc.Gateway,
-				DNS: ipc.DNS, Hostname: ipc.Hostname, MTU: ipc.MTU,
-				DefaultRoute: func() bool { return e.mayDefault(name) },
-				Reapply:      l.reapplyStatic,
-				Report:       e.report,
-				Logf:         e.cfg.Logf,
-			})
+			err := e.cfg.Clients.Static(ctx, Client{Link: name, IP: l.ipc, Routes: e.routes,
+				Reapply: l.reapplyStatic, Report: e.report, Logf: e.cfg.Logf})
 			if err != nil && ctx.Err() == nil {
 				e.problem("%s: static ip=: %v", name, err)
 			}
@@ -227,25 +215,25 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	mtu := e.mtuFor(l)
 	if l.wants4() {
 		e.spawnClient(l, func() {
-			err := dhcp4.Run(ctx, dhcp4.Options{
-				Link:         name,
-				DefaultRoute: func() bool { return e.mayDefault(name) },
-				MTU:          mtu,
-				IPv6:         l.wantsRA() || l.wantsDHCP6(),
-				Kick:         l.renew4,
-				Reapply:      l.reapply4,
+			err := e.cfg.Clients.DHCP4(ctx, Client{
+				Link:    name,
+				Routes:  e.routes,
+				MTU:     mtu,
+				IPv6:    l.wantsRA() || l.wantsDHCP6(),
+				Kick:    l.renew4,
+				Reapply: l.reapply4,
 				// RFC 8925: a link that runs IPv6 too may be told to go
 				// without IPv4.
 				IPv6OnlyPreferred: l.wantsRA(),
 				ReleaseOnStop: func() bool {
 					e.mu.Lock()
-					defer e.mu.Unlock()
+					defer e.unlock()
 					return l.released
 				},
 				Handover: func(h *dhcp4.Held) {
 					e.mu.Lock()
 					l.held = h
-					e.mu.Unlock()
+					e.unlock()
 				},
 				From:   l.from,
 				Report: e.report,
@@ -258,15 +246,15 @@ func (e *Engine) manage(ctx context.Context, l *link) {
 	}
 	if l.wantsRA() {
 		e.spawnClient(l, func() {
-			err := ra.Run(ctx, ra.Options{
-				Link:         name,
-				DefaultRoute: func() bool { return e.mayDefault(name) },
-				Protected:    e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
-				MTU:          mtu,
-				Kick:         l.renew6,
-				Reapply:      l.reapply6,
-				Report:       e.report,
-				Logf:         e.cfg.Logf,
+			err := e.cfg.Clients.RA(ctx, Client{
+				Link:      name,
+				Routes:    e.routes,
+				Protected: e.spec.WGAddress, // the tunnel subnets; Yggdrasil's are always protected
+				MTU:       mtu,
+				Kick:      l.renew6,
+				Reapply:   l.reapply6,
+				Report:    e.report,
+				Logf:      e.cfg.Logf,
 			})
 			if err != nil && ctx.Err() == nil {
 				e.problem("ra on %s: %v", name, err)
@@ -285,13 +273,16 @@ func (e *Engine) makeBridge(l *link) {
 	e.mu.Lock()
 	br, nic := l.name, l.nic
 	e.bridgeTried = true
-	e.mu.Unlock()
-	err := e.kernel.Bridge(BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
+	e.unlock()
+	err := e.kernel.Bridge(kernel.BridgeSpec{Name: br, NIC: nic, MTU: e.mtuFor(l), VLAN: e.spec.VLANPriv, PubVLAN: e.spec.VLANPub})
+	if err == nil {
+		err = e.releasePort(br, nic, false)
+	}
 	if err == nil {
 		e.bridgeMade(br, nic, l.mac)
 		e.mu.Lock()
 		e.mark("bridge")
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	e.mu.Lock()
@@ -306,7 +297,7 @@ func (e *Engine) makeBridge(l *link) {
 	}
 	e.electLocked()
 	msg := e.withoutBridgeLocked(err, nic)
-	e.mu.Unlock()
+	e.unlock()
 	e.logf("%s", msg)
 }
 
@@ -346,14 +337,14 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	}
 	if l == nil || l.dhcp6Active && l.dhcp6Managed == managed ||
 		!l.dhcp6Active && l.dhcp6Managed == managed && time.Since(l.dhcp6At) < dhcp6Restart {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	switch {
 	case l.dhcp6Gen > 0 && l.dhcp6Managed != managed:
-		e.logf("%s: dhcp6: the router's M flag is now %v: restarting the client", name, managed)
+		e.logLocked("%s: dhcp6: the router's M flag is now %v: restarting the client", name, managed)
 	case l.dhcp6Gen > 0:
-		e.logf("%s: dhcp6: restarting the client, which ended", name)
+		e.logLocked("%s: dhcp6: restarting the client, which ended", name)
 	}
 	if l.dhcp6Active {
 		l.dhcp6Stop()
@@ -362,10 +353,10 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 	l.dhcp6Gen++
 	gen := l.dhcp6Gen
 	l.dhcp6Active, l.dhcp6Managed, l.dhcp6Stop, l.dhcp6Done, l.dhcp6At = true, managed, stop, false, time.Now()
-	e.mu.Unlock()
+	e.unlock()
 	e.spawnClient(l, func() {
 		defer stop()
-		err := dhcp6.Run(ctx, dhcp6.Options{
+		err := e.cfg.Clients.DHCP6(ctx, Client{
 			Link: name, Managed: managed, Other: other, Kick: l.renewDHCP6,
 			Protected: e.spec.WGAddress, // as the RA's
 			Report:    e.report, Logf: e.cfg.Logf,
@@ -376,7 +367,7 @@ func (e *Engine) startDHCP6(name string, managed, other bool) {
 			l.dhcp6Active, l.dhcp6Done = false, true
 			e.stamp6Locked(name)
 		}
-		e.mu.Unlock()
+		e.unlock()
 		if err != nil && ctx.Err() == nil {
 			e.problem("dhcp6 on %s: %v", name, err)
 		}
@@ -407,7 +398,7 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 				l.carrierAt = time.Now()
 			}
 			e.mark("carrier")
-			e.mu.Unlock()
+			e.unlock()
 			e.logf("%s: carrier after %dms", l.name, time.Since(start).Milliseconds())
 			e.notify()
 			return true
@@ -430,23 +421,14 @@ func (e *Engine) waitCarrier(ctx context.Context, l *link) bool {
 func (e *Engine) createVLANs() error {
 	var errs []string
 	for _, v := range e.spec.VLANs {
-		if _, err := netlink.LinkByName(v.Name); err == nil {
-			continue
-		}
-		parent, err := netlink.LinkByName(v.Parent)
+		made, err := e.kernel.CreateVLAN(v.Name, v.Parent, v.ID)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("vlan=%s:%s: parent: %v", v.Name, v.Parent, err))
-			continue
-		}
-		if parent.Attrs().Flags&net.FlagUp == 0 {
-			_ = netlink.LinkSetUp(parent)
-		}
-		vl := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: v.Name, ParentIndex: parent.Attrs().Index}, VlanId: v.ID}
-		if err := netlink.LinkAdd(vl); err != nil {
 			errs = append(errs, fmt.Sprintf("vlan=%s:%s: %v", v.Name, v.Parent, err))
 			continue
 		}
-		e.logf("vlan %s (id %d on %s) created", v.Name, v.ID, v.Parent)
+		if made {
+			e.logf("vlan %s (id %d on %s) created", v.Name, v.ID, v.Parent)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))

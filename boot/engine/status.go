@@ -1,18 +1,10 @@
 package engine
 
-import (
-	"time"
-
-	"golang.org/x/sys/unix"
-)
+import "time"
 
 // ready applies the readiness rule (core.go) to the engine now.
 func (e *Engine) ready() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return ready(e.viewLocked(), time.Now())
-}
-
-func setHostname(name string) error {
-	return unix.Sethostname([]byte(name))
 }

@@ -22,7 +22,7 @@ func (e *Engine) Subscribe() *Subscription {
 	s := &Subscription{c: make(chan *state.NetworkStatus, 1)}
 	e.mu.Lock()
 	e.subs = append(e.subs, s)
-	e.mu.Unlock()
+	e.unlock()
 	return s
 }
 
@@ -45,7 +45,7 @@ func (s *Subscription) offer(st *state.NetworkStatus) {
 func (e *Engine) offer(st *state.NetworkStatus) {
 	e.mu.Lock()
 	subs := e.subs
-	e.mu.Unlock()
+	e.unlock()
 	for _, s := range subs {
 		s.offer(st)
 	}
@@ -54,6 +54,6 @@ func (e *Engine) offer(st *state.NetworkStatus) {
 // subscribed reports whether anyone follows the engine's statuses.
 func (e *Engine) subscribed() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return len(e.subs) > 0
 }

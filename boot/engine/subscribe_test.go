@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -11,7 +12,7 @@ import (
 // reaches it; a subscriber that does not read never holds the engine up,
 // and then gets the latest status, not a stale one.
 func TestSubscription(t *testing.T) {
-	e := New(Config{Kernel: newFakeKernel()})
+	e := New(Config{Kernel: kerneltest.New()})
 	early := e.Subscribe()
 	slow := e.Subscribe()
 

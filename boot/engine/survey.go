@@ -1,11 +1,9 @@
 package engine
 
 import (
-	"fmt"
 	"slices"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/spec"
 )
 
@@ -21,9 +19,9 @@ type Skipped struct {
 // (loopback aside) with why. vlan= links count as managed once the spec
 // asks for them, whether or not they exist yet.
 func Survey(spec *spec.Spec) (manage []string, skipped []Skipped, err error) {
-	links, err := netlink.LinkList()
+	links, err := kernel.Netlink{}.Links()
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing links: %w", err)
+		return nil, nil, err
 	}
 	var vlans []string
 	for _, v := range spec.VLANs {
@@ -31,8 +29,8 @@ func Survey(spec *spec.Spec) (manage []string, skipped []Skipped, err error) {
 		manage = append(manage, v.Name)
 	}
 	for _, l := range links {
-		name := l.Attrs().Name
-		switch why := skipReason(l, spec.Ignore, vlans); why {
+		name := l.Name
+		switch why := l.SkipReason(spec.Ignore, vlans); why {
 		case "":
 			if !slices.Contains(manage, name) {
 				manage = append(manage, name)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/pause"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -26,21 +27,19 @@ const (
 	probeLinger    = time.Second
 )
 
-// defaultProbeTargets are the grid hosts 0-OS itself requires (zosbase's
-// internet check), used when netinit.probe.targets= is not given.
-var defaultProbeTargets = []string{"bootstrap.grid.tf:80", "hub.grid.tf:80"}
-
-// mayDefault is asked by a client before it installs a default route (or
-// a route less specific than /8) on link: only the uplink does. The first
-// link that asks is a candidate; when it is the only managed link it
-// becomes the uplink at once (one NIC: no delay), else the election runs
-// (runElection) and, until it is decided, no link installs one. Links
-// without carrier yet count: a NIC that negotiates its link a second later
-// (1000BASE-T autonegotiation) may be the one that reaches the grid.
-func (e *Engine) mayDefault(link string) bool {
+// uplinkFor answers boot/route (route.Config.Uplink), which asks before
+// it installs routes that only the uplink may have: default routes and
+// routes that compete with them. def says they include a default route
+// (or one less specific than /8): the first link that asks so is a
+// candidate; when it is the only managed link it becomes the uplink at
+// once (one NIC: no delay), else the election runs (runElection) and,
+// until it is decided, no link installs one. Links without carrier yet
+// count: a NIC that negotiates its link a second later (1000BASE-T
+// autonegotiation) may be the one that reaches the grid.
+func (e *Engine) uplinkFor(link string, def bool) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !slices.Contains(e.ballot.asked, link) {
+	defer e.unlock()
+	if def && !slices.Contains(e.ballot.asked, link) {
 		e.ballot.asked = append(e.ballot.asked, link)
 		e.ballot.cands = append(e.ballot.cands, candidate{name: link})
 		if !e.ballot.decided && !e.electing {
@@ -48,7 +47,7 @@ func (e *Engine) mayDefault(link string) bool {
 				e.ballot.decided = true
 			} else {
 				e.electing = true
-				e.logf("uplink: %s has a default router, other links are managed: electing", link)
+				e.logLocked("uplink: %s has a default router, other links are managed: electing", link)
 				e.spawn(func() { e.runElection(e.runCtx) })
 			}
 		}
@@ -73,20 +72,27 @@ func (e *Engine) contendersLocked() int {
 }
 
 // electLocked applies the election to the engine and says when the
-// uplink changes. The caller holds e.mu.
+// uplink changes. When it changes, the clients of the old and the new
+// uplink apply again (once e.mu is let go of): the routes only the uplink
+// may have go out of the one and into the other (boot/route), whatever
+// moved it (the election, the daemon's re-election, the move onto the
+// management bridge, a kept uplink). The caller holds e.mu.
 func (e *Engine) electLocked() {
 	link, reason, fixed := elect(e.ballot)
 	if link == e.uplink && reason == e.upReason {
 		return
 	}
+	if link != e.uplink {
+		e.reapplies = append(e.reapplies, slices.DeleteFunc([]string{e.uplink, link}, func(n string) bool { return n == "" })...)
+	}
 	e.uplink, e.upReason, e.upFixed = link, reason, fixed
 	switch reason {
 	case reasonFirst:
-		e.logf("uplink %s (first link with a default route)", link)
+		e.logLocked("uplink %s (first link with a default route)", link)
 	case reasonBootif:
-		e.logf("uplink %s (BOOTIF %s)", link, e.spec.BootIF)
+		e.logLocked("uplink %s (BOOTIF %s)", link, e.spec.BootIF)
 	case reasonReachable:
-		e.logf("uplink %s (reaches the probe targets through its own gateway)", link)
+		e.logLocked("uplink %s (reaches the probe targets through its own gateway)", link)
 	}
 }
 
@@ -99,7 +105,7 @@ func (e *Engine) runElection(ctx context.Context) {
 	for time.Now().Before(deadline) {
 		e.mu.Lock()
 		all := e.allAskedLocked()
-		e.mu.Unlock()
+		e.unlock()
 		if all || pause.For(ctx, 50*time.Millisecond) != nil {
 			break
 		}
@@ -107,7 +113,7 @@ func (e *Engine) runElection(ctx context.Context) {
 	e.mu.Lock()
 	cands := e.candidatesLocked()
 	targets := e.targets()
-	e.mu.Unlock()
+	e.unlock()
 	if len(cands) > 1 {
 		e.probeAll(ctx, cands, targets)
 	}
@@ -115,11 +121,9 @@ func (e *Engine) runElection(ctx context.Context) {
 	e.updateCandidatesLocked(cands)
 	e.ballot.decided = true
 	e.electing = false
-	e.electLocked()
-	winner := e.uplink
+	e.electLocked() // the winner's clients apply again (unlock)
 	e.bridgeElectedLocked()
-	e.mu.Unlock()
-	e.reapply(winner)
+	e.unlock()
 	e.notify()
 }
 
@@ -158,6 +162,11 @@ func (e *Engine) probeAll(ctx context.Context, cands []candidate, targets []stri
 		}(&cands[i])
 	}
 	wg.Wait()
+}
+
+// probeKernel probes c through the kernel (Kernel.Probe).
+func (e *Engine) probeKernel(ctx context.Context, c candidate, targets []string) (bool, []string) {
+	return e.kernel.Probe(ctx, kernel.Candidate{Link: c.name, GW4: c.gw4, GW6: c.gw6, DNS: c.dns}, targets)
 }
 
 // updateCandidatesLocked records what was found out about cs; candidates
@@ -237,7 +246,7 @@ func fillCandidate(leases []lease.Report) (addr, gw4, gw6 netip.Addr, dns []neti
 func (e *Engine) reapply(name string) {
 	e.mu.Lock()
 	l := e.links[name]
-	e.mu.Unlock()
+	e.unlock()
 	if l == nil {
 		return
 	}
@@ -259,28 +268,14 @@ func candidatesStatus(cs []candidate) []state.CandidateStatus {
 	return out
 }
 
-// candidatesFromState reads the election back from a document, for
-// Config.Previous (addresses and gateways are read from the leases again).
-func candidatesFromState(cs []state.Candidate) []candidate {
-	var out []candidate
-	for _, c := range cs {
-		out = append(out, candidate{name: c.Name, probed: c.Probed, reach: c.Reachable, evidence: slices.Clone(c.Evidence)})
-	}
-	return out
-}
-
 // validAddrs lists the valid addresses among as.
 func validAddrs(as ...netip.Addr) []netip.Addr {
 	return slices.DeleteFunc(slices.Clone(as), func(a netip.Addr) bool { return !a.IsValid() })
 }
 
-// targets are the probe targets: netinit.probe.targets=, else the grid's.
-func (e *Engine) targets() []string {
-	if len(e.spec.ProbeTargets) > 0 {
-		return e.spec.ProbeTargets
-	}
-	return defaultProbeTargets
-}
+// targets are the election's probe targets (spec.Probe.UplinkTargets:
+// netinit.probe.targets=, else the grid's).
+func (e *Engine) targets() []string { return e.spec.UplinkTargets }
 
 // watchEvery is how often the daemon looks at the uplink's health; its
 // reachability is probed at most every probeEvery.
@@ -300,7 +295,7 @@ const (
 func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 	e.mu.Lock()
 	if e.upFixed || e.uplink == "" || len(e.ballot.asked) < 2 || e.watching || !e.ballot.decided {
-		e.mu.Unlock()
+		e.unlock()
 		return
 	}
 	e.watching = true
@@ -308,11 +303,11 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 	cands := e.candidatesLocked()
 	healthy, why := e.leaseHealthLocked(up)
 	probeUp := healthy && now.Sub(e.probedAt) >= probeEvery
-	e.mu.Unlock()
+	e.unlock()
 	defer func() {
 		e.mu.Lock()
 		e.watching = false
-		e.mu.Unlock()
+		e.unlock()
 	}()
 	if healthy && !e.kernel.Carrier(up) {
 		healthy, why = false, "no carrier"
@@ -328,7 +323,7 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 		}
 		e.mu.Lock()
 		e.probedAt = now
-		e.mu.Unlock()
+		e.unlock()
 	}
 	e.mu.Lock()
 	switch {
@@ -336,10 +331,10 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 		e.badSince = time.Time{}
 	case e.badSince.IsZero():
 		e.badSince = now
-		e.logf("uplink %s unhealthy: %s", up, why)
+		e.logLocked("uplink %s unhealthy: %s", up, why)
 	}
 	bad, last := e.badSince, e.lastMove
-	e.mu.Unlock()
+	e.unlock()
 	if !reelectDue(now, bad, last) {
 		return
 	}
@@ -354,12 +349,10 @@ func (e *Engine) watchUplink(ctx context.Context, now time.Time) {
 		e.electLocked()
 		e.problems = append(e.problems, fmt.Sprintf("uplink moved from %s to %s: %s was unhealthy (%s) for %s, %s reaches the probe targets",
 			up, to, up, why, now.Sub(bad).Round(time.Second), to))
-		e.logf("uplink moved from %s to %s (%s unhealthy: %s)", up, to, up, why)
+		e.logLocked("uplink moved from %s to %s (%s unhealthy: %s)", up, to, up, why)
 	}
-	e.mu.Unlock()
+	e.unlock() // the clients of both apply again
 	if ok {
-		e.reapply(up)
-		e.reapply(to)
 		e.notify()
 	}
 }

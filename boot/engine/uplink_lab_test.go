@@ -16,12 +16,15 @@ import (
 
 // TestUplinkElection (issue 11): two NICs both get a DHCP lease with a
 // router. eth0's lease comes first (electionUp), but its LAN is a dead end
-// (and it pushes option 121 0.0.0.0/1 + 128.0.0.0/1 and its own DNS);
-// eth1's router forwards to a target, a TCP listener in a namespace beyond
-// it. eth1 is elected by proven reachability; the only default route is
-// through its gateway, eth0's wide routes and DNS are not used (so the
-// first link to ask was held back until the election), and the target is
-// reachable.
+// (and it pushes option 121 0.0.0.0/1 + 128.0.0.0/1, 9.0.0.0/8 and its
+// own DNS); eth1's router forwards to a target, a TCP listener in a
+// namespace beyond it. eth1 is elected by proven reachability; the only
+// default route is through its gateway, eth0's wide routes and DNS are not
+// used (so the first link to ask was held back until the election), and
+// the target is reachable. A route into public space shorter than /16 is
+// the uplink's alone (issue 29 item 2): eth1's 203.0.0.0/8, held back
+// while the election ran, is installed once eth1 is the uplink; eth0's
+// 9.0.0.0/8 never is.
 //
 //	c:eth0 ── a0 (192.0.2.1, dead end)
 //	c:eth1 ── b0 (198.51.100.1/25) router b1 (198.51.100.129/25) ── t0 (198.51.100.130, :80)
@@ -62,6 +65,15 @@ func TestUplinkElection(t *testing.T) {
 	}
 	if !slices.Equal(defaults, []string{"198.51.100.1"}) {
 		t.Errorf("kernel default routes via %v, want only 198.51.100.1", defaults)
+	}
+	var wide []string
+	for _, r := range routes {
+		if ones, _ := maskOf(r.Dst); r.Dst != nil && ones == 8 {
+			wide = append(wide, r.Dst.String()+" via "+r.Gw.String())
+		}
+	}
+	if !slices.Equal(wide, []string{"203.0.0.0/8 via 198.51.100.1"}) {
+		t.Errorf("kernel /8 routes %v, want only the uplink's 203.0.0.0/8 via 198.51.100.1", wide)
 	}
 	if !slices.Equal(st.DNS, []string{"198.51.100.53"}) {
 		t.Errorf("dns %v, want only the uplink's", st.DNS)
@@ -122,9 +134,10 @@ func newElectionLab(t *testing.T, tag string) (*lab.NS, *lab.NS, *lab.Proc) {
 	}
 	dead := lab.Dnsmasq(t, a, "a0", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--no-ping",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
-		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1")
+		"--dhcp-option=121,0.0.0.0/1,192.0.2.1,128.0.0.0/1,192.0.2.1,9.0.0.0/8,192.0.2.1")
 	lab.Dnsmasq(t, b, "b0", "--dhcp-range=198.51.100.10,198.51.100.100,255.255.255.128,1h", "--no-ping",
-		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53")
+		"--dhcp-option=option:router,198.51.100.1", "--dhcp-option=option:dns-server,198.51.100.53",
+		"--dhcp-option=121,0.0.0.0/0,198.51.100.1,203.0.0.0/8,198.51.100.1")
 	b.MustExec("ip", "link", "set", "b0", "down")
 	return c, b, dead
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -23,7 +24,7 @@ type Config struct {
 	// Start is when netinit started (SpanningTree.FirstS).
 	Start time.Time
 	// Logf prints one event line.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Changed is called when a link's neighbour or spanning tree is
 	// first heard, changes or expires (the engine publishes the status).
 	Changed func()
@@ -53,7 +54,7 @@ type heard struct {
 // New returns a Watcher.
 func New(cfg Config) *Watcher {
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}

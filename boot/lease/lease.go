@@ -116,12 +116,6 @@ var defaultHalves = [...]netip.Prefix{
 	netip.MustParsePrefix("::/1"), netip.MustParsePrefix("8000::/1"),
 }
 
-// Wide reports whether a route is one only the uplink installs: a default
-// route or any route less specific than /8 (issue 13 item 7: a
-// non-uplink's 0.0.0.0/1 + 128.0.0.0/1, on-link ::/0 or RIO ::/1 must not
-// override the uplink).
-func Wide(p netip.Prefix) bool { return p.Bits() < 8 }
-
 // Yggdrasil is Yggdrasil's address space: 200::/7 holds the node
 // addresses and, inside it, 300::/8 the routed /64 subnets. ygg0 routes
 // 200::/7; an address or a more specific route learnt from a neighbour on

@@ -35,12 +35,12 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/clock"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/identity"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/firewall"
 	"github.com/threefoldtech/netinit/boot/overlay/wg"
 	"github.com/threefoldtech/netinit/boot/overlay/ygg"
-	"github.com/threefoldtech/netinit/boot/runmode"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/netprobe"
@@ -52,12 +52,17 @@ const DefaultKeyDir = "/var/cache/netinit/keys"
 
 // Config is what the manager needs.
 type Config struct {
-	Spec    spec.Overlay // the overlays' keys (netinit.ygg=, netinit.wg=, ...)
-	Probe   spec.Probe   // where the connectivity probe looks
-	NTP     []string     // netinit.ntp=: preferred to the servers DHCP gives
-	RunMode runmode.Mode // whose public NTP pool is the fallback ("" = prod's)
-	KeyDir  string       // DefaultKeyDir when empty (or Spec.KeyDir)
-	Logf    func(format string, args ...any)
+	Spec  spec.Overlay // the overlays' keys (netinit.ygg=, netinit.wg=, ...)
+	Probe spec.Probe   // where the connectivity probe looks
+	// Internet says which addresses count as public (the zero value: the
+	// Internet's own rules; the labs count the documentation ranges).
+	Internet netprobe.Internet
+	NTP      []string // netinit.ntp=: preferred to the servers DHCP gives
+	// NTPPool is the clock's fallback: the public pool asked when neither
+	// DHCP nor netinit.ntp= names a server (spec.Boot.NTPPool).
+	NTPPool []string
+	KeyDir  string // DefaultKeyDir when empty (or Spec.KeyDir)
+	Logf    console.Logf
 	// Publish is given the manager's status after every change (peers,
 	// the probe, the clock): the state.Publisher writes the files there.
 	// It is never called with the manager's lock held.
@@ -148,7 +153,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.KeyDir = DefaultKeyDir
 	}
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Publish == nil {
 		cfg.Publish = func(*state.OverlayStatus) {}
@@ -207,11 +212,7 @@ func (m *Manager) Update(st *state.NetworkStatus) {
 // startClock starts the loop that keeps the clock right from now on; its
 // first round is the one WireGuard waits for.
 func (m *Manager) startClock(st *state.NetworkStatus) {
-	mode := m.cfg.RunMode
-	if mode == "" {
-		mode = runmode.Prod // the same public pool in every mode
-	}
-	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Pool: runmode.For(mode).NTP,
+	m.clock = clock.NewLoop(clock.LoopConfig{Syncer: m.cfg.Clock, Pool: m.cfg.NTPPool,
 		FloorFile: m.cfg.FloorFile, Logf: m.cfg.Logf, Changed: m.publish})
 	m.clock.SetServers(m.cfg.NTP, learnedNTP(st))
 	m.spawn("clock loop", func() { m.clock.Run(m.ctx) })
@@ -484,7 +485,8 @@ func (m *Manager) connectivity(st *state.NetworkStatus) *state.Connectivity {
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	r := netprobe.Probe(ctx, addrs, netprobe.Config{Targets: m.cfg.Probe.ProbeTargets, Reflectors: m.cfg.Probe.ProbeReflectors})
+	r := netprobe.Probe(ctx, addrs, netprobe.Config{Targets: m.cfg.Probe.ProbeTargets, Reflectors: m.cfg.Probe.ProbeReflectors,
+		Internet: m.cfg.Internet})
 	fam := func(f netprobe.Family) state.Family {
 		return state.Family{Verdict: string(f.Verdict), Evidence: f.Evidence}
 	}

@@ -51,7 +51,7 @@ func FuzzRAPlan(f *testing.F) {
 			}
 			return false
 		}
-		routes := v.routes(true, true)
+		routes := v.want()
 		for _, r := range routes {
 			if !r.Dst.IsValid() || r.Dst != r.Dst.Masked() || inside(r.Dst) {
 				t.Fatalf("route %s planned", r.Dst)

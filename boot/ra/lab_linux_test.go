@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
@@ -29,7 +31,7 @@ type childOut struct {
 	Log    []string
 }
 
-// runClient is the child half: it prepares c0 (down, Prepare, up, as the
+// runClient is the child half: it prepares c0 (down, kernel.PrepareIPv6, up, as the
 // engine does), runs Run and returns every reported lease and log line.
 func runClient(t *testing.T, o Options, d time.Duration) {
 	t.Helper()
@@ -51,7 +53,7 @@ func runClient(t *testing.T, o Options, d time.Duration) {
 	if err := netlink.LinkSetDown(l); err != nil {
 		t.Fatal(err)
 	}
-	if err := Prepare("c0"); err != nil {
+	if err := kernel.PrepareIPv6("c0"); err != nil {
 		t.Fatal(err)
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
@@ -71,7 +73,7 @@ func routerLab(t *testing.T, tag string) (r, c *lab.NS) {
 	lab.Require(t, "ip", "radvd", "sysctl")
 	lab.GuardResolvConf(t)
 	r, c = lab.NewNS(t, tag+"r"), lab.NewNS(t, tag+"c")
-	// c0 is up from its creation, before the client's Prepare: without
+	// c0 is up from its creation, before the client's kernel.PrepareIPv6: without
 	// these, the kernel sends its own Router Solicitation once c0's
 	// link-local address is through DAD, and a sender that answers the
 	// first solicitation it sees may send its RAs before the client
@@ -190,7 +192,7 @@ func TestSLAACRadvd(t *testing.T) {
 	}{{"default", 1800}, {"lifetime0", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if lab.Child() {
-				runClient(t, Options{DefaultRoute: func() bool { return true }, Oneshot: true}, 20*time.Second)
+				runClient(t, Options{Routes: route.New(route.Config{Uplink: func(string, bool) bool { return true }}), Oneshot: true}, 20*time.Second)
 				return
 			}
 			t.Parallel()
@@ -401,7 +403,7 @@ func TestHostileRAs(t *testing.T) {
 		return
 	}
 	if lab.Child() {
-		runClient(t, Options{DefaultRoute: func() bool { return true }}, 6*time.Second)
+		runClient(t, Options{Routes: route.New(route.Config{Uplink: func(string, bool) bool { return true }})}, 6*time.Second)
 		return
 	}
 	t.Parallel()
@@ -470,7 +472,7 @@ func TestFloodGoesStale(t *testing.T) {
 		return
 	}
 	if lab.Child() {
-		runClient(t, Options{DefaultRoute: func() bool { return true }}, 20*time.Second)
+		runClient(t, Options{Routes: route.New(route.Config{Uplink: func(string, bool) bool { return true }})}, 20*time.Second)
 		return
 	}
 	t.Parallel()

@@ -12,25 +12,23 @@ package ra
 import (
 	"errors"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // Options configure Run.
 type Options struct {
 	Link string
-	// DefaultRoute says whether to install the IPv6 default route(s) via
-	// the advertising routers, and on-link or RFC 4191 routes less
-	// specific than /8 (::/0 on-link, ::/1): only the uplink does. nil
-	// means no, as in dhcp4.
-	DefaultRoute func() bool
-	// RouteInfo says whether RFC 4191 routes (Route Information options)
-	// are installed on this link. Only the uplink should speak for the
-	// node; nil means: only when default routes are (DefaultRoute).
-	RouteInfo func() bool
+	// Routes installs the view's routes (at every change, and Reapply)
+	// by its rules: only the uplink installs the default routes via the
+	// advertising routers, on-link prefixes that compete with them and
+	// RFC 4191 routes (they speak for the node). nil: an installer of its
+	// own, for which no link is the uplink.
+	Routes *route.Installer
 	// Protected are prefixes (the WireGuard tunnel subnets) inside which
 	// no RA may install a route or an address; Yggdrasil's 200::/7 is
 	// always protected.
@@ -40,13 +38,13 @@ type Options struct {
 	// Report receives a lease after every change of what is applied.
 	Report lease.Reporter
 	// Logf gets one readable event per line.
-	Logf func(format string, args ...any)
+	Logf console.Logf
 	// Kick, when it receives, makes the client act now (the control
 	// socket's "renew"): it sends a Router Solicitation, and the answer
 	// refreshes the lifetimes. Same name and meaning in dhcp4 and dhcp6.
 	Kick <-chan struct{}
-	// Reapply, when it receives, applies the current view again (asking
-	// DefaultRoute again): the engine's uplink changed.
+	// Reapply, when it receives, applies the current view again (Routes
+	// judges its routes again): the engine's uplink changed.
 	Reapply <-chan struct{}
 	// Oneshot returns after the first RA has been applied, or when the
 	// Router Solicitations are exhausted, or when ctx ends.
@@ -66,7 +64,7 @@ const (
 // Report converts a View into the report to the engine. Lifetimes follow the lease
 // convention (0 = infinite); a deprecated address (preferred lifetime 0 in
 // RFC 4862 terms) is reported with Preferred = -1ns.
-func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
+func (v View) Report(link string, applied []route.Route, now time.Time) lease.Report {
 	l := lease.Report{
 		Link:    link,
 		Source:  lease.SourceSLAAC,
@@ -99,43 +97,21 @@ func (v View) Report(link string, applied []Route, now time.Time) lease.Report {
 	return l
 }
 
-// routes is every route of the view that should be in the kernel: RFC
-// 4191 routes only if withRIO, defaults and routes less specific than /8
-// only if withDefault.
-func (v View) routes(withDefault, withRIO bool) []Route {
-	sets := [][]Route{v.OnLink, v.Defaults}
-	if withRIO {
-		sets = append(sets, v.Routes)
-	}
-	var rs []Route
-	for _, set := range sets {
+// want is every route of the view, for boot/route to judge: the on-link
+// prefixes, the default routes via each router, and the RFC 4191 routes,
+// which only the uplink installs whatever their length.
+func (v View) want() []route.Route {
+	var rs []route.Route
+	for _, set := range [][]Route{v.OnLink, v.Defaults, v.Routes} {
 		for _, r := range set {
-			if withDefault || !r.wide() {
-				rs = append(rs, r)
-			}
+			rs = append(rs, route.Route{Dst: r.Dst, Via: r.Via, Metric: r.Metric, Lifetime: r.Lifetime})
 		}
+	}
+	for i := len(v.OnLink) + len(v.Defaults); i < len(rs); i++ {
+		rs[i].Uplink = true
 	}
 	return rs
 }
-
-// wide reports whether a route is one only the uplink installs
-// (lease.Wide).
-func (r Route) wide() bool { return lease.Wide(r.Dst) }
-
-// wantsDefault reports whether the view has a route only the uplink
-// installs (then the client asks Options.DefaultRoute).
-func (v View) wantsDefault() bool {
-	return slices.ContainsFunc(v.OnLink, Route.wide) || len(v.Defaults) > 0 || slices.ContainsFunc(v.Routes, Route.wide)
-}
-
-// keyOf identifies a kernel route.
-type routeKey struct {
-	dst    netip.Prefix
-	via    netip.Addr
-	metric int
-}
-
-func (r Route) key() routeKey { return routeKey{r.Dst, r.Via, r.Metric} }
 
 // logBurst is how many RA log lines a second get through; a flood of RAs
 // must not flood the console.

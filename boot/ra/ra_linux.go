@@ -1,63 +1,25 @@
 package ra
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/mdlayher/ndp"
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
-
-// Prepare configures the kernel's IPv6 behaviour of link. Call it before
-// the link is set up:
-//   - accept_ra=0, autoconf=0: netinit, not the kernel, acts on RAs;
-//   - optimistic_dad=1, use_optimistic=1: addresses are usable while DAD
-//     runs (RFC 4429), so the link-local address can send the first Router
-//     Solicitation at once and a SLAAC address is usable at once;
-//   - addr_gen_mode=0: the kernel still makes the EUI-64 link-local address
-//     (RFC 4862 section 5.3) when the link comes up.
-func Prepare(link string) error {
-	for _, kv := range [][2]string{
-		{"disable_ipv6", "0"},
-		{"accept_ra", "0"},
-		{"autoconf", "0"},
-		{"optimistic_dad", "1"},
-		{"use_optimistic", "1"},
-		{"addr_gen_mode", "0"},
-	} {
-		if err := WriteConf(link, kv[0], kv[1]); err != nil {
-			return fmt.Errorf("ra prepare %s: %w", link, err)
-		}
-	}
-	return nil
-}
-
-// WriteConf sets /proc/sys/net/ipv6/conf/LINK/KEY to value, leaving it
-// alone when it already holds it.
-func WriteConf(link, key, value string) error {
-	p := filepath.Join("/proc/sys/net/ipv6/conf", link, key)
-	if cur, err := os.ReadFile(p); err == nil && slices.Equal(bytes.TrimSpace(cur), []byte(value)) {
-		return nil
-	}
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("%s=%s on %s: %w", key, value, link, err)
-	}
-	return nil
-}
 
 // linkLocalWait bounds the wait for the kernel's link-local address.
 const linkLocalWait = 3 * time.Second
@@ -107,13 +69,13 @@ func Run(ctx context.Context, o Options) error {
 // decides and the kernel side that applies.
 type client struct {
 	o          Options
-	logf       func(string, ...any)
+	logf       console.Logf
 	report     lease.Reporter
 	ifi        *net.Interface
 	ll         netip.Addr // the link-local source of the solicitations
 	optimistic bool       // ll is still an Optimistic Address (RFC 4429)
 	conn       *ndp.Conn
-	k          *kernel
+	k          *applier
 	t          *Table
 
 	sent      int       // Router Solicitations sent
@@ -128,7 +90,7 @@ type client struct {
 func open(ctx context.Context, o Options) (*client, error) {
 	r := &client{o: o, logf: o.Logf, report: o.Report, buf: make([]byte, 1<<16)}
 	if r.logf == nil {
-		r.logf = func(string, ...any) {}
+		r.logf = console.Discard
 	}
 	if r.report == nil {
 		r.report = func(lease.Report) {}
@@ -177,8 +139,11 @@ func open(ctx context.Context, o Options) (*client, error) {
 		return nil, fmt.Errorf("hop limit control message: %w", err)
 	}
 	r.conn = conn
-	r.k = &kernel{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, routes: map[routeKey]bool{}, logf: r.logf,
-		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}}
+	if o.Routes == nil {
+		o.Routes = route.New(route.Config{Logf: r.logf})
+	}
+	r.k = &applier{link: o.Link, index: ifi.Index, mtuOverride: o.MTU, addrs: map[netip.Prefix]bool{}, logf: r.logf,
+		al: &addr.Link{Index: ifi.Index, Name: o.Link, Logf: r.logf}, routes: o.Routes}
 	r.t = NewTable(id, ifi.MTU)
 	r.t.Protect(o.Protected...)
 	r.nextRS = time.Now() // RFC 4861 section 6.3.7, see sendRS
@@ -218,12 +183,15 @@ func (r *client) solicit(now time.Time) error {
 }
 
 // asked acts on what the engine asked, without waiting: Reapply (the
-// uplink changed: install or withdraw the defaults) or Kick (the control
-// socket's "renew": ask the routers now).
+// uplink changed: install or withdraw the defaults; nothing to do before
+// the first RA) or Kick (the control socket's "renew": ask the routers
+// now).
 func (r *client) asked(now time.Time) {
 	select {
 	case <-r.o.Reapply:
-		r.apply(now)
+		if r.t.seenRA {
+			r.apply(now)
+		}
 	case <-r.o.Kick:
 		if err := sendRS(r.conn, r.ifi.HardwareAddr, false); err != nil {
 			r.logf("%s: ra: router solicitation: %v", r.o.Link, err)
@@ -301,18 +269,11 @@ func (r *client) logLimited(now time.Time, format string, args ...any) {
 }
 
 // apply installs the Table's current view in the kernel and reports it.
-// Default routes (and RFC 4191 routes, unless Options.RouteInfo says
-// otherwise) are installed only when Options.DefaultRoute says so, and it
-// is asked only when there is one to install: the engine makes the first
-// link that asks its uplink.
+// Options.Routes judges the routes: the default routes and RFC 4191
+// routes go in only on the uplink.
 func (r *client) apply(now time.Time) {
 	v := r.t.View(now)
-	withDefault := v.wantsDefault() && r.o.DefaultRoute != nil && r.o.DefaultRoute()
-	withRIO := withDefault
-	if r.o.RouteInfo != nil {
-		withRIO = len(v.Routes) > 0 && r.o.RouteInfo()
-	}
-	applied, err := r.k.sync(v, withDefault, withRIO)
+	applied, err := r.k.sync(v)
 	if err != nil {
 		r.logf("%s: ra: %v", r.o.Link, err)
 	}
@@ -347,12 +308,16 @@ func waitLinkLocal(ctx context.Context, index int, bound time.Duration) (netip.A
 	defer tick.Stop()
 	for {
 		addrs, err := netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
-		if err != nil {
+		// A dump the kernel interrupted (NLM_F_DUMP_INTR: the link's
+		// addresses changed meanwhile, as they do while a bridge comes
+		// up) is looked at again at the next tick, not the end of the
+		// client.
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return netip.Addr{}, false, fmt.Errorf("list addresses: %w", err)
 		}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || !ip.IsLinkLocalUnicast() || a.Flags&unix.IFA_F_DADFAILED != 0 {
+			if err != nil || !ok || !ip.IsLinkLocalUnicast() || a.Flags&unix.IFA_F_DADFAILED != 0 {
 				continue
 			}
 			if a.Flags&unix.IFA_F_OPTIMISTIC != 0 {
@@ -395,21 +360,21 @@ func stillOptimistic(index int, ll netip.Addr) bool {
 	return true
 }
 
-// kernel applies Views to one link and remembers what it applied, so that
+// applier applies Views to one link and remembers what it applied, so that
 // what a View no longer holds is removed.
-type kernel struct {
+type applier struct {
 	link        string
 	index       int
 	mtuOverride int
 	addrs       map[netip.Prefix]bool
-	routes      map[routeKey]bool
 	mtu         int
-	al          *addr.Link // installs and removes the SLAAC addresses
-	logf        func(string, ...any)
+	al          *addr.Link       // installs and removes the SLAAC addresses
+	routes      *route.Installer // installs and withdraws the routes
+	logf        console.Logf
 }
 
 // sync makes the kernel match v and returns the routes that are in place.
-func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
+func (k *applier) sync(v View) ([]route.Route, error) {
 	var errs []error
 	want := map[netip.Prefix]bool{}
 	for _, a := range v.Addrs {
@@ -439,27 +404,9 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		delete(k.addrs, p)
 	}
 
-	var applied []Route
-	wantR := map[routeKey]bool{}
-	for _, r := range v.routes(withDefault, withRIO) {
-		wantR[r.key()] = true
-		if err := routeReplace(k.index, r); err != nil {
-			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.Dst, r.Via, err))
-			continue
-		}
-		k.routes[r.key()] = true
-		applied = append(applied, r)
-	}
-	for rk := range k.routes {
-		if wantR[rk] {
-			continue
-		}
-		err := routeDel(k.index, Route{Dst: rk.dst, Via: rk.via, Metric: rk.metric})
-		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove route %s via %s: %w", rk.dst, rk.via, err))
-			continue
-		}
-		delete(k.routes, rk)
+	applied, err := k.routes.Apply(k.link, k.index, lease.SourceSLAAC, v.want())
+	if err != nil {
+		errs = append(errs, err)
 	}
 
 	// The MTU option sets the link's IPv6 MTU (RFC 4861 section 6.3.4),
@@ -469,52 +416,12 @@ func (k *kernel) sync(v View, withDefault, withRIO bool) ([]Route, error) {
 		mtu = k.mtuOverride
 	}
 	if mtu > 0 && mtu != k.mtu {
-		if err := WriteConf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
+		if err := kernel.SetIPv6Conf(k.link, "mtu", strconv.Itoa(mtu)); err != nil {
 			errs = append(errs, fmt.Errorf("ipv6 mtu %d: %w", mtu, err))
 		} else {
 			k.mtu = mtu
 		}
 	}
-	slices.SortFunc(applied, func(a, b Route) int { return a.Metric - b.Metric })
+	slices.SortStableFunc(applied, func(a, b route.Route) int { return a.Metric - b.Metric })
 	return applied, errors.Join(errs...)
-}
-
-// routeReplace installs r (protocol "ra") with the kernel expiring it at
-// the end of its lifetime (RTA_EXPIRES), so that a route is not left
-// behind when netinit stops listening.
-func routeReplace(index int, r Route) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
-	msg := nl.NewRtMsg()
-	msg.Protocol = unix.RTPROT_RA
-	routeMsg(req, msg, index, r)
-	if r.Lifetime < Infinite {
-		req.AddData(nl.NewRtAttr(unix.RTA_EXPIRES, nl.Uint32Attr(uint32(addr.Seconds(r.Lifetime, 1)))))
-	}
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
-}
-
-func routeDel(index int, r Route) error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELROUTE, unix.NLM_F_ACK)
-	msg := nl.NewRtDelMsg()
-	routeMsg(req, msg, index, r)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
-}
-
-func routeMsg(req *nl.NetlinkRequest, msg *nl.RtMsg, index int, r Route) {
-	msg.Family = unix.AF_INET6
-	msg.Dst_len = uint8(r.Dst.Bits())
-	if !r.Via.IsValid() {
-		msg.Scope = unix.RT_SCOPE_LINK
-	}
-	req.AddData(msg)
-	if r.Dst.Bits() > 0 {
-		req.AddData(nl.NewRtAttr(unix.RTA_DST, r.Dst.Addr().AsSlice()))
-	}
-	if r.Via.IsValid() {
-		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Via.WithZone("").AsSlice()))
-	}
-	req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(uint32(index))))
-	req.AddData(nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(uint32(r.Metric))))
 }

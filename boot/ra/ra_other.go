@@ -9,8 +9,5 @@ import (
 
 var errNotLinux = errors.New("ra: only implemented on Linux")
 
-// Prepare is only implemented on Linux.
-func Prepare(link string) error { return errNotLinux }
-
 // Run is only implemented on Linux.
 func Run(ctx context.Context, o Options) error { return errNotLinux }

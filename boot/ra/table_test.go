@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -178,7 +181,7 @@ func TestTableInfinite(t *testing.T) {
 	if v.Addrs[0].Valid != Infinite || v.Addrs[0].Preferred != Infinite || v.OnLink[0].Lifetime != Infinite {
 		t.Fatalf("%+v", v)
 	}
-	l := v.Report("eth0", v.OnLink, t0)
+	l := v.Report("eth0", v.want()[:1], t0)
 	if l.Addresses[0].Valid != 0 || l.Routes[0].Lifetime != 0 {
 		t.Fatalf("infinite is not 0 in the lease: %+v", l)
 	}
@@ -415,7 +418,7 @@ func FuzzRA(f *testing.F) {
 					t.Fatalf("bad address %+v", a)
 				}
 			}
-			_ = v.Report("eth0", v.routes(true, true), now)
+			_ = v.Report("eth0", v.want(), now)
 		}
 	})
 }
@@ -529,15 +532,16 @@ func TestPREF64(t *testing.T) {
 	}
 }
 
-// TestWideRoutesOnlyOnUplink: an on-link ::/0, an RIO ::/1 and the default
-// routers are installed only where default routes are allowed (the
-// uplink); a narrower RIO always is.
+// TestWideRoutesOnlyOnUplink: an on-link ::/0, an RIO ::/1, the default
+// routers and any RIO are installed only on the uplink (boot/route judges
+// the view's routes); the view makes its link a candidate for it.
 func TestWideRoutesOnlyOnUplink(t *testing.T) {
 	src := netip.MustParseAddr("fe80::1")
 	now := time.Unix(1000, 0)
 	tb := NewTable([8]byte{1}, 1500)
 	ra := wire(t, src, &ndp.RouterAdvertisement{RouterLifetime: time.Hour, Options: []ndp.Option{
 		&ndp.PrefixInformation{PrefixLength: 0, OnLink: true, ValidLifetime: time.Hour, Prefix: netip.IPv6Unspecified()},
+		&ndp.PrefixInformation{PrefixLength: 64, OnLink: true, ValidLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:4::")},
 		&ndp.RouteInformation{PrefixLength: 8, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("::")},
 		&ndp.RouteInformation{PrefixLength: 48, RouteLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:5::")},
 	}})
@@ -546,27 +550,32 @@ func TestWideRoutesOnlyOnUplink(t *testing.T) {
 	// multiple of 8, so the /1 is added to the view here directly.
 	v := tb.View(now)
 	v.Routes = append(v.Routes, Route{Dst: netip.MustParsePrefix("::/1"), Via: src, Metric: 1024, Lifetime: time.Hour})
-	if !v.wantsDefault() {
-		t.Fatal("a view with default routers does not ask for the permission")
-	}
-	dsts := func(withDefault bool) []string {
+	dsts := func(uplink bool) []string {
+		candidate := false
+		in := route.New(route.Config{Kernel: kerneltest.New(), Uplink: func(_ string, c bool) bool {
+			candidate = c
+			return uplink
+		}})
+		rs, err := in.Apply("eth0", 2, lease.SourceSLAAC, v.want())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !candidate {
+			t.Error("a view with default routers does not make its link a candidate")
+		}
 		var out []string
-		for _, r := range v.routes(withDefault, true) {
+		for _, r := range rs {
 			out = append(out, r.Dst.String())
 		}
 		return out
 	}
 	// The RIO ::/8 is not there at all: RIO routes less specific than
 	// /48 are ignored (TestTableHostile).
-	if got := dsts(false); fmt.Sprint(got) != "[2001:db8:5::/48]" {
-		t.Errorf("not the uplink: routes %v, want only 2001:db8:5::/48", got)
+	if got := dsts(false); fmt.Sprint(got) != "[2001:db8:4::/64]" {
+		t.Errorf("not the uplink: routes %v, want only the on-link 2001:db8:4::/64", got)
 	}
-	if got := dsts(true); fmt.Sprint(got) != "[::/0 ::/0 2001:db8:5::/48 ::/1]" {
+	if got := dsts(true); fmt.Sprint(got) != "[::/0 2001:db8:4::/64 ::/0 2001:db8:5::/48 ::/1]" {
 		t.Errorf("uplink: routes %v", got)
-	}
-	onlyWide := View{OnLink: []Route{{Dst: netip.MustParsePrefix("::/0")}}}
-	if !onlyWide.wantsDefault() {
-		t.Error("an on-link ::/0 alone does not ask for the permission")
 	}
 }
 

@@ -61,6 +61,10 @@ type Boot struct {
 	// are network-light nodes (Light).
 	ZOSVersion string   `json:"zos_version,omitempty"`
 	NTP        []string `json:"ntp,omitempty"` // netinit.ntp=host,host
+	// NTPPool is the public pool the clock loop asks when neither DHCP
+	// nor netinit.ntp= names a server: the runmode='s (prod's when none
+	// is given; the same in every mode).
+	NTPPool []string `json:"ntp_pool,omitempty"`
 }
 
 // Light reports whether the node is a 0-OS network-light node (zosbase
@@ -81,13 +85,29 @@ type Link struct {
 	VLANs        []VLAN           `json:"vlans,omitempty"`      // vlan=NAME:PARENT
 	VLANPriv     int              `json:"vlan_priv,omitempty"`  // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
 	VLANPub      int              `json:"vlan_pub,omitempty"`   // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (carried tagged on the management bridge's NIC)
-	Bridge       string           `json:"bridge,omitempty"`     // netinit.bridge=NAME, or NoBridge ("" = not given)
 	LLDP         LLDPMode         `json:"lldp"`                 // netinit.lldp=listen|send|off (default listen)
+	// Bridge is netinit.bridge=NAME, or NoBridge; at a 0-OS boot
+	// DefaultBridge when not given (cmdline.LoadBoot); "" = none.
+	Bridge string `json:"bridge,omitempty"`
 }
 
 // NoBridge is netinit.bridge=off: no management bridge, even at a 0-OS
 // boot.
 const NoBridge = "off"
+
+// DefaultBridge is 0-OS's management bridge, built at a boot whose command
+// line is a 0-OS one (runmode= given) unless netinit.bridge= says
+// otherwise: its networkd refuses to start without it (zosbase
+// pkg/network/bootstrap/bridge.go, DefaultBridgeValid).
+const DefaultBridge = "zos"
+
+// BridgeName is the management bridge to build, "" for none.
+func (l *Link) BridgeName() string {
+	if l.Bridge == NoBridge {
+		return ""
+	}
+	return l.Bridge
+}
 
 // Overlay is what the overlays and their firewall are asked to do.
 type Overlay struct {
@@ -111,6 +131,10 @@ type Overlay struct {
 type Probe struct {
 	ProbeTargets    []string `json:"targets,omitempty"`    // netinit.probe.targets=host:port,...
 	ProbeReflectors []string `json:"reflectors,omitempty"` // netinit.probe.reflectors=host:port,...
+	// UplinkTargets are where the uplink election's probes connect: the
+	// probe targets, else the grid hosts 0-OS itself requires (zosbase's
+	// internet check; runmode's prod).
+	UplinkTargets []string `json:"uplink_targets,omitempty"`
 }
 
 // IPConfig is one ip= token.
@@ -162,10 +186,12 @@ func (p Port) String() string { return strconv.Itoa(int(p.Port)) + "/" + p.Proto
 
 // Defaults returns the Spec used when nothing is given.
 func Defaults() *Spec {
+	prod := runmode.For(runmode.Prod)
 	return &Spec{
-		Boot:    Boot{Timeout: DefaultTimeout},
+		Boot:    Boot{Timeout: DefaultTimeout, NTPPool: prod.NTP},
 		Link:    Link{RATimeout: DefaultRATimeout, DHCP4Timeout: DefaultDHCP4Timeout},
 		Overlay: Overlay{Ygg: YggAuto, YggMulticast: true, YggLANPeers: DefaultLANPeers, YggTakeBack: DefaultYggTakeBack, WG: WGAuto},
+		Probe:   Probe{UplinkTargets: prod.ProbeTargets},
 	}
 }
 
@@ -177,6 +203,7 @@ func (s *Spec) Clone() *Spec {
 	c := *s
 	c.NextArgs = slices.Clone(s.NextArgs)
 	c.NTP = slices.Clone(s.NTP)
+	c.NTPPool = slices.Clone(s.NTPPool)
 	c.BootIF = slices.Clone(s.BootIF)
 	c.Ignore = slices.Clone(s.Ignore)
 	c.IP = slices.Clone(s.IP)
@@ -194,6 +221,7 @@ func (s *Spec) Clone() *Spec {
 	c.Allow = slices.Clone(s.Allow)
 	c.ProbeTargets = slices.Clone(s.ProbeTargets)
 	c.ProbeReflectors = slices.Clone(s.ProbeReflectors)
+	c.UplinkTargets = slices.Clone(s.UplinkTargets)
 	c.Given = slices.Clone(s.Given)
 	return &c
 }

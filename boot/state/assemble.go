@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/atomicfile"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/dnsname"
 )
 
@@ -225,7 +226,7 @@ type Publisher struct {
 	// own (0-OS's DHCP client in ndmz writes its lease's servers there
 	// instead of into the node's file).
 	NamespaceResolvConf []string
-	Logf                func(format string, args ...any)
+	Logf                console.Logf
 
 	mu     sync.Mutex
 	net    *NetworkStatus

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -15,9 +16,9 @@ import (
 
 // TestRun runs the client on a veth in a namespace and reads back what the
 // kernel holds: the address (permanent, and for IPv6 without DAD), the
-// gateway's on-link host route and the default route while DefaultRoute
-// says yes, both withdrawn at the Reapply after it turned no, and the
-// reports saying the same.
+// gateway's on-link host route and the default route while the link is
+// the uplink, both withdrawn at the Reapply after it stopped being it, and
+// the reports saying the same.
 func TestRun(t *testing.T) {
 	lab.Require(t, "ip")
 	for _, tc := range []struct {
@@ -43,7 +44,7 @@ func TestRun(t *testing.T) {
 			done := make(chan error, 1)
 			o := Options{Link: "s0", Address: netip.MustParsePrefix(tc.address), Gateway: netip.MustParseAddr(tc.gw),
 				DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}, Hostname: "node1",
-				DefaultRoute: def.Load, Reapply: reapply, Report: func(r lease.Report) { reports <- r }, Logf: t.Logf}
+				Routes: route.New(route.Config{Uplink: func(string, bool) bool { return def.Load() }}), Reapply: reapply, Report: func(r lease.Report) { reports <- r }, Logf: t.Logf}
 			go func() { done <- lab.In(ns.Name, func() error { return Run(ctx, o) }) }()
 			defer func() {
 				cancel()
@@ -119,7 +120,7 @@ func TestRun(t *testing.T) {
 			}
 			rs = routes()
 			if _, ok := rs[tc.def]; ok {
-				t.Errorf("routes %v: default route kept after DefaultRoute turned no", rs)
+				t.Errorf("routes %v: default route kept after the link stopped being the uplink", rs)
 			}
 			if _, ok := rs[tc.host]; tc.host != "" && ok {
 				t.Errorf("routes %v: host route %s kept", rs, tc.host)

@@ -2,16 +2,18 @@
 // "ip=<client-IP>:[<peer>]:<gateway-IP>:<netmask>:..."): it configures the
 // address and, on the uplink, the gateway, and reports them to the engine
 // as a lease.Report with source "static", the way dhcp4, ra and dhcp6
-// report theirs. Its Options have the same shape as theirs: DefaultRoute
-// (nil means no) is asked before the default route goes in, and Reapply
-// asks it again when the uplink changes.
+// report theirs. Its Options have the same shape as theirs: Routes
+// (boot/route) installs the gateway's routes on the uplink alone, and
+// Reapply has it judge them again when the uplink changes.
 package static
 
 import (
 	"net/netip"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 // Options configure Run. The cmdline parser has validated every field.
@@ -25,45 +27,48 @@ type Options struct {
 	Hostname string
 	MTU      int // reported only: the engine sets the link's MTU
 
-	// DefaultRoute is asked before the default route via Gateway is
-	// installed, and again at every Reapply: only the uplink installs
-	// one. nil means no, as in dhcp4 and ra.
-	DefaultRoute func() bool
-	// Reapply, when it receives, asks DefaultRoute again and installs or
-	// withdraws the default route: the engine's uplink changed.
+	// Routes installs the default route via Gateway (and the host route
+	// to it) on the uplink alone. nil: an installer of its own, for which
+	// no link is the uplink.
+	Routes *route.Installer
+	// Reapply, when it receives, has Routes judge the routes again and
+	// install or withdraw them: the engine's uplink changed.
 	Reapply <-chan struct{}
 
 	Report lease.Reporter
-	Logf   func(format string, args ...any)
+	Logf   console.Logf
 }
 
 // routes is what goes into the kernel for the gateway: an on-link host
 // route to it when it is outside the subnet, then the default route via
-// it. None without a gateway or when the link may not have the default.
-func (o *Options) routes(withDefault bool) []lease.Route {
+// it (boot/route installs both on the uplink alone). None without a
+// gateway.
+func (o *Options) routes() []route.Route {
 	gw := o.Gateway
-	if !gw.IsValid() || !withDefault {
+	if !gw.IsValid() {
 		return nil
 	}
-	var rs []lease.Route
+	var rs []route.Route
 	if !o.Address.Contains(gw) {
-		rs = append(rs, lease.Route{Dst: netip.PrefixFrom(gw, gw.BitLen())})
+		rs = append(rs, route.Route{Dst: netip.PrefixFrom(gw, gw.BitLen())})
 	}
 	def := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 	if gw.Is6() {
 		def = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 	}
-	return append(rs, lease.Route{Dst: def, Via: gw})
+	return append(rs, route.Route{Dst: def, Via: gw})
 }
 
 // report is what the client reports with routes in place.
-func (o *Options) report(routes []lease.Route, now time.Time) lease.Report {
+func (o *Options) report(routes []route.Route, now time.Time) lease.Report {
 	r := lease.Report{
 		Link: o.Link, Source: lease.SourceStatic, Status: "bound",
 		Addresses: []lease.Addr{{Prefix: o.Address}},
 		DNS:       o.DNS, Hostname: o.Hostname, MTU: o.MTU,
-		Routes:  routes,
 		Updated: now,
+	}
+	for _, rt := range routes {
+		r.Routes = append(r.Routes, lease.Route{Dst: rt.Dst, Via: rt.Via})
 	}
 	if len(routes) > 0 {
 		r.Routers = []netip.Addr{o.Gateway}

@@ -2,15 +2,14 @@ package static
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/addr"
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Run configures o.Address (permanent, without DAD: a configured address
@@ -23,7 +22,10 @@ func Run(ctx context.Context, o Options) error {
 		o.Report = func(lease.Report) {}
 	}
 	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+		o.Logf = console.Discard
+	}
+	if o.Routes == nil {
+		o.Routes = route.New(route.Config{Logf: o.Logf})
 	}
 	nl, err := netlink.LinkByName(o.Link)
 	if err != nil {
@@ -50,41 +52,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// client is one Run: the routes it has in the kernel.
+// client is one Run.
 type client struct {
-	o      Options
-	index  int
-	routes []lease.Route
+	o     Options
+	index int
 }
 
-// apply installs the routes the link may have now, withdraws those it may
-// no longer have (last first: the host route outlives the route through
-// it), and reports.
+// apply has Routes install the routes the link may have now and withdraw
+// those it may no longer have, and reports.
 func (c *client) apply() error {
-	want := c.o.routes(c.o.Gateway.IsValid() && c.o.DefaultRoute != nil && c.o.DefaultRoute())
-	for _, r := range want {
-		if err := netlink.RouteReplace(c.nlRoute(r)); err != nil {
-			return fmt.Errorf("route %s via %s: %w", r.Dst, r.Via, err)
-		}
-	}
-	for i := len(c.routes) - 1; i >= 0; i-- {
-		if r := c.routes[i]; !slices.Contains(want, r) {
-			if err := netlink.RouteDel(c.nlRoute(r)); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("removing route %s via %s: %w", r.Dst, r.Via, err)
-			}
-		}
-	}
-	c.routes = want
-	c.o.Report(c.o.report(want, time.Now()))
-	return nil
-}
-
-func (c *client) nlRoute(r lease.Route) *netlink.Route {
-	nr := &netlink.Route{LinkIndex: c.index, Dst: addr.Net(r.Dst)}
-	if r.Via.IsValid() {
-		nr.Gw = r.Via.AsSlice()
-	} else {
-		nr.Scope = netlink.SCOPE_LINK
-	}
-	return nr
+	rs, err := c.o.Routes.Apply(c.o.Link, c.index, lease.SourceStatic, c.o.routes())
+	c.o.Report(c.o.report(rs, time.Now()))
+	return err
 }

@@ -5,6 +5,10 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/route"
 )
 
 func TestRoutesAndReport(t *testing.T) {
@@ -13,18 +17,22 @@ func TestRoutesAndReport(t *testing.T) {
 		def         bool
 		want        string
 	}{
-		{"192.0.2.10/24", "192.0.2.1", true, "[{0.0.0.0/0 192.0.2.1 0s}]"},
-		{"192.0.2.10/32", "198.51.100.1", true, "[{198.51.100.1/32 invalid IP 0s} {0.0.0.0/0 198.51.100.1 0s}]"},
-		{"2001:db8::10/64", "2001:db8::1", true, "[{::/0 2001:db8::1 0s}]"},
-		{"2001:db8::10/64", "fe80::1", true, "[{fe80::1/128 invalid IP 0s} {::/0 fe80::1 0s}]"},
-		{"192.0.2.10/24", "192.0.2.1", false, "[]"},
+		{"192.0.2.10/24", "192.0.2.1", true, "[0.0.0.0/0 via 192.0.2.1]"},
+		{"192.0.2.10/32", "198.51.100.1", true, "[198.51.100.1/32 on-link 0.0.0.0/0 via 198.51.100.1]"},
+		{"2001:db8::10/64", "2001:db8::1", true, "[::/0 via 2001:db8::1]"},
+		{"2001:db8::10/64", "fe80::1", true, "[fe80::1/128 on-link ::/0 via fe80::1]"},
+		{"192.0.2.10/32", "198.51.100.1", false, "[]"},
 		{"192.0.2.10/24", "", true, "[]"},
 	} {
-		o := Options{Link: "eth0", Address: netip.MustParsePrefix(tc.address)}
+		o := Options{Link: "eth0", Address: netip.MustParsePrefix(tc.address),
+			Routes: route.New(route.Config{Kernel: kerneltest.New(), Uplink: func(string, bool) bool { return tc.def }})}
 		if tc.gw != "" {
 			o.Gateway = netip.MustParseAddr(tc.gw)
 		}
-		rs := o.routes(tc.def)
+		rs, err := o.Routes.Apply("eth0", 2, lease.SourceStatic, o.routes())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := fmt.Sprint(rs); got != tc.want {
 			t.Errorf("%s via %q (default %v): routes %s, want %s", tc.address, tc.gw, tc.def, got, tc.want)
 		}

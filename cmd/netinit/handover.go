@@ -112,7 +112,7 @@ func readBootInfo(path string, parse func() (*spec.Spec, []cmdline.Problem)) (bi
 // does.
 func parseKernel() (*spec.Spec, []cmdline.Problem) {
 	line, err := cmdline.ReadKernel()
-	s, probs := cmdline.Load(cmdline.DefaultConfigPath, line)
+	s, probs := cmdline.LoadBoot(cmdline.DefaultConfigPath, line)
 	if err != nil {
 		probs = append([]cmdline.Problem{{Source: cmdline.ProcCmdline, Err: err}}, probs...)
 	}

@@ -95,7 +95,7 @@ func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, 
 	if err != nil {
 		log.Logf("reading the kernel command line: %v (using defaults)", err)
 	}
-	s, probs := cmdline.Load(cmdline.DefaultConfigPath, line)
+	s, probs := cmdline.LoadBoot(cmdline.DefaultConfigPath, line)
 	*parsed = s
 	var problems []string
 	for _, p := range probs {
@@ -123,7 +123,7 @@ func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, 
 	if err := installModprobe(); err != nil {
 		log.Logf("%v", err)
 	}
-	if wantsBridge(s) {
+	if s.BridgeName() != "" {
 		extra = append(extra, "bridge")
 	}
 	mods, err := coldplug.Run(ctx, coldplug.Options{Extra: extra, Logf: log.Logf})

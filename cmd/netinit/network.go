@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/clients"
 	"github.com/threefoldtech/netinit/boot/clock"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
@@ -18,6 +19,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/netprobe"
 )
 
 // bringUp is one run of the network: the engine and, in the process that
@@ -37,9 +39,9 @@ type bringUp struct {
 	problems    []string
 	timings     map[string]int64
 	modules     *state.Modules
-	keyDir      string       // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
-	previous    *state.State // what PID 1 wrote: its elected uplink is kept
-	bridge      string       // the management bridge when netinit.bridge= is not given ("" = none)
+	keyDir      string           // overlay keys ("" = overlay.DefaultKeyDir or netinit.keydir=)
+	previous    *engine.Previous // what PID 1 left in its state: its elected uplink is kept
+	bridge      string           // the management bridge when netinit.bridge= is not given ("" = none)
 	log         *console.Log
 }
 
@@ -85,8 +87,8 @@ type bringUpMode int
 
 const (
 	// atBoot: PID 1 or its daemon. The node's hostname and clock are
-	// set, a 0-OS boot gets its management bridge, and the daemon keeps
-	// the uplink PID 1 elected.
+	// set, and the daemon keeps the uplink PID 1 elected (a 0-OS boot's
+	// management bridge is in its spec: cmdline.LoadBoot).
 	atBoot bringUpMode = iota
 	// byUp: `netinit up`, in some namespace of a host that owns its
 	// hostname and clock. Its overlay keys live beside its state file
@@ -103,14 +105,13 @@ func newBringUp(mode bringUpMode, bi bootInfo, f files, log *console.Log) *bring
 	switch mode {
 	case atBoot:
 		b.setHostname, b.kernelLog = true, true
-		b.bridge = bootBridge(bi.Spec)
 		if bi.Spec.RunMode != "" { // a 0-OS boot
 			b.files.nsResolvConf = []string{zosResolvConf}
 		}
 		// The uplink an earlier process elected stays the uplink
 		// (engine.Config.Previous).
 		if st, err := state.Read(f.state); err == nil {
-			b.previous = st
+			b.previous = previousOf(st)
 		}
 	case byUp:
 		if b.keyDir == "" {
@@ -130,9 +131,9 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	var ov *overlay.Manager
 	if !n.oneshot {
 		// The overlays live in the process that keeps the network.
-		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, NTP: n.spec.NTP, RunMode: n.spec.RunMode,
+		oc := overlay.Config{Spec: n.spec.Overlay, Probe: n.spec.Probe, Internet: internet, NTP: n.spec.NTP, NTPPool: n.spec.NTPPool,
 			KeyDir: n.keyDir, Logf: n.log.Logf, Publish: pub.Overlay, Start: n.start,
-			Bridge: engine.BridgeName(n.spec, n.bridge), Light: n.spec.Light(),
+			Bridge: n.spec.BridgeName(), Light: n.spec.Light(),
 			// Beside the state: /run/netinit/keys at boot, on the tmpfs
 			// no later mount hides.
 			PinDir: filepath.Join(filepath.Dir(n.files.state), "keys")}
@@ -165,7 +166,8 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 		Modules:     n.modules,
 		Logf:        n.log.Logf,
 		Previous:    n.previous,
-		Bridge:      n.bridge,
+		Internet:    internet,
+		Clients:     clients.Linux{},
 		Publish:     func(st *state.NetworkStatus) { pub.Network(st) },
 	}
 	if ov != nil {
@@ -214,21 +216,22 @@ func (n *bringUp) run(ctx context.Context) (*state.State, error) {
 	return state.Assemble(st, ovs), err
 }
 
-// bootBridge is the management bridge at boot (PID 1 and its daemon) when
-// netinit.bridge= is not given: 0-OS's zos when the command line is a
-// 0-OS one (runmode= given), none otherwise. `netinit up` builds one only
-// when netinit.bridge= asks.
-func bootBridge(s *spec.Spec) string {
-	if s.RunMode != "" {
-		return engine.DefaultBridge
-	}
-	return ""
-}
+// internet is what counts as public for this build: the Internet's own
+// rules, or in the lab build the documentation ranges too (labBuild).
+var internet = netprobe.Internet{Documentation: labBuild}
 
-// wantsBridge reports whether the boot may build a management bridge (the
-// bridge driver is loaded for it).
-func wantsBridge(s *spec.Spec) bool {
-	return engine.BridgeName(s, bootBridge(s)) != ""
+// previousOf is the engine's memory of the run that wrote st (PID 1's, or
+// the daemon's before a restart).
+func previousOf(st *state.State) *engine.Previous {
+	p := &engine.Previous{Uplink: st.Uplink, UplinkReason: st.UplinkReason, UplinkNIC: st.UplinkNIC}
+	for _, c := range st.Candidates {
+		p.Candidates = append(p.Candidates, engine.PreviousCandidate{Name: c.Name, Probed: c.Probed, Reachable: c.Reachable,
+			Evidence: slices.Clone(c.Evidence)})
+	}
+	for _, i := range st.Interfaces {
+		p.Links = append(p.Links, i.Name)
+	}
+	return p
 }
 
 // daemonHandler is what the daemon serves on its control socket: the

@@ -18,7 +18,6 @@ import (
 	"github.com/threefoldtech/netinit/boot/cmdline"
 	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/pause"
-	"github.com/threefoldtech/netinit/boot/runmode"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -116,19 +115,17 @@ func waitOnline(ctx context.Context, log *console.Log, socket, path string, targ
 }
 
 // onlineTargets are the targets of the command line (or /proc/cmdline when
-// line is "") and the config file: netinit.probe.targets=, else the run
-// mode's (cmdline.Load fills them in for runmode=), else prod's — the
-// hosts zos cmds/internet checks (bootstrap.grid.tf:80, hub.grid.tf:80).
+// line is "") and the config file: the election's (spec.UplinkTargets:
+// netinit.probe.targets=, else the run mode's, else prod's — the hosts zos
+// cmds/internet checks, bootstrap.grid.tf:80 and hub.grid.tf:80; the spec
+// applies those defaults once, as it is built).
 func onlineTargets(line string) []string {
 	if line == "" {
 		b, _ := os.ReadFile("/proc/cmdline")
 		line = string(b)
 	}
 	s, _ := cmdline.Load(cmdline.DefaultConfigPath, line) // problems are PID 1's to report
-	if len(s.ProbeTargets) > 0 {
-		return s.ProbeTargets
-	}
-	return runmode.For(runmode.Prod).ProbeTargets
+	return s.UplinkTargets
 }
 
 // onlineOnce is one try: the uplink from the daemon (or the state file),

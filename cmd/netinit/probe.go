@@ -68,7 +68,7 @@ func cmdProbe(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg.Reflectors, cfg.Targets, cfg.Resolvers = refl, targets, resolvers
+	cfg.Reflectors, cfg.Targets, cfg.Resolvers, cfg.Internet = refl, targets, resolvers, internet
 	if len(refl)+len(targets) == 0 {
 		if *line == "" {
 			b, _ := os.ReadFile("/proc/cmdline")

@@ -60,7 +60,7 @@ type zosNode struct {
 // handed over in boot.json, as PID 1 does.
 func startZOSNode(t *testing.T, cli *lab.NS, bin, tools, line string) *zosNode {
 	t.Helper()
-	s, probs := cmdline.Parse(line)
+	s, probs := cmdline.LoadBoot("", line) // as PID 1 parses it
 	if len(probs) > 0 {
 		t.Fatalf("cmdline %q: %v", line, probs)
 	}

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/control"
 	"github.com/threefoldtech/netinit/boot/state"
 )
@@ -61,7 +62,7 @@ type Config struct {
 	// NeighbourTable, when above the kernel's IPv6 neighbour table cap,
 	// raises the cap to it for the run (see growNeighbourTable).
 	NeighbourTable int
-	Logf           func(string, ...any)
+	Logf           console.Logf
 }
 
 // Node is one daemon's result.
@@ -119,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, fmt.Errorf("farm: %d nodes: want 1..%d", cfg.N, MaxNodes)
 	}
 	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+		cfg.Logf = console.Discard
 	}
 	if cfg.Sample <= 0 {
 		cfg.Sample = 5

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -111,7 +112,7 @@ func readNeigh(name string) (int, error) {
 // the one thing the farm changes outside its namespaces — so it is only
 // done when asked (-neigh-table), never lowered, and restored when the
 // run ends (success, failure, SIGINT/SIGTERM; not after SIGKILL).
-func growNeighbourTable(entries int, logf func(string, ...any)) (restore func(), err error) {
+func growNeighbourTable(entries int, logf console.Logf) (restore func(), err error) {
 	old3, err := readNeigh("gc_thresh3")
 	if err != nil {
 		return nil, fmt.Errorf("reading the neighbour table cap: %w", err)

@@ -95,7 +95,7 @@ func BuildNetinit(t testing.TB) string {
 
 // BuildNetinitTo builds the lab's netinit binary to out: tag netinit_lab,
 // under which the documentation ranges the labs are numbered from count
-// as public (netprobe.CountDocumentationAsPublic).
+// as public (cmd/netinit passes netprobe.Internet{Documentation: true}).
 func BuildNetinitTo(t testing.TB, out string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

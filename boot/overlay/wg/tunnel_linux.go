@@ -19,7 +19,10 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/threefoldtech/netinit/boot/console"
+	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
+	"github.com/threefoldtech/netinit/boot/route"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -43,7 +46,7 @@ type Tunnel struct {
 	pub    [32]byte
 	peers  []peerConf
 	dev    *device.Device
-	logf   func(string, ...any)
+	logf   console.Logf
 	red    redactor
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 
@@ -79,7 +82,7 @@ func Start(ctx context.Context, o Options) (*Tunnel, error) {
 	}
 	logf := o.Logf
 	if logf == nil {
-		logf = func(string, ...any) {}
+		logf = console.Discard
 	}
 	if o.ListenPort < 0 || o.ListenPort > 65535 {
 		return nil, fmt.Errorf("wireguard %s: listen port %d out of range", o.IfName, o.ListenPort)
@@ -193,27 +196,22 @@ func (t *Tunnel) configureKernel() error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("wireguard %s: link up: %w", t.ifName, err)
 	}
-	seen := map[netip.Prefix]bool{}
+	// The allowed prefixes, on-link through the tunnel (boot/route: the
+	// overlay's own routes, configured, not judged as learnt ones are).
+	var want []route.Route
 	for _, p := range t.peers {
 		for _, a := range p.AllowedIPs {
-			a = a.Masked()
-			if seen[a] {
-				continue
+			r := route.Route{Dst: a.Masked()}
+			if r.Dst.Bits() == 0 {
+				r.Metric = DefaultRouteMetric
 			}
-			seen[a] = true
-			r := &netlink.Route{
-				LinkIndex: link.Attrs().Index,
-				Dst:       prefixNet(a),
-				Scope:     netlink.SCOPE_LINK,
-				Protocol:  unix.RTPROT_STATIC,
-			}
-			if a.Bits() == 0 {
-				r.Priority = DefaultRouteMetric
-			}
-			if err := netlink.RouteReplace(r); err != nil {
-				return fmt.Errorf("wireguard %s: route %s: %w", t.ifName, a, err)
+			if !slices.Contains(want, r) {
+				want = append(want, r)
 			}
 		}
+	}
+	if _, err := route.New(route.Config{Logf: t.logf}).Apply(t.ifName, link.Attrs().Index, lease.SourceWireGuard, want); err != nil {
+		return fmt.Errorf("wireguard %s: %w", t.ifName, err)
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/state"
 )
 
@@ -100,7 +101,7 @@ type Options struct {
 	MTU int
 	// Logf receives log lines (none when nil). They never hold the
 	// private key.
-	Logf func(string, ...any)
+	Logf console.Logf
 }
 
 // peerConf is a validated Peer.
@@ -293,7 +294,7 @@ func (r redactor) clean(s string) string {
 // rateLimit passes on a message of a given format at most once per every:
 // a peer without a reachable endpoint makes wireguard-go log the same
 // failed handshake every 5 seconds.
-func rateLimit(logf func(string, ...any), every time.Duration) func(string, ...any) {
+func rateLimit(logf console.Logf, every time.Duration) console.Logf {
 	var mu sync.Mutex
 	last := map[string]time.Time{}
 	return func(f string, a ...any) {

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/yggdrasil-network/yggdrasil-go/src/core"
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/net/ipv6"
@@ -114,7 +115,7 @@ type lan struct {
 	k      int
 	links  []*regexp.Regexp
 	static map[string]string // configured peers, by core's link name (Node.orig, read only)
-	logf   func(string, ...any)
+	logf   console.Logf
 	sock   *ipv6.PacketConn
 	joined map[string]int // the links the beacon group is joined on, by name: their ifindex (run's)
 
@@ -125,7 +126,7 @@ type lan struct {
 
 // startLAN opens the beacon socket beside yggdrasil-go's (both bind the
 // port with SO_REUSEADDR, as multicast_unix.go does) and starts choosing.
-func startLAN(c *core.Core, k int, links []*regexp.Regexp, static map[string]string, logf func(string, ...any)) (*lan, error) {
+func startLAN(c *core.Core, k int, links []*regexp.Regexp, static map[string]string, logf console.Logf) (*lan, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {

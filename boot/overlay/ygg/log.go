@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/spec"
 )
 
@@ -12,7 +13,7 @@ import (
 // never the private key, but some lines name a peer's URI whole
 // (src/core/link.go: "Link %q reached inconsistent error state"), so the
 // secrets of every URI in a line are redacted as the state file's are.
-type logger struct{ logf func(string, ...any) }
+type logger struct{ logf console.Logf }
 
 func (l logger) out(level, s string) {
 	l.logf("yggdrasil: %s%s", level, spec.RedactURIs(strings.TrimRight(s, "\n")))

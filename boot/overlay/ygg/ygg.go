@@ -34,6 +34,7 @@ import (
 	"github.com/yggdrasil-network/yggdrasil-go/src/multicast"
 	"github.com/yggdrasil-network/yggdrasil-go/src/tun"
 
+	"github.com/threefoldtech/netinit/boot/console"
 	"github.com/threefoldtech/netinit/boot/overlay/keys"
 	"github.com/threefoldtech/netinit/boot/spec"
 	"github.com/threefoldtech/netinit/boot/state"
@@ -97,7 +98,7 @@ type Options struct {
 
 	// Logf receives yggdrasil-go's log at info level and above, and the
 	// key events. Nil discards.
-	Logf func(string, ...any)
+	Logf console.Logf
 }
 
 // Node is a running Yggdrasil node.
@@ -127,7 +128,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	}
 	logf := o.Logf
 	if logf == nil {
-		logf = func(string, ...any) {}
+		logf = console.Discard
 	}
 	n := &Node{orig: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 
@@ -242,7 +243,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 }
 
 // identity loads or derives the node's key. Key events become problems.
-func (n *Node) identity(o Options, logf func(string, ...any)) (ed25519.PrivateKey, error) {
+func (n *Node) identity(o Options, logf console.Logf) (ed25519.PrivateKey, error) {
 	o.Logf = logf
 	k, probs, err := LoadKey(o)
 	n.probs = append(n.probs, probs...)
@@ -256,7 +257,7 @@ func (n *Node) identity(o Options, logf func(string, ...any)) (ed25519.PrivateKe
 func LoadKey(o Options) (k ed25519.PrivateKey, probs []string, err error) {
 	logf := o.Logf
 	if logf == nil {
-		logf = func(string, ...any) {}
+		logf = console.Discard
 	}
 	if len(o.Key) == ed25519.PrivateKeySize {
 		return o.Key, nil, nil

@@ -1,4 +1,4 @@
-package engine
+package kernel
 
 import (
 	"context"
@@ -23,7 +23,7 @@ const (
 	probeRulePrio = 1000
 )
 
-// probeVia checks whether the link of c reaches one of the targets
+// Probe checks whether the link of c reaches one of the targets
 // (host:port, TCP) through its own gateways, without touching the main
 // routing table: the candidate's default routes go into a table of its
 // own, selected by a policy rule on a firewall mark that only the probe's
@@ -31,18 +31,18 @@ const (
 // Host names are resolved through the candidate's own DNS servers, by the
 // same path. It returns whether a TCP connection was made, with the
 // evidence in words. ctx bounds the whole probe.
-func probeVia(ctx context.Context, c candidate, targets []string) (bool, []string) {
+func (Netlink) Probe(ctx context.Context, c Candidate, targets []string) (bool, []string) {
 	if len(targets) == 0 {
 		return false, []string{"no probe targets"}
 	}
-	nl, err := netlink.LinkByName(c.name)
+	nl, err := netlink.LinkByName(c.Link)
 	if err != nil {
 		return false, []string{fmt.Sprintf("link: %v", err)}
 	}
 	idx := nl.Attrs().Index
 	mark := uint32(probeBase + idx)
 	var families []int
-	for _, gw := range []netip.Addr{c.gw4, c.gw6} {
+	for _, gw := range []netip.Addr{c.GW4, c.GW6} {
 		if !gw.IsValid() {
 			continue
 		}
@@ -70,21 +70,21 @@ func probeVia(ctx context.Context, c candidate, targets []string) (bool, []strin
 		var serr error
 		err := rc.Control(func(fd uintptr) {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)); serr == nil {
-				serr = unix.BindToDevice(int(fd), c.name)
+				serr = unix.BindToDevice(int(fd), c.Link)
 			}
 		})
 		return errors.Join(err, serr)
 	}}
 	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var errs []error
-		for _, s := range c.dns {
+		for _, s := range c.DNS {
 			conn, err := d.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
 			if err == nil {
 				return conn, nil
 			}
 			errs = append(errs, err)
 		}
-		return nil, fmt.Errorf("no DNS server through %s: %w", c.name, errors.Join(errs...))
+		return nil, fmt.Errorf("no DNS server through %s: %w", c.Link, errors.Join(errs...))
 	}}
 	var evidence []string
 	for _, t := range targets {
@@ -95,17 +95,17 @@ func probeVia(ctx context.Context, c candidate, targets []string) (bool, []strin
 		}
 		addrs, err := res.LookupNetIP(ctx, "ip", host)
 		if err != nil {
-			evidence = append(evidence, fmt.Sprintf("%s: resolving through %s: %v", t, c.name, err))
+			evidence = append(evidence, fmt.Sprintf("%s: resolving through %s: %v", t, c.Link, err))
 			continue
 		}
 		for _, a := range addrs {
 			a = a.Unmap()
-			if (a.Is4() && !c.gw4.IsValid()) || (a.Is6() && !c.gw6.IsValid()) {
+			if (a.Is4() && !c.GW4.IsValid()) || (a.Is6() && !c.GW6.IsValid()) {
 				continue
 			}
-			gw := c.gw4
+			gw := c.GW4
 			if a.Is6() {
-				gw = c.gw6
+				gw = c.GW6
 			}
 			start := time.Now()
 			conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.String(), port))

@@ -1,4 +1,4 @@
-package engine
+package kernel
 
 // The management bridge's VLANs, exactly as 0-OS builds them (zosbase
 // v1.0.10 = 063d895, zos c556dc0; the table test cites each line):

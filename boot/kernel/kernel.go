@@ -1,0 +1,126 @@
+// Package kernel is every change the bring-up engine makes to the kernel,
+// and what it reads there: links and their addresses, carrier and
+// operstate, the management bridge, VLAN links, the IPv6 sysctls, the
+// uplink election's reachability probes and the hostname. It is the Linux
+// side of the engine's Kernel interface (boot/engine/kernel.go): its
+// functions take names, indexes, netip values and the small specs of this
+// file, never the engine's own types, so the engine decides and this
+// package does. kerneltest holds the fake the engine's unit tests use.
+//
+// (The protocol clients own their part of the configuration: addresses
+// through boot/addr, routes through boot/route.)
+package kernel
+
+import (
+	"net"
+	"net/netip"
+	"path"
+	"slices"
+	"time"
+)
+
+// Link is one link as the kernel has it.
+type Link struct {
+	Index   int
+	MTU     int
+	Up      bool // administratively up
+	Carrier bool
+	Addrs   []Addr
+}
+
+// Addr is one address on a link. ValidLft is in seconds; 0 and all ones
+// mean infinite.
+type Addr struct {
+	Prefix   netip.Prefix
+	ValidLft uint32
+}
+
+// LinkInfo is a link as discovery finds it.
+type LinkInfo struct {
+	Name     string
+	MAC      net.HardwareAddr
+	Type     string // netlink's link type: "device", "veth", "bridge", "tuntap" ...
+	Encap    string // the link-layer type: "ether", "loopback", "none" ...
+	Loopback bool   // IFF_LOOPBACK
+	// Device: a device is behind it in sysfs (/sys/class/net/NAME/device),
+	// as physical NICs have and veth, bridges, tun/tap, wireguard and the
+	// like do not.
+	Device bool
+	Master int  // the index of its master (a bridge), 0 for none
+	OperUp bool // RFC 2863 operstate "up"
+}
+
+// SkipReason says why the link is not managed by default, or "": ignore
+// are netinit.ignore='s globs, vlans the vlan= links (always managed).
+func (l LinkInfo) SkipReason(ignore, vlans []string) string {
+	if slices.Contains(vlans, l.Name) {
+		return ""
+	}
+	for _, g := range ignore {
+		if ok, _ := path.Match(g, l.Name); ok {
+			return "netinit.ignore=" + g
+		}
+	}
+	if l.Loopback || l.Name == "lo" {
+		return "loopback"
+	}
+	if l.Encap != "ether" {
+		return "not Ethernet (" + l.Encap + ")"
+	}
+	if !l.Device {
+		return l.Type // veth, bridge, tuntap, wireguard, ...
+	}
+	return ""
+}
+
+// BridgeSpec is the management bridge to make.
+type BridgeSpec struct {
+	Name, NIC string // the bridge and its port
+	MTU       int    // 0: left as is
+	VLAN      int    // vlan:priv=: the management VLAN, tagged on the port (0: untagged)
+	PubVLAN   int    // vlan:pub=: carried tagged on the port, for networkd's tozos (0: none)
+	// Carry moves the port's IPv4 addresses (with their remaining
+	// lifetimes) and neighbours onto the bridge before they leave the
+	// port (ReleasePort): the NIC had its lease first.
+	Carry bool
+	// PrepareIPv6 has netinit own IPv6 on the bridge (PrepareIPv6)
+	// before it is set up: optimistic DAD from its first address.
+	PrepareIPv6 bool
+	// Prepare makes only the bridge, set up, without its port yet.
+	Prepare bool
+}
+
+// Candidate is a link the uplink election probes: its gateways (the zero
+// Addr for none) and the DNS servers its names are resolved through.
+type Candidate struct {
+	Link     string
+	GW4, GW6 netip.Addr
+	DNS      []netip.Addr
+}
+
+// Route is one route in the main table, on a link given by its index.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr // the zero Addr: on-link
+	// Src is the preferred source address (a DHCPv4 lease's): the
+	// kernel also removes the route when that address goes
+	// (fib_sync_down_addr), so nothing points nowhere if netinit dies.
+	Src    netip.Addr
+	Metric int
+	// Proto is the route's protocol (rtm_protocol), who installed it:
+	// ProtoDHCP, ProtoRA, ProtoStatic, ProtoBoot.
+	Proto int
+	// Expires has the kernel remove the route after this long (IPv6,
+	// RTA_EXPIRES): a route from an RA is not left behind when netinit
+	// stops listening. 0: never.
+	Expires time.Duration
+}
+
+// Route protocols (rtm_protocol, include/uapi/linux/rtnetlink.h), as
+// `ip route` names them.
+const (
+	ProtoBoot   = 3  // "boot": configured at boot (a static ip=)
+	ProtoStatic = 4  // "static": configured by the administrator (the overlays)
+	ProtoRA     = 9  // "ra": learnt from a Router Advertisement
+	ProtoDHCP   = 16 // "dhcp": from a DHCP lease
+)
