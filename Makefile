@@ -36,7 +36,7 @@ RELEASE_DEPS := zstd:zstd sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools mmd:mtoo
 # a real NTP server for the clock tests (never started as a service here;
 # its chronyc sets the lying servers' clocks, and chronyd copied as ntpd
 # stands in for 0-OS's);
-# dhcpcd is 0-OS's DHCP client, run by the stand-in networkd in the ndmz
+# dhcpcd is 0-OS's DHCP client, run by the stand-in networkd in the ndmz (and a peer make bench compares with)
 # namespace; ping is the peer outside a node that pings it over Yggdrasil;
 # lldpd is a switch's LLDP agent for the LLDP tests (not a service here);
 # procps: sysctl and kill (a path: `command -v kill` finds the shell's);
@@ -45,12 +45,10 @@ DEPS := qemu-system-x86_64:qemu-system-x86 dnsmasq:dnsmasq-base radvd:radvd iper
 	wg:wireguard-tools nft:nftables ip:iproute2 ss:iproute2 sysctl:procps /usr/bin/kill:procps \
 	chronyd:chrony chronyc:chrony lz4:lz4 xz:xz-utils dhcpcd:dhcpcd5 ping:iputils-ping \
 	curl:curl lldpd:lldpd lldpcli:lldpd /etc/ssl/certs/ca-certificates.crt:ca-certificates $(RELEASE_DEPS)
-# make bench also compares against dhcpcd.
-BENCH_DEPS := dhcpcd:dhcpcd5
 # make fresh-check builds a Debian 12 root.
 FRESH_DEPS := debootstrap:debootstrap
 
-.PHONY: all build deps bench-deps kernel image qemu test bench fuzz vet clean farm fresh-check FORCE
+.PHONY: all build deps kernel image qemu test bench fuzz vet clean farm fresh-check FORCE
 all: image
 
 ## deps: install missing Debian packages (only when missing). Their
@@ -59,8 +57,6 @@ all: image
 ## never touched.
 deps:
 	@$(call install,$(DEPS))
-bench-deps:
-	@$(call install,$(DEPS) $(BENCH_DEPS))
 
 define install
 missing=""; for d in $(1); do c=$${d%%:*}; p=$${d##*:}; \
@@ -205,7 +201,7 @@ vet:
 
 ## bench: bring-up time against u-root dhclient and dhcpcd (median of 5 runs, ratios)
 ##   and QEMU boots: power-on -> ready / -> reachable over Yggdrasil (median of 5)
-bench: bench-deps kernel
+bench: deps kernel
 	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
 	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
@@ -216,7 +212,7 @@ bench: bench-deps kernel
 ##   a run that yields no number, or a bench test that skips, fails (CI runs
 ##   it so that the bench code cannot rot)
 .PHONY: bench-smoke
-bench-smoke: bench-deps kernel
+bench-smoke: deps kernel
 	@mkdir -p $(BUILD)
 	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_BENCH_SMOKE=1 NETINIT_KERNEL=$(abspath $(KERNEL)) \
 	  NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) $(GO) test -count=1 -timeout 5m -run '^TestBench' -v \

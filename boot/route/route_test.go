@@ -245,3 +245,27 @@ func TestSaidOnce(t *testing.T) {
 }
 
 var _ Kernel = kernel.Netlink{}
+
+// TestRefusalsCounted: a hostile lease with twenty public /8 routes from a
+// link that is not the uplink puts three of them on the console and counts
+// the rest in one line; the same lease again says nothing new, and none of
+// them is installed.
+func TestRefusalsCounted(t *testing.T) {
+	var lines []string
+	k := kerneltest.New()
+	in := New(Config{Kernel: k, Logf: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }})
+	var want []Route
+	for i := range 20 {
+		want = append(want, r4(fmt.Sprintf("%d.0.0.0/8", 20+i), "192.0.2.1"))
+	}
+	for range 2 {
+		got, err := in.Apply("eth1", 3, lease.SourceDHCP4, want)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("installed [%s] (%v), want none", dsts(got), err)
+		}
+	}
+	if len(lines) != 4 || !strings.Contains(lines[2], `route "22.0.0.0/8 via 192.0.2.1" refused`) ||
+		lines[3] != "eth1: dhcp4: 17 more routes refused for the same reason (public)" {
+		t.Errorf("said %q", lines)
+	}
+}

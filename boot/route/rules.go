@@ -2,6 +2,7 @@ package route
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -81,6 +82,8 @@ func (in *Installer) judge(link string, src lease.Source, want []Route, uplink b
 	}
 	var ok []Route
 	installed := 0
+	in.shown = map[string]int{}
+	defer in.summarize(link, src)
 	for _, r := range want {
 		switch q, overlay := lease.InOverlay(r.Dst, in.cfg.Protected); {
 		case learnt(src) && overlay:
@@ -130,6 +133,11 @@ func (in *Installer) refuse(link string, src lease.Source, r Route, why, rule st
 // its routes at every renewal must not grow the set without bound.
 const maxSaid = 256
 
+// maxShown is how many refusals of one rule one set of routes puts on the
+// console line by line; the rest are counted in one line (a hostile lease
+// with twenty public /8 routes is three lines and a count, not twenty).
+const maxShown = 3
+
 // say logs what happened to r once; with a rule, it raises a problem,
 // once per link, source and rule. The caller holds in.mu.
 func (in *Installer) say(link string, src lease.Source, r Route, what, rule string) {
@@ -138,9 +146,15 @@ func (in *Installer) say(link string, src lease.Source, r Route, what, rule stri
 		return
 	}
 	switch {
+	case rule != "" && in.shown[rule] >= maxShown && len(in.said) < maxSaid:
+		in.said[line] = true
+		in.shown[rule]++
 	case len(in.said) < maxSaid:
 		in.said[line] = true
 		in.lines = append(in.lines, line)
+		if rule != "" {
+			in.shown[rule]++
+		}
 	case len(in.said) == maxSaid:
 		in.said[line] = true
 		in.lines = append(in.lines, "route: further refused routes are not logged")
@@ -152,6 +166,18 @@ func (in *Installer) say(link string, src lease.Source, r Route, what, rule stri
 		in.raised[k] = true
 		in.problems = append(in.problems, line+" (and any more like it)")
 	}
+}
+
+// summarize counts in one line the refusals of the last judge that say
+// did not log line by line, per rule. The caller holds in.mu.
+func (in *Installer) summarize(link string, src lease.Source) {
+	rules := slices.Sorted(maps.Keys(in.shown))
+	for _, rule := range rules {
+		if n := in.shown[rule] - maxShown; n > 0 {
+			in.lines = append(in.lines, fmt.Sprintf("%s: %s: %d more routes refused for the same reason (%s)", link, sourceName(src), n, rule))
+		}
+	}
+	in.shown = nil
 }
 
 // sourceName is how the log names a source: "ra" for SLAAC, as the RA

@@ -93,7 +93,7 @@ func TestDefinedLater(t *testing.T) {
 		end := start + strings.Index(s[start:], "\n# Debian packages")
 		block := s[start:end]
 		s = s[:start] + s[end+1:]
-		at := strings.Index(s, "BENCH_DEPS :=")
+		at := strings.Index(s, "FRESH_DEPS :=")
 		return s[:at] + block + "\n" + s[at:]
 	})
 	if len(r.Lint) == 0 || !strings.Contains(r.Lint[0], "DEPS expands $(RELEASE_DEPS) before it is defined") {
@@ -114,7 +114,7 @@ func TestEveryEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries := map[string]string{}
-	for _, target := range []string{"deps", "bench-deps", "fresh-check"} {
+	for _, target := range []string{"deps", "fresh-check"} {
 		for c, p := range m.installed(target) {
 			entries[c] = p
 		}
