@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -133,6 +134,11 @@ func mergeBase(base, ours map[string]cpio.Record) (map[string]cpio.Record, error
 		}
 		bt, ot := b.Mode&cpio.S_IFMT, r.Mode&cpio.S_IFMT
 		switch {
+		case bt == cpio.S_IFLNK && ot == cpio.S_IFDIR && slices.Contains(BaseDirs, r.Name) && !holds(ours, r.Name):
+			// One of netinit's empty skeleton directories is a symlink in
+			// the base: 0-initramfs's root has run -> var/run
+			// (initramfs.sh, "Ensure /run -> /var/run"). The base's link
+			// stays; what netinit mounts there lands where it points.
 		case bt != ot:
 			conflicts = append(conflicts, fmt.Sprintf("/%s: %s in the base, %s in netinit's image", r.Name, kind(bt), kind(ot)))
 		case ot == cpio.S_IFDIR:
@@ -159,6 +165,16 @@ func mergeBase(base, ours map[string]cpio.Record) (map[string]cpio.Record, error
 		return nil, fmt.Errorf("base image conflicts (nothing overwritten):\n  %s", strings.Join(conflicts, "\n  "))
 	}
 	return out, nil
+}
+
+// holds reports whether recs has a record below the directory dir.
+func holds(recs map[string]cpio.Record, dir string) bool {
+	for n := range recs {
+		if strings.HasPrefix(n, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func kind(t uint64) string {

@@ -25,6 +25,10 @@ func zosBase(t *testing.T, extra ...cpio.Record) string {
 		cpio.Directory("sbin", 0o755),
 		cpio.StaticFile("sbin/zinit", "\x7fELF zinit", 0o755),
 		cpio.Symlink("bin/sh", "busybox"),
+		// 0-initramfs initramfs.sh: "Ensure /run -> /var/run".
+		cpio.Directory("var", 0o755),
+		cpio.Directory("var/run", 0o755),
+		cpio.Symlink("run", "var/run"),
 		cpio.StaticFile(mod+"kernel/drivers/zos/zosmod.ko", "zos module", 0o644),
 		cpio.StaticFile(mod+"modules.dep", "kernel/drivers/zos/zosmod.ko:\n", 0o644),
 		cpio.StaticFile(mod+"modules.alias", "alias zos:* zosmod\n", 0o644),
@@ -86,6 +90,9 @@ func TestBaseMerge(t *testing.T) {
 	}
 	if r := recs["bin/sh"]; r.Mode&cpio.S_IFMT != cpio.S_IFLNK || merged(t, recs, "bin/sh") != "busybox" {
 		t.Errorf("/bin/sh symlink lost: %+v", r.Info)
+	}
+	if r := recs["run"]; r.Mode&cpio.S_IFMT != cpio.S_IFLNK || merged(t, recs, "run") != "var/run" {
+		t.Errorf("/run is not the base's symlink to var/run: %+v", r.Info)
 	}
 	merged(t, recs, "etc/hostname")
 	merged(t, recs, "lib/modules/6.1.0-99-test/kernel/drivers/zos/zosmod.ko")

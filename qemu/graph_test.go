@@ -270,6 +270,10 @@ func zosBase(t *testing.T, e env, dir string) string {
 		cpio.StaticFile("init", "#!/bin/sh\n# 0-initramfs config/init/init would build the tmpfs root and\n# switch_root /mnt/root /sbin/zinit init here.\n", 0o755),
 		cpio.StaticRecord(zinit, cpio.Info{Name: "sbin/zinit", Mode: cpio.S_IFREG | 0o755}),
 		cpio.StaticFile("etc/zinit/observe.yaml", observeService, 0o644),
+		// 0-initramfs initramfs.sh: "Ensure /run -> /var/run"; its
+		// config/init/init copies both into the tmpfs root.
+		cpio.Directory("var/run", 0o755),
+		cpio.Symlink("run", "var/run"),
 	}
 	recs = append(recs, baseKmod(t, e)...)
 	dirs := map[string]bool{}
@@ -537,6 +541,7 @@ func requireBooted(t *testing.T, res *qemu.Result, svcs map[string]zosService, t
 		"BOOTSTRAP uplink=zos/eth0",
 		"BOOTSTRAP targets-reached=true",
 		"BOOTSTRAP openpty=ok:/dev/pts/",
+		"BOOTSTRAP run=var/run:state\n",
 		"BOOTSTRAP bridges=zos\n",
 		"BOOTSTRAP zos-ports=eth0\n",
 		"BOOTSTRAP nics="+nics+"\n",

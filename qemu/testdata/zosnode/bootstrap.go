@@ -55,6 +55,7 @@ func bootstrap([]string) int {
 	report("targets-reached", reached)
 	report("openpty", ptyCheck())
 	report("devpts", mountOptions("/dev/pts"))
+	report("run", runLink())
 	report("dhcp", dhcpClients(st))
 	links(report)
 
@@ -65,6 +66,20 @@ func bootstrap([]string) int {
 	}
 	report("monitored", strings.Join(names, ","))
 	return 0
+}
+
+// runLink says what /run is in the final root (0-initramfs's is a
+// symlink to var/run) and whether netinit's state file is found through
+// it: "var/run:state" on a root laid out as 0-OS's.
+func runLink() string {
+	to, err := os.Readlink("/run")
+	if err != nil {
+		to = "not-a-symlink"
+	}
+	if _, err := os.Stat(state.DefaultPath); err != nil {
+		return to + ":no-state"
+	}
+	return to + ":state"
 }
 
 // reachTargets connects to every probe target (netinit.probe.targets=)
