@@ -20,6 +20,9 @@ import (
 // this host) for the Slow Protocols address with the Slow Protocols
 // EtherType and the LACP subtype (not the Marker protocol's), the first
 // 1518 bytes. The kernel drops the rest before they reach the socket.
+// A socket bound to one EtherType is not given the host's own frames
+// (only ETH_P_ALL taps are); the PACKET_OUTGOING test keeps it so if the
+// socket ever listens to every EtherType, as Watch's does.
 var lacpFilter = mustAssemble([]bpf.Instruction{
 	bpf.LoadAbsolute{Off: 0, Size: 4},
 	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0x0180c200, SkipTrue: 9},
