@@ -63,10 +63,10 @@ func sendLACP(t *testing.T, ns *lab.NS, frames, late map[string][][]byte) {
 					fs = append(slices.Clone(fs), late[p.name]...)
 				}
 				for _, f := range fs {
-					if _, err := p.c.WriteTo(f, &packet.Addr{HardwareAddr: LACPAddr}); err != nil && ctx.Err() == nil {
-						t.Errorf("%s: sending on %s: %v", ns.Name, p.name, err)
-						return
-					}
+					// An error is the port without carrier (its
+					// peer down: ENOBUFS on a veth), as a switch's
+					// port is; the next tick tries again.
+					_, _ = p.c.WriteTo(f, &packet.Addr{HardwareAddr: LACPAddr})
 				}
 				select {
 				case <-ctx.Done():
@@ -240,5 +240,28 @@ func TestHearLACPSilence(t *testing.T) {
 	}
 	if took := time.Since(start); len(got) != 0 || took > 2*time.Second {
 		t.Errorf("a cancelled context: heard %v in %v", got, took)
+	}
+}
+
+// TestHearLACPLinkComesUp: listening starts while the link is down (the
+// engine listens from the moment it sets a link up; the switch sends when
+// its port comes up): the socket's "network is down" is not the end of
+// it, the LACPDU after the link comes up is heard.
+func TestHearLACPLinkComesUp(t *testing.T) {
+	sw, node := lacpLab(t, 1)
+	node.MustExec("ip", "link", "set", "eth0", "down")
+	sendLACP(t, sw, map[string][][]byte{"p0": {LACPFrame(portOf(1), switchPDU(swA, 7, 1))}}, nil)
+	upErr := make(chan error, 1)
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_, err := node.Exec(context.Background(), "ip", "link", "set", "eth0", "up")
+		upErr <- err
+	}()
+	got, took, log := hear(t, node, []string{"eth0"}, 10*time.Second)
+	if err := <-upErr; err != nil {
+		t.Fatalf("eth0 up: %v", err)
+	}
+	if got["eth0"].String() != "02:00:5e:00:00:0a key 7" || took > 5*time.Second {
+		t.Errorf("heard %v in %v; log %q", got, took, log)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -41,15 +42,22 @@ var lacpFilter = mustAssemble([]bpf.Instruction{
 // HearLACP listens on every link at once for at most window (and until
 // ctx ends) for the switch's LACPDUs, and returns the partner each link
 // heard: the first valid LACPDU's actor system and key. It returns as
-// soon as every link has heard one (a switch with an aggregation
-// configured sends LACPDUs every 30 s at the slow rate, every 1 s at the
-// fast one, 802.1AX-2014 section 6.4.4, and at once when its port comes
-// up); a link that heard none is absent from the result, and so is a link
+// soon as every link has heard one; a link that heard none is absent from
+// the result, and so is a link
 // whose partner says its port is Individual (it cannot aggregate). Each
 // link's first partner is said once on the console; a frame that does
 // not parse (an all-zeros or multicast system ID among them) is dropped
 // and said once per link. A link that cannot be listened on is said and
 // not waited for.
+//
+// When to listen: a switch port in an active aggregation sends an
+// LACPDU when it comes up (802.1AX-2014 section 6.4.12, NTT on
+// initialization), then periodically at the rate its partner asked for
+// (section 6.4.13: fast, every 1 s, only when the partner's state says
+// Short Timeout). netinit says nothing, so the switch's partner is
+// defaulted, usually Long Timeout: every 30 s (a Linux bond does so, in
+// qemu/TestLACPFromLinuxBond). Listen from the moment the links are set
+// up; a link still down is listened to once it comes up.
 //
 // The sockets are opened before anything else runs, by the calling
 // goroutine: the links are found in the calling thread's network
@@ -151,6 +159,14 @@ func hearOne(ctx context.Context, link string, c *packet.Conn, logf console.Logf
 	buf := make([]byte, 1518)
 	for {
 		n, _, err := c.ReadFrom(buf)
+		if errors.Is(err, unix.ENETDOWN) && ctx.Err() == nil {
+			// A packet socket bound to a link that is down, or goes
+			// down, reports it once (sk_err); it receives again when
+			// the link comes up. The engine may listen from the
+			// moment it sets a link up, before the switch's port is:
+			// that is when the switch sends.
+			continue
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				logf("%s: listening for LACP: %v", link, err)
