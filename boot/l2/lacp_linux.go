@@ -50,14 +50,15 @@ var lacpFilter = mustAssemble([]bpf.Instruction{
 // and said once per link. A link that cannot be listened on is said and
 // not waited for.
 //
-// When to listen: a switch port in an active aggregation sends an
-// LACPDU when it comes up (802.1AX-2014 section 6.4.12, NTT on
-// initialization), then periodically at the rate its partner asked for
-// (section 6.4.13: fast, every 1 s, only when the partner's state says
-// Short Timeout). netinit says nothing, so the switch's partner is
-// defaulted, usually Long Timeout: every 30 s (a Linux bond does so, in
-// qemu/TestLACPFromLinuxBond). Listen from the moment the links are set
-// up; a link still down is listened to once it comes up.
+// When to listen: a switch port in an active aggregation sends at the
+// rate its partner's state asks for (802.1AX-2014 section 6.4.13: every
+// 1 s for Short Timeout, 30 s for Long). When the port comes up its
+// Receive machine's EXPIRED state takes Short Timeout for the partner
+// for 3 s (section 6.4.12), so it sends at once; then, netinit saying
+// nothing, the partner is defaulted, usually Long Timeout: every 30 s (a
+// Linux bond does so, in qemu/TestLACPFromLinuxBond). So listen from the
+// moment the links are set up; a link still down is listened to once it
+// comes up.
 //
 // The sockets are opened before anything else runs, by the calling
 // goroutine: the links are found in the calling thread's network
