@@ -27,6 +27,32 @@ const switchLACPDU = "0180c2000002" + "001122334466" + "8809" +
 	"0000" + // Terminator
 	"0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" // 50 reserved
 
+// linuxBondLACPDU is an LACPDU as a real Linux bond sent it, captured in
+// qemu/TestLACPFromLinuxBond (Debian's kernel 6.1.0-47-cloud-amd64,
+// bonding in 802.3ad mode, lacp_rate fast, miimon 100, on a veth of
+// 10 Gb/s full duplex), Ethernet header included: actor system priority
+// 65535, system be:d8:bb:80:7a:de (the bond's MAC), key 15 (the Linux
+// key: speed 10 Gb/s as 7, shifted, with the full-duplex bit), port
+// priority 255, port 1, state 0x47 (active, short timeout, aggregatable,
+// defaulted: it has heard no partner); partner all defaults (key 1).
+const linuxBondLACPDU = "0180c2000002bed8bb807ade880901010114ffffbed8bb807ade000f00ff0001470000000214ffff000000000000000100ff0001000000000310000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+
+func TestParseLACPDULinuxBond(t *testing.T) {
+	d, err := ParseLACPDU(mustHex(t, linuxBondLACPDU)[14:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LACPDU{Version: 1, ActorSystemPriority: 65535, ActorSystem: net.HardwareAddr{0xbe, 0xd8, 0xbb, 0x80, 0x7a, 0xde},
+		ActorKey: 15, ActorPortPriority: 255, ActorPort: 1, ActorState: 0x47,
+		PartnerSystem: net.HardwareAddr{0, 0, 0, 0, 0, 0}, PartnerKey: 1, PartnerState: 0}
+	if !reflect.DeepEqual(d, want) {
+		t.Errorf("got  %+v\nwant %+v", d, want)
+	}
+	if !d.Active() || !d.Aggregatable() || d.Collecting() || d.ActorState&StateDefaulted == 0 {
+		t.Errorf("state bits of %#02x", d.ActorState)
+	}
+}
+
 func TestParseLACPDU(t *testing.T) {
 	f := mustHex(t, switchLACPDU)
 	if len(f) != 14+LACPDULen {
@@ -130,6 +156,7 @@ func TestParseLACPDUHostile(t *testing.T) {
 func FuzzParseLACPDU(f *testing.F) {
 	good := mustHex(f, switchLACPDU)[14:]
 	f.Add(good)
+	f.Add(mustHex(f, linuxBondLACPDU)[14:])
 	f.Add(good[:60])
 	f.Add([]byte{1, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
