@@ -171,7 +171,7 @@ func TestHearLACP(t *testing.T) {
 		"eth1: LACP partner 02:00:5e:00:00:0a key 7 (its port 2)",
 		"eth2: LACP frame from 02:00:5e:00:01:03 ignored: LACPDU: actor system ID is all zeros (said once)",
 		"eth2: LACP partner 02:00:5e:00:00:0b key 7 (its port 3)",
-		"eth3: LACP partner 02:00:5e:00:00:0a key 8 says its port 4 is Individual: not aggregated (said once)",
+		"eth3: LACP partner 02:00:5e:00:00:0a key 8 says its port 4 is Individual: not aggregated",
 	}
 	// The links' lines interleave; each link's come in order. Of eth2's
 	// hostile frames only the first is said (one line for a link's
@@ -262,6 +262,23 @@ func TestHearLACPLinkComesUp(t *testing.T) {
 		t.Fatalf("eth0 up: %v", err)
 	}
 	if got["eth0"].String() != "02:00:5e:00:00:0a key 7" || took > 5*time.Second {
+		t.Errorf("heard %v in %v; log %q", got, took, log)
+	}
+}
+
+// TestHearLACPIndividual: a link whose partner says its port is
+// Individual is done (it will not aggregate): HearLACP does not wait for
+// it.
+func TestHearLACPIndividual(t *testing.T) {
+	sw, node := lacpLab(t, 2)
+	individual := switchPDU(swA, 8, 2)
+	individual.ActorState &^= StateAggregation
+	sendLACP(t, sw, map[string][][]byte{
+		"p0": {LACPFrame(portOf(1), switchPDU(swA, 7, 1))},
+		"p1": {LACPFrame(portOf(2), individual)},
+	}, nil)
+	got, took, log := hear(t, node, []string{"eth0", "eth1"}, 30*time.Second)
+	if len(got) != 1 || got["eth0"].String() != "02:00:5e:00:00:0a key 7" || took > 3*time.Second {
 		t.Errorf("heard %v in %v; log %q", got, took, log)
 	}
 }

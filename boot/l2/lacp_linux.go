@@ -43,12 +43,12 @@ var lacpFilter = mustAssemble([]bpf.Instruction{
 // ctx ends) for the switch's LACPDUs, and returns the partner each link
 // heard: the first valid LACPDU's actor system and key. It returns as
 // soon as every link has heard one; a link that heard none is absent from
-// the result, and so is a link
-// whose partner says its port is Individual (it cannot aggregate). Each
-// link's first partner is said once on the console; a frame that does
-// not parse (an all-zeros or multicast system ID among them) is dropped
-// and said once per link. A link that cannot be listened on is said and
-// not waited for.
+// the result, and so is a link whose partner says its port is Individual
+// (it cannot aggregate; said, and not listened to further). Each link's
+// partner is said once on the console; a frame that does not parse (an
+// all-zeros or multicast system ID among them) is dropped and said once
+// per link. A link that cannot be listened on is said and not waited
+// for.
 //
 // When to listen: a switch port in an active aggregation sends at the
 // rate its partner's state asks for (802.1AX-2014 section 6.4.13: every
@@ -146,8 +146,9 @@ func listenLACP(link string) (*packet.Conn, error) {
 	return c, nil
 }
 
-// hearOne reads c until an LACPDU from an aggregatable port comes (true),
-// or ctx ends or reading fails (false). Frames are checked again here
+// hearOne reads c until an LACPDU comes: from an aggregatable port
+// (true) or an Individual one (false); or until ctx ends or reading
+// fails (false). Frames are checked again here
 // (the filter is the kernel's; a frame is believed only once parsed).
 func hearOne(ctx context.Context, link string, c *packet.Conn, logf console.Logf) (Partner, bool) {
 	said := map[string]bool{}
@@ -185,8 +186,8 @@ func hearOne(ctx context.Context, link string, c *packet.Conn, logf console.Logf
 			continue
 		}
 		if !d.Aggregatable() {
-			once("individual", "%s: LACP partner %s says its port %d is Individual: not aggregated", link, d.Partner(), d.ActorPort)
-			continue
+			logf("%s: LACP partner %s says its port %d is Individual: not aggregated", link, d.Partner(), d.ActorPort)
+			return Partner{}, false
 		}
 		logf("%s: LACP partner %s (its port %d)", link, d.Partner(), d.ActorPort)
 		return d.Partner(), true
