@@ -70,7 +70,10 @@ var errLACPDU = errors.New("LACPDU")
 // what tells where the fields are (the Actor, Partner and Collector TLVs'
 // types and lengths, and for version 1 the Terminator) and that the actor
 // names a system at all; the reserved octets are ignored on receipt, as
-// the standard says. A version above 1 is read as version 1 (section
+// the standard says. That is stricter than a bond's receive machine
+// (Linux's reads the fields at their offsets, unchecked): a frame whose
+// TLVs are not where the standard puts them is not believed, as a wrong
+// bond would cost the node its network at boot. A version above 1 is read as version 1 (section
 // 6.4.2.3: the version 1 TLVs come first, at the same offsets; version 2
 // TLVs follow the Collector TLV).
 func ParseLACPDU(b []byte) (LACPDU, error) {
@@ -185,30 +188,4 @@ func Groups(heard map[string]Partner) []Group {
 	}
 	slices.SortFunc(gs, func(a, b Group) int { return strings.Compare(a.Links[0], b.Links[0]) })
 	return gs
-}
-
-// LACPFrame is an Ethernet frame carrying d from src to the Slow
-// Protocols address: what a switch sends (the lab's sender and the
-// tests use it; netinit itself sends no LACPDU).
-func LACPFrame(src net.HardwareAddr, d LACPDU) []byte {
-	b := make([]byte, 14+LACPDULen)
-	copy(b, LACPAddr)
-	copy(b[6:], src)
-	be := binary.BigEndian
-	be.PutUint16(b[12:], SlowProtocolsEtherType)
-	p := b[14:]
-	p[0], p[1] = lacpSubtype, max(d.Version, 1)
-	p[2], p[3] = 1, 20
-	be.PutUint16(p[4:], d.ActorSystemPriority)
-	copy(p[6:12], d.ActorSystem)
-	be.PutUint16(p[12:], d.ActorKey)
-	be.PutUint16(p[14:], d.ActorPortPriority)
-	be.PutUint16(p[16:], d.ActorPort)
-	p[18] = d.ActorState
-	p[22], p[23] = 2, 20
-	copy(p[26:32], d.PartnerSystem)
-	be.PutUint16(p[32:], d.PartnerKey)
-	p[38] = d.PartnerState
-	p[42], p[43] = 3, 16
-	return b
 }

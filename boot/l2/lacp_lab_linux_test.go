@@ -140,17 +140,17 @@ func TestHearLACP(t *testing.T) {
 	individual := switchPDU(swA, 8, 4)
 	individual.ActorState &^= StateAggregation
 	sendLACP(t, sw, map[string][][]byte{
-		"p0": {LACPFrame(portOf(1), switchPDU(swA, 7, 1))},
-		"p1": {LACPFrame(portOf(2), switchPDU(swA, 7, 2))},
-		"p2": {LACPFrame(portOf(3), zero), LACPFrame(portOf(3), mcast)},
-		"p3": {LACPFrame(portOf(4), individual)},
+		"p0": {lacpFrame(portOf(1), switchPDU(swA, 7, 1))},
+		"p1": {lacpFrame(portOf(2), switchPDU(swA, 7, 2))},
+		"p2": {lacpFrame(portOf(3), zero), lacpFrame(portOf(3), mcast)},
+		"p3": {lacpFrame(portOf(4), individual)},
 	}, map[string][][]byte{
-		"p2": {LACPFrame(portOf(3), switchPDU(swB, 7, 3))},
+		"p2": {lacpFrame(portOf(3), switchPDU(swB, 7, 3))},
 	})
 	// The node's own LACPDU on eth4: not heard (a socket bound to the
 	// Slow Protocols EtherType is not given outgoing frames, and the
 	// filter drops PACKET_OUTGOING ones besides).
-	sendLACP(t, node, map[string][][]byte{"eth4": {LACPFrame(portOf(5), switchPDU(portOf(5), 1, 1))}}, nil)
+	sendLACP(t, node, map[string][][]byte{"eth4": {lacpFrame(portOf(5), switchPDU(portOf(5), 1, 1))}}, nil)
 
 	const window = 2 * time.Second
 	links := []string{"eth0", "eth1", "eth2", "eth3", "eth4"}
@@ -197,8 +197,8 @@ func TestHearLACP(t *testing.T) {
 func TestHearLACPEarly(t *testing.T) {
 	sw, node := lacpLab(t, 2)
 	sendLACP(t, sw, map[string][][]byte{
-		"p0": {LACPFrame(portOf(1), switchPDU(swA, 7, 1))},
-		"p1": {LACPFrame(portOf(2), switchPDU(swA, 7, 2))},
+		"p0": {lacpFrame(portOf(1), switchPDU(swA, 7, 1))},
+		"p1": {lacpFrame(portOf(2), switchPDU(swA, 7, 2))},
 	}, nil)
 	got, took, log := hear(t, node, []string{"eth0", "eth1"}, 30*time.Second)
 	if len(got) != 2 || got["eth0"].String() != "02:00:5e:00:00:0a key 7" || got["eth1"].String() != "02:00:5e:00:00:0a key 7" {
@@ -250,7 +250,7 @@ func TestHearLACPSilence(t *testing.T) {
 func TestHearLACPLinkComesUp(t *testing.T) {
 	sw, node := lacpLab(t, 1)
 	node.MustExec("ip", "link", "set", "eth0", "down")
-	sendLACP(t, sw, map[string][][]byte{"p0": {LACPFrame(portOf(1), switchPDU(swA, 7, 1))}}, nil)
+	sendLACP(t, sw, map[string][][]byte{"p0": {lacpFrame(portOf(1), switchPDU(swA, 7, 1))}}, nil)
 	upErr := make(chan error, 1)
 	go func() {
 		time.Sleep(500 * time.Millisecond)
@@ -274,8 +274,8 @@ func TestHearLACPIndividual(t *testing.T) {
 	individual := switchPDU(swA, 8, 2)
 	individual.ActorState &^= StateAggregation
 	sendLACP(t, sw, map[string][][]byte{
-		"p0": {LACPFrame(portOf(1), switchPDU(swA, 7, 1))},
-		"p1": {LACPFrame(portOf(2), individual)},
+		"p0": {lacpFrame(portOf(1), switchPDU(swA, 7, 1))},
+		"p1": {lacpFrame(portOf(2), individual)},
 	}, nil)
 	got, took, log := hear(t, node, []string{"eth0", "eth1"}, 30*time.Second)
 	if len(got) != 1 || got["eth0"].String() != "02:00:5e:00:00:0a key 7" || took > 3*time.Second {

@@ -2,6 +2,7 @@ package l2
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net"
 	"reflect"
 	"strings"
@@ -79,15 +80,15 @@ func TestParseLACPDU(t *testing.T) {
 	if d.ActorSystem[0] != 0 {
 		t.Errorf("ActorSystem aliases the frame")
 	}
-	// LACPFrame, which the lab's switch sends, is the same bytes except
+	// lacpFrame, which the lab's switch sends, is the same bytes except
 	// the partner's priorities and port, which netinit does not read.
-	g := LACPFrame(net.HardwareAddr{0, 0x11, 0x22, 0x33, 0x44, 0x66}, want)
+	g := lacpFrame(net.HardwareAddr{0, 0x11, 0x22, 0x33, 0x44, 0x66}, want)
 	h := mustHex(t, switchLACPDU)
 	for _, off := range []int{14 + 24, 14 + 25, 14 + 34, 14 + 35, 14 + 36, 14 + 37} {
 		g[off] = h[off]
 	}
 	if !bytes.Equal(g, h) {
-		t.Errorf("LACPFrame\n%x\nwant\n%x", g, h)
+		t.Errorf("lacpFrame\n%x\nwant\n%x", g, h)
 	}
 }
 
@@ -168,8 +169,8 @@ func FuzzParseLACPDU(f *testing.F) {
 			bytes.Equal(d.ActorSystem, make([]byte, 6)) || len(d.PartnerSystem) != 6 {
 			t.Fatalf("accepted %x as %+v", b, d)
 		}
-		// What was read is what LACPFrame writes back.
-		e, err := ParseLACPDU(LACPFrame(d.ActorSystem, d)[14:])
+		// What was read is what lacpFrame writes back.
+		e, err := ParseLACPDU(lacpFrame(d.ActorSystem, d)[14:])
 		if err != nil || !reflect.DeepEqual(d, e) {
 			t.Fatalf("%+v written and read back as %+v, %v", d, e, err)
 		}
@@ -201,4 +202,30 @@ func TestGroups(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// lacpFrame is an Ethernet frame carrying d from src to the Slow
+// Protocols address: what a switch sends (netinit itself sends no
+// LACPDU).
+func lacpFrame(src net.HardwareAddr, d LACPDU) []byte {
+	b := make([]byte, 14+LACPDULen)
+	copy(b, LACPAddr)
+	copy(b[6:], src)
+	be := binary.BigEndian
+	be.PutUint16(b[12:], SlowProtocolsEtherType)
+	p := b[14:]
+	p[0], p[1] = lacpSubtype, max(d.Version, 1)
+	p[2], p[3] = 1, 20
+	be.PutUint16(p[4:], d.ActorSystemPriority)
+	copy(p[6:12], d.ActorSystem)
+	be.PutUint16(p[12:], d.ActorKey)
+	be.PutUint16(p[14:], d.ActorPortPriority)
+	be.PutUint16(p[16:], d.ActorPort)
+	p[18] = d.ActorState
+	p[22], p[23] = 2, 20
+	copy(p[26:32], d.PartnerSystem)
+	be.PutUint16(p[32:], d.PartnerKey)
+	p[38] = d.PartnerState
+	p[42], p[43] = 3, 16
+	return b
 }
