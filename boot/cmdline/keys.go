@@ -108,7 +108,7 @@ func init() {
 			// sources: a later bond of a name replaces the earlier.
 			return func(s *spec.Spec, _ bool) { s.Bonds = appendBond(s.Bonds, b) }, nil
 		}},
-		"BOOTIF":     {parse: scalar(parseBootIF, func(s *spec.Spec, v net.HardwareAddr) { s.BootIF = v })},
+		"BOOTIF": {parse: scalar(parseBootIF, func(s *spec.Spec, v net.HardwareAddr) { s.BootIF = v })},
 		// 0-OS's own keys (zosbase pkg/environment). Its other keys
 		// (farmer_id, secret, zos-debug, ...) are not netinit's and are
 		// ignored without a word, like any unprefixed key.
