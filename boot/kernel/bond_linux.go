@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,6 +115,9 @@ func (Netlink) BondStatus(name string) (Bond, error) {
 		return Bond{}, fmt.Errorf("%s is a %s, not a bond", name, l.Type())
 	}
 	b := Bond{Name: name, Mode: nb.Mode.String()}
+	if ai := nb.AdInfo; ai != nil && nb.Mode == netlink.BOND_MODE_802_3AD && !isZero(ai.PartnerMac) {
+		b.PartnerSystem, b.PartnerKey = slices.Clone(ai.PartnerMac), ai.PartnerKey
+	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		return b, fmt.Errorf("listing links: %w", err)
@@ -136,4 +140,13 @@ func (Netlink) BondStatus(name string) (Bond, error) {
 		return b, errors.New("no ports")
 	}
 	return b, nil
+}
+
+func isZero(mac net.HardwareAddr) bool {
+	for _, c := range mac {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

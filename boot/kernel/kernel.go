@@ -151,6 +151,10 @@ type Bond struct {
 	Name  string
 	Mode  string
 	Ports []BondPort
+	// PartnerSystem and PartnerKey: the LACP partner of the active
+	// aggregator (IFLA_BOND_AD_INFO; 802.3ad only, nil before heard).
+	PartnerSystem net.HardwareAddr
+	PartnerKey    int
 }
 
 // BondPort is one port of a bond, with its IEEE 802.1AX state.
