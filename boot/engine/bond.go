@@ -188,9 +188,11 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 		e.logf("LACP: no partner on 2+ of %s after %dms: no bond", strings.Join(up, ", "), time.Since(start).Milliseconds())
 		return
 	}
+	// A name taken by a link, or by a bond=; not by the bonding
+	// module's empty bond0 (kernel.CreateBond makes it again).
 	names := map[string]bool{}
 	for _, l := range links {
-		names[l.Name] = true
+		names[l.Name] = l.Type != "bond" || l.Ports > 0
 	}
 	for _, b := range e.spec.Bonds {
 		names[b.Name] = true

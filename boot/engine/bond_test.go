@@ -107,9 +107,12 @@ var (
 // TestFormLACPBonds: with netinit.bond=auto the NICs with carrier are
 // listened to; the ports one partner (system and key) answers on become
 // one 802.3ad bond (fast rate, miimon), a port with a partner of its own
-// or none stays a plain NIC, and the console says what was heard.
+// or none stays a plain NIC, and the console says what was heard. The
+// bonding module's empty bond0 does not take the name.
 func TestFormLACPBonds(t *testing.T) {
 	k := bondKernel(4, "eth0", "eth1", "eth2")
+	// The bonding module's own empty bond0: its name is free.
+	k.SetInfo(kernel.LinkInfo{Name: "bond0", Type: "bond", Encap: "ether"})
 	k.LACP["eth1"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
 	h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerA, "eth2": partnerB}}
 	var log lines

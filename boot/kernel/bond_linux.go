@@ -16,12 +16,24 @@ import (
 // CreateBond makes the bond b with its options, its ports enslaved (each
 // set down first, as the bonding driver wants a port it takes over:
 // bonding.rst section 3), unless a link named b.Name exists: then it
-// returns false and changes nothing. The bond is left down: the engine
+// returns false and changes nothing — unless it is an empty bond that
+// is down (the bonding module makes bond0 so when it loads): that one is
+// made again. The bond is left down: the engine
 // owns IPv6 on it before it goes up. A bond that cannot take every port
 // is removed again.
 func (Netlink) CreateBond(b BondSpec) (bool, error) {
-	if _, err := netlink.LinkByName(b.Name); err == nil {
-		return false, nil
+	if l, err := netlink.LinkByName(b.Name); err == nil {
+		// The bonding module's own bond0 (max_bonds=1), empty and down,
+		// is made again as asked; a bond with ports was made before.
+		if _, ok := l.(*netlink.Bond); !ok {
+			return false, fmt.Errorf("%s exists and is a %s", b.Name, l.Type())
+		}
+		if n, err := bondPortCount(l.Attrs().Index); err != nil || n > 0 || l.Attrs().Flags&net.FlagUp != 0 {
+			return false, err
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			return false, fmt.Errorf("removing the empty %s: %w", b.Name, err)
+		}
 	}
 	var ports []netlink.Link
 	for _, p := range b.Ports {
@@ -115,8 +127,10 @@ func (Netlink) BondStatus(name string) (Bond, error) {
 		return Bond{}, fmt.Errorf("%s is a %s, not a bond", name, l.Type())
 	}
 	b := Bond{Name: name, Mode: nb.Mode.String()}
-	if ai := nb.AdInfo; ai != nil && nb.Mode == netlink.BOND_MODE_802_3AD && !isZero(ai.PartnerMac) {
-		b.PartnerSystem, b.PartnerKey = slices.Clone(ai.PartnerMac), ai.PartnerKey
+	if nb.Mode == netlink.BOND_MODE_802_3AD {
+		// IFLA_BOND_AD_INFO is not parsed by vishvananda/netlink: the
+		// driver's sysfs files say the same.
+		b.PartnerSystem, b.PartnerKey = adPartner(name)
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -140,6 +154,38 @@ func (Netlink) BondStatus(name string) (Bond, error) {
 		return b, errors.New("no ports")
 	}
 	return b, nil
+}
+
+// bondPortCount counts the links whose master is the link index.
+func bondPortCount(index int) (int, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range links {
+		if l.Attrs().MasterIndex == index {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// adPartner reads the 802.3ad partner of the bond's active aggregator
+// from the driver's sysfs files (nil before one is heard).
+func adPartner(name string) (net.HardwareAddr, int) {
+	dir := filepath.Join("/sys/class/net", name, "bonding")
+	b, err := os.ReadFile(filepath.Join(dir, "ad_partner_mac"))
+	if err != nil {
+		return nil, 0
+	}
+	mac, err := net.ParseMAC(strings.TrimSpace(string(b)))
+	if err != nil || isZero(mac) {
+		return nil, 0
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "ad_partner_key"))
+	key, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return mac, key
 }
 
 func isZero(mac net.HardwareAddr) bool {

@@ -50,6 +50,8 @@ type LinkInfo struct {
 	// BondPort: a bond's port (its slave data is the bonding driver's):
 	// the bond is managed, not the port.
 	BondPort bool
+	// Ports counts the links whose master it is (a bond's, a bridge's).
+	Ports int
 	OperUp   bool // RFC 2863 operstate "up"
 }
 
@@ -72,6 +74,11 @@ func (l LinkInfo) SkipReason(ignore, vlans []string) string {
 	}
 	if l.BondPort {
 		return "a bond's port"
+	}
+	if l.Type == "bond" && l.Ports == 0 {
+		// The bonding module makes an empty bond0 when it loads
+		// (max_bonds=1): nothing to manage until it has ports.
+		return "a bond without ports"
 	}
 	if !l.Device && l.Type != "bond" {
 		return l.Type // veth, bridge, tuntap, wireguard, ...

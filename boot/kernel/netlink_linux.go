@@ -133,6 +133,13 @@ func (Netlink) Links() ([]LinkInfo, error) {
 			Loopback: a.Flags&net.FlagLoopback != 0, Device: derr == nil, Master: a.MasterIndex, BondPort: port,
 			OperUp: a.OperState == netlink.OperUp})
 	}
+	for i := range out {
+		for _, l := range links {
+			if m := l.Attrs().MasterIndex; m != 0 && m == links[i].Attrs().Index {
+				out[i].Ports++
+			}
+		}
+	}
 	return out, err
 }
 

@@ -283,7 +283,7 @@ func (k *Kernel) CreateBond(b kernel.BondSpec) (bool, error) {
 		up = up || pl.Carrier
 	}
 	k.put(b.Name, kernel.Link{MTU: b.MTU, Carrier: up})
-	k.info[b.Name] = kernel.LinkInfo{Name: b.Name, MAC: k.info[b.Ports[0]].MAC, Type: "bond", Encap: "ether"}
+	k.info[b.Name] = kernel.LinkInfo{Name: b.Name, MAC: k.info[b.Ports[0]].MAC, Type: "bond", Encap: "ether", Ports: len(b.Ports)}
 	for _, p := range b.Ports {
 		i := k.info[p]
 		i.BondPort, i.Master = true, k.links[b.Name].Index
