@@ -43,7 +43,7 @@ var (
 	// reach collecting/distributing (802.1AX 6.4.15: with the fast rate
 	// the partners agree within a few LACPDUs of 1 s); a bond that does
 	// not is removed and its first port used alone.
-	lacpBundleWait = 6 * time.Second
+	lacpBundleWait = 10 * time.Second
 )
 
 // autoBondOptions are the options of a bond netinit forms from LACP: the
