@@ -15,6 +15,7 @@ import (
 
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 	"github.com/threefoldtech/netinit/qemu/guestlab"
 )
 
@@ -63,6 +64,8 @@ type bondDoc struct {
 	RenewalsBefore, Renewals  int
 	AcksBefore, AcksAfter     int
 	PhaseAfter                string
+	// Timings are the state's timings_ms.
+	Timings map[string]int64
 }
 
 var bondProgram = guestlab.Register(guestlab.Program{Name: "bond", Setup: bondSwitch, Check: bondCheck})
@@ -200,7 +203,7 @@ func bondCheck(g *guestlab.Guest) (any, error) {
 			return n == 2 && st.Bonds[0].PartnerSystem != "", nil
 		})
 	}
-	doc.Phase, doc.Uplink, doc.UplinkNIC, doc.Bonds = string(st.Phase), st.Uplink, st.UplinkNIC, st.Bonds
+	doc.Phase, doc.Uplink, doc.UplinkNIC, doc.Bonds, doc.Timings = string(st.Phase), st.Uplink, st.UplinkNIC, st.Bonds, st.TimingsMS
 	if a.Failover {
 		failover(g, &doc, st)
 	}
@@ -438,5 +441,48 @@ func TestBondActiveBackup(t *testing.T) {
 	if doc.PhaseAfter != "ready" || doc.LeaseAfter != doc.LeaseBefore || doc.Renewals != doc.RenewalsBefore || doc.AcksAfter != doc.AcksBefore {
 		t.Errorf("after the failover: %s, lease %s (was %s), renewals %d (%d), DHCPACKs %d (%d): want the same lease, no DHCP",
 			doc.PhaseAfter, doc.LeaseAfter, doc.LeaseBefore, doc.Renewals, doc.RenewalsBefore, doc.AcksAfter, doc.AcksBefore)
+	}
+}
+
+// TestBenchBond is the bonding part of `make bench`: netinit up's time
+// to ready (state timings_ms, since it started) in the guest lab, median
+// of NETINIT_BENCH_BOND_RUNS (default 5) boots of each kind: over an
+// 802.3ad bond netinit.bond=auto forms against the switch's LACP bond;
+// on the same two NICs when the switch runs no LACP (the listening
+// window is the cost); and with netinit.bond=off. The kinds alternate.
+func TestBenchBond(t *testing.T) {
+	runs := lab.Bench(t, "NETINIT_BENCH_BOND_RUNS", 5)
+	kinds := []struct {
+		name, sw, cmdline string
+		got               []benchBoot
+	}{
+		{"ready over an 802.3ad bond (netinit.bond=auto)", "lacp", "netinit.bond=auto", nil},
+		{"ready on a plain NIC, 2 NICs, no LACP (bond=auto)", "plain", "netinit.bond=auto", nil},
+		{"ready on a plain NIC, 2 NICs (netinit.bond=off)", "plain", "netinit.bond=off", nil},
+	}
+	var lacp, bundled []benchBoot
+	for i := 0; i < runs; i++ {
+		for k := range kinds {
+			doc, _ := bondBoot(t, bondArgs{Switch: kinds[k].sw}, guestlab.NodeUp, kinds[k].cmdline+" ip=dhcp netinit.ygg=off netinit.timeout=30s")
+			ms := func(key string) time.Duration { return time.Duration(doc.Timings[key]) * time.Millisecond }
+			if doc.Phase != "ready" || ms("ready") == 0 {
+				lab.BenchMiss(t, "%s, run %d: %s", kinds[k].name, i, doc.Phase)
+				continue
+			}
+			kinds[k].got = append(kinds[k].got, benchBoot{ready: ms("ready")})
+			if kinds[k].sw == "lacp" {
+				lacp = append(lacp, benchBoot{ready: ms("lacp")})
+				bundled = append(bundled, benchBoot{ready: ms("bond")})
+			}
+		}
+	}
+	fmt.Printf("\n%-54s %9s %5s %6s\n", "bonding (guest lab, TCG; netinit up, since it started)", "MEDIAN", "RUNS", "")
+	ready := func(b benchBoot) time.Duration { return b.ready }
+	for _, k := range kinds {
+		benchRow(k.name, k.got, ready, 0)
+		if k.sw == "lacp" {
+			benchRow("  of which -> LACP heard on both NICs", lacp, ready, 0)
+			benchRow("  of which -> the bond collecting/distributing", bundled, ready, 0)
+		}
 	}
 }

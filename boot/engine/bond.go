@@ -181,7 +181,7 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 	}
 	heard := hear(ctx, up, lacpWindow, e.cfg.Logf)
 	e.mu.Lock()
-	e.timings["lacp_ms"] = time.Since(start).Milliseconds()
+	e.mark("lacp") // the listening ended
 	e.unlock()
 	groups := l2.Groups(heard)
 	if len(groups) == 0 {
@@ -226,6 +226,9 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 			i := slices.IndexFunc(b.Ports, func(p kernel.BondPort) bool { return p.Bundled() })
 			if err == nil && i >= 0 {
 				e.logf("%s: %s collecting and distributing after %dms", name, b.Ports[i].Name, time.Since(start).Milliseconds())
+				e.mu.Lock()
+				e.mark("bond") // the first LACP bond bundled
+				e.unlock()
 				return true
 			}
 			return false
