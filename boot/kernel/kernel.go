@@ -51,8 +51,8 @@ type LinkInfo struct {
 	// the bond is managed, not the port.
 	BondPort bool
 	// Ports counts the links whose master it is (a bond's, a bridge's).
-	Ports int
-	OperUp   bool // RFC 2863 operstate "up"
+	Ports  int
+	OperUp bool // RFC 2863 operstate "up"
 }
 
 // SkipReason says why the link is not managed by default, or "": ignore

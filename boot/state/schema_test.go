@@ -29,7 +29,7 @@ func full() *state.State {
 			SpanningTree: &state.SpanningTree{Protocol: "stp", Root: "8000.02:00:00:00:00:01", ForwardDelayS: 15, FirstS: 2, AgeS: 1}}},
 		Bonds: []state.Bond{{Name: "bond0", Mode: "802.3ad", Origin: "auto", PartnerSystem: "00:11:22:33:44:55", PartnerKey: 7,
 			Ports: []state.BondPort{{Name: "eth1", MAC: "52:54:00:12:34:57", Carrier: true, State: "active", MIIStatus: "up", AggregatorID: 1,
-				ActorState: []string{"activity", "short_timeout", "aggregation", "synchronization", "collecting", "distributing"},
+				ActorState:   []string{"activity", "short_timeout", "aggregation", "synchronization", "collecting", "distributing"},
 				PartnerState: []string{"activity", "aggregation", "synchronization", "collecting", "distributing"}, Bundled: true}}}},
 		Routes: []state.Route{{Dst: "0.0.0.0/0", Via: "192.0.2.1", Dev: "eth0", Source: "dhcp4"}},
 		DNS:    []string{"192.0.2.53"}, Search: []string{"lab.example"}, NTP: []string{"192.0.2.123"},
