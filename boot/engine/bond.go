@@ -39,8 +39,8 @@ var (
 	lacpCarrierWait = 3 * time.Second
 	// lacpWindow bounds the listening.
 	lacpWindow = 3 * time.Second
-	// lacpBundleWait bounds the wait for an auto bond's first port to
-	// reach collecting/distributing (802.1AX 6.4.15: with the fast rate
+	// lacpBundleWait bounds the wait for an auto bond's ports to reach
+	// collecting/distributing (802.1AX 6.4.15: with the fast rate
 	// the partners agree within a few LACPDUs of 1 s); a bond that does
 	// not is removed and its first port used alone.
 	lacpBundleWait = 10 * time.Second
@@ -217,23 +217,36 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 		}
 		made = append(made, name)
 	}
-	// The partners agree on the aggregation: each bond waits for a port
-	// in collecting/distributing, all of them within one bound.
+	// The partners agree on the aggregation: each bond waits until every
+	// port with carrier is collecting/distributing at both ends, all of
+	// them within one bound; a bond with one such port then is kept.
 	until = time.Now().Add(lacpBundleWait)
 	for len(made) > 0 {
+		over := time.Now().After(until)
 		made = slices.DeleteFunc(made, func(name string) bool {
 			b, err := e.kernel.BondStatus(name)
-			i := slices.IndexFunc(b.Ports, func(p kernel.BondPort) bool { return p.Bundled() })
-			if err == nil && i >= 0 {
-				e.logf("%s: %s collecting and distributing after %dms", name, b.Ports[i].Name, time.Since(start).Milliseconds())
-				e.mu.Lock()
-				e.mark("bond") // the first LACP bond bundled
-				e.unlock()
-				return true
+			var in, out []string
+			for _, p := range b.Ports {
+				if p.Bundled() {
+					in = append(in, p.Name)
+				} else if p.Carrier {
+					out = append(out, p.Name)
+				}
 			}
-			return false
+			if err != nil || len(in) == 0 || len(out) > 0 && !over {
+				return false
+			}
+			msg := fmt.Sprintf("%s: %s collecting and distributing after %dms", name, strings.Join(in, ", "), time.Since(start).Milliseconds())
+			if len(out) > 0 {
+				msg += fmt.Sprintf(" (%s not)", strings.Join(out, ", "))
+			}
+			e.logf("%s", msg)
+			e.mu.Lock()
+			e.mark("bond") // the first LACP bond bundled
+			e.unlock()
+			return true
 		})
-		if len(made) == 0 || time.Now().After(until) || pause.For(ctx, 50*time.Millisecond) != nil {
+		if len(made) == 0 || over || pause.For(ctx, 50*time.Millisecond) != nil {
 			break
 		}
 	}

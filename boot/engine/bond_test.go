@@ -15,6 +15,8 @@ import (
 	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/kernel/kerneltest"
 	"github.com/threefoldtech/netinit/boot/l2"
+	"github.com/threefoldtech/netinit/boot/lease"
+	"github.com/threefoldtech/netinit/boot/state"
 )
 
 // bondKernel is a fake kernel with the NICs eth0..ethN-1 (MAC
@@ -113,7 +115,8 @@ func TestFormLACPBonds(t *testing.T) {
 	k := bondKernel(4, "eth0", "eth1", "eth2")
 	// The bonding module's own empty bond0: its name is free.
 	k.SetInfo(kernel.LinkInfo{Name: "bond0", Type: "bond", Encap: "ether"})
-	k.LACP["eth1"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
+	k.LACP["eth0"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
+	k.LACP["eth1"] = k.LACP["eth0"]
 	h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerA, "eth2": partnerB}}
 	var log lines
 	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.logf})
@@ -124,7 +127,7 @@ func TestFormLACPBonds(t *testing.T) {
 	if !slices.Contains(k.Ops(), "bond bond0 802.3ad [eth0 eth1]") || !slices.Contains(k.Ops(), "up bond0") {
 		t.Errorf("ops %q, want bond0 of eth0 and eth1, set up", k.Ops())
 	}
-	if !log.has("eth0, eth1: LACP partner 00:11:22:33:44:55 key 7 → bond0 802.3ad") || !log.has("bond0: eth1 collecting and distributing") {
+	if !log.has("eth0, eth1: LACP partner 00:11:22:33:44:55 key 7 → bond0 802.3ad") || !log.has("bond0: eth0, eth1 collecting and distributing after") {
 		t.Errorf("console %q", log.l)
 	}
 	want := map[string]string{"bond0": "", "eth0": "a bond's port", "eth1": "a bond's port", "eth2": "", "eth3": ""}
@@ -155,6 +158,22 @@ func TestFormLACPBondsFallback(t *testing.T) {
 	}
 	if got := skipReasons(t, k); got["eth0"] != "" || got["eth1"] != "" {
 		t.Errorf("skip reasons %q: the ports are plain links again", got)
+	}
+}
+
+// TestFormLACPBondsPartial: a bond of which one port with carrier never
+// bundles is kept at the bound, with the port that did.
+func TestFormLACPBondsPartial(t *testing.T) {
+	defer func(d time.Duration) { lacpBundleWait = d }(lacpBundleWait)
+	lacpBundleWait = 200 * time.Millisecond
+	k := bondKernel(2, "eth0", "eth1")
+	k.LACP["eth1"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
+	h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerA}}
+	var log lines
+	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.logf})
+	e.formLACPBonds(context.Background())
+	if slices.Contains(k.Ops(), "bond del bond0") || !log.has("bond0: eth1 collecting and distributing after") || !log.has("(eth0 not)") {
+		t.Errorf("ops %q, console %q: want bond0 kept with eth1", k.Ops(), log.l)
 	}
 }
 
@@ -194,5 +213,31 @@ func TestFormLACPBondsNot(t *testing.T) {
 				t.Errorf("ops %q: a bond", k.Ops())
 			}
 		})
+	}
+}
+
+// TestRunBondZOS: a 0-OS boot with bond= over both NICs: the bond is
+// made before the first scan, so it is the only link, the management
+// bridge's port (zos over bond0), the lease is zos's, the ports are never
+// managed, and the state has the bond.
+func TestRunBondZOS(t *testing.T) {
+	k := bondKernel(2, "eth0", "eth1")
+	k.LACP["eth0"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
+	s := bootSpec(t, "ip=dhcp netinit.timeout=20s bond=bond0:eth0,eth1:mode=802.3ad", "zos")
+	e := New(Config{Spec: s, Oneshot: true, Kernel: k, Logf: t.Logf,
+		Clients: fakeClients{k: k, leases: map[string]lease.Report{"zos": dhcp4Lease("zos")}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.Run(ctx)
+	if err != nil || st.Phase != state.PhaseReady || st.Uplink != "zos" || st.UplinkNIC != "bond0" {
+		t.Fatalf("phase %s uplink %q on %q (%v); want ready on zos over bond0", st.Phase, st.Uplink, st.UplinkNIC, err)
+	}
+	for _, op := range k.Ops() {
+		if strings.HasSuffix(op, " eth0") || strings.HasSuffix(op, " eth1") {
+			t.Errorf("a port was managed: %q", op)
+		}
+	}
+	if len(st.Bonds) != 1 || st.Bonds[0].Name != "bond0" || st.Bonds[0].Origin != "bond=" || len(st.Bonds[0].Ports) != 2 || !st.Bonds[0].Ports[0].Bundled {
+		t.Errorf("state bonds %+v", st.Bonds)
 	}
 }

@@ -493,7 +493,8 @@ func (e *Engine) discover(ctx context.Context) {
 	// LACP bonds are formed before the first scan (bond.go).
 	e.formLACPBonds(ctx)
 	for {
-		// bond= bonds, like vlan= links, as soon as their ports exist.
+		// bond= bonds, like vlan= links, as soon as their ports exist
+		// (first: a vlan= may ride on a bond).
 		if e.unmadeBonds() {
 			links, _ := e.kernel.Links()
 			if err := e.createBonds(links); err != nil && !bondsReported && time.Since(start) > 5*time.Second {

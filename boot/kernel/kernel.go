@@ -191,11 +191,15 @@ const (
 )
 
 // Bundled reports whether the port carries the bond's traffic in
-// 802.3ad: it is in sync with its partner, collecting and distributing
-// (the Mux machine's COLLECTING_DISTRIBUTING state, 802.1AX 6.4.15).
+// 802.3ad: both ends are in sync, collecting and distributing (the Mux
+// machine's COLLECTING_DISTRIBUTING state, 802.1AX 6.4.15). The
+// partner's state is its last LACPDU's: our end distributes as soon as
+// the partner collects, and a frame sent before the partner distributes
+// too may find the partner's aggregator not yet passing it up (the lab's
+// first DHCPDISCOVER over a bond was lost so).
 func (p BondPort) Bundled() bool {
 	const want = LACPSync | LACPCollecting | LACPDistributing
-	return p.Actor&want == want
+	return p.Actor&want == want && p.Partner&want == want
 }
 
 // LACPStateWords names the set bits of an LACP port state, in the

@@ -317,8 +317,8 @@ func (k *Kernel) DeleteBond(name string) error {
 	return nil
 }
 
-// BondStatus gives each port LACP[port] as its actor state (0 when not
-// set: never bundled).
+// BondStatus gives each port LACP[port] as its actor's and its partner's
+// state (0 when not set: never bundled).
 func (k *Kernel) BondStatus(name string) (kernel.Bond, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -329,7 +329,7 @@ func (k *Kernel) BondStatus(name string) (kernel.Bond, error) {
 	out := kernel.Bond{Name: name, Mode: b.Mode}
 	for _, p := range b.Ports {
 		out.Ports = append(out.Ports, kernel.BondPort{Name: p, MAC: k.info[p].MAC, Carrier: k.links[p].Carrier,
-			State: "active", MII: "up", Actor: k.LACP[p]})
+			State: "active", MII: "up", Actor: k.LACP[p], Partner: k.LACP[p]})
 	}
 	return out, nil
 }
