@@ -237,7 +237,7 @@ func readBond(doc *bondDoc) {
 			continue
 		}
 		doc.Ports = append(doc.Ports, p.Attrs().Name)
-		if s, ok := p.Attrs().Slave.(*netlink.BondSlave); ok && (kernel.BondPort{Actor: s.AdActorOperPortState}).Bundled() {
+		if s, ok := p.Attrs().Slave.(*netlink.BondSlave); ok && (kernel.BondPort{Actor: s.AdActorOperPortState, Partner: uint8(s.AdPartnerOperPortState)}).Bundled() {
 			doc.Bundled = append(doc.Bundled, p.Attrs().Name)
 		}
 	}
@@ -393,7 +393,7 @@ func TestBondAuto(t *testing.T) {
 	requireBond(t, doc, "auto")
 	// The switch's bond has the MAC of its first port, NIC 2 (hub 1).
 	if !strings.Contains(console, "eth0, eth1: LACP partner 52:54:00:6c:01:02 key 9 → bond0 802.3ad") ||
-		!regexp.MustCompile(`bond0: eth[01] collecting and distributing after`).MatchString(console) {
+		!regexp.MustCompile(`bond0: eth0, eth1 collecting and distributing after \d+ms\n`).MatchString(console) {
 		t.Errorf("the console does not say what LACP formed")
 	}
 	if doc.Phase != "ready" || doc.Uplink != "bond0" || !inLab(doc.Addrs["bond0"]) {
