@@ -124,6 +124,87 @@ func (e *Engine) bondPortNames(links []kernel.LinkInfo) []string {
 	return out
 }
 
+// hearLACP listens on each of nics for its partner from before they are
+// set up (a switch port sends at once when it sees ours come up, then
+// fast for 3 s, and then at most every 30 s: 802.1AX-2014 6.4.12-13), up
+// to lacpCarrierWait for their carrier, and when two or more have it, up
+// to lacpWindow more, ending as soon as each of those heard its partner
+// (or said it cannot aggregate). It returns what was heard and the NICs
+// with carrier. Each NIC has a listener of its own, so that one without
+// a cable does not hold the window open; all of them have ended when it
+// returns.
+func (e *Engine) hearLACP(ctx context.Context, nics []string) (map[string]l2.Partner, []string) {
+	hear := e.cfg.HearLACP
+	if hear == nil {
+		hear = l2.HearLACP
+	}
+	type hearing struct {
+		link string
+		p    l2.Partner
+		ok   bool
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan hearing, len(nics))
+	for _, n := range nics {
+		e.spawn(func() {
+			got := hear(lctx, []string{n}, lacpCarrierWait+lacpWindow, e.cfg.Logf)
+			p, ok := got[n]
+			results <- hearing{n, p, ok}
+		})
+	}
+	heard := map[string]l2.Partner{}
+	done := map[string]bool{}
+	collect := func(h hearing) {
+		done[h.link] = true
+		if h.ok {
+			heard[h.link] = h.p
+		}
+	}
+	// The listeners drained: each ends at once when lctx does.
+	defer func() {
+		cancel()
+		for len(done) < len(nics) {
+			collect(<-results)
+		}
+	}()
+	for _, n := range nics {
+		if kl, err := e.kernel.Link(n); err == nil && kl.Up {
+			continue // never bounced (manage)
+		}
+		if err := e.kernel.PrepareIPv6(n); err != nil {
+			e.logf("%s: preparing IPv6: %v", n, err)
+		}
+		if err := e.kernel.SetUp(n); err != nil {
+			e.logf("%s: set up: %v", n, err)
+		}
+	}
+	var up []string
+	until := time.Now().Add(lacpCarrierWait)
+	for {
+		up = slices.DeleteFunc(slices.Clone(nics), func(n string) bool { return !e.kernel.Carrier(n) })
+		if len(up) == len(nics) || time.Now().After(until) || pause.For(ctx, 20*time.Millisecond) != nil {
+			break
+		}
+	}
+	if len(up) < 2 {
+		return nil, up
+	}
+	window := time.NewTimer(lacpWindow)
+	defer window.Stop()
+	for slices.ContainsFunc(up, func(n string) bool { return !done[n] }) {
+		select {
+		case h := <-results:
+			collect(h)
+		case <-window.C:
+			return heard, up
+		case <-ctx.Done():
+			return heard, up
+		}
+	}
+	return heard, up
+}
+
 // formLACPBonds is netinit.bond=auto: the physical NICs not given to a
 // bond= are set up; when two or more have carrier they are listened to
 // for LACPDUs, and the links one partner (system and key) answers on
@@ -152,34 +233,11 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 	if len(nics) < 2 {
 		return
 	}
-	for _, n := range nics {
-		if kl, err := e.kernel.Link(n); err == nil && kl.Up {
-			continue // never bounced (manage)
-		}
-		if err := e.kernel.PrepareIPv6(n); err != nil {
-			e.logf("%s: preparing IPv6: %v", n, err)
-		}
-		if err := e.kernel.SetUp(n); err != nil {
-			e.logf("%s: set up: %v", n, err)
-		}
-	}
-	var up []string
-	until := time.Now().Add(lacpCarrierWait)
-	for {
-		up = slices.DeleteFunc(slices.Clone(nics), func(n string) bool { return !e.kernel.Carrier(n) })
-		if len(up) == len(nics) || time.Now().After(until) || pause.For(ctx, 20*time.Millisecond) != nil {
-			break
-		}
-	}
+	start := time.Now()
+	heard, up := e.hearLACP(ctx, nics)
 	if len(up) < 2 {
 		return
 	}
-	start := time.Now()
-	hear := e.cfg.HearLACP
-	if hear == nil {
-		hear = l2.HearLACP
-	}
-	heard := hear(ctx, up, lacpWindow, e.cfg.Logf)
 	e.mu.Lock()
 	e.mark("lacp") // the listening ended
 	e.unlock()
@@ -220,7 +278,7 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 	// The partners agree on the aggregation: each bond waits until every
 	// port with carrier is collecting/distributing at both ends, all of
 	// them within one bound; a bond with one such port then is kept.
-	until = time.Now().Add(lacpBundleWait)
+	until := time.Now().Add(lacpBundleWait)
 	for len(made) > 0 {
 		over := time.Now().After(until)
 		made = slices.DeleteFunc(made, func(name string) bool {

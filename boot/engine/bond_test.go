@@ -84,14 +84,18 @@ func TestCreateBonds(t *testing.T) {
 	}
 }
 
-// fakeHear answers heard, and counts its calls and the links asked.
+// fakeHear answers heard at once, and records the links asked.
 type fakeHear struct {
+	mu    sync.Mutex
 	heard map[string]l2.Partner
-	asked [][]string
+	asked []string // sorted
 }
 
 func (f *fakeHear) hear(_ context.Context, links []string, _ time.Duration, _ console.Logf) map[string]l2.Partner {
-	f.asked = append(f.asked, slices.Clone(links))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, links...)
+	slices.Sort(f.asked)
 	out := map[string]l2.Partner{}
 	for _, l := range links {
 		if p, ok := f.heard[l]; ok {
@@ -121,8 +125,8 @@ func TestFormLACPBonds(t *testing.T) {
 	var log lines
 	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.logf})
 	e.formLACPBonds(context.Background())
-	if len(h.asked) != 1 || !slices.Equal(h.asked[0], []string{"eth0", "eth1", "eth2"}) {
-		t.Errorf("listened on %q, want the three NICs with carrier", h.asked)
+	if !slices.Equal(h.asked, []string{"eth0", "eth1", "eth2", "eth3"}) {
+		t.Errorf("listened on %q, want the four NICs", h.asked)
 	}
 	if !slices.Contains(k.Ops(), "bond bond0 802.3ad [eth0 eth1]") || !slices.Contains(k.Ops(), "up bond0") {
 		t.Errorf("ops %q, want bond0 of eth0 and eth1, set up", k.Ops())
@@ -177,10 +181,10 @@ func TestFormLACPBondsPartial(t *testing.T) {
 	}
 }
 
-// TestFormLACPBondsNot: nothing is listened to when auto is not on, with
-// an explicit link list, or when fewer than two NICs have carrier; a
-// bond='s ports are not listened on; partners on one port each form no
-// bond.
+// TestFormLACPBondsNot: nothing is listened to when auto is not on or
+// with an explicit link list; no bond when fewer than two NICs have
+// carrier; a bond='s ports are not listened on (one NIC left: nothing);
+// partners on one port each form no bond.
 func TestFormLACPBondsNot(t *testing.T) {
 	defer func(d time.Duration) { lacpCarrierWait = d }(lacpCarrierWait)
 	lacpCarrierWait = 100 * time.Millisecond
@@ -193,7 +197,8 @@ func TestFormLACPBondsNot(t *testing.T) {
 		{"not asked", "", nil, []string{"eth0", "eth1"}, nil},
 		{"off", "netinit.bond=off", nil, []string{"eth0", "eth1"}, nil},
 		{"a link list", "netinit.bond=auto", []string{"eth0", "eth1"}, []string{"eth0", "eth1"}, nil},
-		{"one carrier", "netinit.bond=auto", nil, []string{"eth0"}, nil},
+		// Listened to while waiting for carrier.
+		{"one carrier", "netinit.bond=auto", nil, []string{"eth0"}, []string{"eth0", "eth1", "eth2"}},
 		{"bond= ports", "netinit.bond=auto bond=bond0:eth0,eth1", nil, []string{"eth0", "eth1", "eth2"}, nil},
 		{"partners apart", "netinit.bond=auto", nil, []string{"eth0", "eth1", "eth2"}, []string{"eth0", "eth1", "eth2"}},
 	} {
@@ -202,11 +207,7 @@ func TestFormLACPBondsNot(t *testing.T) {
 			h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerB}}
 			e := New(Config{Spec: parseSpec(t, c.line), Links: c.links, Kernel: k, HearLACP: h.hear})
 			e.formLACPBonds(context.Background())
-			var asked []string
-			if len(h.asked) > 0 {
-				asked = h.asked[0]
-			}
-			if !slices.Equal(asked, c.asked) {
+			if asked := h.asked; !slices.Equal(asked, c.asked) {
 				t.Errorf("listened on %q, want %q", asked, c.asked)
 			}
 			if slices.ContainsFunc(k.Ops(), func(op string) bool { return strings.HasPrefix(op, "bond ") }) {
