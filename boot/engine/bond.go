@@ -83,7 +83,7 @@ func (e *Engine) createBonds(links []kernel.LinkInfo) error {
 		e.bondsMade[b.Name] = true
 		e.unlock()
 		if created {
-			e.logf("%s: %s: %s bond of %s", b.Name, "bond=", b.Mode(), strings.Join(ports, ", "))
+			e.logf("%s: %s bond of %s (bond=)", b.Name, b.Mode(), strings.Join(ports, ", "))
 		}
 	}
 	if len(errs) > 0 {
@@ -92,9 +92,10 @@ func (e *Engine) createBonds(links []kernel.LinkInfo) error {
 	return nil
 }
 
-// bondPorts resolves a bond='s ports to kernel names: a MAC is the link
-// with that MAC, or the bond port whose permanent MAC it is not known
-// here (a bond made already is not looked at again).
+// bondPorts resolves a bond='s ports to kernel names: a port named by MAC
+// is the link with that MAC that is no bond, bridge or bond port (a
+// bond's ports all carry the bond's MAC; a bond made already is not
+// resolved again).
 func bondPorts(b spec.Bond, links []kernel.LinkInfo) ([]string, error) {
 	var out []string
 	for _, p := range b.Ports {
@@ -105,7 +106,9 @@ func bondPorts(b spec.Bond, links []kernel.LinkInfo) ([]string, error) {
 			out = append(out, p)
 			continue
 		}
-		i := slices.IndexFunc(links, func(l kernel.LinkInfo) bool { return l.MAC.String() == p && l.Type != "bond" && l.Type != "bridge" })
+		i := slices.IndexFunc(links, func(l kernel.LinkInfo) bool {
+			return l.MAC.String() == p && l.Type != "bond" && l.Type != "bridge" && !l.BondPort
+		})
 		if i < 0 {
 			return nil, fmt.Errorf("no link with MAC %s", p)
 		}
