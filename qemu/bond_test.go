@@ -38,12 +38,16 @@ type bondArgs struct {
 	// Failover: the check takes the active port's peer down, then pings
 	// the node from the switch and looks at its lease again.
 	Failover bool
+	// VLAN, when not 0, is where the switch serves DHCP: a VLAN link on
+	// its bond or bridge, nothing untagged.
+	VLAN int
 }
 
 // bondDoc is what the check found.
 type bondDoc struct {
 	NICs                     []string
 	Phase, Uplink, UplinkNIC string
+	UplinkVLAN               int
 	// Bond is bond0's type ("" when there is none); Ports the links
 	// whose master it is; Master the name of bond0's master ("" none).
 	Bond, Mode, Master string
@@ -139,6 +143,18 @@ func bondSwitch(g *guestlab.Guest) error {
 	if err := h.LinkSetUp(m); err != nil {
 		return err
 	}
+	if a.VLAN > 0 {
+		name := fmt.Sprintf("%s.%d", m.Attrs().Name, a.VLAN)
+		if err := h.LinkAdd(&netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: m.Attrs().Index}, VlanId: a.VLAN}); err != nil {
+			return fmt.Errorf("VLAN link %s: %w", name, err)
+		}
+		if m, err = h.LinkByName(name); err != nil {
+			return err
+		}
+		if err := h.LinkSetUp(m); err != nil {
+			return err
+		}
+	}
 	na, err := netlink.ParseAddr("192.0.2.1/24")
 	if err != nil {
 		return err
@@ -203,7 +219,7 @@ func bondCheck(g *guestlab.Guest) (any, error) {
 			return n == 2 && st.Bonds[0].PartnerSystem != "", nil
 		})
 	}
-	doc.Phase, doc.Uplink, doc.UplinkNIC, doc.Bonds, doc.Timings = string(st.Phase), st.Uplink, st.UplinkNIC, st.Bonds, st.TimingsMS
+	doc.Phase, doc.Uplink, doc.UplinkNIC, doc.UplinkVLAN, doc.Bonds, doc.Timings = string(st.Phase), st.Uplink, st.UplinkNIC, st.UplinkVLAN, st.Bonds, st.TimingsMS
 	if a.Failover {
 		failover(g, &doc, st)
 	}
@@ -326,7 +342,7 @@ func bondBoot(t *testing.T, a bondArgs, node guestlab.Node, cmdline string) (bon
 		nics = nics[:1]
 	}
 	var doc bondDoc
-	res := guestlab.Boot(t, guestlab.Config{Program: bondProgram, Args: a, NICs: nics, Modules: []string{"bonding", "bridge", "veth"},
+	res := guestlab.Boot(t, guestlab.Config{Program: bondProgram, Args: a, NICs: nics, Modules: []string{"bonding", "bridge", "veth", "8021q"},
 		Binaries: []string{"dnsmasq", "ping"}, Node: node, Cmdline: cmdline}, &doc)
 	t.Logf("%+v", doc)
 	return doc, res.QEMU.Console
@@ -366,21 +382,22 @@ func requireBond(t *testing.T, doc bondDoc, origin string) {
 }
 
 // TestBondZOS: `bond=bond0:eth0,MAC:mode=802.3ad` (the second port named
-// by its MAC) at a 0-OS boot (netinit as PID 1, runmode=): netinit makes
-// the bond before DHCP, the switch bundles both ports, and the bond is
-// the management bridge zos's port, zos has the switch's lease and the
-// node is ready.
+// by its MAC) at a 0-OS boot (netinit as PID 1, runmode=) with the
+// management VLAN 100 (vlan:priv=100; the switch serves DHCP only there):
+// netinit makes the bond before DHCP, the switch bundles both ports, and
+// the bond is the management bridge zos's port, tagged; zos has the
+// switch's lease and the node is ready.
 func TestBondZOS(t *testing.T) {
 	t.Parallel()
-	doc, _ := bondBoot(t, bondArgs{Switch: "lacp"}, guestlab.NodePID1,
-		"runmode=dev ip=dhcp netinit.ygg=off netinit.timeout=30s bond=bond0:eth0,52:54:00:6c:02:01:mode=802.3ad,miimon=100,lacp_rate=fast")
+	doc, _ := bondBoot(t, bondArgs{Switch: "lacp", VLAN: 100}, guestlab.NodePID1,
+		"runmode=dev vlan:priv=100 ip=dhcp netinit.ygg=off netinit.timeout=30s bond=bond0:eth0,52:54:00:6c:02:01:mode=802.3ad,miimon=100,lacp_rate=fast")
 	if !slices.Equal(doc.NICs, []string{"eth0", "eth1"}) {
 		t.Fatalf("the node's NICs are %q: the command line names eth0", doc.NICs)
 	}
 	requireBond(t, doc, "bond=")
-	if doc.Master != "zos" || doc.Phase != "ready" || doc.Uplink != "zos" || doc.UplinkNIC != "bond0" || !inLab(doc.Addrs["zos"]) {
-		t.Errorf("bond0's master %q; state %s uplink %s on %s; zos %v: want ready on zos over bond0 with the switch's lease",
-			doc.Master, doc.Phase, doc.Uplink, doc.UplinkNIC, doc.Addrs["zos"])
+	if doc.Master != "zos" || doc.Phase != "ready" || doc.Uplink != "zos" || doc.UplinkNIC != "bond0" || doc.UplinkVLAN != 100 || !inLab(doc.Addrs["zos"]) {
+		t.Errorf("bond0's master %q; state %s uplink %s on %s VLAN %d; zos %v: want ready on zos over bond0, VLAN 100, with the switch's lease",
+			doc.Master, doc.Phase, doc.Uplink, doc.UplinkNIC, doc.UplinkVLAN, doc.Addrs["zos"])
 	}
 }
 
