@@ -205,7 +205,7 @@ bench: deps kernel
 	NETINIT_LAB=1 NETINIT_BENCH=1 $(GO) test -count=1 -timeout 20m -run '^TestBench' ./boot/engine/ -v 2>&1 | \
 	  grep -v '^=== \|^--- \|^PASS\|^ok '
 	set -o pipefail; NETINIT_LAB=1 NETINIT_BENCH=1 NETINIT_KERNEL=$(abspath $(KERNEL)) NETINIT_MODULES_DIR=$(abspath $(MODULES_DIR)) \
-	  $(GO) test -count=1 -timeout 20m -run '^TestBenchQEMU$$' ./qemu/ -v 2>&1 | \
+	  $(GO) test -count=1 -timeout 20m -run '^TestBench(QEMU|Bond)$$' ./qemu/ -v 2>&1 | \
 	  awk '/^    [a-z_]*test\.go:[0-9]+: go /{skip=1; next} skip && /^        /{next} {skip=0} !/^(=== |--- |PASS|ok )/'
 
 ## bench-smoke: make bench with one run per row (log in $(BUILD)/bench-smoke.log):

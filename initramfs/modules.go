@@ -18,7 +18,8 @@ import (
 // driver of the kernel (the directory kernel/drivers/net/ethernet/: a farm
 // node's NIC is whatever its board has, and an undetected NIC is a node
 // that never comes up), the common USB NICs, TUN (Yggdrasil), WireGuard,
-// 802.1Q VLANs, the bridge (0-OS's zos management bridge), and nf_tables
+// 802.1Q VLANs, bonding (bond=, netinit.bond=auto: loaded only when a
+// bond is made), the bridge (0-OS's zos management bridge), and nf_tables
 // with the expressions the later firewall uses (conntrack match, NAT
 // chains, masquerade). Which of them exist as modules depends on the
 // kernel flavour; missing ones are reported and skipped.
@@ -29,7 +30,7 @@ var DefaultModules = []string{
 	"kernel/drivers/net/ethernet/",
 	"r8152", "r8153_ecm", "ax88179_178a", "cdc_ether", "cdc_ncm", "asix", "aqc111",
 	"smsc95xx", "smsc75xx", "lan78xx", "rtl8150", "dm9601", "mcs7830", "sr9700", "sr9800", "pegasus",
-	"tun", "wireguard", "8021q", "bridge",
+	"tun", "wireguard", "8021q", "bonding", "bridge",
 	"nf_tables", "nft_ct", "nft_chain_nat", "nft_nat", "nft_masq",
 }
 

@@ -171,12 +171,19 @@ func finish(s *spec.Spec) {
 
 // LoadBoot is Load for a boot (PID 1 and its daemon): a 0-OS command
 // line (runmode= given) also gets 0-OS's management bridge
-// (spec.DefaultBridge) unless netinit.bridge= says otherwise. `netinit up`
+// (spec.DefaultBridge) unless netinit.bridge= says otherwise, and LACP
+// bonding (netinit.bond=auto) unless netinit.bond=off. `netinit up`
 // (Load) builds one only when netinit.bridge= asks.
 func LoadBoot(path, line string) (*spec.Spec, []Problem) {
 	s, probs := Load(path, line)
 	if s.RunMode != "" && !s.IsSet("netinit.bridge") {
 		s.Bridge = spec.DefaultBridge
+	}
+	// A farm node's two ports to an LACP switch get no lease until they
+	// answer LACP: at a 0-OS boot netinit listens for it (the window is
+	// only opened when 2+ NICs have carrier, boot/engine bond.go).
+	if s.RunMode != "" && s.LACP == spec.LACPDefault {
+		s.LACP = spec.LACPAuto
 	}
 	return s, probs
 }

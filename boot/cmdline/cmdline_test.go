@@ -115,6 +115,26 @@ func TestKeys(t *testing.T) {
 		{"nameserver=192.0.2.53 nameserver=[2001:db8::53] nameserver=2001:db8::54", func(s *spec.Spec) any { return s.Nameservers() }, addrs("192.0.2.53", "2001:db8::53", "2001:db8::54"), ""},
 		{"nameserver=192.0.2.53 nameserver=192.0.2.300", func(s *spec.Spec) any { return s.Nameservers() }, addrs("192.0.2.53"), "not an IP address"},
 		{"nameserver=0.0.0.0", func(s *spec.Spec) any { return s.Nameservers() }, []netip.Addr(nil), "not a unicast"},
+		{"bond=bond0:eth0,eth1:mode=802.3ad,miimon=100,lacp_rate=fast,xmit_hash_policy=layer3+4:9000", func(s *spec.Spec) any { return s.Bonds },
+			[]spec.Bond{{Name: "bond0", Ports: []string{"eth0", "eth1"}, MTU: 9000, Options: []spec.BondOption{
+				{Name: "mode", Value: "802.3ad"}, {Name: "miimon", Value: "100"}, {Name: "lacp_rate", Value: "fast"}, {Name: "xmit_hash_policy", Value: "layer3+4"}}}}, ""},
+		// Ports by MAC, with colons (not a field's end) or as BOOTIF=;
+		// a mode by number; a MAC in an option's value.
+		{"bond=bond0:52:54:00:12:34:56,01-52-54-00-12-34-57:mode=1,ad_actor_system=02:00:00:00:00:01:1500", func(s *spec.Spec) any { return s.Bonds },
+			[]spec.Bond{{Name: "bond0", Ports: []string{"52:54:00:12:34:56", "52:54:00:12:34:57"}, MTU: 1500, Options: []spec.BondOption{
+				{Name: "mode", Value: "active-backup"}, {Name: "ad_actor_system", Value: "02:00:00:00:00:01"}}}}, ""},
+		{"netinit.bond=bond1:eth2 bond=bond1:eth3,eth4", func(s *spec.Spec) any { return s.Bonds },
+			[]spec.Bond{{Name: "bond1", Ports: []string{"eth3", "eth4"}}}, ""},
+		{"bond=bond0", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "want NAME:PORT,PORT"},
+		{"bond=bond0:eth0,eth0", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "given twice"},
+		{"bond=bond0:eth0:mode=fast", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "not a bonding mode"},
+		{"bond=bond0:eth0:speed=10", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "not a bonding option"},
+		{"bond=bond0:eth0:mode=4:12", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "68..65535"},
+		{"bond=bond0:eth0,:mode=4", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "empty interface name"},
+		{"bond=bond0:eth0:miimon=1/0", func(s *spec.Spec) any { return s.Bonds }, []spec.Bond(nil), "contains"},
+		{"netinit.bond=auto", func(s *spec.Spec) any { return s.LACP }, spec.LACPAuto, ""},
+		{"netinit.bond=OFF", func(s *spec.Spec) any { return s.LACP }, spec.LACPOff, ""},
+		{"netinit.bond=maybe", func(s *spec.Spec) any { return s.LACP }, spec.LACPDefault, "(or auto, off)"},
 		{"vlan=vlan0005:eth0 vlan=vlan7:eth0 vlan=eth1.0100:eth1 vlan=eth1.4094:eth1", func(s *spec.Spec) any { return s.VLANs },
 			[]spec.VLAN{{Name: "vlan0005", Parent: "eth0", ID: 5}, {Name: "vlan7", Parent: "eth0", ID: 7}, {Name: "eth1.0100", Parent: "eth1", ID: 100}, {Name: "eth1.4094", Parent: "eth1", ID: 4094}}, ""},
 		{"vlan=eth0.4095:eth0", func(s *spec.Spec) any { return s.VLANs }, []spec.VLAN(nil), "out of 1..4094"},

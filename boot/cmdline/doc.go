@@ -20,6 +20,8 @@
 // within one source accumulate; the first valid occurrence in a source
 // replaces the list inherited from a lower source, so a list given on the
 // command line replaces the config file's list instead of extending it.
+// (bond= and netinit.bond= are the exception: one list of bonds by name,
+// a later bond of a name replacing the earlier, whatever its source.)
 // Comma-separated lists keep each element once. A malformed token changes
 // nothing: the key keeps the value of the lower source (or the default).
 //
@@ -84,6 +86,15 @@
 //	nameserver=IP              repeatable; dns1/dns2 of ip= are added
 //	vlan=NAME:PARENT           802.1Q VLAN; the ID comes from NAME as dracut
 //	                           names it: vlan0005, vlan5, eth0.0005, eth0.5
+//	bond=NAME:PORT,PORT[:OPTIONS[:MTU]]  a bond (dracut); a port is an
+//	                           interface name or a MAC (01-aa-bb-..., aa-bb-...,
+//	                           aa:bb:...); OPTIONS name=value,... with the
+//	                           bonding driver's names (mode=802.3ad,miimon=100);
+//	                           repeatable, with netinit.bond=NAME:... adding to
+//	                           the same list across the sources (a later bond
+//	                           of a name replaces the earlier)
+//	netinit.bond=auto|off      802.3ad bonds from the LACPDUs the NICs hear
+//	                           (default: auto at boot when runmode= is given)
 //	netinit.keydir=PATH        absolute directory for overlay keys
 //	netinit.ygg=auto|on|off|auto-inbound   Yggdrasil (default auto)
 //	netinit.ygg.peers=URI,...  tcp:// tls:// quic:// ws:// wss:// socks://

@@ -30,6 +30,9 @@ var fuzzSeeds = []string{
 	"runmode=dev vlan:priv=100 vlan:pub=untagged zos-debug farmer_id=1 netinit.identity=/var/cache/seed.txt",
 	"runmode=main vlan:priv=4095 netinit.ygg.listen=tcp://[::]:9943,tls://0.0.0.0:9944",
 	"netinit.bridge=zos netinit.bridge=off netinit.bridge=a/b netinit.bridge=averyveryverylongname",
+	"bond=bond0:eth0,eth1:mode=802.3ad,miimon=100,lacp_rate=fast,xmit_hash_policy=layer3+4:9000",
+	"bond=bond0:52:54:00:12:34:56,01-52-54-00-12-34-57:mode=4,ad_actor_system=02:00:00:00:00:01:1500 netinit.bond=auto",
+	"netinit.bond=bond1:eth2,eth3:mode=active-backup netinit.bond=off bond=b:x bond=b:x,x bond=:: bond=b:e::",
 	`"`, `k="`, `ip=[`, "ip=]", "netinit.=", "=x", "netinit.\x00=\xff",
 }
 
@@ -68,6 +71,16 @@ func checkSpec(t *testing.T, input string, s *spec.Spec, ps []Problem) {
 	}
 	if s.Next != "" && !strings.HasPrefix(s.Next, "/") {
 		t.Errorf("next %q", s.Next)
+	}
+	for _, b := range s.Bonds {
+		if validIfname(b.Name) != nil || len(b.Ports) == 0 || b.MTU != 0 && (b.MTU < 68 || b.MTU > 65535) {
+			t.Errorf("bond %+v", b)
+		}
+		for _, p := range b.Ports {
+			if _, err := parseBondPort(p); err != nil || p == b.Name {
+				t.Errorf("bond %s: port %q: %v", b.Name, p, err)
+			}
+		}
 	}
 	if !reflect.DeepEqual(s.Clone(), s) {
 		t.Errorf("Clone differs")

@@ -74,6 +74,20 @@ func init() {
 		"probe.targets":    {list: true, parse: commaList(parseHostPort, func(s *spec.Spec) *[]string { return &s.ProbeTargets })},
 		"probe.reflectors": {list: true, parse: commaList(parseHostPort, func(s *spec.Spec) *[]string { return &s.ProbeReflectors })},
 		"ntp":              {list: true, parse: commaList(parseHost, func(s *spec.Spec) *[]string { return &s.NTP })},
+		// netinit.bond=auto|off, or a bond as bond= has it.
+		"bond": {list: true, parse: func(val string, _ bool) (func(*spec.Spec, bool), error) {
+			t, err := parseNetinitBond(val)
+			if err != nil {
+				return nil, err
+			}
+			return func(s *spec.Spec, _ bool) {
+				if t.lacp != spec.LACPDefault {
+					s.LACP = t.lacp
+					return
+				}
+				s.Bonds = appendBond(s.Bonds, t.bond)
+			}, nil
+		}},
 		"bridge": {parse: scalar(func(v string) (string, error) {
 			if v == spec.NoBridge {
 				return v, nil
@@ -85,7 +99,16 @@ func init() {
 		"ip":         {list: true, parse: single(parseIP, func(s *spec.Spec) *[]spec.IPConfig { return &s.IP })},
 		"nameserver": {list: true, parse: single(parseNameserver, func(s *spec.Spec) *[]netip.Addr { return &s.Nameserver })},
 		"vlan":       {list: true, parse: single(parseVLAN, func(s *spec.Spec) *[]spec.VLAN { return &s.VLANs })},
-		"BOOTIF":     {parse: scalar(parseBootIF, func(s *spec.Spec, v net.HardwareAddr) { s.BootIF = v })},
+		"bond": {list: true, parse: func(val string, _ bool) (func(*spec.Spec, bool), error) {
+			b, err := parseBond(val)
+			if err != nil {
+				return nil, err
+			}
+			// bond= and netinit.bond= add to one list, across the
+			// sources: a later bond of a name replaces the earlier.
+			return func(s *spec.Spec, _ bool) { s.Bonds = appendBond(s.Bonds, b) }, nil
+		}},
+		"BOOTIF": {parse: scalar(parseBootIF, func(s *spec.Spec, v net.HardwareAddr) { s.BootIF = v })},
 		// 0-OS's own keys (zosbase pkg/environment). Its other keys
 		// (farmer_id, secret, zos-debug, ...) are not netinit's and are
 		// ignored without a word, like any unprefixed key.

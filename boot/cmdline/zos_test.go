@@ -88,6 +88,30 @@ func TestRunModeDefaultsOnce(t *testing.T) {
 	}
 }
 
+// TestLACPDefault: at a 0-OS boot (LoadBoot with runmode=) netinit
+// listens for LACP unless netinit.bond=off; elsewhere only when asked.
+func TestLACPDefault(t *testing.T) {
+	for _, tc := range []struct {
+		line     string
+		boot, up spec.LACPMode
+	}{
+		{"ip=dhcp", spec.LACPDefault, spec.LACPDefault},
+		{"runmode=dev", spec.LACPAuto, spec.LACPDefault},
+		{"runmode=dev netinit.bond=off", spec.LACPOff, spec.LACPOff},
+		{"netinit.bond=auto", spec.LACPAuto, spec.LACPAuto},
+		{"runmode=prod bond=bond0:eth0,eth1", spec.LACPAuto, spec.LACPDefault},
+	} {
+		boot, ps := LoadBoot("", tc.line)
+		up, ps2 := Load("", tc.line)
+		if len(ps)+len(ps2) != 0 {
+			t.Fatal(ps, ps2)
+		}
+		if boot.LACP != tc.boot || up.LACP != tc.up {
+			t.Errorf("%q: LACP at boot %v, by up %v; want %v, %v", tc.line, boot.LACP, up.LACP, tc.boot, tc.up)
+		}
+	}
+}
+
 func TestZOSKeysMalformed(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"runmode=main", `runmode="main": want one of prod, test, qa, dev`},

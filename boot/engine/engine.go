@@ -68,6 +68,9 @@ type Config struct {
 	// Internet says which addresses count as public (the zero value: the
 	// Internet's own rules; the labs count the documentation ranges).
 	Internet netprobe.Internet
+	// HearLACP listens for LACPDUs for netinit.bond=auto (nil:
+	// l2.HearLACP).
+	HearLACP HearLACP
 	// Previous is what an earlier process left (the daemon gets PID
 	// 1's): the uplink it elected stays the uplink, with its candidates,
 	// instead of a second election that could pick another link while
@@ -137,10 +140,15 @@ type Engine struct {
 	bridgeTried bool
 	moving      string          // the elected uplink being moved onto the bridge
 	handedOver  map[string]bool // links left to the next stage (handOver)
-	timings     map[string]int64
-	problems    []string
-	phase       state.Phase
-	hostname    string
+	// bondsMade: the bond= bonds made (or found); benched: the ports of
+	// an LACP bond that fell back to its first port, left unmanaged
+	// (by the bond's name).
+	bondsMade map[string]bool
+	benched   map[string]string
+	timings   map[string]int64
+	problems  []string
+	phase     state.Phase
+	hostname  string
 
 	// events and reapplies wait for unlock: nothing is logged, and no
 	// client is asked to apply again, under mu.
@@ -182,6 +190,8 @@ func New(cfg Config) *Engine {
 		links:      map[string]*link{},
 		leases:     map[leaseKey]lease.Report{},
 		handedOver: map[string]bool{},
+		bondsMade:  map[string]bool{},
+		benched:    map[string]string{},
 		timings:    map[string]int64{},
 		problems:   slices.Clone(cfg.Problems),
 		phase:      state.PhaseStarting,
@@ -477,10 +487,21 @@ func (e *Engine) discover(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	start := time.Now()
-	vlansReported := false
+	vlansReported, bondsReported := false, false
 	first := true
 	var names []string // the links the last full scan listed, sorted
+	// LACP bonds are formed before the first scan (bond.go).
+	e.formLACPBonds(ctx)
 	for {
+		// bond= bonds, like vlan= links, as soon as their ports exist
+		// (first: a vlan= may ride on a bond).
+		if e.unmadeBonds() {
+			links, _ := e.kernel.Links()
+			if err := e.createBonds(links); err != nil && !bondsReported && time.Since(start) > 5*time.Second {
+				bondsReported = true
+				e.problem("%v (still trying)", err)
+			}
+		}
 		// vlan= links are made as soon as their parent NIC exists (its
 		// driver may still be probing); what is still failing after 5 s
 		// is reported once, and retried.
@@ -516,6 +537,12 @@ func (e *Engine) discover(ctx context.Context) {
 					if !slices.Contains(want, name) {
 						continue
 					}
+				} else if bond := e.benchedBy(name); bond != "" {
+					if !warned[name] {
+						warned[name] = true
+						e.logf("%s: not managed (a port of %s, which fell back to its first port)", name, bond)
+					}
+					continue
 				} else if why := l.SkipReason(e.spec.Ignore, e.vlanNames()); why != "" {
 					// Say it for links a farmer may expect to be used.
 					if !warned[name] && strings.HasPrefix(why, "netinit.ignore") {
@@ -608,6 +635,7 @@ func (e *Engine) statusOf(v *view) *state.NetworkStatus {
 	now := time.Now()
 	st := merge(v, kern, now)
 	e.l2Status(v, st, now)
+	st.Bonds = e.bondsStatus(v)
 	st.PID = os.Getpid()
 	return st
 }

@@ -34,6 +34,13 @@ type Kernel interface {
 	// CreateVLAN makes the vlan= link name (VLAN id on parent) unless it
 	// exists: false then.
 	CreateVLAN(name, parent string, id int) (bool, error)
+	// CreateBond makes the bond with its ports enslaved, left down,
+	// unless a link of its name exists: false then. DeleteBond removes
+	// one (its ports released); BondStatus reads it and its ports' LACP
+	// state.
+	CreateBond(b kernel.BondSpec) (bool, error)
+	DeleteBond(name string) error
+	BondStatus(name string) (kernel.Bond, error)
 	// Bridge makes the management bridge with its port, or completes one
 	// found already there; ReleasePort then leaves the port to it.
 	Bridge(b kernel.BridgeSpec) error

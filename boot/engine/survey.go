@@ -16,8 +16,8 @@ type Skipped struct {
 
 // Survey lists the links present now, as discovery would see them when
 // Config.Links is empty: the names it would manage, and the others
-// (loopback aside) with why. vlan= links count as managed once the spec
-// asks for them, whether or not they exist yet.
+// (loopback aside) with why. vlan= links and bond= bonds count as
+// managed once the spec asks for them, whether or not they exist yet.
 func Survey(spec *spec.Spec) (manage []string, skipped []Skipped, err error) {
 	links, err := kernel.Netlink{}.Links()
 	if err != nil {
@@ -28,8 +28,23 @@ func Survey(spec *spec.Spec) (manage []string, skipped []Skipped, err error) {
 		vlans = append(vlans, v.Name)
 		manage = append(manage, v.Name)
 	}
+	// bond= bonds too (made before discovery, bond.go); their ports
+	// are the bond's.
+	ports := map[string]string{}
+	for _, b := range spec.Bonds {
+		vlans = append(vlans, b.Name)
+		manage = append(manage, b.Name)
+		ps, _ := bondPorts(b, links)
+		for _, p := range ps {
+			ports[p] = b.Name
+		}
+	}
 	for _, l := range links {
 		name := l.Name
+		if b := ports[name]; b != "" {
+			skipped = append(skipped, Skipped{Link: name, Why: "a port of " + b})
+			continue
+		}
 		switch why := l.SkipReason(spec.Ignore, vlans); why {
 		case "":
 			if !slices.Contains(manage, name) {

@@ -46,7 +46,12 @@ type LinkInfo struct {
 	// as physical NICs have and veth, bridges, tun/tap, wireguard and the
 	// like do not.
 	Device bool
-	Master int  // the index of its master (a bridge), 0 for none
+	Master int // the index of its master (a bridge, a bond), 0 for none
+	// BondPort: a bond's port (its slave data is the bonding driver's):
+	// the bond is managed, not the port.
+	BondPort bool
+	// Ports counts the links whose master it is (a bond's, a bridge's).
+	Ports  int
 	OperUp bool // RFC 2863 operstate "up"
 }
 
@@ -67,7 +72,15 @@ func (l LinkInfo) SkipReason(ignore, vlans []string) string {
 	if l.Encap != "ether" {
 		return "not Ethernet (" + l.Encap + ")"
 	}
-	if !l.Device {
+	if l.BondPort {
+		return "a bond's port"
+	}
+	if l.Type == "bond" && l.Ports == 0 {
+		// The bonding module makes an empty bond0 when it loads
+		// (max_bonds=1): nothing to manage until it has ports.
+		return "a bond without ports"
+	}
+	if !l.Device && l.Type != "bond" {
 		return l.Type // veth, bridge, tuntap, wireguard, ...
 	}
 	return ""
@@ -124,3 +137,80 @@ const (
 	ProtoRA     = 9  // "ra": learnt from a Router Advertisement
 	ProtoDHCP   = 16 // "dhcp": from a DHCP lease
 )
+
+// BondSpec is a bond to make: its ports by kernel name (the first one
+// gives the bond its MAC), the bonding driver's mode and options by
+// their kernel names (mode is Mode, not an option).
+type BondSpec struct {
+	Name    string
+	Ports   []string
+	Mode    string // "802.3ad", "active-backup", ...
+	Options []Option
+	MTU     int // 0: the kernel's
+}
+
+// Option is one bonding option, name=value as the driver's sysfs file
+// takes it.
+type Option struct{ Name, Value string }
+
+// Bond is a bond as the kernel has it.
+type Bond struct {
+	Name  string
+	Mode  string
+	Ports []BondPort
+	// PartnerSystem and PartnerKey: the LACP partner of the active
+	// aggregator (IFLA_BOND_AD_INFO; 802.3ad only, nil before heard).
+	PartnerSystem net.HardwareAddr
+	PartnerKey    int
+}
+
+// BondPort is one port of a bond, with its IEEE 802.1AX state.
+type BondPort struct {
+	Name    string
+	MAC     net.HardwareAddr // its own (permanent) MAC
+	Carrier bool
+	State   string // "active" or "backup" (the driver's words, lower case)
+	MII     string // "up", "down", "going_down", "going_back"
+	// AggregatorID is the 802.3ad aggregator the port is attached to.
+	AggregatorID int
+	// Actor and Partner are the LACP port states (IEEE 802.1AX-2014
+	// 6.4.2.3 Actor_State: bit 0 activity ... bit 7 expired).
+	Actor, Partner uint8
+}
+
+// LACP port state bits (IEEE 802.1AX-2014 6.4.2.3).
+const (
+	LACPActivity     = 1 << 0
+	LACPTimeout      = 1 << 1 // short timeout (fast rate)
+	LACPAggregation  = 1 << 2
+	LACPSync         = 1 << 3
+	LACPCollecting   = 1 << 4
+	LACPDistributing = 1 << 5
+	LACPDefaulted    = 1 << 6
+	LACPExpired      = 1 << 7
+)
+
+// Bundled reports whether the port carries the bond's traffic in
+// 802.3ad: both ends are in sync, collecting and distributing (the Mux
+// machine's COLLECTING_DISTRIBUTING state, 802.1AX 6.4.15). The
+// partner's state is its last LACPDU's: our end distributes as soon as
+// the partner collects, and a frame sent before the partner distributes
+// too may find the partner's aggregator not yet passing it up (the lab's
+// first DHCPDISCOVER over a bond was lost so).
+func (p BondPort) Bundled() bool {
+	const want = LACPSync | LACPCollecting | LACPDistributing
+	return p.Actor&want == want && p.Partner&want == want
+}
+
+// LACPStateWords names the set bits of an LACP port state, in the
+// standard's order.
+func LACPStateWords(s uint8) []string {
+	names := []string{"activity", "short_timeout", "aggregation", "synchronization", "collecting", "distributing", "defaulted", "expired"}
+	var out []string
+	for i, n := range names {
+		if s&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -128,9 +128,17 @@ func (Netlink) Links() ([]LinkInfo, error) {
 	for _, l := range links {
 		a := l.Attrs()
 		_, derr := os.Stat("/sys/class/net/" + a.Name + "/device")
+		_, port := a.Slave.(*netlink.BondSlave)
 		out = append(out, LinkInfo{Name: a.Name, MAC: a.HardwareAddr, Type: l.Type(), Encap: a.EncapType,
-			Loopback: a.Flags&net.FlagLoopback != 0, Device: derr == nil, Master: a.MasterIndex,
+			Loopback: a.Flags&net.FlagLoopback != 0, Device: derr == nil, Master: a.MasterIndex, BondPort: port,
 			OperUp: a.OperState == netlink.OperUp})
+	}
+	for i := range out {
+		for _, l := range links {
+			if m := l.Attrs().MasterIndex; m != 0 && m == links[i].Attrs().Index {
+				out[i].Ports++
+			}
+		}
 	}
 	return out, err
 }

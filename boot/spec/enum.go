@@ -132,6 +132,21 @@ func (lldpWords) words() []string { return []string{"listen", "send", "off"} }
 // ParseLLDPMode parses netinit.lldp='s value.
 var ParseLLDPMode = parseEnum[lldpWords]
 
+// LACPMode is netinit.bond=auto|off: whether netinit forms IEEE 802.1AX
+// (802.3ad) bonds from the LACPDUs its NICs hear. The zero value is
+// LACPDefault: not given (on at a 0-OS boot, cmdline.LoadBoot).
+type LACPMode = Enum[lacpWords]
+
+const (
+	LACPDefault LACPMode = iota // not given
+	LACPAuto                    // listen, and bond the ports one partner answers on
+	LACPOff                     // never
+)
+
+type lacpWords struct{}
+
+func (lacpWords) words() []string { return []string{"", "auto", "off"} }
+
 // Root is netinit.root='s kind. The zero value is RootAuto.
 type Root = Enum[rootWords]
 

@@ -86,6 +86,12 @@ type Link struct {
 	VLANPriv     int              `json:"vlan_priv,omitempty"`  // vlan:priv= (0-OS): management VLAN ID, 0 = untagged
 	VLANPub      int              `json:"vlan_pub,omitempty"`   // vlan:pub= (0-OS): public VLAN ID, 0 = untagged (carried tagged on the management bridge's NIC)
 	LLDP         LLDPMode         `json:"lldp"`                 // netinit.lldp=listen|send|off (default listen)
+	// Bonds are every bond= and netinit.bond=NAME:... (dracut's grammar).
+	Bonds []Bond `json:"bonds,omitempty"`
+	// LACP is netinit.bond=auto|off: bonds formed from the LACPDUs heard
+	// (boot/engine bond.go). Not given, it is on at a 0-OS boot
+	// (cmdline.LoadBoot) and off for `netinit up`.
+	LACP LACPMode `json:"lacp"`
 	// Bridge is netinit.bridge=NAME, or NoBridge; at a 0-OS boot
 	// DefaultBridge when not given (cmdline.LoadBoot); "" = none.
 	Bridge string `json:"bridge,omitempty"`
@@ -170,6 +176,46 @@ type VLAN struct {
 	ID     int    `json:"id"`
 }
 
+// Bond is one bond= token: NAME:PORT,PORT[:OPTIONS[:MTU]]
+// (dracut.cmdline(7)). A port is an interface name or a MAC address
+// (lower case, colon-separated), so an image need not know the kernel's
+// names.
+type Bond struct {
+	Name  string   `json:"name"`
+	Ports []string `json:"ports"`
+	// Options are the bonding driver's options, in the order given
+	// (mode=802.3ad, miimon=100, ...): the kernel's own names and
+	// values (Documentation/networking/bonding.rst).
+	Options []BondOption `json:"options,omitempty"`
+	MTU     int          `json:"mtu,omitempty"`
+}
+
+// BondOption is one bonding option, name=value.
+type BondOption struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Option returns the last value given for the option name, or "".
+func (b Bond) Option(name string) string {
+	v := ""
+	for _, o := range b.Options {
+		if o.Name == name {
+			v = o.Value
+		}
+	}
+	return v
+}
+
+// Mode is the bond's mode= (the kernel's default, balance-rr, when not
+// given, as dracut leaves it).
+func (b Bond) Mode() string {
+	if m := b.Option("mode"); m != "" {
+		return m
+	}
+	return "balance-rr"
+}
+
 // WGPeer is one netinit.wg.peer= token.
 type WGPeer struct {
 	PublicKey string `json:"public_key"` // base64, 32 bytes
@@ -213,6 +259,11 @@ func (s *Spec) Clone() *Spec {
 	}
 	c.Nameserver = slices.Clone(s.Nameserver)
 	c.VLANs = slices.Clone(s.VLANs)
+	c.Bonds = slices.Clone(s.Bonds)
+	for i := range c.Bonds {
+		c.Bonds[i].Ports = slices.Clone(c.Bonds[i].Ports)
+		c.Bonds[i].Options = slices.Clone(c.Bonds[i].Options)
+	}
 	c.YggPeers = slices.Clone(s.YggPeers)
 	c.YggListen = slices.Clone(s.YggListen)
 	c.WGPeers = slices.Clone(s.WGPeers)

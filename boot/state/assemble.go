@@ -70,6 +70,10 @@ func Assemble(n *NetworkStatus, o *OverlayStatus) *State {
 		}
 		st.Interfaces = append(st.Interfaces, ifc)
 	}
+	for _, b := range n.Bonds {
+		b.Ports = slices.Clone(b.Ports)
+		st.Bonds = append(st.Bonds, b)
+	}
 	for _, r := range n.Routes {
 		sr := Route{Dst: r.Dst.String(), Dev: r.Dev, Source: r.Source}
 		if r.Via.IsValid() {

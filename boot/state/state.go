@@ -59,11 +59,14 @@ type State struct {
 	PublicIPv6Reason string `json:"public_ipv6_reason"`
 
 	Interfaces []Interface `json:"interfaces"`
-	Routes     []Route     `json:"routes"`
-	DNS        []string    `json:"dns"`
-	Search     []string    `json:"search"`
-	NTP        []string    `json:"ntp"`
-	Hostname   string      `json:"hostname"`
+	// Bonds are the bonds the managed links are or sit on (bond=,
+	// netinit.bond=auto), as the kernel has them; absent when none.
+	Bonds    []Bond   `json:"bonds,omitempty"`
+	Routes   []Route  `json:"routes"`
+	DNS      []string `json:"dns"`
+	Search   []string `json:"search"`
+	NTP      []string `json:"ntp"`
+	Hostname string   `json:"hostname"`
 	// NAT64Prefix is the uplink's PREF64 (RFC 8781), for the stages that
 	// decide on 464XLAT or DNS64; "" when none.
 	NAT64Prefix string `json:"nat64_prefix,omitempty"`
@@ -143,6 +146,42 @@ type Interface struct {
 	LLDP *LLDP `json:"lldp,omitempty"`
 	// SpanningTree is present when the switch port sends BPDUs.
 	SpanningTree *SpanningTree `json:"spanning_tree,omitempty"`
+}
+
+// Bond is a bond (the kernel's bonding driver) and its ports.
+type Bond struct {
+	Name string `json:"name"`
+	// Mode is the driver's: "802.3ad", "active-backup", ...
+	Mode string `json:"mode"`
+	// Origin is "bond=" (the command line named it) or "auto" (formed
+	// from the LACPDUs heard, netinit.bond=auto).
+	Origin string `json:"origin"`
+	// PartnerSystem and PartnerKey are the LACP partner of the bond's
+	// active aggregator (802.3ad only; absent before it is heard).
+	PartnerSystem string     `json:"partner_system,omitempty"`
+	PartnerKey    int        `json:"partner_key,omitempty"`
+	Ports         []BondPort `json:"ports"`
+}
+
+// BondPort is one port of a bond, from the kernel's per-port bonding
+// attributes (IFLA_BOND_SLAVE_*).
+type BondPort struct {
+	Name    string `json:"name"`
+	MAC     string `json:"mac"` // its own (permanent) MAC
+	Carrier bool   `json:"carrier"`
+	// State is "active" or "backup"; MIIStatus the driver's link
+	// monitoring: "up", "down", "going_down", "going_back".
+	State     string `json:"state"`
+	MIIStatus string `json:"mii_status"`
+	// 802.3ad only: the aggregator the port is in, and the LACP states
+	// of its two ends by their set bits (IEEE 802.1AX-2014 6.4.2.3:
+	// activity, short_timeout, aggregation, synchronization,
+	// collecting, distributing, defaulted, expired). Bundled: in sync,
+	// collecting and distributing — the port carries the bond's traffic.
+	AggregatorID int      `json:"aggregator_id,omitempty"`
+	ActorState   []string `json:"actor_state,omitempty"`
+	PartnerState []string `json:"partner_state,omitempty"`
+	Bundled      bool     `json:"bundled,omitempty"`
 }
 
 // LLDP is a link's LLDP neighbour (IEEE 802.1AB): the switch and its port.

@@ -25,6 +25,7 @@ type NetworkStatus struct {
 	UplinkVLAN   int               // the management VLAN on UplinkNIC; 0 untagged
 	Candidates   []CandidateStatus // absent when no election ran
 	Links        []LinkStatus      // the uplink first
+	Bonds        []Bond            // the bonds among the links and their ports (boot/engine bond.go)
 	Routes       []RouteStatus
 	// DNS, Search, NTP and Hostname are the uplink's (and the command
 	// line's): another link's never speak for the node.

@@ -115,10 +115,15 @@ func boot(log *console.Log, start time.Time, parsed **spec.Spec) (*state.State, 
 	// Besides the NIC drivers found by modalias: what the kernel would
 	// otherwise ask modprobe for, and there is no modprobe here — tun for
 	// the overlays, nf_tables and nft_ct for the overlay firewall, 8021q
-	// for vlan=, bridge for the management bridge.
+	// for vlan=, bonding for bond=, bridge for the management bridge.
+	// (A bond netinit.bond=auto forms has the kernel ask the helper for
+	// rtnl-link-bond: bonding is loaded only when a bond is made.)
 	extra := []string{"tun", "nf_tables", "nft_ct"}
 	if len(s.VLANs) > 0 {
 		extra = append(extra, "8021q")
+	}
+	if len(s.Bonds) > 0 {
+		extra = append(extra, "bonding")
 	}
 	if err := installModprobe(); err != nil {
 		log.Logf("%v", err)

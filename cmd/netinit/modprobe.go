@@ -176,6 +176,7 @@ var features = []struct{ feature, module string }{
 	{"firewall", "nft_ct"},
 	{"overlays", "tun"},
 	{"vlans", "8021q"},
+	{"bonds", "bonding"},
 }
 
 // featureProblems turns failed modules a feature depends on into state

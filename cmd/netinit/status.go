@@ -141,6 +141,7 @@ func render(w io.Writer, st *state.State, now time.Time) {
 		}
 	}
 	tw.Flush()
+	renderBonds(w, st.Bonds)
 	renderSwitch(w, st)
 	fmt.Fprintln(w, "\nroutes:")
 	for _, r := range st.Routes {
@@ -162,6 +163,35 @@ func render(w io.Writer, st *state.State, now time.Time) {
 	renderClock(w, st.Clock, now)
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "problem:     %s\n", p)
+	}
+}
+
+// renderBonds prints each bond with its ports and their LACP state:
+// "bond:        bond0 802.3ad (auto), partner 00:11:22:33:44:55 key 7"
+// and one line per port.
+func renderBonds(w io.Writer, bonds []state.Bond) {
+	for _, b := range bonds {
+		partner := ""
+		if b.PartnerSystem != "" {
+			partner = fmt.Sprintf(", partner %s key %d", b.PartnerSystem, b.PartnerKey)
+		}
+		fmt.Fprintf(w, "bond:        %s %s (%s)%s\n", b.Name, b.Mode, b.Origin, partner)
+		for _, p := range b.Ports {
+			carrier := "no carrier"
+			if p.Carrier {
+				carrier = "carrier"
+			}
+			line := fmt.Sprintf("  port %s %s: %s, %s, mii %s", p.Name, p.MAC, carrier, p.State, p.MIIStatus)
+			if b.Mode == "802.3ad" {
+				bundled := "not bundled"
+				if p.Bundled {
+					bundled = "bundled"
+				}
+				line += fmt.Sprintf(", aggregator %d, %s; actor %s; partner %s", p.AggregatorID, bundled,
+					orNone(strings.Join(p.ActorState, ",")), orNone(strings.Join(p.PartnerState, ",")))
+			}
+			fmt.Fprintln(w, line)
+		}
 	}
 }
 

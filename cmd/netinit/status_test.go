@@ -188,3 +188,25 @@ func TestRenderSwitch(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderBonds: a bond with its partner, each port with its LACP
+// state in words.
+func TestRenderBonds(t *testing.T) {
+	now := time.Now()
+	st := sampleState(now)
+	st.Bonds = []state.Bond{{Name: "bond0", Mode: "802.3ad", Origin: "auto", PartnerSystem: "00:11:22:33:44:55", PartnerKey: 7,
+		Ports: []state.BondPort{
+			{Name: "eth0", MAC: "52:54:00:12:34:56", Carrier: true, State: "active", MIIStatus: "up", AggregatorID: 1, Bundled: true,
+				ActorState: []string{"activity", "synchronization", "collecting", "distributing"}, PartnerState: []string{"activity"}},
+			{Name: "eth1", MAC: "52:54:00:12:34:57", State: "backup", MIIStatus: "down", AggregatorID: 2}}}}
+	out := renderString(st, now)
+	for _, want := range []string{
+		"bond:        bond0 802.3ad (auto), partner 00:11:22:33:44:55 key 7\n",
+		"  port eth0 52:54:00:12:34:56: carrier, active, mii up, aggregator 1, bundled; actor activity,synchronization,collecting,distributing; partner activity\n",
+		"  port eth1 52:54:00:12:34:57: no carrier, backup, mii down, aggregator 2, not bundled; actor (none); partner (none)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}

@@ -59,6 +59,11 @@ type NIC struct {
 	Hub int
 	// MAC; default 52:54:00:6c:HH:II (hub, index).
 	MAC string
+	// Speed, when not 0, has the NIC report this speed (Mb/s) at full
+	// duplex (virtio-net's VIRTIO_NET_F_SPEED_DUPLEX): 802.3ad bonds
+	// only aggregate full-duplex ports (the bonding driver's
+	// ad_update_actor_keys), and virtio-net reports none by default.
+	Speed int
 }
 
 // DefaultTimeout bounds a guest lab boot: one takes 15-30 s under TCG on
@@ -253,13 +258,21 @@ func defaults(t *testing.T, cfg Config) Config {
 	return cfg
 }
 
+// speed is the virtio-net-pci properties of a NIC's Speed.
+func speed(mbps int) string {
+	if mbps == 0 {
+		return ""
+	}
+	return fmt.Sprintf(",speed=%d,duplex=full", mbps)
+}
+
 // netArgs are QEMU's arguments for the NICs and hubs of cfg.
 func netArgs(cfg Config) []string {
 	var args []string
 	for i, n := range cfg.NICs {
 		id := fmt.Sprintf("gl%d", i)
 		args = append(args, "-netdev", fmt.Sprintf("hubport,id=%s,hubid=%d", id, n.Hub),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s", id, n.MAC))
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s%s", id, n.MAC, speed(n.Speed)))
 	}
 	if cfg.SlirpHub > 0 {
 		args = append(args, "-netdev", "user,id=glslirp,ipv4=on,ipv6=on",

@@ -22,17 +22,20 @@ type Kernel struct {
 	info   map[string]kernel.LinkInfo
 	routes map[int][]kernel.Route // by link index, in installation order
 	ops    []string               // "up eth0", "mtu eth0 9000", "bridge zos eth0 0 vlan 0" ...
+	bonds  map[string]kernel.BondSpec
 
 	// BridgeErr, if set, is what Bridge returns (nothing is made).
 	BridgeErr error
 	// Reach is what Probe answers for a link (false when not there).
 	Reach map[string]bool
+	// LACP is the actor state BondStatus gives a bond's port, by name.
+	LACP map[string]uint8
 }
 
 // New returns a kernel without links.
 func New() *Kernel {
 	return &Kernel{links: map[string]kernel.Link{}, info: map[string]kernel.LinkInfo{}, routes: map[int][]kernel.Route{},
-		Reach: map[string]bool{}}
+		Reach: map[string]bool{}, LACP: map[string]uint8{}, bonds: map[string]kernel.BondSpec{}}
 }
 
 // Set puts the link name there, as kl, replacing what was (kl.Index 0:
@@ -261,4 +264,79 @@ func (k *Kernel) drop(index int, r kernel.Route) {
 	for i, rs := range k.routes {
 		k.routes[i] = slices.DeleteFunc(rs, func(e kernel.Route) bool { return same(i, e, index, r) })
 	}
+}
+
+// CreateBond makes the bond a link of type "bond" with the carrier of
+// any port; its ports become bond ports (discovery skips them).
+func (k *Kernel) CreateBond(b kernel.BondSpec) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.links[b.Name]; ok {
+		return false, nil
+	}
+	up := false
+	for _, p := range b.Ports {
+		pl, ok := k.links[p]
+		if !ok {
+			return false, fmt.Errorf("port %s: link %s not found", p, p)
+		}
+		up = up || pl.Carrier
+	}
+	k.put(b.Name, kernel.Link{MTU: b.MTU, Carrier: up})
+	k.info[b.Name] = kernel.LinkInfo{Name: b.Name, MAC: k.info[b.Ports[0]].MAC, Type: "bond", Encap: "ether", Ports: len(b.Ports)}
+	for _, p := range b.Ports {
+		i := k.info[p]
+		i.BondPort, i.Master = true, k.links[b.Name].Index
+		k.info[p] = i
+		pl := k.links[p]
+		pl.Up = false
+		k.links[p] = pl
+	}
+	k.bonds[b.Name] = b
+	k.ops = append(k.ops, fmt.Sprintf("bond %s %s %v", b.Name, b.Mode, b.Ports))
+	return true, nil
+}
+
+// DeleteBond removes the bond; its ports are plain links again.
+func (k *Kernel) DeleteBond(name string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, ok := k.bonds[name]
+	if !ok {
+		return fmt.Errorf("%s: not a bond", name)
+	}
+	for _, p := range b.Ports {
+		i := k.info[p]
+		i.BondPort, i.Master = false, 0
+		k.info[p] = i
+	}
+	delete(k.bonds, name)
+	delete(k.links, name)
+	delete(k.info, name)
+	k.ops = append(k.ops, "bond del "+name)
+	return nil
+}
+
+// BondStatus gives each port LACP[port] as its actor's and its partner's
+// state (0 when not set: never bundled).
+func (k *Kernel) BondStatus(name string) (kernel.Bond, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, ok := k.bonds[name]
+	if !ok {
+		return kernel.Bond{}, fmt.Errorf("%s: not a bond", name)
+	}
+	out := kernel.Bond{Name: name, Mode: b.Mode}
+	for _, p := range b.Ports {
+		out.Ports = append(out.Ports, kernel.BondPort{Name: p, MAC: k.info[p].MAC, Carrier: k.links[p].Carrier,
+			State: "active", MII: "up", Actor: k.LACP[p], Partner: k.LACP[p]})
+	}
+	return out, nil
+}
+
+// SetInfo replaces what discovery sees of a link (its MAC, type ...).
+func (k *Kernel) SetInfo(i kernel.LinkInfo) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.info[i.Name] = i
 }
