@@ -187,12 +187,12 @@ func bondCheck(g *guestlab.Guest) (any, error) {
 		})
 	}
 	readBond(&doc)
-	links, err := netlink.LinkList()
+	links, err := kernel.Dump(netlink.LinkList)
 	if err != nil {
 		return nil, err
 	}
 	for _, l := range links {
-		as, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		as, _ := kernel.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V4) })
 		for _, ad := range as {
 			doc.Addrs[l.Attrs().Name] = append(doc.Addrs[l.Attrs().Name], ad.IPNet.String())
 		}
@@ -247,7 +247,7 @@ func readBond(doc *bondDoc) {
 			doc.Master = ml.Attrs().Name
 		}
 	}
-	links, _ := netlink.LinkList()
+	links, _ := kernel.Dump(netlink.LinkList)
 	for _, p := range links {
 		if p.Attrs().MasterIndex != l.Attrs().Index {
 			continue

@@ -132,7 +132,7 @@ func (Netlink) BondStatus(name string) (Bond, error) {
 		// driver's sysfs files say the same.
 		b.PartnerSystem, b.PartnerKey = adPartner(name)
 	}
-	links, err := netlink.LinkList()
+	links, err := Dump(netlink.LinkList)
 	if err != nil {
 		return b, fmt.Errorf("listing links: %w", err)
 	}
@@ -158,7 +158,7 @@ func (Netlink) BondStatus(name string) (Bond, error) {
 
 // bondPortCount counts the links whose master is the link index.
 func bondPortCount(index int) (int, error) {
-	links, err := netlink.LinkList()
+	links, err := Dump(netlink.LinkList)
 	if err != nil {
 		return 0, err
 	}

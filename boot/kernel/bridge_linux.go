@@ -133,7 +133,7 @@ func (Netlink) ReleasePort(br, nic string) error {
 	if err != nil {
 		return fmt.Errorf("bridge %s: port %s: %w", br, nic, err)
 	}
-	if addrs, err := netlink.AddrList(port, netlink.FAMILY_V4); err == nil {
+	if addrs, err := Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(port, netlink.FAMILY_V4) }); err == nil {
 		for _, a := range addrs {
 			if err := netlink.AddrDel(port, &a); err != nil {
 				return fmt.Errorf("bridge %s: removing %s from port %s: %w", br, a.IPNet, nic, err)
@@ -178,7 +178,7 @@ func carryIPv4(port, bl netlink.Link) error {
 	if err := netlink.LinkSetUp(bl); err != nil {
 		return fmt.Errorf("setting the bridge up: %w", err)
 	}
-	addrs, err := netlink.AddrList(port, netlink.FAMILY_V4)
+	addrs, err := Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(port, netlink.FAMILY_V4) })
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func carryIPv4(port, bl netlink.Link) error {
 	// The neighbours the port knows (its gateway's MAC): the bridge's
 	// first packets need no ARP round (stale: the kernel confirms them,
 	// RFC 4861 section 7.3.3's states, which IPv4 shares).
-	neighs, err := netlink.NeighList(port.Attrs().Index, netlink.FAMILY_V4)
+	neighs, err := Dump(func() ([]netlink.Neigh, error) { return netlink.NeighList(port.Attrs().Index, netlink.FAMILY_V4) })
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func (Netlink) Link(name string) (Link, error) {
 		return Link{}, err
 	}
 	kl := Link{Index: nl.Attrs().Index, MTU: nl.Attrs().MTU, Up: nl.Attrs().Flags&net.FlagUp != 0, Carrier: carrier(name)}
-	addrs, err := netlink.AddrList(nl, netlink.FAMILY_ALL)
+	addrs, err := Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nl, netlink.FAMILY_ALL) })
 	if err != nil {
 		return kl, err
 	}
@@ -120,7 +120,7 @@ func (Netlink) Names() ([]string, error) {
 // Links lists every link with what discovery judges it by. On an error
 // it returns what it listed.
 func (Netlink) Links() ([]LinkInfo, error) {
-	links, err := netlink.LinkList()
+	links, err := Dump(netlink.LinkList)
 	if err != nil {
 		err = fmt.Errorf("listing links: %w", err)
 	}

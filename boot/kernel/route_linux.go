@@ -25,7 +25,9 @@ func (Netlink) AddRoute(index int, r Route) error {
 	if r.Dst.Addr().Is6() {
 		family = netlink.FAMILY_V6
 	}
-	existing, lerr := netlink.RouteListFiltered(family, &netlink.Route{Dst: addr.Net(r.Dst)}, netlink.RT_FILTER_DST)
+	existing, lerr := Dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(family, &netlink.Route{Dst: addr.Net(r.Dst)}, netlink.RT_FILTER_DST)
+	})
 	if lerr != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/netinit/boot/kernel"
 )
 
 // Where 0-OS runs its own Yggdrasil. networkd (zos
@@ -80,7 +82,7 @@ func holdsAddr(path, ifname string, addr netip.Addr) (bool, error) {
 		}
 		return false, err
 	}
-	as, err := h.AddrList(l, netlink.FAMILY_V6)
+	as, err := kernel.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return false, err
 	}

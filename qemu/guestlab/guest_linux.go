@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/netinit/boot/coldplug"
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/boot/pid1"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
@@ -161,7 +162,7 @@ func (g *Guest) coldplug() error {
 	g.Logf("modules loaded %v, built in %v", mods.Loaded, mods.Builtin)
 	g.nics = make([]string, len(g.cfg.MACs))
 	err = g.Until(20*time.Second, "the NICs "+strings.Join(g.cfg.MACs, ", "), func() (bool, error) {
-		links, err := netlink.LinkList()
+		links, err := kernel.Dump(netlink.LinkList)
 		if err != nil {
 			return false, err
 		}
@@ -320,7 +321,9 @@ func (g *Guest) State() (*state.State, error) { return state.Read(state.DefaultP
 
 // Until polls cond every 50 ms until it holds, it fails, timeout passes
 // (0: only the guest's deadline) or the guest's deadline does; what names
-// the wait in the error.
+// the wait in the error. A netlink dump the kernel interrupted
+// (netlink.ErrDumpInterrupted: the table changed while cond read it, as
+// when an RA's address arrives) is not a failure: cond runs again.
 func (g *Guest) Until(timeout time.Duration, what string, cond func() (bool, error)) error {
 	ctx := g.ctx
 	if timeout > 0 {
@@ -332,6 +335,9 @@ func (g *Guest) Until(timeout time.Duration, what string, cond func() (bool, err
 	defer t.Stop()
 	for {
 		ok, err := cond()
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			ok, err = false, nil
+		}
 		if err != nil || ok {
 			return err
 		}

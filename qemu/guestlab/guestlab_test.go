@@ -15,6 +15,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/vishvananda/netlink"
 
+	"github.com/threefoldtech/netinit/boot/kernel"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
 
@@ -143,7 +144,7 @@ var dhcp = Register(Program{
 			if err != nil {
 				return nil, err
 			}
-			as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			as, err := kernel.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V4) })
 			if err != nil {
 				return nil, err
 			}
