@@ -276,8 +276,10 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 	}
 	// Keep the network: publish the status after every change, at most
 	// every 100 ms, and every watchEvery (what the kernel shows changes
-	// without a report: carrier, lifetimes); watch the uplink
-	// (re-election).
+	// without a report: lifetimes); watch the uplink (re-election). A
+	// link's change (carrier, operstate) is a change: the state shows a
+	// pulled cable within 100 ms, not at the next watchEvery.
+	e.spawn(func() { e.watchLinks(ctx) })
 	watch := time.NewTicker(watchEvery)
 	defer watch.Stop()
 	for {
@@ -299,6 +301,29 @@ func (e *Engine) Run(ctx context.Context) (*state.NetworkStatus, error) {
 			}
 			e.unlock()
 			e.publish(e.statusOf(v))
+		}
+	}
+}
+
+// watchLinks has every link change the kernel reports publish the
+// status, until ctx ends. A watch that ends (the netlink socket's buffer
+// overran) is said once and started again a second later; meanwhile
+// watchEvery still publishes.
+func (e *Engine) watchLinks(ctx context.Context) {
+	said := false
+	for ctx.Err() == nil {
+		err := e.kernel.LinkChanges(ctx, e.notify)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if !said {
+			e.logf("%v: watching again (carrier changes show within %s meanwhile)", err, watchEvery)
+			said = true
+		}
+		e.notify() // what changed while nobody watched
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
 		}
 	}
 }

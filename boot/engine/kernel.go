@@ -53,6 +53,10 @@ type Kernel interface {
 	// "up": the kernel's linkwatch applied its carrier), or with ctx's
 	// error.
 	OperUp(ctx context.Context, name string) error
+	// LinkChanges calls changed after each change of a link (RTM_NEWLINK,
+	// RTM_DELLINK: flags, carrier, operstate, master) until ctx ends, or
+	// returns the error that ended its watch.
+	LinkChanges(ctx context.Context, changed func()) error
 	// Probe checks whether a candidate reaches one of the targets through
 	// its own gateways, and says how in words.
 	Probe(ctx context.Context, c kernel.Candidate, targets []string) (bool, []string)

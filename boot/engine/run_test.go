@@ -110,3 +110,41 @@ func TestRunNoCarrier(t *testing.T) {
 		t.Errorf("problems %q do not mention the missing carrier", st.Problems)
 	}
 }
+
+// TestRunCarrierLost: after the verdict, a link that loses carrier is in
+// the published status as soon as the kernel reports it (LinkChanges),
+// well before the periodic watch (watchEvery) would have shown it.
+func TestRunCarrierLost(t *testing.T) {
+	k := kerneltest.New()
+	k.Set("eth0", kernel.Link{MTU: 1500, Carrier: true})
+	e := New(Config{Spec: parseSpec(t, "ip=dhcp netinit.timeout=20s"), Links: []string{"eth0"},
+		Kernel: k, Clients: fakeClients{k: k, leases: map[string]lease.Report{"eth0": dhcp4Lease("eth0")}}, Logf: t.Logf})
+	sub := e.Subscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	await := func(what string, within time.Duration, ok func(*state.NetworkStatus) bool) {
+		t.Helper()
+		deadline := time.After(within)
+		for {
+			select {
+			case st := <-sub.Updates():
+				if ok(st) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no status with %s within %v", what, within)
+			}
+		}
+	}
+	await("ready on eth0", 20*time.Second, func(st *state.NetworkStatus) bool { return st.Phase == state.PhaseReady })
+	time.Sleep(200 * time.Millisecond) // the keep loop's watch is on
+	kl, _ := k.Link("eth0")
+	kl.Carrier = false
+	k.Set("eth0", kl)
+	await("eth0 without carrier", watchEvery/4, func(st *state.NetworkStatus) bool {
+		return slices.ContainsFunc(st.Links, func(l state.LinkStatus) bool { return l.Name == "eth0" && !l.Carrier })
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -96,6 +97,46 @@ func (Netlink) OperUp(ctx context.Context, name string) error {
 			if a := u.Link.Attrs(); a.Name == name && a.OperState == netlink.OperUp {
 				return nil
 			}
+		}
+	}
+}
+
+// LinkChanges calls changed after each link message the kernel sends
+// (RTM_NEWLINK, RTM_DELLINK: flags, carrier, operstate, master, name)
+// until ctx ends; it returns nil then, or the error that ended the
+// subscription (the socket's buffer overran: ENOBUFS), for the caller to
+// watch again.
+func (Netlink) LinkChanges(ctx context.Context, changed func()) error {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	var subErr error
+	var mu sync.Mutex
+	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(err error) {
+		mu.Lock()
+		subErr = err
+		mu.Unlock()
+	}}
+	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
+		close(done)
+		return fmt.Errorf("watching links: %w", err)
+	}
+	// As in OperUp: closing done ends the reader, which closes updates.
+	defer func() {
+		close(done)
+		for range updates {
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-updates:
+			if !ok {
+				mu.Lock()
+				defer mu.Unlock()
+				return fmt.Errorf("watching links: the netlink subscription ended: %v", subErr)
+			}
+			changed()
 		}
 	}
 }

@@ -23,6 +23,8 @@ type Kernel struct {
 	routes map[int][]kernel.Route // by link index, in installation order
 	ops    []string               // "up eth0", "mtu eth0 9000", "bridge zos eth0 0 vlan 0" ...
 	bonds  map[string]kernel.BondSpec
+	// watchers are LinkChanges' callers, told after a link changed.
+	watchers []func()
 
 	// BridgeErr, if set, is what Bridge returns (nothing is made).
 	BridgeErr error
@@ -55,6 +57,7 @@ func (k *Kernel) put(name string, kl kernel.Link) {
 		kl.Index = len(k.links) + 2 // 1 is lo
 	}
 	k.links[name] = kl
+	k.tell()
 	if _, ok := k.info[name]; !ok {
 		k.info[name] = kernel.LinkInfo{Name: name, Type: "device", Encap: "ether", Device: true}
 	}
@@ -115,6 +118,7 @@ func (k *Kernel) change(name, op string, f func(*kernel.Link)) error {
 	}
 	f(&kl)
 	k.links[name] = kl
+	k.tell()
 	k.ops = append(k.ops, op)
 	return nil
 }
@@ -184,6 +188,23 @@ func (k *Kernel) OperUp(ctx context.Context, name string) error {
 	}
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// tell calls the watchers (non-blocking callbacks); the caller holds k.mu.
+func (k *Kernel) tell() {
+	for _, w := range k.watchers {
+		w()
+	}
+}
+
+// LinkChanges calls changed after every change the fake makes to a link
+// (Set, SetUp, SetMTU, ...), until ctx ends.
+func (k *Kernel) LinkChanges(ctx context.Context, changed func()) error {
+	k.mu.Lock()
+	k.watchers = append(k.watchers, changed)
+	k.mu.Unlock()
+	<-ctx.Done()
+	return nil
 }
 
 // Probe answers Reach[c.Link], with "fake" as the evidence.
