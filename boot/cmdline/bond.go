@@ -68,15 +68,7 @@ func parseBond(v string) (spec.Bond, error) {
 	// The ports, up to the colon that ends the field.
 	for {
 		var port string
-		if m := colonMAC.FindString(rest); m != "" && (len(rest) == len(m) || rest[len(m)] == ',' || rest[len(m)] == ':') {
-			port, rest = m, rest[len(m):]
-		} else {
-			i := strings.IndexAny(rest, ",:")
-			if i < 0 {
-				i = len(rest)
-			}
-			port, rest = rest[:i], rest[i:]
-		}
+		port, rest = cutField(rest)
 		p, err := parseBondPort(port)
 		if err != nil {
 			return spec.Bond{}, fmt.Errorf("port %d %q: %w", len(b.Ports)+1, port, err)
@@ -107,15 +99,7 @@ func parseBond(v string) (spec.Bond, error) {
 		if !slices.Contains(bondOptions, opt) {
 			return spec.Bond{}, fmt.Errorf("option %q: not a bonding option (want one of %s)", opt, strings.Join(bondOptions, ", "))
 		}
-		if m := colonMAC.FindString(val); m != "" && (len(val) == len(m) || val[len(m)] == ',' || val[len(m)] == ':') {
-			val, rest = m, val[len(m):]
-		} else {
-			i := strings.IndexAny(val, ",:")
-			if i < 0 {
-				i = len(val)
-			}
-			val, rest = val[:i], val[i:]
-		}
+		val, rest = cutField(val)
 		val, err := bondValue(opt, val)
 		if err != nil {
 			return spec.Bond{}, fmt.Errorf("option %s=%q: %w", opt, val, err)
@@ -191,4 +175,18 @@ func bondValue(opt, val string) (string, error) {
 func appendBond(bs []spec.Bond, b spec.Bond) []spec.Bond {
 	bs = slices.DeleteFunc(bs, func(o spec.Bond) bool { return o.Name == b.Name })
 	return append(bs, b)
+}
+
+// cutField cuts s at the first ',' or ':' that ends a field; a MAC
+// written with colons at its start is one field (a port, or the value of
+// ad_actor_system=). rest starts with the separator, or is empty.
+func cutField(s string) (field, rest string) {
+	if m := colonMAC.FindString(s); m != "" && (len(s) == len(m) || s[len(m)] == ',' || s[len(m)] == ':') {
+		return m, s[len(m):]
+	}
+	i := strings.IndexAny(s, ",:")
+	if i < 0 {
+		i = len(s)
+	}
+	return s[:i], s[i:]
 }

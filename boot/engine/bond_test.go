@@ -17,6 +17,7 @@ import (
 	"github.com/threefoldtech/netinit/boot/l2"
 	"github.com/threefoldtech/netinit/boot/lease"
 	"github.com/threefoldtech/netinit/boot/state"
+	"github.com/threefoldtech/netinit/internal/lab"
 )
 
 // bondKernel is a fake kernel with the NICs eth0..ethN-1 (MAC
@@ -31,22 +32,9 @@ func bondKernel(n int, carrier ...string) *kerneltest.Kernel {
 	return k
 }
 
-// lines collects console lines.
-type lines struct {
-	mu sync.Mutex
-	l  []string
-}
-
-func (c *lines) logf(format string, args ...any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.l = append(c.l, fmt.Sprintf(format, args...))
-}
-
-func (c *lines) has(sub string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.ContainsFunc(c.l, func(s string) bool { return strings.Contains(s, sub) })
+// has reports whether a line of log contains sub.
+func has(log *lab.Logs, sub string) bool {
+	return slices.ContainsFunc(log.Lines(), func(s string) bool { return strings.Contains(s, sub) })
 }
 
 func skipReasons(t *testing.T, k *kerneltest.Kernel) map[string]string {
@@ -122,8 +110,8 @@ func TestFormLACPBonds(t *testing.T) {
 	k.LACP["eth0"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
 	k.LACP["eth1"] = k.LACP["eth0"]
 	h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerA, "eth2": partnerB}}
-	var log lines
-	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.logf})
+	var log lab.Logs
+	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.Logf})
 	e.formLACPBonds(context.Background())
 	if !slices.Equal(h.asked, []string{"eth0", "eth1", "eth2", "eth3"}) {
 		t.Errorf("listened on %q, want the four NICs", h.asked)
@@ -131,8 +119,8 @@ func TestFormLACPBonds(t *testing.T) {
 	if !slices.Contains(k.Ops(), "bond bond0 802.3ad [eth0 eth1]") || !slices.Contains(k.Ops(), "up bond0") {
 		t.Errorf("ops %q, want bond0 of eth0 and eth1, set up", k.Ops())
 	}
-	if !log.has("eth0, eth1: LACP partner 00:11:22:33:44:55 key 7 → bond0 802.3ad") || !log.has("bond0: eth0, eth1 collecting and distributing after") {
-		t.Errorf("console %q", log.l)
+	if !has(&log, "eth0, eth1: LACP partner 00:11:22:33:44:55 key 7 → bond0 802.3ad") || !has(&log, "bond0: eth0, eth1 collecting and distributing after") {
+		t.Errorf("console %q", log.Lines())
 	}
 	want := map[string]string{"bond0": "", "eth0": "a bond's port", "eth1": "a bond's port", "eth2": "", "eth3": ""}
 	if got := skipReasons(t, k); !maps.Equal(got, want) {
@@ -148,8 +136,8 @@ func TestFormLACPBondsFallback(t *testing.T) {
 	lacpBundleWait = 200 * time.Millisecond
 	k := bondKernel(2, "eth0", "eth1")
 	h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerA}}
-	var log lines
-	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.logf})
+	var log lab.Logs
+	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.Logf})
 	e.formLACPBonds(context.Background())
 	if !slices.Contains(k.Ops(), "bond del bond0") {
 		t.Fatalf("ops %q, want bond0 removed", k.Ops())
@@ -157,8 +145,8 @@ func TestFormLACPBondsFallback(t *testing.T) {
 	if e.benchedBy("eth1") != "bond0" || e.benchedBy("eth0") != "" {
 		t.Errorf("benched %v, want eth1 left out", e.benched)
 	}
-	if !log.has("bond0: no port reached collecting/distributing within 200ms: bond removed, eth0 used alone") {
-		t.Errorf("console %q", log.l)
+	if !has(&log, "bond0: no port reached collecting/distributing within 200ms: bond removed, eth0 used alone") {
+		t.Errorf("console %q", log.Lines())
 	}
 	if got := skipReasons(t, k); got["eth0"] != "" || got["eth1"] != "" {
 		t.Errorf("skip reasons %q: the ports are plain links again", got)
@@ -173,11 +161,11 @@ func TestFormLACPBondsPartial(t *testing.T) {
 	k := bondKernel(2, "eth0", "eth1")
 	k.LACP["eth1"] = kernel.LACPSync | kernel.LACPCollecting | kernel.LACPDistributing
 	h := &fakeHear{heard: map[string]l2.Partner{"eth0": partnerA, "eth1": partnerA}}
-	var log lines
-	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.logf})
+	var log lab.Logs
+	e := New(Config{Spec: parseSpec(t, "netinit.bond=auto"), Kernel: k, HearLACP: h.hear, Logf: log.Logf})
 	e.formLACPBonds(context.Background())
-	if slices.Contains(k.Ops(), "bond del bond0") || !log.has("bond0: eth1 collecting and distributing after") || !log.has("(eth0 not)") {
-		t.Errorf("ops %q, console %q: want bond0 kept with eth1", k.Ops(), log.l)
+	if slices.Contains(k.Ops(), "bond del bond0") || !has(&log, "bond0: eth1 collecting and distributing after") || !has(&log, "(eth0 not)") {
+		t.Errorf("ops %q, console %q: want bond0 kept with eth1", k.Ops(), log.Lines())
 	}
 }
 

@@ -71,12 +71,50 @@ func carrier(name string) bool {
 // OperUp returns when the named link's operstate is up (RFC 2863 "up":
 // the kernel's linkwatch applied its carrier), or with ctx's error.
 func (Netlink) OperUp(ctx context.Context, name string) error {
-	updates := make(chan netlink.LinkUpdate, 16)
-	done := make(chan struct{})
 	// ListExisting: the link's state now comes first, then its changes.
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true}); err != nil {
-		close(done)
+	err := subscribe(ctx, true, func(u netlink.LinkUpdate) bool {
+		a := u.Link.Attrs()
+		return a.Name == name && a.OperState == netlink.OperUp
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("watching %s: %w", name, err)
+	}
+	return nil
+}
+
+// LinkChanges calls changed after each link message the kernel sends
+// (RTM_NEWLINK, RTM_DELLINK: flags, carrier, operstate, master, name)
+// until ctx ends; it returns nil then, or the error that ended the
+// subscription (the socket's buffer overran: ENOBUFS), for the caller to
+// watch again.
+func (Netlink) LinkChanges(ctx context.Context, changed func()) error {
+	if err := subscribe(ctx, false, func(netlink.LinkUpdate) bool { changed(); return false }); err != nil {
+		return fmt.Errorf("watching links: %w", err)
+	}
+	return nil
+}
+
+// subscribe hands each link message to each (with the links there now
+// first when existing) until each says done (nil), ctx ends (nil) or the
+// subscription does (its error).
+func subscribe(ctx context.Context, existing bool, each func(netlink.LinkUpdate) (done bool)) error {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	var (
+		mu     sync.Mutex
+		subErr error
+	)
+	opts := netlink.LinkSubscribeOptions{ListExisting: existing, ErrorCallback: func(err error) {
+		mu.Lock()
+		subErr = err
+		mu.Unlock()
+	}}
+	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
+		close(done)
+		return err
 	}
 	// Closing done closes the subscription's socket; its reader then
 	// ends and closes updates (drained so that it is never stuck
@@ -89,54 +127,16 @@ func (Netlink) OperUp(ctx context.Context, name string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case u, ok := <-updates:
-			if !ok {
-				return fmt.Errorf("watching %s: the netlink subscription ended", name)
-			}
-			if a := u.Link.Attrs(); a.Name == name && a.OperState == netlink.OperUp {
-				return nil
-			}
-		}
-	}
-}
-
-// LinkChanges calls changed after each link message the kernel sends
-// (RTM_NEWLINK, RTM_DELLINK: flags, carrier, operstate, master, name)
-// until ctx ends; it returns nil then, or the error that ended the
-// subscription (the socket's buffer overran: ENOBUFS), for the caller to
-// watch again.
-func (Netlink) LinkChanges(ctx context.Context, changed func()) error {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	var subErr error
-	var mu sync.Mutex
-	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(err error) {
-		mu.Lock()
-		subErr = err
-		mu.Unlock()
-	}}
-	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
-		close(done)
-		return fmt.Errorf("watching links: %w", err)
-	}
-	// As in OperUp: closing done ends the reader, which closes updates.
-	defer func() {
-		close(done)
-		for range updates {
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
 			return nil
-		case _, ok := <-updates:
+		case u, ok := <-updates:
 			if !ok {
 				mu.Lock()
 				defer mu.Unlock()
-				return fmt.Errorf("watching links: the netlink subscription ended: %v", subErr)
+				return fmt.Errorf("the netlink subscription ended (%v)", subErr)
 			}
-			changed()
+			if each(u) {
+				return nil
+			}
 		}
 	}
 }
