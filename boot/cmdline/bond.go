@@ -29,16 +29,17 @@ var bondModes = []string{"balance-rr", "active-backup", "balance-xor", "broadcas
 // string: bond= separates its fields with colons too.
 var colonMAC = regexp.MustCompile(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}`)
 
-// parseNetinitBond takes netinit.bond=: auto, off, or a bond as bond=
-// has it.
+// bondToken is what netinit.bond= said: auto or off, or a bond.
 type bondToken struct {
 	lacp spec.LACPMode // LACPDefault for a bond
 	bond spec.Bond
 }
 
+// parseNetinitBond takes netinit.bond=: auto, off, or a bond as bond=
+// has it.
 func parseNetinitBond(v string) (bondToken, error) {
 	switch strings.ToLower(v) {
-	case "auto", "on":
+	case "auto":
 		return bondToken{lacp: spec.LACPAuto}, nil
 	case "off":
 		return bondToken{lacp: spec.LACPOff}, nil
