@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -34,6 +35,9 @@ const (
 	// hintAfter is how long a link's DHCPv4 goes unanswered (three
 	// DISCOVERs: 2, 4, 8 s apart) before the VLAN hint is given.
 	hintAfter = 10 * time.Second
+	// oneshotListenAfter is how long a oneshot run's link goes without an
+	// address before its listener opens (listenL2).
+	oneshotListenAfter = time.Second
 )
 
 // newL2 is the engine's listener table (netinit.lldp= says what it does
@@ -66,13 +70,36 @@ func (e *Engine) nicOf(l *linkFacts) string {
 }
 
 // listenL2 starts the link's listener, ended with the link's clients.
+//
+// A oneshot run (netinit up --oneshot) ends at the verdict, and there the
+// listener serves only a link that waits for an address (the
+// spanning-tree wait, the VLAN hint): it opens after oneshotListenAfter
+// unless the link has a usable address by then, and stops at the first
+// one (stopL2). Closing an AF_PACKET socket waits for an RCU grace period
+// (net/packet/af_packet.c packet_release: synchronize_net), 15-20 ms on
+// the CI kind of machine, which a listener opened at once added to every
+// oneshot run's exit (make bench: v4-ready 30 -> 46 ms). A switch port in
+// spanning tree sends a BPDU every hello time (2 s): one opened a second
+// late still hears it.
 func (e *Engine) listenL2(l *link) {
 	e.mu.Lock()
+	defer e.unlock()
 	nic, ctx := e.nicOf(&l.linkFacts), l.ctx
-	e.unlock()
-	if nic != "" {
-		e.spawn(func() { e.l2.Watch(ctx, nic) })
+	if nic == "" {
+		return
 	}
+	if !e.cfg.Oneshot {
+		e.spawn(func() { e.l2.Watch(ctx, nic) })
+		return
+	}
+	ctx, l.stopL2 = context.WithCancel(ctx)
+	e.spawn(func() {
+		select {
+		case <-ctx.Done(): // an address first, or the run ended
+		case <-time.After(oneshotListenAfter):
+			e.l2.Watch(ctx, nic)
+		}
+	})
 }
 
 // l2Status adds what each link's switch said to the status.

@@ -55,6 +55,8 @@ type link struct {
 	// said for the link; stpKicked: its DHCPv4 client was kicked when the
 	// port forwards (l2.go).
 	stpSaid, vlanSaid, stpKicked bool
+	// stopL2 ends the link's listener early (a oneshot run: listenL2).
+	stopL2 context.CancelFunc
 }
 
 // newLink is a link to manage named name (nic: the bridge's port, or ""),
