@@ -461,10 +461,10 @@ func (e *Engine) report(l lease.Report) {
 	if lk := e.links[l.Link]; lk != nil && l.Source == lease.SourceDHCP4 && (l.Usable() || l.V6OnlyWait > 0) {
 		lk.leased()
 	}
-	if lk := e.links[l.Link]; lk != nil && lk.stopL2 != nil && l.Usable() {
-		lk.stopL2()
-	}
 	if l.Usable() {
+		if lk := e.links[l.Link]; lk != nil && lk.stopL2 != nil {
+			lk.stopL2() // a oneshot run's listener: the link has an address (listenL2)
+		}
 		switch l.Source {
 		case lease.SourceDHCP4:
 			e.mark("lease4")

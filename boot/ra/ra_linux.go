@@ -307,11 +307,11 @@ func waitLinkLocal(ctx context.Context, index int, bound time.Duration) (netip.A
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		addrs, err := netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
-		// A dump the kernel interrupted (NLM_F_DUMP_INTR: the link's
-		// addresses changed meanwhile, as they do while a bridge comes
-		// up) is looked at again at the next tick, not the end of the
-		// client.
+		addrs, err := linkAddrs6(index)
+		// A dump the kernel kept interrupting (NLM_F_DUMP_INTR: the
+		// link's addresses changed meanwhile, as they do while a bridge
+		// comes up) even through kernel.Dump's reads is looked at again
+		// at the next tick, not the end of the client.
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return netip.Addr{}, false, fmt.Errorf("list addresses: %w", err)
 		}
@@ -348,7 +348,7 @@ func addLinkLocal(index int, id [8]byte) error {
 }
 
 func stillOptimistic(index int, ll netip.Addr) bool {
-	addrs, err := netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
+	addrs, err := linkAddrs6(index)
 	if err != nil {
 		return true
 	}
@@ -424,4 +424,12 @@ func (k *applier) sync(v View) ([]route.Route, error) {
 	}
 	slices.SortStableFunc(applied, func(a, b route.Route) int { return a.Metric - b.Metric })
 	return applied, errors.Join(errs...)
+}
+
+// linkAddrs6 lists the link's IPv6 addresses, a dump the kernel
+// interrupted read again (kernel.Dump).
+func linkAddrs6(index int) ([]netlink.Addr, error) {
+	return kernel.Dump(func() ([]netlink.Addr, error) {
+		return netlink.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
+	})
 }

@@ -110,7 +110,6 @@ type Installer struct {
 	mu     sync.Mutex
 	sets   map[setKey]*set
 	said   map[string]bool // refusals logged: link, source, route, why
-	shown  map[string]int  // refusals said per rule in the judge under way
 	raised map[string]bool // problems raised: link, source, rule
 	// lines and problems wait for unlock: nothing is logged or told
 	// under mu.

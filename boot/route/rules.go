@@ -82,12 +82,12 @@ func (in *Installer) judge(link string, src lease.Source, want []Route, uplink b
 	}
 	var ok []Route
 	installed := 0
-	in.shown = map[string]int{}
-	defer in.summarize(link, src)
+	shown := map[string]int{} // refusals said per rule, line by line or counted
+	defer in.summarize(link, src, shown)
 	for _, r := range want {
 		switch q, overlay := lease.InOverlay(r.Dst, in.cfg.Protected); {
 		case learnt(src) && overlay:
-			in.refuse(link, src, r, fmt.Sprintf("inside the overlay's %s", q), "overlay")
+			in.refuse(shown, link, src, r, fmt.Sprintf("inside the overlay's %s", q), "overlay")
 			continue
 		case !uplink && competes(r):
 			why, rule := "held back until "+link+" is the uplink", ""
@@ -98,12 +98,12 @@ func (in *Installer) judge(link string, src lease.Source, want []Route, uplink b
 			default:
 				why, rule = fmt.Sprintf("refused: public address space shorter than /%d, and %s is not the uplink", minBits6, link), "public"
 			}
-			in.say(link, src, r, why, rule)
+			in.say(shown, link, src, r, why, rule)
 			continue
 		}
 		if src == lease.SourceDHCP4 && !gatewayRoute(r, want) {
 			if installed == maxDHCP4 {
-				in.refuse(link, src, r, fmt.Sprintf("more than %d routes from one lease", maxDHCP4), "cap")
+				in.refuse(shown, link, src, r, fmt.Sprintf("more than %d routes from one lease", maxDHCP4), "cap")
 				continue
 			}
 			installed++
@@ -125,8 +125,8 @@ func gatewayRoute(r Route, want []Route) bool {
 
 // refuse says that r is refused for why; rule names the rule, for the
 // problem raised once per link, source and rule.
-func (in *Installer) refuse(link string, src lease.Source, r Route, why, rule string) {
-	in.say(link, src, r, "refused: "+why, rule)
+func (in *Installer) refuse(shown map[string]int, link string, src lease.Source, r Route, why, rule string) {
+	in.say(shown, link, src, r, "refused: "+why, rule)
 }
 
 // maxSaid bounds the refusals remembered as said: a server that changes
@@ -139,21 +139,23 @@ const maxSaid = 256
 const maxShown = 3
 
 // say logs what happened to r once; with a rule, it raises a problem,
-// once per link, source and rule. The caller holds in.mu.
-func (in *Installer) say(link string, src lease.Source, r Route, what, rule string) {
+// once per link, source and rule, and counts it in shown (by rule): past
+// maxShown of one rule in one judge, the line is not logged but counted
+// (summarize). The caller holds in.mu.
+func (in *Installer) say(shown map[string]int, link string, src lease.Source, r Route, what, rule string) {
 	line := fmt.Sprintf("%s: %s: route %q %s", link, sourceName(src), r.String(), what)
 	if in.said[line] {
 		return
 	}
 	switch {
-	case rule != "" && in.shown[rule] >= maxShown && len(in.said) < maxSaid:
+	case rule != "" && shown[rule] >= maxShown && len(in.said) < maxSaid:
 		in.said[line] = true
-		in.shown[rule]++
+		shown[rule]++
 	case len(in.said) < maxSaid:
 		in.said[line] = true
 		in.lines = append(in.lines, line)
 		if rule != "" {
-			in.shown[rule]++
+			shown[rule]++
 		}
 	case len(in.said) == maxSaid:
 		in.said[line] = true
@@ -168,16 +170,14 @@ func (in *Installer) say(link string, src lease.Source, r Route, what, rule stri
 	}
 }
 
-// summarize counts in one line the refusals of the last judge that say
-// did not log line by line, per rule. The caller holds in.mu.
-func (in *Installer) summarize(link string, src lease.Source) {
-	rules := slices.Sorted(maps.Keys(in.shown))
-	for _, rule := range rules {
-		if n := in.shown[rule] - maxShown; n > 0 {
+// summarize counts in one line, per rule, the refusals of one judge that
+// say did not log line by line. The caller holds in.mu.
+func (in *Installer) summarize(link string, src lease.Source, shown map[string]int) {
+	for _, rule := range slices.Sorted(maps.Keys(shown)) {
+		if n := shown[rule] - maxShown; n > 0 {
 			in.lines = append(in.lines, fmt.Sprintf("%s: %s: %d more routes refused for the same reason (%s)", link, sourceName(src), n, rule))
 		}
 	}
-	in.shown = nil
 }
 
 // sourceName is how the log names a source: "ra" for SLAAC, as the RA
