@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"fmt"
 	"net/netip"
 	"runtime/debug"
 	"time"
@@ -19,10 +20,18 @@ import (
 // has no route to them, on and off. So netinit's instance steps aside: the
 // daemon looks for 0-OS's (findZOSYggdrasil: a ygg0 in the ndmz or public
 // namespace holding the node's own address) every HandoverPoll and, once
-// it is there, stops its own (TUN, listeners, multicast, its firewall
-// rules) and does not start it again while 0-OS's runs, also after a
-// worker restart. Until then netinit's keeps the node reachable, which is
-// what it is for during the boot. When 0-OS's is gone for the take-back
+// it is there and peered, stops its own (TUN, listeners, multicast, its
+// firewall rules) and does not start it again while 0-OS's runs, also
+// after a worker restart. Until then netinit's keeps the node reachable,
+// which is what it is for during the boot. "Peered" matters: networkd
+// starts Yggdrasil in ndmz right after it made the namespace, while the
+// namespace's own DHCP client (dhcpcd npub4) is still getting its lease
+// (zosbase ndmz.Create only probes for one), and yggdrasil-go redials a
+// peer that failed with a backoff doubling from a second (link.go); a
+// handover at the first sight of 0-OS's TUN left the node off the overlay
+// until then (13 s in cmd/netinit's lab, every time traffic was flowing).
+// So netinit waits for 0-OS's to hold a connection (yggPeered), for
+// HandoverUnpeered at most. When 0-OS's is gone for the take-back
 // grace without a break (netinit.ygg.takeback=, spec.DefaultYggTakeBack:
 // longer than a zinit or networkd restart, so a stop for good), netinit
 // takes the key back; when 0-OS's returns, it is handed over again within
@@ -32,6 +41,34 @@ import (
 // the two instances overlap at most this long plus the stop (well within
 // 5 s). A poll is a stat per namespace until networkd made one.
 const HandoverPoll = time.Second
+
+// HandoverUnpeered is how long netinit's instance stays while 0-OS's holds
+// the node's address without a peering netinit can see (its yggdrasil
+// process holds no established TCP connection: still without a lease, or
+// peered over QUIC only); then it steps aside all the same.
+const HandoverUnpeered = time.Minute
+
+// zosYgg is what the handover watch found of 0-OS's own Yggdrasil.
+type zosYgg struct {
+	NS, IfName string // where it runs; NS "" when there is none
+	Peered     bool   // its process holds an established TCP connection
+}
+
+// handOverNow decides whether netinit's running instance steps aside for
+// 0-OS's, found holding the node's address (z.NS != "") or not, at now;
+// unpeered is since when 0-OS's has been seen without a peering (zero:
+// not), and its next value.
+func handOverNow(z zosYgg, unpeered, now time.Time) (bool, time.Time) {
+	switch {
+	case z.NS == "":
+		return false, time.Time{}
+	case z.Peered:
+		return true, time.Time{}
+	case unpeered.IsZero():
+		return false, now
+	}
+	return now.Sub(unpeered) >= HandoverUnpeered, unpeered
+}
 
 // takeBackAfter is how long 0-OS's Yggdrasil must stay gone before
 // netinit takes the key back (spec.DefaultYggTakeBack says why).
@@ -54,9 +91,10 @@ func (m *Manager) watchHandover() {
 }
 
 // zosHolds returns the evidence that 0-OS's own Yggdrasil carries addr,
-// nil when it does not (an error looking is said once per message).
-func (m *Manager) zosHolds(addr netip.Addr) *state.YggdrasilHandover {
-	ns, ifname, err := m.findZOS(addr)
+// nil when it does not, and what was found (an error looking is said once
+// per message; found, but not known to be peered, it counts as unpeered).
+func (m *Manager) zosHolds(addr netip.Addr) (*state.YggdrasilHandover, zosYgg) {
+	z, err := m.findZOS(addr)
 	if err != nil {
 		m.mu.Lock()
 		seen := m.zosErr == err.Error()
@@ -65,13 +103,12 @@ func (m *Manager) zosHolds(addr netip.Addr) *state.YggdrasilHandover {
 		if !seen {
 			m.cfg.Logf("yggdrasil: looking for 0-OS's own instance: %v", err)
 		}
-		return nil
 	}
-	if ns == "" {
-		return nil
+	if z.NS == "" {
+		return nil, z
 	}
-	return &state.YggdrasilHandover{To: "0-OS", Namespace: ns, Interface: ifname, Address: addr.String(),
-		Since: time.Now().UTC().Truncate(time.Second), TakeBackAfterS: int64(m.takeBackAfter() / time.Second)}
+	return &state.YggdrasilHandover{To: "0-OS", Namespace: z.NS, Interface: z.IfName, Address: addr.String(),
+		Peered: z.Peered, Since: time.Now().UTC().Truncate(time.Second), TakeBackAfterS: int64(m.takeBackAfter() / time.Second)}, z
 }
 
 // checkHandover is one poll of the handover watch.
@@ -82,10 +119,23 @@ func (m *Manager) checkHandover() bool {
 	if !addr.IsValid() || !running && !handed {
 		return true // stopped by the verdict: nothing to hand over
 	}
-	h := m.zosHolds(addr)
+	h, z := m.zosHolds(addr)
 	switch {
 	case h != nil && running:
-		m.handOver(h)
+		m.mu.Lock()
+		first := m.zosUnpeered.IsZero()
+		now, since := handOverNow(z, m.zosUnpeered, time.Now())
+		m.zosUnpeered = since
+		m.mu.Unlock()
+		switch {
+		case now && z.Peered:
+			m.handOver(h, ", and is peered")
+		case now:
+			m.handOver(h, fmt.Sprintf(", with no peering seen in %s", HandoverUnpeered))
+		case first:
+			m.cfg.Logf("yggdrasil: 0-OS's own instance (%s in netns %s) holds this node's address %s but has no peering yet: netinit's keeps the node reachable until it has one (%s at most)",
+				h.Interface, h.Namespace, h.Address, HandoverUnpeered)
+		}
 	case h != nil:
 		m.mu.Lock()
 		back := !m.zosGone.IsZero()
@@ -100,6 +150,10 @@ func (m *Manager) checkHandover() bool {
 		}
 	case handed:
 		m.zosMissing()
+	default:
+		m.mu.Lock()
+		m.zosUnpeered = time.Time{}
+		m.mu.Unlock()
 	}
 	return true
 }
@@ -128,20 +182,20 @@ func (m *Manager) zosMissing() {
 }
 
 // handOver stops netinit's Yggdrasil for 0-OS's, which h proves to run
-// with the same key.
-func (m *Manager) handOver(h *state.YggdrasilHandover) {
+// with the same key; how says what decided it.
+func (m *Manager) handOver(h *state.YggdrasilHandover, how string) {
 	m.yggMu.Lock()
 	defer m.yggMu.Unlock()
-	m.stepAside(h, "")
+	m.stepAside(h, how)
 }
 
 // stepAside stops netinit's Yggdrasil, if it runs, for 0-OS's, which h
-// proves to run with the node's key; how says how it came to that ("":
-// netinit's ran with the same key). The caller holds yggMu.
+// proves to run with the node's key; how says how it came to that. The
+// caller holds yggMu.
 func (m *Manager) stepAside(h *state.YggdrasilHandover, how string) {
 	m.mu.Lock()
 	n := m.ygg
-	m.ygg, m.handover, m.zosGone = nil, h, time.Time{}
+	m.ygg, m.handover, m.zosGone, m.zosUnpeered = nil, h, time.Time{}, time.Time{}
 	m.mu.Unlock()
 	if n != nil {
 		if err := n.Close(); err != nil {

@@ -108,11 +108,14 @@ type Manager struct {
 	// handover is set while 0-OS's own Yggdrasil carries the key and
 	// netinit's is stopped (handover.go); zosGone is when it was found
 	// missing, while it stays missing.
-	handover   *state.YggdrasilHandover
-	zosGone    time.Time
-	zosErr     string // the last error looking for it, said once
-	watching   bool   // the handover watch runs
-	idWatching bool   // the identity watch runs
+	handover *state.YggdrasilHandover
+	zosGone  time.Time
+	zosErr   string // the last error looking for it, said once
+	// zosUnpeered is since when 0-OS's has been seen holding the address
+	// without a peering, while netinit's runs (handOverNow).
+	zosUnpeered time.Time
+	watching    bool // the handover watch runs
+	idWatching  bool // the identity watch runs
 	// yggIdentity says where Yggdrasil's key came from (state).
 	yggIdentity string
 	idPath      string     // identity given by the control socket
@@ -141,7 +144,7 @@ type Manager struct {
 	applyFirewall  func(firewall.Rules) error
 	removeFirewall func() error
 	probeFn        func(*state.NetworkStatus) *state.Connectivity
-	findZOS        func(netip.Addr) (ns, ifname string, err error)
+	findZOS        func(netip.Addr) (zosYgg, error)
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -589,7 +592,7 @@ func (m *Manager) startYggdrasil(st *state.NetworkStatus) error {
 	if id == nil {
 		m.watchIdentity()
 	}
-	if h := m.zosHolds(addr); h != nil {
+	if h, _ := m.zosHolds(addr); h != nil {
 		m.mu.Lock()
 		m.handover = h
 		m.mu.Unlock()

@@ -265,6 +265,11 @@ type YggdrasilHandover struct {
 	Interface string    `json:"interface"`
 	Address   string    `json:"address"`
 	Since     time.Time `json:"since"` // when netinit's instance stepped aside
+	// Peered: 0-OS's instance held a peering (its yggdrasil process an
+	// established TCP connection) when it was found. A running netinit
+	// instance steps aside only then, or after overlay.HandoverUnpeered
+	// without one.
+	Peered bool `json:"peered"`
 	// GoneSince is when 0-OS's instance was last found missing, while it
 	// stays missing: netinit takes the key back when it has been gone
 	// for TakeBackAfterS.

@@ -254,6 +254,9 @@ func renderHandover(w io.Writer, h *state.YggdrasilHandover) {
 	fmt.Fprintf(w, "yggdrasil:   handed to %s (%s in netns %s, since %s)\n",
 		h.To, h.Interface, h.Namespace, h.Since.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "  it holds the node's address %s\n", h.Address)
+	if !h.Peered {
+		fmt.Fprintf(w, "  no peering of it seen (no TCP connection of its yggdrasil)\n")
+	}
 	if g := h.GoneSince; g != nil {
 		back := g.Add(time.Duration(h.TakeBackAfterS) * time.Second)
 		fmt.Fprintf(w, "  gone since %s; taken back at %s\n", g.UTC().Format(time.RFC3339), back.UTC().Format(time.RFC3339))

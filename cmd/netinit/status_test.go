@@ -150,6 +150,7 @@ func TestRenderHandover(t *testing.T) {
 		"yggdrasil:   handed to 0-OS (ygg0 in netns public, since 2026-11-25T11:00:00Z)\n",
 		"  it holds the node's address 201:2345:6789:abcd:ef01:2345:6789:abcd\n",
 		"  gone since 2026-11-25T11:59:30Z; taken back at 2026-11-25T12:01:30Z\n",
+		"  no peering of it seen (no TCP connection of its yggdrasil)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
@@ -159,6 +160,10 @@ func TestRenderHandover(t *testing.T) {
 		if len([]rune(l)) > 80 {
 			t.Errorf("line wider than 80 columns: %q", l)
 		}
+	}
+	st.YggdrasilHandover.Peered = true
+	if out := renderString(st, now); strings.Contains(out, "no peering") {
+		t.Errorf("a peered instance said unpeered:\n%s", out)
 	}
 }
 

@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/threefoldtech/netinit/boot/cmdline"
+	"github.com/threefoldtech/netinit/boot/overlay"
 	"github.com/threefoldtech/netinit/boot/state"
 	"github.com/threefoldtech/netinit/internal/lab"
 )
@@ -53,7 +55,8 @@ func standins(t *testing.T) string {
 // spec of cmdline, in a lab.Node.
 type zosNode struct {
 	*lab.Node
-	bin string
+	bin  string
+	peer *lab.Proc // the Yggdrasil node outside (yggpeer), set by zosLab
 }
 
 // startZOSNode starts the daemon in a node on cli with the spec of line
@@ -128,9 +131,11 @@ func (n *zosNode) killWorker(t *testing.T) *state.State {
 //     seed, and the worker killed: it keeps the seed's key;
 //   - networkd (stand-in) makes ndmz, runs 0-OS's DHCP client there and
 //     its Yggdrasil (the real library, from the config file zosbase
-//     writes, the same key): once its ygg0 holds the node's address,
-//     netinit's ygg0 is gone within 5 s, its firewall rules too; a peer
-//     outside pings the node's address 20 times in a row through 0-OS's
+//     writes, the same key), whose ygg0 holds the node's address at once
+//     and which peers once ndmz has its lease: netinit's stays until
+//     0-OS's is peered (the peer outside has 0-OS's link before netinit's
+//     goes) and is gone within 5 s of it, its firewall rules too; the
+//     peer pings the node's address 20 times in a row through 0-OS's
 //     instance; state and status say handed to 0-OS; a worker restarted
 //     then does not start Yggdrasil again; the node's resolv.conf stays
 //     netinit's while ndmz has its lease's;
@@ -142,8 +147,8 @@ func (n *zosNode) killWorker(t *testing.T) *state.State {
 //   - networkd starts again (0-OS's Yggdrasil back): netinit's is gone
 //     again within 5 s, and the peer pings through 0-OS's.
 //
-// Two live instances with the node's key never overlap more than 5 s, by
-// the test's clock (the namespaces polled) and by the state's.
+// Two peered instances with the node's key never overlap more than 5 s, by
+// the log of the peer outside and by the state's clock.
 func TestZOSHandover(t *testing.T) {
 	// The take-back grace shortened from its 2 minutes for the test.
 	const takeBack = 10 * time.Second
@@ -260,7 +265,7 @@ func TestZOSHandover(t *testing.T) {
 	}
 	pingThrough(t, srv, nodeAddr, "netinit's Yggdrasil (taken back)", nil)
 
-	// 0-OS's comes back: handed over again within 5 s.
+	// 0-OS's comes back: handed over again once peered, within 5 s.
 	netd, _ = node.handOver(t, tools, addr)
 	pingThrough(t, srv, nodeAddr, "0-OS's Yggdrasil (back)", netd)
 	if b, err := os.ReadFile(node.Path(state.DefaultPath)); err == nil {
@@ -270,12 +275,24 @@ func TestZOSHandover(t *testing.T) {
 
 // handOver starts the stand-in networkd, which runs 0-OS's Yggdrasil in
 // ndmz with the node's key, and waits until its ygg0 holds addr and
-// netinit's ygg0 is gone from the node's namespace. Two live instances
-// with one key may overlap 5 s at most, by the test's clock and by the
-// state's (the handover's since). It returns networkd and the state that
-// says handed over.
+// netinit's ygg0 is gone from the node's namespace. 0-OS's dials the peer
+// outside only once ndmz has its lease, after it started (as on a node):
+// netinit's must stay until then. By the peer's log, 0-OS's link to it
+// comes up before netinit's goes (the node never leaves the overlay), the
+// two overlap 5 s at most, and the state's since is within 5 s of 0-OS's
+// link; when handOver returns, the peer has 0-OS's link alone. It returns
+// networkd and the state that says handed over.
 func (n *zosNode) handOver(t *testing.T, tools string, addr netip.Addr) (*lab.Proc, *state.State) {
 	t.Helper()
+	var before []string // netinit's links at the peer
+	for l, pl := range peerLinks(n.peer.Output(), addr) {
+		if pl.down.IsZero() {
+			before = append(before, l)
+		}
+	}
+	if len(before) == 0 {
+		t.Fatalf("netinit's Yggdrasil has no link at the peer outside:\n%s", n.peer.Output())
+	}
 	netd := n.Start("env", "PATH="+tools+":/usr/sbin:/usr/bin:/sbin:/bin", filepath.Join(tools, "networkd"),
 		"-uplink", "zos", "-peers", "tcp://192.0.2.1:9943", "-dhcp")
 	var zosUp time.Time
@@ -288,33 +305,83 @@ func (n *zosNode) handOver(t *testing.T, tools string, addr netip.Addr) (*lab.Pr
 		t.Fatalf("0-OS's Yggdrasil did not come up:\n%s\n%s", netd.Output(), n.Output())
 	}
 	var gone time.Time
-	if !lab.Eventually(30*time.Second, func() bool {
+	if !lab.Eventually(overlay.HandoverUnpeered+15*time.Second, func() bool {
 		if !holdsIn(n.NS.Name, addr) {
 			gone = time.Now()
 		}
 		return !gone.IsZero()
 	}) {
-		t.Fatalf("netinit's Yggdrasil still up 30 s after 0-OS's:\n%s", n.Output())
+		t.Fatalf("netinit's Yggdrasil still up %v after 0-OS's:\n%s", overlay.HandoverUnpeered+15*time.Second, n.Output())
 	}
-	// The bound of the handover (HandoverPoll plus the stop), well within
-	// the 5 s two instances with one key may overlap.
-	if d := gone.Sub(zosUp); d > 5*time.Second {
-		t.Errorf("two instances with the node's key for %v (want at most 5 s)", d)
-	} else {
-		t.Logf("handed over: netinit's ygg0 gone %v after 0-OS's held the address", d.Round(time.Millisecond))
+	// The peer's view once netinit's links are gone and 0-OS's is there.
+	var up, down time.Time // 0-OS's first link up, netinit's last down
+	if !lab.Eventually(15*time.Second, func() bool {
+		links := peerLinks(n.peer.Output(), addr)
+		up, down = time.Time{}, time.Time{}
+		for _, l := range before {
+			if links[l].down.IsZero() {
+				return false
+			}
+			if links[l].down.After(down) {
+				down = links[l].down
+			}
+		}
+		for l, pl := range links {
+			if !slices.Contains(before, l) && pl.down.IsZero() && (up.IsZero() || pl.up.Before(up)) {
+				up = pl.up
+			}
+		}
+		return !up.IsZero()
+	}) {
+		t.Fatalf("the peer outside does not have 0-OS's link alone 15 s after netinit's ygg0 went:\n%s\n%s", n.peer.Output(), n.Output())
+	}
+	switch d := down.Sub(up); {
+	case d < 0:
+		t.Errorf("the node was off the overlay for %v: netinit's link went before 0-OS's came (0-OS's ygg0 up at %s)\n%s",
+			-d, zosUp.Format("15:04:05.000"), n.peer.Output())
+	case d > 5*time.Second:
+		t.Errorf("two peered instances with the node's key for %v (want at most 5 s)", d)
+	default:
+		t.Logf("handed over: 0-OS's Yggdrasil peered %v after its ygg0 held the address, netinit's link gone %v later (its ygg0 %v after 0-OS's held the address)",
+			up.Sub(zosUp).Round(time.Millisecond), d.Round(time.Millisecond), gone.Sub(zosUp).Round(time.Millisecond))
 	}
 	st := n.wait(t, 10*time.Second, "no handover in the state", func(s *state.State) bool {
 		return s.YggdrasilHandover != nil && s.Yggdrasil == nil
 	})
 	h := st.YggdrasilHandover
-	if h.Namespace != "ndmz" || h.Interface != "ygg0" || h.Address != addr.String() || h.To != "0-OS" || h.GoneSince != nil {
+	if h.Namespace != "ndmz" || h.Interface != "ygg0" || h.Address != addr.String() || h.To != "0-OS" || h.GoneSince != nil || !h.Peered {
 		t.Errorf("handover %+v", h)
 	}
 	// since is in whole seconds (truncated), at or before the real step.
-	if d := h.Since.Sub(zosUp); d > 5*time.Second {
-		t.Errorf("the state says netinit stepped aside %v after 0-OS's Yggdrasil came up (want at most 5 s)", d)
+	if d := h.Since.Sub(up); d > 5*time.Second {
+		t.Errorf("the state says netinit stepped aside %v after 0-OS's Yggdrasil peered (want at most 5 s)", d)
 	}
 	return netd, st
+}
+
+// peerLink is one link of the peer outside, from its log: when it came
+// up, and when it went (zero: up).
+type peerLink struct{ up, down time.Time }
+
+// peerLinks reads the links to addr from the log of the peer outside
+// (yggpeer's stamped events), by the remote's IP:port.
+func peerLinks(log string, addr netip.Addr) map[string]*peerLink {
+	re := regexp.MustCompile(`(?m)^\[(\d+)\.(\d{6})\] yggdrasil: (Connected|Disconnected) inbound: ` + regexp.QuoteMeta(addr.String()) + `@([^,\s]+),`)
+	links := map[string]*peerLink{}
+	for _, m := range re.FindAllStringSubmatch(log, -1) {
+		sec, _ := strconv.ParseInt(m[1], 10, 64)
+		us, _ := strconv.ParseInt(m[2], 10, 64)
+		at := time.Unix(sec, us*1000)
+		switch m[3] {
+		case "Connected":
+			links[m[4]] = &peerLink{up: at}
+		default:
+			if l := links[m[4]]; l != nil {
+				l.down = at
+			}
+		}
+	}
+	return links
 }
 
 // stopNetworkd stops the stand-in networkd, and so 0-OS's Yggdrasil.
@@ -419,6 +486,7 @@ func zosLab(t *testing.T, tag, extra string) (srv, cli *lab.NS, node *zosNode, t
 	node = startZOSNode(t, cli, bin, tools, "runmode=dev netinit.ygg.peers=tcp://192.0.2.1:9943 netinit.ygg.multicast=off "+
 		"netinit.ntp=192.0.2.1 netinit.probe.targets=192.0.2.1:80 netinit.ra_timeout=1s "+
 		"netinit.wg.peer=7544TpIlpuhtcNJzVPUupRcePPNFWcFtgYWrQSVo2mo=@192.0.2.1:51820 netinit.wg.address=2001:db8:77::2/64 "+extra)
+	node.peer = peer
 	return srv, cli, node, tools
 }
 

@@ -2,7 +2,7 @@
 // test: a real yggdrasil-go node (netinit's ygg package) that listens for
 // the VM, and a dialer that checks what the VM answers over the overlay.
 //
-//	yggpeer -listen tcp://127.0.0.1:9943 -keydir DIR   run the node until killed
+//	yggpeer -listen tcp://127.0.0.1:9943 -keydir DIR   run the node until killed; its events stamped "[UNIX.MICROS] "
 //	        [-below HEX]                               ... with a new key that sorts below public key HEX
 //	yggpeer -dial [ADDR]:PORT                          connect once: "DIAL reached" (connected or refused) / "DIAL timeout"
 //	yggpeer -probe [ADDR]:PORT [-every 150ms] [-for 2m] start a connect every -every until one is answered:
@@ -61,8 +61,10 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	// Each event stamped with the time it was logged (Unix seconds), for
+	// a test on the same machine to place it on its own clock.
 	n, err := ygg.Start(ctx, ygg.Options{KeyDir: *keyDir, Key: key, Listen: []string{*listen}, Logf: func(f string, a ...any) {
-		fmt.Printf(f+"\n", a...)
+		fmt.Printf("[%.6f] %s\n", float64(time.Now().UnixMicro())/1e6, fmt.Sprintf(f, a...))
 	}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "yggpeer:", err)
