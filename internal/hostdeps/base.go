@@ -90,6 +90,7 @@ var dynamicCalls = []dynamicCall{
 	{"cmd/netinit/zos_lab_test.go", `filepath.Join(tools, "networkd")`, nil, "a stand-in (qemu/testdata/standin), built by the test with go"},
 	{"cmd/netinit/zos_lab_test.go", "node.bin", nil, "netinit, built by the test with go"},
 	{"boot/clock/hostile_lab_linux_test.go", `filepath.Join(dir, "ntpd")`, nil, "a stand-in ntpd, written by the test"},
+	{"boot/overlay/zosygg_linux_test.go", "filepath.Join(dir, name)", nil, "the test binary, linked as yggdrasil and mycelium"},
 	{"qemu/graph_test.go", "zinit", nil, "qemu/testdata/zosnode built by the test, as zinit"},
 	{"qemu/testdata/zosnode/main.go", "out", nil, "a zinit service's exec line, split (run at zinit.go's p)"},
 	{"qemu/testdata/zosnode/zinit.go", "p", []string{"sh", "sleep", "test", "touch", "true", "wc"},
