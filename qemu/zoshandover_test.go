@@ -158,7 +158,8 @@ func bootHandover(t *testing.T, e env, img string) {
 	ns := lab.NewNS(t, "zgygg")
 	target := startProbeTarget(t, ns)
 	lab.Chrony(t, ns, "127.0.0.1", 0) // the guest's 10.0.2.2:123
-	peer, err := startYggPeer(t, ns, buildYggPeer(t))
+	// The peer is the tree's root (zosLab in cmd/netinit says why).
+	peer, err := startYggPeer(t, ns, buildYggPeer(t), "-root")
 	if err != nil {
 		t.Fatal(err)
 	}

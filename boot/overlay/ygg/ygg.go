@@ -292,6 +292,27 @@ func AddressOf(k ed25519.PrivateKey) netip.Addr {
 	return netip.AddrFrom16(*a)
 }
 
+// TreeEntry is one node of Yggdrasil's spanning tree as a node knows it
+// (ironwood's router): its address, its parent's (its own when it claims
+// to be the root) and the sequence number of its latest announcement.
+type TreeEntry struct {
+	Addr, Parent netip.Addr
+	Seq          uint64
+}
+
+// Tree returns the spanning tree as this node knows it. The lab's peer
+// outside (qemu/testdata/yggpeer) reports its changes: where a key moved
+// between two instances, the new one announces above the old one's
+// sequence number, which is when the network has settled on it.
+func (n *Node) Tree() []TreeEntry {
+	var out []TreeEntry
+	for _, e := range n.core.GetTree() {
+		out = append(out, TreeEntry{Addr: netip.AddrFrom16(*address.AddrForKey(e.Key)),
+			Parent: netip.AddrFrom16(*address.AddrForKey(e.Parent)), Seq: e.Sequence})
+	}
+	return out
+}
+
 // effectivePeer is the URI given to core: the configured one with
 // maxbackoff=MaxBackoff added unless it sets its own. key is how core
 // names the link in GetPeers: the URI without its query.

@@ -2,8 +2,10 @@
 // test: a real yggdrasil-go node (netinit's ygg package) that listens for
 // the VM, and a dialer that checks what the VM answers over the overlay.
 //
-//	yggpeer -listen tcp://127.0.0.1:9943 -keydir DIR   run the node until killed; its events stamped "[UNIX.MICROS] "
+//	yggpeer -listen tcp://127.0.0.1:9943 -keydir DIR   run the node until killed; its events and the changes of its
+//	                                                   spanning tree ("TREE ADDR parent ADDR seq N") stamped "[UNIX.MICROS] "
 //	        [-below HEX]                               ... with a new key that sorts below public key HEX
+//	        [-root]                                    ... with a mined key below any a test's node makes: the tree's root
 //	yggpeer -dial [ADDR]:PORT                          connect once: "DIAL reached" (connected or refused) / "DIAL timeout"
 //	yggpeer -probe [ADDR]:PORT [-every 150ms] [-for 2m] start a connect every -every until one is answered:
 //	                                                   "PROBE reached UNIXNANO ..." (when the answer came) / "PROBE timeout"
@@ -18,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -35,6 +38,7 @@ func main() {
 	every := flag.Duration("every", 150*time.Millisecond, "interval between the -probe connects")
 	bound := flag.Duration("for", 2*time.Minute, "how long -probe tries")
 	below := flag.String("below", "", "hex public key the node's own key must sort below (the tree's root is the lowest key)")
+	root := flag.Bool("root", false, "run with a mined key of 14 leading zero bits, below any key a test's node makes but 1 in 16384: the tree's root, as a long-lived node with a mined key is in the real network")
 	flag.Parse()
 	if *probeAddr != "" {
 		probe(*probeAddr, *every, *bound)
@@ -54,6 +58,9 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	var key ed25519.PrivateKey
+	if *root {
+		*below = rootBelow
+	}
 	if *below != "" {
 		var err error
 		if key, err = keyBelow(*below); err != nil {
@@ -72,8 +79,35 @@ func main() {
 	}
 	defer n.Close()
 	fmt.Println("ADDRESS", n.Address())
-	<-ctx.Done()
+	reportTree(ctx, n)
 }
+
+// reportTree prints, until ctx ends, each change of the spanning tree as
+// the node knows it, stamped as its events: "[UNIX.MICROS] TREE ADDR
+// parent PARENT seq N" (PARENT is ADDR itself for a node that claims to
+// be the root). It polls every 50 ms: ironwood announces once a second.
+func reportTree(ctx context.Context, n *ygg.Node) {
+	seen := map[netip.Addr]ygg.TreeEntry{}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, e := range n.Tree() {
+			if seen[e.Addr] != e {
+				seen[e.Addr] = e
+				fmt.Printf("[%.6f] TREE %s parent %s seq %d\n", float64(time.Now().UnixMicro())/1e6, e.Addr, e.Parent, e.Seq)
+			}
+		}
+	}
+}
+
+// rootBelow is what -root's key sorts below: 0x0004 then zeros, so its
+// first 14 bits are zero (16384 tries on average).
+const rootBelow = "0004000000000000000000000000000000000000000000000000000000000000"
 
 // keyBelow returns a new key whose public key sorts below the hex public
 // key other, byte by byte as ironwood compares keys. The root of
