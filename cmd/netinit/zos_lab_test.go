@@ -396,21 +396,22 @@ func (n *zosNode) stopNetworkd(t *testing.T, netd *lab.Proc) {
 }
 
 // pingThrough: the peer outside (srv) reaches the node's address through
-// the Yggdrasil instance via steadily: 20 pings in a row, 0.2 s apart,
-// all answered, within 20 s. A series may lose about a second's worth
-// right after a handover or a take-back, and that alone is retried: the
+// the Yggdrasil instance via steadily: once an echo is answered (within
+// 30 s), 20 pings in a row, 0.2 s apart, all answered, in one of at most
+// three series. A series may lose about a second's worth right after a
+// handover or a take-back, and that alone is what the retry is for: the
 // instance that takes the key hears the key announced above its own
 // sequence number by the one before, renumbers, and claims to be the
 // root for a tick before it takes its parent again (ironwood
 // network/router.go _handleAnnounce, _fix: doRoot1, doRoot2), which no
-// handover avoids. The lost pings are logged.
+// handover avoids. The series that lost are logged.
 func pingThrough(t *testing.T, srv *lab.NS, addr, via string, netd *lab.Proc) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var lost []string
-	for ctx.Err() == nil {
-		err := srv.PingInARow(ctx, addr, 20, 20*time.Second)
+	for len(lost) < 3 && ctx.Err() == nil {
+		err := srv.PingInARow(ctx, addr, 20, 30*time.Second)
 		if err == nil {
 			if len(lost) > 0 {
 				t.Logf("through %s: 20 in a row after %d series with a loss (first: %s)", via, len(lost), lost[0])
@@ -423,7 +424,7 @@ func pingThrough(t *testing.T, srv *lab.NS, addr, via string, netd *lab.Proc) {
 	if netd != nil {
 		more = netd.Output()
 	}
-	t.Errorf("through %s: no 20 pings in a row within 20 s: %q\n%s", via, lost, more)
+	t.Errorf("through %s: no 20 pings in a row in %d series: %q\n%s", via, len(lost), lost, more)
 }
 
 // TestZOSHandoverLateIdentity: 0-OS's networkd runs its Yggdrasil with
