@@ -93,8 +93,10 @@ func (m *Manager) watchHandover() {
 // zosHolds returns the evidence that 0-OS's own Yggdrasil carries addr,
 // nil when it does not, and what was found (an error looking is said once
 // per message; found, but not known to be peered, it counts as unpeered).
-func (m *Manager) zosHolds(addr netip.Addr) (*state.YggdrasilHandover, zosYgg) {
-	z, err := m.findZOS(addr)
+// Whether it is peered is looked at only when peering asks: the evidence
+// netinit steps aside on, or keeps (identity.go, startYggdrasil).
+func (m *Manager) zosHolds(addr netip.Addr, peering bool) (*state.YggdrasilHandover, zosYgg) {
+	z, err := m.findZOS(addr, peering)
 	if err != nil {
 		m.mu.Lock()
 		seen := m.zosErr == err.Error()
@@ -119,7 +121,9 @@ func (m *Manager) checkHandover() bool {
 	if !addr.IsValid() || !running && !handed {
 		return true // stopped by the verdict: nothing to hand over
 	}
-	h, z := m.zosHolds(addr)
+	// Peered matters only while netinit's runs: once handed over, a poll
+	// only looks whether 0-OS's is still there.
+	h, z := m.zosHolds(addr, running)
 	switch {
 	case h != nil && running:
 		m.mu.Lock()

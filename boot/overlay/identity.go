@@ -198,7 +198,7 @@ func (m *Manager) useIdentity(id *identity.Identity) error {
 	}
 	m.mu.Unlock()
 	before := old.Address()
-	if h, _ := m.zosHolds(ygg.AddressOf(id.Key)); h != nil {
+	if h, _ := m.zosHolds(ygg.AddressOf(id.Key), true); h != nil {
 		// 0-OS's own Yggdrasil runs with the identity's key already (its
 		// networkd started before this poll found the seed). Of two
 		// instances with one key, the one that joins later wins:

@@ -144,7 +144,7 @@ type Manager struct {
 	applyFirewall  func(firewall.Rules) error
 	removeFirewall func() error
 	probeFn        func(*state.NetworkStatus) *state.Connectivity
-	findZOS        func(netip.Addr) (zosYgg, error)
+	findZOS        func(addr netip.Addr, peering bool) (zosYgg, error)
 }
 
 // New returns a manager whose overlays live until ctx ends (then Close).
@@ -592,7 +592,7 @@ func (m *Manager) startYggdrasil(st *state.NetworkStatus) error {
 	if id == nil {
 		m.watchIdentity()
 	}
-	if h, _ := m.zosHolds(addr); h != nil {
+	if h, _ := m.zosHolds(addr, true); h != nil {
 		m.mu.Lock()
 		m.handover = h
 		m.mu.Unlock()

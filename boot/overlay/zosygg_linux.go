@@ -48,11 +48,12 @@ const (
 // long as the process that made it (yggdrasil-go's is not persistent), so
 // the link is there exactly while that Yggdrasil runs, and only the key
 // that gives addr can give its address: the same key as netinit's. Once
-// found, it also says whether that instance is peered (yggPeered; with an
-// error from that, it is returned as found and unpeered). It
-// costs a stat per namespace while none exists, then a netlink socket in
-// the namespace and two small dumps, and a pass over /proc.
-func findZOSYggdrasil(addr netip.Addr) (zosYgg, error) {
+// found, and when peering asks, it also says whether that instance is
+// peered (yggPeered; with an error from that, it is returned as found and
+// unpeered). It costs a stat per namespace while none exists, then a
+// netlink socket in the namespace and two small dumps, and with peering a
+// pass over /proc (not made for the polls while 0-OS's runs alone).
+func findZOSYggdrasil(addr netip.Addr, peering bool) (zosYgg, error) {
 	for _, name := range zosYggNamespaces {
 		path := filepath.Join(zosNetnsDir, name)
 		ok, err := holdsAddr(path, zosYggIf, addr)
@@ -63,6 +64,9 @@ func findZOSYggdrasil(addr netip.Addr) (zosYgg, error) {
 			continue
 		}
 		z := zosYgg{NS: name, IfName: zosYggIf}
+		if !peering {
+			return z, nil
+		}
 		if z.Peered, err = yggPeered(procRoot, path); err != nil {
 			// Found all the same: unpeered as far as netinit knows.
 			return z, fmt.Errorf("netns %s: is its yggdrasil peered: %w", name, err)
