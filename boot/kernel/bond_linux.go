@@ -162,13 +162,7 @@ func bondPortCount(index int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, l := range links {
-		if l.Attrs().MasterIndex == index {
-			n++
-		}
-	}
-	return n, nil
+	return portsOf(links, index), nil
 }
 
 // adPartner reads the 802.3ad partner of the bond's active aggregator

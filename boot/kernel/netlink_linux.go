@@ -175,11 +175,7 @@ func (Netlink) Links() ([]LinkInfo, error) {
 			OperUp: a.OperState == netlink.OperUp})
 	}
 	for i := range out {
-		for _, l := range links {
-			if m := l.Attrs().MasterIndex; m != 0 && m == links[i].Attrs().Index {
-				out[i].Ports++
-			}
-		}
+		out[i].Ports = portsOf(links, links[i].Attrs().Index)
 	}
 	return out, err
 }
@@ -207,3 +203,15 @@ func (Netlink) CreateVLAN(name, parent string, id int) (bool, error) {
 
 // SetHostname sets the kernel hostname (of the UTS namespace).
 func (Netlink) SetHostname(name string) error { return unix.Sethostname([]byte(name)) }
+
+// portsOf counts the links whose master is the link index (a bond's or a
+// bridge's ports).
+func portsOf(links []netlink.Link, index int) int {
+	n := 0
+	for _, l := range links {
+		if m := l.Attrs().MasterIndex; m != 0 && m == index {
+			n++
+		}
+	}
+	return n
+}
