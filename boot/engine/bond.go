@@ -175,12 +175,7 @@ func (e *Engine) hearLACP(ctx context.Context, nics []string) (map[string]l2.Par
 		if kl, err := e.kernel.Link(n); err == nil && kl.Up {
 			continue // never bounced (manage)
 		}
-		if err := e.kernel.PrepareIPv6(n); err != nil {
-			e.logf("%s: preparing IPv6: %v", n, err)
-		}
-		if err := e.kernel.SetUp(n); err != nil {
-			e.logf("%s: set up: %v", n, err)
-		}
+		e.upBeforeManage(n)
 	}
 	var up []string
 	until := time.Now().Add(lacpCarrierWait)
@@ -270,12 +265,7 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 			e.problem("%s: LACP bond of %s: %v: its ports are used as plain NICs", name, strings.Join(g.Links, ", "), err)
 			continue
 		}
-		if err := e.kernel.PrepareIPv6(name); err != nil {
-			e.logf("%s: preparing IPv6: %v", name, err)
-		}
-		if err := e.kernel.SetUp(name); err != nil {
-			e.logf("%s: set up: %v", name, err)
-		}
+		e.upBeforeManage(name)
 		made = append(made, name)
 	}
 	// The partners agree on the aggregation: each bond waits until every
@@ -330,6 +320,18 @@ func (e *Engine) formLACPBonds(ctx context.Context) {
 		}
 		e.unlock()
 		e.problem("%s: no port reached collecting/distributing within %s: bond removed, %s used alone", name, lacpBundleWait, ports[0])
+	}
+}
+
+// upBeforeManage sets a link up before discovery manages it (LACP needs
+// carrier), IPv6 prepared first as manage does (the engine owns it);
+// what fails is said, and manage tries again.
+func (e *Engine) upBeforeManage(name string) {
+	if err := e.kernel.PrepareIPv6(name); err != nil {
+		e.logf("%s: preparing IPv6: %v", name, err)
+	}
+	if err := e.kernel.SetUp(name); err != nil {
+		e.logf("%s: set up: %v", name, err)
 	}
 }
 
