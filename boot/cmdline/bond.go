@@ -171,11 +171,14 @@ func bondValue(opt, val string) (string, error) {
 	return val, nil
 }
 
-// appendBond adds b, replacing a bond of the same name (the later token
-// wins, as dracut's last bond= of a name does).
-func appendBond(bs []spec.Bond, b spec.Bond) []spec.Bond {
-	bs = slices.DeleteFunc(bs, func(o spec.Bond) bool { return o.Name == b.Name })
-	return append(bs, b)
+// addBond is the setter of bond= and netinit.bond=NAME:...: both add to
+// one list, across the sources, a later bond of a name replacing the
+// earlier (as dracut's last bond= of a name does).
+func addBond(b spec.Bond) func(*spec.Spec, bool) {
+	return func(s *spec.Spec, _ bool) {
+		s.Bonds = slices.DeleteFunc(s.Bonds, func(o spec.Bond) bool { return o.Name == b.Name })
+		s.Bonds = append(s.Bonds, b)
+	}
 }
 
 // cutField cuts s at the first ',' or ':' that ends a field; a MAC

@@ -80,13 +80,10 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return func(s *spec.Spec, _ bool) {
-				if t.lacp != spec.LACPDefault {
-					s.LACP = t.lacp
-					return
-				}
-				s.Bonds = appendBond(s.Bonds, t.bond)
-			}, nil
+			if t.lacp == spec.LACPDefault {
+				return addBond(t.bond), nil
+			}
+			return func(s *spec.Spec, _ bool) { s.LACP = t.lacp }, nil
 		}},
 		"bridge": {parse: scalar(func(v string) (string, error) {
 			if v == spec.NoBridge {
@@ -104,9 +101,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			// bond= and netinit.bond= add to one list, across the
-			// sources: a later bond of a name replaces the earlier.
-			return func(s *spec.Spec, _ bool) { s.Bonds = appendBond(s.Bonds, b) }, nil
+			return addBond(b), nil
 		}},
 		"BOOTIF": {parse: scalar(parseBootIF, func(s *spec.Spec, v net.HardwareAddr) { s.BootIF = v })},
 		// 0-OS's own keys (zosbase pkg/environment). Its other keys
